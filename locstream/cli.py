@@ -1,0 +1,170 @@
+"""The ``locstream`` command: the local broker, tokens, the three services and the dev stack."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from locstream import broker
+from locstream.logs import configure_logging
+from schemas.claims import Role
+
+
+def _broker_config(args: argparse.Namespace) -> broker.BrokerConfig:
+    return broker.BrokerConfig(data_dir=Path(args.data_dir).resolve(), port=args.port)
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    config = _broker_config(args)
+    try:
+        if args.action == "start":
+            started = broker.start(config)
+            print(f"broker {'started' if started else 'already running'} on {config.bootstrap}")
+            return 0
+        if args.action == "stop":
+            stopped = broker.stop(config)
+            print("broker stopped" if stopped else "broker was not running")
+            return 0
+    except broker.BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if broker.status(config):
+        print(f"broker answering on {config.bootstrap}")
+        return 0
+    print(f"broker not answering on {config.bootstrap}", file=sys.stderr)
+    return 1
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from locstream.auth import issue_token
+    from locstream.settings import AuthSettings
+
+    try:
+        settings = AuthSettings()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(issue_token(settings, tenant_id=args.tenant, sub=args.sub, role=Role(args.role), ttl_seconds=args.ttl))
+    return 0
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    from locstream.serve import serve
+
+    configure_logging()
+    if args.command == "producers":
+        from producers.app import create_app as create_producers
+        from producers.settings import ProducersSettings
+
+        producers_settings = ProducersSettings()
+        serve(
+            create_producers(producers_settings),
+            args.host or producers_settings.host,
+            args.port or producers_settings.port,
+        )
+    elif args.command == "projector":
+        from projector.app import create_app as create_projector
+        from projector.settings import ProjectorSettings
+
+        projector_settings = ProjectorSettings()
+        serve(
+            create_projector(projector_settings),
+            args.host or projector_settings.host,
+            args.port or projector_settings.port,
+        )
+    else:
+        from ws_edge.app import create_app as create_edge
+        from ws_edge.settings import EdgeSettings
+
+        edge_settings = EdgeSettings()
+        serve(create_edge(edge_settings), args.host or edge_settings.host, args.port or edge_settings.port)
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    os.environ.setdefault("LOCSTREAM_DEV", "1")  # the well-known dev JWT secret unless one is set
+    os.environ.setdefault("LOCSTREAM_DATA_DIR", args.data_dir)
+    configure_logging()
+    from locstream.auth import issue_token
+    from locstream.dev import DevOptions, create_dev_app
+    from locstream.serve import serve
+    from locstream.settings import AuthSettings
+    from locstream.simulate import FLEET
+
+    if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:  # otherwise the user brings a broker
+        config = broker.BrokerConfig(data_dir=Path(args.data_dir).resolve() / "broker", port=args.broker_port)
+        print(f"starting the local Kafka broker on {config.bootstrap} (the first run fetches jars with Maven)")
+        try:
+            broker.start(config)
+        except broker.BrokerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = config.bootstrap
+    auth = AuthSettings()
+    base = f"http://{args.host}:{args.port}"
+    print("\nlocstream dev stack")
+    print(f"  API docs:   {base}/docs")
+    print(f"  active:     {base}/api/v1/field-service/technicians/locations/active")
+    print(f"  WebSocket:  ws://{args.host}:{args.port}/api/v1/field-service/ws/technician-locations?token=TOKEN")
+    for tenant in FLEET:
+        token = issue_token(
+            auth, tenant_id=tenant, sub=f"dispatcher@{tenant}", role=Role.DISPATCHER, ttl_seconds=24 * 3600
+        )
+        print(f"  dispatcher token for {tenant}:\n    {token}")
+    print()
+    serve(create_dev_app(DevOptions(host=args.host, port=args.port, simulate=args.simulate)), args.host, args.port)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="locstream", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_broker = sub.add_parser("broker", help="run a local single-node Kafka broker (Java 17 + Maven)")
+    p_broker.add_argument("action", choices=["start", "stop", "status"])
+    p_broker.add_argument("--data-dir", default=".data/broker")
+    p_broker.add_argument("--port", type=int, default=9092)
+    p_broker.set_defaults(func=cmd_broker)
+
+    p_token = sub.add_parser("token", help="print a JWT signed with LOCSTREAM_JWT_SECRET")
+    p_token.add_argument("--tenant", required=True)
+    p_token.add_argument("--sub", required=True)
+    p_token.add_argument("--role", required=True, choices=[role.value for role in Role])
+    p_token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    p_token.set_defaults(func=cmd_token)
+
+    for name, what in (
+        ("producers", "the ingest API"),
+        ("projector", "the projector"),
+        ("ws-edge", "the WebSocket edge"),
+    ):
+        p_service = sub.add_parser(name, help=f"run {what}")
+        p_service.add_argument("--host", default=None)
+        p_service.add_argument("--port", type=int, default=None)
+        p_service.set_defaults(func=cmd_service)
+
+    p_dev = sub.add_parser("dev", help="broker + all services on one port + a simulated fleet")
+    p_dev.add_argument("--host", default="127.0.0.1")
+    p_dev.add_argument("--port", type=int, default=8000)
+    p_dev.add_argument("--broker-port", type=int, default=9092)
+    p_dev.add_argument("--data-dir", default=".data")
+    p_dev.add_argument(
+        "--simulate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run a small simulated fleet (--no-simulate turns it off)",
+    )
+    p_dev.set_defaults(func=cmd_dev)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""``locstream dev``: the local broker plus all three services on one port, and a simulated fleet.
+
+The services keep their own settings and lifecycles; dev only composes them in one process so that the
+seed's URLs work unchanged on 127.0.0.1:8000. Production runs them as separate processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+
+from locstream.http import prepare_app
+from locstream.simulate import FleetSimulator
+from producers.app import install as install_producers
+from producers.settings import ProducersSettings
+from projector.runner import Projector
+from projector.settings import ProjectorSettings
+from ws_edge.app import install as install_edge
+from ws_edge.settings import EdgeSettings
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    simulate: bool = True
+
+
+def create_dev_app(options: DevOptions) -> FastAPI:
+    producers_settings, edge_settings = ProducersSettings(), EdgeSettings()
+    projector = Projector(ProjectorSettings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            # Order matters: the publisher creates the topic, the projector creates the table,
+            # the edge bootstraps from that table.
+            for service in (publisher, projector, edge):
+                await service.start()
+                stack.push_async_callback(service.stop)
+            if options.simulate:
+                simulator = FleetSimulator(f"http://{options.host}:{options.port}", producers_settings.auth)
+                await simulator.start()
+                stack.push_async_callback(simulator.stop)
+            yield
+
+    app = FastAPI(title="locstream (dev: ingest API, projector and WebSocket edge in one process)", lifespan=lifespan)
+    prepare_app(app, producers_settings.auth)
+    publisher = install_producers(app, producers_settings)
+    edge = install_edge(app, edge_settings)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, object]:
+        return {"status": "ok", "ready": edge.feed.ready.is_set()}
+
+    return app

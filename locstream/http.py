@@ -1,0 +1,52 @@
+"""HTTP conventions shared by the services' FastAPI apps: bearer auth and readable 422s."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from locstream.auth import AuthError, verify_token
+from locstream.settings import AuthSettings
+from schemas.claims import TokenClaims
+
+_bearer = HTTPBearer(auto_error=False, description="A locstream JWT (`locstream token ...`).")
+
+
+def get_claims(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> TokenClaims:
+    """The verified claims of the request's bearer token, or 401 with the reason."""
+    settings: AuthSettings = request.app.state.auth_settings
+    try:
+        return verify_token(credentials.credentials if credentials else None, settings)
+    except AuthError as exc:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, detail=exc.reason, headers={"WWW-Authenticate": "Bearer"}
+        ) from exc
+
+
+Claims = Annotated[TokenClaims, Depends(get_claims)]
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    parts = [str(part) for part in loc if part != "body"]
+    return ".".join(parts) or "body"
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """422 whose ``message`` names each offending field, beside FastAPI's usual ``detail`` list."""
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    message = "; ".join(f"{_field(tuple(err['loc']))}: {err['msg']}" for err in errors)
+    detail = [{"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]} for err in errors]
+    return JSONResponse(status_code=422, content={"message": message, "detail": detail})
+
+
+def prepare_app(app: FastAPI, auth: AuthSettings) -> None:
+    """What every locstream app shares: the auth settings its bearer dependency reads, the 422 format."""
+    app.state.auth_settings = auth
+    app.add_exception_handler(RequestValidationError, _validation_error)

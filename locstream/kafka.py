@@ -1,0 +1,85 @@
+"""Small typed adapters around aiokafka (which ships no type hints): client factories and the topic."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from locstream.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+# Append time, not device time, orders the log: time-range reads stay monotonic (device time is in the payload).
+TOPIC_CONFIG = {"message.timestamp.type": "LogAppendTime"}
+
+
+def make_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
+    """An idempotent producer (which forces acks=all): a 202 means every in-sync replica has the event."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": f"{settings.client_id}-producer",
+        "enable_idempotence": True,
+        "acks": "all",
+        "linger_ms": 0,
+        "request_timeout_ms": settings.request_timeout_ms,
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+def make_consumer(settings: KafkaSettings, *, group_id: str | None, **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer that never commits by itself: positions are stored by whoever applies the records."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": f"{settings.client_id}-consumer",
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "request_timeout_ms": max(settings.request_timeout_ms, 40_000),
+        "isolation_level": "read_uncommitted",
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(**options)
+
+
+async def ensure_topic(settings: KafkaSettings, wait_seconds: float = 30.0) -> list[TopicPartition]:
+    """Create the events topic if it is missing (the broker does not auto-create topics).
+
+    Returns its partitions once every one has a leader, so consumers can be assigned right away.
+    """
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.client_id}-admin",
+        request_timeout_ms=settings.request_timeout_ms,
+    )
+    await admin.start()
+    try:
+        if settings.topic not in await admin.list_topics():
+            topic = NewTopic(
+                settings.topic, settings.partitions, settings.replication_factor, topic_configs=TOPIC_CONFIG
+            )
+            try:
+                await admin.create_topics([topic])
+                log.info("created topic %s with %d partitions", settings.topic, settings.partitions)
+            except TopicAlreadyExistsError:
+                pass
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            (described,) = await admin.describe_topics([settings.topic])
+            partitions = described.get("partitions") or []
+            if described["error_code"] == 0 and partitions and all(p["leader"] >= 0 for p in partitions):
+                return [
+                    TopicPartition(settings.topic, p["partition"])
+                    for p in sorted(partitions, key=lambda p: int(p["partition"]))
+                ]
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topic {settings.topic!r} has no leader for every partition yet")
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()

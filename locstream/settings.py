@@ -1,0 +1,66 @@
+"""Settings shared by every service; each service nests them in its own settings class.
+
+All come from environment variables (pydantic-settings). Secrets have no default outside dev mode,
+so a misconfigured service fails at start-up with the missing variable's name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Only used when LOCSTREAM_DEV=1 (set by `locstream dev`); never in production.
+DEV_JWT_SECRET = "locstream-dev-secret-do-not-use-in-production"
+
+
+class KafkaSettings(BaseSettings):
+    """Where the broker is and which topic carries the location events (env prefix ``KAFKA_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="KAFKA_")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "locations.v1"
+    partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    client_id: str = "locstream"
+    request_timeout_ms: int = Field(default=10_000, ge=1_000)
+
+
+class AuthSettings(BaseSettings):
+    """JWT verification (env prefix ``LOCSTREAM_``): HS256 with ``LOCSTREAM_JWT_SECRET``."""
+
+    model_config = SettingsConfigDict(env_prefix="LOCSTREAM_")
+
+    jwt_secret: SecretStr | None = None
+    dev: bool = False
+    jwt_leeway_seconds: int = Field(default=0, ge=0, le=30)
+
+    @model_validator(mode="after")
+    def _secret_required_outside_dev(self) -> AuthSettings:
+        if self.jwt_secret is None:
+            if not self.dev:
+                raise ValueError("LOCSTREAM_JWT_SECRET is not set (set it, or LOCSTREAM_DEV=1 for local development)")
+            self.jwt_secret = SecretStr(DEV_JWT_SECRET)
+        if len(self.jwt_secret.get_secret_value().encode()) < 32:
+            raise ValueError("LOCSTREAM_JWT_SECRET must be at least 32 bytes for HS256")
+        return self
+
+    @property
+    def secret(self) -> str:
+        assert self.jwt_secret is not None  # set by the validator
+        return self.jwt_secret.get_secret_value()
+
+
+class DataSettings(BaseSettings):
+    """Where local state lives (env prefix ``LOCSTREAM_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOCSTREAM_")
+
+    data_dir: Path = Path(".data")
+
+    @property
+    def projection_db(self) -> Path:
+        """The projector's SQLite file; the edge bootstraps from it."""
+        return self.data_dir / "projection.sqlite3"

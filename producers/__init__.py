@@ -1,0 +1,1 @@
+"""The ingest API: turns authenticated location fixes into events on the Kafka topic."""

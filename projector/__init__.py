@@ -1,0 +1,1 @@
+"""The projector: consumes the location events and keeps the current-position table."""

@@ -1,0 +1,97 @@
+"""The projection rule, pure: ``apply(state, event, position) -> state``. No I/O.
+
+Shared by the projector (into its table) and the WebSocket edge (into its in-memory view), so both
+agree on what "current" means:
+
+- a location fix wins when its ``(recorded_at, position)`` is greater than the current one's: a late
+  fix never regresses the position, and the Kafka position breaks ties so replays are deterministic;
+- ``technician_updated`` sets name and/or status by the same rule, field by field, without touching
+  the position;
+- applying an event that already won (a replay) changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from schemas.events import Event, LocationRecorded, TechnicianUpdated
+
+UNKNOWN_STATUS = "unknown"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Position:
+    """Where an event sits in the log: Kafka partition and offset."""
+
+    partition: int
+    offset: int
+
+
+Stamp = tuple[datetime, Position]  # (recorded_at, position): the order in which events win
+
+
+@dataclass(frozen=True, slots=True)
+class Fix:
+    latitude: float
+    longitude: float
+    recorded_at: datetime
+    position: Position
+    accuracy_meters: float | None = None
+    altitude: float | None = None
+    speed_kmh: float | None = None
+    heading: float | None = None
+    activity: str | None = None
+    job_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TechnicianState:
+    """What the map knows of one technician of one tenant."""
+
+    tenant_id: str
+    technician_id: str
+    name: str | None = None  # None until set: shown as the technician id
+    status: str = UNKNOWN_STATUS
+    name_at: Stamp | None = None  # when the winning name was set
+    status_at: Stamp | None = None  # when the winning status was set
+    fix: Fix | None = None
+
+    @property
+    def display_name(self) -> str:
+        return self.name if self.name is not None else self.technician_id
+
+
+def apply(state: TechnicianState | None, event: Event, position: Position) -> TechnicianState:
+    """The state after ``event``; returns ``state`` itself (same object) when nothing changes."""
+    if state is None:
+        state = TechnicianState(tenant_id=event.tenant_id, technician_id=event.technician_id)
+    if isinstance(event, LocationRecorded):
+        current = state.fix
+        if current is not None and (event.recorded_at, position) <= (current.recorded_at, current.position):
+            return state
+        data = event.data
+        return replace(
+            state,
+            fix=Fix(
+                latitude=data.latitude,
+                longitude=data.longitude,
+                recorded_at=event.recorded_at,
+                position=position,
+                accuracy_meters=data.accuracy_meters,
+                altitude=data.altitude,
+                speed_kmh=data.speed_kmh,
+                heading=data.heading,
+                activity=data.activity,
+                job_id=data.job_id,
+            ),
+        )
+    assert isinstance(event, TechnicianUpdated)
+    stamp: Stamp = (event.recorded_at, position)
+    name, status = event.data.name, event.data.status
+    new = state
+    if name is not None and (state.name_at is None or stamp > state.name_at):
+        new = replace(new, name=name, name_at=stamp)
+    if status is not None and (state.status_at is None or stamp > state.status_at):
+        new = replace(new, status=status, status_at=stamp)
+    return new
