@@ -172,30 +172,25 @@ def start(config: BrokerConfig, *, timeout: float = 90.0) -> bool:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     config.properties_file.write_text(server_properties(config))
     _format_storage(config, classpath)
-    with config.log_file.open("ab") as log_out:
-        proc = subprocess.Popen(
-            [
-                "java",
-                f"-Xms{config.heap}",
-                f"-Xmx{config.heap}",
-                "-XX:+UseG1GC",
-                "-Djava.awt.headless=true",
-                "-cp",
-                classpath,
-                "kafka.Kafka",
-                str(config.properties_file),
-            ],
-            stdout=log_out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # survives the CLI that started it; stop() ends it
-        )
-    config.pid_file.write_text(str(proc.pid))
+    # posix_spawn rather than Popen: the broker outlives this process (a new session, stopped by stop()).
+    pid = os.posix_spawnp(
+        "java",
+        ["java", f"-Xms{config.heap}", f"-Xmx{config.heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+         "-cp", classpath, "kafka.Kafka", str(config.properties_file)],
+        dict(os.environ),
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, str(config.log_file), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ],
+        setsid=True,
+    )
+    config.pid_file.write_text(str(pid))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if not _alive(pid):
             config.pid_file.unlink(missing_ok=True)
-            raise BrokerError(f"broker exited with {proc.returncode}; see {config.log_file}")
+            raise BrokerError(f"the broker exited during start-up; see {config.log_file}")
         if answers(config.bootstrap, timeout=2.0):
             return True
         time.sleep(0.5)

@@ -1,0 +1,74 @@
+"""Test fixtures: a real Kafka broker for the session, a fresh topic per test, services as processes.
+
+When ``KAFKA_BOOTSTRAP_SERVERS`` is unset, the session starts the project's own broker (``locstream.broker``,
+jars from Maven Central) on a free port and stops it at the end. When no broker can be had, every
+integration test fails with the reason: they never skip.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from locstream import broker
+from locstream.settings import KafkaSettings
+from tests.support.stack import Stack
+
+TEST_JWT_SECRET = "test-secret-for-locstream-integration-tests-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        if not broker.answers(external, timeout=10.0):
+            pytest.fail(f"KAFKA_BOOTSTRAP_SERVERS={external} does not answer an admin call")
+        yield external
+        return
+    with tempfile.TemporaryDirectory(prefix="locstream-test-broker-") as data_dir:
+        port = free_port()
+        config = broker.BrokerConfig(data_dir=Path(data_dir), port=port)
+        try:
+            broker.start(config)
+        except broker.BrokerError as exc:
+            pytest.fail(f"could not start the test broker: {exc}")
+        try:
+            yield config.bootstrap
+        finally:
+            broker.stop(config)
+
+
+@pytest.fixture
+def kafka(kafka_bootstrap: str) -> KafkaSettings:
+    """Settings for a topic of this test's own, so tests never see each other's events."""
+    return KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=f"locations.test.{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+async def stack(kafka: KafkaSettings, tmp_path: Path) -> AsyncIterator[Stack]:
+    """Starts services as separate processes on this test's topic; all are killed at the end."""
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "KAFKA_TOPIC": kafka.topic,
+        "KAFKA_PARTITIONS": str(kafka.partitions),
+        "LOCSTREAM_JWT_SECRET": TEST_JWT_SECRET,
+        "LOCSTREAM_DATA_DIR": str(tmp_path / "data"),
+    }
+    stack = Stack(env=env, kafka=kafka, data_dir=tmp_path / "data", log_dir=tmp_path, port=free_port)
+    try:
+        yield stack
+    finally:
+        await stack.close()

@@ -1,0 +1,74 @@
+"""Reading and writing the test topic directly, as an independent observer of what the services did."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from locstream.kafka import ensure_topic, make_consumer, make_producer
+from locstream.settings import KafkaSettings
+from projector.apply import Position, TechnicianState, apply
+from schemas.events import Event, decode_event, encode_event
+
+
+async def end_offsets(kafka: KafkaSettings) -> dict[int, int]:
+    partitions = await ensure_topic(kafka)
+    consumer = make_consumer(kafka, group_id=None)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def read_all(kafka: KafkaSettings) -> list[tuple[Position, Event]]:
+    """Every event on the topic, per partition in log order."""
+    partitions = await ensure_topic(kafka)
+    consumer = make_consumer(kafka, group_id=None)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        remaining = {tp for tp, end in ends.items() if end > 0}
+        found: list[tuple[Position, Event]] = []
+        while remaining:
+            batches: dict[Any, list[Any]] = await consumer.getmany(timeout_ms=1000)
+            for tp, records in batches.items():
+                found.extend((Position(tp.partition, r.offset), decode_event(r.value)) for r in records)
+            remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
+        found.sort(key=lambda item: item[0])
+        return found
+    finally:
+        await consumer.stop()
+
+
+def replay(events: list[tuple[Position, Event]]) -> dict[tuple[str, str], TechnicianState]:
+    """A fresh replay of the whole topic through the pure apply rule."""
+    states: dict[tuple[str, str], TechnicianState] = {}
+    for position, event in events:
+        key = (event.tenant_id, event.technician_id)
+        states[key] = apply(states.get(key), event, position)
+    return states
+
+
+async def produce(kafka: KafkaSettings, events: list[Event], *, per_second: float | None = None) -> None:
+    """Append ``events`` in order, at ``per_second`` when given (a steady stream), and wait for every ack."""
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        chunk = 50
+        began = time.monotonic()
+        for i in range(0, len(events), chunk):
+            acks = [
+                await producer.send(kafka.topic, encode_event(event), key=event.tenant_id.encode())
+                for event in events[i : i + chunk]
+            ]
+            await asyncio.gather(*acks)
+            if per_second is not None:
+                due = began + (i + chunk) / per_second
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+    finally:
+        await producer.stop()

@@ -1,0 +1,117 @@
+"""Services under test as real processes (``python -m locstream.cli <service>``), killable with SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+from locstream.auth import issue_token
+from locstream.settings import AuthSettings, KafkaSettings
+from projector.store import Snapshot, read_snapshot
+from schemas.claims import Role
+
+T = TypeVar("T")
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float, what: str) -> T:
+    """Poll ``probe`` until it returns something other than None/False; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await probe()
+        if result is not None and result is not False:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Service:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def kill9(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    kafka: KafkaSettings
+    data_dir: Path
+    log_dir: Path
+    port: Callable[[], int]
+    services: list[Service] = field(default_factory=list)
+
+    @property
+    def auth(self) -> AuthSettings:
+        return AuthSettings(jwt_secret=self.env["LOCSTREAM_JWT_SECRET"])
+
+    def token(self, tenant: str, role: Role = Role.DISPATCHER, sub: str = "someone", ttl: int = 600) -> str:
+        return issue_token(self.auth, tenant_id=tenant, sub=sub, role=role, ttl_seconds=ttl)
+
+    async def start(self, name: str, *, timeout: float = 60.0) -> Service:
+        """Start ``producers``, ``projector`` or ``ws-edge`` and wait until its /healthz says it is ready."""
+        port = self.port()
+        log_path = self.log_dir / f"{name}-{len(self.services)}.log"
+        with log_path.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "locstream.cli", name, "--port", str(port)],
+                env={**os.environ, **self.env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        service = Service(name, port, process, log_path)
+        self.services.append(service)
+
+        async def ready() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"{name} exited with {process.returncode}:\n{service.log()}")
+            try:
+                async with httpx.AsyncClient(timeout=2.0) as client:
+                    response = await client.get(f"{service.url}/healthz")
+            except httpx.HTTPError:
+                return False
+            return response.status_code == 200 and response.json().get("ready", True) is True
+
+        await eventually(ready, timeout=timeout, what=f"{name} to become ready")
+        return service
+
+    def snapshot(self) -> Snapshot:
+        return read_snapshot(self.data_dir / "projection.sqlite3", self.kafka.topic)
+
+    async def close(self) -> None:
+        for service in self.services:
+            if service.process.poll() is None:
+                service.process.send_signal(signal.SIGTERM)
+        for service in self.services:
+            try:
+                service.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                service.process.kill()
+                service.process.wait()
