@@ -87,21 +87,32 @@ def cmd_dev(args: argparse.Namespace) -> int:
     os.environ.setdefault("LOCSTREAM_DEV", "1")  # the well-known dev JWT secret unless one is set
     os.environ.setdefault("LOCSTREAM_DATA_DIR", args.data_dir)
     configure_logging()
+    started_broker: broker.BrokerConfig | None = None
+    if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:  # otherwise the user brings a broker
+        config = broker.BrokerConfig(data_dir=Path(args.data_dir).resolve() / "broker", port=args.broker_port)
+        print(f"starting the local Kafka broker on {config.bootstrap} (the first run fetches jars with Maven)")
+        try:
+            if broker.start(config):
+                started_broker = config
+        except broker.BrokerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = config.bootstrap
+    try:
+        return _serve_dev(args)
+    finally:
+        if started_broker is not None:  # leave a broker that was already running alone
+            broker.stop(started_broker)
+            print("local Kafka broker stopped")
+
+
+def _serve_dev(args: argparse.Namespace) -> int:
     from locstream.auth import issue_token
     from locstream.dev import DevOptions, create_dev_app
     from locstream.serve import serve
     from locstream.settings import AuthSettings
     from locstream.simulate import FLEET
 
-    if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:  # otherwise the user brings a broker
-        config = broker.BrokerConfig(data_dir=Path(args.data_dir).resolve() / "broker", port=args.broker_port)
-        print(f"starting the local Kafka broker on {config.bootstrap} (the first run fetches jars with Maven)")
-        try:
-            broker.start(config)
-        except broker.BrokerError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = config.bootstrap
     auth = AuthSettings()
     base = f"http://{args.host}:{args.port}"
     print("\nlocstream dev stack")

@@ -32,16 +32,19 @@ def get_claims(
 Claims = Annotated[TokenClaims, Depends(get_claims)]
 
 
-def _field(loc: tuple[int | str, ...]) -> str:
-    parts = [str(part) for part in loc if part != "body"]
-    return ".".join(parts) or "body"
+def _describe(err: dict[str, object]) -> str:
+    loc = [str(part) for part in err["loc"]] if isinstance(err["loc"], (list, tuple)) else []
+    if err["type"] == "json_invalid":  # its loc is ("body", character position)
+        return f"body: {err['msg']} at character {loc[-1] if len(loc) > 1 else 0}"
+    field = ".".join(part for part in loc if part != "body") or "body"
+    return f"{field}: {err['msg']}"
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     """422 whose ``message`` names each offending field, beside FastAPI's usual ``detail`` list."""
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
-    message = "; ".join(f"{_field(tuple(err['loc']))}: {err['msg']}" for err in errors)
+    message = "; ".join(_describe(err) for err in errors)
     detail = [{"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]} for err in errors]
     return JSONResponse(status_code=422, content={"message": message, "detail": detail})
 

@@ -1,0 +1,76 @@
+"""Token verification: pinned HS256, required claims, the seed's user_id, secrets required outside dev."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+from pydantic import ValidationError
+
+from locstream.auth import AuthError, issue_token, verify_token
+from locstream.settings import DEV_JWT_SECRET, AuthSettings
+from schemas.claims import Role
+
+SECRET = "unit-test-secret-" * 4  # 68 bytes: long enough for HS512 too
+SETTINGS = AuthSettings(jwt_secret=SECRET)
+
+
+def encode(claims: dict[str, object], key: str = SECRET, algorithm: str = "HS256") -> str:
+    return jwt.encode(claims, key, algorithm=algorithm)
+
+
+def base_claims(**overrides: object) -> dict[str, object]:
+    now = int(time.time())
+    claims: dict[str, object] = {"sub": "u1", "tenant_id": "t1", "role": "dispatcher", "iat": now, "exp": now + 60}
+    claims.update(overrides)
+    return claims
+
+
+def test_issued_tokens_verify_to_their_claims() -> None:
+    claims = verify_token(issue_token(SETTINGS, tenant_id="t1", sub="u1", role=Role.ANALYST), SETTINGS)
+    assert (claims.tenant_id, claims.sub, claims.role) == ("t1", "u1", Role.ANALYST)
+
+
+def test_the_seeds_user_id_stands_in_for_sub() -> None:
+    claims = base_claims(user_id="seed-user")
+    del claims["sub"]
+    assert verify_token(encode(claims), SETTINGS).sub == "seed-user"
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        (None, "missing token"),
+        ("", "missing token"),
+        ("a.b.c", "invalid token"),
+        (encode(base_claims(exp=int(time.time()) - 5)), "token expired"),
+        (encode(base_claims(), key="some-other-secret-some-other-secret"), "invalid token"),
+        (encode(base_claims(), algorithm="HS512"), "invalid token"),
+        (jwt.encode(base_claims(), None, algorithm="none"), "invalid token"),
+        (encode({k: v for k, v in base_claims().items() if k != "tenant_id"}), "invalid token"),
+        (encode({k: v for k, v in base_claims().items() if k != "iat"}), "invalid token"),
+        (encode({k: v for k, v in base_claims().items() if k != "sub"}), "invalid claims: sub"),
+        (encode(base_claims(role="superuser")), "invalid claims: role"),
+        (encode(base_claims(tenant_id=42)), "invalid claims: tenant_id"),
+        ("x" * 9000, "token too large"),
+    ],
+)
+def test_bad_tokens_are_refused_with_a_reason(token: str | None, reason: str) -> None:
+    with pytest.raises(AuthError) as refused:
+        verify_token(token, SETTINGS)
+    assert refused.value.reason.startswith(reason)
+
+
+def test_the_secret_is_required_outside_dev_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOCSTREAM_JWT_SECRET", raising=False)
+    monkeypatch.delenv("LOCSTREAM_DEV", raising=False)
+    with pytest.raises(ValidationError, match="LOCSTREAM_JWT_SECRET"):
+        AuthSettings()
+    monkeypatch.setenv("LOCSTREAM_DEV", "1")
+    assert AuthSettings().secret == DEV_JWT_SECRET
+
+
+def test_short_secrets_are_refused() -> None:
+    with pytest.raises(ValidationError, match="32 bytes"):
+        AuthSettings(jwt_secret="short")

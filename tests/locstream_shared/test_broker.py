@@ -1,0 +1,41 @@
+"""``locstream broker``: start is idempotent, status answers only when the broker does, stop leaves nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "locstream.cli", *args], capture_output=True, text=True, timeout=180, check=False
+    )
+
+
+def test_start_twice_status_stop_leaves_no_process(tmp_path: Path) -> None:
+    port = str(free_port())
+    where = ["--data-dir", str(tmp_path / "broker"), "--port", port]
+    assert cli("broker", "status", *where).returncode == 1
+    started = cli("broker", "start", *where)
+    assert started.returncode == 0, started.stderr
+    try:
+        pid = int((tmp_path / "broker" / "broker.pid").read_text())
+        again = cli("broker", "start", *where)
+        assert again.returncode == 0 and "already running" in again.stdout
+        assert int((tmp_path / "broker" / "broker.pid").read_text()) == pid
+        assert cli("broker", "status", *where).returncode == 0
+    finally:
+        stopped = cli("broker", "stop", *where)
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert cli("broker", "status", *where).returncode == 1
+    assert cli("broker", "stop", *where).stdout.strip() == "broker was not running"

@@ -1,0 +1,110 @@
+"""The pure projection rule: late fixes never regress, replays change nothing, order does not matter."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from projector.apply import Position, TechnicianState, apply
+from schemas.events import Event, LocationData, LocationRecorded, TechnicianData, TechnicianUpdated
+
+T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+
+
+def fix(seconds: int, lat: float, tech: str = "t1", tenant: str = "a") -> LocationRecorded:
+    return LocationRecorded(
+        event_id=uuid.uuid4(),
+        tenant_id=tenant,
+        technician_id=tech,
+        recorded_at=T0 + timedelta(seconds=seconds),
+        received_at=T0,
+        data=LocationData(latitude=lat, longitude=0.0),
+    )
+
+
+def profile(seconds: int, name: str | None = None, status: str | None = None) -> TechnicianUpdated:
+    return TechnicianUpdated(
+        event_id=uuid.uuid4(),
+        tenant_id="a",
+        technician_id="t1",
+        recorded_at=T0 + timedelta(seconds=seconds),
+        received_at=T0,
+        data=TechnicianData(name=name, status=status),
+    )
+
+
+def fold(events: list[tuple[Event, Position]]) -> TechnicianState | None:
+    state: TechnicianState | None = None
+    for event, position in events:
+        state = apply(state, event, position)
+    return state
+
+
+def test_a_technician_exists_from_its_first_event_and_is_named_by_its_id() -> None:
+    state = apply(None, fix(0, 10.0), Position(0, 0))
+    assert state.display_name == "t1" and state.status == "unknown"
+    assert state.fix is not None and state.fix.latitude == 10.0
+
+
+def test_a_late_fix_does_not_regress_the_position_and_returns_the_same_object() -> None:
+    newer = apply(None, fix(10, 1.0), Position(0, 0))
+    assert apply(newer, fix(5, 2.0), Position(0, 1)) is newer
+
+
+def test_equal_device_times_are_broken_by_log_position() -> None:
+    first = apply(None, fix(10, 1.0), Position(0, 5))
+    later_in_log = apply(first, fix(10, 2.0), Position(0, 6))
+    assert later_in_log.fix is not None and later_in_log.fix.latitude == 2.0
+    assert apply(later_in_log, fix(10, 3.0), Position(0, 4)) is later_in_log
+
+
+def test_replaying_the_winning_event_changes_nothing() -> None:
+    event = fix(10, 1.0)
+    state = apply(None, event, Position(0, 3))
+    assert apply(state, event, Position(0, 3)) is state
+
+
+def test_profile_updates_set_name_and_status_field_by_field_without_touching_position() -> None:
+    state = apply(None, fix(0, 1.0), Position(0, 0))
+    state = apply(state, profile(20, name="Ada"), Position(0, 1))
+    state = apply(state, profile(10, name="Old name", status="on_job"), Position(0, 2))  # late: status only wins
+    assert (state.display_name, state.status) == ("Ada", "on_job")
+    assert state.fix is not None and state.fix.latitude == 1.0
+
+
+events_strategy = st.lists(
+    st.tuples(
+        st.integers(0, 20),  # device time
+        st.sampled_from(["fix", "name", "status"]),
+        st.integers(-80, 80),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events_strategy, st.randoms(use_true_random=False), st.integers(0, 5))
+def test_any_permutation_with_duplicates_gives_the_recorded_order_state(
+    spec: list[tuple[int, str, int]], rnd: object, duplicates: int
+) -> None:
+    import random
+
+    assert isinstance(rnd, random.Random)
+    log: list[tuple[Event, Position]] = []
+    for offset, (seconds, kind, value) in enumerate(spec):
+        event: Event
+        if kind == "fix":
+            event = fix(seconds, float(value))
+        elif kind == "name":
+            event = profile(seconds, name=f"n{value}")
+        else:
+            event = profile(seconds, status=f"s{value}")
+        log.append((event, Position(0, offset)))
+    in_recorded_order = sorted(log, key=lambda item: (item[0].recorded_at, item[1]))
+    shuffled = log + [rnd.choice(log) for _ in range(duplicates)]
+    rnd.shuffle(shuffled)
+    assert fold(shuffled) == fold(in_recorded_order)
