@@ -175,8 +175,17 @@ def start(config: BrokerConfig, *, timeout: float = 90.0) -> bool:
     # posix_spawn rather than Popen: the broker outlives this process (a new session, stopped by stop()).
     pid = os.posix_spawnp(
         "java",
-        ["java", f"-Xms{config.heap}", f"-Xmx{config.heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-         "-cp", classpath, "kafka.Kafka", str(config.properties_file)],
+        [
+            "java",
+            f"-Xms{config.heap}",
+            f"-Xmx{config.heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            "-cp",
+            classpath,
+            "kafka.Kafka",
+            str(config.properties_file),
+        ],
         dict(os.environ),
         file_actions=[
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
