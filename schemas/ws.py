@@ -2,8 +2,8 @@
 
 Server -> client: ``connected``, ``initial_state``, ``location_update``, ``pong``.
 Client -> server: the text ``ping``.
-Close codes: 1008 missing/invalid token or role; 4008 slow consumer (its outbound queue overflowed);
-1011 internal error; 1012 server restart.
+Close codes: 1003 a binary frame; 1008 missing/invalid token or role; 4008 slow consumer (its outbound
+queue overflowed); 1011 the edge could not catch up in time; 1012 server restart.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
+CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_SERVICE_RESTART = 1012

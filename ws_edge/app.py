@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request, WebSocket, status
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, WebSocket, status
 
 from locstream.http import Claims, prepare_app
 from schemas.claims import VIEWER_ROLES
 from schemas.ws import CLOSE_SERVICE_RESTART, TechnicianLocation
+from ws_edge import frames
 from ws_edge.fanout import Fanout
 from ws_edge.live_feed import LiveFeed
 from ws_edge.session import ClientSession
@@ -56,11 +57,16 @@ async def technician_locations(websocket: WebSocket) -> None:
     await ClientSession(websocket, edge.settings, edge.feed, edge.fanout, edge.view).run()
 
 
-@router.get("/technicians/locations/active", tags=["map"], summary="Current positions (the polling fallback)")
-async def active_locations(request: Request, claims: Claims) -> list[TechnicianLocation]:
+@router.get(
+    "/technicians/locations/active",
+    tags=["map"],
+    summary="Current positions (the polling fallback): the same list as initial_state",
+    response_model=list[TechnicianLocation],
+)
+async def active_locations(request: Request, claims: Claims) -> Response:
     if claims.role not in VIEWER_ROLES:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"role {claims.role.value} may not view the map")
-    return _edge(request).view.locations(claims.tenant_id)
+    return Response(frames.encode_list(_edge(request).view.locations(claims.tenant_id)), media_type="application/json")
 
 
 @router.get("/ws/stats", tags=["map"], summary="This edge node's connection statistics")

@@ -19,7 +19,7 @@ from locstream.kafka import ensure_topic, make_consumer
 from projector.apply import Position
 from projector.store import read_snapshot
 from schemas.events import decode_event
-from schemas.ws import LocationUpdate
+from ws_edge import frames
 from ws_edge.fanout import Fanout
 from ws_edge.settings import EdgeSettings
 from ws_edge.view import LiveView
@@ -99,7 +99,7 @@ class LiveFeed:
                 continue
             location = self.view.apply(event, Position(tp.partition, record.offset))
             if location is not None:
-                self.fanout.publish(event.tenant_id, LocationUpdate(data=location).model_dump_json())
+                self.fanout.publish(event.tenant_id, frames.location_update(location))
 
     def _check_caught_up(self) -> None:
         if not self._catch_up and not self.ready.is_set():

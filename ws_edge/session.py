@@ -14,7 +14,8 @@ import uuid
 
 from fastapi import WebSocket, WebSocketDisconnect
 
-from schemas.ws import CLOSE_INTERNAL_ERROR, PING_TEXT, Connected, InitialState, Pong
+from schemas.ws import CLOSE_INTERNAL_ERROR, CLOSE_UNSUPPORTED_DATA, PING_TEXT
+from ws_edge import frames
 from ws_edge.auth_handshake import authenticate
 from ws_edge.fanout import Fanout, Subscriber
 from ws_edge.live_feed import LiveFeed
@@ -22,8 +23,6 @@ from ws_edge.settings import EdgeSettings
 from ws_edge.view import LiveView
 
 log = logging.getLogger(__name__)
-
-_PONG = Pong().model_dump_json()
 
 
 class ClientSession:
@@ -38,21 +37,23 @@ class ClientSession:
         self.connection_id = str(uuid.uuid4())
 
     async def run(self) -> None:
+        """Serve the connection until the client leaves or must be closed; a client vanishing is not an error."""
+        with contextlib.suppress(WebSocketDisconnect):
+            await self._run()
+
+    async def _run(self) -> None:
         claims = await authenticate(self.websocket, self.settings.auth)
         if claims is None:
             return
         tenant_id = claims.tenant_id
-        await self.websocket.send_text(
-            Connected(connection_id=self.connection_id, tenant_id=tenant_id).model_dump_json()
-        )
+        await self.websocket.send_text(frames.connected(self.connection_id, tenant_id))
         try:
             await asyncio.wait_for(self.feed.ready.wait(), self.settings.bootstrap_timeout_seconds)
         except TimeoutError:
             await self.websocket.close(code=CLOSE_INTERNAL_ERROR, reason="edge not caught up with the topic")
             return
         with self.fanout.subscribe(tenant_id) as subscriber:
-            initial = InitialState(data=self.view.locations(tenant_id)).model_dump_json()
-            await self.websocket.send_text(initial)
+            await self.websocket.send_text(frames.initial_state(self.view.locations(tenant_id)))
             log.info("connection %s of tenant %s subscribed", self.connection_id, tenant_id)
             await self._pump(subscriber)
 
@@ -81,6 +82,12 @@ class ClientSession:
 
     async def _read(self, subscriber: Subscriber) -> None:
         while True:
-            message = await self.websocket.receive_text()
-            if message.strip() == PING_TEXT:
-                subscriber.offer(_PONG)
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:  # a binary frame: the protocol is JSON text only
+                subscriber.close(CLOSE_UNSUPPORTED_DATA)
+                return
+            if text.strip() == PING_TEXT:
+                subscriber.offer(frames.PONG)

@@ -49,7 +49,7 @@ def _fix(seconds: int, lat: float, tenant: str = "a") -> LocationRecorded:
 def test_view_reports_only_changes_the_map_shows_and_never_a_stale_fix() -> None:
     view = LiveView()
     first = view.apply(_fix(10, 1.0), Position(0, 0))
-    assert first is not None and first.latitude == 1.0
+    assert first is not None and first["latitude"] == 1.0
     assert view.apply(_fix(5, 2.0), Position(0, 1)) is None  # late fix: no update pushed
     named = view.apply(
         TechnicianUpdated(
@@ -62,6 +62,6 @@ def test_view_reports_only_changes_the_map_shows_and_never_a_stale_fix() -> None
         ),
         Position(0, 2),
     )
-    assert named is not None and named.technician_name == "Ada" and named.latitude == 1.0
-    assert [loc.technician_name for loc in view.locations("a")] == ["Ada"]
+    assert named is not None and named["technician_name"] == "Ada" and named["latitude"] == 1.0
+    assert [loc["technician_name"] for loc in view.locations("a")] == ["Ada"]
     assert view.locations("b") == []
