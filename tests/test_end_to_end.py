@@ -113,6 +113,12 @@ async def test_acknowledged_fix_survives_kill9_of_projector_and_edge(stack: Stac
     edge = await stack.start("ws-edge")
     ws, initial = await open_map(edge, stack.token("tenant-a"))
     await ws.close()
+    async with httpx.AsyncClient(base_url=edge.url) as client:  # the seed's polling fallback: the same list
+        active = await client.get(
+            "/api/v1/field-service/technicians/locations/active",
+            headers={"Authorization": f"Bearer {stack.token('tenant-a')}"},
+        )
+    assert active.status_code == 200 and active.json() == initial
     assert [
         (t["technician_id"], t["technician_name"], t["latitude"], t["longitude"], t["status"]) for t in initial
     ] == [("tech-7", "Ada", -33.8688, 151.2093, "on_job")]
