@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -50,36 +51,17 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+# Each service's app module has create_app(); its settings (app.state.settings) say where it listens.
+_SERVICE_APPS = {"producers": "producers.app", "projector": "projector.app", "ws-edge": "ws_edge.app"}
+
+
 def cmd_service(args: argparse.Namespace) -> int:
     from locstream.serve import serve
 
     configure_logging()
-    if args.command == "producers":
-        from producers.app import create_app as create_producers
-        from producers.settings import ProducersSettings
-
-        producers_settings = ProducersSettings()
-        serve(
-            create_producers(producers_settings),
-            args.host or producers_settings.host,
-            args.port or producers_settings.port,
-        )
-    elif args.command == "projector":
-        from projector.app import create_app as create_projector
-        from projector.settings import ProjectorSettings
-
-        projector_settings = ProjectorSettings()
-        serve(
-            create_projector(projector_settings),
-            args.host or projector_settings.host,
-            args.port or projector_settings.port,
-        )
-    else:
-        from ws_edge.app import create_app as create_edge
-        from ws_edge.settings import EdgeSettings
-
-        edge_settings = EdgeSettings()
-        serve(create_edge(edge_settings), args.host or edge_settings.host, args.port or edge_settings.port)
+    app = importlib.import_module(_SERVICE_APPS[args.command]).create_app()
+    settings = app.state.settings
+    serve(app, args.host or settings.host, args.port or settings.port)
     return 0
 
 

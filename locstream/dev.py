@@ -6,13 +6,12 @@ seed's URLs work unchanged on 127.0.0.1:8000. Production runs them as separate p
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import FastAPI
 
-from locstream.http import prepare_app
+from locstream.http import service_app
+from locstream.lifecycle import Service
 from locstream.simulate import FleetSimulator
 from producers.app import install as install_producers
 from producers.settings import ProducersSettings
@@ -30,27 +29,17 @@ class DevOptions:
 
 
 def create_dev_app(options: DevOptions) -> FastAPI:
-    producers_settings, edge_settings = ProducersSettings(), EdgeSettings()
-    projector = Projector(ProjectorSettings())
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
-            # Order matters: the publisher creates the topic, the projector creates the table,
-            # the edge bootstraps from that table.
-            for service in (publisher, projector, edge):
-                await service.start()
-                stack.push_async_callback(service.stop)
-            if options.simulate:
-                simulator = FleetSimulator(f"http://{options.host}:{options.port}", producers_settings.auth)
-                await simulator.start()
-                stack.push_async_callback(simulator.stop)
-            yield
-
-    app = FastAPI(title="locstream (dev: ingest API, projector and WebSocket edge in one process)", lifespan=lifespan)
-    prepare_app(app, producers_settings.auth)
+    producers_settings = ProducersSettings()
+    app = service_app(
+        "locstream (dev: ingest API, projector and WebSocket edge in one process)", options, producers_settings.auth
+    )
     publisher = install_producers(app, producers_settings)
-    edge = install_edge(app, edge_settings)
+    edge = install_edge(app, EdgeSettings())
+    # Order matters: the publisher creates the topic, the projector creates the table, the edge bootstraps from it.
+    services: list[Service] = [publisher, Projector(ProjectorSettings()), edge]
+    if options.simulate:
+        services.append(FleetSimulator(f"http://{options.host}:{options.port}", producers_settings.auth))
+    app.state.services = services
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, object]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request, status
@@ -10,6 +12,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from locstream.auth import AuthError, verify_token
+from locstream.lifecycle import running
 from locstream.settings import AuthSettings
 from schemas.claims import TokenClaims
 
@@ -53,3 +56,22 @@ def prepare_app(app: FastAPI, auth: AuthSettings) -> None:
     """What every locstream app shares: the auth settings its bearer dependency reads, the 422 format."""
     app.state.auth_settings = auth
     app.add_exception_handler(RequestValidationError, _validation_error)
+
+
+def service_app(title: str, settings: object, auth: AuthSettings | None = None) -> FastAPI:
+    """A FastAPI app whose lifespan runs ``app.state.services`` (set by the caller) in order.
+
+    ``app.state.settings`` tells ``locstream <service>`` where to listen.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with running(*app.state.services):
+            yield
+
+    app = FastAPI(title=title, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.services = []
+    if auth is not None:
+        prepare_app(app, auth)
+    return app

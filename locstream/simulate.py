@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import httpx
 
 from locstream.auth import issue_token
+from locstream.lifecycle import cancel_and_wait
 from locstream.settings import AuthSettings
 from schemas.claims import Role
 
@@ -61,13 +62,8 @@ class FleetSimulator:
         self._task = asyncio.create_task(self._run(), name="fleet-simulator")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         walkers = [

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from fastapi import FastAPI
 
-from locstream.http import prepare_app
+from locstream.http import service_app
 from producers.publisher import EventPublisher
 from producers.routes import router
 from producers.settings import ProducersSettings
@@ -23,18 +20,8 @@ def install(app: FastAPI, settings: ProducersSettings) -> EventPublisher:
 
 def create_app(settings: ProducersSettings | None = None) -> FastAPI:
     settings = settings or ProducersSettings()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await publisher.start()
-        try:
-            yield
-        finally:
-            await publisher.stop()
-
-    app = FastAPI(title="locstream ingest API", lifespan=lifespan)
-    prepare_app(app, settings.auth)
-    publisher = install(app, settings)
+    app = service_app("locstream ingest API", settings, settings.auth)
+    app.state.services = [install(app, settings)]
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

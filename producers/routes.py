@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, HTTPException, Path, status
@@ -38,6 +38,18 @@ def _authorize_write(claims: TokenClaims, technician_id: str, allowed: frozenset
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="a technician may post only for itself")
 
 
+def _envelope(claims: TokenClaims, technician_id: str, recorded_at: datetime | None) -> dict[str, Any]:
+    """The fields every event shares; the tenant comes from the verified token only."""
+    now = datetime.now(UTC)
+    return {
+        "event_id": uuid.uuid4(),
+        "tenant_id": claims.tenant_id,
+        "technician_id": technician_id,
+        "recorded_at": recorded_at or now,
+        "received_at": now,
+    }
+
+
 async def _publish(publisher: Publisher, event: Event) -> Accepted:
     try:
         await publisher.publish(event)
@@ -60,13 +72,8 @@ async def post_location(
     technician_id: TechnicianId, body: LocationFixRequest, claims: Claims, publisher: Publisher
 ) -> Accepted:
     _authorize_write(claims, technician_id)
-    now = datetime.now(UTC)
     event = LocationRecorded(
-        event_id=uuid.uuid4(),
-        tenant_id=claims.tenant_id,
-        technician_id=technician_id,
-        recorded_at=body.recorded_at or now,
-        received_at=now,
+        **_envelope(claims, technician_id, body.recorded_at),
         data=LocationData.model_validate(body.model_dump(exclude={"recorded_at"})),
     )
     return await _publish(publisher, event)
@@ -82,13 +89,8 @@ async def put_technician(
     technician_id: TechnicianId, body: TechnicianUpdateRequest, claims: Claims, publisher: Publisher
 ) -> Accepted:
     _authorize_write(claims, technician_id, _PROFILE_WRITER_ROLES)
-    now = datetime.now(UTC)
     event = TechnicianUpdated(
-        event_id=uuid.uuid4(),
-        tenant_id=claims.tenant_id,
-        technician_id=technician_id,
-        recorded_at=body.recorded_at or now,
-        received_at=now,
+        **_envelope(claims, technician_id, body.recorded_at),
         data=TechnicianData(name=body.name, status=body.status),
     )
     return await _publish(publisher, event)

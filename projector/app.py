@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from fastapi import FastAPI
 
+from locstream.http import service_app
 from projector.runner import Projector
 from projector.settings import ProjectorSettings
 
@@ -14,17 +12,9 @@ from projector.settings import ProjectorSettings
 def create_app(settings: ProjectorSettings | None = None) -> FastAPI:
     settings = settings or ProjectorSettings()
     projector = Projector(settings)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await projector.start()
-        try:
-            yield
-        finally:
-            await projector.stop()
-
-    app = FastAPI(title="locstream projector", lifespan=lifespan)
+    app = service_app("locstream projector", settings)
     app.state.projector = projector
+    app.state.services = [projector]
 
     @app.get("/healthz")
     async def healthz() -> dict[str, object]:

@@ -14,6 +14,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from pydantic import ValidationError
 
 from locstream.kafka import ensure_topic, make_consumer
+from locstream.lifecycle import cancel_and_wait
 from projector.apply import Position
 from projector.settings import ProjectorSettings
 from projector.store import SqliteProjectionStore
@@ -56,13 +57,8 @@ class Projector:
         self._task = asyncio.create_task(self._run(), name="projector-loop")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None

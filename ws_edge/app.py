@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, WebSocket, status
 
-from locstream.http import Claims, prepare_app
+from locstream.http import Claims, service_app
 from schemas.claims import VIEWER_ROLES
 from schemas.ws import CLOSE_SERVICE_RESTART, TechnicianLocation
 from ws_edge import frames
@@ -90,18 +88,9 @@ def install(app: FastAPI, settings: EdgeSettings) -> Edge:
 
 def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     settings = settings or EdgeSettings()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await edge.start()
-        try:
-            yield
-        finally:
-            await edge.stop()
-
-    app = FastAPI(title="locstream WebSocket edge", lifespan=lifespan)
-    prepare_app(app, settings.auth)
+    app = service_app("locstream WebSocket edge", settings, settings.auth)
     edge = install(app, settings)
+    app.state.services = [edge]
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, object]:

@@ -16,6 +16,7 @@ from aiokafka import TopicPartition
 from pydantic import ValidationError
 
 from locstream.kafka import ensure_topic, make_consumer
+from locstream.lifecycle import cancel_and_wait
 from projector.apply import Position
 from projector.store import read_snapshot
 from schemas.events import decode_event
@@ -66,13 +67,8 @@ class LiveFeed:
         self._task = asyncio.create_task(self._run(), name="edge-live-feed")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None

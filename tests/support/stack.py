@@ -74,14 +74,18 @@ class Stack:
     def token(self, tenant: str, role: Role = Role.DISPATCHER, sub: str = "someone", ttl: int = 600) -> str:
         return issue_token(self.auth, tenant_id=tenant, sub=sub, role=role, ttl_seconds=ttl)
 
-    async def start(self, name: str, *, timeout: float = 60.0) -> Service:
-        """Start ``producers``, ``projector`` or ``ws-edge`` and wait until its /healthz says it is ready."""
+    async def start(self, name: str, *args: str, timeout: float = 60.0, unset: tuple[str, ...] = ()) -> Service:
+        """Start ``producers``, ``projector``, ``ws-edge`` or ``dev`` and wait until /healthz says it is ready.
+
+        ``args`` go to the command; ``unset`` names environment variables the process must not see.
+        """
         port = self.port()
         log_path = self.log_dir / f"{name}-{len(self.services)}.log"
+        env = {key: value for key, value in {**os.environ, **self.env}.items() if key not in unset}
         with log_path.open("wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "locstream.cli", name, "--port", str(port)],
-                env={**os.environ, **self.env},
+                [sys.executable, "-m", "locstream.cli", name, "--port", str(port), *args],
+                env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

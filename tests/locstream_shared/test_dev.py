@@ -1,0 +1,61 @@
+"""``locstream dev``: one port serves the seed's URLs, the simulated fleet moves, the README's examples work."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import httpx
+import pytest
+import websockets
+
+from tests.support.stack import Stack, eventually
+
+pytestmark = pytest.mark.integration
+
+
+def readme_token(tenant: str, sub: str, role: str) -> str:
+    """As the README does it: ``LOCSTREAM_DEV=1 locstream token ...`` (the dev secret)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "locstream.cli", "token", "--tenant", tenant, "--sub", sub, "--role", role],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"LOCSTREAM_DEV": "1", "PATH": "/usr/bin:/bin"},
+    )
+    return done.stdout.strip()
+
+
+async def test_dev_stack_serves_the_readme_examples_and_the_simulated_fleet(stack: Stack) -> None:
+    # The test broker stands in for the one `locstream dev` would start; no JWT secret: dev mode's own.
+    dev = await stack.start("dev", "--data-dir", str(stack.data_dir), unset=("LOCSTREAM_JWT_SECRET",))
+    assert "dispatcher token for acme-fiber" in dev.log()
+
+    technician = readme_token("acme-fiber", "tech-ada", "technician")
+    async with httpx.AsyncClient(base_url=dev.url) as client:
+        posted = await client.post(
+            "/api/v1/field-service/technicians/tech-ada/location",
+            headers={"Authorization": f"Bearer {technician}"},
+            json={"latitude": 6.5244, "longitude": 3.3792, "accuracy_meters": 8, "activity": "on_site"},
+        )
+    assert posted.status_code == 202, posted.text
+
+    dispatcher = readme_token("acme-fiber", "d1", "dispatcher")
+    url = f"{dev.ws_url}/api/v1/field-service/ws/technician-locations?token={dispatcher}"
+    async with websockets.connect(url) as ws:
+        assert json.loads(await ws.recv())["type"] == "connected"
+        initial = json.loads(await ws.recv())
+        assert initial["type"] == "initial_state"
+        assert "tech-ada" in {t["technician_id"] for t in initial["data"]}
+        seen: set[str] = set()
+
+        async def whole_fleet_moved() -> bool:  # the simulator's three acme-fiber technicians all move
+            message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert message["type"] == "location_update"
+            seen.add(message["data"]["technician_id"])
+            return seen >= {"tech-ada", "tech-bola", "tech-chi"}
+
+        await eventually(whole_fleet_moved, timeout=20, what="updates of the simulated fleet")
+        assert not seen & {"tech-dora", "tech-emil"}  # nothing of globex-isp reached acme-fiber's map
