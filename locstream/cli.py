@@ -111,6 +111,12 @@ def _serve_dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from bench.cli import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="locstream", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a small simulated fleet (--no-simulate turns it off)",
     )
     p_dev.set_defaults(func=cmd_dev)
+
+    p_bench = sub.add_parser("bench", help="run a benchmark scenario (python -m bench --help)", add_help=False)
+    p_bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    p_bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -19,7 +19,7 @@ from schemas.claims import TokenClaims
 _bearer = HTTPBearer(auto_error=False, description="A locstream JWT (`locstream token ...`).")
 
 
-def get_claims(
+async def get_claims(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> TokenClaims:
     """The verified claims of the request's bearer token, or 401 with the reason."""

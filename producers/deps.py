@@ -10,7 +10,7 @@ from locstream.http import Claims as Claims
 from producers.publisher import EventPublisher
 
 
-def get_publisher(request: Request) -> EventPublisher:
+async def get_publisher(request: Request) -> EventPublisher:
     publisher: EventPublisher = request.app.state.publisher
     return publisher
 

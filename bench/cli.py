@@ -1,0 +1,124 @@
+"""``python -m bench <scenario|all> [--size small|full] [--out DIR] [--systems ...]``.
+
+Starts its own Kafka broker (the project's, from Maven jars) and, for every scenario point, each system fresh
+as separate processes; the load generators run in processes of their own. Nothing is read from earlier runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import platform
+import sys
+import tempfile
+import time
+import traceback
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.procstats import cpu_model
+from bench.scenarios import SCENARIOS, Scenario
+from bench.systems import SYSTEMS, free_port, running_system
+from locstream import broker
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in ("aiokafka", "fastapi", "starlette", "uvicorn", "websockets", "broadcaster", "orjson", "pydantic"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    pom = (broker.POM).read_text()
+    versions["kafka"] = pom.split("<kafka.version>")[1].split("<")[0]
+    return versions
+
+
+async def _run_point(
+    scenario: Scenario, point: dict[str, Any], system: str, bootstrap: str, workdir: Path, runs: int, warmup: int
+) -> dict[str, Any]:
+    with running_system(system, bootstrap, workdir) as running:
+        for _ in range(warmup):
+            await scenario.run(running, point, bootstrap)
+        results = [await scenario.run(running, point, bootstrap) for _ in range(runs)]
+    return {"runs": results, "figures": report.numeric_figures(results)}
+
+
+async def run(names: list[str], size: str, out: Path, systems: list[str], runs: int, warmup: int) -> dict[str, Any]:
+    began = time.monotonic()
+    results: dict[str, Any] = {
+        "size": size,
+        "runs": runs,
+        "warmup_runs": warmup,
+        "started_at": datetime.now(UTC).isoformat(),
+        "machine": {"cpu_model": cpu_model(), "cores": len(__import__("os").sched_getaffinity(0))},
+        "versions": _versions(),
+        "scenarios": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="locstream-bench-") as tmp:
+        config = broker.BrokerConfig(data_dir=Path(tmp) / "broker", port=free_port(), heap="1g")
+        await asyncio.to_thread(broker.start, config)
+        try:
+            for name in names:
+                scenario = SCENARIOS[name]
+                entry: dict[str, Any] = {
+                    "name": name,
+                    "what": scenario.what,
+                    "notes": scenario.notes,
+                    "headline": scenario.headline,
+                    "higher_is_better": scenario.higher_is_better,
+                    "systems": systems,
+                    "points": [],
+                }
+                for point in scenario.points[size]:
+                    label = ", ".join(f"{k}={v}" for k, v in point.items())
+                    by_system: dict[str, Any] = {}
+                    for system in systems:
+                        print(f"[bench] {name} {label} {system} ...", file=sys.stderr, flush=True)
+                        workdir = Path(tmp) / f"{name}-{len(entry['points'])}-{system}"
+                        try:
+                            by_system[system] = await _run_point(
+                                scenario, point, system, config.bootstrap, workdir, runs, warmup
+                            )
+                        except Exception as exc:  # a failed system is reported, not hidden
+                            traceback.print_exc()
+                            by_system[system] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+                        figure = by_system[system].get("figures", {}).get(scenario.headline, {})
+                        print(f"[bench]   {scenario.headline} = {figure.get('median')}", file=sys.stderr, flush=True)
+                    entry["points"].append({"label": label, "params": point, "systems": by_system})
+                results["scenarios"].append(entry)
+        finally:
+            await asyncio.to_thread(broker.stop, config)
+    results["seconds"] = round(time.monotonic() - began, 1)
+    report.write(results, out)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("scenario", choices=[*SCENARIOS, "all"])
+    parser.add_argument("--size", choices=["small", "full"], default="small")
+    parser.add_argument("--out", default="bench-results", help="where results.json and results.md go")
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, of {', '.join(SYSTEMS)}")
+    parser.add_argument("--runs", type=int, default=None, help="measured runs per point (default: full 3, small 1)")
+    args = parser.parse_args(argv)
+    names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    runs = args.runs or (3 if args.size == "full" else 1)
+    warmup = 1 if args.size == "full" else 0
+    systems = [s for s in args.systems.split(",") if s]
+    results = asyncio.run(run(names, args.size, Path(args.out), systems, runs, warmup))
+    print(report.markdown(results))
+    failed = [
+        (s["name"], p["label"], name)
+        for s in results["scenarios"]
+        for p in s["points"]
+        for name, r in p["systems"].items()
+        if "error" in r
+    ]
+    if failed:
+        print(f"failed: {failed}", file=sys.stderr)
+        return 1
+    return 0

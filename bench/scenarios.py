@@ -1,0 +1,333 @@
+"""The scenarios: each function is one run of one parameter point against one running system.
+
+A run returns flat metrics; the harness repeats runs, takes medians and spread, and compares systems.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from bench.drivers import WsClients, http_load
+from bench.observer import KafkaObserver
+from bench.procstats import CpuWindow, rss_bytes, tcp_socket_memory_bytes
+from bench.systems import RunningSystem, token
+from locstream.lifecycle import cancel_and_wait
+from schemas.claims import Role
+
+Metrics = dict[str, Any]
+RunFn = Callable[[RunningSystem, dict[str, Any], str], Awaitable[Metrics]]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    run: RunFn
+    points: dict[str, list[dict[str, Any]]]  # size -> parameter points
+    headline: str  # the metric compared across systems
+    higher_is_better: bool = True
+    what: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def _viewer() -> str:
+    return token(Role.DISPATCHER)
+
+
+def _writer() -> str:
+    return token(Role.DEVICE_GATEWAY)
+
+
+@asynccontextmanager
+async def _with_pilot(system: RunningSystem) -> AsyncIterator[None]:
+    """One dispatcher connected alone before the crowd, and kept for the run (for every system alike).
+
+    broadcaster 0.3.1 loses subscribers that arrive together on a channel with none yet: each sees the channel
+    empty, awaits the backend's subscribe, then overwrites the others' queue set (``Broadcast.subscribe``), so
+    only the last one ever receives. With one subscriber already there, later ones are only added. The pilot
+    costs every system one extra delivery per event, which the figures do not count.
+    """
+    pilot = WsClients(system.ws_url, _viewer(), 1)
+    try:
+        await pilot.start()
+        yield
+    finally:
+        await pilot.stop()
+
+
+async def _prime(system: RunningSystem, clients: WsClients, timeout: float = 60.0) -> float:
+    """Post probe fixes until every reading client has received one: the path is live end to end.
+
+    Some systems (broadcaster's Kafka backend) start delivering only a while after a subscription; measuring
+    before that would count start-up, not steady state. Returns how long priming took.
+    """
+    began = time.monotonic()
+    async with httpx.AsyncClient(base_url=system.api_url, timeout=10.0) as http:
+        probe = 0
+        while time.monotonic() - began < timeout:
+            probe += 1
+            await http.post(
+                f"/api/v1/field-service/technicians/prime-{probe}/location",
+                json={"latitude": 1.0, "longitude": 1.0},
+                headers={"Authorization": f"Bearer {_writer()}"},
+            )
+            await asyncio.sleep(0.1)
+            if (await clients.report())["per_connection_min"] >= 1:
+                return round(time.monotonic() - began, 3)
+    raise RuntimeError(f"{system.name}: no update reached every client within {timeout:.0f}s")
+
+
+async def _drain(clients: WsClients, before: int, expected: int, timeout: float = 15.0) -> dict[str, Any]:
+    """Wait until the clients have ``expected`` more updates, or until nothing more arrives."""
+    deadline = time.monotonic() + timeout
+    last, still = -1, 0
+    while True:
+        report = await clients.report()
+        got = report["updates"] - before
+        if got >= expected or time.monotonic() > deadline:
+            return report
+        still = still + 1 if got == last else 0
+        if still >= 10:  # 1 s without a single new frame: what is missing is lost
+            return report
+        last = got
+        await asyncio.sleep(0.1)
+
+
+async def ingest(system: RunningSystem, p: dict[str, Any], bootstrap: str) -> Metrics:
+    """Closed-loop single-fix POSTs: acknowledged events/s and the API process's CPU per event."""
+    window = CpuWindow(system.pids())
+    window.start()
+    load = await http_load(system.api_url, _writer(), duration=p["duration"], concurrency=p["concurrency"])
+    cpu = window.stop()
+    accepted = max(load["accepted"], 1)
+    return {
+        "events_per_second": load["accepted_per_second"],
+        "api_cpu_us_per_event": round(cpu[system.api_role] / accepted * 1e6, 2),
+        "all_cpu_us_per_event": round(sum(cpu.values()) / accepted * 1e6, 2),
+        "post_latency": load["latency"],
+        "statuses": load["statuses"],
+        "cpu_seconds": cpu,
+    }
+
+
+async def fanout(system: RunningSystem, p: dict[str, Any], bootstrap: str) -> Metrics:
+    """N dispatchers of one tenant, a fixed event rate: deliveries/s, CPU per delivery, frames lost."""
+    sources = max(1, p["clients"] // 20_000 + 1)
+    async with _with_pilot(system), WsClients(system.ws_url, _viewer(), p["clients"], sources=sources) as clients:
+        primed = await _prime(system, clients)
+        before = (await clients.report())["updates"]
+        window = CpuWindow(system.pids())
+        window.start()
+        began = time.monotonic()
+        load = await http_load(system.api_url, _writer(), duration=p["duration"], rate=p["rate"])
+        expected = load["accepted"] * clients.ready["connected"]
+        report = await _drain(clients, before, expected)
+        elapsed = time.monotonic() - began
+        cpu = window.stop()
+    delivered = report["updates"] - before
+    fanout_cpu = cpu[system.fanout_role]
+    return {
+        "deliveries_per_second": round(delivered / elapsed, 1),
+        "deliveries_per_cpu_second": round(delivered / fanout_cpu, 1) if fanout_cpu else None,
+        "cpu_us_per_delivery": round(fanout_cpu / max(delivered, 1) * 1e6, 3),
+        "frames_lost": expected - delivered,
+        "events_accepted": load["accepted"],
+        "connected": clients.ready["connected"],
+        "prime_seconds": primed,
+        "closes": report["closes"],
+        "latency": report["latency"],
+        "cpu_seconds": cpu,
+    }
+
+
+async def latency(system: RunningSystem, p: dict[str, Any], bootstrap: str) -> Metrics:
+    """Open-loop events with N dispatchers: POST sent -> frame read, and the part of it spent getting to Kafka."""
+    observer = KafkaObserver(bootstrap, system.kafka_topic) if system.kafka_topic else None
+    sample_every = p.get("sample_every", 20)
+    async with (
+        _with_pilot(system),
+        WsClients(system.ws_url, _viewer(), p["clients"], sample_every=sample_every) as clients,
+    ):
+        await _prime(system, clients)
+        before = (await clients.report())["updates"]  # also clears the samples taken while priming
+        if observer is not None:
+            await observer.start()
+        load = await http_load(system.api_url, _writer(), duration=p["duration"], rate=p["rate"])
+        expected = load["accepted"] * clients.ready["connected"]
+        report = await _drain(clients, before, expected)
+        kafka = await observer.stop() if observer is not None else None
+    e2e = report["latency"]
+    share = round(kafka["p50_ms"] / e2e["p50_ms"], 3) if kafka and kafka.get("count") and e2e.get("count") else None
+    return {
+        "p50_ms": e2e.get("p50_ms"),
+        "p95_ms": e2e.get("p95_ms"),
+        "p99_ms": e2e.get("p99_ms"),
+        "max_ms": e2e.get("max_ms"),
+        "samples": e2e.get("count", 0),
+        "to_kafka": kafka,
+        "kafka_share_of_p50": share,
+        "frames_lost": expected - (report["updates"] - before),
+        "events_accepted": load["accepted"],
+        "missed_sends": load["missed"],
+        "closes": report["closes"],
+    }
+
+
+async def connections(system: RunningSystem, p: dict[str, Any], bootstrap: str) -> Metrics:
+    """N idle connections: user-space RSS per connection of the fan-out process, and kernel socket memory."""
+    pid = system.processes[system.fanout_role].pid
+    base_n = 100
+    rss0, sock0 = rss_bytes(pid), tcp_socket_memory_bytes()
+    first = WsClients(system.ws_url, _viewer(), base_n)
+    rest = WsClients(system.ws_url, _viewer(), p["clients"] - base_n, sources=4)
+    try:
+        await first.start()
+        rss_base, sock_base = rss_bytes(pid), tcp_socket_memory_bytes()
+        ready = await rest.start()
+        rss_n, sock_n = rss_bytes(pid), tcp_socket_memory_bytes()
+        connected = ready["connected"] + base_n
+    finally:
+        await rest.stop()
+        await first.stop()
+    added = max(connected - base_n, 1)
+    return {
+        "connected": connected,
+        "failed": ready["failed"],
+        "rss_bytes_per_connection": round((rss_n - rss_base) / added),
+        "rss_mib_at_n": round(rss_n / 2**20, 1),
+        "rss_mib_idle": round(rss0 / 2**20, 1),
+        "kernel_tcp_bytes_per_connection": round((sock_n - sock_base) / added),  # both loopback ends
+        "kernel_tcp_mib_idle": round(sock0 / 2**20, 2),
+        "connect_seconds": ready["seconds"],
+    }
+
+
+async def slow_client(system: RunningSystem, p: dict[str, Any], bootstrap: str) -> Metrics:
+    """1% of the dispatchers stop reading: the others' p99 against a run without them; fan-out memory over time."""
+    results: dict[str, Any] = {}
+    pid = system.processes[system.fanout_role].pid
+    for label, slow in (("baseline", 0), ("with_slow", max(1, p["clients"] // 100))):
+        memory: list[float] = []
+        async with (
+            _with_pilot(system),
+            WsClients(system.ws_url, _viewer(), p["clients"], slow=slow, sample_every=10) as clients,
+        ):
+            await _prime(system, clients)
+            before = (await clients.report())["updates"]
+            sampling = asyncio.create_task(_sample_rss(pid, memory))
+            load = await http_load(system.api_url, _writer(), duration=p["duration"], rate=p["rate"])
+            readers = clients.ready["connected"] - slow
+            report = await _drain(clients, before, load["accepted"] * readers)
+            await cancel_and_wait(sampling)
+        results[label] = {
+            "p99_ms": report["latency"].get("p99_ms"),
+            "p50_ms": report["latency"].get("p50_ms"),
+            "frames_lost_by_readers": load["accepted"] * readers - (report["updates"] - before),
+            "closes": report["closes"],
+            "rss_mib_samples": memory,
+        }
+    base_p99, slow_p99 = results["baseline"]["p99_ms"], results["with_slow"]["p99_ms"]
+    results["p99_ratio"] = round(slow_p99 / base_p99, 3) if base_p99 and slow_p99 else None
+    results["rss_mib_max_with_slow"] = max(results["with_slow"]["rss_mib_samples"], default=None)
+    results["frames_lost"] = results["with_slow"]["frames_lost_by_readers"]
+    return results
+
+
+async def _sample_rss(pid: int, into: list[float]) -> None:
+    while True:
+        into.append(round(rss_bytes(pid) / 2**20, 1))
+        await asyncio.sleep(1.0)
+
+
+async def reconnect_storm(system: RunningSystem, p: dict[str, Any], bootstrap: str) -> Metrics:
+    """N dispatchers connect at once (a node died, its clients come back): time until all have initial_state."""
+    await http_load(system.api_url, _writer(), duration=1.0, rate=p["technicians"], technicians=p["technicians"])
+    clients = WsClients(system.ws_url, _viewer(), p["clients"], concurrency=p["clients"], sources=4)
+    try:
+        ready = await clients.start()
+    finally:
+        await clients.stop()
+    return {
+        "seconds_until_all_initial_state": ready["seconds"],
+        "connected": ready["connected"],
+        "failed": ready["failed"],
+    }
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "ingest",
+            ingest,
+            {"small": [{"concurrency": 4, "duration": 2}], "full": [{"concurrency": 32, "duration": 10}]},
+            headline="events_per_second",
+            what="single-fix POSTs, closed loop; events/s acknowledged and CPU-µs per event of the API process",
+            notes=["the batch endpoint does not exist yet (issue 5): batched ingest is not measured"],
+        ),
+        Scenario(
+            "fanout",
+            fanout,
+            {
+                "small": [{"clients": 10, "rate": 20, "duration": 2}],
+                "full": [
+                    {"clients": 100, "rate": 500, "duration": 10},
+                    {"clients": 1000, "rate": 50, "duration": 10},
+                    {"clients": 10000, "rate": 5, "duration": 10},
+                ],
+            },
+            headline="deliveries_per_cpu_second",
+            what="one tenant, N dispatchers, a fixed event rate (N x rate = 50,000 deliveries/s offered)",
+        ),
+        Scenario(
+            "latency",
+            latency,
+            {
+                "small": [{"clients": 10, "rate": 20, "duration": 2, "sample_every": 1}],
+                "full": [
+                    {"clients": 1000, "rate": 100, "duration": 10},
+                    {"clients": 1000, "rate": 1000, "duration": 10},
+                ],
+            },
+            headline="p99_ms",
+            higher_is_better=False,
+            what="open-loop events, 1000 dispatchers; POST sent -> frame read (sampled on every 20th connection)",
+        ),
+        Scenario(
+            "connections",
+            connections,
+            {"small": [{"clients": 200}], "full": [{"clients": 5000}, {"clients": 15000}]},
+            headline="rss_bytes_per_connection",
+            higher_is_better=False,
+            what="N idle dispatchers; (RSS at N - RSS at 100) / (N - 100) of the fan-out process",
+        ),
+        Scenario(
+            "slow-client",
+            slow_client,
+            {
+                "small": [{"clients": 100, "rate": 20, "duration": 2}],
+                "full": [{"clients": 1000, "rate": 50, "duration": 15}],
+            },
+            headline="p99_ratio",
+            higher_is_better=False,
+            what="1000 dispatchers of which 1% stop reading; others' p99 with them / without them",
+        ),
+        Scenario(
+            "reconnect-storm",
+            reconnect_storm,
+            {
+                "small": [{"clients": 50, "technicians": 20}],
+                "full": [{"clients": 1000, "technicians": 200}, {"clients": 5000, "technicians": 200}],
+            },
+            headline="seconds_until_all_initial_state",
+            higher_is_better=False,
+            what="N dispatchers connect at once to a tenant of 200 technicians; time until all have initial_state",
+        ),
+    )
+}

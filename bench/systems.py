@@ -1,0 +1,199 @@
+"""The systems under test, each started as real processes on loopback against the harness's broker.
+
+- ``locstream``: producers, projector and ws_edge, three processes (as in production);
+- ``seed``: the seed document's design (``bench/peers/seed.py``), one process;
+- ``broadcaster``: encode/broadcaster with its Kafka backend (``bench/peers/broadcaster_peer.py``), one process.
+
+Every system serves the seed's URLs, so the same load generators drive all of them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from locstream.auth import issue_token
+from locstream.settings import AuthSettings
+from schemas.claims import Role
+
+JWT_SECRET = "bench-secret-for-locstream-benchmarks-0123456789"
+SYSTEMS = ("locstream", "seed", "broadcaster")
+TENANT = "bench-tenant"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def token(role: Role, tenant: str = TENANT, sub: str = "bench") -> str:
+    return issue_token(AuthSettings(jwt_secret=JWT_SECRET), tenant_id=tenant, sub=sub, role=role, ttl_seconds=86_400)
+
+
+@dataclass
+class Process:
+    role: str
+    port: int
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+
+@dataclass
+class RunningSystem:
+    name: str
+    api_url: str  # where fixes are POSTed
+    ws_url: str  # the WebSocket endpoint
+    processes: dict[str, Process] = field(default_factory=dict)
+    fanout_role: str = ""  # the process that writes to the sockets
+    api_role: str = ""  # the process that answers the POSTs
+    kafka_topic: str | None = None  # where the fixes pass through Kafka, if they do
+
+    def pids(self) -> dict[str, int]:
+        return {role: process.pid for role, process in self.processes.items()}
+
+
+WS_PATH = "/api/v1/field-service/ws/technician-locations"
+
+
+def _start(role: str, command: list[str], env: dict[str, str], port: int, workdir: Path) -> Process:
+    log = workdir / f"{role}.log"
+    with log.open("wb") as out:
+        popen = subprocess.Popen(
+            command, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    process = Process(role, port, popen, log)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if popen.poll() is not None:
+            raise RuntimeError(f"{role} exited with {popen.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2.0)
+            if response.status_code == 200 and response.json().get("ready", True) is True:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    popen.kill()
+    raise RuntimeError(f"{role} did not become ready; see {log}")
+
+
+def _stop(processes: dict[str, Process]) -> None:
+    for process in processes.values():
+        if process.popen.poll() is None:
+            process.popen.send_signal(signal.SIGTERM)
+    for process in processes.values():
+        try:
+            process.popen.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.popen.kill()
+            process.popen.wait()
+
+
+@contextmanager
+def running_system(name: str, bootstrap: str, workdir: Path) -> Iterator[RunningSystem]:
+    """Start system ``name`` fresh (its own topic, database and ports) and stop it afterwards."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    run_id = uuid.uuid4().hex[:8]
+    python = sys.executable
+    env = {"LOCSTREAM_JWT_SECRET": JWT_SECRET, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    processes: dict[str, Process] = {}
+    try:
+        if name == "locstream":
+            env |= {"KAFKA_TOPIC": f"bench.locations.{run_id}", "LOCSTREAM_DATA_DIR": str(workdir / "data")}
+            for role in ("producers", "projector", "ws-edge"):
+                port = free_port()
+                processes[role] = _start(
+                    role, [python, "-m", "locstream.cli", role, "--port", str(port)], env, port, workdir
+                )
+            system = RunningSystem(
+                name,
+                api_url=f"http://127.0.0.1:{processes['producers'].port}",
+                ws_url=f"ws://127.0.0.1:{processes['ws-edge'].port}{WS_PATH}",
+                processes=processes,
+                fanout_role="ws-edge",
+                api_role="producers",
+                kafka_topic=env["KAFKA_TOPIC"],
+            )
+        elif name == "seed":
+            port = free_port()
+            processes["seed"] = _start(
+                "seed",
+                [
+                    python,
+                    "-m",
+                    "bench.peers.seed",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--db",
+                    str(workdir / "seed.sqlite3"),
+                ],
+                env,
+                port,
+                workdir,
+            )
+            system = RunningSystem(
+                name,
+                api_url=f"http://127.0.0.1:{port}",
+                ws_url=f"ws://127.0.0.1:{port}{WS_PATH}",
+                processes=processes,
+                fanout_role="seed",
+                api_role="seed",
+            )
+        elif name == "broadcaster":
+            port = free_port()
+            processes["broadcaster"] = _start(
+                "broadcaster",
+                [
+                    python,
+                    "-m",
+                    "bench.peers.broadcaster_peer",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--kafka",
+                    bootstrap,
+                    "--db",
+                    str(workdir / "broadcaster.sqlite3"),
+                    "--channel-prefix",
+                    f"bench.broadcaster.{run_id}.",
+                    "--tenants",
+                    TENANT,
+                ],
+                env,
+                port,
+                workdir,
+            )
+            system = RunningSystem(
+                name,
+                api_url=f"http://127.0.0.1:{port}",
+                ws_url=f"ws://127.0.0.1:{port}{WS_PATH}",
+                processes=processes,
+                fanout_role="broadcaster",
+                api_role="broadcaster",
+                kafka_topic=f"bench.broadcaster.{run_id}.{TENANT}",
+            )
+        else:
+            raise ValueError(f"unknown system {name!r}; known: {', '.join(SYSTEMS)}")
+        yield system
+    finally:
+        _stop(processes)
