@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 JARS := broker/target/lib/.resolved
 
-.PHONY: install run test lint unit broker-jars clean
+.PHONY: install run test lint bench broker-jars clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,12 @@ lint: install
 # the project's own broker.
 test: lint broker-jars
 	$(PY) -m pytest
+
+# One benchmark scenario (or all) against locstream and its peers: make bench SCENARIO=fanout SIZE=full
+SCENARIO ?= all
+SIZE ?= small
+bench: install broker-jars
+	$(PY) -m bench $(SCENARIO) --size $(SIZE) --out bench-results/$(SCENARIO)-$(SIZE)
 
 clean:
 	rm -rf .data broker/target .pytest_cache .mypy_cache .ruff_cache
