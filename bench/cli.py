@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 import traceback
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -20,9 +21,10 @@ from typing import Any
 
 from bench import report
 from bench.procstats import cpu_model
-from bench.scenarios import SCENARIOS, Scenario
-from bench.systems import SYSTEMS, free_port, running_system
+from bench.scenarios import SCENARIOS, BenchContext, Scenario
+from bench.systems import SYSTEMS, RunningSystem, free_port, running_system
 from locstream import broker
+from locstream.postgres_local import throwaway_cluster
 
 
 def _versions() -> dict[str, str]:
@@ -38,13 +40,37 @@ def _versions() -> dict[str, str]:
 
 
 async def _run_point(
-    scenario: Scenario, point: dict[str, Any], system: str, bootstrap: str, workdir: Path, runs: int, warmup: int
+    scenario: Scenario, point: dict[str, Any], system: str, ctx: BenchContext, runs: int, warmup: int
 ) -> dict[str, Any]:
-    with running_system(system, bootstrap, workdir) as running:
+    if scenario.fresh_per_run:
+        results = []
+        for i in range(runs):
+            with running_system(system, ctx.bootstrap, ctx.workdir / f"run-{i}") as running:
+                results.append(await scenario.run(running, point, ctx))
+        return {"runs": results, "figures": report.numeric_figures(results)}
+    with ExitStack() as stack:
+        running = (
+            RunningSystem(system, api_url="", ws_url="")
+            if scenario.standalone
+            else stack.enter_context(running_system(system, ctx.bootstrap, ctx.workdir))
+        )
         for _ in range(warmup):
-            await scenario.run(running, point, bootstrap)
-        results = [await scenario.run(running, point, bootstrap) for _ in range(runs)]
+            await scenario.run(running, point, ctx)
+        results = [await scenario.run(running, point, ctx) for _ in range(runs)]
     return {"runs": results, "figures": report.numeric_figures(results)}
+
+
+class _LazyPostgres:
+    """A throwaway PostgreSQL server, started the first time a scenario asks for it."""
+
+    def __init__(self, stack: ExitStack) -> None:
+        self._stack = stack
+        self._dsn: str | None = None
+
+    async def __call__(self) -> str:
+        if self._dsn is None:
+            self._dsn = self._stack.enter_context(throwaway_cluster(free_port()))
+        return self._dsn
 
 
 async def run(names: list[str], size: str, out: Path, systems: list[str], runs: int, warmup: int) -> dict[str, Any]:
@@ -58,9 +84,10 @@ async def run(names: list[str], size: str, out: Path, systems: list[str], runs: 
         "versions": _versions(),
         "scenarios": [],
     }
-    with tempfile.TemporaryDirectory(prefix="locstream-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="locstream-bench-") as tmp, ExitStack() as services:
         config = broker.BrokerConfig(data_dir=Path(tmp) / "broker", port=free_port(), heap="1g")
         await asyncio.to_thread(broker.start, config)
+        postgres = _LazyPostgres(services)
         try:
             for name in names:
                 scenario = SCENARIOS[name]
@@ -76,13 +103,13 @@ async def run(names: list[str], size: str, out: Path, systems: list[str], runs: 
                 for point in scenario.points[size]:
                     label = ", ".join(f"{k}={v}" for k, v in point.items())
                     by_system: dict[str, Any] = {}
-                    for system in systems:
+                    for system in entry["systems"]:
                         print(f"[bench] {name} {label} {system} ...", file=sys.stderr, flush=True)
                         workdir = Path(tmp) / f"{name}-{len(entry['points'])}-{system}"
+                        workdir.mkdir(parents=True)
+                        ctx = BenchContext(config.bootstrap, workdir, postgres)
                         try:
-                            by_system[system] = await _run_point(
-                                scenario, point, system, config.bootstrap, workdir, runs, warmup
-                            )
+                            by_system[system] = await _run_point(scenario, point, system, ctx, runs, warmup)
                         except Exception as exc:  # a failed system is reported, not hidden
                             traceback.print_exc()
                             by_system[system] = {"error": f"{type(exc).__name__}: {exc}"[:500]}

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,12 +18,22 @@ import httpx
 from bench.drivers import WsClients, http_load
 from bench.observer import KafkaObserver
 from bench.procstats import CpuWindow, rss_bytes, tcp_socket_memory_bytes
+from bench.projection import measure as measure_projection
 from bench.systems import RunningSystem, token
 from locstream.lifecycle import cancel_and_wait
 from schemas.claims import Role
 
 Metrics = dict[str, Any]
-RunFn = Callable[[RunningSystem, dict[str, Any], str], Awaitable[Metrics]]
+RunFn = Callable[[RunningSystem, dict[str, Any], "BenchContext"], Awaitable[Metrics]]
+
+
+@dataclass
+class BenchContext:
+    """What every run may use besides the system under test."""
+
+    bootstrap: str
+    workdir: Path
+    postgres: Callable[[], Awaitable[str]]  # the admin DSN of a throwaway PostgreSQL server, started on first use
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,9 @@ class Scenario:
     higher_is_better: bool = True
     what: str = ""
     notes: list[str] = field(default_factory=list)
+    systems: tuple[str, ...] | None = None  # None: every system; else only these
+    standalone: bool = False  # the run starts what it measures itself; no system is started for it
+    fresh_per_run: bool = False  # start the system anew for every run, with no warm-up (memory figures)
 
 
 def _viewer() -> str:
@@ -99,7 +113,7 @@ async def _drain(clients: WsClients, before: int, expected: int, timeout: float 
         await asyncio.sleep(0.1)
 
 
-async def ingest(system: RunningSystem, p: dict[str, Any], bootstrap: str) -> Metrics:
+async def ingest(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
     """Closed-loop single-fix POSTs: acknowledged events/s and the API process's CPU per event."""
     window = CpuWindow(system.pids())
     window.start()
@@ -116,7 +130,7 @@ async def ingest(system: RunningSystem, p: dict[str, Any], bootstrap: str) -> Me
     }
 
 
-async def fanout(system: RunningSystem, p: dict[str, Any], bootstrap: str) -> Metrics:
+async def fanout(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
     """N dispatchers of one tenant, a fixed event rate: deliveries/s, CPU per delivery, frames lost."""
     sources = max(1, p["clients"] // 20_000 + 1)
     async with _with_pilot(system), WsClients(system.ws_url, _viewer(), p["clients"], sources=sources) as clients:
@@ -146,9 +160,9 @@ async def fanout(system: RunningSystem, p: dict[str, Any], bootstrap: str) -> Me
     }
 
 
-async def latency(system: RunningSystem, p: dict[str, Any], bootstrap: str) -> Metrics:
+async def latency(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
     """Open-loop events with N dispatchers: POST sent -> frame read, and the part of it spent getting to Kafka."""
-    observer = KafkaObserver(bootstrap, system.kafka_topic) if system.kafka_topic else None
+    observer = KafkaObserver(ctx.bootstrap, system.kafka_topic) if system.kafka_topic else None
     sample_every = p.get("sample_every", 20)
     async with (
         _with_pilot(system),
@@ -179,7 +193,7 @@ async def latency(system: RunningSystem, p: dict[str, Any], bootstrap: str) -> M
     }
 
 
-async def connections(system: RunningSystem, p: dict[str, Any], bootstrap: str) -> Metrics:
+async def connections(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
     """N idle connections: user-space RSS per connection of the fan-out process, and kernel socket memory."""
     pid = system.processes[system.fanout_role].pid
     base_n = 100
@@ -208,7 +222,7 @@ async def connections(system: RunningSystem, p: dict[str, Any], bootstrap: str) 
     }
 
 
-async def slow_client(system: RunningSystem, p: dict[str, Any], bootstrap: str) -> Metrics:
+async def slow_client(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
     """1% of the dispatchers stop reading: the others' p99 against a run without them; fan-out memory over time."""
     results: dict[str, Any] = {}
     pid = system.processes[system.fanout_role].pid
@@ -245,7 +259,7 @@ async def _sample_rss(pid: int, into: list[float]) -> None:
         await asyncio.sleep(1.0)
 
 
-async def reconnect_storm(system: RunningSystem, p: dict[str, Any], bootstrap: str) -> Metrics:
+async def reconnect_storm(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
     """N dispatchers connect at once (a node died, its clients come back): time until all have initial_state."""
     await http_load(system.api_url, _writer(), duration=1.0, rate=p["technicians"], technicians=p["technicians"])
     clients = WsClients(system.ws_url, _viewer(), p["clients"], concurrency=p["clients"], sources=4)
@@ -258,6 +272,11 @@ async def reconnect_storm(system: RunningSystem, p: dict[str, Any], bootstrap: s
         "connected": ready["connected"],
         "failed": ready["failed"],
     }
+
+
+async def projection(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
+    """A backlog of N events applied by a fresh projector into SQLite and PostgreSQL, and a SQLite rebuild."""
+    return await measure_projection(ctx.bootstrap, await ctx.postgres(), p["events"], ctx.workdir)
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -305,6 +324,7 @@ SCENARIOS: dict[str, Scenario] = {
             {"small": [{"clients": 200}], "full": [{"clients": 5000}, {"clients": 15000}]},
             headline="rss_bytes_per_connection",
             higher_is_better=False,
+            fresh_per_run=True,  # a process that already held N connections keeps that memory in its allocator
             what="N idle dispatchers; (RSS at N - RSS at 100) / (N - 100) of the fan-out process",
         ),
         Scenario(
@@ -328,6 +348,15 @@ SCENARIOS: dict[str, Scenario] = {
             headline="seconds_until_all_initial_state",
             higher_is_better=False,
             what="N dispatchers connect at once to a tenant of 200 technicians; time until all have initial_state",
+        ),
+        Scenario(
+            "projector",
+            projection,
+            {"small": [{"events": 2_000}], "full": [{"events": 1_000_000}]},
+            headline="sqlite_events_per_second",
+            what="a backlog of N events (2% retries) applied by a fresh projector process; then a SQLite rebuild",
+            systems=("locstream",),
+            standalone=True,
         ),
     )
 }

@@ -59,9 +59,23 @@ def cmd_service(args: argparse.Namespace) -> int:
     from locstream.serve import serve
 
     configure_logging()
+    if getattr(args, "action", "serve") == "rebuild":
+        return cmd_rebuild()
     app = importlib.import_module(_SERVICE_APPS[args.command]).create_app()
     settings = app.state.settings
     serve(app, args.host or settings.host, args.port or settings.port)
+    return 0
+
+
+def cmd_rebuild() -> int:
+    import asyncio
+    import json
+
+    from projector.rebuild import rebuild
+    from projector.settings import ProjectorSettings
+
+    summary = asyncio.run(rebuild(ProjectorSettings()))
+    print(json.dumps(summary))
     return 0
 
 
@@ -140,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("ws-edge", "the WebSocket edge"),
     ):
         p_service = sub.add_parser(name, help=f"run {what}")
+        if name == "projector":
+            p_service.add_argument("action", nargs="?", choices=["serve", "rebuild"], default="serve",
+                                   help="rebuild: replay the topic into fresh tables and switch to them")  # fmt: skip
         p_service.add_argument("--host", default=None)
         p_service.add_argument("--port", type=int, default=None)
         p_service.set_defaults(func=cmd_service)

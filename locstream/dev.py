@@ -15,7 +15,7 @@ from locstream.lifecycle import Service
 from locstream.simulate import FleetSimulator
 from producers.app import install as install_producers
 from producers.settings import ProducersSettings
-from projector.runner import Projector
+from projector.app import install as install_projector
 from projector.settings import ProjectorSettings
 from ws_edge.app import install as install_edge
 from ws_edge.settings import EdgeSettings
@@ -36,7 +36,8 @@ def create_dev_app(options: DevOptions) -> FastAPI:
     publisher = install_producers(app, producers_settings)
     edge = install_edge(app, EdgeSettings())
     # Order matters: the publisher creates the topic, the projector creates the table, the edge bootstraps from it.
-    services: list[Service] = [publisher, Projector(ProjectorSettings()), edge]
+    projector = install_projector(app, ProjectorSettings())
+    services: list[Service] = [publisher, projector, edge]
     if options.simulate:
         services.append(FleetSimulator(f"http://{options.host}:{options.port}", producers_settings.auth))
     app.state.services = services

@@ -59,6 +59,8 @@ class DataSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOCSTREAM_")
 
     data_dir: Path = Path(".data")
+    # postgresql://user:pass@host/db for production; unset: SQLite at <data_dir>/projection.sqlite3.
+    database_url: str | None = None
 
     @property
     def projection_db(self) -> Path:

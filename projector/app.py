@@ -1,23 +1,50 @@
-"""The projector process: its loop runs in the app's lifespan; HTTP serves only health."""
+"""The projector process: its loop runs in the app's lifespan; HTTP serves health, metrics and history."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from locstream.http import service_app
+from projector.routes import router
 from projector.runner import Projector
 from projector.settings import ProjectorSettings
 
 
+def install(app: FastAPI, settings: ProjectorSettings) -> Projector:
+    """Add the history routes to ``app``; the caller starts and stops the returned projector."""
+    projector = Projector(settings)
+    app.state.projector = projector
+    app.state.projection_store = projector.store
+    app.include_router(router)
+    return projector
+
+
 def create_app(settings: ProjectorSettings | None = None) -> FastAPI:
     settings = settings or ProjectorSettings()
-    projector = Projector(settings)
-    app = service_app("locstream projector", settings)
-    app.state.projector = projector
+    app = service_app("locstream projector", settings, settings.auth)
+    projector = install(app, settings)
     app.state.services = [projector]
 
-    @app.get("/healthz")
+    @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, object]:
-        return {"status": "ok", "applied": projector.applied, "skipped": projector.skipped}
+        """The process is up (and how much it has done)."""
+        return {
+            "status": "ok", "applied": projector.applied, "duplicates": projector.duplicates,
+            "dead_lettered": projector.skipped,
+        }  # fmt: skip
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        """Partitions are assigned and no partition lags more than the configured threshold."""
+        ready, reason = projector.ready()
+        return JSONResponse(
+            {"ready": ready, "reason": reason, "lag": projector.lag()}, status_code=200 if ready else 503
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(projector.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

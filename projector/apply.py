@@ -7,11 +7,14 @@ agree on what "current" means:
   fix never regresses the position, and the Kafka position breaks ties so replays are deterministic;
 - ``technician_updated`` sets name and/or status by the same rule, field by field, without touching
   the position;
-- applying an event that already won (a replay) changes nothing.
+- applying an event that already won (a replay) changes nothing;
+- an event whose ``event_id`` was seen before (a client's retry, appended again at a later offset) is a no-op:
+  ``replay`` keeps the first occurrence in log order, and the stores do the same with their history table.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -95,3 +98,19 @@ def apply(state: TechnicianState | None, event: Event, position: Position) -> Te
     if status is not None and (state.status_at is None or stamp > state.status_at):
         new = replace(new, status=status, status_at=stamp)
     return new
+
+
+Key = tuple[str, str]  # (tenant_id, technician_id)
+
+
+def replay(log: Iterable[tuple[Event, Position]]) -> dict[Key, TechnicianState]:
+    """The projection of a log given in log order: every state, with repeated ``event_id`` ignored."""
+    seen: set[object] = set()
+    states: dict[Key, TechnicianState] = {}
+    for event, position in log:
+        if event.event_id in seen:
+            continue
+        seen.add(event.event_id)
+        key = (event.tenant_id, event.technician_id)
+        states[key] = apply(states.get(key), event, position)
+    return states

@@ -1,23 +1,29 @@
 """The projector's consume loop: read a batch, apply it with its offsets in one transaction, repeat.
 
-Kafka's committed offsets are never used: on every assignment the consumer seeks to the offsets stored
-in the projection database, so a kill -9 at any moment neither loses nor double-applies a record.
+Kafka's committed offsets are never used: on every assignment the consumer seeks to the offsets stored with
+the table, so a kill -9 at any moment neither loses nor double-applies a record. Poison records are copied
+to the dead-letter topic before the batch that skips them commits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from pydantic import ValidationError
 
-from locstream.kafka import ensure_topic, make_consumer
+from locstream.kafka import ensure_topic, make_consumer, make_producer
 from locstream.lifecycle import cancel_and_wait
 from projector.apply import Position
+from projector.backends import make_store
+from projector.metrics import ProjectorMetrics
+from projector.poison import Poison, dlq_headers, poison_of
 from projector.settings import ProjectorSettings
-from projector.store import SqliteProjectionStore
+from projector.store import GenerationChangedError, ProjectionStore
 from schemas.events import Event, decode_event
 
 log = logging.getLogger(__name__)
@@ -35,66 +41,137 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class Projector:
-    """Owns the store and the consumer; ``start()`` spawns the loop, ``stop()`` ends and awaits it."""
+    """Owns the store, the consumer and the DLQ producer; ``start()`` spawns the loop, ``stop()`` awaits it."""
 
-    def __init__(self, settings: ProjectorSettings) -> None:
+    def __init__(self, settings: ProjectorSettings, store: ProjectionStore | None = None) -> None:
         self.settings = settings
-        self.store = SqliteProjectionStore(settings.data.projection_db, settings.kafka.topic)
-        self.applied = 0
-        self.skipped = 0
+        self.store = store or make_store(settings.data, settings.kafka.topic)
+        self.metrics = ProjectorMetrics()
+        self.generation = 0
         self._consumer: Any = None
-        self._task: asyncio.Task[None] | None = None
+        self._dlq: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._positions: dict[int, int] = {}  # partition -> next offset applied (or sought to)
+
+    @property
+    def applied(self) -> int:
+        return int(self.metrics.value("applied"))
+
+    @property
+    def duplicates(self) -> int:
+        return int(self.metrics.value("duplicate"))
+
+    @property
+    def skipped(self) -> int:
+        return int(self.metrics.value("dead_lettered"))
 
     async def start(self) -> None:
-        assert self._task is None, "projector already started"
-        await ensure_topic(self.settings.kafka)
+        assert not self._tasks, "projector already started"
+        kafka = self.settings.kafka
+        await ensure_topic(kafka)
+        await ensure_topic(kafka.model_copy(update={"topic": self.settings.dlq_topic}))
         await self.store.open()
-        self._consumer = make_consumer(
-            self.settings.kafka, group_id=self.settings.group_id, max_poll_records=self.settings.max_batch
-        )
+        self.generation = await self.store.generation()
+        self.metrics.generation.set(self.generation)
+        self._dlq = make_producer(kafka)
+        await self._dlq.start()
+        self._consumer = make_consumer(kafka, group_id=self.settings.group_id, max_poll_records=self.settings.max_batch)
         await self._consumer.start()
-        self._consumer.subscribe([self.settings.kafka.topic], listener=_SeekToStoredOffsets(self))
-        self._task = asyncio.create_task(self._run(), name="projector-loop")
+        self._consumer.subscribe([kafka.topic], listener=_SeekToStoredOffsets(self))
+        self._tasks = [
+            asyncio.create_task(self._run(), name="projector-loop"),
+            asyncio.create_task(self._prune_periodically(), name="projector-prune"),
+        ]
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-        self._task = None
+        for task in self._tasks:
+            await cancel_and_wait(task)
+        self._tasks = []
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
+        if self._dlq is not None:
+            await self._dlq.stop()
+            self._dlq = None
         await self.store.close()
 
     async def seek_to_stored(self, partitions: list[TopicPartition]) -> None:
-        stored = await self.store.stored_offsets()
+        stored = await self.store.stored_offsets(self.generation)
         for tp in partitions:
             if tp.partition in stored:
                 self._consumer.seek(tp, stored[tp.partition])
+                self._positions[tp.partition] = stored[tp.partition]
             else:
                 await self._consumer.seek_to_beginning(tp)
+                self._positions[tp.partition] = (await self._consumer.beginning_offsets([tp]))[tp]
         log.info("assigned %s, resuming at stored offsets %s", sorted(tp.partition for tp in partitions), stored)
+
+    def lag(self) -> dict[int, int]:
+        """Records behind the end, per assigned partition (from the consumer's last fetch)."""
+        behind: dict[int, int] = {}
+        if self._consumer is None:
+            return behind
+        for tp in self._consumer.assignment():
+            end, position = self._consumer.highwater(tp), self._positions.get(tp.partition)
+            if end is not None and position is not None:
+                behind[tp.partition] = max(0, end - position)
+        return behind
+
+    def ready(self) -> tuple[bool, str]:
+        if self._consumer is None or not self._consumer.assignment():
+            return False, "no partition assigned"
+        worst = max(self.lag().values(), default=0)
+        if worst > self.settings.ready_max_lag:
+            return False, f"lag {worst} > {self.settings.ready_max_lag}"
+        return True, "ok"
 
     async def _run(self) -> None:
         while True:
             batches = await self._consumer.getmany(timeout_ms=1000, max_records=self.settings.max_batch)
             if batches:
-                await self._apply(batches)
+                try:
+                    await self._apply(batches)
+                except GenerationChangedError:
+                    await self._follow_new_generation()
+
+    async def _follow_new_generation(self) -> None:
+        """A rebuild switched tables: continue from the offsets stored with the new ones."""
+        self.generation = await self.store.generation()
+        self.metrics.generation.set(self.generation)
+        log.info("switched to table generation %d", self.generation)
+        await self.seek_to_stored(list(self._consumer.assignment()))
 
     async def _apply(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        began = time.perf_counter()
         events: list[tuple[Event, Position]] = []
+        poisons: list[Poison] = []
         next_offsets: dict[int, int] = {}
         for tp, records in batches.items():
             for record in records:
                 try:
                     events.append((decode_event(record.value), Position(tp.partition, record.offset)))
                 except ValidationError as exc:
-                    self.skipped += 1
-                    log.warning(
-                        "skipping undecodable record at %s/%d: %s",
-                        tp.partition,
-                        record.offset,
-                        exc.errors(include_input=False)[:1],
-                    )
+                    poisons.append(poison_of(record, tp.partition, exc))
             next_offsets[tp.partition] = records[-1].offset + 1
-        events.sort(key=lambda item: item[1])  # per partition in log order; partitions hold disjoint tenants
-        await self.store.apply_batch(events, next_offsets)
-        self.applied += len(events)
+        for poison in poisons:  # durable in the DLQ before the offsets that skip it are committed
+            await self._dlq.send_and_wait(
+                self.settings.dlq_topic, poison.value, key=poison.key,
+                headers=dlq_headers(poison, self.settings.kafka.topic),
+            )  # fmt: skip
+        self.metrics.count("dead_lettered", len(poisons))
+        events.sort(key=lambda item: item[1])  # log order per partition; partitions hold disjoint tenants
+        result = await self.store.apply_batch(events, next_offsets, self.generation)
+        self._positions.update(next_offsets)
+        self.metrics.count("applied", result.applied)
+        self.metrics.count("duplicate", result.duplicates)
+        for partition, lag in self.lag().items():
+            self.metrics.lag.labels(str(partition)).set(lag)
+        self.metrics.batch_seconds.observe(time.perf_counter() - began)
+
+    async def _prune_periodically(self) -> None:
+        retention = timedelta(days=self.settings.history_retention_days)
+        while True:
+            pruned = await self.store.prune_history(datetime.now(UTC) - retention)
+            if pruned:
+                log.info("pruned %d history rows older than %s", pruned, retention)
+            await asyncio.sleep(self.settings.prune_interval_seconds)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from locstream.settings import DataSettings, KafkaSettings
+from locstream.settings import AuthSettings, DataSettings, KafkaSettings
 
 
 class ProjectorSettings(BaseSettings):
@@ -13,7 +13,18 @@ class ProjectorSettings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     data: DataSettings = Field(default_factory=DataSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)  # for the history endpoint
     group_id: str = "locstream-projector"
     max_batch: int = Field(default=5_000, ge=1)
+    # History (and so the de-duplication of retried event ids) is kept this long, by receive time.
+    history_retention_days: float = Field(default=7.0, gt=0)
+    prune_interval_seconds: float = Field(default=600.0, gt=0)
+    # /readyz fails while any assigned partition is further behind than this many records.
+    ready_max_lag: int = Field(default=10_000, ge=0)
+    dlq_suffix: str = ".dlq"
     host: str = "127.0.0.1"
     port: int = 8002
+
+    @property
+    def dlq_topic(self) -> str:
+        return self.kafka.topic + self.dlq_suffix

@@ -30,6 +30,7 @@ class TechnicianLocation(BaseModel):
     longitude: float
     last_update: AwareDatetime
     status: str
+    stale: bool = False  # no fix for longer than the edge's stale threshold; the status is the last one known
 
 
 class Connected(BaseModel):

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from locstream import broker
+from locstream.postgres_local import PostgresUnavailableError, fresh_database, throwaway_cluster
 from locstream.settings import KafkaSettings
 from tests.support.stack import Stack
 
@@ -49,6 +50,27 @@ def kafka_bootstrap() -> Iterator[str]:
             yield config.bootstrap
         finally:
             broker.stop(config)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server's admin DSN: LOCSTREAM_TEST_POSTGRES_DSN, or a throwaway cluster started here."""
+    external = os.environ.get("LOCSTREAM_TEST_POSTGRES_DSN")
+    if external:
+        yield external
+        return
+    try:
+        with throwaway_cluster(free_port()) as dsn:
+            yield dsn
+    except PostgresUnavailableError as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture
+async def postgres_dsn(postgres_server: str) -> AsyncIterator[str]:
+    """A fresh, empty database of this test's own on the session's server."""
+    async with fresh_database(postgres_server) as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, WebSocket, status
 
@@ -32,7 +33,8 @@ class Edge:
 
     @classmethod
     def build(cls, settings: EdgeSettings) -> Edge:
-        view, fanout = LiveView(), Fanout(settings.client_queue_size)
+        view = LiveView(stale_after=timedelta(seconds=settings.stale_after_seconds))
+        fanout = Fanout(settings.client_queue_size)
         return cls(settings, view, fanout, LiveFeed(settings, view, fanout))
 
     async def start(self) -> None:

@@ -7,6 +7,7 @@ these frames validate against them.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -18,8 +19,12 @@ Location = dict[str, Any]  # the fields of ``schemas.ws.TechnicianLocation``
 _OPTIONS = orjson.OPT_UTC_Z  # "2026-11-26T08:30:00Z", as the seed wrote times
 
 
-def location_of(state: TechnicianState) -> Location | None:
-    """The map's view of a technician; None until it has a position."""
+def location_of(state: TechnicianState, stale_before: datetime | None = None) -> Location | None:
+    """The map's view of a technician; None until it has a position.
+
+    ``stale`` is true when its last fix was recorded before ``stale_before`` (now minus the stale threshold);
+    the technician keeps its last status.
+    """
     fix = state.fix
     if fix is None:
         return None
@@ -30,6 +35,7 @@ def location_of(state: TechnicianState) -> Location | None:
         "longitude": fix.longitude,
         "last_update": fix.recorded_at,
         "status": state.status,
+        "stale": stale_before is not None and fix.recorded_at < stale_before,
     }
 
 

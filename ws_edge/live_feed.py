@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from locstream.kafka import ensure_topic, make_consumer
 from locstream.lifecycle import cancel_and_wait
 from projector.apply import Position
-from projector.store import read_snapshot
+from projector.backends import make_store
 from schemas.events import decode_event
 from ws_edge import frames
 from ws_edge.fanout import Fanout
@@ -45,7 +45,12 @@ class LiveFeed:
         assert self._task is None, "live feed already started"
         kafka = self.settings.kafka
         partitions = await ensure_topic(kafka)
-        snapshot = await asyncio.to_thread(read_snapshot, self.settings.data.projection_db, kafka.topic)
+        store = make_store(self.settings.data, kafka.topic)
+        await store.open()
+        try:
+            snapshot = await store.snapshot()
+        finally:
+            await store.close()
         self.view.load(snapshot.states)
         self._consumer = make_consumer(kafka, group_id=None)
         await self._consumer.start()

@@ -18,5 +18,7 @@ class EdgeSettings(BaseSettings):
     client_queue_size: int = Field(default=1_000, ge=1)
     # How long a new connection waits for the edge to catch up with the topic before initial_state.
     bootstrap_timeout_seconds: float = Field(default=30.0, gt=0)
+    # A technician whose last fix is older than this is shown stale (it keeps its last status).
+    stale_after_seconds: float = Field(default=600.0, gt=0)
     host: str = "127.0.0.1"
     port: int = 8003

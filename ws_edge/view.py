@@ -6,7 +6,10 @@ exactly what the projector would have: no stale overwrite, whatever order things
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 from projector.apply import Position, TechnicianState, apply
 from schemas.events import Event
@@ -14,8 +17,16 @@ from ws_edge.frames import Location, location_of
 
 
 class LiveView:
-    def __init__(self) -> None:
+    def __init__(self, stale_after: timedelta = timedelta(minutes=10), dedupe_window: int = 100_000) -> None:
         self._tenants: dict[str, dict[str, TechnicianState]] = {}
+        self.stale_after = stale_after
+        # Recently applied event ids, oldest first: a retried event (same id, later offset) is a no-op,
+        # as in the projector, whose history table remembers them for longer.
+        self._seen: OrderedDict[UUID, None] = OrderedDict()
+        self._dedupe_window = dedupe_window
+
+    def _stale_before(self) -> datetime:
+        return datetime.now(UTC) - self.stale_after
 
     def load(self, states: Iterable[TechnicianState]) -> None:
         for state in states:
@@ -23,20 +34,27 @@ class LiveView:
 
     def apply(self, event: Event, position: Position) -> Location | None:
         """Apply one event; returns the technician's new map entry when what the map shows changed."""
+        if event.event_id in self._seen:
+            return None
+        self._seen[event.event_id] = None
+        if len(self._seen) > self._dedupe_window:
+            self._seen.popitem(last=False)
         technicians = self._tenants.setdefault(event.tenant_id, {})
         before = technicians.get(event.technician_id)
         after = apply(before, event, position)
         if after is before:
             return None
         technicians[event.technician_id] = after
-        location = location_of(after)
-        if location is None or (before is not None and location_of(before) == location):
+        stale_before = self._stale_before()
+        location = location_of(after, stale_before)
+        if location is None or (before is not None and location_of(before, stale_before) == location):
             return None
         return location
 
     def locations(self, tenant_id: str) -> list[Location]:
         """Every located technician of one tenant (initial_state and the polling fallback)."""
-        found = (location_of(state) for state in self._tenants.get(tenant_id, {}).values())
+        stale_before = self._stale_before()
+        found = (location_of(state, stale_before) for state in self._tenants.get(tenant_id, {}).values())
         return sorted((loc for loc in found if loc is not None), key=lambda loc: str(loc["technician_id"]))
 
     def tenant_count(self) -> int:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projector.apply import Position, TechnicianState, apply
+from projector.apply import Position, TechnicianState, apply, replay
 from schemas.events import Event, LocationData, LocationRecorded, TechnicianData, TechnicianUpdated
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -108,3 +108,26 @@ def test_any_permutation_with_duplicates_gives_the_recorded_order_state(
     shuffled = log + [rnd.choice(log) for _ in range(duplicates)]
     rnd.shuffle(shuffled)
     assert fold(shuffled) == fold(in_recorded_order)
+
+
+def test_a_retry_appended_later_does_not_win_over_what_came_between() -> None:
+    original = fix(10, 1.0)
+    between = fix(10, 2.0)  # same device time, later in the log: it wins the tie
+    retry = original.model_copy()  # same event_id, appended again after a client timeout
+    states = replay([(original, Position(0, 0)), (between, Position(0, 1)), (retry, Position(0, 2))])
+    fixed = states[("a", "t1")].fix
+    assert fixed is not None and fixed.latitude == 2.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(events_strategy, st.lists(st.integers(0, 24), max_size=8))
+def test_retries_anywhere_later_in_the_log_change_nothing(spec: list[tuple[int, str, int]], retried: list[int]) -> None:
+    log: list[tuple[Event, Position]] = []
+    for seconds, kind, value in spec:
+        event: Event = fix(seconds, float(value)) if kind == "fix" else profile(seconds, name=f"n{value}")
+        log.append((event, Position(0, len(log))))
+    with_retries = list(log)
+    for index in retried:
+        if index < len(log):
+            with_retries.append((log[index][0], Position(0, len(with_retries))))  # same event, a new offset
+    assert replay(with_retries) == replay(log)

@@ -8,7 +8,7 @@ from typing import Any
 
 from locstream.kafka import ensure_topic, make_consumer, make_producer
 from locstream.settings import KafkaSettings
-from projector.apply import Position, TechnicianState, apply
+from projector.apply import Position
 from schemas.events import Event, decode_event, encode_event
 
 
@@ -23,7 +23,7 @@ async def end_offsets(kafka: KafkaSettings) -> dict[int, int]:
         await consumer.stop()
 
 
-async def read_all(kafka: KafkaSettings) -> list[tuple[Position, Event]]:
+async def read_all(kafka: KafkaSettings) -> list[tuple[Event, Position]]:
     """Every event on the topic, per partition in log order."""
     partitions = await ensure_topic(kafka)
     consumer = make_consumer(kafka, group_id=None)
@@ -33,25 +33,16 @@ async def read_all(kafka: KafkaSettings) -> list[tuple[Position, Event]]:
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         remaining = {tp for tp, end in ends.items() if end > 0}
-        found: list[tuple[Position, Event]] = []
+        found: list[tuple[Event, Position]] = []
         while remaining:
             batches: dict[Any, list[Any]] = await consumer.getmany(timeout_ms=1000)
             for tp, records in batches.items():
-                found.extend((Position(tp.partition, r.offset), decode_event(r.value)) for r in records)
+                found.extend((decode_event(r.value), Position(tp.partition, r.offset)) for r in records)
             remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
-        found.sort(key=lambda item: item[0])
+        found.sort(key=lambda item: item[1])
         return found
     finally:
         await consumer.stop()
-
-
-def replay(events: list[tuple[Position, Event]]) -> dict[tuple[str, str], TechnicianState]:
-    """A fresh replay of the whole topic through the pure apply rule."""
-    states: dict[tuple[str, str], TechnicianState] = {}
-    for position, event in events:
-        key = (event.tenant_id, event.technician_id)
-        states[key] = apply(states.get(key), event, position)
-    return states
 
 
 async def produce(kafka: KafkaSettings, events: list[Event], *, per_second: float | None = None) -> None:

@@ -16,8 +16,9 @@ from typing import TypeVar
 import httpx
 
 from locstream.auth import issue_token
-from locstream.settings import AuthSettings, KafkaSettings
-from projector.store import Snapshot, read_snapshot
+from locstream.settings import AuthSettings, DataSettings, KafkaSettings
+from projector.backends import make_store
+from projector.store import Snapshot
 from schemas.claims import Role
 
 T = TypeVar("T")
@@ -106,8 +107,15 @@ class Stack:
         await eventually(ready, timeout=timeout, what=f"{name} to become ready")
         return service
 
-    def snapshot(self) -> Snapshot:
-        return read_snapshot(self.data_dir / "projection.sqlite3", self.kafka.topic)
+    async def snapshot(self) -> Snapshot:
+        """The projection as the services' settings point to it (SQLite in the data dir, or the DSN)."""
+        store = make_store(DataSettings(data_dir=self.data_dir, database_url=self.env.get("LOCSTREAM_DATABASE_URL")),
+                           self.kafka.topic)  # fmt: skip
+        await store.open()
+        try:
+            return await store.snapshot()
+        finally:
+            await store.close()
 
     async def close(self) -> None:
         for service in self.services:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from projector.apply import Fix, Position, TechnicianState
 from schemas.ws import Connected, InitialState, LocationUpdate, Pong
@@ -38,3 +38,12 @@ def test_times_are_written_in_utc_with_z_as_the_seed_did() -> None:
 
 def test_a_technician_without_a_position_is_not_on_the_map() -> None:
     assert frames.location_of(TechnicianState(tenant_id="a", technician_id="t2")) is None
+
+
+def test_a_technician_whose_last_fix_is_older_than_the_threshold_is_stale_and_keeps_its_status() -> None:
+    assert STATE.fix is not None
+    just_after = STATE.fix.recorded_at + timedelta(seconds=1)
+    older = frames.location_of(STATE, stale_before=just_after)
+    within = frames.location_of(STATE, stale_before=STATE.fix.recorded_at)
+    assert older is not None and older["stale"] is True and older["status"] == "on_job"
+    assert within is not None and within["stale"] is False

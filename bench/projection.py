@@ -1,0 +1,133 @@
+"""The ``projector`` scenario: how fast the projector applies a backlog into SQLite and PostgreSQL, and rebuilds.
+
+A fresh topic is filled with N events (fixes of 200 technicians in 20 tenants, some late, some retried) by a
+producer in this process; then a projector process starts on an empty database and the clock runs from its
+first applied batch to the last; then ``locstream projector rebuild`` replays the same topic into new tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.procstats import cpu_seconds
+from bench.systems import JWT_SECRET, free_port
+from locstream.kafka import ensure_topic, make_producer
+from locstream.postgres_local import fresh_database
+from locstream.settings import KafkaSettings
+from schemas.events import LocationData, LocationRecorded, encode_event
+
+
+async def fill_topic(kafka: KafkaSettings, count: int) -> None:
+    await ensure_topic(kafka)
+    rng = random.Random(count)
+    now = datetime.now(UTC)
+    producer = make_producer(kafka, linger_ms=5, max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        pending = []
+        recent: list[bytes] = []
+        for i in range(count):
+            if recent and rng.random() < 0.02:
+                value = rng.choice(recent)  # a retried event: same event_id
+                key = json.loads(value)["tenant_id"].encode()
+            else:
+                tenant = f"tenant-{rng.randrange(20)}"
+                event = LocationRecorded(
+                    event_id=uuid.uuid4(), tenant_id=tenant, technician_id=f"tech-{rng.randrange(10)}",
+                    recorded_at=now - timedelta(seconds=count - i + rng.choice([0, 0, 0, -300])), received_at=now,
+                    data=LocationData(latitude=rng.uniform(-80, 80), longitude=rng.uniform(-170, 170)),
+                )  # fmt: skip
+                value, key = encode_event(event), tenant.encode()
+                recent = [*recent[-99:], value]
+            pending.append(await producer.send(kafka.topic, value, key=key))
+            if len(pending) >= 5_000:
+                await asyncio.gather(*pending)
+                pending = []
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def _project(kafka: KafkaSettings, count: int, env: dict[str, str], workdir: Path) -> dict[str, Any]:
+    """Start a projector on an empty database; events/s from its first applied batch to the last."""
+    port = free_port()
+    log = (workdir / f"projector-{port}.log").open("wb")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "locstream.cli", "projector", "--port", str(port),
+        env={**env, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "KAFKA_TOPIC": kafka.topic},
+        stdout=log, stderr=log,
+    )  # fmt: skip
+    try:
+        first: float | None = None
+        applied = 0
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            deadline = time.monotonic() + 900
+            while applied < count and time.monotonic() < deadline:
+                try:
+                    health = (await client.get(f"http://127.0.0.1:{port}/healthz")).json()
+                    applied = health["applied"] + health.get("duplicates", 0)
+                except (httpx.HTTPError, KeyError, ValueError):
+                    applied = 0
+                if applied and first is None:
+                    first = time.monotonic()
+                await asyncio.sleep(0.05)
+        done = time.monotonic()
+        cpu = cpu_seconds(process.pid)
+        if applied < count or first is None:
+            raise RuntimeError(f"projector applied {applied} of {count}")
+        return {
+            "events_per_second": round(count / max(done - first, 1e-6), 1),
+            "cpu_us_per_event": round(cpu / count * 1e6, 2),
+        }
+    finally:
+        process.terminate()
+        await process.wait()
+        log.close()
+
+
+async def _rebuild(kafka: KafkaSettings, env: dict[str, str]) -> dict[str, Any]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "locstream.cli", "projector", "rebuild",
+        env={**env, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "KAFKA_TOPIC": kafka.topic},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    out, _ = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"rebuild exited with {process.returncode}")
+    summary: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return summary
+
+
+async def measure(bootstrap: str, postgres_server: str, count: int, workdir: Path) -> dict[str, Any]:
+    """One run: fill a topic, project it into SQLite and PostgreSQL, rebuild the SQLite one."""
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, topic=f"bench.projection.{uuid.uuid4().hex[:8]}")
+    began = time.monotonic()
+    await fill_topic(kafka, count)
+    fill_seconds = time.monotonic() - began
+    base = {**os.environ, "LOCSTREAM_JWT_SECRET": JWT_SECRET}
+    sqlite_env = {**base, "LOCSTREAM_DATA_DIR": str(workdir / f"sqlite-{kafka.topic}")}
+    sqlite = await _project(kafka, count, sqlite_env, workdir)
+    rebuild = await _rebuild(kafka, sqlite_env)
+    async with fresh_database(postgres_server) as dsn:
+        postgres = await _project(kafka, count, {**base, "LOCSTREAM_DATABASE_URL": dsn}, workdir)
+    return {
+        "sqlite_events_per_second": sqlite["events_per_second"],
+        "sqlite_cpu_us_per_event": sqlite["cpu_us_per_event"],
+        "postgres_events_per_second": postgres["events_per_second"],
+        "postgres_cpu_us_per_event": postgres["cpu_us_per_event"],
+        "rebuild_sqlite_events_per_second": rebuild["events_per_second"],
+        "rebuild_sqlite_seconds": rebuild["seconds"],
+        "events": count,
+        "fill_seconds": round(fill_seconds, 2),
+    }

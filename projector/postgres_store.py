@@ -1,0 +1,225 @@
+"""The projection in PostgreSQL (production; several projector processes may share it), with asyncpg.
+
+Two projectors can briefly hold the same partition during a rebalance; each batch therefore takes a
+transaction-scoped advisory lock per partition it touches (in order, so they cannot deadlock), which
+serializes their read-apply-write of that partition's technicians.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from projector.apply import Key, Position, TechnicianState
+from projector.store import (
+    EVENT_COLUMNS,
+    STATE_COLUMNS,
+    BatchResult,
+    GenerationChangedError,
+    HistoryPoint,
+    Snapshot,
+    event_to_row,
+    plan_batch,
+    state_from_row,
+    state_to_row,
+)
+from schemas.events import Event
+
+_LOCK_MIGRATE = 7_345_001  # advisory lock key for schema changes
+_LOCK_PARTITION_BASE = 7_345_100  # + partition number
+
+
+def _tables(generation: int) -> list[str]:
+    g = int(generation)
+    return [
+        f"""CREATE TABLE IF NOT EXISTS technicians_g{g} (
+            tenant_id text NOT NULL, technician_id text NOT NULL,
+            name text, name_at timestamptz, name_partition int, name_offset bigint,
+            status text NOT NULL, status_at timestamptz, status_partition int, status_offset bigint,
+            latitude float8, longitude float8, accuracy_meters float8, altitude float8, speed_kmh float8,
+            heading float8, activity text, job_id text, last_update timestamptz, fix_partition int, fix_offset bigint,
+            PRIMARY KEY (tenant_id, technician_id))""",
+        f"""CREATE TABLE IF NOT EXISTS events_g{g} (
+            event_id text PRIMARY KEY, tenant_id text NOT NULL, technician_id text NOT NULL, type text NOT NULL,
+            recorded_at timestamptz NOT NULL, received_at timestamptz NOT NULL, partition int NOT NULL,
+            offset_ bigint NOT NULL, latitude float8, longitude float8, accuracy_meters float8, altitude float8,
+            speed_kmh float8, heading float8, activity text, job_id text, name text, status text)""",
+        f"CREATE INDEX IF NOT EXISTS events_g{g}_by_technician ON events_g{g} (tenant_id, technician_id, recorded_at)",
+        f"CREATE INDEX IF NOT EXISTS events_g{g}_by_received ON events_g{g} (received_at)",
+        f"""CREATE TABLE IF NOT EXISTS offsets_g{g} (
+            topic text NOT NULL, partition int NOT NULL, next_offset bigint NOT NULL,
+            PRIMARY KEY (topic, partition))""",
+    ]
+
+
+_EVENT_TYPES = (
+    "text", "text", "text", "text", "timestamptz", "timestamptz", "int", "bigint",
+    "float8", "float8", "float8", "float8", "float8", "float8", "text", "text", "text", "text",
+)  # fmt: skip
+
+
+class PostgresProjectionStore:
+    def __init__(self, dsn: str, topic: str) -> None:
+        self.dsn = dsn
+        self.topic = topic
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "store not open"
+        return self._pool
+
+    async def open(self) -> None:
+        assert self._pool is None, "store already open"
+        self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=4)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_MIGRATE)
+            await conn.execute("CREATE TABLE IF NOT EXISTS projection_meta (key text PRIMARY KEY, value int NOT NULL)")
+            await conn.execute(
+                "INSERT INTO projection_meta (key, value) VALUES ('generation', 1) ON CONFLICT DO NOTHING"
+            )
+            for statement in _tables(await self._generation(conn)):
+                await conn.execute(statement)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @staticmethod
+    async def _generation(conn: Any) -> int:
+        return int(await conn.fetchval("SELECT value FROM projection_meta WHERE key = 'generation'"))
+
+    async def generation(self) -> int:
+        async with self.pool.acquire() as conn:
+            return await self._generation(conn)
+
+    async def stored_offsets(self, generation: int | None = None) -> dict[int, int]:
+        async with self.pool.acquire() as conn:
+            return await self._offsets(conn, generation)
+
+    async def _offsets(self, conn: Any, generation: int | None) -> dict[int, int]:
+        g = await self._generation(conn) if generation is None else int(generation)
+        rows = await conn.fetch(f"SELECT partition, next_offset FROM offsets_g{g} WHERE topic = $1", self.topic)
+        return {row[0]: row[1] for row in rows}
+
+    async def snapshot(self) -> Snapshot:
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            g = await self._generation(conn)
+            rows = await conn.fetch(f"SELECT {', '.join(STATE_COLUMNS)} FROM technicians_g{g}")
+            offsets = await self._offsets(conn, g)
+        return Snapshot(states=[state_from_row(tuple(row)) for row in rows], offsets=offsets, generation=g)
+
+    async def history(
+        self, tenant_id: str, technician_id: str, start: datetime | None, end: datetime | None, limit: int
+    ) -> list[HistoryPoint] | None:
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            g = await self._generation(conn)
+            known = await conn.fetchval(
+                f"SELECT 1 FROM technicians_g{g} WHERE tenant_id = $1 AND technician_id = $2", tenant_id, technician_id
+            )
+            if known is None:
+                return None
+            rows = await conn.fetch(
+                f"SELECT event_id, latitude, longitude, accuracy_meters, altitude, speed_kmh, heading, activity,"
+                f" job_id, recorded_at FROM events_g{g} WHERE tenant_id = $1 AND technician_id = $2"
+                f" AND type = 'location_recorded' AND ($3::timestamptz IS NULL OR recorded_at >= $3)"
+                f" AND ($4::timestamptz IS NULL OR recorded_at < $4)"
+                f" ORDER BY recorded_at DESC, partition DESC, offset_ DESC LIMIT $5",
+                tenant_id, technician_id, start, end, limit,
+            )  # fmt: skip
+        return [HistoryPoint(*tuple(row)) for row in rows]
+
+    async def apply_batch(
+        self, events: Sequence[tuple[Event, Position]], next_offsets: dict[int, int], generation: int
+    ) -> BatchResult:
+        async with self.pool.acquire() as conn, conn.transaction():
+            for partition in sorted({position.partition for _, position in events} | set(next_offsets)):
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_PARTITION_BASE + partition)
+            # FOR SHARE: a switch (an UPDATE of this row) waits for batches in flight, and later ones see it.
+            current = await conn.fetchval("SELECT value FROM projection_meta WHERE key = 'generation' FOR SHARE")
+            if generation < current:  # a rebuild writes the next one before switching
+                raise GenerationChangedError(generation)
+            g = generation
+            fresh = await self._insert_fresh(conn, g, events)
+            current = await self._load(conn, g, {(e.tenant_id, e.technician_id) for e, _ in fresh})
+            changed = plan_batch(current, fresh)
+            updates = ", ".join(f"{c} = excluded.{c}" for c in STATE_COLUMNS[2:])
+            await conn.executemany(
+                f"INSERT INTO technicians_g{g} ({', '.join(STATE_COLUMNS)}) "
+                f"VALUES ({', '.join(f'${i + 1}' for i in range(len(STATE_COLUMNS)))}) "
+                f"ON CONFLICT (tenant_id, technician_id) DO UPDATE SET {updates}",
+                [state_to_row(state) for state in changed.values()],
+            )
+            await conn.executemany(
+                f"INSERT INTO offsets_g{g} (topic, partition, next_offset) VALUES ($1, $2, $3) "
+                f"ON CONFLICT (topic, partition) DO UPDATE "
+                f"SET next_offset = GREATEST(offsets_g{g}.next_offset, excluded.next_offset)",
+                [(self.topic, partition, offset) for partition, offset in next_offsets.items()],
+            )
+        return BatchResult(applied=len(fresh), duplicates=len(events) - len(fresh), changed=len(changed))
+
+    @staticmethod
+    async def _insert_fresh(
+        conn: Any, g: int, events: Sequence[tuple[Event, Position]]
+    ) -> list[tuple[Event, Position]]:
+        """Insert the batch into the history; the events it took (a new event_id) are the ones to apply."""
+        first: dict[str, tuple[Event, Position]] = {}
+        for event, position in events:
+            first.setdefault(str(event.event_id), (event, position))
+        if not first:
+            return []
+        rows = [event_to_row(event, position) for event, position in first.values()]
+        columns = list(zip(*rows, strict=True))
+        unnest = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_EVENT_TYPES))
+        inserted = await conn.fetch(
+            f"INSERT INTO events_g{g} ({', '.join(EVENT_COLUMNS)}) SELECT * FROM unnest({unnest}) "
+            f"ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+            *[list(column) for column in columns],
+        )
+        taken = {row[0] for row in inserted}
+        return [pair for event_id, pair in first.items() if event_id in taken]
+
+    @staticmethod
+    async def _load(conn: Any, g: int, keys: set[Key]) -> dict[Key, TechnicianState]:
+        if not keys:
+            return {}
+        tenants, technicians = zip(*keys, strict=True)
+        rows = await conn.fetch(
+            f"SELECT {', '.join(STATE_COLUMNS)} FROM technicians_g{g} "
+            f"WHERE (tenant_id, technician_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+            list(tenants), list(technicians),
+        )  # fmt: skip
+        return {(row[0], row[1]): state_from_row(tuple(row)) for row in rows}
+
+    async def prune_history(self, received_before: datetime) -> int:
+        async with self.pool.acquire() as conn:
+            g = await self._generation(conn)
+            status = await conn.execute(f"DELETE FROM events_g{g} WHERE received_at < $1", received_before)
+        return int(status.split()[-1])
+
+    async def new_generation(self) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_MIGRATE)
+            g = await self._generation(conn) + 1
+            for table in ("technicians", "events", "offsets"):
+                await conn.execute(f"DROP TABLE IF EXISTS {table}_g{g}")
+            for statement in _tables(g):
+                await conn.execute(statement)
+        return g
+
+    async def switch_generation(self, generation: int) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_MIGRATE)
+            previous = await self._generation(conn)
+            await conn.execute("UPDATE projection_meta SET value = $1 WHERE key = 'generation'", generation)
+        return previous
+
+    async def drop_generation(self, generation: int) -> None:
+        async with self.pool.acquire() as conn:
+            assert generation != await self._generation(conn), "refusing to drop the current generation"
+            for table in ("technicians", "events", "offsets"):
+                await conn.execute(f"DROP TABLE IF EXISTS {table}_g{int(generation)}")

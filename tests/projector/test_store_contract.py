@@ -1,0 +1,131 @@
+"""One contract for every projection backend, run against SQLite and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from locstream.postgres_local import fresh_database
+from projector.apply import Position, replay
+from projector.postgres_store import PostgresProjectionStore
+from projector.sqlite_store import SqliteProjectionStore
+from projector.store import GenerationChangedError, ProjectionStore
+from schemas.events import Event, LocationData, LocationRecorded, TechnicianData, TechnicianUpdated
+
+T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path, postgres_server: str) -> AsyncIterator[ProjectionStore]:
+    async with AsyncExitStack() as stack:
+        backend: ProjectionStore
+        if request.param == "sqlite":
+            backend = SqliteProjectionStore(tmp_path / "p.sqlite3", "topic")
+        else:
+            backend = PostgresProjectionStore(await stack.enter_async_context(fresh_database(postgres_server)), "topic")
+        await backend.open()
+        stack.push_async_callback(backend.close)
+        yield backend
+
+
+def fix(seconds: float, lat: float, tech: str = "t1", tenant: str = "a", event_id: uuid.UUID | None = None,
+        received: datetime = T0) -> LocationRecorded:  # fmt: skip
+    return LocationRecorded(
+        event_id=event_id or uuid.uuid4(), tenant_id=tenant, technician_id=tech,
+        recorded_at=T0 + timedelta(seconds=seconds), received_at=received,
+        data=LocationData(latitude=lat, longitude=2.5, heading=90.0, activity="driving", accuracy_meters=4.0),
+    )  # fmt: skip
+
+
+def profile(seconds: float, tech: str = "t1", name: str | None = None, status: str | None = None) -> TechnicianUpdated:
+    return TechnicianUpdated(
+        event_id=uuid.uuid4(), tenant_id="a", technician_id=tech, recorded_at=T0 + timedelta(seconds=seconds),
+        received_at=T0, data=TechnicianData(name=name, status=status),
+    )  # fmt: skip
+
+
+def log_of(*events: Event, partition: int = 2, start: int = 0) -> list[tuple[Event, Position]]:
+    return [(event, Position(partition, start + i)) for i, event in enumerate(events)]
+
+
+async def states(store: ProjectionStore) -> dict[tuple[str, str], object]:
+    return {(s.tenant_id, s.technician_id): s for s in (await store.snapshot()).states}
+
+
+async def test_a_batch_and_its_offsets_are_stored_together_and_equal_the_replay(store: ProjectionStore) -> None:
+    log = log_of(fix(0, 1.5), profile(1, name="Ada", status="on_job"), profile(0, tech="t2", status="off"),
+                 fix(-30, 9.0))  # a late fix: history, not position  # fmt: skip
+    g = await store.generation()
+    result = await store.apply_batch(log, {2: 4}, g)
+    assert (result.applied, result.duplicates) == (4, 0)
+    snapshot = await store.snapshot()
+    assert snapshot.offsets == {2: 4}
+    assert {(s.tenant_id, s.technician_id): s for s in snapshot.states} == replay(log)
+    assert await store.stored_offsets() == {2: 4}
+
+
+async def test_a_retried_event_id_is_a_no_op_and_offsets_never_move_back(store: ProjectionStore) -> None:
+    g = await store.generation()
+    original = fix(10, 1.0)
+    newer = fix(10, 2.0)  # same device time, later in the log: wins the tie
+    await store.apply_batch(log_of(original, newer), {2: 2}, g)
+    retry = fix(10, 1.0, event_id=original.event_id)  # the client's retry, appended again later
+    result = await store.apply_batch(log_of(retry, start=2), {2: 3}, g)
+    assert (result.applied, result.duplicates) == (0, 1)
+    snapshot = await store.snapshot()
+    assert [s.fix.latitude for s in snapshot.states if s.fix] == [2.0]
+    await store.apply_batch([], {2: 1}, g)  # an old batch committing late (rebalance) must not rewind
+    assert await store.stored_offsets() == {2: 3}
+    history = await store.history("a", "t1", None, None, 10)
+    assert history is not None and len(history) == 2
+
+
+async def test_a_failed_batch_stores_neither_rows_nor_history_nor_offsets(store: ProjectionStore) -> None:
+    g = await store.generation()
+    bad_offsets: dict[int, int] = {2: None}  # type: ignore[dict-item]  # violates NOT NULL after the rows
+    with pytest.raises(Exception):  # noqa: B017 - each driver raises its own integrity error
+        await store.apply_batch(log_of(fix(0, 1.0)), bad_offsets, g)
+    assert (await store.snapshot()).states == [] and await store.stored_offsets() == {}
+    assert await store.history("a", "t1", None, None, 10) is None
+
+
+async def test_history_is_newest_first_bounded_by_time_and_limit_and_tenant_scoped(store: ProjectionStore) -> None:
+    g = await store.generation()
+    await store.apply_batch(log_of(*(fix(s, float(s)) for s in range(10)), profile(20, status="x")), {2: 11}, g)
+    everything = await store.history("a", "t1", None, None, 100)
+    assert everything is not None and [p.latitude for p in everything] == [float(s) for s in range(9, -1, -1)]
+    window = await store.history("a", "t1", T0 + timedelta(seconds=3), T0 + timedelta(seconds=6), 100)
+    assert window is not None and [p.latitude for p in window] == [5.0, 4.0, 3.0]
+    assert [p.latitude for p in await store.history("a", "t1", None, None, 2) or []] == [9.0, 8.0]
+    assert window[0].recorded_at == T0 + timedelta(seconds=5)
+    assert await store.history("other-tenant", "t1", None, None, 10) is None
+
+
+async def test_history_is_pruned_by_receive_time(store: ProjectionStore) -> None:
+    g = await store.generation()
+    old, recent = fix(0, 1.0, received=T0 - timedelta(days=8)), fix(1, 2.0, received=T0)
+    await store.apply_batch(log_of(old, recent), {2: 2}, g)
+    assert await store.prune_history(T0 - timedelta(days=7)) == 1
+    assert [p.latitude for p in await store.history("a", "t1", None, None, 10) or []] == [2.0]
+
+
+async def test_a_new_generation_is_filled_then_switched_to_atomically(store: ProjectionStore) -> None:
+    old = await store.generation()
+    await store.apply_batch(log_of(fix(0, 1.0)), {2: 1}, old)
+    new = await store.new_generation()
+    assert new == old + 1
+    await store.apply_batch(log_of(fix(0, 1.0), fix(5, 7.0)), {2: 2}, new)
+    assert [s.fix.latitude for s in (await store.snapshot()).states if s.fix] == [1.0]  # readers see the old one
+    assert await store.switch_generation(new) == old
+    snapshot = await store.snapshot()
+    assert snapshot.generation == new and snapshot.offsets == {2: 2}
+    assert [s.fix.latitude for s in snapshot.states if s.fix] == [7.0]
+    with pytest.raises(GenerationChangedError):  # a projector still writing the old generation is told
+        await store.apply_batch(log_of(fix(9, 9.0), start=2), {2: 3}, old)
+    await store.drop_generation(old)
+    assert await store.stored_offsets(new) == {2: 2}
