@@ -184,6 +184,7 @@ async def test_kill9_projector_mid_stream_then_table_equals_fresh_replay(stack: 
     expected = replay(await read_all(stack.kafka))
     actual = {(s.tenant_id, s.technician_id): s for s in (await stack.snapshot()).states}
     assert actual == expected
+
     async def applied_after_restart() -> int:  # its counter is bumped just after the last commit
         async with httpx.AsyncClient() as client:
             applied: int = (await client.get(f"{restarted.url}/healthz")).json()["applied"]
