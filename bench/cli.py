@@ -117,6 +117,8 @@ async def run(names: list[str], size: str, out: Path, systems: list[str], runs: 
                         print(f"[bench]   {scenario.headline} = {figure.get('median')}", file=sys.stderr, flush=True)
                     entry["points"].append({"label": label, "params": point, "systems": by_system})
                 results["scenarios"].append(entry)
+                results["seconds"] = round(time.monotonic() - began, 1)
+                report.write(results, out)  # after every scenario: a long run interrupted keeps what it measured
         finally:
             await asyncio.to_thread(broker.stop, config)
     results["seconds"] = round(time.monotonic() - began, 1)
