@@ -73,7 +73,9 @@ class _LazyPostgres:
         return self._dsn
 
 
-async def run(names: list[str], size: str, out: Path, systems: list[str], runs: int, warmup: int) -> dict[str, Any]:
+async def run(
+    names: list[str], size: str, out: Path, systems: list[str], runs: int, warmup: int, only: str | None = None
+) -> dict[str, Any]:
     began = time.monotonic()
     results: dict[str, Any] = {
         "size": size,
@@ -101,6 +103,8 @@ async def run(names: list[str], size: str, out: Path, systems: list[str], runs: 
                     "points": [],
                 }
                 for point in scenario.points[size]:
+                    if only and f"{only.split('=')[0]}={point.get(only.split('=')[0])}" != only:
+                        continue
                     label = ", ".join(f"{k}={v}" for k, v in point.items())
                     by_system: dict[str, Any] = {}
                     for system in entry["systems"]:
@@ -133,12 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench-results", help="where results.json and results.md go")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, of {', '.join(SYSTEMS)}")
     parser.add_argument("--runs", type=int, default=None, help="measured runs per point (default: full 3, small 1)")
+    parser.add_argument("--only", default=None, metavar="KEY=VALUE", help="run only the points with this parameter")
     args = parser.parse_args(argv)
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     runs = args.runs or (3 if args.size == "full" else 1)
     warmup = 1 if args.size == "full" else 0
     systems = [s for s in args.systems.split(",") if s]
-    results = asyncio.run(run(names, args.size, Path(args.out), systems, runs, warmup))
+    results = asyncio.run(run(names, args.size, Path(args.out), systems, runs, warmup, args.only))
     print(report.markdown(results))
     failed = [
         (s["name"], p["label"], name)
