@@ -54,7 +54,7 @@ async def _run_point(
             if scenario.standalone
             else stack.enter_context(running_system(system, ctx.bootstrap, ctx.workdir))
         )
-        for _ in range(warmup):
+        for _ in range(0 if scenario.standalone else warmup):  # a standalone run sets up everything anew
             await scenario.run(running, point, ctx)
         results = [await scenario.run(running, point, ctx) for _ in range(runs)]
     return {"runs": results, "figures": report.numeric_figures(results)}
@@ -132,14 +132,17 @@ async def run(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("scenario", choices=[*SCENARIOS, "all"])
+    parser.add_argument("scenario", help=f"all, or one or more (comma-separated) of {', '.join(SCENARIOS)}")
     parser.add_argument("--size", choices=["small", "full"], default="small")
     parser.add_argument("--out", default="bench-results", help="where results.json and results.md go")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, of {', '.join(SYSTEMS)}")
     parser.add_argument("--runs", type=int, default=None, help="measured runs per point (default: full 3, small 1)")
     parser.add_argument("--only", default=None, metavar="KEY=VALUE", help="run only the points with this parameter")
     args = parser.parse_args(argv)
-    names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    names = list(SCENARIOS) if args.scenario == "all" else args.scenario.split(",")
+    unknown = [name for name in names if name not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
     runs = args.runs or (3 if args.size == "full" else 1)
     warmup = 1 if args.size == "full" else 0
     systems = [s for s in args.systems.split(",") if s]

@@ -333,7 +333,7 @@ SCENARIOS: dict[str, Scenario] = {
             slow_client,
             {
                 "small": [{"clients": 100, "rate": 20, "duration": 2}],
-                "full": [{"clients": 1000, "rate": 50, "duration": 15}],
+                "full": [{"clients": 1000, "rate": 10, "duration": 15}],  # 10,000 deliveries/s: below every ceiling
             },
             headline="p99_ratio",
             higher_is_better=False,
