@@ -99,7 +99,7 @@ async def run(
                     "notes": scenario.notes,
                     "headline": scenario.headline,
                     "higher_is_better": scenario.higher_is_better,
-                    "systems": systems,
+                    "systems": [s for s in systems if scenario.systems is None or s in scenario.systems],
                     "points": [],
                 }
                 for point in scenario.points[size]:
