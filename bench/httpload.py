@@ -76,8 +76,8 @@ class Load:
         head, body = self.request()
         began = time.perf_counter()
         try:
-            status = await connection.post(head, body)
-        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+            status = await asyncio.wait_for(connection.post(head, body), self.args.timeout)
+        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError, TimeoutError):
             self.statuses[0] += 1
             connection.writer.close()
             return
@@ -152,6 +152,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--technicians", type=int, default=500, help="round-robin over this many technician ids")
     parser.add_argument("--technician-prefix", default="tech-")
+    parser.add_argument("--timeout", type=float, default=30.0, help="a request unanswered this long counts as failed")
     args = parser.parse_args()
     try:
         import uvloop
