@@ -45,7 +45,6 @@ class Load:
         self.args = args
         parts = urlsplit(args.url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.technicians = [f"{args.technician_prefix}{i}" for i in range(args.technicians)]
         self.sent = 0
         self.missed = 0
         self.statuses: Counter[int] = Counter()
@@ -54,7 +53,7 @@ class Load:
         self.opened = 0
 
     def request(self) -> tuple[bytes, bytes]:
-        technician = self.technicians[self.sent % len(self.technicians)]
+        technician = f"{self.args.technician_prefix}{self.sent % self.args.technicians}"
         self.sent += 1
         recorded = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         body = (

@@ -24,6 +24,9 @@ from locstream.lifecycle import cancel_and_wait
 from schemas.claims import Role
 
 Metrics = dict[str, Any]
+# Every fix of a run goes to a technician of its own: two fixes of one technician reordered by a saturated API
+# would make the older one a late fix, which a correct system does not push, and the run would count it lost.
+UNIQUE = 1_000_000
 RunFn = Callable[[RunningSystem, dict[str, Any], "BenchContext"], Awaitable[Metrics]]
 
 
@@ -93,6 +96,8 @@ async def _prime(system: RunningSystem, clients: WsClients, timeout: float = 60.
             )
             await asyncio.sleep(0.1)
             if (await clients.report())["per_connection_min"] >= 1:
+                # Probes still in flight must land before the run counts frames: wait until none arrives.
+                await _drain(clients, 0, expected=2**62, timeout=10.0)
                 return round(time.monotonic() - began, 3)
     raise RuntimeError(f"{system.name}: no update reached every client within {timeout:.0f}s")
 
@@ -139,7 +144,7 @@ async def fanout(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) ->
         window = CpuWindow(system.pids())
         window.start()
         began = time.monotonic()
-        load = await http_load(system.api_url, _writer(), duration=p["duration"], rate=p["rate"])
+        load = await http_load(system.api_url, _writer(), duration=p["duration"], rate=p["rate"], technicians=UNIQUE)
         expected = load["accepted"] * clients.ready["connected"]
         report = await _drain(clients, before, expected)
         elapsed = time.monotonic() - began
@@ -172,7 +177,7 @@ async def latency(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -
         before = (await clients.report())["updates"]  # also clears the samples taken while priming
         if observer is not None:
             await observer.start()
-        load = await http_load(system.api_url, _writer(), duration=p["duration"], rate=p["rate"])
+        load = await http_load(system.api_url, _writer(), duration=p["duration"], rate=p["rate"], technicians=UNIQUE)
         expected = load["accepted"] * clients.ready["connected"]
         report = await _drain(clients, before, expected)
         kafka = await observer.stop() if observer is not None else None
@@ -235,7 +240,9 @@ async def slow_client(system: RunningSystem, p: dict[str, Any], ctx: BenchContex
             await _prime(system, clients)
             before = (await clients.report())["updates"]
             sampling = asyncio.create_task(_sample_rss(pid, memory))
-            load = await http_load(system.api_url, _writer(), duration=p["duration"], rate=p["rate"])
+            load = await http_load(
+                system.api_url, _writer(), duration=p["duration"], rate=p["rate"], technicians=UNIQUE
+            )
             readers = clients.ready["connected"] - slow
             report = await _drain(clients, before, load["accepted"] * readers)
             await cancel_and_wait(sampling)
