@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from pydantic import AwareDatetime, BaseModel
 
 from locstream.http import Claims
-from projector.store import ProjectionStore
+from projector.store import HistoryPoint, ProjectionStore
 from schemas.claims import VIEWER_ROLES
 
 router = APIRouter(prefix="/api/v1/field-service", tags=["history"])
@@ -17,23 +16,10 @@ router = APIRouter(prefix="/api/v1/field-service", tags=["history"])
 MAX_LIMIT = 1_000
 
 
-class HistoryEntry(BaseModel):
-    event_id: str
-    latitude: float
-    longitude: float
-    accuracy_meters: float | None
-    altitude: float | None
-    speed_kmh: float | None
-    heading: float | None
-    activity: str | None
-    job_id: str | None
-    recorded_at: datetime
-
-
 class LocationHistory(BaseModel):
     technician_id: str
     count: int
-    data: list[HistoryEntry]  # newest first
+    data: list[HistoryPoint]  # newest first
 
 
 @router.get(
@@ -57,5 +43,4 @@ async def location_history(
     points = await store.history(claims.tenant_id, technician_id, start_time, end_time, limit)
     if points is None:  # unknown here, or another tenant's: the same answer, so ids do not leak across tenants
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="technician not found")
-    data: list[Any] = [HistoryEntry.model_validate(point, from_attributes=True) for point in points]
-    return LocationHistory(technician_id=technician_id, count=len(data), data=data)
+    return LocationHistory(technician_id=technician_id, count=len(points), data=points)
