@@ -22,7 +22,8 @@ def encode(claims: dict[str, object], key: str = SECRET, algorithm: str = "HS256
 
 def base_claims(**overrides: object) -> dict[str, object]:
     now = int(time.time())
-    claims: dict[str, object] = {"sub": "u1", "tenant_id": "t1", "role": "dispatcher", "iat": now, "exp": now + 60}
+    # Tokens are built at collection time, minutes before their test runs: a day of validity outlives the suite.
+    claims: dict[str, object] = {"sub": "u1", "tenant_id": "t1", "role": "dispatcher", "iat": now, "exp": now + 86_400}
     claims.update(overrides)
     return claims
 
