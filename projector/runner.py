@@ -133,6 +133,8 @@ class Projector:
                     await self._apply(batches)
                 except GenerationChangedError:
                     await self._follow_new_generation()
+            elif await self.store.generation() != self.generation:  # a rebuild switched while we were idle
+                await self._follow_new_generation()
 
     async def _follow_new_generation(self) -> None:
         """A rebuild switched tables: continue from the offsets stored with the new ones."""
