@@ -131,66 +131,26 @@ def running_system(name: str, bootstrap: str, workdir: Path) -> Iterator[Running
                 api_role="producers",
                 kafka_topic=env["KAFKA_TOPIC"],
             )
-        elif name == "seed":
+        elif name in ("seed", "broadcaster"):
+            # A peer is one process serving the API, the WebSocket and the fan-out.
             port = free_port()
-            processes["seed"] = _start(
-                "seed",
-                [
-                    python,
-                    "-m",
-                    "bench.peers.seed",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--db",
-                    str(workdir / "seed.sqlite3"),
-                ],
-                env,
-                port,
-                workdir,
-            )
+            peer_args = (
+                ["bench.peers.seed", "--db", str(workdir / "seed.sqlite3")]
+                if name == "seed"
+                else ["bench.peers.broadcaster_peer", "--kafka", bootstrap,
+                      "--db", str(workdir / "broadcaster.sqlite3"),
+                      "--channel-prefix", f"bench.broadcaster.{run_id}.", "--tenants", TENANT]
+            )  # fmt: skip
+            command = [python, "-m", peer_args[0], "--host", "127.0.0.1", "--port", str(port), *peer_args[1:]]
+            processes[name] = _start(name, command, env, port, workdir)
             system = RunningSystem(
                 name,
                 api_url=f"http://127.0.0.1:{port}",
                 ws_url=f"ws://127.0.0.1:{port}{WS_PATH}",
                 processes=processes,
-                fanout_role="seed",
-                api_role="seed",
-            )
-        elif name == "broadcaster":
-            port = free_port()
-            processes["broadcaster"] = _start(
-                "broadcaster",
-                [
-                    python,
-                    "-m",
-                    "bench.peers.broadcaster_peer",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--kafka",
-                    bootstrap,
-                    "--db",
-                    str(workdir / "broadcaster.sqlite3"),
-                    "--channel-prefix",
-                    f"bench.broadcaster.{run_id}.",
-                    "--tenants",
-                    TENANT,
-                ],
-                env,
-                port,
-                workdir,
-            )
-            system = RunningSystem(
-                name,
-                api_url=f"http://127.0.0.1:{port}",
-                ws_url=f"ws://127.0.0.1:{port}{WS_PATH}",
-                processes=processes,
-                fanout_role="broadcaster",
-                api_role="broadcaster",
-                kafka_topic=f"bench.broadcaster.{run_id}.{TENANT}",
+                fanout_role=name,
+                api_role=name,
+                kafka_topic=f"bench.broadcaster.{run_id}.{TENANT}" if name == "broadcaster" else None,
             )
         else:
             raise ValueError(f"unknown system {name!r}; known: {', '.join(SYSTEMS)}")
