@@ -13,7 +13,7 @@ from producers.deps import Claims, Publisher
 from producers.models import Accepted, LocationFixRequest, TechnicianUpdateRequest
 from producers.publisher import PublishTimeoutError
 from schemas.claims import WRITER_ROLES, Role, TokenClaims
-from schemas.events import Event, LocationData, LocationRecorded, TechnicianData, TechnicianUpdated
+from schemas.events import Event, LocationRecorded, TechnicianUpdated
 
 router = APIRouter(prefix="/api/v1/field-service", tags=["ingest"])
 
@@ -74,7 +74,7 @@ async def post_location(
     _authorize_write(claims, technician_id)
     event = LocationRecorded(
         **_envelope(claims, technician_id, body.recorded_at),
-        data=LocationData.model_validate(body.model_dump(exclude={"recorded_at"})),
+        data=body.data(),
     )
     return await _publish(publisher, event)
 
@@ -91,6 +91,6 @@ async def put_technician(
     _authorize_write(claims, technician_id, _PROFILE_WRITER_ROLES)
     event = TechnicianUpdated(
         **_envelope(claims, technician_id, body.recorded_at),
-        data=TechnicianData(name=body.name, status=body.status),
+        data=body.data(),
     )
     return await _publish(publisher, event)

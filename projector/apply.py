@@ -8,8 +8,10 @@ agree on what "current" means:
 - ``technician_updated`` sets name and/or status by the same rule, field by field, without touching
   the position;
 - applying an event that already won (a replay) changes nothing;
-- an event whose ``event_id`` was seen before (a client's retry, appended again at a later offset) is a no-op:
-  ``replay`` keeps the first occurrence in log order, and the stores do the same with their history table.
+- an event whose ``identity`` was seen before (a client's retry, appended again at a later offset) is a no-op:
+  ``replay`` keeps the first occurrence in log order, and the stores do the same with their history. A retry
+  repeats the fix: same tenant, technician, device time and ``event_id``. Clients choose event ids, so an id
+  reused for another tenant, technician or time is a different event, never a way to hide one.
 """
 
 from __future__ import annotations
@@ -17,15 +19,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import NamedTuple
+from uuid import UUID
 
 from schemas.events import Event, LocationRecorded, TechnicianUpdated
 
 UNKNOWN_STATUS = "unknown"
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Position:
-    """Where an event sits in the log: Kafka partition and offset."""
+class Position(NamedTuple):
+    """Where an event sits in the log: Kafka partition and offset (a tuple: made and compared at C speed)."""
 
     partition: int
     offset: int
@@ -101,16 +104,22 @@ def apply(state: TechnicianState | None, event: Event, position: Position) -> Te
 
 
 Key = tuple[str, str]  # (tenant_id, technician_id)
+Identity = tuple[str, str, datetime, UUID]  # (tenant_id, technician_id, recorded_at, event_id)
+
+
+def identity(event: Event) -> Identity:
+    """What a retry of ``event`` repeats; two events with one identity are one event."""
+    return event.tenant_id, event.technician_id, event.recorded_at, event.event_id
 
 
 def replay(log: Iterable[tuple[Event, Position]]) -> dict[Key, TechnicianState]:
-    """The projection of a log given in log order: every state, with repeated ``event_id`` ignored."""
-    seen: set[object] = set()
+    """The projection of a log given in log order: every state, with repeated identities ignored."""
+    seen: set[Identity] = set()
     states: dict[Key, TechnicianState] = {}
     for event, position in log:
-        if event.event_id in seen:
+        if identity(event) in seen:
             continue
-        seen.add(event.event_id)
+        seen.add(identity(event))
         key = (event.tenant_id, event.technician_id)
         states[key] = apply(states.get(key), event, position)
     return states

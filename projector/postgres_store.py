@@ -7,15 +7,17 @@ serializes their read-apply-write of that partition's technicians.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from projector.apply import Key, Position, TechnicianState
+from projector.apply import Identity, Key, Position, TechnicianState, identity
 from projector.store import (
     EVENT_COLUMNS,
+    SCHEMA_VERSION,
     STATE_COLUMNS,
     BatchResult,
     GenerationChangedError,
@@ -28,6 +30,7 @@ from projector.store import (
 )
 from schemas.events import Event
 
+log = logging.getLogger(__name__)
 _LOCK_MIGRATE = 7_345_001  # advisory lock key for schema changes
 _LOCK_PARTITION_BASE = 7_345_100  # + partition number
 
@@ -42,13 +45,14 @@ def _tables(generation: int) -> list[str]:
             latitude float8, longitude float8, accuracy_meters float8, altitude float8, speed_kmh float8,
             heading float8, activity text, job_id text, last_update timestamptz, fix_partition int, fix_offset bigint,
             PRIMARY KEY (tenant_id, technician_id))""",
+        # The primary key is the event's identity (a retry repeats it) and serves the history queries too.
         f"""CREATE TABLE IF NOT EXISTS events_g{g} (
-            event_id text PRIMARY KEY, tenant_id text NOT NULL, technician_id text NOT NULL, type text NOT NULL,
+            event_id uuid NOT NULL, tenant_id text NOT NULL, technician_id text NOT NULL, type text NOT NULL,
             recorded_at timestamptz NOT NULL, received_at timestamptz NOT NULL, partition int NOT NULL,
             offset_ bigint NOT NULL, latitude float8, longitude float8, accuracy_meters float8, altitude float8,
-            speed_kmh float8, heading float8, activity text, job_id text, name text, status text)""",
-        f"CREATE INDEX IF NOT EXISTS events_g{g}_by_technician ON events_g{g} (tenant_id, technician_id, recorded_at)",
-        f"CREATE INDEX IF NOT EXISTS events_g{g}_by_received ON events_g{g} (received_at)",
+            speed_kmh float8, heading float8, activity text, job_id text, name text, status text,
+            PRIMARY KEY (tenant_id, technician_id, recorded_at, event_id))""",
+        f"CREATE INDEX IF NOT EXISTS events_g{g}_by_time ON events_g{g} (recorded_at)",
         f"""CREATE TABLE IF NOT EXISTS offsets_g{g} (
             topic text NOT NULL, partition int NOT NULL, next_offset bigint NOT NULL,
             PRIMARY KEY (topic, partition))""",
@@ -56,7 +60,7 @@ def _tables(generation: int) -> list[str]:
 
 
 _EVENT_TYPES = (
-    "text", "text", "text", "text", "timestamptz", "timestamptz", "int", "bigint",
+    "uuid", "text", "text", "text", "timestamptz", "timestamptz", "int", "bigint",
     "float8", "float8", "float8", "float8", "float8", "float8", "text", "text", "text", "text",
 )  # fmt: skip
 
@@ -79,9 +83,21 @@ class PostgresProjectionStore:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_MIGRATE)
             await conn.execute("CREATE TABLE IF NOT EXISTS projection_meta (key text PRIMARY KEY, value int NOT NULL)")
             await conn.execute(
-                "INSERT INTO projection_meta (key, value) VALUES ('generation', 1) ON CONFLICT DO NOTHING"
+                "INSERT INTO projection_meta (key, value) VALUES ('generation', 1), ('schema', $1)"
+                " ON CONFLICT DO NOTHING",
+                SCHEMA_VERSION,
             )
-            for statement in _tables(await self._generation(conn)):
+            generation = await self._generation(conn)
+            schema = await conn.fetchval("SELECT value FROM projection_meta WHERE key = 'schema'")
+            if schema != SCHEMA_VERSION:  # tables of an older layout: start over in a fresh generation, from the topic
+                log.warning("projection schema %s found, %s expected: replaying the topic into new tables", schema,
+                            SCHEMA_VERSION)  # fmt: skip
+                for table in ("technicians", "events", "offsets"):
+                    await conn.execute(f"DROP TABLE IF EXISTS {table}_g{generation}")
+                generation += 1
+                await conn.execute("UPDATE projection_meta SET value = $1 WHERE key = 'generation'", generation)
+                await conn.execute("UPDATE projection_meta SET value = $1 WHERE key = 'schema'", SCHEMA_VERSION)
+            for statement in _tables(generation):
                 await conn.execute(statement)
 
     async def close(self) -> None:
@@ -131,7 +147,7 @@ class PostgresProjectionStore:
                 f" ORDER BY recorded_at DESC, partition DESC, offset_ DESC LIMIT $5",
                 tenant_id, technician_id, start, end, limit,
             )  # fmt: skip
-        return [HistoryPoint(*tuple(row)) for row in rows]
+        return [HistoryPoint(str(row[0]), *tuple(row)[1:]) for row in rows]
 
     async def apply_batch(
         self, events: Sequence[tuple[Event, Position]], next_offsets: dict[int, int], generation: int
@@ -166,10 +182,10 @@ class PostgresProjectionStore:
     async def _insert_fresh(
         conn: Any, g: int, events: Sequence[tuple[Event, Position]]
     ) -> list[tuple[Event, Position]]:
-        """Insert the batch into the history; the events it took (a new event_id) are the ones to apply."""
-        first: dict[str, tuple[Event, Position]] = {}
+        """Insert the batch into the history; the events it took (a new identity) are the ones to apply."""
+        first: dict[Identity, tuple[Event, Position]] = {}
         for event, position in events:
-            first.setdefault(str(event.event_id), (event, position))
+            first.setdefault(identity(event), (event, position))
         if not first:
             return []
         rows = [event_to_row(event, position) for event, position in first.values()]
@@ -177,11 +193,13 @@ class PostgresProjectionStore:
         unnest = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_EVENT_TYPES))
         inserted = await conn.fetch(
             f"INSERT INTO events_g{g} ({', '.join(EVENT_COLUMNS)}) SELECT * FROM unnest({unnest}) "
-            f"ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+            f"ON CONFLICT (tenant_id, technician_id, recorded_at, event_id) DO NOTHING RETURNING partition, offset_",
             *[list(column) for column in columns],
         )
-        taken = {row[0] for row in inserted}
-        return [pair for event_id, pair in first.items() if event_id in taken]
+        taken = {(row[0], row[1]) for row in inserted}
+        return [
+            (event, position) for event, position in first.values() if (position.partition, position.offset) in taken
+        ]
 
     @staticmethod
     async def _load(conn: Any, g: int, keys: set[Key]) -> dict[Key, TechnicianState]:
@@ -195,10 +213,10 @@ class PostgresProjectionStore:
         )  # fmt: skip
         return {(row[0], row[1]): state_from_row(tuple(row)) for row in rows}
 
-    async def prune_history(self, received_before: datetime) -> int:
+    async def prune_history(self, recorded_before: datetime) -> int:
         async with self.pool.acquire() as conn:
             g = await self._generation(conn)
-            status = await conn.execute(f"DELETE FROM events_g{g} WHERE received_at < $1", received_before)
+            status = await conn.execute(f"DELETE FROM events_g{g} WHERE recorded_at < $1", recorded_before)
         return int(status.split()[-1])
 
     async def new_generation(self) -> int:

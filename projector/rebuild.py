@@ -13,13 +13,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from pydantic import ValidationError
-
+from locstream.gc_tuning import tune_for_batches
 from locstream.kafka import ensure_topic, make_consumer
 from projector.apply import Position
 from projector.backends import make_store
 from projector.settings import ProjectorSettings
-from schemas.events import Event, decode_event
+from schemas.events import Event, InvalidEventError, decode_event
 
 
 @dataclass
@@ -54,6 +53,7 @@ async def rebuild(settings: ProjectorSettings, out: TextIO = sys.stderr) -> dict
     partitions = await ensure_topic(kafka)
     store = make_store(settings.data, kafka.topic)
     await store.open()
+    tune_for_batches(settings.gc_gen0_threshold)
     consumer = make_consumer(kafka, group_id=None, max_poll_records=settings.max_batch)
     await consumer.start()
     try:
@@ -77,12 +77,11 @@ async def rebuild(settings: ProjectorSettings, out: TextIO = sys.stderr) -> dict
                     count += 1
                     try:
                         events.append((decode_event(record.value), Position(tp.partition, record.offset)))
-                    except ValidationError:
+                    except InvalidEventError:
                         progress.skipped += 1  # the live projector already dead-lettered it
                     next_offsets[tp.partition] = record.offset + 1
                 if next_offsets.get(tp.partition, 0) >= ends[tp]:
                     remaining.discard(tp)
-            events.sort(key=lambda item: item[1])
             if next_offsets:
                 await store.apply_batch(events, next_offsets, generation)
             progress.advance(count)

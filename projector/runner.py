@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
-from pydantic import ValidationError
 
+from locstream.gc_tuning import tune_for_batches
 from locstream.kafka import ensure_topic, make_consumer, make_producer
 from locstream.lifecycle import cancel_and_wait
 from projector.apply import Position
@@ -23,8 +23,8 @@ from projector.backends import make_store
 from projector.metrics import ProjectorMetrics
 from projector.poison import Poison, dlq_headers, poison_of
 from projector.settings import ProjectorSettings
-from projector.store import GenerationChangedError, ProjectionStore
-from schemas.events import Event, decode_event
+from projector.store import ConcurrentWriteError, GenerationChangedError, ProjectionStore
+from schemas.events import Event, InvalidEventError, decode_event
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class Projector:
         await ensure_topic(kafka)
         await ensure_topic(kafka.model_copy(update={"topic": self.settings.dlq_topic}))
         await self.store.open()
+        tune_for_batches(self.settings.gc_gen0_threshold)
         self.generation = await self.store.generation()
         self.metrics.generation.set(self.generation)
         self._dlq = make_producer(kafka)
@@ -133,6 +134,9 @@ class Projector:
                     await self._apply(batches)
                 except GenerationChangedError:
                     await self._follow_new_generation()
+                except ConcurrentWriteError as exc:  # another projector wrote these partitions (a rebalance)
+                    log.warning("batch not written, resuming at the stored offsets: %s", exc)
+                    await self.seek_to_stored(list(self._consumer.assignment()))
             elif await self.store.generation() != self.generation:  # a rebuild switched while we were idle
                 await self._follow_new_generation()
 
@@ -149,20 +153,21 @@ class Projector:
         poisons: list[Poison] = []
         next_offsets: dict[int, int] = {}
         for tp, records in batches.items():
+            partition = tp.partition
             for record in records:
                 try:
-                    events.append((decode_event(record.value), Position(tp.partition, record.offset)))
-                except ValidationError as exc:
-                    poisons.append(poison_of(record, tp.partition, exc))
-            next_offsets[tp.partition] = records[-1].offset + 1
+                    events.append((decode_event(record.value), Position(partition, record.offset)))
+                except InvalidEventError as exc:
+                    poisons.append(poison_of(record, partition, exc))
+            next_offsets[partition] = records[-1].offset + 1
         for poison in poisons:  # durable in the DLQ before the offsets that skip it are committed
             await self._dlq.send_and_wait(
                 self.settings.dlq_topic, poison.value, key=poison.key,
                 headers=dlq_headers(poison, self.settings.kafka.topic),
             )  # fmt: skip
-        self.metrics.count("dead_lettered", len(poisons))
-        events.sort(key=lambda item: item[1])  # log order per partition; partitions hold disjoint tenants
+        # In log order per partition (getmany's order); partitions hold disjoint technicians, so no sort across them.
         result = await self.store.apply_batch(events, next_offsets, self.generation)
+        self.metrics.count("dead_lettered", len(poisons))
         self._positions.update(next_offsets)
         self.metrics.count("applied", result.applied)
         self.metrics.count("duplicate", result.duplicates)
@@ -175,5 +180,5 @@ class Projector:
         while True:
             pruned = await self.store.prune_history(datetime.now(UTC) - retention)
             if pruned:
-                log.info("pruned %d history rows older than %s", pruned, retention)
+                log.info("pruned %d history events recorded more than %s ago", pruned, retention)
             await asyncio.sleep(self.settings.prune_interval_seconds)

@@ -16,7 +16,9 @@ class ProjectorSettings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)  # for the history endpoint
     group_id: str = "locstream-projector"
     max_batch: int = Field(default=5_000, ge=1)
-    # History (and so the de-duplication of retried event ids) is kept this long, by receive time.
+    # Young-generation GC threshold while applying batches (locstream/gc_tuning.py); 0 keeps CPython's 700.
+    gc_gen0_threshold: int = Field(default=50_000, ge=0)
+    # History (and so the recognition of retried events) is kept this long, by device time (recorded_at).
     history_retention_days: float = Field(default=7.0, gt=0)
     prune_interval_seconds: float = Field(default=600.0, gt=0)
     # /readyz fails while any assigned partition is further behind than this many records.

@@ -1,37 +1,43 @@
 """The projection in SQLite (the default): one file, WAL, blocking calls on one worker thread.
 
-Times are stored as fixed-width UTC ISO text (``store.utc_text``), so range queries compare them as text.
+Times are stored as integer microseconds since the epoch (``store.to_micros``). The history is kept in chunks
+(``history_chunks``): a technician's events of one batch and day in one row. A retry is recognised by its
+identity ``(recorded_at, event_id)`` within its technician: only events no newer than the technician's newest
+stored one can be retries, and only for those are the chunks of their time range read back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from projector.apply import Key, Position, TechnicianState
+from projector.history_chunks import Identity, Item, identity, item_of, newest_fixes, pack, unpack
 from projector.store import (
-    EVENT_COLUMNS,
+    SCHEMA_VERSION,
     STATE_COLUMNS,
     BatchResult,
+    ConcurrentWriteError,
     GenerationChangedError,
     HistoryPoint,
     Snapshot,
-    as_datetime,
-    event_to_row,
+    from_micros,
     plan_batch,
     state_from_row,
     state_to_row,
-    utc_text,
+    to_micros,
 )
 from schemas.events import Event
 
 T = TypeVar("T")
-_CHUNK = 500  # ids per IN (...) query
+log = logging.getLogger(__name__)
 
 
 def _tables(generation: int) -> str:
@@ -39,20 +45,18 @@ def _tables(generation: int) -> str:
     return f"""
 CREATE TABLE IF NOT EXISTS technicians_g{g} (
     tenant_id TEXT NOT NULL, technician_id TEXT NOT NULL,
-    name TEXT, name_at TEXT, name_partition INTEGER, name_offset INTEGER,
-    status TEXT NOT NULL, status_at TEXT, status_partition INTEGER, status_offset INTEGER,
+    name TEXT, name_at INTEGER, name_partition INTEGER, name_offset INTEGER,
+    status TEXT NOT NULL, status_at INTEGER, status_partition INTEGER, status_offset INTEGER,
     latitude REAL, longitude REAL, accuracy_meters REAL, altitude REAL, speed_kmh REAL, heading REAL,
-    activity TEXT, job_id TEXT, last_update TEXT, fix_partition INTEGER, fix_offset INTEGER,
+    activity TEXT, job_id TEXT, last_update INTEGER, fix_partition INTEGER, fix_offset INTEGER,
     PRIMARY KEY (tenant_id, technician_id)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS events_g{g} (
-    event_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, technician_id TEXT NOT NULL, type TEXT NOT NULL,
-    recorded_at TEXT NOT NULL, received_at TEXT NOT NULL, partition INTEGER NOT NULL, offset_ INTEGER NOT NULL,
-    latitude REAL, longitude REAL, accuracy_meters REAL, altitude REAL, speed_kmh REAL, heading REAL,
-    activity TEXT, job_id TEXT, name TEXT, status TEXT
+CREATE TABLE IF NOT EXISTS history_g{g} (
+    tenant_id TEXT NOT NULL, technician_id TEXT NOT NULL,
+    first_at INTEGER NOT NULL, last_at INTEGER NOT NULL, events INTEGER NOT NULL, items BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_g{g}_by_technician ON events_g{g} (tenant_id, technician_id, recorded_at);
-CREATE INDEX IF NOT EXISTS events_g{g}_by_received ON events_g{g} (received_at);
+CREATE INDEX IF NOT EXISTS history_g{g}_by_technician ON history_g{g} (tenant_id, technician_id, last_at);
+CREATE INDEX IF NOT EXISTS history_g{g}_by_time ON history_g{g} (last_at);
 CREATE TABLE IF NOT EXISTS offsets_g{g} (
     topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
     PRIMARY KEY (topic, partition)
@@ -61,16 +65,41 @@ CREATE TABLE IF NOT EXISTS offsets_g{g} (
 
 
 _META = "CREATE TABLE IF NOT EXISTS projection_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+_TABLES = ("technicians", "history", "offsets", "events")  # events_g*: the history of schema 1
+_UPSERT_STATE = (
+    "INSERT OR REPLACE INTO technicians_g{g} (" + ", ".join(STATE_COLUMNS) + ") "
+    "VALUES (" + ", ".join("?" * len(STATE_COLUMNS)) + ")"
+)
 
 
-def _sql_value(value: Any) -> Any:
-    return utc_text(value) if isinstance(value, datetime) else value
+Entry = tuple[Item, Event, Position]
+
+
+def group_by_technician(events: Sequence[tuple[Event, Position]]) -> dict[Key, list[Entry]]:
+    """The batch per technician, in log order, each event with its history item; a repeat within it is dropped."""
+    batch: dict[Key, list[Entry]] = {}
+    seen: set[tuple[str, str, int, str]] = set()
+    for event, position in events:
+        item = item_of(event, position)
+        scoped = (event.tenant_id, event.technician_id, item[0], item[1])
+        if scoped not in seen:
+            seen.add(scoped)
+            batch.setdefault(scoped[:2], []).append((item, event, position))
+    return batch
+
+
+@dataclass
+class _BatchReads:
+    offsets: dict[int, int]  # the stored next offsets of the batch's partitions when it was read
+    states: dict[Key, TechnicianState]
+    identities: dict[Key, set[Identity]] = field(default_factory=dict)  # stored, where events might repeat them
 
 
 class SqliteProjectionStore:
-    def __init__(self, path: Path, topic: str) -> None:
+    def __init__(self, path: Path, topic: str, cache_mib: int = 256) -> None:
         self.path = path
         self.topic = topic
+        self.cache_mib = cache_mib
         self._conn: sqlite3.Connection | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="projection-sqlite")
 
@@ -93,10 +122,22 @@ class SqliteProjectionStore:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # a committed batch survives power loss, not only a crash
         conn.execute("PRAGMA busy_timeout=30000")
+        # The history's indexes are updated at random places; a page cache that holds them saves re-reading pages.
+        conn.execute(f"PRAGMA cache_size=-{int(self.cache_mib) * 1024}")
         conn.execute("BEGIN IMMEDIATE")
         conn.execute(_META)
         conn.execute("INSERT OR IGNORE INTO projection_meta (key, value) VALUES ('generation', 1)")
+        conn.execute("INSERT OR IGNORE INTO projection_meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
         generation = conn.execute("SELECT value FROM projection_meta WHERE key = 'generation'").fetchone()[0]
+        schema = conn.execute("SELECT value FROM projection_meta WHERE key = 'schema'").fetchone()[0]
+        if schema != SCHEMA_VERSION:  # tables of an older layout: start over in a fresh generation, from the topic
+            log.warning("projection schema %s found, %s expected: replaying the topic into new tables", schema,
+                        SCHEMA_VERSION)  # fmt: skip
+            for table in _TABLES:
+                conn.execute(f"DROP TABLE IF EXISTS {table}_g{int(generation)}")
+            generation += 1
+            conn.execute("UPDATE projection_meta SET value = ? WHERE key = 'generation'", (generation,))
+            conn.execute("UPDATE projection_meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
         for statement in _tables(generation).split(";"):
             if statement.strip():
                 conn.execute(statement)
@@ -137,7 +178,7 @@ class SqliteProjectionStore:
             offsets = self._offsets_sync(g)
         finally:
             conn.execute("COMMIT")
-        return Snapshot(states=[state_from_row(row) for row in rows], offsets=offsets, generation=g)
+        return Snapshot(states=[state_from_row(row, from_micros) for row in rows], offsets=offsets, generation=g)
 
     async def history(
         self, tenant_id: str, technician_id: str, start: datetime | None, end: datetime | None, limit: int
@@ -156,48 +197,94 @@ class SqliteProjectionStore:
             ).fetchone()
             if known is None:
                 return None
-            rows = conn.execute(
-                f"SELECT event_id, latitude, longitude, accuracy_meters, altitude, speed_kmh, heading, activity,"
-                f" job_id, recorded_at FROM events_g{g} WHERE tenant_id = ? AND technician_id = ?"
-                f" AND type = 'location_recorded' AND recorded_at >= ? AND recorded_at < ?"
-                f" ORDER BY recorded_at DESC, partition DESC, offset_ DESC LIMIT ?",
-                (tenant_id, technician_id, utc_text(start) if start else "", utc_text(end) if end else "~", limit),
-            ).fetchall()
+            chunks = conn.execute(
+                f"SELECT last_at, items FROM history_g{g} WHERE tenant_id = ? AND technician_id = ? AND last_at >= ?"
+                f" ORDER BY last_at DESC",
+                (tenant_id, technician_id, to_micros(start) if start else -(2**63)),
+            )
+            return newest_fixes(chunks, to_micros(start) if start else -(2**63),
+                                to_micros(end) if end else 2**63 - 1, limit)  # fmt: skip
         finally:
             conn.execute("COMMIT")
-        fields = ("event_id", "latitude", "longitude", "accuracy_meters", "altitude", "speed_kmh", "heading",
-                  "activity", "job_id")  # fmt: skip
-        return [
-            HistoryPoint(**dict(zip(fields, row[:9], strict=True)), recorded_at=as_datetime(row[9])) for row in rows
-        ]
 
-    # writes --------------------------------------------------------------------------------------------------
+    # writes ---------------------------------------------------------------------------------------------------
     async def apply_batch(
         self, events: Sequence[tuple[Event, Position]], next_offsets: dict[int, int], generation: int
     ) -> BatchResult:
-        return await self._run(self._apply_batch_sync, events, next_offsets, generation)
+        """Read what the batch needs, plan it on the event loop, write it in one transaction.
 
-    def _apply_batch_sync(
-        self, events: Sequence[tuple[Event, Position]], next_offsets: dict[int, int], generation: int
-    ) -> BatchResult:
+        Only SQL runs on the store's thread: Python work there would contend for the GIL with the consumer. The
+        reads happen before the write transaction, so the write checks that the batch's partitions still have
+        the offsets read with them; another writer in between (two projectors during a rebalance) makes it
+        raise ``ConcurrentWriteError`` and change nothing.
+        """
+        g = generation
+        batch = group_by_technician(events)
+        read = await self._run(self._read_for_batch, g, batch, list(next_offsets))
+        changed: dict[Key, TechnicianState] = {}
+        rows: list[tuple[Any, ...]] = []
+        fresh = 0
+        for key, entries in batch.items():
+            known = read.identities.get(key)
+            if known:
+                entries = [entry for entry in entries if identity(entry[0]) not in known]
+            rows.extend((*key, c.first_at, c.last_at, c.count, c.items) for c in pack(item for item, _, _ in entries))
+            changed.update(plan_batch(read.states, ((event, position) for _, event, position in entries)))
+            fresh += len(entries)
+        states = [state_to_row(state, to_micros) for state in changed.values()]
+        await self._run(self._write_batch, g, read.offsets, rows, states, next_offsets)
+        return BatchResult(applied=fresh, duplicates=len(events) - fresh, changed=len(changed))
+
+    def _read_for_batch(self, g: int, batch: dict[Key, list[Entry]], partitions: list[int]) -> _BatchReads:
+        """In one read transaction: each technician's state and the stored identities its events might repeat."""
+        conn = self.conn
+        conn.execute("BEGIN")
+        try:
+            reads = _BatchReads(offsets=self._offsets_sync(g), states=self._load(conn, g, set(batch)))
+            for key, entries in batch.items():
+                newest = conn.execute(
+                    f"SELECT max(last_at) FROM history_g{g} WHERE tenant_id = ? AND technician_id = ?", key
+                ).fetchone()[0]
+                if newest is None:
+                    continue  # nothing stored: nothing to repeat
+                maybe_retries = [item[0] for item, _, _ in entries if item[0] <= newest]
+                if maybe_retries:
+                    reads.identities[key] = {
+                        identity(item)
+                        for (packed,) in conn.execute(
+                            f"SELECT items FROM history_g{g} WHERE tenant_id = ? AND technician_id = ?"
+                            f" AND last_at >= ? AND first_at <= ?",
+                            (*key, min(maybe_retries), max(maybe_retries)),
+                        )
+                        for item in unpack(packed)
+                    }
+        finally:
+            conn.execute("COMMIT")
+        reads.offsets = {p: o for p, o in reads.offsets.items() if p in partitions}
+        return reads
+
+    def _write_batch(
+        self,
+        g: int,
+        read_offsets: dict[int, int],
+        history: list[tuple[Any, ...]],
+        states: list[tuple[Any, ...]],
+        next_offsets: dict[int, int],
+    ) -> None:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if generation < self._generation():  # a rebuild writes the next one before switching
-                raise GenerationChangedError(generation)
-            g = generation
-            fresh = self._fresh(conn, g, events)
+            if g < self._generation():  # a rebuild writes the next one before switching
+                raise GenerationChangedError(g)
+            stored = self._offsets_sync(g)
+            if any(stored.get(partition) != read_offsets.get(partition) for partition in next_offsets):
+                raise ConcurrentWriteError(f"offsets moved from {read_offsets} to {stored} while the batch was planned")
             conn.executemany(
-                f"INSERT INTO events_g{g} ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})",
-                [tuple(_sql_value(v) for v in event_to_row(event, position)) for event, position in fresh],
+                f"INSERT INTO history_g{g} (tenant_id, technician_id, first_at, last_at, events, items)"
+                f" VALUES (?, ?, ?, ?, ?, ?)",
+                history,
             )
-            current = self._load(conn, g, {(e.tenant_id, e.technician_id) for e, _ in fresh})
-            changed = plan_batch(current, fresh)
-            conn.executemany(
-                f"INSERT OR REPLACE INTO technicians_g{g} ({', '.join(STATE_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(STATE_COLUMNS))})",
-                [tuple(_sql_value(v) for v in state_to_row(state)) for state in changed.values()],
-            )
+            conn.executemany(_UPSERT_STATE.format(g=g), states)
             conn.executemany(
                 f"INSERT INTO offsets_g{g} (topic, partition, next_offset) VALUES (?, ?, ?) "
                 "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = max(next_offset, excluded.next_offset)",
@@ -207,28 +294,6 @@ class SqliteProjectionStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return BatchResult(applied=len(fresh), duplicates=len(events) - len(fresh), changed=len(changed))
-
-    @staticmethod
-    def _fresh(
-        conn: sqlite3.Connection, g: int, events: Sequence[tuple[Event, Position]]
-    ) -> list[tuple[Event, Position]]:
-        """The events whose event_id is new: neither in the history nor earlier in this batch."""
-        ids = list(dict.fromkeys(str(event.event_id) for event, _ in events))
-        known: set[str] = set()
-        for i in range(0, len(ids), _CHUNK):
-            chunk = ids[i : i + _CHUNK]
-            rows = conn.execute(
-                f"SELECT event_id FROM events_g{g} WHERE event_id IN ({', '.join('?' * len(chunk))})", chunk
-            )
-            known.update(row[0] for row in rows)
-        fresh = []
-        for event, position in events:
-            event_id = str(event.event_id)
-            if event_id not in known:
-                known.add(event_id)
-                fresh.append((event, position))
-        return fresh
 
     @staticmethod
     def _load(conn: sqlite3.Connection, g: int, keys: set[Key]) -> dict[Key, TechnicianState]:
@@ -237,16 +302,27 @@ class SqliteProjectionStore:
         for key in keys:
             row = conn.execute(query, key).fetchone()
             if row is not None:
-                found[key] = state_from_row(row)
+                found[key] = state_from_row(row, from_micros)
         return found
 
-    async def prune_history(self, received_before: datetime) -> int:
-        return await self._run(self._prune_sync, received_before)
+    async def prune_history(self, recorded_before: datetime) -> int:
+        return await self._run(self._prune_sync, recorded_before)
 
-    def _prune_sync(self, received_before: datetime) -> int:
+    def _prune_sync(self, recorded_before: datetime) -> int:
+        """Drop the chunks whose newest fix is older than ``recorded_before``; returns the events dropped."""
         g = self._generation()
-        cursor = self.conn.execute(f"DELETE FROM events_g{g} WHERE received_at < ?", (utc_text(received_before),))
-        return cursor.rowcount
+        cutoff = to_micros(recorded_before)
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            dropped = self.conn.execute(
+                f"SELECT coalesce(sum(events), 0) FROM history_g{g} WHERE last_at < ?", (cutoff,)
+            ).fetchone()[0]
+            self.conn.execute(f"DELETE FROM history_g{g} WHERE last_at < ?", (cutoff,))
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return int(dropped)
 
     # generations (rebuild) -----------------------------------------------------------------------------------
     async def new_generation(self) -> int:
@@ -255,7 +331,7 @@ class SqliteProjectionStore:
     def _new_generation_sync(self) -> int:
         g = self._generation() + 1
         self.conn.execute("BEGIN IMMEDIATE")
-        for table in ("technicians", "events", "offsets"):
+        for table in _TABLES:
             self.conn.execute(f"DROP TABLE IF EXISTS {table}_g{g}")  # a rebuild that died half-way
         for statement in _tables(g).split(";"):
             if statement.strip():
@@ -279,5 +355,5 @@ class SqliteProjectionStore:
 
     def _drop_sync(self, generation: int) -> None:
         assert generation != self._generation(), "refusing to drop the current generation"
-        for table in ("technicians", "events", "offsets"):
+        for table in _TABLES:
             self.conn.execute(f"DROP TABLE IF EXISTS {table}_g{int(generation)}")

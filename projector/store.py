@@ -3,20 +3,25 @@
 Three tables per *generation* (``rebuild`` fills a new generation, then switches to it in one transaction):
 
 - ``technicians_g{n}``: the current state of each (tenant, technician);
-- ``events_g{n}``: every event applied, keyed by ``event_id`` (the history, and the de-duplication of retries);
+- ``events_g{n}``: every event applied, unique by ``(event_id, tenant_id)`` (the history, and the de-duplication
+  of retries; event ids come from clients, so one tenant's id never hides another tenant's event);
 - ``offsets_g{n}``: the next offset per partition, written in the same transaction as the rows it produced.
 
-``projection_meta`` holds the current generation. Every batch runs in one transaction: insert the batch into the
-history (a known ``event_id`` is skipped), apply the new events with the pure rule, upsert the states and the
-offsets (never moving an offset backwards), commit.
+``projection_meta`` holds the current generation and the schema version (``SCHEMA_VERSION``): a store that finds
+an older schema starts a fresh generation, which the projector fills by replaying the topic from its beginning.
+
+Every batch runs in one transaction: insert the batch into the history (a known event id is skipped), apply the
+new events with the pure rule, upsert the states and the offsets (never moving an offset backwards), commit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from itertools import chain
 from typing import Any, Protocol
+from uuid import UUID
 
 from projector.apply import Fix, Key, Position, Stamp, TechnicianState, apply
 from schemas.events import Event, LocationRecorded, TechnicianUpdated
@@ -27,6 +32,9 @@ STATE_COLUMNS = (
     "latitude", "longitude", "accuracy_meters", "altitude", "speed_kmh", "heading", "activity", "job_id",
     "last_update", "fix_partition", "fix_offset",
 )  # fmt: skip
+SCHEMA_VERSION = 2  # 2: event ids unique per tenant; SQLite keeps ids as 16 bytes and times as integers
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MICROSECOND = timedelta(microseconds=1)
 EVENT_COLUMNS = (
     "event_id", "tenant_id", "technician_id", "type", "recorded_at", "received_at", "partition", "offset_",
     "latitude", "longitude", "accuracy_meters", "altitude", "speed_kmh", "heading", "activity", "job_id",
@@ -36,6 +44,10 @@ EVENT_COLUMNS = (
 
 class GenerationChangedError(Exception):
     """A rebuild switched generations under a running projector: it must seek to the new offsets."""
+
+
+class ConcurrentWriteError(Exception):
+    """Another writer stored offsets of the batch's partitions meanwhile (a rebalance): seek to the stored ones."""
 
 
 @dataclass(frozen=True)
@@ -84,21 +96,29 @@ class ProjectionStore(Protocol):
     async def history(
         self, tenant_id: str, technician_id: str, start: datetime | None, end: datetime | None, limit: int
     ) -> list[HistoryPoint] | None: ...
-    async def prune_history(self, received_before: datetime) -> int: ...
+    async def prune_history(self, recorded_before: datetime) -> int: ...
     async def new_generation(self) -> int: ...
     async def switch_generation(self, generation: int) -> int: ...
     async def drop_generation(self, generation: int) -> None: ...
 
 
-def utc_text(ts: datetime) -> str:
-    """A fixed-width UTC ISO form, so text comparison is time comparison (SQLite stores times as text)."""
-    return ts.astimezone(UTC).isoformat(timespec="microseconds")
+def to_micros(ts: datetime) -> int:
+    """Microseconds since the Unix epoch, exact (SQLite stores times as integers, so they sort as times)."""
+    return (ts - EPOCH) // ONE_MICROSECOND
 
 
-def _stamp_cols(stamp: Stamp | None) -> tuple[datetime | None, int | None, int | None]:
+def from_micros(micros: int) -> datetime:
+    return EPOCH + timedelta(microseconds=micros)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _stamp_cols(stamp: Stamp | None, when: Callable[[datetime], Any]) -> tuple[Any, int | None, int | None]:
     if stamp is None:
         return None, None, None
-    return stamp[0], stamp[1].partition, stamp[1].offset
+    return when(stamp[0]), stamp[1].partition, stamp[1].offset
 
 
 def _stamp(at: datetime | None, partition: int | None, offset: int | None) -> Stamp | None:
@@ -107,23 +127,23 @@ def _stamp(at: datetime | None, partition: int | None, offset: int | None) -> St
     return at, Position(partition, offset)
 
 
-def state_to_row(state: TechnicianState) -> tuple[Any, ...]:
-    """Column values (datetimes as datetimes; a backend converts them as it stores them)."""
+def state_to_row(state: TechnicianState, when: Callable[[datetime], Any] = _same) -> tuple[Any, ...]:
+    """Column values; ``when`` converts times to what the backend stores (datetimes by default)."""
     fix = state.fix
     fix_cols: tuple[Any, ...] = (
         (fix.latitude, fix.longitude, fix.accuracy_meters, fix.altitude, fix.speed_kmh, fix.heading,
-         fix.activity, fix.job_id, fix.recorded_at, fix.position.partition, fix.position.offset)
+         fix.activity, fix.job_id, when(fix.recorded_at), fix.position.partition, fix.position.offset)
         if fix is not None
         else (None,) * 11
     )  # fmt: skip
     return (
-        state.tenant_id, state.technician_id, state.name, *_stamp_cols(state.name_at),
-        state.status, *_stamp_cols(state.status_at), *fix_cols,
+        state.tenant_id, state.technician_id, state.name, *_stamp_cols(state.name_at, when),
+        state.status, *_stamp_cols(state.status_at, when), *fix_cols,
     )  # fmt: skip
 
 
-def state_from_row(row: Sequence[Any]) -> TechnicianState:
-    """The inverse of ``state_to_row``; times may come back as datetimes or as ISO text."""
+def state_from_row(row: Sequence[Any], when: Callable[[Any], datetime] = _same) -> TechnicianState:
+    """The inverse of ``state_to_row``; ``when`` turns a stored time back into a datetime."""
     (tenant_id, technician_id, name, name_at, name_p, name_o, status, status_at, status_p, status_o,
      lat, lon, acc, alt, speed, heading, activity, job_id, last_update, fix_p, fix_o) = row  # fmt: skip
     fix = None
@@ -131,7 +151,7 @@ def state_from_row(row: Sequence[Any]) -> TechnicianState:
         fix = Fix(
             latitude=lat,
             longitude=lon,
-            recorded_at=as_datetime(last_update),
+            recorded_at=when(last_update),
             position=Position(fix_p, fix_o),
             accuracy_meters=acc,
             altitude=alt,
@@ -142,20 +162,19 @@ def state_from_row(row: Sequence[Any]) -> TechnicianState:
         )
     return TechnicianState(
         tenant_id=tenant_id, technician_id=technician_id, name=name, status=status,
-        name_at=_stamp(as_datetime(name_at) if name_at else None, name_p, name_o),
-        status_at=_stamp(as_datetime(status_at) if status_at else None, status_p, status_o),
+        name_at=_stamp(when(name_at) if name_at is not None else None, name_p, name_o),
+        status_at=_stamp(when(status_at) if status_at is not None else None, status_p, status_o),
         fix=fix,
     )  # fmt: skip
 
 
-def as_datetime(value: datetime | str) -> datetime:
-    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
-
-
-def event_to_row(event: Event, position: Position) -> tuple[Any, ...]:
+def event_to_row(
+    event: Event, position: Position, when: Callable[[datetime], Any] = _same, ident: Callable[[UUID], Any] = _same
+) -> tuple[Any, ...]:
+    """History column values; ``when`` converts times and ``ident`` the event id to what the backend stores."""
     common = (
-        str(event.event_id), event.tenant_id, event.technician_id, event.type, event.recorded_at,
-        event.received_at, position.partition, position.offset,
+        ident(event.event_id), event.tenant_id, event.technician_id, event.type, when(event.recorded_at),
+        when(event.received_at), position.partition, position.offset,
     )  # fmt: skip
     if isinstance(event, LocationRecorded):
         d = event.data
@@ -168,9 +187,24 @@ def event_to_row(event: Event, position: Position) -> tuple[Any, ...]:
 def plan_batch(
     current: dict[Key, TechnicianState], fresh: Iterable[tuple[Event, Position]]
 ) -> dict[Key, TechnicianState]:
-    """Apply the batch's new events (in log order) to the current states; returns the states that changed."""
-    changed: dict[Key, TechnicianState] = {}
+    """Apply the batch's new events (in log order) to the current states; returns the states that changed.
+
+    Of a technician's fixes in one batch only the greatest ``(recorded_at, position)`` can win, so the fixes are
+    reduced to that one before ``apply``: the same states as applying every event in log order (a tested
+    property), with one state change per technician and batch instead of one per fix.
+    """
+    latest: dict[Key, tuple[LocationRecorded, Position]] = {}
+    profiles: list[tuple[Event, Position]] = []
     for event, position in fresh:
+        if isinstance(event, LocationRecorded):
+            key = (event.tenant_id, event.technician_id)
+            held = latest.get(key)
+            if held is None or (event.recorded_at, position) > (held[0].recorded_at, held[1]):
+                latest[key] = (event, position)
+        else:
+            profiles.append((event, position))
+    changed: dict[Key, TechnicianState] = {}
+    for event, position in chain(latest.values(), profiles):  # name/status and position are independent fields
         key = (event.tenant_id, event.technician_id)
         before = current.get(key)
         after = apply(before, event, position)

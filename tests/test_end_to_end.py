@@ -146,7 +146,7 @@ def _stream(count: int, tenants: int = 8, technicians: int = 5) -> list[Event]:
         tenant = f"tenant-{rng.randrange(tenants)}"
         technician = f"tech-{rng.randrange(technicians)}"
         recorded = start + timedelta(seconds=i) - timedelta(seconds=rng.choice([0, 0, 0, 5, 30]))  # some late
-        common = {
+        common: dict[str, Any] = {
             "event_id": uuid.uuid4(),
             "tenant_id": tenant,
             "technician_id": technician,

@@ -13,13 +13,12 @@ import logging
 from typing import Any
 
 from aiokafka import TopicPartition
-from pydantic import ValidationError
 
 from locstream.kafka import ensure_topic, make_consumer
 from locstream.lifecycle import cancel_and_wait
 from projector.apply import Position
 from projector.backends import make_store
-from schemas.events import decode_event
+from schemas.events import InvalidEventError, decode_event
 from ws_edge import frames
 from ws_edge.fanout import Fanout
 from ws_edge.settings import EdgeSettings
@@ -94,7 +93,7 @@ class LiveFeed:
         for record in records:
             try:
                 event = decode_event(record.value)
-            except ValidationError:
+            except InvalidEventError:
                 self.skipped += 1
                 log.warning("skipping undecodable record at %s/%d", tp.partition, record.offset)
                 continue

@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from uuid import UUID
 
-from projector.apply import Position, TechnicianState, apply
+from projector.apply import Identity, Position, TechnicianState, apply, identity
 from schemas.events import Event
 from ws_edge.frames import Location, location_of
 
@@ -20,9 +19,9 @@ class LiveView:
     def __init__(self, stale_after: timedelta = timedelta(minutes=10), dedupe_window: int = 100_000) -> None:
         self._tenants: dict[str, dict[str, TechnicianState]] = {}
         self.stale_after = stale_after
-        # Recently applied event ids, oldest first: a retried event (same id, later offset) is a no-op,
-        # as in the projector, whose history table remembers them for longer.
-        self._seen: OrderedDict[UUID, None] = OrderedDict()
+        # Identities of recently applied events, oldest first: a retried event (same identity, later offset) is a
+        # no-op, as in the projector, whose history remembers them for longer.
+        self._seen: OrderedDict[Identity, None] = OrderedDict()
         self._dedupe_window = dedupe_window
 
     def _stale_before(self) -> datetime:
@@ -34,9 +33,10 @@ class LiveView:
 
     def apply(self, event: Event, position: Position) -> Location | None:
         """Apply one event; returns the technician's new map entry when what the map shows changed."""
-        if event.event_id in self._seen:
+        seen = identity(event)
+        if seen in self._seen:
             return None
-        self._seen[event.event_id] = None
+        self._seen[seen] = None
         if len(self._seen) > self._dedupe_window:
             self._seen.popitem(last=False)
         technicians = self._tenants.setdefault(event.tenant_id, {})

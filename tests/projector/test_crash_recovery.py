@@ -6,6 +6,7 @@ import asyncio
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -32,8 +33,8 @@ def mixed_stream(count: int, seed: int, now: datetime) -> list[Event]:
         tenant, technician = f"tenant-{rng.randrange(12)}", f"tech-{rng.randrange(8)}"
         skew = rng.choice([0, 0, 0, 0, -rng.uniform(1, 3600), rng.uniform(0, 120)])  # late / future-skewed
         recorded = now - timedelta(seconds=count - i) + timedelta(seconds=skew)
-        common = {"event_id": uuid.uuid4(), "tenant_id": tenant, "technician_id": technician,
-                  "recorded_at": recorded, "received_at": now}  # fmt: skip
+        common: dict[str, Any] = {"event_id": uuid.uuid4(), "tenant_id": tenant, "technician_id": technician,
+                                  "recorded_at": recorded, "received_at": now}  # fmt: skip
         if rng.random() < 0.04:
             events.append(TechnicianUpdated(**common, data=TechnicianData(status=rng.choice(["on_job", "off"]))))
         else:

@@ -85,6 +85,22 @@ async def test_a_retried_event_id_is_a_no_op_and_offsets_never_move_back(store: 
     assert history is not None and len(history) == 2
 
 
+async def test_an_event_id_reused_for_another_tenant_technician_or_time_is_another_event(
+    store: ProjectionStore,
+) -> None:
+    g = await store.generation()
+    original = fix(0, 1.0)
+    reused = [fix(0, 2.0, tenant="b", event_id=original.event_id), fix(0, 3.0, tech="t2", event_id=original.event_id),
+              fix(5, 4.0, event_id=original.event_id)]  # fmt: skip
+    result = await store.apply_batch(log_of(original, *reused, fix(0, 1.0, event_id=original.event_id)), {2: 5}, g)
+    assert (result.applied, result.duplicates) == (4, 1)
+    later = await store.apply_batch(log_of(*reused, start=5), {2: 8}, g)  # each retried once more
+    assert (later.applied, later.duplicates) == (0, 3)
+    located = {(s.tenant_id, s.technician_id): s.fix.latitude for s in (await store.snapshot()).states if s.fix}
+    assert located == {("a", "t1"): 4.0, ("b", "t1"): 2.0, ("a", "t2"): 3.0}
+    assert [p.latitude for p in await store.history("a", "t1", None, None, 10) or []] == [4.0, 1.0]
+
+
 async def test_a_failed_batch_stores_neither_rows_nor_history_nor_offsets(store: ProjectionStore) -> None:
     g = await store.generation()
     bad_offsets: dict[int, int] = {2: None}  # type: ignore[dict-item]  # violates NOT NULL after the rows
@@ -106,9 +122,9 @@ async def test_history_is_newest_first_bounded_by_time_and_limit_and_tenant_scop
     assert await store.history("other-tenant", "t1", None, None, 10) is None
 
 
-async def test_history_is_pruned_by_receive_time(store: ProjectionStore) -> None:
+async def test_history_is_pruned_by_device_time(store: ProjectionStore) -> None:
     g = await store.generation()
-    old, recent = fix(0, 1.0, received=T0 - timedelta(days=8)), fix(1, 2.0, received=T0)
+    old, recent = fix(-8 * 86_400, 1.0), fix(1, 2.0)
     await store.apply_batch(log_of(old, recent), {2: 2}, g)
     assert await store.prune_history(T0 - timedelta(days=7)) == 1
     assert [p.latitude for p in await store.history("a", "t1", None, None, 10) or []] == [2.0]
