@@ -59,41 +59,49 @@ async def fill_topic(kafka: KafkaSettings, count: int) -> None:
         await producer.stop()
 
 
-async def _project(kafka: KafkaSettings, count: int, env: dict[str, str], workdir: Path) -> dict[str, Any]:
-    """Start a projector on an empty database; events/s from its first applied batch to the last."""
-    port = free_port()
-    log = (workdir / f"projector-{port}.log").open("wb")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "locstream.cli", "projector", "--port", str(port),
-        env={**env, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "KAFKA_TOPIC": kafka.topic},
-        stdout=log, stderr=log,
-    )  # fmt: skip
+async def _project(
+    kafka: KafkaSettings, count: int, env: dict[str, str], workdir: Path, processes: int = 1
+) -> dict[str, Any]:
+    """Start ``processes`` projectors (one consumer group) on an empty database; events/s from the first applied
+    batch to the last, and CPU-µs per event summed over the processes."""
+    ports = [free_port() for _ in range(processes)]
+    logs = [(workdir / f"projector-{port}.log").open("wb") for port in ports]
+    command = [sys.executable, "-m", "locstream.cli", "projector", "--port"]
+    kafka_env = {**env, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "KAFKA_TOPIC": kafka.topic}
+    started = [
+        await asyncio.create_subprocess_exec(*command, str(port), env=kafka_env, stdout=log, stderr=log)
+        for port, log in zip(ports, logs, strict=True)
+    ]
     try:
         first: float | None = None
         applied = 0
         async with httpx.AsyncClient(timeout=5.0) as client:
             deadline = time.monotonic() + 900
             while applied < count and time.monotonic() < deadline:
-                try:
-                    health = (await client.get(f"http://127.0.0.1:{port}/healthz")).json()
-                    applied = health["applied"] + health.get("duplicates", 0)
-                except (httpx.HTTPError, KeyError, ValueError):
-                    applied = 0
+                applied = 0
+                for port in ports:
+                    try:
+                        health = (await client.get(f"http://127.0.0.1:{port}/healthz")).json()
+                        applied += health["applied"] + health.get("duplicates", 0)
+                    except (httpx.HTTPError, KeyError, ValueError):
+                        pass
                 if applied and first is None:
                     first = time.monotonic()
                 await asyncio.sleep(0.05)
         done = time.monotonic()
-        cpu = cpu_seconds(process.pid)
+        cpu = sum(cpu_seconds(process.pid) for process in started)
         if applied < count or first is None:
-            raise RuntimeError(f"projector applied {applied} of {count}")
+            raise RuntimeError(f"projectors applied {applied} of {count}")
         return {
             "events_per_second": round(count / max(done - first, 1e-6), 1),
             "cpu_us_per_event": round(cpu / count * 1e6, 2),
         }
     finally:
-        process.terminate()
-        await process.wait()
-        log.close()
+        for process in started:
+            process.terminate()
+            await process.wait()
+        for log in logs:
+            log.close()
 
 
 async def _rebuild(kafka: KafkaSettings, env: dict[str, str]) -> dict[str, Any]:
@@ -119,11 +127,15 @@ async def measure(bootstrap: str, postgres_server: str, count: int, workdir: Pat
     sqlite_env = {**base, "LOCSTREAM_DATA_DIR": str(workdir / f"sqlite-{kafka.topic}")}
     sqlite = await _project(kafka, count, sqlite_env, workdir)
     rebuild = await _rebuild(kafka, sqlite_env)
+    sqlite_pair_env = {**base, "LOCSTREAM_DATA_DIR": str(workdir / f"sqlite-pair-{kafka.topic}")}
+    sqlite_pair = await _project(kafka, count, sqlite_pair_env, workdir, processes=2)
     async with fresh_database(postgres_server) as dsn:
         postgres = await _project(kafka, count, {**base, "LOCSTREAM_DATABASE_URL": dsn}, workdir)
     return {
         "sqlite_events_per_second": sqlite["events_per_second"],
         "sqlite_cpu_us_per_event": sqlite["cpu_us_per_event"],
+        "sqlite_2_processes_events_per_second": sqlite_pair["events_per_second"],
+        "sqlite_2_processes_cpu_us_per_event": sqlite_pair["cpu_us_per_event"],
         "postgres_events_per_second": postgres["events_per_second"],
         "postgres_cpu_us_per_event": postgres["cpu_us_per_event"],
         "rebuild_sqlite_events_per_second": rebuild["events_per_second"],
