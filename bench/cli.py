@@ -29,7 +29,17 @@ from locstream.postgres_local import throwaway_cluster
 
 def _versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
-    for package in ("aiokafka", "fastapi", "starlette", "uvicorn", "websockets", "broadcaster", "orjson", "pydantic"):
+    for package in (
+        "aiokafka",
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "websockets",
+        "broadcaster",
+        "orjson",
+        "msgspec",
+        "pydantic",
+    ):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

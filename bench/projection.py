@@ -2,7 +2,8 @@
 
 A fresh topic is filled with N events (fixes of 200 technicians in 20 tenants, some late, some retried) by a
 producer in this process; then a projector process starts on an empty database and the clock runs from its
-first applied batch to the last; then ``locstream projector rebuild`` replays the same topic into new tables.
+first applied batch to the last; then ``locstream projector rebuild`` replays the same topic into new tables; then
+two projector processes in one consumer group apply it to a fresh SQLite file; then one into PostgreSQL.
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ async def _rebuild(kafka: KafkaSettings, env: dict[str, str]) -> dict[str, Any]:
 
 
 async def measure(bootstrap: str, postgres_server: str, count: int, workdir: Path) -> dict[str, Any]:
-    """One run: fill a topic, project it into SQLite and PostgreSQL, rebuild the SQLite one."""
+    """One run: fill a topic; project it into SQLite, rebuild that, project it with two processes into a fresh
+    SQLite file, and into PostgreSQL."""
     kafka = KafkaSettings(bootstrap_servers=bootstrap, topic=f"bench.projection.{uuid.uuid4().hex[:8]}")
     began = time.monotonic()
     await fill_topic(kafka, count)

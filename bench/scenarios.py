@@ -282,7 +282,7 @@ async def reconnect_storm(system: RunningSystem, p: dict[str, Any], ctx: BenchCo
 
 
 async def projection(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
-    """A backlog of N events applied by a fresh projector into SQLite and PostgreSQL, and a SQLite rebuild."""
+    """A backlog of N events applied by a fresh projector into SQLite and PostgreSQL, a SQLite rebuild, and a pair."""
     return await measure_projection(ctx.bootstrap, await ctx.postgres(), p["events"], ctx.workdir)
 
 
@@ -362,7 +362,8 @@ SCENARIOS: dict[str, Scenario] = {
             projection,
             {"small": [{"events": 2_000}], "full": [{"events": 1_000_000}]},
             headline="sqlite_events_per_second",
-            what="a backlog of N events (2% retries) applied by a fresh projector process; then a SQLite rebuild",
+            what="a backlog of N events (2% retries) applied by a fresh projector process; then a SQLite rebuild;"
+            " then two projector processes in one consumer group on a fresh SQLite file",
             systems=("locstream",),
             standalone=True,
         ),
