@@ -97,7 +97,7 @@ async def run(
         "scenarios": [],
     }
     with tempfile.TemporaryDirectory(prefix="locstream-bench-") as tmp, ExitStack() as services:
-        config = broker.BrokerConfig(data_dir=Path(tmp) / "broker", port=free_port(), heap="1g")
+        config = broker.BrokerConfig(data_dir=Path(tmp) / "broker", port=broker.free_port_pair(), heap="1g")
         await asyncio.to_thread(broker.start, config)
         postgres = _LazyPostgres(services)
         try:

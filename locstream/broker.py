@@ -10,8 +10,10 @@ import asyncio
 import base64
 import logging
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -26,6 +28,24 @@ LIB_DIR = PROJECT_ROOT / "broker" / "target" / "lib"
 
 class BrokerError(RuntimeError):
     """The broker could not be resolved, formatted, started or stopped."""
+
+
+def free_port_pair(rng: random.Random | None = None) -> int:
+    """A port that is free together with the next one (the broker's and its controller's).
+
+    Chosen below Linux's ephemeral range (32768 and up), so no client socket opened meanwhile can take either.
+    """
+    rng = rng or random.Random()
+    for _ in range(200):
+        port = rng.randrange(20_000, 32_000)
+        with socket.socket() as first, socket.socket() as second:
+            try:
+                first.bind(("127.0.0.1", port))
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise BrokerError("no two consecutive free ports between 20000 and 32000")
 
 
 @dataclass(frozen=True)

@@ -40,12 +40,12 @@ def kafka_bootstrap() -> Iterator[str]:
         yield external
         return
     with tempfile.TemporaryDirectory(prefix="locstream-test-broker-") as data_dir:
-        port = free_port()
-        config = broker.BrokerConfig(data_dir=Path(data_dir), port=port)
+        config = broker.BrokerConfig(data_dir=Path(data_dir), port=broker.free_port_pair())
         try:
             broker.start(config)
-        except broker.BrokerError as exc:
-            pytest.fail(f"could not start the test broker: {exc}")
+        except broker.BrokerError as exc:  # the data dir goes with this fixture: show the log's end here
+            tail = config.log_file.read_text(errors="replace").splitlines()[-40:] if config.log_file.exists() else []
+            pytest.fail(f"could not start the test broker: {exc}\n" + "\n".join(tail))
         try:
             yield config.bootstrap
         finally:
