@@ -121,10 +121,14 @@ async def test_two_projectors_in_one_group_one_killed_mid_stream(stack: Stack, b
     await eventually(some_applied, timeout=60, what="4000 events applied")
     first.kill9()
     await producing
-    await eventually(lambda: caught_up(stack), timeout=120, what="the survivor to take over every partition")
-    async with httpx.AsyncClient() as client:
-        ready = await client.get(f"{second.url}/readyz")
-    assert ready.status_code == 200 and len(ready.json()["lag"]) == 6  # it holds all six partitions now
+
+    async def survivor_holds_all_six() -> bool:  # after the group's session timeout expires the dead member
+        async with httpx.AsyncClient() as client:
+            ready = await client.get(f"{second.url}/readyz")
+        return ready.status_code == 200 and len(ready.json()["lag"]) == 6
+
+    await eventually(survivor_holds_all_six, timeout=120, what="the survivor to take over every partition")
+    await eventually(lambda: caught_up(stack), timeout=120, what="the survivor to catch up")
     await assert_table_equals_replay(stack)
 
 
