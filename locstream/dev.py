@@ -33,11 +33,11 @@ def create_dev_app(options: DevOptions) -> FastAPI:
     app = service_app(
         "locstream (dev: ingest API, projector and WebSocket edge in one process)", options, producers_settings.auth
     )
-    publisher = install_producers(app, producers_settings)
+    ingest = install_producers(app, producers_settings)
     edge = install_edge(app, EdgeSettings())
-    # Order matters: the publisher creates the topic, the projector creates the table, the edge bootstraps from it.
+    # Order matters: ingest creates the topic, the projector creates the table, the edge bootstraps from it.
     projector = install_projector(app, ProjectorSettings())
-    services: list[Service] = [publisher, projector, edge]
+    services: list[Service] = [ingest, projector, edge]
     if options.simulate:
         services.append(FleetSimulator(f"http://{options.host}:{options.port}", producers_settings.auth))
     app.state.services = services

@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from locstream.auth import AuthError, verify_token
 from locstream.lifecycle import running
@@ -52,10 +53,18 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"message": message, "detail": detail})
 
 
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Every refusal carries ``message`` (the reason, naming the field when there is one) beside ``detail``."""
+    assert isinstance(exc, StarletteHTTPException)
+    message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    return JSONResponse({"message": message, "detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
 def prepare_app(app: FastAPI, auth: AuthSettings) -> None:
-    """What every locstream app shares: the auth settings its bearer dependency reads, the 422 format."""
+    """What every locstream app shares: the auth settings its bearer dependency reads, the error format."""
     app.state.auth_settings = auth
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
 
 
 def service_app(title: str, settings: object, auth: AuthSettings | None = None) -> FastAPI:

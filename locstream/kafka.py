@@ -28,6 +28,7 @@ def make_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer
         "acks": "all",
         "linger_ms": 0,
         "request_timeout_ms": settings.request_timeout_ms,
+        "compression_type": None if settings.compression == "none" else settings.compression,
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
@@ -61,9 +62,8 @@ async def ensure_topic(settings: KafkaSettings, wait_seconds: float = 30.0) -> l
     await admin.start()
     try:
         if settings.topic not in await admin.list_topics():
-            topic = NewTopic(
-                settings.topic, settings.partitions, settings.replication_factor, topic_configs=TOPIC_CONFIG
-            )
+            configs = {**TOPIC_CONFIG, "retention.ms": str(int(settings.retention_days * 86_400_000))}
+            topic = NewTopic(settings.topic, settings.partitions, settings.replication_factor, topic_configs=configs)
             try:
                 await admin.create_topics([topic])
                 log.info("created topic %s with %d partitions", settings.topic, settings.partitions)

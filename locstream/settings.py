@@ -7,6 +7,7 @@ so a misconfigured service fails at start-up with the missing variable's name.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,13 @@ class KafkaSettings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
     client_id: str = "locstream"
     request_timeout_ms: int = Field(default=10_000, ge=1_000)
+    # How long the topic keeps events (its retention.ms, set when a service creates it). The ingest API refuses
+    # fixes recorded longer ago than this: they would be deleted before anyone could replay them.
+    retention_days: float = Field(default=30.0, gt=0)
+    # Compression of the record batches producers send (lz4 and zstd via cramjam).
+    compression: Literal["none", "gzip", "lz4", "zstd"] = "lz4"
+    # Part of every cursor handed to clients; bump it when the topic is deleted and created again.
+    topic_epoch: int = Field(default=1, ge=0, le=999_999_999)
 
 
 class AuthSettings(BaseSettings):

@@ -5,17 +5,18 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from locstream.http import service_app
-from producers.publisher import EventPublisher
-from producers.routes import router
+from producers.openapi import document
+from producers.routes import Ingest, router
 from producers.settings import ProducersSettings
 
 
-def install(app: FastAPI, settings: ProducersSettings) -> EventPublisher:
-    """Add the ingest routes to ``app``; the caller starts and stops the returned publisher."""
-    publisher = EventPublisher(settings)
-    app.state.publisher = publisher
+def install(app: FastAPI, settings: ProducersSettings) -> Ingest:
+    """Add the ingest routes to ``app``; the caller starts and stops the returned ingest state."""
+    ingest = Ingest(settings)
+    app.state.ingest = ingest
     app.include_router(router)
-    return publisher
+    document(app)
+    return ingest
 
 
 def create_app(settings: ProducersSettings | None = None) -> FastAPI:

@@ -1,73 +1,129 @@
-"""HTTP bodies of the ingest API (the seed's shapes) and their answers."""
+"""Bodies of the ingest API and its answers.
+
+Request bodies are msgspec structs with the event schema's bounds (``schemas.events.LIMITS``): decoding and
+validating them is the hot path of every POST, and a batch is validated item by item, so one bad fix does not
+reject its neighbours. Their JSON Schema goes into the OpenAPI document (``producers/openapi.py``). Answers are
+pydantic models, which FastAPI documents by itself.
+"""
 
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from msgspec import Meta, Raw, Struct
+from pydantic import BaseModel, Field
 
-from schemas.events import LIMITS, LocationData, TechnicianData
+from schemas.events import LIMITS, AwareDatetime
+
+TECHNICIAN_ID_PATTERN = r"^[A-Za-z0-9._:@-]+$"
+TechnicianId = Annotated[str, Meta(pattern=TECHNICIAN_ID_PATTERN, **LIMITS["identifier"])]
+Latitude = Annotated[float, Meta(**LIMITS["latitude"], examples=[6.5244])]
+Longitude = Annotated[float, Meta(**LIMITS["longitude"], examples=[3.3792])]
+Accuracy = Annotated[float, Meta(**LIMITS["accuracy_meters"], description="metres")]
+Altitude = Annotated[float, Meta(**LIMITS["altitude"], description="metres above sea level")]
+Speed = Annotated[float, Meta(**LIMITS["speed_kmh"], description="km/h")]
+Heading = Annotated[float, Meta(**LIMITS["heading"], description="degrees clockwise from north")]
+Activity = Annotated[str, Meta(**LIMITS["activity"])]
+JobId = Annotated[str, Meta(**LIMITS["job_id"])]
+Metadata = Annotated[dict[str, Any], Meta(description="the client's own fields; at most 4 KiB as compact JSON")]
 
 
-def _number(field: str) -> Any:
-    return Field(strict=True, allow_inf_nan=False, **LIMITS[field])
+class _Body(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
 
 
-def _text(field: str) -> Any:
-    return Field(strict=True, **LIMITS[field])
+class LocationFixBody(_Body, frozen=True):
+    """The seed's ``POST .../technicians/{id}/location`` body, plus an optional client ``event_id``.
 
-
-class LocationFixRequest(BaseModel):
-    """The seed's ``POST .../technicians/{id}/location`` body; ``recorded_at`` defaults to receipt time.
-
-    Bounds come from the event schema's ``LIMITS``: whatever this body accepts, the topic's consumers accept.
+    ``recorded_at`` defaults to the time of receipt. Re-sending a fix with the same ``event_id`` and
+    ``recorded_at`` (a retry after a timeout) never records it twice.
     """
 
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        json_schema_extra={
-            "examples": [{"latitude": 6.5244, "longitude": 3.3792, "accuracy_meters": 8.0, "activity": "on_site"}]
-        },
-    )
-
-    latitude: Annotated[float, _number("latitude")]
-    longitude: Annotated[float, _number("longitude")]
-    accuracy_meters: Annotated[float, _number("accuracy_meters")] | None = None
-    altitude: Annotated[float, _number("altitude")] | None = None
-    speed_kmh: Annotated[float, _number("speed_kmh")] | None = None
-    heading: Annotated[float, _number("heading")] | None = None
-    activity: Annotated[str, _text("activity")] | None = None
-    job_id: Annotated[str, _text("job_id")] | None = None
+    latitude: Latitude
+    longitude: Longitude
+    accuracy_meters: Accuracy | None = None
+    altitude: Altitude | None = None
+    speed_kmh: Speed | None = None
+    heading: Heading | None = None
+    activity: Activity | None = None
+    job_id: JobId | None = None
     recorded_at: AwareDatetime | None = None
+    event_id: uuid.UUID | None = None
+    backfill: bool = False
+    metadata: Metadata | None = None
 
-    def data(self) -> LocationData:
-        return LocationData(**self.model_dump(exclude={"recorded_at"}))
+
+class BatchFix(_Body, frozen=True):
+    """One fix of a batch: a client-generated ``event_id``, the technician, and the device time it was taken."""
+
+    event_id: uuid.UUID
+    technician_id: TechnicianId
+    recorded_at: AwareDatetime
+    latitude: Latitude
+    longitude: Longitude
+    accuracy_meters: Accuracy | None = None
+    altitude: Altitude | None = None
+    speed_kmh: Speed | None = None
+    heading: Heading | None = None
+    activity: Activity | None = None
+    job_id: JobId | None = None
+    backfill: bool = False
+    metadata: Metadata | None = None
 
 
-class TechnicianUpdateRequest(BaseModel):
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", json_schema_extra={"examples": [{"name": "Ada Obi", "status": "on_job"}]}
-    )
+class BatchBody(_Body, frozen=True):
+    """Up to ``LOCSTREAM_PRODUCERS_MAX_BATCH_ITEMS`` fixes (1,000 by default); a technician's keep their order."""
 
-    name: Annotated[str, _text("name")] | None = None
-    status: Annotated[str, _text("status")] | None = None
+    fixes: Annotated[list[BatchFix], Meta(min_length=1, max_length=1_000)]
+
+
+class BatchEnvelope(Struct, frozen=True, forbid_unknown_fields=True):
+    """How a batch is first read: the items stay raw JSON until each is validated on its own."""
+
+    fixes: list[Raw]
+
+
+class TechnicianUpdateBody(_Body, frozen=True):
+    """Name and/or status of a technician (at least one)."""
+
+    name: Annotated[str, Meta(**LIMITS["name"], examples=["Ada Obi"])] | None = None
+    status: Annotated[str, Meta(**LIMITS["status"], examples=["on_job"])] | None = None
     recorded_at: AwareDatetime | None = None
-
-    def data(self) -> TechnicianData:
-        return TechnicianData(name=self.name, status=self.status)
-
-    @model_validator(mode="after")
-    def _something_to_set(self) -> TechnicianUpdateRequest:
-        if self.name is None and self.status is None:
-            raise ValueError("name or status is required")
-        return self
 
 
 class Accepted(BaseModel):
-    """Kafka acknowledged the event (acks=all): it is durable and will reach the table and the map."""
+    """Kafka acknowledged the event (acks=all): it is durable and will reach the table and the map.
 
-    status: str = "accepted"
+    ``duplicate``: this fix (same ``event_id`` and ``recorded_at``) was acknowledged before; nothing was added.
+    """
+
+    status: Literal["accepted", "duplicate"] = "accepted"
     event_id: uuid.UUID
     technician_id: str
+    cursor: str | None = Field(default=None, description="position of the event in the topic (opaque)")
+
+
+class ItemResult(BaseModel):
+    index: int = Field(description="position of the fix in the request's `fixes`")
+    status: Literal["accepted", "duplicate", "rejected"]
+    event_id: uuid.UUID | None = None
+    technician_id: str | None = None
+    reason: str | None = Field(default=None, description="why a fix was rejected, naming the field")
+
+
+class BatchAccepted(BaseModel):
+    """Per-fix results; the valid fixes of a batch are acknowledged by Kafka whatever their neighbours were."""
+
+    accepted: int
+    duplicates: int
+    rejected: int
+    cursor: str | None = Field(default=None, description="position of the last accepted fix in the topic (opaque)")
+    results: list[ItemResult]
+
+
+class Problem(BaseModel):
+    """Every 4xx/5xx answer: ``message`` names the field or the reason."""
+
+    message: str
+    detail: Any = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from locstream.kafka import ensure_topic, make_producer
@@ -32,13 +33,20 @@ class EventPublisher:
             producer, self._producer = self._producer, None
             await producer.stop()
 
-    async def publish(self, event: Event) -> Any:
-        """Send one event keyed by its tenant; returns Kafka's RecordMetadata once acknowledged."""
+    async def publish(self, events: Sequence[Event]) -> list[Any]:
+        """Send events keyed by their tenant, in order; returns Kafka's RecordMetadata of each once all are
+        acknowledged, or raises ``PublishTimeoutError`` after ``ack_timeout_seconds`` (sends already handed to the
+        client may still be delivered later: a client's retry is recognised by the event's identity)."""
         assert self._producer is not None, "publisher not started"
-        send = self._producer.send_and_wait(
-            self.settings.kafka.topic, encode_event(event), key=event.tenant_id.encode()
-        )
+        producer, topic = self._producer, self.settings.kafka.topic
+
+        async def send_all() -> list[Any]:
+            pending = [
+                await producer.send(topic, encode_event(event), key=event.tenant_id.encode()) for event in events
+            ]
+            return list(await asyncio.gather(*pending))
+
         try:
-            return await asyncio.wait_for(send, self.settings.ack_timeout_seconds)
+            return await asyncio.wait_for(send_all(), self.settings.ack_timeout_seconds)
         except TimeoutError as exc:
             raise PublishTimeoutError(f"Kafka did not acknowledge within {self.settings.ack_timeout_seconds}s") from exc

@@ -1,65 +1,147 @@
-"""The ingest endpoints (the seed's URLs). The tenant comes only from the verified token."""
+"""The ingest endpoints (the seed's URLs plus the batch). The tenant comes only from the verified token.
+
+Every write goes the same way (``_Ingest``): role, body type and size, strict decoding, rate limits, per-fix
+checks, then one publish that answers 202 only once Kafka acknowledged every event it carries, 503 otherwise.
+"""
 
 from __future__ import annotations
 
+import time
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, HTTPException, Path, status
+from fastapi import APIRouter, HTTPException, Path, Request, status
 
-from producers.deps import Claims, Publisher
-from producers.models import Accepted, LocationFixRequest, TechnicianUpdateRequest
-from producers.publisher import PublishTimeoutError
+from producers.body import BodyError, decode, read_json
+from producers.checks import fix_problem
+from producers.deps import Claims
+from producers.models import (
+    TECHNICIAN_ID_PATTERN,
+    Accepted,
+    BatchAccepted,
+    BatchBody,
+    BatchEnvelope,
+    BatchFix,
+    ItemResult,
+    LocationFixBody,
+    TechnicianUpdateBody,
+)
+from producers.openapi import body_of
+from producers.publisher import EventPublisher, PublishTimeoutError
+from producers.rate_limits import RateLimiter, admit
+from producers.recent import RecentFixes
+from producers.settings import ProducersSettings
 from schemas.claims import WRITER_ROLES, Role, TokenClaims
-from schemas.events import Event, LocationRecorded, TechnicianUpdated
+from schemas.cursor import Cursor
+from schemas.events import Event, LocationData, LocationRecorded, TechnicianData, TechnicianUpdated, identity
 
 router = APIRouter(prefix="/api/v1/field-service", tags=["ingest"])
 
-TechnicianId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")]
+TechnicianId = Annotated[str, Path(min_length=1, max_length=128, pattern=TECHNICIAN_ID_PATTERN)]
 
-_ERRORS: dict[int | str, dict[str, str]] = {
-    401: {"description": "Missing, malformed, forged or expired token"},
-    403: {"description": "The token's role may not write for this technician"},
-    422: {"description": "The body is invalid; the message names the field"},
-    503: {"description": "Kafka did not acknowledge in time; retry after Retry-After seconds"},
+_PROBLEM = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing, malformed, forged or expired token", **_PROBLEM},
+    403: {"description": "The token's role may not write for this technician", **_PROBLEM},
+    413: {"description": "Body larger than allowed, or more fixes than allowed", **_PROBLEM},
+    415: {"description": "Content-Type is not application/json", **_PROBLEM},
+    422: {"description": "The body is invalid; `message` names the field", **_PROBLEM},
+    429: {"description": "Rate limit of the token or the tenant; retry after Retry-After seconds", **_PROBLEM},
+    503: {"description": "Kafka did not acknowledge in time; retry after Retry-After seconds", **_PROBLEM},
 }
-
 
 # Dispatchers name technicians and set their status, but never post positions.
 _PROFILE_WRITER_ROLES = WRITER_ROLES | {Role.DISPATCHER}
 
 
-def _authorize_write(claims: TokenClaims, technician_id: str, allowed: frozenset[Role] = WRITER_ROLES) -> None:
+class Ingest:
+    """The API process's ingest state: publisher, recently acknowledged fixes, rate limiters."""
+
+    def __init__(self, settings: ProducersSettings) -> None:
+        self.settings = settings
+        self.publisher = EventPublisher(settings)
+        self.recent = RecentFixes(settings.recent_fixes)
+        self.per_token = RateLimiter(settings.token_rate, settings.token_burst)
+        self.per_tenant = RateLimiter(settings.tenant_rate, settings.tenant_burst)
+        self.max_future = timedelta(seconds=settings.max_future_skew_seconds)
+        self.max_age = timedelta(days=settings.kafka.retention_days)
+
+    async def start(self) -> None:
+        await self.publisher.start()
+
+    async def stop(self) -> None:
+        await self.publisher.stop()
+
+    def cursor(self, metadata: Any) -> str:
+        return Cursor(self.settings.kafka.topic_epoch, metadata.partition, metadata.offset).encode()
+
+    async def body(self, request: Request) -> bytes:
+        try:
+            return await read_json(request, self.settings.max_body_bytes)
+        except BodyError as exc:
+            raise HTTPException(exc.status, detail=exc.message) from exc
+
+    def limit(self, request: Request, claims: TokenClaims, fixes: int) -> None:
+        token = request.headers.get("authorization", "")
+        wait = admit([(self.per_token, token), (self.per_tenant, claims.tenant_id)], fixes, time.monotonic())
+        if wait > 0:
+            retry_after = "3600" if wait == float("inf") else str(max(1, int(wait + 0.999)))
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                detail=f"rate limit of this token or tenant: {fixes} fixes must wait {min(wait, 3600):.1f} s",
+                headers={"Retry-After": retry_after},
+            )
+
+    async def publish(self, events: Sequence[Event]) -> list[Any]:
+        try:
+            return await self.publisher.publish(events)
+        except (PublishTimeoutError, KafkaError) as exc:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                detail=f"not acknowledged by Kafka, nothing was recorded as accepted: {exc}",
+                headers={"Retry-After": str(self.settings.retry_after_seconds)},
+            ) from exc
+
+
+def _ingest(request: Request) -> Ingest:
+    ingest: Ingest = request.app.state.ingest
+    return ingest
+
+
+def _forbid(claims: TokenClaims, allowed: frozenset[Role]) -> None:
     if claims.role not in allowed:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"role {claims.role.value} may not do this")
+
+
+def _own_technician(claims: TokenClaims, technician_id: str) -> str | None:
     if claims.role is Role.TECHNICIAN and claims.sub != technician_id:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="a technician may post only for itself")
+        return "technician_id: a technician may post only for itself"
+    return None
 
 
-def _envelope(claims: TokenClaims, technician_id: str, recorded_at: datetime | None) -> dict[str, Any]:
-    """The fields every event shares; the tenant comes from the verified token only."""
-    now = datetime.now(UTC)
-    return {
-        "event_id": uuid.uuid4(),
-        "tenant_id": claims.tenant_id,
-        "technician_id": technician_id,
-        "recorded_at": recorded_at or now,
-        "received_at": now,
-    }
+@dataclass(frozen=True)
+class _Envelope:
+    tenant_id: str
+    technician_id: str
+    recorded_at: datetime
+    received_at: datetime
+    event_id: uuid.UUID
 
 
-async def _publish(publisher: Publisher, event: Event) -> Accepted:
-    try:
-        await publisher.publish(event)
-    except (PublishTimeoutError, KafkaError) as exc:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail=f"event not acknowledged by Kafka: {exc}",
-            headers={"Retry-After": "5"},
-        ) from exc
-    return Accepted(event_id=event.event_id, technician_id=event.technician_id)
+def _location(envelope: _Envelope, fix: LocationFixBody | BatchFix) -> LocationRecorded:
+    data = LocationData(
+        latitude=fix.latitude, longitude=fix.longitude, accuracy_meters=fix.accuracy_meters, altitude=fix.altitude,
+        speed_kmh=fix.speed_kmh, heading=fix.heading, activity=fix.activity, job_id=fix.job_id,
+        backfill=fix.backfill, metadata=fix.metadata,
+    )  # fmt: skip
+    return LocationRecorded(
+        event_id=envelope.event_id, tenant_id=envelope.tenant_id, technician_id=envelope.technician_id,
+        recorded_at=envelope.recorded_at, received_at=envelope.received_at, data=data,
+    )  # fmt: skip
 
 
 @router.post(
@@ -67,16 +149,114 @@ async def _publish(publisher: Publisher, event: Event) -> Accepted:
     status_code=status.HTTP_202_ACCEPTED,
     responses=_ERRORS,
     summary="Record a technician's location fix",
+    openapi_extra=body_of(LocationFixBody, example={"latitude": 6.5244, "longitude": 3.3792, "accuracy_meters": 8.0}),
 )
-async def post_location(
-    technician_id: TechnicianId, body: LocationFixRequest, claims: Claims, publisher: Publisher
-) -> Accepted:
-    _authorize_write(claims, technician_id)
-    event = LocationRecorded(
-        **_envelope(claims, technician_id, body.recorded_at),
-        data=body.data(),
-    )
-    return await _publish(publisher, event)
+async def post_location(technician_id: TechnicianId, request: Request, claims: Claims) -> Accepted:
+    ingest = _ingest(request)
+    _forbid(claims, WRITER_ROLES)
+    if (problem := _own_technician(claims, technician_id)) is not None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=problem)
+    raw = await ingest.body(request)
+    try:
+        fix = decode(raw, LocationFixBody)
+    except BodyError as exc:
+        raise HTTPException(exc.status, detail=exc.message) from exc
+    now = datetime.now(UTC)
+    recorded_at = fix.recorded_at or now
+    if (problem := fix_problem(recorded_at, fix.metadata, now, ingest.max_future, ingest.max_age)) is not None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=problem)
+    ingest.limit(request, claims, 1)
+    envelope = _Envelope(claims.tenant_id, technician_id, recorded_at, now, fix.event_id or uuid.uuid4())
+    event = _location(envelope, fix)
+    if (seen := ingest.recent.cursor_of(identity(event))) is not None:
+        return Accepted(status="duplicate", event_id=event.event_id, technician_id=technician_id, cursor=seen)
+    (metadata,) = await ingest.publish([event])
+    cursor = ingest.cursor(metadata)
+    ingest.recent.remember(identity(event), cursor)
+    return Accepted(event_id=event.event_id, technician_id=technician_id, cursor=cursor)
+
+
+@router.post(
+    "/locations/batch",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=_ERRORS,
+    summary="Record many fixes at once (a phone back in coverage, a gateway forwarding its fleet)",
+    description=(
+        "Each fix is validated on its own: the answer lists, per fix, `accepted`, `duplicate` (acknowledged before:"
+        " same `event_id` and `recorded_at`) or `rejected` with the reason. 202 once Kafka acknowledged every"
+        " accepted fix; 422 when no fix could be taken; 503 when Kafka did not acknowledge in time (retry the"
+        " whole batch: fixes already recorded are recognised by their identity)."
+    ),
+    openapi_extra=body_of(
+        BatchBody,
+        example={
+            "fixes": [
+                {
+                    "event_id": "0b7e7f8e-3c55-4d1c-9a53-2d3c1f7a9b01",
+                    "technician_id": "tech-ada",
+                    "recorded_at": "2026-11-26T08:30:00Z",
+                    "latitude": 6.5244,
+                    "longitude": 3.3792,
+                    "backfill": True,
+                },
+            ]
+        },
+    ),
+)
+async def post_batch(request: Request, claims: Claims) -> BatchAccepted:
+    ingest = _ingest(request)
+    _forbid(claims, WRITER_ROLES)
+    raw = await ingest.body(request)
+    try:
+        envelope = decode(raw, BatchEnvelope)
+    except BodyError as exc:
+        raise HTTPException(exc.status, detail=exc.message) from exc
+    limit = ingest.settings.max_batch_items
+    if len(envelope.fixes) > limit:
+        raise HTTPException(
+            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, detail=f"fixes: {len(envelope.fixes)} items, at most {limit}"
+        )
+    ingest.limit(request, claims, max(1, len(envelope.fixes)))
+    now = datetime.now(UTC)
+    results: list[ItemResult] = []
+    events: list[tuple[int, LocationRecorded]] = []
+    in_batch: set[Any] = set()
+    for index, item in enumerate(envelope.fixes):
+        try:
+            fix = decode(bytes(item), BatchFix, prefix=f"fixes[{index}]")
+        except BodyError as exc:
+            results.append(ItemResult(index=index, status="rejected", reason=exc.message))
+            continue
+        problem = _own_technician(claims, fix.technician_id) or fix_problem(
+            fix.recorded_at, fix.metadata, now, ingest.max_future, ingest.max_age
+        )
+        if problem is not None:
+            results.append(ItemResult(index=index, status="rejected", event_id=fix.event_id,
+                                      technician_id=fix.technician_id, reason=f"fixes[{index}].{problem}"))  # fmt: skip
+            continue
+        event = _location(_Envelope(claims.tenant_id, fix.technician_id, fix.recorded_at, now, fix.event_id), fix)
+        seen = identity(event)
+        if seen in in_batch or ingest.recent.cursor_of(seen) is not None:
+            results.append(ItemResult(index=index, status="duplicate", event_id=fix.event_id,
+                                      technician_id=fix.technician_id))  # fmt: skip
+            continue
+        in_batch.add(seen)
+        events.append((index, event))
+        results.append(ItemResult(index=index, status="accepted", event_id=fix.event_id,
+                                  technician_id=fix.technician_id))  # fmt: skip
+    if not events and not any(result.status == "duplicate" for result in results):
+        reasons = "; ".join(result.reason or "" for result in results[:20]) or "fixes: no fix in the batch"
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=reasons)
+    acknowledged = await ingest.publish([event for _, event in events]) if events else []
+    cursor = None
+    for (_, event), metadata in zip(events, acknowledged, strict=True):
+        cursor = ingest.cursor(metadata)
+        ingest.recent.remember(identity(event), cursor)
+    counts = {s: sum(1 for r in results if r.status == s) for s in ("accepted", "duplicate", "rejected")}
+    return BatchAccepted(
+        accepted=counts["accepted"], duplicates=counts["duplicate"], rejected=counts["rejected"], cursor=cursor,
+        results=results,
+    )  # fmt: skip
 
 
 @router.put(
@@ -84,13 +264,28 @@ async def post_location(
     status_code=status.HTTP_202_ACCEPTED,
     responses=_ERRORS,
     summary="Set a technician's name and/or status",
+    openapi_extra=body_of(TechnicianUpdateBody, example={"name": "Ada Obi", "status": "on_job"}),
 )
-async def put_technician(
-    technician_id: TechnicianId, body: TechnicianUpdateRequest, claims: Claims, publisher: Publisher
-) -> Accepted:
-    _authorize_write(claims, technician_id, _PROFILE_WRITER_ROLES)
+async def put_technician(technician_id: TechnicianId, request: Request, claims: Claims) -> Accepted:
+    ingest = _ingest(request)
+    _forbid(claims, _PROFILE_WRITER_ROLES)
+    if (problem := _own_technician(claims, technician_id)) is not None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=problem)
+    raw = await ingest.body(request)
+    try:
+        body = decode(raw, TechnicianUpdateBody)
+    except BodyError as exc:
+        raise HTTPException(exc.status, detail=exc.message) from exc
+    if body.name is None and body.status is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="body: name or status is required")
+    now = datetime.now(UTC)
+    recorded_at = body.recorded_at or now
+    if (problem := fix_problem(recorded_at, None, now, ingest.max_future, ingest.max_age)) is not None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=problem)
+    ingest.limit(request, claims, 1)
     event = TechnicianUpdated(
-        **_envelope(claims, technician_id, body.recorded_at),
-        data=body.data(),
-    )
-    return await _publish(publisher, event)
+        event_id=uuid.uuid4(), tenant_id=claims.tenant_id, technician_id=technician_id, recorded_at=recorded_at,
+        received_at=now, data=TechnicianData(name=body.name, status=body.status),
+    )  # fmt: skip
+    (metadata,) = await ingest.publish([event])
+    return Accepted(event_id=event.event_id, technician_id=technician_id, cursor=ingest.cursor(metadata))

@@ -20,9 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import NamedTuple
-from uuid import UUID
 
-from schemas.events import Event, LocationRecorded, TechnicianUpdated
+from schemas.events import Event, Identity, LocationRecorded, TechnicianUpdated, identity
 
 UNKNOWN_STATUS = "unknown"
 
@@ -104,12 +103,6 @@ def apply(state: TechnicianState | None, event: Event, position: Position) -> Te
 
 
 Key = tuple[str, str]  # (tenant_id, technician_id)
-Identity = tuple[str, str, datetime, UUID]  # (tenant_id, technician_id, recorded_at, event_id)
-
-
-def identity(event: Event) -> Identity:
-    """What a retry of ``event`` repeats; two events with one identity are one event."""
-    return event.tenant_id, event.technician_id, event.recorded_at, event.event_id
 
 
 def replay(log: Iterable[tuple[Event, Position]]) -> dict[Key, TechnicianState]:

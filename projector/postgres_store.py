@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from projector.apply import Identity, Key, Position, TechnicianState, identity
+from projector.apply import Key, Position, TechnicianState
 from projector.store import (
     EVENT_COLUMNS,
     SCHEMA_VERSION,
@@ -28,7 +28,7 @@ from projector.store import (
     state_from_row,
     state_to_row,
 )
-from schemas.events import Event
+from schemas.events import Event, Identity, identity
 
 log = logging.getLogger(__name__)
 _LOCK_MIGRATE = 7_345_001  # advisory lock key for schema changes

@@ -37,6 +37,7 @@ LIMITS: Final[dict[str, dict[str, Any]]] = {
     "status": {"min_length": 1, "max_length": 64},
     "identifier": {"min_length": 1, "max_length": 128},  # tenant and technician ids
 }
+MAX_METADATA_BYTES: Final = 4096  # a fix's free-form ``metadata``, as compact JSON
 
 Identifier = Annotated[str, Meta(**LIMITS["identifier"])]
 AwareDatetime = Annotated[datetime, Meta(tz=True)]  # device or server time; must carry its offset
@@ -53,6 +54,8 @@ class LocationData(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw
     heading: Annotated[float, Meta(**LIMITS["heading"])] | None = None
     activity: Annotated[str, Meta(**LIMITS["activity"])] | None = None
     job_id: Annotated[str, Meta(**LIMITS["job_id"])] | None = None
+    backfill: bool = False  # sent late from a device's buffer: history, but maps do not animate it
+    metadata: dict[str, Any] | None = None  # the client's own fields, at most MAX_METADATA_BYTES
 
 
 class TechnicianData(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw_only=True):
@@ -82,6 +85,17 @@ class TechnicianUpdated(_Envelope, frozen=True, gc=False, tag="technician_update
 
 
 Event = LocationRecorded | TechnicianUpdated
+Identity = tuple[str, str, datetime, uuid.UUID]  # (tenant_id, technician_id, recorded_at, event_id)
+
+
+def identity(event: Event) -> Identity:
+    """What a retry of ``event`` repeats; two events with one identity are one event, wherever they are in the log.
+
+    Clients choose event ids, so the identity includes what the id is about: an id reused by another tenant, for
+    another technician or another time is a different event and can never hide one.
+    """
+    return event.tenant_id, event.technician_id, event.recorded_at, event.event_id
+
 
 _DECODER: Final[msgspec.json.Decoder[Event]] = msgspec.json.Decoder(Event)
 _ENCODER: Final = msgspec.json.Encoder()

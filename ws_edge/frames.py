@@ -56,8 +56,10 @@ def initial_state(locations: list[Location]) -> str:
     return encode({"type": "initial_state", "data": locations})
 
 
-def location_update(location: Location) -> str:
-    return encode({"type": "location_update", "data": location})
+def location_update(location: Location, *, backfill: bool = False) -> str:
+    """One technician's new map entry; ``backfill`` (only when true): a fix sent late from a device's buffer, which
+    maps show without animating the marker along the way."""
+    return encode({"type": "location_update", "data": {**location, "backfill": True} if backfill else location})
 
 
 PONG = encode({"type": "pong"})

@@ -18,7 +18,7 @@ from locstream.kafka import ensure_topic, make_consumer
 from locstream.lifecycle import cancel_and_wait
 from projector.apply import Position
 from projector.backends import make_store
-from schemas.events import InvalidEventError, decode_event
+from schemas.events import InvalidEventError, LocationRecorded, decode_event
 from ws_edge import frames
 from ws_edge.fanout import Fanout
 from ws_edge.settings import EdgeSettings
@@ -99,7 +99,8 @@ class LiveFeed:
                 continue
             location = self.view.apply(event, Position(tp.partition, record.offset))
             if location is not None:
-                self.fanout.publish(event.tenant_id, frames.location_update(location))
+                backfill = isinstance(event, LocationRecorded) and event.data.backfill
+                self.fanout.publish(event.tenant_id, frames.location_update(location, backfill=backfill))
 
     def _check_caught_up(self) -> None:
         if not self._catch_up and not self.ready.is_set():

@@ -10,8 +10,8 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from projector.apply import Identity, Position, TechnicianState, apply, identity
-from schemas.events import Event
+from projector.apply import Position, TechnicianState, apply
+from schemas.events import Event, Identity, identity
 from ws_edge.frames import Location, location_of
 
 

@@ -19,16 +19,31 @@ from typing import Annotated, Any
 import aiosqlite
 import uvicorn
 from fastapi import FastAPI, HTTPException, Path, WebSocket, status
+from pydantic import AwareDatetime, BaseModel, Field
 
 from locstream.auth import AuthError, verify_token
 from locstream.settings import AuthSettings
-from producers.models import LocationFixRequest
 from schemas.claims import VIEWER_ROLES, WRITER_ROLES, Role, TokenClaims
 
 PREFIX = "/api/v1/field-service"
 WS_PATH = f"{PREFIX}/ws/technician-locations"
 TechnicianId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")]
 Location = dict[str, Any]  # technician_id, technician_name, latitude, longitude, last_update, status
+
+
+class LocationFixRequest(BaseModel):
+    """The seed's location body as a FastAPI app of its design declares it: a pydantic model, FastAPI validates."""
+
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    accuracy_meters: float | None = None
+    altitude: float | None = None
+    speed_kmh: float | None = None
+    heading: float | None = None
+    activity: str | None = None
+    job_id: str | None = None
+    recorded_at: AwareDatetime | None = None
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS technician_positions (

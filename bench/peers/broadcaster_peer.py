@@ -44,6 +44,7 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect, status
 from bench.peers._common import (
     PREFIX,
     WS_PATH,
+    LocationFixRequest,
     Store,
     TechnicianId,
     accept_viewer,
@@ -54,7 +55,6 @@ from bench.peers._common import (
 )
 from locstream.http import Claims, prepare_app
 from locstream.settings import AuthSettings
-from producers.models import LocationFixRequest
 
 
 def dumps(message: dict[str, Any]) -> str:

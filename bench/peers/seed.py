@@ -35,6 +35,7 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect, status
 from bench.peers._common import (
     PREFIX,
     WS_PATH,
+    LocationFixRequest,
     Store,
     TechnicianId,
     accept_viewer,
@@ -45,7 +46,6 @@ from bench.peers._common import (
 )
 from locstream.http import Claims, prepare_app
 from locstream.settings import AuthSettings
-from producers.models import LocationFixRequest
 
 log = logging.getLogger("bench.peers.seed")
 

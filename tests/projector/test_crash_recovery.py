@@ -12,8 +12,16 @@ import httpx
 import pytest
 
 from locstream.kafka import ensure_topic, make_consumer, make_producer
-from projector.apply import identity, replay
-from schemas.events import Event, LocationData, LocationRecorded, TechnicianData, TechnicianUpdated, encode_event
+from projector.apply import replay
+from schemas.events import (
+    Event,
+    LocationData,
+    LocationRecorded,
+    TechnicianData,
+    TechnicianUpdated,
+    encode_event,
+    identity,
+)
 from tests.support.kafka_io import end_offsets, produce, read_all
 from tests.support.stack import Stack, eventually
 

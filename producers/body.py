@@ -1,0 +1,91 @@
+"""Reading a request body: its type and size first, then strict decoding, with a message naming the field.
+
+The size is enforced while the body streams in, so a client cannot make the API buffer more than
+``LOCSTREAM_PRODUCERS_MAX_BODY_BYTES`` however it frames the request.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, TypeVar
+
+import msgspec
+from fastapi import Request
+
+T = TypeVar("T")
+
+_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+
+
+class BodyError(Exception):
+    """A request body that cannot be taken; ``status`` is 413, 415 or 422 and ``message`` names the field."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def read_json(request: Request, max_bytes: int) -> bytes:
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise BodyError(415, f"body: Content-Type must be application/json, not {content_type or 'missing'!r}")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise BodyError(413, f"body: {int(declared)} bytes, at most {max_bytes}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise BodyError(413, f"body: more than {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def field_message(error: msgspec.ValidationError, prefix: str = "") -> str:
+    """``Expected `float`, got `str` - at `$.latitude``` -> ``latitude: Expected `float`, got `str```."""
+    text = str(error)
+    match = _PATH.search(text)
+    if match is None:
+        return f"{prefix or 'body'}: {text}"
+    path = (prefix + match["path"]).lstrip(".") or "body"
+    return f"{path}: {text[: match.start()]}"
+
+
+def decode(raw: bytes, type_: type[T], prefix: str = "") -> T:
+    """Strictly decode ``raw``; a ``BodyError(422)`` names the offending field."""
+    try:
+        return msgspec.json.decode(raw, type=type_, strict=True)
+    except msgspec.ValidationError as exc:
+        raise BodyError(422, field_message(exc, prefix)) from exc
+    except msgspec.DecodeError as exc:
+        raise BodyError(422, _malformed(raw, str(exc), prefix)) from exc
+
+
+def _malformed(raw: bytes, reason: str, prefix: str) -> str:
+    """Name the field when the JSON is malformed only by a NaN or Infinity literal (which JSON does not have)."""
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return f"{prefix or 'body'}: {reason}"
+    path = _non_finite(value, prefix)
+    return f"{path}: NaN and Infinity are not numbers in JSON" if path else f"{prefix or 'body'}: {reason}"
+
+
+def _non_finite(value: Any, path: str) -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return path.lstrip(".") or "body"
+    if isinstance(value, dict):
+        items: Any = ((f"{path}.{key}", item) for key, item in value.items())
+    elif isinstance(value, list):
+        items = ((f"{path}[{i}]", item) for i, item in enumerate(value))
+    else:
+        return None
+    for item_path, item in items:
+        found = _non_finite(item, item_path)
+        if found:
+            return found
+    return None

@@ -1,0 +1,67 @@
+"""Rate limits of the ingest API: token buckets per token and per tenant, counted in fixes.
+
+Pure: every call takes ``now`` (monotonic seconds), so the tests drive time. Buckets live in each API process; with
+N processes behind a load balancer a client gets up to N times the rate, which the docs say.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+
+
+@dataclass
+class TokenBucket:
+    rate: float  # tokens per second
+    burst: int  # capacity
+    tokens: float
+    updated: float
+
+    def _refill(self, now: float) -> None:
+        self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+
+    def wait_for(self, amount: int, now: float) -> float:
+        """Seconds until ``amount`` tokens are there (0: now); a request larger than the burst never fits."""
+        self._refill(now)
+        if amount > self.burst:
+            return math.inf
+        return max(0.0, (amount - self.tokens) / self.rate)
+
+    def take(self, amount: int, now: float) -> None:
+        self._refill(now)
+        self.tokens -= amount
+
+
+class RateLimiter:
+    """Buckets by key (a token, a tenant), the least recently used dropped beyond ``max_keys``."""
+
+    def __init__(self, rate: float, burst: int, max_keys: int = 100_000) -> None:
+        self.rate, self.burst, self.max_keys = rate, burst, max_keys
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    @property
+    def enabled(self) -> bool:
+        return self.rate > 0
+
+    def bucket(self, key: str, now: float) -> TokenBucket:
+        found = self._buckets.get(key)
+        if found is None:
+            found = self._buckets[key] = TokenBucket(self.rate, self.burst, float(self.burst), now)
+            if len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+        return found
+
+
+def admit(checks: list[tuple[RateLimiter, str]], amount: int, now: float) -> float:
+    """Take ``amount`` from every key's bucket if all have it; otherwise take nothing and return the wait."""
+    buckets = [limiter.bucket(key, now) for limiter, key in checks if limiter.enabled]
+    wait = max((bucket.wait_for(amount, now) for bucket in buckets), default=0.0)
+    if wait > 0:
+        return wait
+    for bucket in buckets:
+        bucket.take(amount, now)
+    return 0.0
