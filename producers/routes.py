@@ -31,7 +31,7 @@ from producers.models import (
     TechnicianUpdateBody,
 )
 from producers.openapi import body_of
-from producers.publisher import EventPublisher, PublishTimeoutError
+from producers.publisher import EventPublisher, ProducerRenewedError, PublishTimeoutError
 from producers.rate_limits import RateLimiter, admit
 from producers.recent import RecentFixes
 from producers.settings import ProducersSettings
@@ -99,7 +99,7 @@ class Ingest:
     async def publish(self, events: Sequence[Event]) -> list[Any]:
         try:
             return await self.publisher.publish(events)
-        except (PublishTimeoutError, KafkaError) as exc:
+        except (PublishTimeoutError, ProducerRenewedError, KafkaError) as exc:
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE,
                 detail=f"not acknowledged by Kafka, nothing was recorded as accepted: {exc}",

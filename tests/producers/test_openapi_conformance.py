@@ -1,0 +1,81 @@
+"""schemathesis against the ingest API's own OpenAPI document: 500 generated requests per operation against the
+real process and broker; no server error, and every answer conforms to the document."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from schemas.claims import Role
+from tests.support.stack import Service, Stack
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = 500
+OPERATIONS = [
+    ("/api/v1/field-service/technicians/{technician_id}/location", "POST"),
+    ("/api/v1/field-service/locations/batch", "POST"),
+    ("/api/v1/field-service/technicians/{technician_id}", "PUT"),
+]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+
+
+@pytest.fixture
+async def api(stack: Stack) -> AsyncIterator[Service]:
+    # Rate limits off: 1,500 requests from one token are the point here (they have their own test).
+    stack.env.update({"LOCSTREAM_PRODUCERS_TOKEN_RATE": "0", "LOCSTREAM_PRODUCERS_TENANT_RATE": "0"})
+    yield await stack.start("producers")
+
+
+def _run(url: str, token: str) -> dict[str, dict[int, int]]:
+    """Blocking (schemathesis drives hypothesis synchronously): the status codes seen per operation."""
+    schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+    return {f"{method} {path}": _exercise(schema[path][method], url, token) for path, method in OPERATIONS}
+
+
+def _exercise(operation: Any, url: str, token: str) -> dict[int, int]:
+    statuses: dict[int, int] = {}
+
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(case=operation.as_strategy())
+    def check(case: Any) -> None:
+        response = case.call(base_url=url, headers={"Authorization": f"Bearer {token}"})
+        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+        case.validate_response(response, checks=CHECKS)
+
+    check()
+    return statuses
+
+
+async def test_generated_requests_get_no_server_error_and_answers_match_the_document(
+    api: Service, stack: Stack
+) -> None:
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        document = (await client.get("/openapi.json")).json()
+    assert {(p, m.upper()) for p, ops in document["paths"].items() for m in ops} == set(OPERATIONS)
+    token = stack.token("tenant-a", Role.DEVICE_GATEWAY)
+    seen = await asyncio.to_thread(_run, api.url, token)
+    for operation, statuses in seen.items():
+        assert sum(statuses.values()) >= EXAMPLES, (operation, statuses)
+        assert all(status < 500 for status in statuses), (operation, statuses)
+        assert 202 in statuses, (operation, statuses)  # valid bodies were generated and taken, not only refused
