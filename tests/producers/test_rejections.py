@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -16,6 +18,7 @@ from tests.support.stack import Service, Stack
 pytestmark = pytest.mark.integration
 
 PATH = "/api/v1/field-service/technicians/tech-1/location"
+BATCH = "/api/v1/field-service/locations/batch"
 GOOD = {"latitude": 6.5, "longitude": 3.4}
 
 
@@ -104,3 +107,34 @@ async def test_bad_tokens_get_401_and_wrong_roles_403_and_nothing_reaches_kafka(
             body: dict[str, Any] = response.json()
             assert body["detail"], body
     assert await end_offsets(stack.kafka) == before
+
+
+async def test_batch_roles_come_from_the_token_and_limits_answer_429_with_retry_after(stack: Stack) -> None:
+    stack.env.update({"LOCSTREAM_PRODUCERS_TOKEN_RATE": "0.5", "LOCSTREAM_PRODUCERS_TOKEN_BURST": "3"})
+    api = await stack.start("producers")
+    now = datetime.now(UTC).isoformat()
+
+    def fix(technician: str) -> dict[str, Any]:
+        return {"event_id": str(uuid.uuid4()), "technician_id": technician, "recorded_at": now,
+                "latitude": 1.0, "longitude": 2.0}  # fmt: skip
+
+    async with httpx.AsyncClient(base_url=api.url) as client:
+
+        async def post(token: str, fixes: list[dict[str, Any]]) -> httpx.Response:
+            return await client.post(BATCH, json={"fixes": fixes}, headers={"Authorization": f"Bearer {token}"})
+
+        technician = stack.token("tenant-a", Role.TECHNICIAN, sub="tech-1")
+        mixed = await post(technician, [fix("tech-1"), fix("tech-2")])
+        assert mixed.status_code == 202, mixed.text
+        results = mixed.json()["results"]
+        assert [r["status"] for r in results] == ["accepted", "rejected"]
+        assert "technician_id" in results[1]["reason"]
+        for role in (Role.DISPATCHER, Role.ANALYST):
+            refused = await post(stack.token("tenant-a", role), [fix("tech-1")])
+            assert refused.status_code == 403 and refused.json()["message"], refused.text
+        gateway = stack.token("tenant-a", Role.DEVICE_GATEWAY)
+        assert (await post(gateway, [fix("tech-3"), fix("tech-4"), fix("tech-5")])).status_code == 202  # the burst
+        limited = await post(gateway, [fix("tech-6")])
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1, limited.text
+        other = await post(stack.token("tenant-a", Role.DEVICE_GATEWAY, sub="gateway-2"), [fix("tech-6")])
+        assert other.status_code == 202  # another token of the tenant has its own bucket

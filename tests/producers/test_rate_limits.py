@@ -1,0 +1,36 @@
+"""Token buckets, driven by an explicit clock."""
+
+from __future__ import annotations
+
+import math
+
+from producers.rate_limits import RateLimiter, admit
+
+
+def test_a_bucket_admits_its_burst_then_the_rate() -> None:
+    token = RateLimiter(rate=10, burst=20)
+    assert admit([(token, "t")], 20, now=0.0) == 0.0
+    assert admit([(token, "t")], 1, now=0.0) == 0.1  # empty: one fix more in a tenth of a second
+    assert admit([(token, "t")], 5, now=0.5) == 0.0  # refilled 5 in half a second
+    assert admit([(token, "other")], 20, now=0.5) == 0.0  # keys are independent
+
+
+def test_nothing_is_taken_unless_every_bucket_has_it() -> None:
+    token, tenant = RateLimiter(rate=100, burst=100), RateLimiter(rate=1, burst=10)
+    assert admit([(token, "t"), (tenant, "a")], 10, now=0.0) == 0.0
+    assert admit([(token, "t"), (tenant, "a")], 5, now=0.0) == 5.0  # the tenant's bucket is the one short
+    assert token.bucket("t", 0.0).tokens == 90  # and the token's was not charged for the refused request
+
+
+def test_more_than_a_burst_never_fits_and_a_zero_rate_disables() -> None:
+    assert math.isinf(admit([(RateLimiter(rate=10, burst=20), "t")], 21, now=0.0))
+    assert admit([(RateLimiter(rate=0, burst=1), "t")], 1_000, now=0.0) == 0.0
+
+
+def test_the_least_recently_used_keys_are_forgotten_beyond_the_limit() -> None:
+    limiter = RateLimiter(rate=1, burst=1, max_keys=2)
+    admit([(limiter, "a")], 1, now=0.0)
+    admit([(limiter, "b")], 1, now=0.0)
+    admit([(limiter, "c")], 1, now=0.0)
+    assert admit([(limiter, "a")], 1, now=0.0) == 0.0  # "a" was dropped: a full bucket again
+    assert admit([(limiter, "c")], 1, now=0.0) == 1.0
