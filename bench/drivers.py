@@ -98,7 +98,14 @@ class WsClients:
 
 
 async def http_load(
-    url: str, token: str, *, duration: float, rate: float = 0.0, concurrency: int = 16, technicians: int = 500
+    url: str,
+    token: str,
+    *,
+    duration: float,
+    rate: float = 0.0,
+    concurrency: int = 16,
+    technicians: int = 500,
+    batch: int = 0,
 ) -> dict[str, Any]:
     """Run ``bench.httpload`` to completion; open loop when ``rate`` is given, closed loop otherwise."""
     process = await asyncio.create_subprocess_exec(
@@ -117,6 +124,8 @@ async def http_load(
         str(concurrency),
         "--technicians",
         str(technicians),
+        "--batch",
+        str(batch),
         stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await process.communicate()

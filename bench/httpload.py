@@ -6,6 +6,8 @@ WebSocket: the end-to-end latency is measured from it. Prints one JSON summary l
 
 ``python -m bench.httpload --url http://127.0.0.1:8001 --token T --rate 1000 --duration 10``
 ``python -m bench.httpload --url http://127.0.0.1:8001 --token T --concurrency 32 --duration 10``
+``python -m bench.httpload --url http://127.0.0.1:8001 --token T --concurrency 8 --batch 100 --duration 10`` (batches
+of 100 fixes, each with its own event_id, to ``/locations/batch``; fixes counted from each answer's ``accepted``)
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import asyncio
 import json
 import time
+import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -25,7 +28,7 @@ class Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
 
-    async def post(self, head: bytes, body: bytes) -> int:
+    async def post(self, head: bytes, body: bytes) -> tuple[int, bytes]:
         self.writer.write(head + str(len(body)).encode() + b"\r\n\r\n" + body)
         status_line = await self.reader.readline()
         length = 0
@@ -35,9 +38,8 @@ class Connection:
                 break
             if line[:15].lower() == b"content-length:":
                 length = int(line[15:])
-        if length:
-            await self.reader.readexactly(length)
-        return int(status_line.split()[1])
+        answer = await self.reader.readexactly(length) if length else b""
+        return int(status_line.split()[1]), answer
 
 
 class Load:
@@ -51,8 +53,11 @@ class Load:
         self.latencies: list[float] = []
         self.idle: list[Connection] = []
         self.opened = 0
+        self.fixes_accepted = 0
 
     def request(self) -> tuple[bytes, bytes]:
+        if self.args.batch:
+            return self.batch_request()
         technician = f"{self.args.technician_prefix}{self.sent % self.args.technicians}"
         self.sent += 1
         recorded = datetime.now(UTC).isoformat().replace("+00:00", "Z")
@@ -66,6 +71,23 @@ class Load:
         ).encode()
         return head, body
 
+    def batch_request(self) -> tuple[bytes, bytes]:
+        recorded = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        fixes = []
+        for _ in range(self.args.batch):
+            technician = f"{self.args.technician_prefix}{self.sent % self.args.technicians}"
+            self.sent += 1
+            fixes.append(
+                f'{{"event_id": "{uuid.uuid4()}", "technician_id": "{technician}", "recorded_at": "{recorded}",'
+                f' "latitude": {6.4 + (self.sent % 1000) / 10000}, "longitude": 3.38, "accuracy_meters": 5.0}}'
+            )
+        body = ('{"fixes": [' + ", ".join(fixes) + "]}").encode()
+        head = (
+            f"POST /api/v1/field-service/locations/batch HTTP/1.1\r\nHost: {self.host}\r\n"
+            f"Authorization: Bearer {self.args.token}\r\nContent-Type: application/json\r\nContent-Length: "
+        ).encode()
+        return head, body
+
     async def connect(self) -> Connection:
         reader, writer = await asyncio.open_connection(self.host, self.port)
         self.opened += 1
@@ -75,13 +97,15 @@ class Load:
         head, body = self.request()
         began = time.perf_counter()
         try:
-            status = await asyncio.wait_for(connection.post(head, body), self.args.timeout)
+            status, answer = await asyncio.wait_for(connection.post(head, body), self.args.timeout)
         except (OSError, asyncio.IncompleteReadError, ValueError, IndexError, TimeoutError):
             self.statuses[0] += 1
             connection.writer.close()
             return
         self.latencies.append(time.perf_counter() - began)
         self.statuses[status] += 1
+        if status == 202:
+            self.fixes_accepted += json.loads(answer)["accepted"] if self.args.batch else 1
         self.idle.append(connection)
 
     async def open_loop(self) -> None:
@@ -137,6 +161,8 @@ class Load:
             "missed": self.missed,
             "seconds": round(elapsed, 4),
             "accepted_per_second": round(self.statuses.get(202, 0) / elapsed, 1),
+            "fixes_accepted": self.fixes_accepted,
+            "fixes_per_second": round(self.fixes_accepted / elapsed, 1),
             "latency": percentiles(self.latencies),
         }
 
@@ -151,6 +177,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--technicians", type=int, default=500, help="round-robin over this many technician ids")
     parser.add_argument("--technician-prefix", default="tech-")
+    parser.add_argument("--batch", type=int, default=0, help="fixes per request to /locations/batch (0: single)")
     parser.add_argument("--timeout", type=float, default=30.0, help="a request unanswered this long counts as failed")
     args = parser.parse_args()
     try:

@@ -119,14 +119,16 @@ async def _drain(clients: WsClients, before: int, expected: int, timeout: float 
 
 
 async def ingest(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
-    """Closed-loop single-fix POSTs: acknowledged events/s and the API process's CPU per event."""
+    """Closed-loop POSTs (single fixes, or batches of ``batch``): fixes/s acknowledged, the API's CPU per fix."""
     window = CpuWindow(system.pids())
     window.start()
-    load = await http_load(system.api_url, _writer(), duration=p["duration"], concurrency=p["concurrency"])
+    load = await http_load(
+        system.api_url, _writer(), duration=p["duration"], concurrency=p["concurrency"], batch=p.get("batch", 0)
+    )
     cpu = window.stop()
-    accepted = max(load["accepted"], 1)
+    accepted = max(load["fixes_accepted"], 1)
     return {
-        "events_per_second": load["accepted_per_second"],
+        "events_per_second": load["fixes_per_second"],
         "api_cpu_us_per_event": round(cpu[system.api_role] / accepted * 1e6, 2),
         "all_cpu_us_per_event": round(sum(cpu.values()) / accepted * 1e6, 2),
         "post_latency": load["latency"],
@@ -295,7 +297,21 @@ SCENARIOS: dict[str, Scenario] = {
             {"small": [{"concurrency": 4, "duration": 2}], "full": [{"concurrency": 32, "duration": 10}]},
             headline="events_per_second",
             what="single-fix POSTs, closed loop; events/s acknowledged and CPU-µs per event of the API process",
-            notes=["the batch endpoint does not exist yet (issue 5): batched ingest is not measured"],
+        ),
+        Scenario(
+            "ingest-batch",
+            ingest,
+            {
+                "small": [{"concurrency": 2, "duration": 2, "batch": 100}],
+                "full": [
+                    {"concurrency": 8, "duration": 10, "batch": 100},
+                    {"concurrency": 4, "duration": 10, "batch": 1000},
+                ],
+            },
+            headline="events_per_second",
+            what="batched POSTs (/locations/batch), closed loop; fixes/s acknowledged and CPU-µs per fix of the API"
+            " process; compare with the ingest scenario's seed figure (the seed has no batch endpoint)",
+            systems=("locstream",),
         ),
         Scenario(
             "fanout",

@@ -116,7 +116,9 @@ def running_system(name: str, bootstrap: str, workdir: Path) -> Iterator[Running
     processes: dict[str, Process] = {}
     try:
         if name == "locstream":
-            env |= {"KAFKA_TOPIC": f"bench.locations.{run_id}", "LOCSTREAM_DATA_DIR": str(workdir / "data")}
+            env |= {"KAFKA_TOPIC": f"bench.locations.{run_id}", "LOCSTREAM_DATA_DIR": str(workdir / "data"),
+                    # one load generator, one token: measure the API, not its rate limits
+                    "LOCSTREAM_PRODUCERS_TOKEN_RATE": "0", "LOCSTREAM_PRODUCERS_TENANT_RATE": "0"}  # fmt: skip
             for role in ("producers", "projector", "ws-edge"):
                 port = free_port()
                 processes[role] = _start(

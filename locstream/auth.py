@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jwt
@@ -48,6 +49,32 @@ def verify_token(token: str | None, settings: AuthSettings) -> TokenClaims:
     except ValidationError as exc:
         fields = ", ".join(str(err["loc"][0]) for err in exc.errors() if err["loc"])
         raise AuthError(f"invalid claims: {fields or 'malformed'}") from exc
+
+
+class VerifiedTokens:
+    """Tokens verified lately, so a device posting every few seconds is not HMAC-checked and parsed each time.
+
+    A token's claims cannot change (its signature covers them), so only its expiry is checked again on each use;
+    the secret is fixed for the process's life. Bounded: the oldest entries go first.
+    """
+
+    def __init__(self, settings: AuthSettings, capacity: int = 10_000, clock: Callable[[], float] = time.time) -> None:
+        self.settings, self.capacity, self.clock = settings, capacity, clock
+        self._claims: dict[str, TokenClaims] = {}
+
+    def verify(self, token: str | None) -> TokenClaims:
+        if token:
+            claims = self._claims.get(token)
+            if claims is not None:
+                if claims.exp + self.settings.jwt_leeway_seconds > self.clock():
+                    return claims
+                del self._claims[token]
+        claims = verify_token(token, self.settings)
+        assert token is not None  # verify_token refuses a missing one
+        if len(self._claims) >= self.capacity:
+            del self._claims[next(iter(self._claims))]
+        self._claims[token] = claims
+        return claims
 
 
 def issue_token(settings: AuthSettings, *, tenant_id: str, sub: str, role: Role, ttl_seconds: int = 3600) -> str:

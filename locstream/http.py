@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from locstream.auth import AuthError, verify_token
+from locstream.auth import AuthError, VerifiedTokens
 from locstream.lifecycle import running
 from locstream.settings import AuthSettings
 from schemas.claims import TokenClaims
@@ -24,9 +24,9 @@ async def get_claims(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> TokenClaims:
     """The verified claims of the request's bearer token, or 401 with the reason."""
-    settings: AuthSettings = request.app.state.auth_settings
+    tokens: VerifiedTokens = request.app.state.verified_tokens
     try:
-        return verify_token(credentials.credentials if credentials else None, settings)
+        return tokens.verify(credentials.credentials if credentials else None)
     except AuthError as exc:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, detail=exc.reason, headers={"WWW-Authenticate": "Bearer"}
@@ -63,6 +63,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 def prepare_app(app: FastAPI, auth: AuthSettings) -> None:
     """What every locstream app shares: the auth settings its bearer dependency reads, the error format."""
     app.state.auth_settings = auth
+    app.state.verified_tokens = VerifiedTokens(auth)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
 

@@ -29,6 +29,7 @@ def make_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer
         "linger_ms": 0,
         "request_timeout_ms": settings.request_timeout_ms,
         "compression_type": None if settings.compression == "none" else settings.compression,
+        "max_batch_size": 524_288,
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)

@@ -55,10 +55,17 @@ def field_message(error: msgspec.ValidationError, prefix: str = "") -> str:
     return f"{path}: {text[: match.start()]}"
 
 
+_DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
 def decode(raw: bytes, type_: type[T], prefix: str = "") -> T:
     """Strictly decode ``raw``; a ``BodyError(422)`` names the offending field."""
+    decoder = _DECODERS.get(type_)
+    if decoder is None:
+        decoder = _DECODERS[type_] = msgspec.json.Decoder(type_, strict=True)
     try:
-        return msgspec.json.decode(raw, type=type_, strict=True)
+        decoded: T = decoder.decode(raw)
+        return decoded
     except msgspec.ValidationError as exc:
         raise BodyError(422, field_message(exc, prefix)) from exc
     except msgspec.DecodeError as exc:

@@ -29,11 +29,11 @@ JobId = Annotated[str, Meta(**LIMITS["job_id"])]
 Metadata = Annotated[dict[str, Any], Meta(description="the client's own fields; at most 4 KiB as compact JSON")]
 
 
-class _Body(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class _Body(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, gc=False):
     pass
 
 
-class LocationFixBody(_Body, frozen=True):
+class LocationFixBody(_Body, frozen=True, gc=False):
     """The seed's ``POST .../technicians/{id}/location`` body, plus an optional client ``event_id``.
 
     ``recorded_at`` defaults to the time of receipt. Re-sending a fix with the same ``event_id`` and
@@ -54,7 +54,7 @@ class LocationFixBody(_Body, frozen=True):
     metadata: Metadata | None = None
 
 
-class BatchFix(_Body, frozen=True):
+class BatchFix(_Body, frozen=True, gc=False):
     """One fix of a batch: a client-generated ``event_id``, the technician, and the device time it was taken."""
 
     event_id: uuid.UUID
@@ -72,7 +72,7 @@ class BatchFix(_Body, frozen=True):
     metadata: Metadata | None = None
 
 
-class BatchBody(_Body, frozen=True):
+class BatchBody(_Body, frozen=True, gc=False):
     """Up to ``LOCSTREAM_PRODUCERS_MAX_BATCH_ITEMS`` fixes (1,000 by default); a technician's keep their order."""
 
     fixes: Annotated[list[BatchFix], Meta(min_length=1, max_length=1_000)]
@@ -84,7 +84,7 @@ class BatchEnvelope(Struct, frozen=True, forbid_unknown_fields=True):
     fixes: list[Raw]
 
 
-class TechnicianUpdateBody(_Body, frozen=True):
+class TechnicianUpdateBody(_Body, frozen=True, gc=False):
     """Name and/or status of a technician (at least one)."""
 
     name: Annotated[str, Meta(**LIMITS["name"], examples=["Ada Obi"])] | None = None

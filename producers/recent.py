@@ -7,6 +7,7 @@ recognise an event by the same identity.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
 from schemas.events import Identity
 
@@ -14,13 +15,13 @@ from schemas.events import Identity
 class RecentFixes:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._cursors: OrderedDict[Identity, str] = OrderedDict()
+        self._cursors: OrderedDict[Identity, Any] = OrderedDict()
 
-    def cursor_of(self, identity: Identity) -> str | None:
-        """The cursor the fix got when it was acknowledged, if this process remembers it."""
+    def cursor_of(self, identity: Identity) -> Any:
+        """Where the fix landed when it was acknowledged (the caller's type), if this process remembers it."""
         return self._cursors.get(identity)
 
-    def remember(self, identity: Identity, cursor: str) -> None:
+    def remember(self, identity: Identity, cursor: Any) -> None:
         if self.capacity <= 0:
             return
         self._cursors[identity] = cursor

@@ -30,5 +30,7 @@ class ProducersSettings(BaseSettings):
     # Identities of recently acknowledged fixes each API process remembers, to answer a retry "duplicate"
     # without appending it again (retries it does not remember are appended and dropped by every consumer).
     recent_fixes: int = Field(default=200_000, ge=0)
+    # Young-generation GC threshold (locstream/gc_tuning.py): a batch request allocates thousands of objects.
+    gc_gen0_threshold: int = Field(default=50_000, ge=0)
     host: str = "127.0.0.1"
     port: int = 8001

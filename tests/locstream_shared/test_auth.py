@@ -8,7 +8,7 @@ import jwt
 import pytest
 from pydantic import ValidationError
 
-from locstream.auth import AuthError, issue_token, verify_token
+from locstream.auth import AuthError, VerifiedTokens, issue_token, verify_token
 from locstream.settings import DEV_JWT_SECRET, AuthSettings
 from schemas.claims import Role
 
@@ -75,3 +75,26 @@ def test_the_secret_is_required_outside_dev_mode(monkeypatch: pytest.MonkeyPatch
 def test_short_secrets_are_refused() -> None:
     with pytest.raises(ValidationError, match="32 bytes"):
         AuthSettings(jwt_secret="short")
+
+
+def test_verified_tokens_are_remembered_until_they_expire() -> None:
+    now = [time.time()]
+    tokens = VerifiedTokens(SETTINGS, capacity=2, clock=lambda: now[0])
+    token = issue_token(SETTINGS, tenant_id="t1", sub="u1", role=Role.TECHNICIAN, ttl_seconds=60)
+    first = tokens.verify(token)
+    assert tokens.verify(token) is first  # not decoded again
+    now[0] += 61  # past its exp (by the cache's clock): the remembered claims are dropped, the token checked again
+    assert tokens.verify(token) is not first
+    for forged in (token[:-2] + "xx", token + "x"):
+        with pytest.raises(AuthError):
+            tokens.verify(forged)
+        with pytest.raises(AuthError):  # refused, so never remembered
+            tokens.verify(forged)
+
+
+def test_verified_tokens_are_bounded() -> None:
+    tokens = VerifiedTokens(SETTINGS, capacity=2)
+    issued = [issue_token(SETTINGS, tenant_id="t1", sub=f"u{i}", role=Role.TECHNICIAN) for i in range(3)]
+    claims = [tokens.verify(token) for token in issued]
+    assert tokens.verify(issued[2]) is claims[2]
+    assert tokens.verify(issued[0]) is not claims[0]  # the oldest was dropped: verified afresh
