@@ -44,16 +44,30 @@ router = APIRouter(prefix="/api/v1/field-service", tags=["ingest"])
 
 TechnicianId = Annotated[str, Path(min_length=1, max_length=128, pattern=TECHNICIAN_ID_PATTERN)]
 
-_PROBLEM = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+
+def _problem(description: str, message: str, retry_after: bool = False) -> dict[str, Any]:
+    schema = {"$ref": "#/components/schemas/Problem"}
+    example = {"message": message, "detail": message}
+    documented: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": schema, "example": example}},
+    }
+    if retry_after:
+        documented["headers"] = {"Retry-After": {"description": "seconds", "schema": {"type": "integer"}}}
+    return documented
+
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing, malformed, forged or expired token", **_PROBLEM},
-    403: {"description": "The token's role may not write for this technician", **_PROBLEM},
-    413: {"description": "Body larger than allowed, or more fixes than allowed", **_PROBLEM},
-    415: {"description": "Content-Type is not application/json", **_PROBLEM},
-    422: {"description": "The body is invalid; `message` names the field", **_PROBLEM},
-    429: {"description": "Rate limit of the token or the tenant; retry after Retry-After seconds", **_PROBLEM},
-    503: {"description": "Kafka did not acknowledge in time; retry after Retry-After seconds", **_PROBLEM},
-}
+    401: _problem("Missing, malformed, forged or expired token", "token expired"),
+    403: _problem("The token's role may not write for this technician", "a technician may post only for itself"),
+    413: _problem("Body larger than allowed, or more fixes than allowed", "fixes: 1200 items, at most 1000"),
+    415: _problem("Content-Type is not application/json", "body: Content-Type must be application/json"),
+    422: _problem("The body is invalid; `message` names the field", "latitude: Expected `float` <= 90.0"),
+    429: _problem("Rate limit of the token or the tenant; retry after Retry-After seconds",
+                  "rate limit of this token or tenant: 1000 fixes must wait 1.8 s", retry_after=True),
+    503: _problem("Kafka did not acknowledge in time; retry after Retry-After seconds",
+                  "not acknowledged by Kafka, nothing was recorded as accepted", retry_after=True),
+}  # fmt: skip
 
 # Dispatchers name technicians and set their status, but never post positions.
 _PROFILE_WRITER_ROLES = WRITER_ROLES | {Role.DISPATCHER}
