@@ -192,3 +192,30 @@ async def test_kill9_projector_mid_stream_then_table_equals_fresh_replay(stack: 
 
     # Resumed at the stored offsets: exactly the records after them were applied, none again.
     assert await eventually(applied_after_restart, timeout=10, what="the counter") == total - stored_at_kill
+
+
+async def test_backfilled_fixes_reach_the_map_flagged_and_a_single_fix_retry_is_a_duplicate(stack: Stack) -> None:
+    api, edge = await stack.start("producers"), await stack.start("ws-edge")
+    ws, _ = await open_map(edge, stack.token("tenant-a"))
+    token = stack.token("tenant-a", Role.TECHNICIAN, sub="tech-1")
+    recorded = (datetime.now(UTC) - timedelta(minutes=3)).isoformat()
+    fix = {"event_id": str(uuid.uuid4()), "recorded_at": recorded, "latitude": 1.5, "longitude": 2.5}
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        batch = await client.post(
+            "/api/v1/field-service/locations/batch", headers={"Authorization": f"Bearer {token}"},
+            json={"fixes": [{**fix, "technician_id": "tech-1", "backfill": True}]},
+        )  # fmt: skip
+    assert batch.status_code == 202 and batch.json()["accepted"] == 1, batch.text
+    update = await recv_json(ws)
+    assert update["type"] == "location_update" and update["data"]["backfill"] is True  # maps jump, not animate
+
+    live = {"event_id": str(uuid.uuid4()), "recorded_at": datetime.now(UTC).isoformat(), "latitude": 1.6,
+            "longitude": 2.6}  # fmt: skip
+    first = await post_fix(api, token, "tech-1", **live)
+    retry = await post_fix(api, token, "tech-1", **live)  # the same fix again, after a client timeout
+    assert first.status_code == retry.status_code == 202, (first.text, retry.text)
+    assert (first.json()["status"], retry.json()["status"]) == ("accepted", "duplicate")
+    assert retry.json()["cursor"] == first.json()["cursor"]
+    update = await recv_json(ws)
+    assert update["data"]["latitude"] == 1.6 and "backfill" not in update["data"]
+    await ws.close()
