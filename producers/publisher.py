@@ -135,7 +135,12 @@ class EventPublisher:
         async def renew() -> None:
             log.warning("starting a new Kafka producer after %s", type(cause).__name__)
             fresh = make_producer(self.settings.kafka)
-            await fresh.start()
+            try:
+                await fresh.start()
+            except Exception:  # the broker is not back yet: the next refused request tries again
+                log.warning("the new Kafka producer could not start", exc_info=True)
+                await fresh.stop()
+                return
             self._producer = fresh
             self.renewals += 1
             retire = asyncio.create_task(self._retire(broken), name="publisher-retire")

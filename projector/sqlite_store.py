@@ -240,6 +240,8 @@ class SqliteProjectionStore:
         conn = self.conn
         conn.execute("BEGIN")
         try:
+            if g < self._generation():  # switched (and its tables maybe dropped) by a rebuild
+                raise GenerationChangedError(g)
             reads = _BatchReads(offsets=self._offsets_sync(g), states=self._load(conn, g, set(batch)))
             for key, entries in batch.items():
                 newest = conn.execute(

@@ -145,3 +145,5 @@ async def test_a_new_generation_is_filled_then_switched_to_atomically(store: Pro
         await store.apply_batch(log_of(fix(9, 9.0), start=2), {2: 3}, old)
     await store.drop_generation(old)
     assert await store.stored_offsets(new) == {2: 2}
+    with pytest.raises(GenerationChangedError):  # told so even once the old tables are gone
+        await store.apply_batch(log_of(fix(9, 9.0), start=2), {2: 3}, old)
