@@ -160,10 +160,11 @@ def answers(bootstrap: str, timeout: float = 3.0) -> bool:
         client_log.setLevel(level)
 
 
-def _format_storage(config: BrokerConfig, classpath: str) -> None:
+def format_storage(config: BrokerConfig, classpath: str, cluster_id: str | None = None) -> None:
+    """Format the KRaft log dirs once; a random cluster id unless given (a base64url id may begin with "-")."""
     if (config.log_dirs / "meta.properties").exists():
         return
-    cluster_id = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+    cluster_id = cluster_id or base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
     result = subprocess.run(
         [
             "java",
@@ -171,8 +172,7 @@ def _format_storage(config: BrokerConfig, classpath: str) -> None:
             classpath,
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            cluster_id,
+            f"--cluster-id={cluster_id}",  # one word, so an id beginning with "-" is not taken for an option
             "-c",
             str(config.properties_file),
         ],
@@ -191,7 +191,7 @@ def start(config: BrokerConfig, *, timeout: float = 90.0) -> bool:
     classpath = f"{resolve_jars()}/*"
     config.data_dir.mkdir(parents=True, exist_ok=True)
     config.properties_file.write_text(server_properties(config))
-    _format_storage(config, classpath)
+    format_storage(config, classpath)
     # posix_spawn rather than Popen: the broker outlives this process (a new session, stopped by stop()).
     pid = os.posix_spawnp(
         "java",

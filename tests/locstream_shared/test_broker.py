@@ -39,3 +39,14 @@ def test_start_twice_status_stop_leaves_no_process(tmp_path: Path) -> None:
         os.kill(pid, 0)
     assert cli("broker", "status", *where).returncode == 1
     assert cli("broker", "stop", *where).stdout.strip() == "broker was not running"
+
+
+def test_storage_formats_with_a_cluster_id_that_begins_with_a_dash(tmp_path: Path) -> None:
+    # base64url ids begin with "-" once in 64 starts; passed as a separate argument, the format step refused it
+    from locstream import broker
+
+    config = broker.BrokerConfig(data_dir=tmp_path, port=free_port())
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    config.properties_file.write_text(broker.server_properties(config))
+    broker.format_storage(config, f"{broker.resolve_jars()}/*", cluster_id="-dashFirstAbCdEfGhIjKlMn")
+    assert "cluster.id=-dashFirstAbCdEfGhIjKlMn" in (config.log_dirs / "meta.properties").read_text()
