@@ -33,43 +33,38 @@ class _Body(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, gc=Fa
     pass
 
 
-class LocationFixBody(_Body, frozen=True, gc=False):
+class _Fix(_Body, frozen=True, kw_only=True, gc=False):
+    """The fields of a position fix, shared by the single and the batch bodies."""
+
+    latitude: Latitude
+    longitude: Longitude
+    accuracy_meters: Accuracy | None = None
+    altitude: Altitude | None = None
+    speed_kmh: Speed | None = None
+    heading: Heading | None = None
+    activity: Activity | None = None
+    job_id: JobId | None = None
+    backfill: bool = False
+    metadata: Metadata | None = None
+
+
+class LocationFixBody(_Fix, frozen=True, kw_only=True, gc=False):
     """The seed's ``POST .../technicians/{id}/location`` body, plus an optional client ``event_id``.
 
     ``recorded_at`` defaults to the time of receipt. Re-sending a fix with the same ``event_id`` and
     ``recorded_at`` (a retry after a timeout) never records it twice.
     """
 
-    latitude: Latitude
-    longitude: Longitude
-    accuracy_meters: Accuracy | None = None
-    altitude: Altitude | None = None
-    speed_kmh: Speed | None = None
-    heading: Heading | None = None
-    activity: Activity | None = None
-    job_id: JobId | None = None
     recorded_at: AwareDatetime | None = None
     event_id: uuid.UUID | None = None
-    backfill: bool = False
-    metadata: Metadata | None = None
 
 
-class BatchFix(_Body, frozen=True, gc=False):
+class BatchFix(_Fix, frozen=True, kw_only=True, gc=False):
     """One fix of a batch: a client-generated ``event_id``, the technician, and the device time it was taken."""
 
     event_id: uuid.UUID
     technician_id: TechnicianId
     recorded_at: AwareDatetime
-    latitude: Latitude
-    longitude: Longitude
-    accuracy_meters: Accuracy | None = None
-    altitude: Altitude | None = None
-    speed_kmh: Speed | None = None
-    heading: Heading | None = None
-    activity: Activity | None = None
-    job_id: JobId | None = None
-    backfill: bool = False
-    metadata: Metadata | None = None
 
 
 class BatchBody(_Body, frozen=True, gc=False):

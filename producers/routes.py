@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from aiokafka.errors import KafkaError
@@ -39,6 +39,8 @@ from producers.settings import ProducersSettings
 from schemas.claims import WRITER_ROLES, Role, TokenClaims
 from schemas.cursor import Cursor
 from schemas.events import Event, LocationData, LocationRecorded, TechnicianData, TechnicianUpdated, identity
+
+T = TypeVar("T")
 
 router = APIRouter(prefix="/api/v1/field-service", tags=["ingest"])
 
@@ -95,9 +97,10 @@ class Ingest:
     def cursor(self, acked: Acked) -> str:
         return Cursor(self.settings.kafka.topic_epoch, acked.partition, acked.offset).encode()
 
-    async def body(self, request: Request) -> bytes:
+    async def read(self, request: Request, type_: type[T]) -> T:
+        """The request's JSON body, decoded strictly as ``type_``; 413, 415 or 422 naming the field otherwise."""
         try:
-            return await read_json(request, self.settings.max_body_bytes)
+            return decode(await read_json(request, self.settings.max_body_bytes), type_)
         except BodyError as exc:
             raise HTTPException(exc.status, detail=exc.message) from exc
 
@@ -131,6 +134,12 @@ def _ingest(request: Request) -> Ingest:
 def _forbid(claims: TokenClaims, allowed: frozenset[Role]) -> None:
     if claims.role not in allowed:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"role {claims.role.value} may not do this")
+
+
+def _may_write_for(claims: TokenClaims, technician_id: str, allowed: frozenset[Role]) -> None:
+    _forbid(claims, allowed)
+    if (problem := _own_technician(claims, technician_id)) is not None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=problem)
 
 
 def _own_technician(claims: TokenClaims, technician_id: str) -> str | None:
@@ -169,14 +178,8 @@ def _location(envelope: _Envelope, fix: LocationFixBody | BatchFix) -> LocationR
 )
 async def post_location(technician_id: TechnicianId, request: Request, claims: Claims) -> Accepted:
     ingest = _ingest(request)
-    _forbid(claims, WRITER_ROLES)
-    if (problem := _own_technician(claims, technician_id)) is not None:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=problem)
-    raw = await ingest.body(request)
-    try:
-        fix = decode(raw, LocationFixBody)
-    except BodyError as exc:
-        raise HTTPException(exc.status, detail=exc.message) from exc
+    _may_write_for(claims, technician_id, WRITER_ROLES)
+    fix = await ingest.read(request, LocationFixBody)
     now = datetime.now(UTC)
     recorded_at = fix.recorded_at or now
     if (problem := fix_problem(recorded_at, fix.metadata, now, ingest.max_future, ingest.max_age)) is not None:
@@ -223,11 +226,7 @@ async def post_location(technician_id: TechnicianId, request: Request, claims: C
 async def post_batch(request: Request, claims: Claims) -> Response:
     ingest = _ingest(request)
     _forbid(claims, WRITER_ROLES)
-    raw = await ingest.body(request)
-    try:
-        envelope = decode(raw, BatchEnvelope)
-    except BodyError as exc:
-        raise HTTPException(exc.status, detail=exc.message) from exc
+    envelope = await ingest.read(request, BatchEnvelope)
     limit = ingest.settings.max_batch_items
     if len(envelope.fixes) > limit:
         raise HTTPException(
@@ -285,14 +284,8 @@ async def post_batch(request: Request, claims: Claims) -> Response:
 )
 async def put_technician(technician_id: TechnicianId, request: Request, claims: Claims) -> Accepted:
     ingest = _ingest(request)
-    _forbid(claims, _PROFILE_WRITER_ROLES)
-    if (problem := _own_technician(claims, technician_id)) is not None:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=problem)
-    raw = await ingest.body(request)
-    try:
-        body = decode(raw, TechnicianUpdateBody)
-    except BodyError as exc:
-        raise HTTPException(exc.status, detail=exc.message) from exc
+    _may_write_for(claims, technician_id, _PROFILE_WRITER_ROLES)
+    body = await ingest.read(request, TechnicianUpdateBody)
     if body.name is None and body.status is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="body: name or status is required")
     now = datetime.now(UTC)

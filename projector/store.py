@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import chain
 from typing import Any, Protocol
-from uuid import UUID
 
 from projector.apply import Fix, Key, Position, Stamp, TechnicianState, apply
 from schemas.events import Event, LocationRecorded, TechnicianUpdated
@@ -168,13 +167,11 @@ def state_from_row(row: Sequence[Any], when: Callable[[Any], datetime] = _same) 
     )  # fmt: skip
 
 
-def event_to_row(
-    event: Event, position: Position, when: Callable[[datetime], Any] = _same, ident: Callable[[UUID], Any] = _same
-) -> tuple[Any, ...]:
-    """History column values; ``when`` converts times and ``ident`` the event id to what the backend stores."""
+def event_to_row(event: Event, position: Position) -> tuple[Any, ...]:
+    """History column values of one event (PostgreSQL keeps a row per event)."""
     common = (
-        ident(event.event_id), event.tenant_id, event.technician_id, event.type, when(event.recorded_at),
-        when(event.received_at), position.partition, position.offset,
+        event.event_id, event.tenant_id, event.technician_id, event.type, event.recorded_at, event.received_at,
+        position.partition, position.offset,
     )  # fmt: skip
     if isinstance(event, LocationRecorded):
         d = event.data
