@@ -63,7 +63,7 @@ def cmd_service(args: argparse.Namespace) -> int:
         return cmd_rebuild()
     app = importlib.import_module(_SERVICE_APPS[args.command]).create_app()
     settings = app.state.settings
-    serve(app, args.host or settings.host, args.port or settings.port)
+    serve(app, args.host or settings.host, args.port or settings.port, access_log=settings.access_log)
     return 0
 
 

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 
 from locstream.auth import AuthError, VerifiedTokens
 from locstream.lifecycle import running
@@ -20,17 +21,29 @@ from schemas.claims import TokenClaims
 _bearer = HTTPBearer(auto_error=False, description="A locstream JWT (`locstream token ...`).")
 
 
-async def get_claims(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> TokenClaims:
-    """The verified claims of the request's bearer token, or 401 with the reason."""
+def bearer_token(request: HTTPConnection) -> str | None:
+    """The credentials of an ``Authorization: Bearer ...`` header, or None (what ``HTTPBearer`` reads)."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    credentials = credentials.strip()
+    return credentials if scheme.lower() == "bearer" and credentials else None
+
+
+def verified_claims(request: HTTPConnection, token: str | None) -> TokenClaims:
+    """The verified claims of ``token``, or 401 with the reason."""
     tokens: VerifiedTokens = request.app.state.verified_tokens
     try:
-        return tokens.verify(credentials.credentials if credentials else None)
+        return tokens.verify(token)
     except AuthError as exc:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, detail=exc.reason, headers={"WWW-Authenticate": "Bearer"}
         ) from exc
+
+
+async def get_claims(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> TokenClaims:
+    """The verified claims of the request's bearer token, or 401 with the reason."""
+    return verified_claims(request, credentials.credentials if credentials else None)
 
 
 Claims = Annotated[TokenClaims, Depends(get_claims)]
@@ -53,11 +66,15 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"message": message, "detail": detail})
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+def problem_response(exc: StarletteHTTPException) -> JSONResponse:
     """Every refusal carries ``message`` (the reason, naming the field when there is one) beside ``detail``."""
-    assert isinstance(exc, StarletteHTTPException)
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     return JSONResponse({"message": message, "detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return problem_response(exc)
 
 
 def prepare_app(app: FastAPI, auth: AuthSettings) -> None:

@@ -9,6 +9,8 @@ from fastapi import FastAPI
 WS_MAX_SIZE = 64 * 1024
 
 
-def serve(app: FastAPI, host: str, port: int) -> None:
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, ws_max_size=WS_MAX_SIZE, lifespan="on")
+def serve(app: FastAPI, host: str, port: int, access_log: bool = True) -> None:
+    config = uvicorn.Config(
+        app, host=host, port=port, log_config=None, ws_max_size=WS_MAX_SIZE, lifespan="on", access_log=access_log
+    )
     uvicorn.Server(config).run()

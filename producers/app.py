@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from locstream.http import service_app
+from producers.hot_path import HotPath
 from producers.openapi import document
 from producers.routes import Ingest, router
 from producers.settings import ProducersSettings
@@ -15,6 +16,7 @@ def install(app: FastAPI, settings: ProducersSettings) -> Ingest:
     ingest = Ingest(settings)
     app.state.ingest = ingest
     app.include_router(router)
+    app.add_middleware(HotPath)
     document(app)
     return ingest
 

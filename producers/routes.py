@@ -42,7 +42,8 @@ from schemas.events import Event, LocationData, LocationRecorded, TechnicianData
 
 T = TypeVar("T")
 
-router = APIRouter(prefix="/api/v1/field-service", tags=["ingest"])
+PREFIX = "/api/v1/field-service"
+router = APIRouter(prefix=PREFIX, tags=["ingest"])
 
 TechnicianId = Annotated[str, Path(min_length=1, max_length=128, pattern=TECHNICIAN_ID_PATTERN)]
 
@@ -97,10 +98,17 @@ class Ingest:
     def cursor(self, acked: Acked) -> str:
         return Cursor(self.settings.kafka.topic_epoch, acked.partition, acked.offset).encode()
 
-    async def read(self, request: Request, type_: type[T]) -> T:
-        """The request's JSON body, decoded strictly as ``type_``; 413, 415 or 422 naming the field otherwise."""
+    async def read(self, request: Request, type_: type[T], fallback: type[T] | None = None) -> T:
+        """The request's JSON body, decoded strictly as ``type_`` (else as ``fallback`` when given); 413, 415 or 422
+        naming the field otherwise."""
         try:
-            return decode(await read_json(request, self.settings.max_body_bytes), type_)
+            raw = await read_json(request, self.settings.max_body_bytes)
+            try:
+                return decode(raw, type_)
+            except BodyError:
+                if fallback is None:
+                    raise
+                return decode(raw, fallback)
         except BodyError as exc:
             raise HTTPException(exc.status, detail=exc.message) from exc
 
@@ -226,7 +234,8 @@ async def post_location(technician_id: TechnicianId, request: Request, claims: C
 async def post_batch(request: Request, claims: Claims) -> Response:
     ingest = _ingest(request)
     _forbid(claims, WRITER_ROLES)
-    envelope = await ingest.read(request, BatchEnvelope)
+    # A batch of valid fixes decodes in one pass; otherwise the items stay raw and are validated one by one.
+    envelope: BatchBody | BatchEnvelope = await ingest.read(request, BatchBody, fallback=BatchEnvelope)
     limit = ingest.settings.max_batch_items
     if len(envelope.fixes) > limit:
         raise HTTPException(
@@ -238,9 +247,10 @@ async def post_batch(request: Request, claims: Claims) -> Response:
     events: list[LocationRecorded] = []
     in_batch: set[Any] = set()
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
-    for index, item in enumerate(envelope.fixes):
+    items: Sequence[BatchFix | msgspec.Raw] = envelope.fixes
+    for index, item in enumerate(items):
         try:
-            fix = decode(bytes(item), BatchFix, prefix=f"fixes[{index}]")
+            fix = item if isinstance(item, BatchFix) else decode(bytes(item), BatchFix, prefix=f"fixes[{index}]")
         except BodyError as exc:
             results.append({"index": index, "status": "rejected", "reason": exc.message})
             counts["rejected"] += 1

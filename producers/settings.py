@@ -32,5 +32,8 @@ class ProducersSettings(BaseSettings):
     recent_fixes: int = Field(default=200_000, ge=0)
     # Young-generation GC threshold (locstream/gc_tuning.py): a batch request allocates thousands of objects.
     gc_gen0_threshold: int = Field(default=50_000, ge=0)
+    # uvicorn's line per request. Off by default here: at thousands of POSTs/s it cost 18% of a single-fix POST's
+    # CPU (py-spy). Turn it on to see each request's status line.
+    access_log: bool = False
     host: str = "127.0.0.1"
     port: int = 8001

@@ -24,6 +24,7 @@ class ProjectorSettings(BaseSettings):
     # /readyz fails while any assigned partition is further behind than this many records.
     ready_max_lag: int = Field(default=10_000, ge=0)
     dlq_suffix: str = ".dlq"
+    access_log: bool = True  # uvicorn's line per request
     host: str = "127.0.0.1"
     port: int = 8002
 

@@ -20,5 +20,6 @@ class EdgeSettings(BaseSettings):
     bootstrap_timeout_seconds: float = Field(default=30.0, gt=0)
     # A technician whose last fix is older than this is shown stale (it keeps its last status).
     stale_after_seconds: float = Field(default=600.0, gt=0)
+    access_log: bool = True  # uvicorn's line per handshake and request (tokens redacted)
     host: str = "127.0.0.1"
     port: int = 8003

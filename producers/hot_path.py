@@ -1,0 +1,71 @@
+"""The position POSTs, dispatched without FastAPI's routing, dependency solving and response validation.
+
+A phone's fix is the API's hot path: FastAPI's machinery around a route cost about half of a single-fix POST's
+CPU (py-spy). ``HotPath`` is an ASGI middleware that recognises the two position routes and calls the very same
+route functions (``producers.routes.post_location`` and ``post_batch``) after the same two checks FastAPI makes
+first: the path's technician id and the bearer token. Refusals are rendered by the app's own problem format.
+Everything else, the OpenAPI document included, goes through FastAPI unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import HTTPException, status
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from locstream.http import bearer_token, problem_response, verified_claims
+from producers.models import TECHNICIAN_ID_PATTERN
+from producers.routes import PREFIX, post_batch, post_location
+from schemas.events import LIMITS
+
+_LOCATION = re.compile(re.escape(PREFIX) + r"/technicians/(?P<technician_id>[^/]*)/location")
+_BATCH = PREFIX + "/locations/batch"
+_TECHNICIAN_ID = re.compile(TECHNICIAN_ID_PATTERN)
+_MAX_ID = LIMITS["identifier"]["max_length"]
+
+
+def _checked_technician_id(technician_id: str) -> str:
+    """The path's technician id, or 422 as FastAPI's path validation would answer."""
+    if not technician_id or len(technician_id) > _MAX_ID or _TECHNICIAN_ID.match(technician_id) is None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            detail=f"technician_id: 1 to {_MAX_ID} characters matching {TECHNICIAN_ID_PATTERN!r}",
+        )
+    return technician_id
+
+
+class HotPath:
+    """ASGI middleware: POSTs to the position routes skip FastAPI; every other request reaches ``app``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        location = _LOCATION.fullmatch(path) if path != _BATCH else None
+        if location is None and path != _BATCH:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        response: Response
+        try:
+            technician_id = _checked_technician_id(location["technician_id"]) if location is not None else None
+            claims = verified_claims(request, bearer_token(request))
+            if technician_id is None:
+                response = await post_batch(request, claims)
+            else:
+                response = _json(await post_location(technician_id, request, claims))
+        except HTTPException as exc:
+            response = problem_response(exc)
+        await response(scope, receive, send)
+
+
+def _json(answer: BaseModel) -> Response:
+    return Response(answer.model_dump_json(), status_code=status.HTTP_202_ACCEPTED, media_type="application/json")
