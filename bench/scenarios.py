@@ -294,7 +294,10 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "ingest",
             ingest,
-            {"small": [{"concurrency": 4, "duration": 2}], "full": [{"concurrency": 32, "duration": 10}, {"concurrency": 512, "duration": 10}]},
+            {
+                "small": [{"concurrency": 4, "duration": 2}],
+                "full": [{"concurrency": 32, "duration": 10}, {"concurrency": 512, "duration": 10}],
+            },
             headline="events_per_second",
             what="single-fix POSTs, closed loop; events/s acknowledged and CPU-µs per event of the API process",
         ),
