@@ -63,7 +63,9 @@ def cmd_service(args: argparse.Namespace) -> int:
         return cmd_rebuild()
     app = importlib.import_module(_SERVICE_APPS[args.command]).create_app()
     settings = app.state.settings
-    serve(app, args.host or settings.host, args.port or settings.port, access_log=settings.access_log)
+    # Only the edge has WebSockets to ping; the others keep uvicorn's defaults.
+    ping = (getattr(settings, "ping_interval_seconds", 20.0), getattr(settings, "ping_timeout_seconds", 20.0))
+    serve(app, args.host or settings.host, args.port or settings.port, access_log=settings.access_log, ping=ping)
     return 0
 
 
@@ -108,6 +110,7 @@ def _serve_dev(args: argparse.Namespace) -> int:
     from locstream.serve import serve
     from locstream.settings import AuthSettings
     from locstream.simulate import FLEET
+    from ws_edge.settings import EdgeSettings
 
     auth = AuthSettings()
     base = f"http://{args.host}:{args.port}"
@@ -121,7 +124,9 @@ def _serve_dev(args: argparse.Namespace) -> int:
         )
         print(f"  dispatcher token for {tenant}:\n    {token}")
     print()
-    serve(create_dev_app(DevOptions(host=args.host, port=args.port, simulate=args.simulate)), args.host, args.port)
+    edge = EdgeSettings()
+    serve(create_dev_app(DevOptions(host=args.host, port=args.port, simulate=args.simulate)), args.host, args.port,
+          ping=(edge.ping_interval_seconds, edge.ping_timeout_seconds))  # fmt: skip
     return 0
 
 

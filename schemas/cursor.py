@@ -12,7 +12,7 @@ import binascii
 import re
 from typing import NamedTuple
 
-_FORM = re.compile(r"^(\d{1,9})\.(\d{1,5})\.(\d{1,19})$")
+_FORM = re.compile(r"^(\d{1,9})\.(\d{1,5})\.(-1|\d{1,19})$")  # -1: before the first record
 
 
 class Cursor(NamedTuple):

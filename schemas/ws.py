@@ -1,22 +1,41 @@
-"""WebSocket messages of ``/api/v1/field-service/ws/technician-locations`` (the seed's protocol, v1).
+"""WebSocket messages of ``/api/v1/field-service/ws/technician-locations``.
 
-Server -> client: ``connected``, ``initial_state``, ``location_update``, ``pong``.
-Client -> server: the text ``ping``.
-Close codes: 1003 a binary frame; 1008 missing/invalid token or role; 4008 slow consumer (its outbound
-queue overflowed); 1011 the edge could not catch up in time; 1012 server restart.
+Protocol v1 is the seed's: one ``location_update`` per frame. Protocol v2 (subprotocol ``locstream.v2`` or
+``?protocol=2``) sends the updates of one flush as one ``location_batch``. Everything else is the same in both.
+
+Server -> client: ``connected``, ``initial_state``, ``resumed``, ``location_update`` (v1) or ``location_batch`` (v2),
+``technician_removed``, ``technician_status``, ``error``, ``pong``.
+Client -> server: the text ``ping``; ``auth`` (the token as first message, or a fresh one before the old expires);
+``subscribe`` (a filter).
+
+Close codes: 1003 a binary frame; 1008 an invalid token, a role that may not watch, a disallowed Origin, or
+messages sent too fast; 1009 an inbound frame over 64 KiB; 1011 the edge could not catch up in time; 1012 the
+edge is shutting down (reconnect with the cursor); 1013 too many connections for the tenant (retry later);
+4001 no token within the auth timeout, or the token expired; 4008 slow consumer (reconnect with the cursor).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY_VIOLATION = 1008
+CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_SERVICE_RESTART = 1012
+CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_UNAUTHENTICATED = 4001
 CLOSE_SLOW_CONSUMER = 4008
+
+SUBPROTOCOL_V1 = "locstream.v1"
+SUBPROTOCOL_V2 = "locstream.v2"
+# A client that cannot set headers (a browser) may offer its token as a subprotocol ``locstream.bearer.<token>``
+# beside locstream.v1 or locstream.v2; the edge answers with the version only, never with the token.
+SUBPROTOCOL_TOKEN_PREFIX = "locstream.bearer."
+
+Cursor = str  # opaque: the position of the last update the client has, to resume from
 
 
 class TechnicianLocation(BaseModel):
@@ -31,26 +50,79 @@ class TechnicianLocation(BaseModel):
     last_update: AwareDatetime
     status: str
     stale: bool = False  # no fix for longer than the edge's stale threshold; the status is the last one known
+    backfill: bool = False  # a late fix from a device's buffer: show it without animating the marker
 
 
 class Connected(BaseModel):
     type: Literal["connected"] = "connected"
     connection_id: str
     tenant_id: str
+    protocol: Literal[1, 2] = 1
 
 
 class InitialState(BaseModel):
     type: Literal["initial_state"] = "initial_state"
     data: list[TechnicianLocation]
+    cursor: Cursor
+    resumed: bool | None = Field(default=None, description="false: the cursor given could not be resumed from")
+
+
+class Resumed(BaseModel):
+    """The cursor given was served: ``missed`` updates follow, then the live stream."""
+
+    type: Literal["resumed"] = "resumed"
+    cursor: Cursor
+    missed: int
 
 
 class LocationUpdate(BaseModel):
     type: Literal["location_update"] = "location_update"
     data: TechnicianLocation
+    cursor: Cursor
+
+
+class LocationBatch(BaseModel):
+    type: Literal["location_batch"] = "location_batch"
+    data: list[TechnicianLocation]
+    cursor: Cursor = Field(description="the cursor of the last update in the batch")
+
+
+class TechnicianRemoved(BaseModel):
+    type: Literal["technician_removed"] = "technician_removed"
+    technician_id: str
+
+
+class TechnicianStatus(BaseModel):
+    type: Literal["technician_status"] = "technician_status"
+    technician_id: str
+    stale: bool
+
+
+class Error(BaseModel):
+    type: Literal["error"] = "error"
+    message: str
 
 
 class Pong(BaseModel):
     type: Literal["pong"] = "pong"
+
+
+class Auth(BaseModel):
+    """Client -> server: the token (first message, or a fresh one before the current expires); ``cursor`` to
+    resume from may come with the first."""
+
+    type: Literal["auth"] = "auth"
+    token: str
+    cursor: Cursor | None = None
+
+
+class Subscribe(BaseModel):
+    """Client -> server: watch only the technicians matching every field given; replaces the previous filter."""
+
+    type: Literal["subscribe"] = "subscribe"
+    bbox: tuple[float, float, float, float] | None = Field(default=None, description="west, south, east, north")
+    technician_ids: list[str] | None = None
+    status: list[str] | None = None
 
 
 PING_TEXT = "ping"

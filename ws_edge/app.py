@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, WebSocket, status
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from locstream.http import Claims, service_app
+from locstream.lifecycle import cancel_and_wait
 from schemas.claims import VIEWER_ROLES
 from schemas.ws import CLOSE_SERVICE_RESTART, TechnicianLocation
 from ws_edge import frames
-from ws_edge.fanout import Fanout
+from ws_edge.fanout import Fanout, SlowConsumerLimits
 from ws_edge.live_feed import LiveFeed
+from ws_edge.metrics import SAMPLE_ONE_CONNECTION_IN, EdgeMetrics
 from ws_edge.session import ClientSession
 from ws_edge.settings import EdgeSettings
 from ws_edge.view import LiveView
@@ -29,21 +33,39 @@ class Edge:
     view: LiveView
     fanout: Fanout
     feed: LiveFeed
+    metrics: EdgeMetrics
     started_at: float = 0.0
+    connections_started: int = 0
 
     @classmethod
     def build(cls, settings: EdgeSettings) -> Edge:
         view = LiveView(stale_after=timedelta(seconds=settings.stale_after_seconds))
-        fanout = Fanout(settings.client_queue_size)
-        return cls(settings, view, fanout, LiveFeed(settings, view, fanout))
+        limits = SlowConsumerLimits(settings.slow_consumer_bytes, settings.slow_consumer_seconds)
+        fanout = Fanout(limits, settings.max_connections_per_tenant)
+        feed = LiveFeed(settings, view, fanout)
+        return cls(settings, view, fanout, feed, EdgeMetrics(fanout, feed))
+
+    _sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.started_at = time.monotonic()
         await self.feed.start()
+        self._sweeper = asyncio.create_task(self._sweep(), name="edge-sweeper")
 
     async def stop(self) -> None:
-        self.fanout.close_all(CLOSE_SERVICE_RESTART)  # clients reconnect elsewhere
+        self.fanout.close_all(CLOSE_SERVICE_RESTART, "edge shutting down: reconnect with your cursor")
+        await cancel_and_wait(self._sweeper)
         await self.feed.stop()
+
+    async def _sweep(self) -> None:
+        """Once a second: close clients behind past their limits even when nothing new comes for them, and tell
+        subscribers which technicians turned stale."""
+        while True:
+            await asyncio.sleep(1.0)
+            self.fanout.sweep()
+            for tenant_id, technician_id in self.view.turned_stale():
+                status = frames.technician_status(technician_id, stale=True)
+                self.fanout.notify(tenant_id, technician_id, ("status", technician_id), status)
 
 
 def _edge(request_or_ws: Request | WebSocket) -> Edge:
@@ -54,7 +76,10 @@ def _edge(request_or_ws: Request | WebSocket) -> Edge:
 @router.websocket("/ws/technician-locations")
 async def technician_locations(websocket: WebSocket) -> None:
     edge = _edge(websocket)
-    await ClientSession(websocket, edge.settings, edge.feed, edge.fanout, edge.view).run()
+    edge.connections_started += 1
+    sampled = edge.connections_started % SAMPLE_ONE_CONNECTION_IN == 1
+    latency = edge.metrics.delivery_seconds if sampled else None
+    await ClientSession(websocket, edge.settings, edge.feed, edge.fanout, edge.view, latency).run()
 
 
 @router.get(
@@ -76,6 +101,8 @@ async def ws_stats(request: Request) -> dict[str, object]:
         "active_connections": edge.fanout.connection_count(),
         "active_tenants": edge.view.tenant_count(),
         "messages_sent": edge.fanout.messages_sent,
+        "conflated_updates": edge.fanout.conflated(),
+        "slow_disconnects": edge.fanout.slow_disconnects,
         "uptime_seconds": round(time.monotonic() - edge.started_at, 1),
     }
 
@@ -97,5 +124,9 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, object]:
         return {"status": "ok", "ready": edge.feed.ready.is_set()}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(edge.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

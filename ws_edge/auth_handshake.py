@@ -1,29 +1,119 @@
-"""The auth handshake: a connection gets no data frame before its token and role are verified.
+"""The auth handshake: a connection gets no data frame before its Origin, token and role are checked.
 
-The token comes as ``?token=`` (the seed's contract). A missing or invalid token, or a role that may
-not watch the map, is closed with 1008 and a reason, right after the upgrade and before any frame.
+Order: the ``Origin`` header (browsers send it) must be the edge's own or in ``LOCSTREAM_EDGE_ALLOWED_ORIGINS``,
+else the upgrade is refused (HTTP 403). The token may come, in this order of preference, as ``?token=`` (the seed's
+contract; redacted from every log line by ``locstream.logs``), as a subprotocol ``locstream.bearer.<token>``, as an
+``access_token`` cookie, or as the first message ``{"type": "auth", "token": ...}`` within
+``LOCSTREAM_EDGE_AUTH_TIMEOUT_SECONDS`` (else 4001). An invalid token or a role that may not watch is closed with
+1008 and a reason. The protocol version is 2 when the client offers the subprotocol ``locstream.v2`` or asks
+``?protocol=2``; the edge echoes the version subprotocol it chose, never a token.
 """
 
 from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from fastapi import WebSocket
 
 from locstream.auth import AuthError, verify_token
 from locstream.settings import AuthSettings
 from schemas.claims import VIEWER_ROLES, TokenClaims
-from schemas.ws import CLOSE_POLICY_VIOLATION
+from schemas.ws import (
+    CLOSE_POLICY_VIOLATION,
+    CLOSE_UNAUTHENTICATED,
+    SUBPROTOCOL_TOKEN_PREFIX,
+    SUBPROTOCOL_V1,
+    SUBPROTOCOL_V2,
+)
+from ws_edge.settings import EdgeSettings
+
+MAX_AUTH_MESSAGE_BYTES = 16 * 1024
 
 
-async def authenticate(websocket: WebSocket, settings: AuthSettings) -> TokenClaims | None:
-    """Accept the upgrade and return the verified claims, or close with 1008 and return None."""
-    token = websocket.query_params.get("token")
-    await websocket.accept()
+@dataclass(frozen=True)
+class Handshake:
+    claims: TokenClaims
+    protocol: int  # 1 or 2
+    cursor: str | None  # to resume from: ?cursor= or the auth message's
+
+
+class ViewerRefusedError(Exception):
+    """A token that may not watch the map: ``reason`` is safe to show."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def viewer_claims(token: str | None, settings: AuthSettings) -> TokenClaims:
+    """The verified claims of a token that may watch the map; ``ViewerRefusedError`` otherwise."""
     try:
         claims = verify_token(token, settings)
     except AuthError as exc:
+        raise ViewerRefusedError(exc.reason) from exc
+    if claims.role not in VIEWER_ROLES:
+        raise ViewerRefusedError(f"role {claims.role.value} may not subscribe")
+    return claims
+
+
+def origin_allowed(origin: str, host: str | None, allowed: list[str]) -> bool:
+    """The edge's own origin (same host and port as the request), a listed one, or any when ``*`` is listed."""
+    if "*" in allowed or origin in allowed:
+        return True
+    return host is not None and urlsplit(origin).netloc.lower() == host.lower()
+
+
+def auth_message(text: str) -> tuple[str, str | None]:
+    """The token and cursor of ``{"type": "auth", "token": ..., "cursor": ...}``; ValueError otherwise."""
+    if len(text) > MAX_AUTH_MESSAGE_BYTES:
+        raise ValueError("auth message too large")
+    message = json.loads(text)
+    if not isinstance(message, dict) or message.get("type") != "auth" or not isinstance(message.get("token"), str):
+        raise ValueError('expected {"type": "auth", "token": ...}')
+    cursor = message.get("cursor")
+    return message["token"], cursor if isinstance(cursor, str) else None
+
+
+def _offered_token(subprotocols: list[str]) -> str | None:
+    for subprotocol in subprotocols:
+        if subprotocol.startswith(SUBPROTOCOL_TOKEN_PREFIX):
+            return subprotocol[len(SUBPROTOCOL_TOKEN_PREFIX) :]
+    return None
+
+
+async def handshake(websocket: WebSocket, settings: EdgeSettings) -> Handshake | None:
+    """Accept the upgrade and return who connected, or close (or refuse) with the reason and return None."""
+    origin = websocket.headers.get("origin")
+    if origin is not None and not origin_allowed(origin, websocket.headers.get("host"), settings.allowed_origins):
+        await websocket.close(code=CLOSE_POLICY_VIOLATION, reason="origin not allowed")  # before accept: HTTP 403
+        return None
+    offered: list[str] = list(websocket.scope.get("subprotocols", []))
+    chosen = SUBPROTOCOL_V2 if SUBPROTOCOL_V2 in offered else SUBPROTOCOL_V1 if SUBPROTOCOL_V1 in offered else None
+    asked_v2 = chosen is None and websocket.query_params.get("protocol") == "2"
+    protocol = 2 if chosen == SUBPROTOCOL_V2 or asked_v2 else 1
+    token = websocket.query_params.get("token") or _offered_token(offered) or websocket.cookies.get("access_token")
+    cursor = websocket.query_params.get("cursor")
+    await websocket.accept(subprotocol=chosen)
+    if not token:
+        try:
+            message = await asyncio.wait_for(websocket.receive(), settings.auth_timeout_seconds)
+        except TimeoutError:
+            await websocket.close(code=CLOSE_UNAUTHENTICATED, reason="no token in time")
+            return None
+        if message["type"] == "websocket.disconnect":
+            return None
+        try:
+            token, in_message_cursor = auth_message(message.get("text") or "")
+        except ValueError as exc:
+            await websocket.close(code=CLOSE_UNAUTHENTICATED, reason=str(exc)[:120])
+            return None
+        cursor = in_message_cursor or cursor
+    try:
+        claims = viewer_claims(token, settings.auth)
+    except ViewerRefusedError as exc:
         await websocket.close(code=CLOSE_POLICY_VIOLATION, reason=exc.reason[:120])
         return None
-    if claims.role not in VIEWER_ROLES:
-        await websocket.close(code=CLOSE_POLICY_VIOLATION, reason=f"role {claims.role.value} may not subscribe")
-        return None
-    return claims
+    return Handshake(claims, protocol, cursor)

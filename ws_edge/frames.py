@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from projector.apply import TechnicianState
+from ws_edge.outbox import Update
 
 Location = dict[str, Any]  # the fields of ``schemas.ws.TechnicianLocation``
 
@@ -48,18 +49,49 @@ def encode_list(locations: list[Location]) -> bytes:
     return orjson.dumps(locations, option=_OPTIONS)
 
 
-def connected(connection_id: str, tenant_id: str) -> str:
-    return encode({"type": "connected", "connection_id": connection_id, "tenant_id": tenant_id})
+def connected(connection_id: str, tenant_id: str, protocol: int = 1) -> str:
+    return encode({"type": "connected", "connection_id": connection_id, "tenant_id": tenant_id, "protocol": protocol})
 
 
-def initial_state(locations: list[Location]) -> str:
-    return encode({"type": "initial_state", "data": locations})
+def initial_state(locations: list[Location], cursor: str, resumed: bool | None = None) -> str:
+    """The tenant's map (filtered as the client subscribed); ``resumed: false`` only when the client asked to resume
+    from a cursor the edge could no longer serve."""
+    message: dict[str, Any] = {"type": "initial_state", "data": locations, "cursor": cursor}
+    if resumed is not None:
+        message["resumed"] = resumed
+    return encode(message)
 
 
-def location_update(location: Location, *, backfill: bool = False) -> str:
-    """One technician's new map entry; ``backfill`` (only when true): a fix sent late from a device's buffer, which
-    maps show without animating the marker along the way."""
-    return encode({"type": "location_update", "data": {**location, "backfill": True} if backfill else location})
+def resumed(cursor: str, missed: int) -> str:
+    """The client's cursor was served: ``missed`` updates follow, then the live stream."""
+    return encode({"type": "resumed", "cursor": cursor, "missed": missed})
+
+
+def update(location: Location, offset: int, cursor: str, *, backfill: bool = False, received_at: float = 0.0) -> Update:
+    """One technician's new map entry, encoded once for every client of the tenant. ``backfill`` (only when true): a
+    fix sent late from a device's buffer, which maps show without animating the marker along the way."""
+    item = encode({**location, "backfill": True} if backfill else location)
+    v1 = f'{{"type":"location_update","data":{item},"cursor":"{cursor}"}}'
+    return Update(str(location["technician_id"]), offset, location, cursor, v1, item, received_at)
+
+
+def location_batch(updates: list[Update]) -> str:
+    """Protocol v2: the updates of one flush in one frame, with the cursor of the last."""
+    return f'{{"type":"location_batch","data":[{",".join(u.item for u in updates)}],"cursor":"{updates[-1].cursor}"}}'
+
+
+def technician_removed(technician_id: str) -> str:
+    """The technician left the client's filter: maps drop its marker."""
+    return encode({"type": "technician_removed", "technician_id": technician_id})
+
+
+def technician_status(technician_id: str, stale: bool) -> str:
+    return encode({"type": "technician_status", "technician_id": technician_id, "stale": stale})
+
+
+def error(message: str) -> str:
+    """A client message the edge could not take (the connection stays open)."""
+    return encode({"type": "error", "message": message})
 
 
 PONG = encode({"type": "pong"})

@@ -4,6 +4,10 @@ The table and its offsets are read in one transaction, so "state at offset N" pl
 is the whole history with no gap and no double count. The edge has its own consumer with no group: every
 edge node reads every partition. ``ready`` is set once the feed has reached the end offsets the topic had
 at start-up, so the first initial_state already contains everything Kafka had acknowledged by then.
+
+Every update the feed publishes carries its cursor (epoch, the tenant's partition, the record's offset) and goes
+into the resume buffer as well as to the fan-out, in the same step. ``cursor_of(tenant)`` is where the tenant's
+stream stands now: the cursor of an initial_state taken at this moment.
 """
 
 from __future__ import annotations
@@ -13,14 +17,18 @@ import logging
 from typing import Any
 
 from aiokafka import TopicPartition
+from aiokafka.partitioner import murmur2
 
 from locstream.kafka import ensure_topic, make_consumer
 from locstream.lifecycle import cancel_and_wait
 from projector.apply import Position
 from projector.backends import make_store
+from schemas.cursor import Cursor
 from schemas.events import InvalidEventError, LocationRecorded, decode_event
 from ws_edge import frames
 from ws_edge.fanout import Fanout
+from ws_edge.outbox import Update
+from ws_edge.resume_buffer import ResumeBuffer
 from ws_edge.settings import EdgeSettings
 from ws_edge.view import LiveView
 
@@ -34,8 +42,15 @@ class LiveFeed:
         self.settings = settings
         self.view = view
         self.fanout = fanout
+        self.resume_buffer = ResumeBuffer(settings.resume_buffer_size)
         self.ready = asyncio.Event()
         self.skipped = 0
+        self.epoch = settings.kafka.topic_epoch
+        self.floor: dict[int, int] = {}  # partition -> offset from which this edge has applied every record
+        self.applied: dict[int, int] = {}  # partition -> offset of the last record applied (floor - 1 before any)
+        self._partition_count = 0
+        self._partitions: dict[str, int] = {}  # tenant -> partition, as the producers' partitioner places it
+        self._advanced = asyncio.Event()
         self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None
         self._catch_up: dict[TopicPartition, int] = {}
@@ -51,6 +66,9 @@ class LiveFeed:
         finally:
             await store.close()
         self.view.load(snapshot.states)
+        self._partition_count = len(partitions)
+        self.floor = {tp.partition: snapshot.offsets.get(tp.partition, 0) for tp in partitions}
+        self.applied = {partition: offset - 1 for partition, offset in self.floor.items()}
         self._consumer = make_consumer(kafka, group_id=None)
         await self._consumer.start()
         self._consumer.assign(partitions)
@@ -82,6 +100,9 @@ class LiveFeed:
             batches = await self._consumer.getmany(timeout_ms=1000, max_records=5_000)
             for tp, records in batches.items():
                 self._apply(tp, records)
+            if batches:
+                self._advanced.set()
+                self._advanced = asyncio.Event()
             if self._catch_up:
                 for tp in list(self._catch_up):
                     if await self._consumer.position(tp) >= self._catch_up[tp]:
@@ -97,10 +118,49 @@ class LiveFeed:
                 self.skipped += 1
                 log.warning("skipping undecodable record at %s/%d", tp.partition, record.offset)
                 continue
+            self.applied[tp.partition] = record.offset
             location = self.view.apply(event, Position(tp.partition, record.offset))
             if location is not None:
                 backfill = isinstance(event, LocationRecorded) and event.data.backfill
-                self.fanout.publish(event.tenant_id, frames.location_update(location, backfill=backfill))
+                cursor = Cursor(self.epoch, tp.partition, record.offset).encode()
+                received_at = event.received_at.timestamp()
+                update = frames.update(location, record.offset, cursor, backfill=backfill, received_at=received_at)
+                self.resume_buffer.add(event.tenant_id, update, self.floor[tp.partition])
+                self.fanout.publish(event.tenant_id, update)
+
+    def lag(self) -> dict[int, int]:
+        """Per partition, records between the end the consumer last heard of and what the feed applied."""
+        if self._consumer is None:
+            return {}
+        ends = {tp.partition: self._consumer.highwater(tp) for tp in self._consumer.assignment()}
+        return {p: max(0, end - self.applied.get(p, -1) - 1) for p, end in ends.items() if end is not None}
+
+    def partition_of(self, tenant_id: str) -> int:
+        partition = self._partitions.get(tenant_id)
+        if partition is None:
+            partition = (murmur2(tenant_id.encode()) & 0x7FFFFFFF) % self._partition_count
+            self._partitions[tenant_id] = partition
+        return partition
+
+    def cursor_of(self, tenant_id: str) -> str:
+        """Where the tenant's stream stands now (no await between this and a snapshot of the view)."""
+        partition = self.partition_of(tenant_id)
+        return Cursor(self.epoch, partition, self.applied[partition]).encode()
+
+    def missed_since(self, tenant_id: str, cursor: Cursor) -> list[Update] | None:
+        """The updates of the tenant after ``cursor``, or None when they cannot all be had from the resume buffer
+        (another topic epoch or partition, too old, or ahead of this edge)."""
+        partition = self.partition_of(tenant_id)
+        if cursor.epoch != self.epoch or cursor.partition != partition or cursor.offset > self.applied[partition]:
+            return None
+        return self.resume_buffer.after(tenant_id, cursor.offset, self.floor[partition])
+
+    async def reach(self, tenant_id: str, offset: int) -> None:
+        """Wait until the feed has applied ``offset`` of the tenant's partition (a client from an edge that was
+        ahead of this one); the caller bounds the wait."""
+        partition = self.partition_of(tenant_id)
+        while self.applied[partition] < offset:
+            await self._advanced.wait()
 
     def _check_caught_up(self) -> None:
         if not self._catch_up and not self.ready.is_set():

@@ -1,40 +1,71 @@
 """One dispatcher connection, from the auth handshake to its close.
 
-Order on the wire: ``connected``, ``initial_state``, then every ``location_update`` of the tenant.
-Subscribing and taking the snapshot happen in one step with no await between them, and the live feed
-applies and publishes in one step too, so every change is either in initial_state or queued after it.
+Order on the wire: ``connected``, then either ``initial_state`` (the tenant's map and its cursor) or, for a client
+back with a cursor the resume buffer still covers, ``resumed`` and exactly the updates it missed; then every update
+of the tenant that matches its filter. Subscribing and taking the snapshot (or the missed updates) happen in one
+step with no await between them, and the live feed applies and publishes in one step too, so every change is
+either in what the client got first or queued after it.
+
+Two tasks per connection: this one reads (pings, ``subscribe``, ``auth`` refreshes) and a writer drains the
+outbox. Closing for the edge's reasons (slow consumer, token expired, shutdown) cancels the writer, which then
+sends the close frame.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import time
 import uuid
 
 from fastapi import WebSocket, WebSocketDisconnect
+from prometheus_client import Histogram
 
-from schemas.ws import CLOSE_INTERNAL_ERROR, CLOSE_UNSUPPORTED_DATA, PING_TEXT
+from locstream.token_bucket import TokenBucket
+from schemas.claims import TokenClaims
+from schemas.cursor import Cursor, InvalidCursorError, decode_cursor
+from schemas.ws import (
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_POLICY_VIOLATION,
+    CLOSE_TRY_AGAIN_LATER,
+    CLOSE_UNAUTHENTICATED,
+    CLOSE_UNSUPPORTED_DATA,
+    PING_TEXT,
+)
 from ws_edge import frames
-from ws_edge.auth_handshake import authenticate
-from ws_edge.fanout import Fanout, Subscriber
+from ws_edge.auth_handshake import Handshake, ViewerRefusedError, auth_message, handshake, viewer_claims
+from ws_edge.fanout import PONG_KEY, Fanout, Subscriber, TooManyConnectionsError
+from ws_edge.filters import EVERYTHING, FilterError, parse_subscribe
 from ws_edge.live_feed import LiveFeed
+from ws_edge.outbox import Frame, Update
 from ws_edge.settings import EdgeSettings
 from ws_edge.view import LiveView
 
 log = logging.getLogger(__name__)
 
+_INITIAL_STATE_KEY = ("initial_state",)
+_ERROR_KEY = ("error",)
+MAX_CLIENT_MESSAGE_CHARS = 64 * 1024
+CLOSE_TIMEOUT_SECONDS = 10.0
+MAX_BATCH_CHARS = 256 * 1024  # a v2 flush larger than this goes out as several location_batch frames
+
 
 class ClientSession:
     def __init__(
-        self, websocket: WebSocket, settings: EdgeSettings, feed: LiveFeed, fanout: Fanout, view: LiveView
-    ) -> None:
+        self, websocket: WebSocket, settings: EdgeSettings, feed: LiveFeed, fanout: Fanout, view: LiveView,
+        latency: Histogram | None = None,
+    ) -> None:  # fmt: skip
         self.websocket = websocket
+        self.latency = latency  # a sampled connection observes each write's end-to-end latency
         self.settings = settings
         self.feed = feed
         self.fanout = fanout
         self.view = view
         self.connection_id = str(uuid.uuid4())
+        self._writer: asyncio.Task[None] | None = None
+        self._expiry: asyncio.TimerHandle | None = None
 
     async def run(self) -> None:
         """Serve the connection until the client leaves or must be closed; a client vanishing is not an error."""
@@ -42,52 +73,168 @@ class ClientSession:
             await self._run()
 
     async def _run(self) -> None:
-        claims = await authenticate(self.websocket, self.settings.auth)
-        if claims is None:
+        hello = await handshake(self.websocket, self.settings)
+        if hello is None:
             return
-        tenant_id = claims.tenant_id
-        await self.websocket.send_text(frames.connected(self.connection_id, tenant_id))
+        tenant_id = hello.claims.tenant_id
+        await self.websocket.send_text(frames.connected(self.connection_id, tenant_id, hello.protocol))
         try:
             await asyncio.wait_for(self.feed.ready.wait(), self.settings.bootstrap_timeout_seconds)
         except TimeoutError:
             await self.websocket.close(code=CLOSE_INTERNAL_ERROR, reason="edge not caught up with the topic")
             return
-        with self.fanout.subscribe(tenant_id) as subscriber:
-            await self.websocket.send_text(frames.initial_state(self.view.locations(tenant_id)))
-            log.info("connection %s of tenant %s subscribed", self.connection_id, tenant_id)
-            await self._pump(subscriber)
-
-    async def _pump(self, subscriber: Subscriber) -> None:
-        """Write queued frames and read pings until either side ends the connection."""
-        writer = asyncio.create_task(self._write(subscriber), name=f"ws-write-{self.connection_id}")
-        reader = asyncio.create_task(self._read(subscriber), name=f"ws-read-{self.connection_id}")
-        closing = asyncio.create_task(subscriber.closing.wait())
+        cursor = await self._resumable_cursor(hello)
         try:
-            await asyncio.wait({writer, reader, closing}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (writer, reader, closing):
-                task.cancel()
-            for task in (writer, reader, closing):
-                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, OSError):
-                    await task
-        if subscriber.close_code is not None:
-            with contextlib.suppress(RuntimeError, OSError):
-                await self.websocket.close(code=subscriber.close_code)
-        log.info("connection %s closed (code %s)", self.connection_id, subscriber.close_code)
+            with self.fanout.subscribe(tenant_id, self._on_close) as subscriber:
+                first = self._first_frames(subscriber, tenant_id, hello.cursor, cursor)
+                for text in first:
+                    await self.websocket.send_text(text)
+                log.info("connection %s of tenant %s subscribed (protocol %d)", self.connection_id, tenant_id,
+                         hello.protocol)  # fmt: skip
+                self._watch_expiry(subscriber, hello.claims)
+                self._writer = asyncio.create_task(self._write(subscriber, hello.protocol == 2))
+                try:
+                    await self._read(subscriber, hello.claims)
+                finally:
+                    if self._expiry is not None:
+                        self._expiry.cancel()
+                    self._writer.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, OSError):
+                        await self._writer
+                log.info("connection %s closed (code %s)", self.connection_id, subscriber.close_code)
+        except TooManyConnectionsError as exc:
+            await self.websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason=str(exc)[:120])
 
-    async def _write(self, subscriber: Subscriber) -> None:
-        while True:
-            text = await subscriber.queue.get()
-            await self.websocket.send_text(text)
+    async def _resumable_cursor(self, hello: Handshake) -> Cursor | None:
+        """The client's cursor, decoded, once this edge has applied up to it (None: no cursor or not one of ours)."""
+        if hello.cursor is None:
+            return None
+        try:
+            cursor = decode_cursor(hello.cursor)
+        except InvalidCursorError:
+            return None
+        with contextlib.suppress(TimeoutError):  # not caught up in time: missed_since says it cannot resume
+            async with asyncio.timeout(self.settings.resume_wait_seconds):
+                await self.feed.reach(hello.claims.tenant_id, cursor.offset)
+        return cursor
 
-    async def _read(self, subscriber: Subscriber) -> None:
+    def _first_frames(
+        self, subscriber: Subscriber, tenant_id: str, asked: str | None, cursor: Cursor | None
+    ) -> list[str]:
+        """What the client gets before the live stream; queues the missed updates when resuming. No await here."""
+        missed = self.feed.missed_since(tenant_id, cursor) if cursor is not None else None
+        if missed is None:
+            resumed = False if asked is not None else None
+            return [frames.initial_state(self.view.locations(tenant_id), self.feed.cursor_of(tenant_id), resumed)]
+        now = time.monotonic()
+        for update in missed:  # a resuming client gets every update it missed (not conflated: it is not behind yet)
+            subscriber.outbox.put((update.technician_id, update.offset), update, now)
+        return [frames.resumed(asked or "", len(missed))]
+
+    def _on_close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+
+    def _watch_expiry(self, subscriber: Subscriber, claims: TokenClaims) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        loop = asyncio.get_running_loop()
+        delay = claims.exp + self.settings.token_expiry_leeway_seconds - time.time()
+        self._expiry = loop.call_later(max(0.0, delay), subscriber.close, CLOSE_UNAUTHENTICATED, "token expired")
+
+    async def _write(self, subscriber: Subscriber, batched: bool) -> None:
+        """Write what the outbox holds as fast as the socket takes it; v2 writes all that waits as one batch."""
+        try:
+            while True:
+                taken = await subscriber.outbox.take(everything=batched)
+                for text in _texts(taken, batched):
+                    await self.websocket.send_text(text)
+                subscriber.outbox.written(time.monotonic())
+                if self.latency is not None and isinstance(last := taken[-1], Update) and last.received_at:
+                    self.latency.observe(time.time() - last.received_at)
+        except asyncio.CancelledError:
+            if subscriber.close_code is None:
+                raise
+        # A stalled client's socket takes the close frame only once it reads again: wait so long, then drop it.
+        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect, TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+                await self.websocket.close(code=subscriber.close_code, reason=subscriber.close_reason[:120])
+
+    async def _read(self, subscriber: Subscriber, claims: TokenClaims) -> None:
+        rate = self.settings.client_message_rate
+        bucket = TokenBucket(rate, max(1, int(rate * 4)), float(int(rate * 4)), time.monotonic()) if rate else None
         while True:
             message = await self.websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
             text = message.get("text")
             if text is None:  # a binary frame: the protocol is JSON text only
-                subscriber.close(CLOSE_UNSUPPORTED_DATA)
-                return
+                subscriber.close(CLOSE_UNSUPPORTED_DATA, "binary frames are not part of the protocol")
+                continue
+            now = time.monotonic()
+            if bucket is not None:
+                if bucket.wait_for(1, now) > 0:
+                    subscriber.close(CLOSE_POLICY_VIOLATION, "messages sent too fast")
+                    continue
+                bucket.take(1, now)
             if text.strip() == PING_TEXT:
-                subscriber.offer(frames.PONG)
+                subscriber.send(PONG_KEY, frames.PONG, now)
+            else:
+                self._handle(subscriber, claims, text, now)
+
+    def _handle(self, subscriber: Subscriber, claims: TokenClaims, text: str, now: float) -> None:
+        """A client message other than ping: ``subscribe`` or a fresh ``auth``; anything else gets an error frame."""
+        try:
+            message = json.loads(text) if len(text) <= MAX_CLIENT_MESSAGE_CHARS else None
+        except ValueError:
+            message = None
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "subscribe":
+            assert isinstance(message, dict)
+            try:
+                wanted = parse_subscribe(message)
+            except FilterError as exc:
+                subscriber.send(_ERROR_KEY, frames.error(str(exc)), now)
+                return
+            tenant_id = subscriber.tenant_id
+            shown = subscriber.refilter(None if wanted == EVERYTHING else wanted, self.view.locations(tenant_id))
+            subscriber.send(_INITIAL_STATE_KEY, frames.initial_state(shown, self.feed.cursor_of(tenant_id)), now)
+        elif kind == "auth":
+            try:
+                token, _ = auth_message(text)
+                fresh = viewer_claims(token, self.settings.auth)
+            except (ValueError, ViewerRefusedError) as exc:
+                reason = exc.reason if isinstance(exc, ViewerRefusedError) else str(exc)
+                subscriber.close(CLOSE_POLICY_VIOLATION, reason)
+                return
+            if fresh.tenant_id != claims.tenant_id:
+                subscriber.close(CLOSE_POLICY_VIOLATION, "a fresh token must be of the same tenant")
+                return
+            self._watch_expiry(subscriber, fresh)
+        else:
+            subscriber.send(_ERROR_KEY, frames.error('expected "ping", {"type":"subscribe"} or {"type":"auth"}'), now)
+
+
+def _texts(taken: list[Frame], batched: bool) -> list[str]:
+    """The frames to write: v1 writes an update as ``location_update``; v2 writes each run of updates as one
+    ``location_batch``."""
+    if not batched:
+        return [frame.v1 if isinstance(frame, Update) else frame for frame in taken]
+    texts: list[str] = []
+    run: list[Update] = []
+    run_bytes = 0
+    for frame in taken:
+        if isinstance(frame, Update):
+            if run_bytes + len(frame.item) > MAX_BATCH_CHARS and run:
+                texts.append(frames.location_batch(run))
+                run, run_bytes = [], 0
+            run.append(frame)
+            run_bytes += len(frame.item) + 1
+            continue
+        if run:
+            texts.append(frames.location_batch(run))
+            run, run_bytes = [], 0
+        texts.append(frame)
+    if run:
+        texts.append(frames.location_batch(run))
+    return texts

@@ -14,8 +14,30 @@ class EdgeSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     data: DataSettings = Field(default_factory=DataSettings)
-    # Frames a client may have queued before it is closed as a slow consumer (4008).
-    client_queue_size: int = Field(default=1_000, ge=1)
+    # A client behind by more than this many bytes waiting, or for longer than this without one finished write, is
+    # closed as a slow consumer (4008); it may resume with its cursor. While behind, only the latest update of each
+    # technician waits for it (conflation).
+    slow_consumer_bytes: int = Field(default=4 * 1024 * 1024, ge=1_024)
+    slow_consumer_seconds: float = Field(default=10.0, gt=0)
+    # Updates kept per tenant for clients resuming with a cursor; older cursors get a fresh initial_state.
+    resume_buffer_size: int = Field(default=10_000, ge=0)
+    # A cursor ahead of this edge (the client came from a node further along) waits this long for it to catch up.
+    resume_wait_seconds: float = Field(default=2.0, ge=0)
+    # How long a connection without a token in the URL, a cookie or a subprotocol has to send {"type":"auth"} (4001).
+    auth_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Browser origins allowed to connect besides the edge's own (an Origin header naming this host); "*" allows any.
+    # Clients that send no Origin (not browsers) are not affected.
+    allowed_origins: list[str] = Field(default_factory=list)
+    # At a token's exp plus this many seconds the connection is closed with 4001, unless the client sent a fresh
+    # token with {"type":"auth"} before.
+    token_expiry_leeway_seconds: float = Field(default=10.0, ge=0, le=30)
+    # Inbound messages per second a connection may send (burst 4x); over it: 1008. 0 disables.
+    client_message_rate: float = Field(default=20.0, ge=0)
+    # Connections per tenant on this edge; over it: 1013 (try again later). 0 disables.
+    max_connections_per_tenant: int = Field(default=10_000, ge=0)
+    # Server pings (a dead peer is closed after ping interval + timeout).
+    ping_interval_seconds: float = Field(default=25.0, gt=0)
+    ping_timeout_seconds: float = Field(default=20.0, gt=0)
     # How long a new connection waits for the edge to catch up with the topic before initial_state.
     bootstrap_timeout_seconds: float = Field(default=30.0, gt=0)
     # A technician whose last fix is older than this is shown stale (it keeps its last status).

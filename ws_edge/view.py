@@ -6,6 +6,7 @@ exactly what the projector would have: no stale overwrite, whatever order things
 
 from __future__ import annotations
 
+import heapq
 from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -23,13 +24,41 @@ class LiveView:
         # no-op, as in the projector, whose history remembers them for longer.
         self._seen: OrderedDict[Identity, None] = OrderedDict()
         self._dedupe_window = dedupe_window
+        # When each technician turns stale, at most one entry per technician: (time, tenant, technician).
+        self._stale_at: list[tuple[datetime, str, str]] = []
+        self._watched: set[tuple[str, str]] = set()
 
     def _stale_before(self) -> datetime:
         return datetime.now(UTC) - self.stale_after
 
     def load(self, states: Iterable[TechnicianState]) -> None:
+        stale_before = self._stale_before()
         for state in states:
             self._tenants.setdefault(state.tenant_id, {})[state.technician_id] = state
+            if state.fix is not None and state.fix.recorded_at >= stale_before:
+                self._watch_staleness(state)
+
+    def _watch_staleness(self, state: TechnicianState) -> None:
+        key = (state.tenant_id, state.technician_id)
+        if state.fix is not None and key not in self._watched:
+            self._watched.add(key)
+            heapq.heappush(self._stale_at, (state.fix.recorded_at + self.stale_after, *key))
+
+    def turned_stale(self) -> list[tuple[str, str]]:
+        """(tenant, technician) of the technicians whose last fix became older than the stale threshold since the
+        last call."""
+        now, turned = datetime.now(UTC), []
+        while self._stale_at and self._stale_at[0][0] <= now:
+            _, tenant_id, technician_id = heapq.heappop(self._stale_at)
+            self._watched.discard((tenant_id, technician_id))
+            state = self._tenants.get(tenant_id, {}).get(technician_id)
+            if state is None or state.fix is None:
+                continue
+            if state.fix.recorded_at + self.stale_after <= now:
+                turned.append((tenant_id, technician_id))
+            else:  # a newer fix came meanwhile: watch it instead
+                self._watch_staleness(state)
+        return turned
 
     def apply(self, event: Event, position: Position) -> Location | None:
         """Apply one event; returns the technician's new map entry when what the map shows changed."""
@@ -46,6 +75,8 @@ class LiveView:
             return None
         technicians[event.technician_id] = after
         stale_before = self._stale_before()
+        if after.fix is not None and after.fix.recorded_at >= stale_before:  # else its update already says stale
+            self._watch_staleness(after)
         location = location_of(after, stale_before)
         if location is None or (before is not None and location_of(before, stale_before) == location):
             return None

@@ -1,42 +1,147 @@
-"""A WebSocket with a bad token or a role that may not watch is closed with 1008 before any data frame."""
+"""The edge's auth handshake: where a token may come from, what is refused before any data frame, and expiry."""
 
 from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
 
 import jwt
 import pytest
 import websockets
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from schemas.claims import Role
-from tests.support.stack import Stack
+from tests.support.maps import WS_PATH, connect, recv_json
+from tests.support.stack import Service, Stack
 
 pytestmark = pytest.mark.integration
 
-WS_PATH = "/api/v1/field-service/ws/technician-locations"
+
+def _hs256_by_hand(claims: dict[str, object], key: bytes) -> str:
+    """What PyJWT refuses to make: an HS256 token whose HMAC key is a PEM public key (the algorithm-confusion
+    attack on verifiers that take the key from the token's own algorithm)."""
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = json.dumps({"alg": "HS256", "typ": "JWT"}).encode()
+    signing_input = f"{b64(header)}.{b64(json.dumps(claims).encode())}"
+    signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(signature)}"
+
+
+async def _closed_before_data(
+    edge: Service, query: str, first_message: str | None = None, **options: object
+) -> tuple[int, str]:
+    async with websockets.connect(f"{edge.ws_url}{WS_PATH}{query}", **options) as ws:  # type: ignore[arg-type]
+        if first_message is not None:
+            await ws.send(first_message)
+        with pytest.raises(ConnectionClosed) as closed:
+            frame = await ws.recv()
+            pytest.fail(f"{query[:40]}: got a data frame {frame!r}")
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code, closed.value.rcvd.reason
 
 
 async def test_bad_tokens_are_closed_with_1008_before_any_data(stack: Stack) -> None:
+    stack.env["LOCSTREAM_EDGE_AUTH_TIMEOUT_SECONDS"] = "1"
     edge = await stack.start("ws-edge")
     secret = stack.env["LOCSTREAM_JWT_SECRET"]
     valid = jwt.decode(stack.token("tenant-a"), options={"verify_signature": False})
-    no_tenant = {k: v for k, v in valid.items() if k != "tenant_id"}
-    bad_queries = {
-        "missing": "",
-        "empty": "?token=",
-        "garbage": "?token=abc.def.ghi",
-        "expired": f"?token={stack.token('tenant-a', ttl=-60)}",
-        "forged": f"?token={jwt.encode(valid, 'x' * 40, algorithm='HS256')}",
-        "alg none": f"?token={jwt.encode(valid, None, algorithm='none')}",
-        "no tenant": f"?token={jwt.encode(no_tenant, secret, algorithm='HS256')}",
-        "technician role": f"?token={stack.token('tenant-a', Role.TECHNICIAN, sub='tech-1')}",
-        "device gateway role": f"?token={stack.token('tenant-a', Role.DEVICE_GATEWAY)}",
+    now = int(time.time())
+
+    def signed(claims: dict[str, object], key: str = secret, headers: dict[str, object] | None = None) -> str:
+        return jwt.encode(claims, key, algorithm="HS256", headers=headers)
+
+    def without(name: str) -> dict[str, object]:
+        return {k: v for k, v in valid.items() if k != name}
+
+    public_key = (
+        "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE" + "A" * 40 + "\n-----END PUBLIC KEY-----"
+    )
+    bad_tokens = {
+        "empty": "",
+        "garbage": "abc.def.ghi",
+        "not a jwt": "hello",
+        "expired": stack.token("tenant-a", ttl=-60),
+        "forged": signed(valid, "x" * 40),
+        "alg none": jwt.encode(valid, None, algorithm="none"),
+        "HS256 signed with a public key": _hs256_by_hand(valid, public_key.encode()),
+        "HS512 instead of HS256": jwt.encode(valid, secret * 2, algorithm="HS512"),
+        "no tenant": signed(without("tenant_id")),
+        "no exp": signed(without("exp")),
+        "no iat": signed(without("iat")),
+        "no role": signed(without("role")),
+        "unknown role": signed({**valid, "role": "root"}),
+        "tenant not a string": signed({**valid, "tenant_id": 42}),
+        "empty sub": signed({**valid, "sub": ""}),
+        "iat in the future": signed({**valid, "iat": now + 3600}),
+        "nbf in the future": signed({**valid, "nbf": now + 3600}),
+        "exp not a number": signed({**valid, "exp": "tomorrow"}),
+        "unknown crit": signed(valid, headers={"crit": ["x-unknown"], "x-unknown": 1}),
+        "oversize": signed({**valid, "pad": "x" * 9_000}),
+        "technician role": stack.token("tenant-a", Role.TECHNICIAN, sub="tech-1"),
+        "device gateway role": stack.token("tenant-a", Role.DEVICE_GATEWAY),
     }
-    for case, query in bad_queries.items():
-        async with websockets.connect(f"{edge.ws_url}{WS_PATH}{query}") as ws:
-            with pytest.raises(ConnectionClosed) as closed:
-                frame = await ws.recv()
-                pytest.fail(f"{case}: got a data frame {frame!r}")
-            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008, case
+    for case, token in bad_tokens.items():
+        as_message = await _closed_before_data(edge, "", json.dumps({"type": "auth", "token": token}))
+        assert as_message[0] == 1008 and as_message[1], case
+        if len(token) > 4_000:  # beyond what a URL or a header line may hold
+            continue
+        in_query = await _closed_before_data(edge, f"?token={token}")
+        assert in_query[0] == (1008 if token else 4001), case  # ?token= (empty) is no token: the auth timeout
+        if token:
+            as_subprotocol = await _closed_before_data(edge, "", subprotocols=[f"locstream.bearer.{token}"])
+            assert as_subprotocol[0] == 1008, case
+    assert await _closed_before_data(edge, "") == (4001, "no token in time")
     # The same edge accepts a valid dispatcher: the cases above were refused for their token alone.
     async with websockets.connect(f"{edge.ws_url}{WS_PATH}?token={stack.token('tenant-a')}") as ws:
         assert '"connected"' in str(await ws.recv())
+    log = edge.log()
+    assert all(token not in log for token in bad_tokens.values() if len(token) > 20), "a token reached the log"
+
+
+async def test_the_token_may_come_as_first_message_subprotocol_or_cookie_and_origins_are_checked(stack: Stack) -> None:
+    stack.env["LOCSTREAM_EDGE_ALLOWED_ORIGINS"] = '["https://dispatch.example"]'
+    edge = await stack.start("ws-edge")
+    token = stack.token("tenant-a")
+    by_message = await connect(edge)
+    await by_message.send(json.dumps({"type": "auth", "token": token}))
+    assert (await recv_json(by_message))["tenant_id"] == "tenant-a"
+    by_subprotocol = await connect(edge, subprotocols=["locstream.v1", f"locstream.bearer.{token}"])
+    assert by_subprotocol.subprotocol == "locstream.v1"  # the token is never echoed
+    assert (await recv_json(by_subprotocol))["tenant_id"] == "tenant-a"
+    by_cookie = await connect(edge, additional_headers={"Cookie": f"access_token={token}"})
+    assert (await recv_json(by_cookie))["tenant_id"] == "tenant-a"
+    for allowed in ("https://dispatch.example", edge.url):  # a listed origin, and the edge's own
+        browser = await connect(edge, token, origin=allowed)
+        assert (await recv_json(browser))["type"] == "connected"
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(edge, token, origin="https://evil.example")
+    assert refused.value.response.status_code == 403
+
+
+async def test_an_expired_token_closes_4001_unless_a_fresh_one_was_sent(stack: Stack) -> None:
+    stack.env["LOCSTREAM_EDGE_TOKEN_EXPIRY_LEEWAY_SECONDS"] = "0"
+    edge = await stack.start("ws-edge")
+    lapsing = await connect(edge, stack.token("tenant-a", ttl=2))
+    refreshed = await connect(edge, stack.token("tenant-a", ttl=2))
+    for ws in (lapsing, refreshed):
+        assert (await recv_json(ws))["type"] == "connected" and (await recv_json(ws))["type"] == "initial_state"
+    await refreshed.send(json.dumps({"type": "auth", "token": stack.token("tenant-a", ttl=600)}))
+    with pytest.raises(ConnectionClosed) as closed:
+        await recv_json(lapsing, timeout=10)
+    assert closed.value.rcvd is not None and (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+        4001,
+        "token expired",
+    )
+    await refreshed.send("ping")
+    assert await recv_json(refreshed) == {"type": "pong"}  # past the first token's expiry, uninterrupted
+    other_tenant = stack.token("tenant-b")
+    await refreshed.send(json.dumps({"type": "auth", "token": other_tenant}))
+    with pytest.raises(ConnectionClosed) as switched:
+        await recv_json(refreshed)
+    assert switched.value.rcvd is not None and switched.value.rcvd.code == 1008

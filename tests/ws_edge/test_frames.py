@@ -6,7 +6,16 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from projector.apply import Fix, Position, TechnicianState
-from schemas.ws import Connected, InitialState, LocationUpdate, Pong
+from schemas.ws import (
+    Connected,
+    InitialState,
+    LocationBatch,
+    LocationUpdate,
+    Pong,
+    Resumed,
+    TechnicianRemoved,
+    TechnicianStatus,
+)
 from ws_edge import frames
 
 STATE = TechnicianState(
@@ -23,17 +32,28 @@ STATE = TechnicianState(
 def test_frames_validate_against_the_protocol_models() -> None:
     location = frames.location_of(STATE)
     assert location is not None
-    update = LocationUpdate.model_validate_json(frames.location_update(location))
+    encoded = frames.update(location, 7, "Y3Vyc29y")
+    update = LocationUpdate.model_validate_json(encoded.v1)
     assert update.data.technician_name == "Ada" and update.data.last_update == STATE.fix.recorded_at  # type: ignore[union-attr]
-    assert InitialState.model_validate_json(frames.initial_state([location])).data == [update.data]
-    assert Connected.model_validate_json(frames.connected("c1", "a")).tenant_id == "a"
+    assert update.cursor == "Y3Vyc29y" and encoded.offset == 7 and encoded.technician_id == "t1"
+    initial = InitialState.model_validate_json(frames.initial_state([location], "c0", resumed=False))
+    assert initial.data == [update.data] and initial.cursor == "c0" and initial.resumed is False
+    assert "resumed" not in json.loads(frames.initial_state([], "c0"))
+    batch = LocationBatch.model_validate_json(frames.location_batch([encoded, frames.update(location, 8, "c8")]))
+    assert batch.data == [update.data, update.data] and batch.cursor == "c8"
+    backfilled = LocationUpdate.model_validate_json(frames.update(location, 9, "c9", backfill=True).v1)
+    assert backfilled.data.backfill is True and update.data.backfill is False
+    assert Resumed.model_validate_json(frames.resumed("c0", 3)).missed == 3
+    assert TechnicianRemoved.model_validate_json(frames.technician_removed("t1")).technician_id == "t1"
+    assert TechnicianStatus.model_validate_json(frames.technician_status("t1", stale=True)).stale is True
+    assert Connected.model_validate_json(frames.connected("c1", "a", protocol=2)).protocol == 2
     assert Pong.model_validate_json(frames.PONG).type == "pong"
 
 
 def test_times_are_written_in_utc_with_z_as_the_seed_did() -> None:
     location = frames.location_of(STATE)
     assert location is not None
-    assert json.loads(frames.location_update(location))["data"]["last_update"] == "2026-11-26T08:30:00Z"
+    assert json.loads(frames.update(location, 0, "c").v1)["data"]["last_update"] == "2026-11-26T08:30:00Z"
 
 
 def test_a_technician_without_a_position_is_not_on_the_map() -> None:

@@ -1,0 +1,60 @@
+"""A dispatcher map as the tests see it: a WebSocket client of the edge and a source of fixes on the topic."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from schemas.events import LocationData, LocationRecorded
+from tests.support.stack import Service
+
+WS_PATH = "/api/v1/field-service/ws/technician-locations"
+T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+
+
+def fix(tenant: str, technician: str, second: float, latitude: float, longitude: float = 3.0) -> LocationRecorded:
+    return LocationRecorded(
+        event_id=uuid.uuid4(), tenant_id=tenant, technician_id=technician, recorded_at=T0 + timedelta(seconds=second),
+        received_at=T0 + timedelta(seconds=second), data=LocationData(latitude=latitude, longitude=longitude),
+    )  # fmt: skip
+
+
+async def connect(edge: Service, token: str | None = None, query: str = "", **options: Any) -> ClientConnection:
+    url = f"{edge.ws_url}{WS_PATH}?{f'token={token}&' if token else ''}{query}"
+    return await websockets.connect(url, **options)
+
+
+async def recv_json(ws: ClientConnection, timeout: float = 10.0) -> dict[str, Any]:
+    message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+    return message
+
+
+async def open_map(
+    edge: Service, token: str, query: str = "", **options: Any
+) -> tuple[ClientConnection, dict[str, Any]]:
+    """A connected map and its first frame after ``connected`` (initial_state, or resumed)."""
+    ws = await connect(edge, token, query, **options)
+    assert (await recv_json(ws))["type"] == "connected"
+    return ws, await recv_json(ws)
+
+
+async def updates_until(ws: ClientConnection, done: Any, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """``location_update`` frames (and the entries of ``location_batch`` frames, each given its batch's cursor when
+    it is the last) until ``done(received)`` is true."""
+    received: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout):
+        while not done(received):
+            message = await recv_json(ws, timeout)
+            if message["type"] == "location_update":
+                received.append(message)
+            elif message["type"] == "location_batch":
+                items = message["data"]
+                received.extend({"type": "location_update", "data": item} for item in items[:-1])
+                received.append({"type": "location_update", "data": items[-1], "cursor": message["cursor"]})
+    return received

@@ -1,0 +1,54 @@
+"""The edge's Prometheus metrics. Counts are read from the fan-out and the feed when scraped (nothing is added to
+the delivery path); the latency histogram is observed by one connection in 16, once per write."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from ws_edge.fanout import Fanout
+    from ws_edge.live_feed import LiveFeed
+
+SAMPLE_ONE_CONNECTION_IN = 16
+
+
+class _FromState(Collector):
+    def __init__(self, fanout: Fanout, feed: LiveFeed) -> None:
+        self.fanout, self.feed = fanout, feed
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        connections = GaugeMetricFamily("locstream_edge_connections", "Open WebSocket connections", labels=["tenant"])
+        for tenant, count in self.fanout.connections_by_tenant().items():
+            connections.add_metric([tenant], count)
+        yield connections
+        yield CounterMetricFamily(
+            "locstream_edge_deliveries", "Frames queued for clients (updates, removals, status)",
+            value=self.fanout.messages_sent,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "locstream_edge_conflated_updates", "Updates replaced by a newer one of the same technician before a slow"
+            " client got them", value=self.fanout.conflated(),
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "locstream_edge_slow_disconnects", "Clients closed with 4008", value=self.fanout.slow_disconnects
+        )
+        lag = GaugeMetricFamily("locstream_edge_consumer_lag_records", "Records not yet applied", labels=["partition"])
+        for partition, records in sorted(self.feed.lag().items()):
+            lag.add_metric([str(partition)], records)
+        yield lag
+
+
+class EdgeMetrics:
+    def __init__(self, fanout: Fanout, feed: LiveFeed) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_FromState(fanout, feed))
+        self.delivery_seconds = Histogram(
+            "locstream_edge_delivery_seconds", "From the API receiving a fix to its frame written to a client"
+            " (sampled)", registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+        )  # fmt: skip
