@@ -123,6 +123,7 @@ class Fanout:
             if not subscribers:
                 del self._by_tenant[tenant_id]
             raise TooManyConnectionsError(f"at most {self.max_per_tenant} connections per tenant")
+
         def closing() -> None:  # counted when decided: a stalled client may take long to be gone
             self.slow_disconnects += subscriber.close_code == CLOSE_SLOW_CONSUMER
             on_close()

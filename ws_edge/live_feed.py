@@ -51,6 +51,7 @@ class LiveFeed:
         self._partition_count = 0
         self._partitions: dict[str, int] = {}  # tenant -> partition, as the producers' partitioner places it
         self._advanced = asyncio.Event()
+        self._shard = frozenset(settings.tenants)
         self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None
         self._catch_up: dict[TopicPartition, int] = {}
@@ -65,8 +66,14 @@ class LiveFeed:
             snapshot = await store.snapshot()
         finally:
             await store.close()
-        self.view.load(snapshot.states)
         self._partition_count = len(partitions)
+        shard = self._shard
+        if shard:  # a tenant shard: only its tenants' partitions, and only its tenants in the view
+            served = {self.partition_of(tenant) for tenant in shard}
+            partitions = [tp for tp in partitions if tp.partition in served]
+            self.view.load(state for state in snapshot.states if state.tenant_id in shard)
+        else:
+            self.view.load(snapshot.states)
         self.floor = {tp.partition: snapshot.offsets.get(tp.partition, 0) for tp in partitions}
         self.applied = {partition: offset - 1 for partition, offset in self.floor.items()}
         self._consumer = make_consumer(kafka, group_id=None)
@@ -119,6 +126,8 @@ class LiveFeed:
                 log.warning("skipping undecodable record at %s/%d", tp.partition, record.offset)
                 continue
             self.applied[tp.partition] = record.offset
+            if not self.serves(event.tenant_id):  # another tenant of a partition this shard shares
+                continue
             location = self.view.apply(event, Position(tp.partition, record.offset))
             if location is not None:
                 backfill = isinstance(event, LocationRecorded) and event.data.backfill
@@ -134,6 +143,9 @@ class LiveFeed:
             return {}
         ends = {tp.partition: self._consumer.highwater(tp) for tp in self._consumer.assignment()}
         return {p: max(0, end - self.applied.get(p, -1) - 1) for p, end in ends.items() if end is not None}
+
+    def serves(self, tenant_id: str) -> bool:
+        return not self._shard or tenant_id in self._shard
 
     def partition_of(self, tenant_id: str) -> int:
         partition = self._partitions.get(tenant_id)

@@ -77,6 +77,9 @@ class ClientSession:
         if hello is None:
             return
         tenant_id = hello.claims.tenant_id
+        if not self.feed.serves(tenant_id):
+            await self.websocket.close(code=CLOSE_POLICY_VIOLATION, reason="tenant served by another edge node")
+            return
         await self.websocket.send_text(frames.connected(self.connection_id, tenant_id, hello.protocol))
         try:
             await asyncio.wait_for(self.feed.ready.wait(), self.settings.bootstrap_timeout_seconds)

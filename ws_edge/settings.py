@@ -19,6 +19,8 @@ class EdgeSettings(BaseSettings):
     # technician waits for it (conflation).
     slow_consumer_bytes: int = Field(default=4 * 1024 * 1024, ge=1_024)
     slow_consumer_seconds: float = Field(default=10.0, gt=0)
+    # A tenant shard: serve only these tenants (and consume only their partitions); empty: every tenant.
+    tenants: list[str] = Field(default_factory=list)
     # Updates kept per tenant for clients resuming with a cursor; older cursors get a fresh initial_state.
     resume_buffer_size: int = Field(default=10_000, ge=0)
     # A cursor ahead of this edge (the client came from a node further along) waits this long for it to catch up.

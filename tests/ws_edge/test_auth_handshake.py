@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -145,3 +146,25 @@ async def test_an_expired_token_closes_4001_unless_a_fresh_one_was_sent(stack: S
     with pytest.raises(ConnectionClosed) as switched:
         await recv_json(refreshed)
     assert switched.value.rcvd is not None and switched.value.rcvd.code == 1008
+
+
+async def test_no_token_reaches_the_log_after_1000_connects_and_rejects(stack: Stack) -> None:
+    edge = await stack.start("ws-edge")
+    tokens = [stack.token("tenant-a", ttl=600 + i) for i in range(500)]  # each one different
+    forged = [token[:-4] + "AAAA" for token in tokens]
+
+    async def visit(token: str, accepted: bool) -> None:
+        async with websockets.connect(f"{edge.ws_url}{WS_PATH}?token={token}") as ws:
+            if accepted:
+                assert (await recv_json(ws))["type"] == "connected"
+            else:
+                with pytest.raises(ConnectionClosed):
+                    await ws.recv()
+
+    visits = [(token, True) for token in tokens] + [(token, False) for token in forged]
+    for start in range(0, len(visits), 50):
+        await asyncio.gather(*(visit(token, ok) for token, ok in visits[start : start + 50]))
+    log = edge.log()
+    assert log.count("[redacted]") >= 1_000  # uvicorn logged every handshake, with the token redacted
+    leaked = [token for token in tokens + forged if token in log or token.split(".")[2] in log]
+    assert leaked == []
