@@ -103,3 +103,8 @@ async def test_a_client_that_stops_reading_is_closed_4008_and_harms_no_one(stack
     while (answer := await recv_json(fast))["type"] == "technician_status":  # the old fixes turn stale meanwhile
         pass
     assert answer == {"type": "pong"}  # the fast one is still served
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(f"{edge.url}/metrics")).text
+    assert "locstream_edge_slow_disconnects_total 1.0" in metrics
+    assert 'locstream_edge_connections{tenant="tenant-a"} 1.0' in metrics
+    assert "locstream_edge_delivery_seconds_count" in metrics
