@@ -140,7 +140,8 @@ async def ingest(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) ->
 async def fanout(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
     """N dispatchers of one tenant, a fixed event rate: deliveries/s, CPU per delivery, frames lost."""
     sources = max(1, p["clients"] // 20_000 + 1)
-    async with _with_pilot(system), WsClients(system.ws_url, _viewer(), p["clients"], sources=sources) as clients:
+    url = system.ws_url + ("?protocol=2" if p.get("protocol") == 2 else "")  # v2: locstream's batched frames
+    async with _with_pilot(system), WsClients(url, _viewer(), p["clients"], sources=sources) as clients:
         primed = await _prime(system, clients)
         before = (await clients.report())["updates"]
         window = CpuWindow(system.pids())
@@ -329,6 +330,20 @@ SCENARIOS: dict[str, Scenario] = {
             },
             headline="deliveries_per_cpu_second",
             what="one tenant, N dispatchers, a fixed event rate (N x rate = 50,000 deliveries/s offered)",
+        ),
+        Scenario(
+            "fanout-v2",
+            fanout,
+            {
+                "small": [{"clients": 10, "rate": 20, "duration": 2, "protocol": 2}],
+                "full": [
+                    {"clients": 1000, "rate": 50, "duration": 10, "protocol": 2},
+                    {"clients": 1000, "rate": 500, "duration": 10, "protocol": 2},
+                ],
+            },
+            headline="deliveries_per_cpu_second",
+            what="fanout with protocol v2 (location_batch frames): deliveries = updates inside the batches",
+            systems=("locstream",),
         ),
         Scenario(
             "latency",
