@@ -65,6 +65,9 @@ class InitialState(BaseModel):
     data: list[TechnicianLocation]
     cursor: Cursor
     resumed: bool | None = Field(default=None, description="false: the cursor given could not be resumed from")
+    filter: dict[str, object] | None = Field(
+        default=None, description="only in answer to a subscribe: the filter applied ({} for the whole tenant)"
+    )
 
 
 class Resumed(BaseModel):

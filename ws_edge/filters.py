@@ -43,6 +43,18 @@ class Filter:
 EVERYTHING = Filter()
 
 
+def described(subscription: Filter) -> dict[str, Any]:
+    """The subscribe fields of a filter (sorted lists): what an initial_state answering it echoes."""
+    fields: dict[str, Any] = {}
+    if subscription.bbox is not None:
+        fields["bbox"] = list(subscription.bbox)
+    if subscription.technician_ids is not None:
+        fields["technician_ids"] = sorted(subscription.technician_ids)
+    if subscription.statuses is not None:
+        fields["status"] = sorted(subscription.statuses)
+    return fields
+
+
 def parse_subscribe(message: Mapping[str, Any]) -> Filter:
     """The filter of a subscribe message, or ``FilterError`` naming the field."""
     unknown = set(message) - {"type", "bbox", "technician_ids", "status"}

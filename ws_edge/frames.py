@@ -53,12 +53,17 @@ def connected(connection_id: str, tenant_id: str, protocol: int = 1) -> str:
     return encode({"type": "connected", "connection_id": connection_id, "tenant_id": tenant_id, "protocol": protocol})
 
 
-def initial_state(locations: list[Location], cursor: str, resumed: bool | None = None) -> str:
+def initial_state(
+    locations: list[Location], cursor: str, resumed: bool | None = None, answers: dict[str, Any] | None = None
+) -> str:
     """The tenant's map (filtered as the client subscribed); ``resumed: false`` only when the client asked to resume
-    from a cursor the edge could no longer serve."""
+    from a cursor the edge could no longer serve; ``filter`` (the subscribe's fields, ``{}`` for the whole tenant)
+    only when it answers a subscribe: several subscribes in quick succession get one answer, for the last."""
     message: dict[str, Any] = {"type": "initial_state", "data": locations, "cursor": cursor}
     if resumed is not None:
         message["resumed"] = resumed
+    if answers is not None:
+        message["filter"] = answers
     return encode(message)
 
 

@@ -37,7 +37,7 @@ from schemas.ws import (
 from ws_edge import frames
 from ws_edge.auth_handshake import Handshake, ViewerRefusedError, auth_message, handshake, viewer_claims
 from ws_edge.fanout import PONG_KEY, Fanout, Subscriber, TooManyConnectionsError
-from ws_edge.filters import EVERYTHING, FilterError, parse_subscribe
+from ws_edge.filters import EVERYTHING, FilterError, described, parse_subscribe
 from ws_edge.live_feed import LiveFeed
 from ws_edge.outbox import Frame, Update
 from ws_edge.settings import EdgeSettings
@@ -201,7 +201,8 @@ class ClientSession:
                 return
             tenant_id = subscriber.tenant_id
             shown = subscriber.refilter(None if wanted == EVERYTHING else wanted, self.view.locations(tenant_id))
-            subscriber.send(_INITIAL_STATE_KEY, frames.initial_state(shown, self.feed.cursor_of(tenant_id)), now)
+            answer = frames.initial_state(shown, self.feed.cursor_of(tenant_id), answers=described(wanted))
+            subscriber.send(_INITIAL_STATE_KEY, answer, now)
         elif kind == "auth":
             try:
                 token, _ = auth_message(text)

@@ -28,6 +28,7 @@ async def test_a_filtered_map_gets_only_matching_technicians_and_a_removal_when_
     await client.send(json.dumps({"type": "subscribe", "bbox": list(LAGOS)}))
     filtered = await recv_json(client)
     assert filtered["type"] == "initial_state" and [loc["technician_id"] for loc in filtered["data"]] == ["inside"]
+    assert filtered["filter"] == {"bbox": list(LAGOS)}  # what it answers
     await produce(
         stack.kafka,
         [
