@@ -96,6 +96,8 @@ class ClientSession:
                          hello.protocol)  # fmt: skip
                 self._watch_expiry(subscriber, hello.claims)
                 self._writer = asyncio.create_task(self._write(subscriber, hello.protocol == 2))
+                if subscriber.close_code is not None:  # closed while its first frames went out: close it now
+                    self._writer.cancel()
                 try:
                     await self._read(subscriber, hello.claims)
                 finally:
