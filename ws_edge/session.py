@@ -96,8 +96,6 @@ class ClientSession:
                          hello.protocol)  # fmt: skip
                 self._watch_expiry(subscriber, hello.claims)
                 self._writer = asyncio.create_task(self._write(subscriber, hello.protocol == 2))
-                if subscriber.close_code is not None:  # closed while its first frames went out: close it now
-                    self._writer.cancel()
                 try:
                     await self._read(subscriber, hello.claims)
                 finally:
@@ -150,7 +148,7 @@ class ClientSession:
     async def _write(self, subscriber: Subscriber, batched: bool) -> None:
         """Write what the outbox holds as fast as the socket takes it; v2 writes all that waits as one batch."""
         try:
-            while True:
+            while subscriber.close_code is None:  # it may have been closed while its first frames went out
                 taken = await subscriber.outbox.take(everything=batched)
                 for text in _texts(taken, batched):
                     await self.websocket.send_text(text)
