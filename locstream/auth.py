@@ -31,12 +31,15 @@ def verify_token(token: str | None, settings: AuthSettings) -> TokenClaims:
     if len(token) > MAX_TOKEN_BYTES:
         raise AuthError("token too large")
     try:
+        required = _REQUIRED + ["iss"] * bool(settings.jwt_issuer) + ["aud"] * bool(settings.jwt_audience)
         payload: dict[str, Any] = jwt.decode(
             token,
             settings.secret,
             algorithms=[ALGORITHM],
-            options={"require": _REQUIRED},
+            options={"require": required},
             leeway=settings.jwt_leeway_seconds,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
         )
     except jwt.ExpiredSignatureError as exc:
         raise AuthError("token expired") from exc
@@ -79,5 +82,15 @@ class VerifiedTokens:
 
 def issue_token(settings: AuthSettings, *, tenant_id: str, sub: str, role: Role, ttl_seconds: int = 3600) -> str:
     now = int(time.time())
-    claims = {"sub": sub, "tenant_id": tenant_id, "role": role.value, "iat": now, "exp": now + ttl_seconds}
+    claims: dict[str, Any] = {
+        "sub": sub,
+        "tenant_id": tenant_id,
+        "role": role.value,
+        "iat": now,
+        "exp": now + ttl_seconds,
+    }
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience
     return jwt.encode(claims, settings.secret, algorithm=ALGORITHM)

@@ -44,6 +44,9 @@ class AuthSettings(BaseSettings):
     jwt_secret: SecretStr | None = None
     dev: bool = False
     jwt_leeway_seconds: int = Field(default=0, ge=0, le=30)
+    # When set, tokens must carry this issuer (iss) / this audience (aud), and the tokens locstream issues do.
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
 
     @model_validator(mode="after")
     def _secret_required_outside_dev(self) -> AuthSettings:

@@ -70,7 +70,11 @@ class Stack:
 
     @property
     def auth(self) -> AuthSettings:
-        return AuthSettings(jwt_secret=self.env["LOCSTREAM_JWT_SECRET"])
+        return AuthSettings(
+            jwt_secret=self.env["LOCSTREAM_JWT_SECRET"],
+            jwt_issuer=self.env.get("LOCSTREAM_JWT_ISSUER"),
+            jwt_audience=self.env.get("LOCSTREAM_JWT_AUDIENCE"),
+        )
 
     def token(self, tenant: str, role: Role = Role.DISPATCHER, sub: str = "someone", ttl: int = 600) -> str:
         return issue_token(self.auth, tenant_id=tenant, sub=sub, role=role, ttl_seconds=ttl)

@@ -168,3 +168,23 @@ async def test_no_token_reaches_the_log_after_1000_connects_and_rejects(stack: S
     assert log.count("[redacted]") >= 1_000  # uvicorn logged every handshake, with the token redacted
     leaked = [token for token in tokens + forged if token in log or token.split(".")[2] in log]
     assert leaked == []
+
+
+async def test_with_an_issuer_and_audience_configured_tokens_must_name_them(stack: Stack) -> None:
+    stack.env["LOCSTREAM_JWT_ISSUER"] = "https://auth.acme.example"
+    stack.env["LOCSTREAM_JWT_AUDIENCE"] = "locstream"
+    edge = await stack.start("ws-edge")
+    secret = stack.env["LOCSTREAM_JWT_SECRET"]
+    valid = jwt.decode(stack.token("tenant-a"), options={"verify_signature": False})
+    assert valid["iss"] == "https://auth.acme.example" and valid["aud"] == "locstream"
+    wrong = {
+        "wrong iss": {**valid, "iss": "https://evil.example"},
+        "wrong aud": {**valid, "aud": "someone-else"},
+        "no iss": {k: v for k, v in valid.items() if k != "iss"},
+        "no aud": {k: v for k, v in valid.items() if k != "aud"},
+    }
+    for case, claims in wrong.items():
+        code, reason = await _closed_before_data(edge, f"?token={jwt.encode(claims, secret, algorithm='HS256')}")
+        assert code == 1008 and reason, case
+    async with websockets.connect(f"{edge.ws_url}{WS_PATH}?token={stack.token('tenant-a')}") as ws:
+        assert (await recv_json(ws))["type"] == "connected"
