@@ -91,7 +91,7 @@ async def technician_locations(websocket: WebSocket) -> None:
 async def active_locations(request: Request, claims: Claims) -> Response:
     if claims.role not in VIEWER_ROLES:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"role {claims.role.value} may not view the map")
-    return Response(frames.encode_list(_edge(request).view.locations(claims.tenant_id)), media_type="application/json")
+    return Response(_edge(request).view.locations_json(claims.tenant_id), media_type="application/json")
 
 
 @router.get("/ws/stats", tags=["map"], summary="This edge node's connection statistics")

@@ -52,11 +52,11 @@ class Subscriber:
         """Queue ``update`` if it matches the filter (or ``technician_removed`` if the technician just left it)."""
         if self.close_code is not None:
             return False
-        technician_id = update.technician_id
-        if self.outbox.pending_bytes:  # an update supersedes a status frame still waiting (stale: false now)
-            self.outbox.discard(("status", technician_id))
+        outbox, technician_id = self.outbox, update.technician_id
+        if outbox.others:  # an update supersedes a status frame still waiting (stale: false now)
+            outbox.discard(("status", technician_id))
         if self.filter is None:
-            self.outbox.put_update(update, now)
+            outbox.put_update(update, now)
         elif self.filter.matches(update.location):
             self.visible.add(technician_id)
             self.outbox.put_update(update, now)
@@ -91,9 +91,9 @@ class Subscriber:
         return shown
 
     def check(self, now: float) -> None:
-        if self.close_code is not None:
-            return
         outbox, limits = self.outbox, self.limits
+        if outbox.waiting_since is None or self.close_code is not None:  # nothing waits: nothing to check
+            return
         if outbox.pending_bytes > limits.max_bytes:
             self.close(CLOSE_SLOW_CONSUMER, f"slow consumer: more than {limits.max_bytes} bytes waiting")
         elif outbox.behind(now) > limits.max_seconds:

@@ -40,13 +40,8 @@ def location_of(state: TechnicianState, stale_before: datetime | None = None) ->
     }
 
 
-def encode(message: dict[str, Any]) -> str:
+def encode(message: dict[str, Any] | list[Location]) -> str:
     return orjson.dumps(message, option=_OPTIONS).decode()
-
-
-def encode_list(locations: list[Location]) -> bytes:
-    """The polling fallback's body: the same list as ``initial_state.data``."""
-    return orjson.dumps(locations, option=_OPTIONS)
 
 
 def connected(connection_id: str, tenant_id: str, protocol: int = 1) -> str:
@@ -54,17 +49,17 @@ def connected(connection_id: str, tenant_id: str, protocol: int = 1) -> str:
 
 
 def initial_state(
-    locations: list[Location], cursor: str, resumed: bool | None = None, answers: dict[str, Any] | None = None
+    locations: list[Location] | str, cursor: str, resumed: bool | None = None, answers: dict[str, Any] | None = None
 ) -> str:
-    """The tenant's map (filtered as the client subscribed); ``resumed: false`` only when the client asked to resume
-    from a cursor the edge could no longer serve; ``filter`` (the subscribe's fields, ``{}`` for the whole tenant)
-    only when it answers a subscribe: several subscribes in quick succession get one answer, for the last."""
-    message: dict[str, Any] = {"type": "initial_state", "data": locations, "cursor": cursor}
-    if resumed is not None:
-        message["resumed"] = resumed
+    """The tenant's map (filtered as the client subscribed; ``locations`` may come encoded already, as the view
+    caches it for crowds that connect together); ``resumed: false`` only when the client asked to resume from a
+    cursor the edge could no longer serve; ``filter`` (the subscribe's fields, ``{}`` for the whole tenant) only
+    when it answers a subscribe: several subscribes in quick succession get one answer, for the last."""
+    data = locations if isinstance(locations, str) else encode(locations)
+    extra = "" if resumed is None else f',"resumed":{"true" if resumed else "false"}'
     if answers is not None:
-        message["filter"] = answers
-    return encode(message)
+        extra += f',"filter":{encode(answers)}'
+    return f'{{"type":"initial_state","data":{data},"cursor":"{cursor}"{extra}}}'
 
 
 def resumed(cursor: str, missed: int) -> str:
@@ -77,7 +72,7 @@ def update(location: Location, offset: int, cursor: str, *, backfill: bool = Fal
     fix sent late from a device's buffer, which maps show without animating the marker along the way."""
     item = encode({**location, "backfill": True} if backfill else location)
     v1 = f'{{"type":"location_update","data":{item},"cursor":"{cursor}"}}'
-    return Update(str(location["technician_id"]), offset, location, cursor, v1, item, received_at)
+    return Update(str(location["technician_id"]), offset, location, cursor, v1, item, received_at, len(v1))
 
 
 def location_batch(updates: list[Update]) -> str:

@@ -31,6 +31,7 @@ class Update:
     v1: str
     item: str
     received_at: float  # when the API received the fix (epoch seconds): the start of the end-to-end latency
+    size: int  # of the v1 frame: what a client waiting for it is charged
 
 
 Frame = Update | str  # an update, or any other frame, already encoded
@@ -40,78 +41,91 @@ CONFLATE_AFTER_BYTES = 256 * 1024
 
 
 class Outbox:
-    __slots__ = ("_latest", "_pending", "_waiter", "conflated", "pending_bytes", "waiting_since")
+    """Updates wait under their offset (unique within a tenant's partition), other frames under their key."""
+
+    __slots__ = ("_latest", "_pending", "_waiter", "conflated", "others", "pending_bytes", "waiting_since")
 
     def __init__(self) -> None:
         self._pending: dict[Hashable, Frame] = {}
-        self._latest: dict[str, Hashable] = {}  # technician -> key of its update put last (maybe written already)
+        self._latest: dict[str, int] = {}  # technician -> offset of its update put last (maybe written already)
         self._waiter: asyncio.Future[None] | None = None
         self.pending_bytes = 0
         self.waiting_since: float | None = None
         self.conflated = 0  # updates replaced by a later one of the same technician before they were written
+        self.others = 0  # frames waiting that are not updates
 
     def __len__(self) -> int:
         return len(self._pending)
 
     def put_update(self, update: Update, now: float) -> None:
         """Queue ``update``; while the client is behind, it replaces the technician's update still waiting."""
-        technician_id = update.technician_id
-        if self.waiting_since is not None and (
-            now - self.waiting_since > CONFLATE_AFTER_SECONDS or self.pending_bytes > CONFLATE_AFTER_BYTES
-        ):
-            waiting = self._latest.get(technician_id)
-            if waiting is not None and waiting in self._pending:
-                self.pending_bytes -= _size(self._pending.pop(waiting))
-                self.conflated += 1
-        key = (technician_id, update.offset)
-        self._latest[technician_id] = key
-        self.put(key, update, now)
+        pending, since = self._pending, self.waiting_since
+        if since is None:
+            self.waiting_since = now
+        elif now - since > CONFLATE_AFTER_SECONDS or self.pending_bytes > CONFLATE_AFTER_BYTES:
+            waiting = self._latest.get(update.technician_id)
+            if waiting is not None:
+                replaced = pending.pop(waiting, None)
+                if replaced is not None:
+                    self.pending_bytes -= _size(replaced)
+                    self.conflated += 1
+        self._latest[update.technician_id] = update.offset
+        pending[update.offset] = update
+        self.pending_bytes += update.size
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
-    def put(self, key: Hashable, frame: Frame, now: float) -> None:
+    def put(self, key: Hashable, frame: str, now: float) -> None:
+        """Queue a frame that is not an update; one still waiting under ``key`` is replaced."""
         replaced = self._pending.pop(key, None)
         if replaced is not None:
             self.pending_bytes -= _size(replaced)
-            self.conflated += isinstance(replaced, Update)
+            self.others -= 1
         self._pending[key] = frame
-        self.pending_bytes += _size(frame)
+        self.pending_bytes += len(frame)
+        self.others += 1
         if self.waiting_since is None:
             self.waiting_since = now
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
+    def put_missed(self, updates: list[Update], now: float) -> None:
+        """Queue updates a resuming client missed: every one of them (it is not behind yet)."""
+        for update in updates:
+            self._pending[update.offset] = update
+            self.pending_bytes += update.size
+        if updates and self.waiting_since is None:
+            self.waiting_since = now
+
     def discard(self, key: Hashable) -> None:
+        """Drop the frame (not an update) waiting under ``key``, if any."""
         dropped = self._pending.pop(key, None)
         if dropped is not None:
             self.pending_bytes -= _size(dropped)
+            self.others -= 1
             if not self._pending:
                 self.waiting_since = None
 
     def clear(self) -> None:
         self._pending.clear()
         self._latest.clear()
-        self.pending_bytes = 0
+        self.pending_bytes = self.others = 0
         self.waiting_since = None
 
-    async def take(self, everything: bool) -> list[Frame]:
-        """The oldest waiting frame (or all of them), waiting until there is one."""
+    async def take(self) -> list[Frame]:
+        """Everything waiting, in order, waiting until there is something."""
         while not self._pending:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
-        if everything:
-            frames = list(self._pending.values())
-            self._pending.clear()
-            self._latest.clear()
-            self.pending_bytes = 0
-            return frames
-        key = next(iter(self._pending))
-        frame = self._pending.pop(key)
-        self.pending_bytes -= _size(frame)
-        if not self._pending:
-            self._latest.clear()
-        return [frame]
+        frames = list(self._pending.values())
+        self._pending.clear()
+        self._latest.clear()
+        self.pending_bytes = self.others = 0
+        return frames
 
     def written(self, now: float) -> None:
         """The writer finished writing what it took: the client is behind only if more is waiting."""
@@ -123,4 +137,4 @@ class Outbox:
 
 
 def _size(frame: Frame) -> int:
-    return len(frame.v1) if isinstance(frame, Update) else len(frame)
+    return frame.size if isinstance(frame, Update) else len(frame)

@@ -128,10 +128,8 @@ class ClientSession:
         missed = self.feed.missed_since(tenant_id, cursor) if cursor is not None else None
         if missed is None:
             resumed = False if asked is not None else None
-            return [frames.initial_state(self.view.locations(tenant_id), self.feed.cursor_of(tenant_id), resumed)]
-        now = time.monotonic()
-        for update in missed:  # a resuming client gets every update it missed (not conflated: it is not behind yet)
-            subscriber.outbox.put((update.technician_id, update.offset), update, now)
+            return [frames.initial_state(self.view.locations_json(tenant_id), self.feed.cursor_of(tenant_id), resumed)]
+        subscriber.outbox.put_missed(missed, time.monotonic())
         return [frames.resumed(asked or "", len(missed))]
 
     def _on_close(self) -> None:
@@ -149,7 +147,7 @@ class ClientSession:
         """Write what the outbox holds as fast as the socket takes it; v2 writes all that waits as one batch."""
         try:
             while subscriber.close_code is None:  # it may have been closed while its first frames went out
-                taken = await subscriber.outbox.take(everything=batched)
+                taken = await subscriber.outbox.take()  # one wake-up for all that waits
                 for text in _texts(taken, batched):
                     await self.websocket.send_text(text)
                 subscriber.outbox.written(time.monotonic())

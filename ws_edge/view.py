@@ -7,13 +7,14 @@ exactly what the projector would have: no stale overwrite, whatever order things
 from __future__ import annotations
 
 import heapq
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from projector.apply import Position, TechnicianState, apply
 from schemas.events import Event, Identity, identity
-from ws_edge.frames import Location, location_of
+from ws_edge.frames import Location, encode, location_of
 
 
 class LiveView:
@@ -27,6 +28,8 @@ class LiveView:
         # When each technician turns stale, at most one entry per technician: (time, tenant, technician).
         self._stale_at: list[tuple[datetime, str, str]] = []
         self._watched: set[tuple[str, str]] = set()
+        self._versions: dict[str, int] = {}  # tenant -> changes of its map so far
+        self._encoded: dict[str, tuple[int, int, str]] = {}  # tenant -> (version, second, locations_json)
 
     def _stale_before(self) -> datetime:
         return datetime.now(UTC) - self.stale_after
@@ -35,6 +38,7 @@ class LiveView:
         stale_before = self._stale_before()
         for state in states:
             self._tenants.setdefault(state.tenant_id, {})[state.technician_id] = state
+            self._versions[state.tenant_id] = self._versions.get(state.tenant_id, 0) + 1
             if state.fix is not None and state.fix.recorded_at >= stale_before:
                 self._watch_staleness(state)
 
@@ -74,6 +78,7 @@ class LiveView:
         if after is before:
             return None
         technicians[event.technician_id] = after
+        self._versions[event.tenant_id] = self._versions.get(event.tenant_id, 0) + 1
         stale_before = self._stale_before()
         if after.fix is not None and after.fix.recorded_at >= stale_before:  # else its update already says stale
             self._watch_staleness(after)
@@ -87,6 +92,17 @@ class LiveView:
         stale_before = self._stale_before()
         found = (location_of(state, stale_before) for state in self._tenants.get(tenant_id, {}).values())
         return sorted((loc for loc in found if loc is not None), key=lambda loc: str(loc["technician_id"]))
+
+    def locations_json(self, tenant_id: str) -> str:
+        """``locations`` encoded, remembered while the tenant's map is unchanged and for at most a second (the stale
+        flags move with the clock): a crowd connecting at once, or reconnecting after a restart, costs one encoding."""
+        version, second = self._versions.get(tenant_id, 0), int(time.monotonic())
+        cached = self._encoded.get(tenant_id)
+        if cached is not None and cached[0] == version and cached[1] == second:
+            return cached[2]
+        text = encode(self.locations(tenant_id))
+        self._encoded[tenant_id] = (version, second, text)
+        return text
 
     def tenant_count(self) -> int:
         return len(self._tenants)

@@ -44,7 +44,7 @@ async def test_publish_reaches_only_the_tenants_subscribers_and_unsubscribes_on_
     ):
         hello = _update("t1", 0)
         assert fanout.publish("a", hello) == 2
-        assert await a1.outbox.take(everything=True) == [hello] and await a2.outbox.take(everything=True) == [hello]
+        assert await a1.outbox.take() == [hello] and await a2.outbox.take() == [hello]
         assert len(b1.outbox) == 0
         assert fanout.connection_count() == 3 and fanout.connections_by_tenant() == {"a": 2, "b": 1}
     assert fanout.connection_count() == 0
@@ -55,12 +55,12 @@ async def test_a_client_keeping_up_gets_every_update_and_one_behind_only_the_lat
     outbox = Outbox()
     for offset, technician in enumerate(["t1", "t2", "t1"]):  # a burst from one poll: nobody is behind yet
         outbox.put_update(_update(technician, offset), now=100.0)
-    assert [u.offset for u in await outbox.take(everything=True) if isinstance(u, Update)] == [0, 1, 2]
+    assert [u.offset for u in await outbox.take() if isinstance(u, Update)] == [0, 1, 2]
     outbox.written(100.01)
     for offset, technician, now in [(3, "t1", 200.0), (4, "t2", 200.1), (5, "t1", 200.5), (6, "t3", 200.6),
                                     (7, "t2", 200.7), (8, "t1", 200.8)]:  # fmt: skip
         outbox.put_update(_update(technician, offset), now)  # nothing written since 200.0: behind from 200.25
-    latest = [(u.technician_id, u.offset) for u in await outbox.take(everything=True) if isinstance(u, Update)]
+    latest = [(u.technician_id, u.offset) for u in await outbox.take() if isinstance(u, Update)]
     assert latest == [("t3", 6), ("t2", 7), ("t1", 8)]  # in topic order, the latest of each
     assert outbox.conflated == 3 and outbox.pending_bytes == 0
 
@@ -71,7 +71,7 @@ async def test_a_subscriber_over_its_byte_limit_is_closed_as_slow_without_touchi
     with fanout.subscribe("a", lambda: closed.append("slow")) as slow, fanout.subscribe("a", lambda: None) as fast:
         for offset in range(20):  # distinct technicians: nothing to conflate
             fanout.publish("a", _update(f"t{offset}", offset))
-            await fast.outbox.take(everything=True)
+            await fast.outbox.take()
             fast.outbox.written(time.monotonic())
         assert slow.close_code == CLOSE_SLOW_CONSUMER and closed == ["slow"] and "bytes" in slow.close_reason
         assert len(slow.outbox) == 0  # what waited for it is dropped at once
@@ -83,9 +83,9 @@ async def test_a_subscriber_behind_for_too_long_is_closed_by_the_sweep() -> None
     fanout = Fanout(SlowConsumerLimits(max_bytes=1_000_000, max_seconds=0.05))
     with fanout.subscribe("a", lambda: None) as stalled, fanout.subscribe("a", lambda: None) as idle:
         fanout.publish("a", _update("t1", 0))
-        taken = await stalled.outbox.take(everything=True)  # a write starts and never finishes
+        taken = await stalled.outbox.take()  # a write starts and never finishes
         assert taken and idle.outbox.waiting_since is not None
-        await idle.outbox.take(everything=True)
+        await idle.outbox.take()
         idle.outbox.written(time.monotonic())  # this one finished its write
         stalled.outbox.put("late", "x", time.monotonic())
         await asyncio.sleep(0.06)
@@ -105,7 +105,7 @@ async def test_a_filtered_subscriber_gets_matching_updates_and_a_removal_when_on
         fanout.publish("a", _update("t1", 3, latitude=20.0))  # leaves the box
         fanout.publish("a", _update("t1", 4, latitude=21.0))  # still outside: nothing more
         fanout.publish("a", _update("t2", 5, latitude=5.0))  # enters the box
-        taken = await client.outbox.take(everything=True)
+        taken = await client.outbox.take()
         assert [json.loads(f)["type"] if isinstance(f, str) else f.offset for f in taken] == ["technician_removed", 5]
         assert client.visible == {"t2"}
 
@@ -199,11 +199,9 @@ async def test_a_technician_turning_stale_is_reported_once_to_subscribers_that_s
     with fanout.subscribe("a", lambda: None) as everyone, fanout.subscribe("a", lambda: None) as filtered:
         filtered.refilter(Filter(technician_ids=frozenset({"t2"})), view.locations("a"))
         fanout.notify("a", "t1", ("status", "t1"), frames.technician_status("t1", stale=True))
-        assert await everyone.outbox.take(everything=True) == [
-            '{"type":"technician_status","technician_id":"t1","stale":true}'
-        ]
+        assert await everyone.outbox.take() == ['{"type":"technician_status","technician_id":"t1","stale":true}']
         assert len(filtered.outbox) == 0
         fanout.notify("a", "t2", ("status", "t2"), frames.technician_status("t2", stale=True))
         fanout.publish("a", _update("t2", 5))  # a new fix supersedes the status still waiting
-        taken = await filtered.outbox.take(everything=True)
+        taken = await filtered.outbox.take()
         assert len(taken) == 1 and isinstance(taken[0], Update) and taken[0].offset == 5
