@@ -41,7 +41,7 @@ class Edge:
     def build(cls, settings: EdgeSettings) -> Edge:
         view = LiveView(stale_after=timedelta(seconds=settings.stale_after_seconds))
         limits = SlowConsumerLimits(settings.slow_consumer_bytes, settings.slow_consumer_seconds)
-        fanout = Fanout(limits, settings.max_connections_per_tenant)
+        fanout = Fanout(limits, settings.max_connections_per_tenant, settings.resume_buffer_size)
         feed = LiveFeed(settings, view, fanout)
         return cls(settings, view, fanout, feed, EdgeMetrics(fanout, feed))
 
@@ -65,7 +65,8 @@ class Edge:
             self.fanout.sweep()
             for tenant_id, technician_id in self.view.turned_stale():
                 status = frames.technician_status(technician_id, stale=True)
-                self.fanout.notify(tenant_id, technician_id, ("status", technician_id), status)
+                self.fanout.notify(tenant_id, technician_id, status, self.feed.floor_of(tenant_id))
+            self.fanout.wake()
 
 
 def _edge(request_or_ws: Request | WebSocket) -> Edge:

@@ -1,10 +1,12 @@
 """Fan-out: one Kafka consumer per edge feeds every connected client of a tenant.
 
-``publish`` never awaits: it puts an update, encoded once per tenant, into the outbox of each subscriber whose
-filter it matches (``ws_edge/outbox.py``: bounded, conflating per technician). A technician that stops matching a
-client's filter is sent ``technician_removed`` once. A subscriber that stays behind past its limits (bytes
-waiting or seconds without a finished write) is closed as a slow consumer (4008) and may resume with its cursor;
-``sweep`` checks those limits for clients that get no new frames.
+``publish`` appends an update, encoded once per tenant, to the tenant's resume buffer and never awaits; ``wake``
+(once per batch of records) wakes the writers that wait. Each client's writer then takes everything from its
+position on (``ws_edge/outbox.py``), filtered by its subscription: a technician that stops matching a client's
+filter is sent ``technician_removed`` once. A subscriber that is behind past its limits (a write unfinished for
+too long, or too many bytes yet to get) is closed as a slow consumer (4008) and may resume with its cursor;
+``sweep`` checks those limits once a second. One whose next updates were evicted before it took them (a burst
+larger than the buffer) gets a fresh initial_state instead.
 """
 
 from __future__ import annotations
@@ -18,9 +20,8 @@ from schemas.ws import CLOSE_SLOW_CONSUMER
 from ws_edge import frames
 from ws_edge.filters import Filter
 from ws_edge.frames import Location
-from ws_edge.outbox import Outbox, Update
-
-PONG_KEY = ("pong",)
+from ws_edge.outbox import CONFLATE_AFTER_SECONDS, Frame, Note, Outbox, Update, latest_per_technician
+from ws_edge.resume_buffer import ResumeBuffer, TenantUpdates
 
 
 @dataclass(frozen=True)
@@ -34,55 +35,71 @@ class TooManyConnectionsError(Exception):
 
 
 class Subscriber:
-    """One connection as the fan-out sees it: its outbox, its filter and the technicians its map shows."""
+    """One connection as the fan-out sees it: where it is in its tenant's stream, its filter and what its map shows."""
 
-    __slots__ = ("_on_close", "close_code", "close_reason", "filter", "limits", "outbox", "tenant_id", "visible")
+    __slots__ = ("_on_close", "close_code", "close_reason", "filter", "limits", "log", "outbox", "tenant_id", "visible")
 
-    def __init__(self, tenant_id: str, limits: SlowConsumerLimits, on_close: Callable[[], None]) -> None:
+    def __init__(
+        self, tenant_id: str, log: TenantUpdates, limits: SlowConsumerLimits, on_close: Callable[[], None]
+    ) -> None:
         self.tenant_id = tenant_id
+        self.log = log
         self.limits = limits
-        self.outbox = Outbox()
+        self.outbox = Outbox(log.next_seq)
         self.filter: Filter | None = None  # None: the whole tenant, without tracking what the map shows
         self.visible: set[str] = set()  # with a filter: the technicians the client's map shows
         self.close_code: int | None = None
         self.close_reason = ""
         self._on_close = on_close
 
-    def deliver(self, update: Update, now: float) -> bool:
-        """Queue ``update`` if it matches the filter (or ``technician_removed`` if the technician just left it)."""
-        if self.close_code is not None:
-            return False
-        outbox, technician_id = self.outbox, update.technician_id
-        if outbox.others:  # an update supersedes a status frame still waiting (stale: false now)
-            outbox.discard(("status", technician_id))
+    def has_entries(self) -> bool:
+        return self.outbox.position < self.log.next_seq
+
+    def send(self, text: str) -> None:
+        """Queue a frame of this connection's own (written before the entries it has yet to take)."""
+        if self.close_code is None:
+            self.outbox.add(text)
+
+    async def wait(self) -> None:
+        await self.outbox.wait(self.has_entries)
+
+    def take(self, now: float) -> list[Frame] | None:
+        """Everything this connection has yet to write, in order, filtered; None when some of it was evicted from
+        the resume buffer meanwhile (a burst larger than the buffer): the caller sends a fresh initial_state."""
+        outbox = self.outbox
+        entries = self.log.since(outbox.position)
+        if entries is None:
+            return None
+        taken: list[Frame] = list(outbox.extras)
+        outbox.extras.clear()
+        exact = max(0, outbox.exact_until - outbox.position)  # what a resuming client missed goes out whole
+        if len(entries) - exact > 1 and self.log.waited(outbox.position + exact, now) > CONFLATE_AFTER_SECONDS:
+            latest, left_out = latest_per_technician(entries[exact:])
+            entries = entries[:exact] + latest
+            outbox.conflated += left_out
+        outbox.position = self.log.next_seq
         if self.filter is None:
-            outbox.put_update(update, now)
-        elif self.filter.matches(update.location):
-            self.visible.add(technician_id)
-            self.outbox.put_update(update, now)
-        elif technician_id in self.visible:
-            self.visible.discard(technician_id)
-            self.outbox.put(("removed", technician_id, update.offset), frames.technician_removed(technician_id), now)
-        else:
-            return False
-        self.check(now)
-        return True
-
-    def send(self, key: object, text: str, now: float) -> None:
-        """Queue a frame that is not an update (``key``: a later frame of the same key replaces it)."""
-        if self.close_code is not None:
-            return
-        self.outbox.put(key, text, now)
-        self.check(now)
-
-    def shows(self, technician_id: str) -> bool:
-        return self.filter is None or technician_id in self.visible
+            taken.extend(entry if isinstance(entry, Update) else entry.text for entry in entries)
+            return taken
+        for entry in entries:
+            technician_id = entry.technician_id
+            if isinstance(entry, Note):
+                if technician_id in self.visible:
+                    taken.append(entry.text)
+            elif self.filter.matches(entry.location):
+                self.visible.add(technician_id)
+                taken.append(entry)
+            elif technician_id in self.visible:
+                self.visible.discard(technician_id)
+                taken.append(frames.technician_removed(technician_id))
+        return taken
 
     def refilter(self, new: Filter | None, locations: list[Location]) -> list[Location]:
         """Take a new filter; returns the part of ``locations`` (the tenant's map now) the client is to be shown.
-        Frames still waiting are dropped: the caller sends the new initial_state, which includes them."""
+        What it had yet to take is skipped: the caller sends the new initial_state, which includes it."""
         self.filter = new
-        self.outbox.clear()
+        self.outbox.position = self.log.next_seq
+        self.outbox.extras.clear()
         if new is None:
             self.visible = set()
             return locations
@@ -91,33 +108,38 @@ class Subscriber:
         return shown
 
     def check(self, now: float) -> None:
-        outbox, limits = self.outbox, self.limits
-        if outbox.waiting_since is None or self.close_code is not None:  # nothing waits: nothing to check
+        if self.close_code is not None:
             return
-        if outbox.pending_bytes > limits.max_bytes:
-            self.close(CLOSE_SLOW_CONSUMER, f"slow consumer: more than {limits.max_bytes} bytes waiting")
-        elif outbox.behind(now) > limits.max_seconds:
-            self.close(CLOSE_SLOW_CONSUMER, f"slow consumer: behind for more than {limits.max_seconds:g} s")
+        outbox, limits = self.outbox, self.limits
+        if outbox.writing_since is not None and now - outbox.writing_since > limits.max_seconds:
+            self.close(CLOSE_SLOW_CONSUMER, f"slow consumer: a write unfinished for {limits.max_seconds:g} s")
+        elif self.log.bytes_since(outbox.position) > limits.max_bytes:
+            self.close(CLOSE_SLOW_CONSUMER, f"slow consumer: more than {limits.max_bytes} bytes behind")
 
     def close(self, code: int, reason: str = "") -> None:
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
-            self.outbox.clear()
+            self.outbox.extras.clear()
             self._on_close()
 
 
 class Fanout:
-    def __init__(self, limits: SlowConsumerLimits, max_connections_per_tenant: int = 0) -> None:
+    def __init__(
+        self, limits: SlowConsumerLimits, max_connections_per_tenant: int = 0, resume_buffer_size: int = 10_000
+    ) -> None:
         self.limits = limits
         self.max_per_tenant = max_connections_per_tenant  # 0: no limit
+        self.resume_buffer = ResumeBuffer(resume_buffer_size)
         self._by_tenant: dict[str, set[Subscriber]] = {}
-        self.messages_sent = 0
+        self._touched: set[str] = set()  # tenants with entries appended since the last wake()
+        self.messages_sent = 0  # entries appended times the subscribers of their tenant at that moment
         self.slow_disconnects = 0
         self._conflated_before = 0  # by subscribers that are gone
 
     @contextmanager
-    def subscribe(self, tenant_id: str, on_close: Callable[[], None]) -> Iterator[Subscriber]:
-        """Register a subscriber for the block's duration; it is removed in every case."""
+    def subscribe(self, tenant_id: str, floor: int, on_close: Callable[[], None]) -> Iterator[Subscriber]:
+        """Register a subscriber, positioned at the end of the tenant's stream, for the block's duration.
+        ``floor``: as for ``ResumeBuffer.of``."""
         subscribers = self._by_tenant.setdefault(tenant_id, set())
         if self.max_per_tenant and len(subscribers) >= self.max_per_tenant:
             if not subscribers:
@@ -128,7 +150,7 @@ class Fanout:
             self.slow_disconnects += subscriber.close_code == CLOSE_SLOW_CONSUMER
             on_close()
 
-        subscriber = Subscriber(tenant_id, self.limits, closing)
+        subscriber = Subscriber(tenant_id, self.resume_buffer.of(tenant_id, floor), self.limits, closing)
         subscribers.add(subscriber)
         try:
             yield subscriber
@@ -138,28 +160,30 @@ class Fanout:
             if not subscribers:
                 self._by_tenant.pop(tenant_id, None)
 
-    def publish(self, tenant_id: str, update: Update) -> int:
-        """Queue ``update`` for every subscriber of ``tenant_id`` it concerns; returns how many took it."""
-        subscribers = self._by_tenant.get(tenant_id)
-        if not subscribers:
-            return 0
-        now = time.monotonic()
-        delivered = 0
-        for subscriber in subscribers:
-            delivered += subscriber.deliver(update, now)
-        self.messages_sent += delivered
-        return delivered
+    def publish(self, tenant_id: str, update: Update, floor: int) -> None:
+        """Append ``update`` to the tenant's stream; ``wake()`` lets the writers know."""
+        self._append(tenant_id, update, floor)
 
-    def notify(self, tenant_id: str, technician_id: str, key: object, text: str) -> None:
-        """Queue a frame about one technician for the subscribers whose map shows it."""
-        now = time.monotonic()
-        for subscriber in self._by_tenant.get(tenant_id, ()):
-            if subscriber.shows(technician_id):
-                subscriber.send(key, text, now)
-                self.messages_sent += 1
+    def notify(self, tenant_id: str, technician_id: str, text: str, floor: int) -> None:
+        """Append a frame about one technician; subscribers whose map shows it get it."""
+        self._append(tenant_id, Note(technician_id, text, len(text)), floor)
+
+    def _append(self, tenant_id: str, entry: Update | Note, floor: int) -> None:
+        self.resume_buffer.of(tenant_id, floor).append(entry, time.monotonic())
+        subscribers = self._by_tenant.get(tenant_id)
+        if subscribers:
+            self.messages_sent += len(subscribers)
+            self._touched.add(tenant_id)
+
+    def wake(self) -> None:
+        """Wake the writers of the tenants whose streams grew (once per batch of records, not per update)."""
+        for tenant_id in self._touched:
+            for subscriber in self._by_tenant.get(tenant_id, ()):
+                subscriber.outbox.wake()
+        self._touched.clear()
 
     def sweep(self) -> None:
-        """Close subscribers that are behind past their limits even though nothing new came for them."""
+        """Close subscribers that are behind past their limits."""
         now = time.monotonic()
         for subscribers in list(self._by_tenant.values()):
             for subscriber in list(subscribers):

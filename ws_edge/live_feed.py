@@ -27,8 +27,6 @@ from schemas.cursor import Cursor
 from schemas.events import InvalidEventError, LocationRecorded, decode_event
 from ws_edge import frames
 from ws_edge.fanout import Fanout
-from ws_edge.outbox import Update
-from ws_edge.resume_buffer import ResumeBuffer
 from ws_edge.settings import EdgeSettings
 from ws_edge.view import LiveView
 
@@ -42,7 +40,6 @@ class LiveFeed:
         self.settings = settings
         self.view = view
         self.fanout = fanout
-        self.resume_buffer = ResumeBuffer(settings.resume_buffer_size)
         self.ready = asyncio.Event()
         self.skipped = 0
         self.epoch = settings.kafka.topic_epoch
@@ -108,6 +105,7 @@ class LiveFeed:
             for tp, records in batches.items():
                 self._apply(tp, records)
             if batches:
+                self.fanout.wake()
                 self._advanced.set()
                 self._advanced = asyncio.Event()
             if self._catch_up:
@@ -134,8 +132,7 @@ class LiveFeed:
                 cursor = Cursor(self.epoch, tp.partition, record.offset).encode()
                 received_at = event.received_at.timestamp()
                 update = frames.update(location, record.offset, cursor, backfill=backfill, received_at=received_at)
-                self.resume_buffer.add(event.tenant_id, update, self.floor[tp.partition])
-                self.fanout.publish(event.tenant_id, update)
+                self.fanout.publish(event.tenant_id, update, self.floor[tp.partition])
 
     def lag(self) -> dict[int, int]:
         """Per partition, records between the end the consumer last heard of and what the feed applied."""
@@ -159,13 +156,17 @@ class LiveFeed:
         partition = self.partition_of(tenant_id)
         return Cursor(self.epoch, partition, self.applied[partition]).encode()
 
-    def missed_since(self, tenant_id: str, cursor: Cursor) -> list[Update] | None:
-        """The updates of the tenant after ``cursor``, or None when they cannot all be had from the resume buffer
-        (another topic epoch or partition, too old, or ahead of this edge)."""
+    def floor_of(self, tenant_id: str) -> int:
+        """From which offset this edge has applied every record of the tenant's partition."""
+        return self.floor[self.partition_of(tenant_id)]
+
+    def resume_position(self, tenant_id: str, cursor: Cursor) -> int | None:
+        """Where in the tenant's resume buffer a client back with ``cursor`` continues; None when what it missed
+        cannot all be had from there (another topic epoch or partition, too old, or ahead of this edge)."""
         partition = self.partition_of(tenant_id)
         if cursor.epoch != self.epoch or cursor.partition != partition or cursor.offset > self.applied[partition]:
             return None
-        return self.resume_buffer.after(tenant_id, cursor.offset, self.floor[partition])
+        return self.fanout.resume_buffer.of(tenant_id, self.floor[partition]).seq_after(cursor.offset)
 
     async def reach(self, tenant_id: str, offset: int) -> None:
         """Wait until the feed has applied ``offset`` of the tenant's partition (a client from an edge that was

@@ -1,28 +1,29 @@
-"""A connection's outbound buffer: bounded, and conflating per technician while the client is behind.
+"""A connection's outbound frames: its position in its tenant's resume buffer, plus frames of its own.
 
-The fan-out puts frames in without ever awaiting; the connection's writer takes them out as fast as its socket
-accepts them, in the order they came (topic order for updates, so the cursor of the last frame written covers
-everything before it). A client that keeps up gets every update. Once it is behind (frames waiting for more than
-``CONFLATE_AFTER_SECONDS`` or more than ``CONFLATE_AFTER_BYTES`` waiting), a new update of a technician replaces
-that technician's update still waiting: the client gets the latest position of each technician, and what waits
-stays bounded by the number of technicians. Other frames have keys: one put under a key still waiting replaces it.
+Publishing an update appends it once to the tenant's resume buffer (``ws_edge/resume_buffer.py``); no per-client
+work happens then, except waking the writers that wait. A connection's writer takes, at once, its own frames (a
+pong, an answer to ``subscribe``) and every entry from its position on, in topic order, so the cursor of the last
+frame written covers everything before it. A client that keeps up gets every update. One that is behind (the oldest
+entry it takes has waited more than ``CONFLATE_AFTER_SECONDS``) gets only the latest update of each technician in
+what it takes.
 
-``waiting_since`` is when the writer last had nothing to do or last finished a write, whichever is later, while
-frames wait: the client is behind by ``now - waiting_since`` seconds. The owner closes it when that or
-``pending_bytes`` passes its limit.
+The owner (``ws_edge/fanout.py``) closes a connection that is behind past its limits: a write unfinished for too
+long, too many bytes yet to get, or a position the buffer has already evicted.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable
+from collections.abc import Callable
 from dataclasses import dataclass
+
+CONFLATE_AFTER_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
 class Update:
-    """One change of a technician's map entry, encoded once per tenant and shared by every outbox and the resume
-    buffer. ``v1`` is the ``location_update`` frame; ``item`` the entry as it goes into a v2 ``location_batch``."""
+    """One change of a technician's map entry, encoded once per tenant and shared by every client of the tenant.
+    ``v1`` is the ``location_update`` frame; ``item`` the entry as it goes into a v2 ``location_batch``."""
 
     technician_id: str
     offset: int
@@ -31,110 +32,61 @@ class Update:
     v1: str
     item: str
     received_at: float  # when the API received the fix (epoch seconds): the start of the end-to-end latency
-    size: int  # of the v1 frame: what a client waiting for it is charged
+    size: int  # of the v1 frame
 
 
-Frame = Update | str  # an update, or any other frame, already encoded
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A frame about one technician that is not an update (``technician_status``), in the tenant's stream."""
 
-CONFLATE_AFTER_SECONDS = 0.25
-CONFLATE_AFTER_BYTES = 256 * 1024
+    technician_id: str
+    text: str
+    size: int
+
+
+Entry = Update | Note  # what a tenant's resume buffer holds
+Frame = Update | str  # what a writer writes: an update, or any other frame already encoded
 
 
 class Outbox:
-    """Updates wait under their offset (unique within a tenant's partition), other frames under their key."""
+    __slots__ = ("_waiter", "conflated", "exact_until", "extras", "position", "writing_since")
 
-    __slots__ = ("_latest", "_pending", "_waiter", "conflated", "others", "pending_bytes", "waiting_since")
-
-    def __init__(self) -> None:
-        self._pending: dict[Hashable, Frame] = {}
-        self._latest: dict[str, int] = {}  # technician -> offset of its update put last (maybe written already)
+    def __init__(self, position: int) -> None:
+        self.position = position  # seq of the next entry of the tenant's buffer this connection has not taken
+        self.exact_until = position  # entries before this seq are never conflated (what a resuming client missed)
+        self.extras: list[str] = []  # frames of its own, written before the entries
         self._waiter: asyncio.Future[None] | None = None
-        self.pending_bytes = 0
-        self.waiting_since: float | None = None
-        self.conflated = 0  # updates replaced by a later one of the same technician before they were written
-        self.others = 0  # frames waiting that are not updates
+        self.writing_since: float | None = None  # a write is under way since then
+        self.conflated = 0  # updates left out because a newer one of the same technician was taken with them
 
-    def __len__(self) -> int:
-        return len(self._pending)
-
-    def put_update(self, update: Update, now: float) -> None:
-        """Queue ``update``; while the client is behind, it replaces the technician's update still waiting."""
-        pending, since = self._pending, self.waiting_since
-        if since is None:
-            self.waiting_since = now
-        elif now - since > CONFLATE_AFTER_SECONDS or self.pending_bytes > CONFLATE_AFTER_BYTES:
-            waiting = self._latest.get(update.technician_id)
-            if waiting is not None:
-                replaced = pending.pop(waiting, None)
-                if replaced is not None:
-                    self.pending_bytes -= _size(replaced)
-                    self.conflated += 1
-        self._latest[update.technician_id] = update.offset
-        pending[update.offset] = update
-        self.pending_bytes += update.size
+    def wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def put(self, key: Hashable, frame: str, now: float) -> None:
-        """Queue a frame that is not an update; one still waiting under ``key`` is replaced."""
-        replaced = self._pending.pop(key, None)
-        if replaced is not None:
-            self.pending_bytes -= _size(replaced)
-            self.others -= 1
-        self._pending[key] = frame
-        self.pending_bytes += len(frame)
-        self.others += 1
-        if self.waiting_since is None:
-            self.waiting_since = now
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+    def add(self, text: str) -> None:
+        self.extras.append(text)
+        self.wake()
 
-    def put_missed(self, updates: list[Update], now: float) -> None:
-        """Queue updates a resuming client missed: every one of them (it is not behind yet)."""
-        for update in updates:
-            self._pending[update.offset] = update
-            self.pending_bytes += update.size
-        if updates and self.waiting_since is None:
-            self.waiting_since = now
-
-    def discard(self, key: Hashable) -> None:
-        """Drop the frame (not an update) waiting under ``key``, if any."""
-        dropped = self._pending.pop(key, None)
-        if dropped is not None:
-            self.pending_bytes -= _size(dropped)
-            self.others -= 1
-            if not self._pending:
-                self.waiting_since = None
-
-    def clear(self) -> None:
-        self._pending.clear()
-        self._latest.clear()
-        self.pending_bytes = self.others = 0
-        self.waiting_since = None
-
-    async def take(self) -> list[Frame]:
-        """Everything waiting, in order, waiting until there is something."""
-        while not self._pending:
+    async def wait(self, has_entries: Callable[[], bool]) -> None:
+        """Until there is something to take: frames of its own, or ``has_entries()``."""
+        while not self.extras and not has_entries():
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
-        frames = list(self._pending.values())
-        self._pending.clear()
-        self._latest.clear()
-        self.pending_bytes = self.others = 0
-        return frames
-
-    def written(self, now: float) -> None:
-        """The writer finished writing what it took: the client is behind only if more is waiting."""
-        self.waiting_since = now if self._pending else None
-
-    def behind(self, now: float) -> float:
-        """Seconds the client has been behind (0 when nothing waits)."""
-        return 0.0 if self.waiting_since is None else now - self.waiting_since
 
 
-def _size(frame: Frame) -> int:
-    return frame.size if isinstance(frame, Update) else len(frame)
+def latest_per_technician(entries: list[Entry]) -> tuple[list[Entry], int]:
+    """The last update of each technician (and every note), in topic order; and how many updates were left out."""
+    seen: set[str] = set()
+    kept: list[Entry] = []
+    for entry in reversed(entries):
+        if isinstance(entry, Update):
+            if entry.technician_id in seen:
+                continue
+            seen.add(entry.technician_id)
+        kept.append(entry)
+    kept.reverse()
+    return kept, len(entries) - len(kept)

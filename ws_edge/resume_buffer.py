@@ -1,42 +1,82 @@
-"""The resume buffer: per tenant, the latest updates the edge pushed, so a client back with its cursor gets exactly
-what it missed.
+"""The resume buffer: per tenant, the latest updates the edge pushed, in topic order. Every client of the tenant
+reads from it (the fan-out keeps only each client's position in it), and a client back with its cursor resumes
+from it.
 
 A tenant's events all live in one partition (the tenant id is the key), so a cursor is an offset in that partition
-and a tenant's updates are buffered in offset order. ``floor`` is the lowest offset from which every update of the
-tenant is still here: the offset the edge bootstrapped from, raised as old updates are evicted. A cursor at or past
-``floor - 1`` can be resumed; an older one gets a fresh initial_state instead.
+and a tenant's updates are buffered in offset order. Entries are numbered (``seq``); a client's position is the
+``seq`` of the next entry it has not written. ``floor`` is the lowest offset from which every update of the tenant
+is still here: the offset the edge bootstrapped from, raised as old entries are evicted. A cursor at or past
+``floor - 1`` can be resumed; an older one gets a fresh initial_state instead. A client whose position falls
+behind the oldest entry has lost updates: the fan-out closes it as a slow consumer.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 
-from ws_edge.outbox import Update
+from ws_edge.outbox import Entry, Update
 
 
 class TenantUpdates:
-    __slots__ = ("floor", "updates")
+    __slots__ = ("appended_at", "appended_bytes", "before", "entries", "first_seq", "floor")
 
     def __init__(self, floor: int, size: int) -> None:
         self.floor = floor
-        self.updates: deque[Update] = deque(maxlen=size)
+        self.entries: deque[Entry] = deque(maxlen=max(1, size))
+        self.before: deque[int] = deque(maxlen=max(1, size))  # bytes appended before each entry
+        self.appended_at: deque[float] = deque(maxlen=max(1, size))  # monotonic time of each append
+        self.first_seq = 0  # seq of entries[0]
+        self.appended_bytes = 0
 
-    def append(self, update: Update) -> None:
-        if len(self.updates) == self.updates.maxlen:
-            self.floor = self.updates[0].offset + 1
-        self.updates.append(update)
+    @property
+    def next_seq(self) -> int:
+        return self.first_seq + len(self.entries)
 
-    def after(self, offset: int) -> list[Update] | None:
-        """The updates after ``offset`` in order, or None when some of them are no longer here."""
+    def append(self, entry: Entry, now: float) -> None:
+        if len(self.entries) == self.entries.maxlen:
+            evicted = self.entries[0]
+            self.first_seq += 1
+            if isinstance(evicted, Update):
+                self.floor = evicted.offset + 1
+        self.entries.append(entry)
+        self.before.append(self.appended_bytes)
+        self.appended_at.append(now)
+        self.appended_bytes += entry.size
+
+    def since(self, seq: int) -> list[Entry] | None:
+        """The entries from ``seq`` on, in order; None when some of them were evicted."""
+        if seq < self.first_seq:
+            return None
+        count = self.next_seq - seq
+        if count <= 0:
+            return []
+        found = list(itertools.islice(reversed(self.entries), count))
+        found.reverse()
+        return found
+
+    def bytes_since(self, seq: int) -> int:
+        """Bytes of the entries from ``seq`` on (what a client at that position has yet to get)."""
+        if seq >= self.next_seq:
+            return 0
+        return self.appended_bytes - self.before[max(0, seq - self.first_seq)]
+
+    def waited(self, seq: int, now: float) -> float:
+        """How long the entry at ``seq`` (the oldest a client has yet to take) has been waiting for it."""
+        if seq >= self.next_seq:
+            return 0.0
+        return now - self.appended_at[max(0, seq - self.first_seq)]
+
+    def seq_after(self, offset: int) -> int | None:
+        """Position of the first update after ``offset``; None when the buffer no longer holds all of them."""
         if offset + 1 < self.floor:
             return None
-        missed: list[Update] = []
-        for update in reversed(self.updates):
-            if update.offset <= offset:
+        seq = self.next_seq
+        for entry in reversed(self.entries):
+            if isinstance(entry, Update) and entry.offset <= offset:
                 break
-            missed.append(update)
-        missed.reverse()
-        return missed
+            seq -= 1
+        return seq
 
 
 class ResumeBuffer:
@@ -44,18 +84,10 @@ class ResumeBuffer:
         self.size = size
         self._tenants: dict[str, TenantUpdates] = {}
 
-    def add(self, tenant_id: str, update: Update, floor: int) -> None:
-        """Remember ``update``; ``floor``: from which offset the edge has seen every record of the tenant's
-        partition (used when this is the tenant's first update)."""
+    def of(self, tenant_id: str, floor: int) -> TenantUpdates:
+        """The tenant's buffer; ``floor``: from which offset the edge has seen every record of the tenant's
+        partition (used when the buffer is created: a tenant with no update since then missed nothing)."""
         updates = self._tenants.get(tenant_id)
         if updates is None:
             updates = self._tenants[tenant_id] = TenantUpdates(floor, self.size)
-        updates.append(update)
-
-    def after(self, tenant_id: str, offset: int, floor: int) -> list[Update] | None:
-        """What a client of ``tenant_id`` missed after ``offset``; None when the buffer no longer covers it.
-        ``floor`` as for ``add``: a tenant with no update since then missed nothing."""
-        updates = self._tenants.get(tenant_id)
-        if updates is None:
-            return [] if offset + 1 >= floor else None
-        return updates.after(offset)
+        return updates

@@ -6,9 +6,9 @@ of the tenant that matches its filter. Subscribing and taking the snapshot (or t
 step with no await between them, and the live feed applies and publishes in one step too, so every change is
 either in what the client got first or queued after it.
 
-Two tasks per connection: this one reads (pings, ``subscribe``, ``auth`` refreshes) and a writer drains the
-outbox. Closing for the edge's reasons (slow consumer, token expired, shutdown) cancels the writer, which then
-sends the close frame.
+Two tasks per connection: this one reads (pings, ``subscribe``, ``auth`` refreshes) and a writer writes what the
+connection has yet to get (``ws_edge/outbox.py``). Closing for the edge's reasons (slow consumer, token expired,
+shutdown) cancels the writer, which then sends the close frame.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from schemas.ws import (
 )
 from ws_edge import frames
 from ws_edge.auth_handshake import Handshake, ViewerRefusedError, auth_message, handshake, viewer_claims
-from ws_edge.fanout import PONG_KEY, Fanout, Subscriber, TooManyConnectionsError
+from ws_edge.fanout import Fanout, Subscriber, TooManyConnectionsError
 from ws_edge.filters import EVERYTHING, FilterError, described, parse_subscribe
 from ws_edge.live_feed import LiveFeed
 from ws_edge.outbox import Frame, Update
@@ -45,8 +45,6 @@ from ws_edge.view import LiveView
 
 log = logging.getLogger(__name__)
 
-_INITIAL_STATE_KEY = ("initial_state",)
-_ERROR_KEY = ("error",)
 MAX_CLIENT_MESSAGE_CHARS = 64 * 1024
 CLOSE_TIMEOUT_SECONDS = 10.0
 MAX_BATCH_CHARS = 256 * 1024  # a v2 flush larger than this goes out as several location_batch frames
@@ -88,7 +86,7 @@ class ClientSession:
             return
         cursor = await self._resumable_cursor(hello)
         try:
-            with self.fanout.subscribe(tenant_id, self._on_close) as subscriber:
+            with self.fanout.subscribe(tenant_id, self.feed.floor_of(tenant_id), self._on_close) as subscriber:
                 first = self._first_frames(subscriber, tenant_id, hello.cursor, cursor)
                 for text in first:
                     await self.websocket.send_text(text)
@@ -124,13 +122,21 @@ class ClientSession:
     def _first_frames(
         self, subscriber: Subscriber, tenant_id: str, asked: str | None, cursor: Cursor | None
     ) -> list[str]:
-        """What the client gets before the live stream; queues the missed updates when resuming. No await here."""
-        missed = self.feed.missed_since(tenant_id, cursor) if cursor is not None else None
-        if missed is None:
+        """What the client gets before the live stream; positions it for a resume. No await here."""
+        position = self.feed.resume_position(tenant_id, cursor) if cursor is not None else None
+        if position is None:
             resumed = False if asked is not None else None
             return [frames.initial_state(self.view.locations_json(tenant_id), self.feed.cursor_of(tenant_id), resumed)]
-        subscriber.outbox.put_missed(missed, time.monotonic())
-        return [frames.resumed(asked or "", len(missed))]
+        missed = subscriber.log.next_seq - position
+        subscriber.outbox.position = position  # every update it missed comes next, none left out
+        subscriber.outbox.exact_until = subscriber.log.next_seq
+        return [frames.resumed(asked or "", missed)]
+
+    def _refreshed(self, subscriber: Subscriber) -> list[Frame]:
+        """Its own frames, then a fresh initial_state (``resumed: false``); it goes on from the end of the stream."""
+        tenant_id, own = subscriber.tenant_id, list(subscriber.outbox.extras)
+        shown = subscriber.refilter(subscriber.filter, self.view.locations(tenant_id))
+        return [*own, frames.initial_state(shown, self.feed.cursor_of(tenant_id), resumed=False)]
 
     def _on_close(self) -> None:
         if self._writer is not None:
@@ -144,13 +150,21 @@ class ClientSession:
         self._expiry = loop.call_later(max(0.0, delay), subscriber.close, CLOSE_UNAUTHENTICATED, "token expired")
 
     async def _write(self, subscriber: Subscriber, batched: bool) -> None:
-        """Write what the outbox holds as fast as the socket takes it; v2 writes all that waits as one batch."""
+        """Write what the connection has yet to get as fast as the socket takes it; v2 writes the updates of one
+        take as one batch."""
+        outbox = subscriber.outbox
         try:
             while subscriber.close_code is None:  # it may have been closed while its first frames went out
-                taken = await subscriber.outbox.take()  # one wake-up for all that waits
+                await subscriber.wait()
+                taken = subscriber.take(time.monotonic())
+                if taken is None:  # what it had yet to get was evicted: the map as it is now, then on from there
+                    taken = self._refreshed(subscriber)
+                elif not taken:
+                    continue
+                outbox.writing_since = time.monotonic()
                 for text in _texts(taken, batched):
                     await self.websocket.send_text(text)
-                subscriber.outbox.written(time.monotonic())
+                outbox.writing_since = None
                 if self.latency is not None and isinstance(last := taken[-1], Update) and last.received_at:
                     self.latency.observe(time.time() - last.received_at)
         except asyncio.CancelledError:
@@ -179,7 +193,7 @@ class ClientSession:
                     continue
                 bucket.take(1, now)
             if text.strip() == PING_TEXT:
-                subscriber.send(PONG_KEY, frames.PONG, now)
+                subscriber.send(frames.PONG)
             else:
                 self._handle(subscriber, claims, text, now)
 
@@ -195,12 +209,12 @@ class ClientSession:
             try:
                 wanted = parse_subscribe(message)
             except FilterError as exc:
-                subscriber.send(_ERROR_KEY, frames.error(str(exc)), now)
+                subscriber.send(frames.error(str(exc)))
                 return
             tenant_id = subscriber.tenant_id
             shown = subscriber.refilter(None if wanted == EVERYTHING else wanted, self.view.locations(tenant_id))
             answer = frames.initial_state(shown, self.feed.cursor_of(tenant_id), answers=described(wanted))
-            subscriber.send(_INITIAL_STATE_KEY, answer, now)
+            subscriber.send(answer)
         elif kind == "auth":
             try:
                 token, _ = auth_message(text)
@@ -214,7 +228,7 @@ class ClientSession:
                 return
             self._watch_expiry(subscriber, fresh)
         else:
-            subscriber.send(_ERROR_KEY, frames.error('expected "ping", {"type":"subscribe"} or {"type":"auth"}'), now)
+            subscriber.send(frames.error('expected "ping", {"type":"subscribe"} or {"type":"auth"}'))
 
 
 def _texts(taken: list[Frame], batched: bool) -> list[str]:

@@ -14,15 +14,16 @@ class EdgeSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     data: DataSettings = Field(default_factory=DataSettings)
-    # A client behind by more than this many bytes waiting, or for longer than this without one finished write, is
-    # closed as a slow consumer (4008); it may resume with its cursor. While behind, only the latest update of each
-    # technician waits for it (conflation).
+    # A client with more than this many bytes yet to get, or a write unfinished for longer than this, is closed as a
+    # slow consumer (4008); it may resume with its cursor. Once behind, it gets only the latest update of each
+    # technician (conflation).
     slow_consumer_bytes: int = Field(default=4 * 1024 * 1024, ge=1_024)
     slow_consumer_seconds: float = Field(default=10.0, gt=0)
     # A tenant shard: serve only these tenants (and consume only their partitions); empty: every tenant.
     tenants: list[str] = Field(default_factory=list)
-    # Updates kept per tenant for clients resuming with a cursor; older cursors get a fresh initial_state.
-    resume_buffer_size: int = Field(default=10_000, ge=0)
+    # Updates kept per tenant: every client reads from them and resumes from them with a cursor (older cursors get a
+    # fresh initial_state, and so does a client whose next updates a burst larger than this evicted).
+    resume_buffer_size: int = Field(default=10_000, ge=1)
     # A cursor ahead of this edge (the client came from a node further along) waits this long for it to catch up.
     resume_wait_seconds: float = Field(default=2.0, ge=0)
     # How long a connection without a token in the URL, a cookie or a subprotocol has to send {"type":"auth"} (4001).
@@ -36,7 +37,7 @@ class EdgeSettings(BaseSettings):
     # Inbound messages per second a connection may send (burst 4x); over it: 1008. 0 disables.
     client_message_rate: float = Field(default=20.0, ge=0)
     # Connections per tenant on this edge; over it: 1013 (try again later). 0 disables.
-    max_connections_per_tenant: int = Field(default=10_000, ge=0)
+    max_connections_per_tenant: int = Field(default=25_000, ge=0)
     # Server pings (a dead peer is closed after ping interval + timeout).
     ping_interval_seconds: float = Field(default=25.0, gt=0)
     ping_timeout_seconds: float = Field(default=20.0, gt=0)

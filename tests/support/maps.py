@@ -25,9 +25,22 @@ def fix(tenant: str, technician: str, second: float, latitude: float, longitude:
     )  # fmt: skip
 
 
+_OPENED: list[ClientConnection] = []
+
+
 async def connect(edge: Service, token: str | None = None, query: str = "", **options: Any) -> ClientConnection:
+    """A client of the edge; ``close_all`` (run after every test of ws_edge) closes it if the test did not."""
     url = f"{edge.ws_url}{WS_PATH}?{f'token={token}&' if token else ''}{query}"
-    return await websockets.connect(url, **options)
+    ws = await websockets.connect(url, **options)
+    _OPENED.append(ws)
+    return ws
+
+
+async def close_all() -> None:
+    while _OPENED:
+        ws = _OPENED.pop()
+        ws.transport.abort()  # no close handshake: the edge may be gone, or the client stalled on purpose
+        await ws.wait_closed()
 
 
 async def recv_json(ws: ClientConnection, timeout: float = 10.0) -> dict[str, Any]:

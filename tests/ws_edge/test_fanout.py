@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,9 +16,9 @@ from projector.apply import Position
 from schemas.events import LocationData, LocationRecorded, TechnicianData, TechnicianUpdated
 from schemas.ws import CLOSE_SLOW_CONSUMER
 from ws_edge import frames
-from ws_edge.fanout import Fanout, SlowConsumerLimits, TooManyConnectionsError
+from ws_edge.fanout import Fanout, SlowConsumerLimits, Subscriber, TooManyConnectionsError
 from ws_edge.filters import EVERYTHING, Filter, FilterError, parse_subscribe
-from ws_edge.outbox import Outbox, Update
+from ws_edge.outbox import Frame, Note, Update
 from ws_edge.resume_buffer import ResumeBuffer
 from ws_edge.view import LiveView
 
@@ -35,87 +36,111 @@ def _update(technician_id: str, offset: int, latitude: float = 1.0, status: str 
     return frames.update(location, offset, f"c{offset}")
 
 
+def _take(subscriber: Subscriber, now: float | None = None) -> list[Frame]:
+    taken = subscriber.take(time.monotonic() if now is None else now)
+    assert taken is not None
+    return taken
+
+
+def _offsets(taken: Sequence[Frame | Note]) -> list[int]:
+    return [frame.offset for frame in taken if isinstance(frame, Update)]
+
+
 async def test_publish_reaches_only_the_tenants_subscribers_and_unsubscribes_on_exit() -> None:
     fanout = Fanout(LIMITS)
     with (
-        fanout.subscribe("a", lambda: None) as a1,
-        fanout.subscribe("a", lambda: None) as a2,
-        fanout.subscribe("b", lambda: None) as b1,
+        fanout.subscribe("a", 0, lambda: None) as a1,
+        fanout.subscribe("a", 0, lambda: None) as a2,
+        fanout.subscribe("b", 0, lambda: None) as b1,
     ):
         hello = _update("t1", 0)
-        assert fanout.publish("a", hello) == 2
-        assert await a1.outbox.take() == [hello] and await a2.outbox.take() == [hello]
-        assert len(b1.outbox) == 0
+        fanout.publish("a", hello, 0)
+        assert a1.has_entries() and _take(a1) == [hello] and _take(a2) == [hello]
+        assert not b1.has_entries() and _take(b1) == []
         assert fanout.connection_count() == 3 and fanout.connections_by_tenant() == {"a": 2, "b": 1}
+        a1.send(frames.PONG)
+        fanout.publish("a", _update("t1", 1), 0)
+        assert _take(a1)[0] == frames.PONG  # its own frames first
     assert fanout.connection_count() == 0
-    assert fanout.publish("a", hello) == 0
+
+
+async def test_a_waiting_writer_is_woken_once_per_batch_of_records() -> None:
+    fanout = Fanout(LIMITS)
+    with fanout.subscribe("a", 0, lambda: None) as client:
+        waiting = asyncio.create_task(client.wait())
+        await asyncio.sleep(0)
+        for offset in range(3):
+            fanout.publish("a", _update(f"t{offset}", offset), 0)
+        assert not waiting.done()
+        fanout.wake()
+        await asyncio.wait_for(waiting, 1)
+        assert _offsets(_take(client)) == [0, 1, 2]
 
 
 async def test_a_client_keeping_up_gets_every_update_and_one_behind_only_the_latest_per_technician() -> None:
-    outbox = Outbox()
-    for offset, technician in enumerate(["t1", "t2", "t1"]):  # a burst from one poll: nobody is behind yet
-        outbox.put_update(_update(technician, offset), now=100.0)
-    assert [u.offset for u in await outbox.take() if isinstance(u, Update)] == [0, 1, 2]
-    outbox.written(100.01)
-    for offset, technician, now in [(3, "t1", 200.0), (4, "t2", 200.1), (5, "t1", 200.5), (6, "t3", 200.6),
-                                    (7, "t2", 200.7), (8, "t1", 200.8)]:  # fmt: skip
-        outbox.put_update(_update(technician, offset), now)  # nothing written since 200.0: behind from 200.25
-    latest = [(u.technician_id, u.offset) for u in await outbox.take() if isinstance(u, Update)]
-    assert latest == [("t3", 6), ("t2", 7), ("t1", 8)]  # in topic order, the latest of each
-    assert outbox.conflated == 3 and outbox.pending_bytes == 0
+    fanout = Fanout(LIMITS)
+    with fanout.subscribe("a", 0, lambda: None) as client:
+        now = time.monotonic()
+        for offset, technician in enumerate(["t1", "t2", "t1"]):  # a burst from one poll: nobody is behind yet
+            fanout.publish("a", _update(technician, offset), 0)
+        assert _offsets(_take(client, now + 0.01)) == [0, 1, 2]
+        for offset, technician in [(3, "t1"), (4, "t2"), (5, "t1"), (6, "t3"), (7, "t2"), (8, "t1")]:
+            fanout.publish("a", _update(technician, offset), 0)
+        latest = [(f.technician_id, f.offset) for f in _take(client, now + 2.0) if isinstance(f, Update)]
+        assert latest == [("t3", 6), ("t2", 7), ("t1", 8)]  # behind: in topic order, the latest of each
+        assert client.outbox.conflated == 3 and fanout.conflated() == 3
 
 
-async def test_a_subscriber_over_its_byte_limit_is_closed_as_slow_without_touching_others() -> None:
-    fanout = Fanout(SlowConsumerLimits(max_bytes=2_000, max_seconds=60.0))
+async def test_subscribers_behind_past_their_limits_are_closed_as_slow_without_touching_others() -> None:
+    fanout = Fanout(SlowConsumerLimits(max_bytes=2_000, max_seconds=5.0), resume_buffer_size=100)
     closed: list[str] = []
-    with fanout.subscribe("a", lambda: closed.append("slow")) as slow, fanout.subscribe("a", lambda: None) as fast:
+    with (
+        fanout.subscribe("a", 0, lambda: closed.append("bytes")) as by_bytes,
+        fanout.subscribe("a", 0, lambda: closed.append("time")) as by_time,
+        fanout.subscribe("a", 0, lambda: closed.append("evicted")) as evicted,  # never closed: refreshed
+        fanout.subscribe("a", 0, lambda: None) as fast,
+    ):
+        now = time.monotonic()
+        by_time.outbox.writing_since = now - 6  # a write that never finishes
         for offset in range(20):  # distinct technicians: nothing to conflate
-            fanout.publish("a", _update(f"t{offset}", offset))
-            await fast.outbox.take()
-            fast.outbox.written(time.monotonic())
-        assert slow.close_code == CLOSE_SLOW_CONSUMER and closed == ["slow"] and "bytes" in slow.close_reason
-        assert len(slow.outbox) == 0  # what waited for it is dropped at once
-        assert fast.close_code is None
-    assert fanout.slow_disconnects == 1
-
-
-async def test_a_subscriber_behind_for_too_long_is_closed_by_the_sweep() -> None:
-    fanout = Fanout(SlowConsumerLimits(max_bytes=1_000_000, max_seconds=0.05))
-    with fanout.subscribe("a", lambda: None) as stalled, fanout.subscribe("a", lambda: None) as idle:
-        fanout.publish("a", _update("t1", 0))
-        taken = await stalled.outbox.take()  # a write starts and never finishes
-        assert taken and idle.outbox.waiting_since is not None
-        await idle.outbox.take()
-        idle.outbox.written(time.monotonic())  # this one finished its write
-        stalled.outbox.put("late", "x", time.monotonic())
-        await asyncio.sleep(0.06)
+            fanout.publish("a", _update(f"t{offset}", offset), 0)
+            _take(fast)
+            _take(by_time)
+            _take(evicted)
         fanout.sweep()
-        assert stalled.close_code == CLOSE_SLOW_CONSUMER and "behind" in stalled.close_reason
-        assert idle.close_code is None
+        assert by_bytes.close_code == CLOSE_SLOW_CONSUMER and "bytes" in by_bytes.close_reason
+        assert by_time.close_code == CLOSE_SLOW_CONSUMER and "unfinished" in by_time.close_reason
+        for offset in range(20, 200):  # the buffer holds 100: this one's position is evicted
+            fanout.publish("a", _update(f"t{offset}", offset), 0)
+            _take(fast)
+        assert evicted.take(time.monotonic()) is None  # the session sends it a fresh initial_state
+        assert evicted.close_code is None
+        assert fast.close_code is None and sorted(closed) == ["bytes", "time"]
+    assert fanout.slow_disconnects == 2
 
 
 async def test_a_filtered_subscriber_gets_matching_updates_and_a_removal_when_one_leaves() -> None:
     fanout = Fanout(LIMITS)
-    with fanout.subscribe("a", lambda: None) as client:
+    with fanout.subscribe("a", 0, lambda: None) as client:
         now = [_update("t1", 0).location, _update("t2", 1, latitude=50.0).location]
         shown = client.refilter(Filter(bbox=(0.0, 0.0, 10.0, 10.0)), now)
         assert [loc["technician_id"] for loc in shown] == ["t1"]
-        fanout.publish("a", _update("t2", 2, latitude=51.0))  # outside, never shown: nothing
-        assert len(client.outbox) == 0
-        fanout.publish("a", _update("t1", 3, latitude=20.0))  # leaves the box
-        fanout.publish("a", _update("t1", 4, latitude=21.0))  # still outside: nothing more
-        fanout.publish("a", _update("t2", 5, latitude=5.0))  # enters the box
-        taken = await client.outbox.take()
+        fanout.publish("a", _update("t2", 2, latitude=51.0), 0)  # outside, never shown: nothing
+        assert _take(client) == []
+        fanout.publish("a", _update("t1", 3, latitude=20.0), 0)  # leaves the box
+        fanout.publish("a", _update("t1", 4, latitude=21.0), 0)  # still outside: nothing more
+        fanout.publish("a", _update("t2", 5, latitude=5.0), 0)  # enters it
+        taken = _take(client)
         assert [json.loads(f)["type"] if isinstance(f, str) else f.offset for f in taken] == ["technician_removed", 5]
         assert client.visible == {"t2"}
 
 
 async def test_too_many_connections_of_a_tenant_are_refused() -> None:
     fanout = Fanout(LIMITS, max_connections_per_tenant=1)
-    with fanout.subscribe("a", lambda: None), pytest.raises(TooManyConnectionsError):
-        with fanout.subscribe("a", lambda: None):
+    with fanout.subscribe("a", 0, lambda: None), pytest.raises(TooManyConnectionsError):
+        with fanout.subscribe("a", 0, lambda: None):
             pass
-    with fanout.subscribe("b", lambda: None):
+    with fanout.subscribe("b", 0, lambda: None):
         assert fanout.connection_count() == 1
 
 
@@ -136,19 +161,21 @@ def test_filters_combine_and_a_bbox_may_cross_the_antimeridian() -> None:
             parse_subscribe({"type": "subscribe", **bad})
 
 
-def test_the_resume_buffer_serves_what_a_cursor_missed_until_it_is_evicted() -> None:
+def test_the_resume_buffer_finds_where_a_cursor_continues_until_it_is_evicted() -> None:
     buffer = ResumeBuffer(size=3)
-    assert buffer.after("a", 9, floor=10) == []  # nothing happened since the edge started at 10
-    assert buffer.after("a", 8, floor=10) is None  # from before this edge started
+    log = buffer.of("a", floor=10)
+    assert log.seq_after(9) == log.next_seq == 0  # nothing happened since the edge started at 10
+    assert log.seq_after(8) is None  # from before this edge started
     for offset in (10, 12, 15):
-        buffer.add("a", _update("t1", offset), floor=10)
-    after_11 = buffer.after("a", 11, floor=10)
-    assert after_11 is not None and [u.offset for u in after_11] == [12, 15]
-    buffer.add("a", _update("t1", 20), floor=10)  # evicts 10
-    assert buffer.after("a", 9, floor=10) is None
-    after_10 = buffer.after("a", 10, floor=10)
-    assert after_10 is not None and [u.offset for u in after_10] == [12, 15, 20]
-    assert buffer.after("a", 20, floor=10) == []
+        log.append(_update("t1", offset), 0.0)
+    after_11 = log.seq_after(11)
+    assert after_11 is not None and _offsets(log.since(after_11) or []) == [12, 15]
+    log.append(_update("t1", 20), 0.0)  # evicts 10
+    assert log.seq_after(9) is None and log.since(0) is None
+    after_10 = log.seq_after(10)
+    assert after_10 is not None and _offsets(log.since(after_10) or []) == [12, 15, 20]
+    assert log.seq_after(20) == log.next_seq
+    assert log.bytes_since(log.next_seq - 1) == _update("t1", 20).size
 
 
 def _fix(seconds: int, lat: float, tenant: str = "a") -> LocationRecorded:
@@ -196,12 +223,13 @@ async def test_a_technician_turning_stale_is_reported_once_to_subscribers_that_s
     assert view.turned_stale() == [("a", "t1")]
     assert view.turned_stale() == []  # once
     fanout = Fanout(LIMITS)
-    with fanout.subscribe("a", lambda: None) as everyone, fanout.subscribe("a", lambda: None) as filtered:
+    with fanout.subscribe("a", 0, lambda: None) as everyone, fanout.subscribe("a", 0, lambda: None) as filtered:
         filtered.refilter(Filter(technician_ids=frozenset({"t2"})), view.locations("a"))
-        fanout.notify("a", "t1", ("status", "t1"), frames.technician_status("t1", stale=True))
-        assert await everyone.outbox.take() == ['{"type":"technician_status","technician_id":"t1","stale":true}']
-        assert len(filtered.outbox) == 0
-        fanout.notify("a", "t2", ("status", "t2"), frames.technician_status("t2", stale=True))
-        fanout.publish("a", _update("t2", 5))  # a new fix supersedes the status still waiting
-        taken = await filtered.outbox.take()
-        assert len(taken) == 1 and isinstance(taken[0], Update) and taken[0].offset == 5
+        status = frames.technician_status("t1", stale=True)
+        fanout.notify("a", "t1", status, 0)
+        assert _take(everyone) == [status]
+        assert _take(filtered) == []  # its map does not show t1
+        fanout.notify("a", "t2", frames.technician_status("t2", stale=True), 0)
+        fanout.publish("a", _update("t2", 5), 0)  # a newer fix after it: the map ends fresh
+        taken = _take(filtered)
+        assert len(taken) == 2 and isinstance(taken[1], Update) and taken[1].offset == 5
