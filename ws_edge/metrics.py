@@ -27,7 +27,7 @@ class _FromState(Collector):
             connections.add_metric([tenant], count)
         yield connections
         yield CounterMetricFamily(
-            "locstream_edge_deliveries", "Frames queued for clients (updates, removals, status)",
+            "locstream_edge_deliveries", "Updates and status frames published, times the connections of their tenant",
             value=self.fanout.messages_sent,
         )  # fmt: skip
         yield CounterMetricFamily(
