@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -96,6 +97,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         os.environ["KAFKA_BOOTSTRAP_SERVERS"] = config.bootstrap
+    # uvicorn re-raises SIGTERM once it has shut down; by default that would end the process before the finally
+    # below could stop the broker it started. As SystemExit it unwinds through it.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         return _serve_dev(args)
     finally:

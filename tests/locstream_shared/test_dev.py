@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 import websockets
 
+from locstream import broker
 from tests.support.stack import Stack, eventually
 
 pytestmark = pytest.mark.integration
@@ -59,3 +61,17 @@ async def test_dev_stack_serves_the_readme_examples_and_the_simulated_fleet(stac
 
         await eventually(whole_fleet_moved, timeout=20, what="updates of the simulated fleet")
         assert not seen & {"tech-dora", "tech-emil"}  # nothing of globex-isp reached acme-fiber's map
+
+
+async def test_sigterm_stops_the_broker_dev_started_itself(stack: Stack) -> None:
+    broker_port = broker.free_port_pair()
+    dev = await stack.start(
+        "dev", "--data-dir", str(stack.data_dir), "--broker-port", str(broker_port), "--no-simulate",
+        unset=("LOCSTREAM_JWT_SECRET", "KAFKA_BOOTSTRAP_SERVERS"), timeout=120,
+    )  # fmt: skip
+    bootstrap = f"127.0.0.1:{broker_port}"
+    assert await asyncio.to_thread(broker.answers, bootstrap, 10.0)
+    dev.process.send_signal(signal.SIGTERM)
+    await asyncio.to_thread(dev.process.wait, 60)
+    assert "local Kafka broker stopped" in dev.log()
+    assert not await asyncio.to_thread(broker.answers, bootstrap, 2.0)
