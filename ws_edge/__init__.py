@@ -1,8 +1,12 @@
-"""The WebSocket edge: a per-tenant live view fed by Kafka, fanned out to dispatch maps.
+"""The WebSocket edge: a per-tenant live view fed by Kafka, fanned out to dispatch maps (protocol: docs/edge.md).
 
-- ``view.py``: the in-memory view per tenant (the projector's apply rule);
-- ``live_feed.py``: bootstrap from the projector's table and offsets, then its own Kafka consumer;
-- ``fanout.py``: the registry of subscribers per tenant with a bounded queue each;
-- ``auth_handshake.py``: the token check before any data frame;
-- ``session.py``: one client connection from handshake to close.
+- ``view.py``: the in-memory view per tenant (the projector's apply rule), stale technicians;
+- ``live_feed.py``: bootstrap from the projector's table and offsets, then its own Kafka consumer; cursors;
+- ``resume_buffer.py``: per tenant, the recent updates every client reads from and resumes from;
+- ``fanout.py``: the subscribers per tenant, their filters and slow-consumer limits;
+- ``outbox.py``: a connection's position in the resume buffer, its own frames, conflation;
+- ``filters.py``: ``subscribe`` filters (bbox, technician ids, status);
+- ``auth_handshake.py``: Origin, token sources and roles, before any data frame;
+- ``session.py``: one client connection from handshake to close (reader, writer, token expiry);
+- ``frames.py``: the frames, encoded once per tenant; ``metrics.py``: ``/metrics``.
 """
