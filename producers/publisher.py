@@ -21,9 +21,8 @@ from aiokafka.errors import (
     ProducerFenced,
     UnknownProducerId,
 )
-from aiokafka.partitioner import DefaultPartitioner
 
-from locstream.kafka import ensure_topic, make_producer
+from locstream.kafka import ensure_topic, make_producer, tenant_partition
 from locstream.lifecycle import cancel_and_wait
 from producers.settings import ProducersSettings
 from schemas.events import Event, encode_event
@@ -60,7 +59,6 @@ class EventPublisher:
         self._producer: Any = None
         self._renewing: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
-        self._partitioner = DefaultPartitioner()
 
     async def start(self) -> None:
         assert self._producer is None, "publisher already started"
@@ -104,14 +102,13 @@ class EventPublisher:
 
     async def _send_batches(self, producer: Any, events: Sequence[Event]) -> list[Acked]:
         topic = self.settings.kafka.topic
-        partitions = sorted(await producer.partitions_for(topic))
+        partition_count = len(await producer.partitions_for(topic))  # a topic's partitions are 0 .. count - 1
         by_partition: dict[int, list[int]] = {}
         placed: dict[str, int] = {}  # tenant -> partition: murmur2 in Python costs ~6 µs, once per tenant is enough
         for index, event in enumerate(events):  # as producer.send(key=tenant) would place each
             partition = placed.get(event.tenant_id)
             if partition is None:
-                key = event.tenant_id.encode()
-                partition = placed[event.tenant_id] = self._partitioner(key, partitions, partitions)
+                partition = placed[event.tenant_id] = tenant_partition(event.tenant_id, partition_count)
             by_partition.setdefault(partition, []).append(index)
         sent: list[tuple[Any, int, list[int]]] = []  # (future of a record batch, its partition, event indexes)
         for partition, indexes in by_partition.items():

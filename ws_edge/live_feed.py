@@ -17,9 +17,8 @@ import logging
 from typing import Any
 
 from aiokafka import TopicPartition
-from aiokafka.partitioner import murmur2
 
-from locstream.kafka import ensure_topic, make_consumer
+from locstream.kafka import ensure_topic, make_consumer, tenant_partition
 from locstream.lifecycle import cancel_and_wait
 from projector.apply import Position
 from projector.backends import make_store
@@ -147,7 +146,7 @@ class LiveFeed:
     def partition_of(self, tenant_id: str) -> int:
         partition = self._partitions.get(tenant_id)
         if partition is None:
-            partition = (murmur2(tenant_id.encode()) & 0x7FFFFFFF) % self._partition_count
+            partition = tenant_partition(tenant_id, self._partition_count)
             self._partitions[tenant_id] = partition
         return partition
 
