@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from schemas.ws import CLOSE_SLOW_CONSUMER
-from ws_edge import frames
+from ws_edge import frames, wire
 from ws_edge.filters import Filter
 from ws_edge.frames import Location
 from ws_edge.outbox import CONFLATE_AFTER_SECONDS, Frame, Note, Outbox, Update, latest_per_technician
@@ -66,21 +66,41 @@ class Subscriber:
     def take(self, now: float) -> list[Frame] | None:
         """Everything this connection has yet to write, in order, filtered; None when some of it was evicted from
         the resume buffer meanwhile (a burst larger than the buffer): the caller sends a fresh initial_state."""
+        taken = self._take(now)
+        return None if taken is None else [*taken[0], *taken[1]]
+
+    def take_wire(self, now: float, batched: bool) -> tuple[bytes, float] | None:
+        """What ``take`` returns, encoded for the wire (v2: ``batched``); with the ``received_at`` of the last
+        update in it (0.0: none)."""
+        seq = self.outbox.position
+        taken = self._take(now)
+        if taken is None:
+            return None
+        own, entries, whole = taken
+        head = wire.encode(own, batched) if own else b""
+        body = self.log.encoded(seq, batched, entries) if whole else wire.encode(entries, batched)
+        last = entries[-1] if entries else None
+        return head + body, last.received_at if isinstance(last, Update) else 0.0
+
+    def _take(self, now: float) -> tuple[list[Frame], list[Frame], bool] | None:
+        """Its own frames; the entries it takes, as frames; whether those are every entry from its position on."""
         outbox = self.outbox
         entries = self.log.since(outbox.position)
         if entries is None:
             return None
-        taken: list[Frame] = list(outbox.extras)
+        own: list[Frame] = list(outbox.extras)
         outbox.extras.clear()
         exact = max(0, outbox.exact_until - outbox.position)  # what a resuming client missed goes out whole
+        whole = True
         if len(entries) - exact > 1 and self.log.waited(outbox.position + exact, now) > CONFLATE_AFTER_SECONDS:
             latest, left_out = latest_per_technician(entries[exact:])
             entries = entries[:exact] + latest
             outbox.conflated += left_out
+            whole = left_out == 0
         outbox.position = self.log.next_seq
         if self.filter is None:
-            taken.extend(entry if isinstance(entry, Update) else entry.text for entry in entries)
-            return taken
+            return own, [entry if isinstance(entry, Update) else entry.text for entry in entries], whole
+        taken: list[Frame] = []
         for entry in entries:
             technician_id = entry.technician_id
             if isinstance(entry, Note):
@@ -92,7 +112,7 @@ class Subscriber:
             elif technician_id in self.visible:
                 self.visible.discard(technician_id)
                 taken.append(frames.technician_removed(technician_id))
-        return taken
+        return own, taken, False
 
     def refilter(self, new: Filter | None, locations: list[Location]) -> list[Location]:
         """Take a new filter; returns the part of ``locations`` (the tenant's map now) the client is to be shown.

@@ -7,6 +7,7 @@ these frames validate against them.
 
 from __future__ import annotations
 
+import struct
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,18 @@ from ws_edge.outbox import Update
 Location = dict[str, Any]  # the fields of ``schemas.ws.TechnicianLocation``
 
 _OPTIONS = orjson.OPT_UTC_Z  # "2026-11-26T08:30:00Z", as the seed wrote times
+_TEXT = 0x81  # FIN and the text opcode
+
+
+def text_frame(payload: bytes) -> bytes:
+    """``payload`` as an unmasked, unfragmented WebSocket text frame (RFC 6455, section 5.2): a server's frames
+    are not masked, so the bytes are the same for every client."""
+    size = len(payload)
+    if size < 126:
+        return bytes((_TEXT, size)) + payload
+    if size < 1 << 16:
+        return struct.pack("!BBH", _TEXT, 126, size) + payload
+    return struct.pack("!BBQ", _TEXT, 127, size) + payload
 
 
 def location_of(state: TechnicianState, stale_before: datetime | None = None) -> Location | None:
@@ -71,8 +84,8 @@ def update(location: Location, offset: int, cursor: str, *, backfill: bool = Fal
     """One technician's new map entry, encoded once for every client of the tenant. ``backfill`` (only when true): a
     fix sent late from a device's buffer, which maps show without animating the marker along the way."""
     item = encode({**location, "backfill": True} if backfill else location)
-    v1 = f'{{"type":"location_update","data":{item},"cursor":"{cursor}"}}'
-    return Update(str(location["technician_id"]), offset, location, cursor, v1, item, received_at, len(v1))
+    v1 = f'{{"type":"location_update","data":{item},"cursor":"{cursor}"}}'.encode()
+    return Update(str(location["technician_id"]), offset, location, cursor, text_frame(v1), item, received_at, len(v1))
 
 
 def location_batch(updates: list[Update]) -> str:

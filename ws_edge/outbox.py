@@ -23,16 +23,22 @@ CONFLATE_AFTER_SECONDS = 1.0
 @dataclass(frozen=True, slots=True)
 class Update:
     """One change of a technician's map entry, encoded once per tenant and shared by every client of the tenant.
-    ``v1`` is the ``location_update`` frame; ``item`` the entry as it goes into a v2 ``location_batch``."""
+    ``frame`` is the ``location_update`` as a WebSocket frame; ``item`` the entry as it goes into a v2
+    ``location_batch``."""
 
     technician_id: str
     offset: int
     location: dict[str, object]
     cursor: str
-    v1: str
+    frame: bytes
     item: str
     received_at: float  # when the API received the fix (epoch seconds): the start of the end-to-end latency
-    size: int  # of the v1 frame
+    size: int  # of the location_update's text
+
+    @property
+    def v1(self) -> str:
+        """The ``location_update`` text."""
+        return self.frame[len(self.frame) - self.size :].decode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,11 +15,12 @@ from __future__ import annotations
 import itertools
 from collections import deque
 
-from ws_edge.outbox import Entry, Update
+from ws_edge import wire
+from ws_edge.outbox import Entry, Frame, Update
 
 
 class TenantUpdates:
-    __slots__ = ("appended_at", "appended_bytes", "before", "entries", "first_seq", "floor")
+    __slots__ = ("_encoded", "appended_at", "appended_bytes", "before", "entries", "first_seq", "floor")
 
     def __init__(self, floor: int, size: int) -> None:
         self.floor = floor
@@ -28,6 +29,7 @@ class TenantUpdates:
         self.appended_at: deque[float] = deque(maxlen=max(1, size))  # monotonic time of each append
         self.first_seq = 0  # seq of entries[0]
         self.appended_bytes = 0
+        self._encoded: list[tuple[int, int, bytes]] = [(0, 0, b""), (0, 0, b"")]  # v1, v2: from seq, to seq, bytes
 
     @property
     def next_seq(self) -> int:
@@ -54,6 +56,15 @@ class TenantUpdates:
         found = list(itertools.islice(reversed(self.entries), count))
         found.reverse()
         return found
+
+    def encoded(self, seq: int, batched: bool, taken: list[Frame]) -> bytes:
+        """``taken``, every entry from ``seq`` on as frames, on the wire (``wire.encode``). The clients that keep up
+        and take the whole tenant take the same entries at once: they share one encoding."""
+        first, end, data = self._encoded[batched]
+        if first != seq or end != self.next_seq:
+            data = wire.encode(taken, batched)
+            self._encoded[batched] = (seq, self.next_seq, data)
+        return data
 
     def bytes_since(self, seq: int) -> int:
         """Bytes of the entries from ``seq`` on (what a client at that position has yet to get)."""

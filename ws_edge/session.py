@@ -7,8 +7,8 @@ step with no await between them, and the live feed applies and publishes in one 
 either in what the client got first or queued after it.
 
 Two tasks per connection: this one reads (pings, ``subscribe``, ``auth`` refreshes) and a writer writes what the
-connection has yet to get (``ws_edge/outbox.py``). Closing for the edge's reasons (slow consumer, token expired,
-shutdown) cancels the writer, which then sends the close frame.
+connection has yet to get (``ws_edge/outbox.py``) to the wire (``ws_edge/wire.py``). Closing for the edge's
+reasons (slow consumer, token expired, shutdown) cancels the writer, which then sends the close frame.
 """
 
 from __future__ import annotations
@@ -39,15 +39,15 @@ from ws_edge.auth_handshake import Handshake, ViewerRefusedError, auth_message, 
 from ws_edge.fanout import Fanout, Subscriber, TooManyConnectionsError
 from ws_edge.filters import EVERYTHING, FilterError, described, parse_subscribe
 from ws_edge.live_feed import LiveFeed
-from ws_edge.outbox import Frame, Update
+from ws_edge.outbox import Frame
 from ws_edge.settings import EdgeSettings
 from ws_edge.view import LiveView
+from ws_edge.wire import encode, wire_of
 
 log = logging.getLogger(__name__)
 
 MAX_CLIENT_MESSAGE_CHARS = 64 * 1024
 CLOSE_TIMEOUT_SECONDS = 10.0
-MAX_BATCH_CHARS = 256 * 1024  # a v2 flush larger than this goes out as several location_batch frames
 
 
 class ClientSession:
@@ -150,23 +150,23 @@ class ClientSession:
         self._expiry = loop.call_later(max(0.0, delay), subscriber.close, CLOSE_UNAUTHENTICATED, "token expired")
 
     async def _write(self, subscriber: Subscriber, batched: bool) -> None:
-        """Write what the connection has yet to get as fast as the socket takes it; v2 writes the updates of one
-        take as one batch."""
-        outbox = subscriber.outbox
+        """Write what the connection has yet to get as fast as the socket takes it (``ws_edge/wire.py``); v2 writes
+        the updates of one take as one batch."""
+        outbox, wire = subscriber.outbox, wire_of(self.websocket)
         try:
             while subscriber.close_code is None:  # it may have been closed while its first frames went out
                 await subscriber.wait()
-                taken = subscriber.take(time.monotonic())
+                taken = subscriber.take_wire(time.monotonic(), batched)
                 if taken is None:  # what it had yet to get was evicted: the map as it is now, then on from there
-                    taken = self._refreshed(subscriber)
-                elif not taken:
+                    taken = encode(self._refreshed(subscriber), batched), 0.0
+                data, received_at = taken
+                if not data:
                     continue
                 outbox.writing_since = time.monotonic()
-                for text in _texts(taken, batched):
-                    await self.websocket.send_text(text)
+                await wire.write(data)
                 outbox.writing_since = None
-                if self.latency is not None and isinstance(last := taken[-1], Update) and last.received_at:
-                    self.latency.observe(time.time() - last.received_at)
+                if self.latency is not None and received_at:
+                    self.latency.observe(time.time() - received_at)
         except asyncio.CancelledError:
             if subscriber.close_code is None:
                 raise
@@ -229,28 +229,3 @@ class ClientSession:
             self._watch_expiry(subscriber, fresh)
         else:
             subscriber.send(frames.error('expected "ping", {"type":"subscribe"} or {"type":"auth"}'))
-
-
-def _texts(taken: list[Frame], batched: bool) -> list[str]:
-    """The frames to write: v1 writes an update as ``location_update``; v2 writes each run of updates as one
-    ``location_batch``."""
-    if not batched:
-        return [frame.v1 if isinstance(frame, Update) else frame for frame in taken]
-    texts: list[str] = []
-    run: list[Update] = []
-    run_bytes = 0
-    for frame in taken:
-        if isinstance(frame, Update):
-            if run_bytes + len(frame.item) > MAX_BATCH_CHARS and run:
-                texts.append(frames.location_batch(run))
-                run, run_bytes = [], 0
-            run.append(frame)
-            run_bytes += len(frame.item) + 1
-            continue
-        if run:
-            texts.append(frames.location_batch(run))
-            run, run_bytes = [], 0
-        texts.append(frame)
-    if run:
-        texts.append(frames.location_batch(run))
-    return texts
