@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 from schemas.ws import CLOSE_SLOW_CONSUMER
 from ws_edge import frames, wire
@@ -34,10 +35,22 @@ class TooManyConnectionsError(Exception):
     pass
 
 
+class DirectWriter(Protocol):
+    """A connection's socket as the fan-out may write to it without a task switch (``ClientSession``)."""
+
+    batched: bool  # protocol v2
+
+    def write_now(self, data: bytes, received_at: float) -> bool:
+        """Write ``data`` at once; False when the socket's buffer is full (the connection's writer waits for it)."""
+
+
 class Subscriber:
     """One connection as the fan-out sees it: where it is in its tenant's stream, its filter and what its map shows."""
 
-    __slots__ = ("_on_close", "close_code", "close_reason", "filter", "limits", "log", "outbox", "tenant_id", "visible")
+    __slots__ = (
+        "_on_close", "close_code", "close_reason", "direct", "filter", "limits", "log", "outbox", "tenant_id",
+        "visible",
+    )  # fmt: skip
 
     def __init__(
         self, tenant_id: str, log: TenantUpdates, limits: SlowConsumerLimits, on_close: Callable[[], None]
@@ -51,6 +64,21 @@ class Subscriber:
         self.close_code: int | None = None
         self.close_reason = ""
         self._on_close = on_close
+        self.direct: DirectWriter | None = None  # set once its first frames are out
+
+    def write_through(self, now: float) -> bool:
+        """Write what it has yet to get straight to its socket, when nothing is under way for it; False: its writer
+        is to do it (a write in progress, no direct socket, or entries evicted meanwhile)."""
+        direct, outbox = self.direct, self.outbox
+        if direct is None or outbox.writing_since is not None or self.close_code is not None:
+            return False
+        taken = self.take_wire(now, direct.batched)
+        if taken is None:
+            return False
+        if taken[0] and not direct.write_now(*taken):
+            outbox.writing_since = now
+            return False
+        return True
 
     def has_entries(self) -> bool:
         return self.outbox.position < self.log.next_seq
@@ -60,8 +88,12 @@ class Subscriber:
         if self.close_code is None:
             self.outbox.add(text)
 
+    def has_work(self) -> bool:
+        """Entries to take, or a write through its socket that is yet to drain."""
+        return self.outbox.position < self.log.next_seq or self.outbox.writing_since is not None
+
     async def wait(self) -> None:
-        await self.outbox.wait(self.has_entries)
+        await self.outbox.wait(self.has_work)
 
     def take(self, now: float) -> list[Frame] | None:
         """Everything this connection has yet to write, in order, filtered; None when some of it was evicted from
@@ -196,10 +228,13 @@ class Fanout:
             self._touched.add(tenant_id)
 
     def wake(self) -> None:
-        """Wake the writers of the tenants whose streams grew (once per batch of records, not per update)."""
+        """Write to the subscribers of the tenants whose streams grew (once per batch of records, not per update):
+        straight to their sockets when they can take it, else by waking their writers."""
+        now = time.monotonic()
         for tenant_id in self._touched:
             for subscriber in self._by_tenant.get(tenant_id, ()):
-                subscriber.outbox.wake()
+                if not subscriber.write_through(now):
+                    subscriber.outbox.wake()
         self._touched.clear()
 
     def sweep(self) -> None:

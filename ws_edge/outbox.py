@@ -74,9 +74,9 @@ class Outbox:
         self.extras.append(text)
         self.wake()
 
-    async def wait(self, has_entries: Callable[[], bool]) -> None:
-        """Until there is something to take: frames of its own, or ``has_entries()``."""
-        while not self.extras and not has_entries():
+    async def wait(self, has_work: Callable[[], bool]) -> None:
+        """Until there is something to do: frames of its own to write, or ``has_work()``."""
+        while not self.extras and not has_work():
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter

@@ -42,7 +42,7 @@ from ws_edge.live_feed import LiveFeed
 from ws_edge.outbox import Frame
 from ws_edge.settings import EdgeSettings
 from ws_edge.view import LiveView
-from ws_edge.wire import encode, wire_of
+from ws_edge.wire import RawWire, encode, wire_of
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,8 @@ class ClientSession:
         self.fanout = fanout
         self.view = view
         self.connection_id = str(uuid.uuid4())
+        self.wire = wire_of(websocket)
+        self.batched = False  # protocol v2, as the handshake agreed
         self._writer: asyncio.Task[None] | None = None
         self._expiry: asyncio.TimerHandle | None = None
 
@@ -74,7 +76,7 @@ class ClientSession:
         hello = await handshake(self.websocket, self.settings)
         if hello is None:
             return
-        tenant_id = hello.claims.tenant_id
+        tenant_id, self.batched = hello.claims.tenant_id, hello.protocol == 2
         if not self.feed.serves(tenant_id):
             await self.websocket.close(code=CLOSE_POLICY_VIOLATION, reason="tenant served by another edge node")
             return
@@ -93,7 +95,9 @@ class ClientSession:
                 log.info("connection %s of tenant %s subscribed (protocol %d)", self.connection_id, tenant_id,
                          hello.protocol)  # fmt: skip
                 self._watch_expiry(subscriber, hello.claims)
-                self._writer = asyncio.create_task(self._write(subscriber, hello.protocol == 2))
+                if isinstance(self.wire, RawWire):
+                    subscriber.direct = self
+                self._writer = asyncio.create_task(self._write(subscriber))
                 try:
                     await self._read(subscriber, hello.claims)
                 finally:
@@ -149,24 +153,40 @@ class ClientSession:
         delay = claims.exp + self.settings.token_expiry_leeway_seconds - time.time()
         self._expiry = loop.call_later(max(0.0, delay), subscriber.close, CLOSE_UNAUTHENTICATED, "token expired")
 
-    async def _write(self, subscriber: Subscriber, batched: bool) -> None:
-        """Write what the connection has yet to get as fast as the socket takes it (``ws_edge/wire.py``); v2 writes
-        the updates of one take as one batch."""
-        outbox, wire = subscriber.outbox, wire_of(self.websocket)
+    def write_now(self, data: bytes, received_at: float) -> bool:
+        """For the fan-out (``Subscriber.write_through``): False when the socket's buffer is full or it is gone;
+        the writer then waits for it to drain (or finds it gone)."""
+        try:
+            writable = self.wire.write_now(data)  # type: ignore[union-attr]  # only a RawWire is written through
+        except WebSocketDisconnect:
+            return False
+        self._observe(received_at)
+        return writable
+
+    def _observe(self, received_at: float) -> None:
+        if self.latency is not None and received_at:
+            self.latency.observe(time.time() - received_at)
+
+    async def _write(self, subscriber: Subscriber) -> None:
+        """Write what the connection has yet to get as fast as the socket takes it (``ws_edge/wire.py``), when the
+        fan-out could not write it through; v2 writes the updates of one take as one batch."""
+        outbox, wire = subscriber.outbox, self.wire
         try:
             while subscriber.close_code is None:  # it may have been closed while its first frames went out
                 await subscriber.wait()
-                taken = subscriber.take_wire(time.monotonic(), batched)
+                if outbox.writing_since is not None:  # written through, yet to drain
+                    await wire.drained()
+                    outbox.writing_since = None
+                taken = subscriber.take_wire(time.monotonic(), self.batched)
                 if taken is None:  # what it had yet to get was evicted: the map as it is now, then on from there
-                    taken = encode(self._refreshed(subscriber), batched), 0.0
+                    taken = encode(self._refreshed(subscriber), self.batched), 0.0
                 data, received_at = taken
                 if not data:
                     continue
                 outbox.writing_since = time.monotonic()
                 await wire.write(data)
                 outbox.writing_since = None
-                if self.latency is not None and received_at:
-                    self.latency.observe(time.time() - received_at)
+                self._observe(received_at)
         except asyncio.CancelledError:
             if subscriber.close_code is None:
                 raise

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
@@ -61,29 +61,33 @@ def encode(taken: list[Frame], batched: bool) -> bytes:
     return b"".join(out)
 
 
-class Wire(Protocol):
-    async def write(self, data: bytes) -> None:
-        """Write ``data`` (frames from ``encode``); returns once the socket takes more. Raises
-        ``WebSocketDisconnect`` when the client is gone or the connection is closing."""
-
-
 class RawWire:
-    """Writes to the transport of uvicorn's protocol (``locstream.serve.TransportWebSocketProtocol``), in the order
-    of its own writes (handshake, pings, close), and waits while the transport's buffer is above its high-water
-    mark."""
+    """Writes ``data`` (frames from ``encode``) to the transport of uvicorn's protocol
+    (``locstream.serve.TransportWebSocketProtocol``), in the order of its own writes (handshake, pings, close);
+    waits while the transport's buffer is above its high-water mark."""
 
     def __init__(self, protocol: Any) -> None:
         self._protocol = protocol
 
-    async def write(self, data: bytes) -> None:
+    def write_now(self, data: bytes) -> bool:
+        """Write without waiting; False when the transport's buffer is now above its high-water mark."""
         protocol = self._protocol
         if protocol.close_sent or protocol.disconnected:  # no data frame may follow a close frame
             raise WebSocketDisconnect(1006)
         protocol.transport.write(data)
-        if not protocol.writable.is_set():
-            await protocol.writable.wait()
-            if protocol.disconnected:
-                raise WebSocketDisconnect(1006)
+        return bool(protocol.writable.is_set())
+
+    async def write(self, data: bytes) -> None:
+        """Write, then wait until the transport takes more. Raises ``WebSocketDisconnect`` when the client is gone
+        or the connection is closing."""
+        if not self.write_now(data):
+            await self.drained()
+
+    async def drained(self) -> None:
+        protocol = self._protocol
+        await protocol.writable.wait()
+        if protocol.disconnected:
+            raise WebSocketDisconnect(1006)
 
 
 class AsgiWire:
@@ -93,6 +97,12 @@ class AsgiWire:
     async def write(self, data: bytes) -> None:
         for payload in payloads(data):
             await self._websocket.send_text(payload.decode())
+
+    async def drained(self) -> None:
+        pass  # every send_text waited already
+
+
+Wire = RawWire | AsgiWire
 
 
 def wire_of(websocket: WebSocket) -> Wire:

@@ -15,7 +15,7 @@ import pytest
 from projector.apply import Position
 from schemas.events import LocationData, LocationRecorded, TechnicianData, TechnicianUpdated
 from schemas.ws import CLOSE_SLOW_CONSUMER
-from ws_edge import frames
+from ws_edge import frames, wire
 from ws_edge.fanout import Fanout, SlowConsumerLimits, Subscriber, TooManyConnectionsError
 from ws_edge.filters import EVERYTHING, Filter, FilterError, parse_subscribe
 from ws_edge.outbox import Frame, Note, Update
@@ -75,6 +75,40 @@ async def test_a_waiting_writer_is_woken_once_per_batch_of_records() -> None:
         fanout.wake()
         await asyncio.wait_for(waiting, 1)
         assert _offsets(_take(client)) == [0, 1, 2]
+
+
+class _Socket:
+    """A socket the fan-out writes through; ``room``: how many writes it takes before its buffer is full."""
+
+    def __init__(self, batched: bool, room: int) -> None:
+        self.batched, self.room, self.written = batched, room, b""
+
+    def write_now(self, data: bytes, received_at: float) -> bool:
+        self.written += data
+        self.room -= 1
+        return self.room > 0
+
+
+async def test_wake_writes_through_sockets_that_take_it_and_leaves_full_ones_to_their_writers() -> None:
+    fanout = Fanout(LIMITS)
+    with fanout.subscribe("a", 0, lambda: None) as v1, fanout.subscribe("a", 0, lambda: None) as v2:
+        v1.direct, v2.direct = _Socket(batched=False, room=1), _Socket(batched=True, room=9)
+        waiting = asyncio.create_task(v1.wait())
+        await asyncio.sleep(0)
+        for offset in range(3):
+            fanout.publish("a", _update(f"t{offset}", offset), 0)
+        fanout.wake()
+        kinds = [json.loads(p)["type"] for p in wire.payloads(v1.direct.written)]
+        batch = [json.loads(p) for p in wire.payloads(v2.direct.written)]
+        assert kinds == ["location_update"] * 3 and batch[0]["type"] == "location_batch" and len(batch) == 1
+        assert [item["technician_id"] for item in batch[0]["data"]] == ["t0", "t1", "t2"]
+        # v1's socket is full now: its writer is woken to wait for it to drain; nothing more is written through
+        await asyncio.wait_for(waiting, 1)
+        assert v1.outbox.writing_since is not None and v1.has_work() and not v2.has_work()
+        fanout.publish("a", _update("t0", 3), 0)
+        fanout.wake()
+        assert len(list(wire.payloads(v1.direct.written))) == 3 and _offsets(_take(v1)) == [3]
+        assert len(list(wire.payloads(v2.direct.written))) == 2
 
 
 async def test_a_client_keeping_up_gets_every_update_and_one_behind_only_the_latest_per_technician() -> None:

@@ -11,6 +11,7 @@ from websockets.streams import StreamReader
 
 from ws_edge import frames, wire
 from ws_edge.outbox import Frame as Taken
+from ws_edge.outbox import Update
 
 
 def _parsed(data: bytes) -> Iterator[Frame]:
@@ -24,7 +25,7 @@ def _parsed(data: bytes) -> Iterator[Frame]:
             yield done.value
 
 
-def _update(technician_id: str, offset: int, name: str = "Ada") -> frames.Update:
+def _update(technician_id: str, offset: int, name: str = "Ada") -> Update:
     location = {"technician_id": technician_id, "technician_name": name, "latitude": 6.5, "longitude": 3.4}
     return frames.update(location, offset, f"c{offset}")
 
