@@ -7,6 +7,7 @@ COPY schemas ./schemas
 COPY producers ./producers
 COPY projector ./projector
 COPY ws_edge ./ws_edge
+COPY replay ./replay
 RUN pip install --no-cache-dir .
 ENV LOCSTREAM_DATA_DIR=/data
 VOLUME /data

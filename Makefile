@@ -10,7 +10,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test,dev,bench]"
+	$(PY) -m pip install -q -e ".[test,dev,bench,parquet]"
 	touch $@
 
 # The Kafka broker's runtime jars from Maven Central (Java 17 and Maven are the only system prerequisites).

@@ -134,6 +134,21 @@ def _serve_dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from locstream.settings import AuthSettings, KafkaSettings
+    from replay.export import run_cli
+
+    token = args.token or os.environ.get("LOCSTREAM_TOKEN")
+    return asyncio.run(
+        run_cli(
+            KafkaSettings(), AuthSettings(), tenant_id=args.tenant, token=token, start=args.start, end=args.end,
+            format_name=args.format, technicians=args.technician or [], out_path=args.out,
+        )
+    )  # fmt: skip
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from bench.cli import main as bench_main
 
@@ -182,6 +197,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a small simulated fleet (--no-simulate turns it off)",
     )
     p_dev.set_defaults(func=cmd_dev)
+
+    p_replay = sub.add_parser(
+        "replay", help="export a tenant's location history of a time range from the topic (docs/replay.md)"
+    )
+    p_replay.add_argument("--tenant", required=True)
+    p_replay.add_argument("--from", dest="start", required=True, help="ISO 8601 with offset, inclusive (append time)")
+    p_replay.add_argument("--to", dest="end", required=True, help="ISO 8601 with offset, exclusive")
+    p_replay.add_argument("--technician", action="append", help="only this technician (repeatable)")
+    p_replay.add_argument("--format", default="ndjson", help="ndjson (default), csv, geojson, gpx or parquet")
+    p_replay.add_argument("--out", help="file to write (written as FILE.partial until complete); default stdout")
+    p_replay.add_argument("--token", help="an analyst's or admin's JWT of the tenant (default: $LOCSTREAM_TOKEN)")
+    p_replay.set_defaults(func=cmd_replay)
 
     p_bench = sub.add_parser("bench", help="run a benchmark scenario (python -m bench --help)", add_help=False)
     p_bench.add_argument("bench_args", nargs=argparse.REMAINDER)

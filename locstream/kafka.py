@@ -58,16 +58,20 @@ def make_consumer(settings: KafkaSettings, *, group_id: str | None, **overrides:
     return AIOKafkaConsumer(**options)
 
 
+def _admin(settings: KafkaSettings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.client_id}-admin",
+        request_timeout_ms=settings.request_timeout_ms,
+    )
+
+
 async def ensure_topic(settings: KafkaSettings, wait_seconds: float = 30.0) -> list[TopicPartition]:
     """Create the events topic if it is missing (the broker does not auto-create topics).
 
     Returns its partitions once every one has a leader, so consumers can be assigned right away.
     """
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers,
-        client_id=f"{settings.client_id}-admin",
-        request_timeout_ms=settings.request_timeout_ms,
-    )
+    admin = _admin(settings)
     await admin.start()
     try:
         if settings.topic not in await admin.list_topics():
@@ -78,17 +82,30 @@ async def ensure_topic(settings: KafkaSettings, wait_seconds: float = 30.0) -> l
                 log.info("created topic %s with %d partitions", settings.topic, settings.partitions)
             except TopicAlreadyExistsError:
                 pass
-        deadline = time.monotonic() + wait_seconds
-        while True:
-            (described,) = await admin.describe_topics([settings.topic])
-            partitions = described.get("partitions") or []
-            if described["error_code"] == 0 and partitions and all(p["leader"] >= 0 for p in partitions):
-                return [
-                    TopicPartition(settings.topic, p["partition"])
-                    for p in sorted(partitions, key=lambda p: int(p["partition"]))
-                ]
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"topic {settings.topic!r} has no leader for every partition yet")
-            await asyncio.sleep(0.2)
+        return await _led_partitions(admin, settings.topic, wait_seconds)
     finally:
         await admin.close()
+
+
+async def topic_partitions(settings: KafkaSettings, wait_seconds: float = 30.0) -> list[TopicPartition]:
+    """The partitions of the events topic, which must exist (readers of the history do not create it)."""
+    admin = _admin(settings)
+    await admin.start()
+    try:
+        if settings.topic not in await admin.list_topics():
+            raise LookupError(f"topic {settings.topic} does not exist")
+        return await _led_partitions(admin, settings.topic, wait_seconds)
+    finally:
+        await admin.close()
+
+
+async def _led_partitions(admin: AIOKafkaAdminClient, name: str, wait_seconds: float) -> list[TopicPartition]:
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        (described,) = await admin.describe_topics([name])
+        partitions = described.get("partitions") or []
+        if described["error_code"] == 0 and partitions and all(p["leader"] >= 0 for p in partitions):
+            return [TopicPartition(name, p["partition"]) for p in sorted(partitions, key=lambda p: int(p["partition"]))]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topic {name!r} has no leader for every partition yet")
+        await asyncio.sleep(0.2)

@@ -10,14 +10,17 @@ from locstream.http import service_app
 from projector.routes import router
 from projector.runner import Projector
 from projector.settings import ProjectorSettings
+from replay.routes import install as install_history_export
 
 
 def install(app: FastAPI, settings: ProjectorSettings) -> Projector:
-    """Add the history routes to ``app``; the caller starts and stops the returned projector."""
+    """Add the history routes (and the history export, ``replay/routes.py``) to ``app``; the caller starts and
+    stops the returned projector."""
     projector = Projector(settings)
     app.state.projector = projector
     app.state.projection_store = projector.store
     app.include_router(router)
+    install_history_export(app, settings.kafka)
     return projector
 
 

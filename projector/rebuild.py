@@ -10,41 +10,15 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any, TextIO
 
 from locstream.gc_tuning import tune_for_batches
 from locstream.kafka import ensure_topic, make_consumer
+from locstream.progress import Progress
 from projector.apply import Position
 from projector.backends import make_store
 from projector.settings import ProjectorSettings
 from schemas.events import Event, InvalidEventError, decode_event
-
-
-@dataclass
-class Progress:
-    total: int
-    out: TextIO
-    done: int = 0
-    skipped: int = 0
-    began: float = 0.0
-    last_print: float = 0.0
-
-    def start(self) -> None:
-        self.began = self.last_print = time.monotonic()
-
-    def advance(self, n: int, *, force: bool = False) -> None:
-        self.done += n
-        now = time.monotonic()
-        if not force and now - self.last_print < 0.5:
-            return
-        self.last_print = now
-        elapsed = max(now - self.began, 1e-9)
-        rate = self.done / elapsed
-        eta = (self.total - self.done) / rate if rate else float("inf")
-        end = "\n" if force else "\r"
-        self.out.write(f"rebuild: {self.done:,}/{self.total:,} events, {rate:,.0f}/s, ETA {eta:,.0f} s   {end}")
-        self.out.flush()
 
 
 async def rebuild(settings: ProjectorSettings, out: TextIO = sys.stderr) -> dict[str, Any]:
@@ -61,7 +35,7 @@ async def rebuild(settings: ProjectorSettings, out: TextIO = sys.stderr) -> dict
         await consumer.seek_to_beginning(*partitions)
         begins = await consumer.beginning_offsets(partitions)
         ends = await consumer.end_offsets(partitions)
-        progress = Progress(total=sum(ends[tp] - begins[tp] for tp in partitions), out=out)
+        progress = Progress("rebuild", total=sum(ends[tp] - begins[tp] for tp in partitions), out=out)
         generation = await store.new_generation()
         remaining = {tp for tp in partitions if ends[tp] > begins[tp]}
         progress.start()

@@ -18,6 +18,8 @@ class Role(StrEnum):
 
 # Who may watch the live map (WebSocket and the polling fallback).
 VIEWER_ROLES = frozenset({Role.DISPATCHER, Role.ANALYST, Role.ADMIN})
+# Who may export the history or replay it onto a map (replay/).
+HISTORY_ROLES = frozenset({Role.ANALYST, Role.ADMIN})
 # Who may post fixes and technician updates.
 WRITER_ROLES = frozenset({Role.TECHNICIAN, Role.DEVICE_GATEWAY, Role.ADMIN})
 

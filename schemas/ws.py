@@ -110,6 +110,22 @@ class Pong(BaseModel):
     type: Literal["pong"] = "pong"
 
 
+class ReplayDone(BaseModel):
+    """A paced replay reached the end of its range (``replay_to``); a ``seek`` plays it again from there."""
+
+    type: Literal["replay_done"] = "replay_done"
+    events: int = Field(description="updates sent since the last initial_state")
+
+
+class ReplayControl(BaseModel):
+    """Client -> server, during a paced replay: ``pause``, ``resume``, ``seek`` (to a time in the range: a fresh
+    initial_state of that moment, then on from there) or ``speed`` (0 to 1000; 0: as fast as the client reads)."""
+
+    type: Literal["pause", "resume", "seek", "speed"]
+    to: AwareDatetime | None = Field(default=None, description="seek: ISO 8601 with offset")
+    speed: float | None = Field(default=None, ge=0, le=1000, description="speed: the new speed")
+
+
 class Auth(BaseModel):
     """Client -> server: the token (first message, or a fresh one before the current expires); ``cursor`` to
     resume from may come with the first."""

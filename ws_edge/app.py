@@ -18,6 +18,7 @@ from ws_edge import frames
 from ws_edge.fanout import Fanout, SlowConsumerLimits
 from ws_edge.live_feed import LiveFeed
 from ws_edge.metrics import SAMPLE_ONE_CONNECTION_IN, EdgeMetrics
+from ws_edge.replay_session import ReplaySession, is_replay
 from ws_edge.session import ClientSession
 from ws_edge.settings import EdgeSettings
 from ws_edge.view import LiveView
@@ -77,6 +78,9 @@ def _edge(request_or_ws: Request | WebSocket) -> Edge:
 @router.websocket("/ws/technician-locations")
 async def technician_locations(websocket: WebSocket) -> None:
     edge = _edge(websocket)
+    if is_replay(websocket.query_params):  # an analyst's paced replay of the history, not the live feed
+        await ReplaySession(websocket, edge.settings).run()
+        return
     edge.connections_started += 1
     sampled = edge.connections_started % SAMPLE_ONE_CONNECTION_IN == 1
     latency = edge.metrics.delivery_seconds if sampled else None

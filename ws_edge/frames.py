@@ -107,4 +107,8 @@ def error(message: str) -> str:
     return encode({"type": "error", "message": message})
 
 
+def replay_done(events: int) -> str:
+    return encode({"type": "replay_done", "events": events})
+
+
 PONG = encode({"type": "pong"})

@@ -9,7 +9,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 from projector.apply import Position, TechnicianState, apply
@@ -18,7 +18,12 @@ from ws_edge.frames import Location, encode, location_of
 
 
 class LiveView:
-    def __init__(self, stale_after: timedelta = timedelta(minutes=10), dedupe_window: int = 100_000) -> None:
+    def __init__(
+        self, stale_after: timedelta = timedelta(minutes=10), dedupe_window: int = 100_000,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:  # fmt: skip
+        """``clock``: what "now" is for staleness (a paced replay's own clock, ``replay/pacing.py``)."""
+        self.clock = clock
         self._tenants: dict[str, dict[str, TechnicianState]] = {}
         self.stale_after = stale_after
         # Identities of recently applied events, oldest first: a retried event (same identity, later offset) is a
@@ -32,7 +37,7 @@ class LiveView:
         self._encoded: dict[str, tuple[int, int, str]] = {}  # tenant -> (version, second, locations_json)
 
     def _stale_before(self) -> datetime:
-        return datetime.now(UTC) - self.stale_after
+        return self.clock() - self.stale_after
 
     def load(self, states: Iterable[TechnicianState]) -> None:
         stale_before = self._stale_before()
@@ -51,7 +56,7 @@ class LiveView:
     def turned_stale(self) -> list[tuple[str, str]]:
         """(tenant, technician) of the technicians whose last fix became older than the stale threshold since the
         last call."""
-        now, turned = datetime.now(UTC), []
+        now, turned = self.clock(), []
         while self._stale_at and self._stale_at[0][0] <= now:
             _, tenant_id, technician_id = heapq.heappop(self._stale_at)
             self._watched.discard((tenant_id, technician_id))

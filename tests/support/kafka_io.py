@@ -63,3 +63,21 @@ async def produce(kafka: KafkaSettings, events: list[Event], *, per_second: floa
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
     finally:
         await producer.stop()
+
+
+async def append(kafka: KafkaSettings, events: list[Event]) -> list[int]:
+    """Append in order; the broker's append times (ms), which the topic's LogAppendTime makes the records'."""
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        acks = [await producer.send(kafka.topic, encode_event(e), key=e.tenant_id.encode()) for e in events]
+        return [metadata.timestamp for metadata in await asyncio.gather(*acks)]
+    finally:
+        await producer.stop()
+
+
+async def clock_past(ms: int) -> None:
+    """Until this machine's clock (the broker's too) is past ``ms``: the next append is later than every one so far.
+    The condition is the clock itself, so this waits for the time left."""
+    await asyncio.sleep(max(0.0, (ms + 2) / 1000 - time.time()))
+    assert time.time() * 1000 > ms

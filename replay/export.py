@@ -1,0 +1,175 @@
+"""One export of a tenant's history: who may ask, what is read, and the bytes in the chosen format.
+
+Everything that can be refused is checked before the first byte (``plan``): the token (an analyst or admin of
+the tenant), the format, the range. ``chunks`` then reads the span and yields the export's bytes as it goes;
+``ExportStats`` counts what it kept and dropped. ``locstream replay`` (``run_cli``) writes to ``FILE.partial`` and
+renames it once complete, so an interrupted export never looks finished; the HTTP export streams the same chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from aiokafka.errors import KafkaError
+
+from locstream.auth import AuthError, verify_token
+from locstream.progress import Progress
+from locstream.settings import AuthSettings, KafkaSettings
+from replay.formats import FORMATS, Exporter, FormatError, exporter
+from replay.reader import Deduplicated, HistoryReader, Span
+from replay.time_range import RangeError, TimeRange, time_range
+from schemas.claims import HISTORY_ROLES, TokenClaims
+from schemas.events import InvalidEventError
+
+
+class ExportRefusedError(Exception):
+    """The export cannot start; ``status`` is the HTTP status that says why (400, 401, 403, 422)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    tenant_id: str
+    range: TimeRange
+    format: str
+    technicians: tuple[str, ...] = ()
+
+
+@dataclass
+class ExportStats:
+    events: int = 0  # written
+    duplicates: int = 0  # retries of an event already written
+    invalid: int = 0  # records of the tenant that are not events (dead-lettered by the projector too)
+    records_read: int = 0  # offsets of the span read, every tenant's
+    technicians: set[str] = field(default_factory=set)
+
+    def summary(self, plan: ExportPlan, span: Span | None, seconds: float, complete: bool) -> dict[str, Any]:
+        counts = asdict(self)
+        counts["technicians"] = len(self.technicians)
+        return {
+            "complete": complete, "tenant_id": plan.tenant_id, "from": plan.range.start.isoformat(),
+            "to": plan.range.end.isoformat(), "format": plan.format, **counts,
+            "partition": span.partition.partition if span else None,
+            "offsets": [span.first, span.end] if span else None, "seconds": round(seconds, 3),
+            "events_per_second": round(self.events / seconds, 1) if seconds > 0 else None,
+        }  # fmt: skip
+
+
+def authorize(token: str | None, tenant_id: str | None, auth: AuthSettings) -> TokenClaims:
+    """An analyst's or admin's claims; ``tenant_id`` (when given) must be the token's tenant."""
+    try:
+        claims = verify_token(token, auth)
+    except AuthError as exc:
+        raise ExportRefusedError(401, exc.reason) from exc
+    if claims.role not in HISTORY_ROLES:
+        raise ExportRefusedError(403, f"role {claims.role.value} may not export history (analyst or admin)")
+    if tenant_id is not None and tenant_id != claims.tenant_id:
+        raise ExportRefusedError(403, "the token is of another tenant")
+    return claims
+
+
+def plan(
+    tenant_id: str, start: str, end: str, format_name: str, technicians: Sequence[str], kafka: KafkaSettings
+) -> ExportPlan:
+    if format_name not in FORMATS:
+        raise ExportRefusedError(400, f"unknown format {format_name!r}; one of {', '.join(FORMATS)}")
+    try:
+        checked = time_range(start, end, timedelta(days=kafka.retention_days))
+    except RangeError as exc:
+        raise ExportRefusedError(422, str(exc)) from exc
+    return ExportPlan(tenant_id, checked, format_name, tuple(dict.fromkeys(technicians)))
+
+
+def writer_for(plan: ExportPlan) -> Exporter:
+    try:
+        return exporter(plan.format)
+    except FormatError as exc:
+        raise ExportRefusedError(400, str(exc)) from exc
+
+
+async def chunks(
+    reader: HistoryReader, plan: ExportPlan, out: Exporter, stats: ExportStats, span: Span
+) -> AsyncIterator[bytes]:
+    """The export's bytes: one chunk per fetch for the formats that stream, the rest at the end."""
+    keep = Deduplicated(plan.technicians)
+    head = out.begin()
+    if head:
+        yield head
+    position = span.first
+    async for batch in reader.batches(span, plan.tenant_id):
+        parts: list[bytes] = []
+        for record in batch:
+            try:
+                if not keep.keep(record):
+                    continue
+                parts.append(out.add(record))
+            except InvalidEventError:
+                stats.invalid += 1
+                continue
+            stats.technicians.add(record.technician_id)
+        stats.events += len(parts)
+        if batch:
+            stats.records_read = batch[-1].offset + 1 - span.first
+            position = batch[-1].offset + 1
+        stats.duplicates = keep.duplicates
+        data = b"".join(parts)
+        if data:
+            yield data
+    stats.records_read = max(stats.records_read, position - span.first)
+    tail = out.end()
+    if tail:
+        yield tail
+
+
+async def run_cli(
+    kafka: KafkaSettings, auth: AuthSettings, *, tenant_id: str, token: str | None, start: str, end: str,
+    format_name: str, technicians: Sequence[str], out_path: str | None, err: TextIO = sys.stderr,
+) -> int:  # fmt: skip
+    """``locstream replay``: 0 when the export is complete; 2 when refused (the reason on stderr); 1 on failure.
+    The summary (JSON) goes to stdout when the export goes to a file, else to stderr after it."""
+    try:
+        authorize(token, tenant_id, auth)
+        the_plan = plan(tenant_id, start, end, format_name, technicians, kafka)
+        out = writer_for(the_plan)
+    except ExportRefusedError as exc:
+        print(f"error: {exc.reason}", file=err)
+        return 2
+    stats, began = ExportStats(), time.monotonic()
+    target = Path(out_path) if out_path else None
+    partial = target.with_name(target.name + ".partial") if target else None
+    span: Span | None = None
+    complete = False
+    try:
+        async with HistoryReader(kafka) as reader:
+            span = await reader.span(tenant_id, the_plan.range.start, the_plan.range.end)
+            progress = Progress("replay", span.size, err, shown=err.isatty())
+            progress.start()
+            # Blocking writes are fine: this loop runs nothing but the export.
+            with open(partial, "wb") if partial else os.fdopen(os.dup(sys.stdout.fileno()), "wb") as sink:  # noqa: ASYNC230
+                async for data in chunks(reader, the_plan, out, stats, span):
+                    sink.write(data)
+                    progress.advance(stats.records_read - progress.done)
+            progress.advance(0, force=progress.shown)
+        if partial and target:
+            partial.replace(target)
+        complete = True
+    except (OSError, LookupError, KafkaError) as exc:
+        print(f"error: the export failed and was not kept: {exc!r}", file=err)
+    finally:
+        if not complete and partial is not None:
+            partial.unlink(missing_ok=True)
+        summary = stats.summary(the_plan, span, time.monotonic() - began, complete)
+        print(json.dumps(summary), file=sys.stdout if target else err, flush=True)
+    return 0 if complete else 1

@@ -1,0 +1,123 @@
+"""Reading one tenant's history from the topic by append time.
+
+A tenant's events are all in one partition (key = tenant id), shared with other tenants. ``span`` turns a time
+range into offsets with ``offsets_for_times`` (the first record appended at or after each bound; the topic's
+``LogAppendTime`` makes that exact), ``batches`` reads that run of offsets and keeps only the tenant's records,
+by their key, without decoding the others. An end bound later than the last record is the end of the partition
+as it is when the span is taken: a read always finishes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Collection
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+
+from aiokafka import TopicPartition
+
+from locstream.kafka import make_consumer, tenant_partition, topic_partitions
+from locstream.settings import KafkaSettings
+from replay.history_record import HistoryRecord
+from replay.time_range import to_ms
+
+MAX_RECORDS_PER_READ = 10_000
+
+
+@dataclass(frozen=True)
+class Span:
+    """The offsets ``[first, end)`` of a partition that a time range covers."""
+
+    partition: TopicPartition
+    first: int
+    end: int
+
+    @property
+    def size(self) -> int:
+        return max(0, self.end - self.first)
+
+
+class HistoryReader:
+    """A consumer without a group, for one read of the history: ``start()``/``stop()`` or ``async with``. One
+    ``batches`` per reader: assigning and seeking again could hand back records the consumer had fetched ahead."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self.kafka = kafka
+        self._consumer = make_consumer(
+            kafka, group_id=None, max_partition_fetch_bytes=8 * 2**20, fetch_max_bytes=64 * 2**20
+        )
+        self._partition_count: int | None = None
+
+    async def start(self) -> None:
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def __aenter__(self) -> HistoryReader:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def partition_of(self, tenant_id: str) -> TopicPartition:
+        if self._partition_count is None:
+            self._partition_count = len(await topic_partitions(self.kafka))
+        return TopicPartition(self.kafka.topic, tenant_partition(tenant_id, self._partition_count))
+
+    async def span(self, tenant_id: str, start: datetime | None, end: datetime) -> Span:
+        """The offsets of the records appended in ``[start, end)`` (``start`` None: from the oldest one kept)."""
+        tp = await self.partition_of(tenant_id)
+        oldest = (await self._consumer.beginning_offsets([tp]))[tp]
+        latest = (await self._consumer.end_offsets([tp]))[tp]
+        first = oldest
+        if start is not None:
+            found = (await self._consumer.offsets_for_times({tp: to_ms(start)}))[tp]
+            first = latest if found is None else max(found.offset, oldest)
+        found = (await self._consumer.offsets_for_times({tp: to_ms(end)}))[tp]
+        return Span(tp, first, latest if found is None else min(found.offset, latest))
+
+    async def batches(self, span: Span, tenant_id: str) -> AsyncIterator[list[HistoryRecord]]:
+        """The tenant's records of ``span``, in offset order, a fetch at a time."""
+        if span.size == 0:
+            return
+        tp, key = span.partition, tenant_id.encode()
+        self._consumer.assign([tp])
+        self._consumer.seek(tp, span.first)
+        position = span.first
+        while position < span.end:
+            fetched = await self._consumer.getmany(tp, timeout_ms=1_000, max_records=MAX_RECORDS_PER_READ)
+            records = fetched.get(tp, [])
+            if not records:
+                if await self._consumer.position(tp) >= span.end:  # the rest were not records (markers)
+                    return
+                continue
+            position = records[-1].offset + 1
+            yield [
+                HistoryRecord(record.value, tp.partition, record.offset, record.timestamp)
+                for record in records
+                if record.key == key and record.offset < span.end
+            ]
+
+
+class Deduplicated:
+    """Drops the events whose identity was seen before in this read: a retried fix appears once."""
+
+    def __init__(self, technicians: Collection[str] | None = None) -> None:
+        self.technicians = frozenset(technicians) if technicians else None
+        self.duplicates = 0
+        self._seen: set[tuple[uuid.UUID, str, datetime]] = set()
+
+    def keep(self, record: HistoryRecord) -> bool:
+        identity = record.identity()
+        if self.technicians is not None and identity[1] not in self.technicians:
+            return False
+        if identity in self._seen:
+            self.duplicates += 1
+            return False
+        self._seen.add(identity)
+        return True

@@ -1,0 +1,251 @@
+"""Exports of a time range, against a real broker: ``locstream replay`` as a process and the HTTP export.
+
+The topic holds three tenants on one partition, one on another, retried events and an event id reused by another
+tenant; the range is cut between append times the broker reported, so exactly the events appended in it belong
+to the export.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import sys
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import geojson
+import gpxpy
+import httpx
+import pyarrow.parquet as pq
+import pytest
+
+from locstream.kafka import ensure_topic, tenant_partition
+from locstream.settings import KafkaSettings
+from schemas.claims import Role
+from schemas.events import (
+    Event,
+    LocationData,
+    LocationRecorded,
+    TechnicianData,
+    TechnicianUpdated,
+    identity,
+)  # fmt: skip
+from tests.support.kafka_io import append, clock_past
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+TENANT = "acme-fiber"
+
+
+def _neighbours(kafka: KafkaSettings) -> tuple[str, str]:
+    """Another tenant on the tenant's partition, and one on another partition."""
+    mine = tenant_partition(TENANT, kafka.partitions)
+    names = [f"tenant-{i}" for i in range(200)]
+    same = next(n for n in names if tenant_partition(n, kafka.partitions) == mine)
+    other = next(n for n in names if tenant_partition(n, kafka.partitions) != mine)
+    return same, other
+
+
+def _fix(tenant: str, technician: str, minute: int, *, event_id: uuid.UUID | None = None, **data: Any) -> Event:
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=60 - minute)
+    return LocationRecorded(
+        event_id=event_id or uuid.uuid4(), tenant_id=tenant, technician_id=technician, recorded_at=at,
+        received_at=at, data=LocationData(latitude=6.5 + minute / 100, longitude=3.3 + minute / 100, **data),
+    )  # fmt: skip
+
+
+def _profile(tenant: str, technician: str, name: str) -> Event:
+    at = datetime.now(UTC) - timedelta(minutes=30)
+    return TechnicianUpdated(
+        event_id=uuid.uuid4(), tenant_id=tenant, technician_id=technician, recorded_at=at, received_at=at,
+        data=TechnicianData(name=name, status="on_job"),
+    )  # fmt: skip
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class History:
+    start: str
+    end: str
+    expected: list[Event]  # the tenant's events appended in [start, end), each once, in log order
+    retries: int  # of those, appended more than once in the range
+
+
+@pytest.fixture
+async def history(kafka: KafkaSettings) -> History:
+    await ensure_topic(kafka)
+    same, other = _neighbours(kafka)
+    before = [_fix(TENANT, "tech-1", 0), _fix(same, "tech-1", 0)]
+    shared_id = uuid.uuid4()
+    inside = [
+        _profile(TENANT, "tech-1", "Ada Obi"),
+        _fix(TENANT, "tech-1", 1, accuracy_meters=5.0, altitude=12.0),
+        _fix(same, "tech-1", 1),
+        _fix(TENANT, "tech-2", 2, event_id=shared_id),
+        _fix(other, "tech-2", 2, event_id=shared_id),  # the same id from another tenant is another event
+        _fix(TENANT, "tech-1", 3, activity="driving", speed_kmh=42.0),
+        _fix(TENANT, "tech-2", 1, backfill=True),  # late, from the device's buffer
+        _fix(same, "tech-9", 4),
+        _fix(TENANT, "tech-1", 5),
+    ]
+    retried = [inside[1], inside[5], inside[3]]  # a client re-sending after a timeout
+    after = [_fix(TENANT, "tech-1", 9), _fix(same, "tech-1", 9)]
+    await clock_past(max(await append(kafka, before)))
+    stamps = await append(kafka, inside + retried)
+    await clock_past(max(stamps))
+    end = min(await append(kafka, after))
+    mine = [e for e in inside if e.tenant_id == TENANT]
+    assert len({identity(e) for e in mine}) == len(mine)
+    return History(_iso(min(stamps)), _iso(end), mine, retries=len(retried))
+
+
+async def _replay(stack: Stack, *args: str, token: str | None) -> tuple[int, str, str]:
+    env = {**os.environ, **stack.env, **({"LOCSTREAM_TOKEN": token} if token else {})}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "locstream.cli", "replay", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def _ids(events: Sequence[Event]) -> list[str]:
+    return [str(e.event_id) for e in events]
+
+
+async def test_an_ndjson_export_holds_exactly_the_tenants_events_of_the_range_once_in_order(
+    stack: Stack, history: History, tmp_path: Path
+) -> None:
+    out = tmp_path / "acme.ndjson"
+    token = stack.token(TENANT, Role.ANALYST)
+    code, stdout, stderr = await _replay(
+        stack, "--tenant", TENANT, "--from", history.start, "--to", history.end, "--out", str(out), token=token
+    )
+    assert code == 0, stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["event_id"] for line in lines] == _ids(history.expected)
+    assert {line["tenant_id"] for line in lines} == {TENANT}
+    offsets = [line["offset"] for line in lines]
+    assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
+    assert all(history.start <= line["appended_at"] < history.end for line in lines)
+    summary = json.loads(stdout)
+    assert summary["complete"] is True and summary["events"] == len(history.expected)
+    assert summary["duplicates"] == history.retries and summary["technicians"] == 2
+    assert not (tmp_path / "acme.ndjson.partial").exists()
+
+
+async def test_every_format_reads_back_with_a_real_parser(stack: Stack, history: History, tmp_path: Path) -> None:
+    token = stack.token(TENANT, Role.ADMIN)
+    exported: dict[str, Path] = {}
+    for name in ("csv", "geojson", "gpx", "parquet"):
+        exported[name] = tmp_path / f"acme.{name}"
+        code, _, stderr = await _replay(
+            stack, "--tenant", TENANT, "--from", history.start, "--to", history.end, "--format", name,
+            "--out", str(exported[name]), token=token,
+        )  # fmt: skip
+        assert code == 0, stderr
+    fixes = [e for e in history.expected if isinstance(e, LocationRecorded)]
+
+    rows = list(csv.DictReader(io.StringIO(exported["csv"].read_text())))
+    assert [row["event_id"] for row in rows] == _ids(history.expected)
+    assert [row["type"] for row in rows].count("technician_updated") == 1
+    assert float(rows[1]["latitude"]) == fixes[0].data.latitude and rows[1]["accuracy_meters"] == "5.0"
+
+    text = exported["geojson"].read_text()
+    assert geojson.loads(text).is_valid, geojson.loads(text).errors()
+    collection = json.loads(text)  # the checker rounds coordinates to 6 decimals; the values are compared exactly
+    lines = {
+        f["properties"]["technician_id"]: f for f in collection["features"] if f["geometry"]["type"] == "LineString"
+    }
+    for technician in ("tech-1", "tech-2"):
+        track = sorted((f for f in fixes if f.technician_id == technician), key=lambda f: f.recorded_at)
+        assert lines[technician]["geometry"]["coordinates"] == [[f.data.longitude, f.data.latitude] for f in track]
+    assert lines["tech-1"]["properties"]["technician_name"] == "Ada Obi"
+    points = [f for f in collection["features"] if f["geometry"]["type"] == "Point"]
+    assert sorted(p["properties"]["event_id"] for p in points) == sorted(_ids(fixes))
+
+    gpx = gpxpy.parse(exported["gpx"].read_text())
+    tracks = {track.source: track for track in gpx.tracks}
+    assert tracks["tech-1"].name == "Ada Obi" and set(tracks) == {"tech-1", "tech-2"}
+    times = [p.time for p in tracks["tech-1"].segments[0].points]
+    assert times == sorted(f.recorded_at for f in fixes if f.technician_id == "tech-1")
+    assert tracks["tech-1"].segments[0].points[0].elevation == 12.0
+
+    table = pq.read_table(exported["parquet"])
+    assert table.column("event_id").to_pylist() == _ids(history.expected)
+    assert str(table.schema.field("recorded_at").type) == "timestamp[us, tz=UTC]"
+
+
+async def test_a_technician_filter_keeps_only_its_events(stack: Stack, history: History, tmp_path: Path) -> None:
+    out = tmp_path / "tech-2.ndjson"
+    code, _, stderr = await _replay(
+        stack, "--tenant", TENANT, "--from", history.start, "--to", history.end, "--technician", "tech-2",
+        "--out", str(out), token=stack.token(TENANT, Role.ANALYST),
+    )  # fmt: skip
+    assert code == 0, stderr
+    expected = [e for e in history.expected if e.technician_id == "tech-2"]
+    assert [json.loads(line)["event_id"] for line in out.read_text().splitlines()] == _ids(expected)
+
+
+async def test_bad_input_gets_a_reason_a_non_zero_exit_and_no_file(
+    stack: Stack, history: History, tmp_path: Path
+) -> None:
+    analyst = stack.token(TENANT, Role.ANALYST)
+    old = (datetime.now(UTC) - timedelta(days=40)).isoformat()
+    cases = [
+        (["--from", history.end, "--to", history.start], analyst, "must be before"),
+        (["--from", "last tuesday", "--to", history.end], analyst, "not an ISO 8601 time"),
+        (["--from", old, "--to", history.end], analyst, "outside the topic's retention"),
+        (["--from", history.start, "--to", history.end, "--format", "kml"], analyst, "unknown format"),
+        (["--from", history.start, "--to", history.end], stack.token("tenant-x", Role.ANALYST), "another tenant"),
+        (["--from", history.start, "--to", history.end], stack.token(TENANT, Role.DISPATCHER), "may not export"),
+        (["--from", history.start, "--to", history.end], None, "missing token"),
+    ]
+    out = tmp_path / "refused.ndjson"
+    for args, token, reason in cases:
+        code, _, stderr = await _replay(stack, "--tenant", TENANT, *args, "--out", str(out), token=token)
+        assert code == 2 and reason in stderr, (args, code, stderr)
+        assert not out.exists() and not (tmp_path / "refused.ndjson.partial").exists()
+
+
+async def test_the_http_export_streams_the_same_bytes_and_refuses_bad_input_with_4xx(
+    stack: Stack, history: History, tmp_path: Path
+) -> None:
+    token = stack.token(TENANT, Role.ANALYST)
+    out = tmp_path / "cli.ndjson"
+    code, _, stderr = await _replay(
+        stack, "--tenant", TENANT, "--from", history.start, "--to", history.end, "--out", str(out), token=token
+    )
+    assert code == 0, stderr
+    projector = await stack.start("projector")
+    url = f"{projector.url}/api/v1/field-service/history/export"
+    window = {"from": history.start, "to": history.end}
+    async with httpx.AsyncClient(timeout=30) as client:
+        answer = await client.get(url, params=window, headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 200 and answer.headers["transfer-encoding"] == "chunked"
+        assert answer.headers["content-type"].startswith("application/x-ndjson")
+        assert answer.content == out.read_bytes()
+        gpx = await client.get(url, params={**window, "format": "gpx"}, headers={"Authorization": f"Bearer {token}"})
+        assert gpx.status_code == 200 and len(gpxpy.parse(gpx.text).tracks) == 2
+        refusals = [
+            ({"from": history.end, "to": history.start}, token, 422, "must be before"),
+            ({**window, "format": "kml"}, token, 400, "unknown format"),
+            (window, stack.token(TENANT, Role.DISPATCHER), 403, "may not export"),
+            (window, None, 401, "token"),
+        ]
+        for params, who, status, reason in refusals:
+            headers = {"Authorization": f"Bearer {who}"} if who else {}
+            refused = await client.get(url, params=params, headers=headers)
+            assert refused.status_code == status and reason in refused.text, (params, refused.text)

@@ -1,0 +1,150 @@
+"""Paced replays of the history onto a map, against a real broker, the projector and the edge as processes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from projector.apply import TechnicianState
+from schemas.claims import Role
+from schemas.events import Event, LocationData, LocationRecorded
+from tests.support.kafka_io import append, clock_past
+from tests.support.maps import connect, recv_json
+from tests.support.stack import Service, Stack, eventually
+
+pytestmark = pytest.mark.integration
+
+TENANT = "acme-fiber"
+TECHNICIANS = [f"tech-{i}" for i in range(5)]
+
+
+def _fix(technician: str, at: datetime, latitude: float) -> Event:
+    return LocationRecorded(
+        event_id=uuid.uuid4(), tenant_id=TENANT, technician_id=technician, recorded_at=at, received_at=at,
+        data=LocationData(latitude=latitude, longitude=3.0 + latitude / 10),
+    )  # fmt: skip
+
+
+def _positions(states: list[TechnicianState]) -> dict[str, tuple[float, float, datetime]]:
+    return {
+        s.technician_id: (s.fix.latitude, s.fix.longitude, s.fix.recorded_at)
+        for s in states
+        if s.tenant_id == TENANT and s.fix is not None
+    }
+
+
+def _on_map(entries: list[dict[str, Any]]) -> dict[str, tuple[float, float, datetime]]:
+    return {
+        e["technician_id"]: (e["latitude"], e["longitude"], datetime.fromisoformat(e["last_update"])) for e in entries
+    }
+
+
+async def _applied(stack: Stack, count: int) -> list[TechnicianState]:
+    """The projector's table once it has applied ``count`` records of the topic."""
+
+    async def probe() -> list[TechnicianState] | None:
+        snapshot = await stack.snapshot()
+        return snapshot.states if sum(snapshot.offsets.values()) >= count else None
+
+    return await eventually(probe, timeout=30, what=f"the projector to apply {count} records")
+
+
+async def _fleet(stack: Stack) -> tuple[datetime, list[TechnicianState], list[TechnicianState]]:
+    """Where the fleet was before ``replay_from`` (as the projector had it then), and after two minutes of device
+    time appended after it (including a late fix, which must not move its technician back)."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    earlier = [_fix(t, now - timedelta(seconds=60 - i), latitude=1.0 + i) for i, t in enumerate(TECHNICIANS)]
+    await stack.start("projector")
+    await clock_past(max(await append(stack.kafka, earlier)))
+    before = await _applied(stack, len(earlier))
+    replay_from = datetime.now(UTC)
+    await clock_past(int(replay_from.timestamp() * 1000))
+    seconds = range(0, 120, 3)
+    later = [_fix(TECHNICIANS[k % 5], replay_from + timedelta(seconds=k), latitude=10.0 + k / 10) for k in seconds]
+    later.append(_fix(TECHNICIANS[0], now - timedelta(seconds=59), latitude=-5.0))  # late: older than tech-0's last
+    await append(stack.kafka, later)
+    after = await _applied(stack, len(earlier) + len(later))
+    return replay_from, before, after
+
+
+def _query(start: datetime, end: datetime, speed: float) -> str:
+    return urlencode({"replay_from": start.isoformat(), "replay_to": end.isoformat(), "speed": speed})
+
+
+async def _play(ws: Any, initial: dict[str, Any]) -> tuple[dict[str, tuple[float, float, datetime]], int]:
+    """The map after every update up to ``replay_done``; and how many updates came."""
+    shown = {e["technician_id"]: e for e in initial["data"]}
+    count = 0
+    while (message := await recv_json(ws, 15)).get("type") != "replay_done":
+        assert message["type"] == "location_update", message
+        shown[message["data"]["technician_id"]] = message["data"]
+        count += 1
+    assert message["events"] == count
+    return _on_map(list(shown.values())), count
+
+
+async def _open_replay(edge: Service, token: str, query: str) -> tuple[Any, dict[str, Any]]:
+    ws = await connect(edge, token, query)
+    assert (await recv_json(ws))["type"] == "connected"
+    initial = await recv_json(ws, 30)
+    assert initial["type"] == "initial_state", initial
+    return ws, initial
+
+
+async def test_a_replay_at_speed_60_of_two_minutes_plays_in_about_2_s_from_the_projectors_state_to_its_end(
+    stack: Stack,
+) -> None:
+    replay_from, before, after = await _fleet(stack)
+    edge = await stack.start("ws-edge")
+    token = stack.token(TENANT, Role.ANALYST)
+    ws, initial = await _open_replay(edge, token, _query(replay_from, replay_from + timedelta(minutes=2), 60))
+    began = time.monotonic()
+    assert _on_map(initial["data"]) == _positions(before)  # the map at replay_from is what the projector had then
+    final, updates = await _play(ws, initial)
+    took = time.monotonic() - began
+    assert 1.9 <= took <= 6.0, took  # 120 s of device time at 60x: 2 s, however fast the events are read
+    assert final == _positions(after) and updates == 40  # the late fix moved nothing, so it was not sent
+
+
+async def test_pause_holds_the_replay_and_seek_starts_again_from_the_state_of_that_moment(stack: Stack) -> None:
+    replay_from, before, after = await _fleet(stack)
+    edge = await stack.start("ws-edge")
+    token = stack.token(TENANT, Role.ADMIN)
+    ws, initial = await _open_replay(edge, token, _query(replay_from, replay_from + timedelta(minutes=2), 120))
+    began = time.monotonic()
+    await ws.send('{"type": "pause"}')
+    await asyncio.sleep(1.0)  # the length of the pause is the scenario, not a wait for something
+    await ws.send('{"type": "resume"}')
+    final, _ = await _play(ws, initial)
+    assert time.monotonic() - began >= 1.0 + 0.9 and final == _positions(after)  # 1 s paused + 120 s at 120x
+
+    await ws.send('{"type": "seek", "to": "' + replay_from.isoformat() + '"}')  # after replay_done: play again
+    again = await recv_json(ws, 30)
+    assert again["type"] == "initial_state" and _on_map(again["data"]) == _positions(before)
+    await ws.send('{"type": "speed", "speed": 0}')  # as fast as the client reads
+    final, _ = await _play(ws, again)
+    assert final == _positions(after)
+    await ws.send('{"type": "seek", "to": "2001-01-01T00:00:00Z"}')
+    assert "seek" in (await recv_json(ws))["message"]
+
+
+async def test_a_replay_needs_a_valid_range_and_an_analyst_or_admin(stack: Stack) -> None:
+    edge = await stack.start("ws-edge")
+    now = datetime.now(UTC)
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(edge, stack.token(TENANT, Role.ANALYST), _query(now, now - timedelta(minutes=1), 60))
+    assert refused.value.response.status_code == 422 and b"must be before" in refused.value.response.body
+    with pytest.raises(InvalidStatus) as too_fast:
+        await connect(edge, stack.token(TENANT, Role.ANALYST), _query(now - timedelta(minutes=1), now, 5000))
+    assert too_fast.value.response.status_code == 422
+    ws = await connect(edge, stack.token(TENANT, Role.DISPATCHER), _query(now - timedelta(minutes=1), now, 60))
+    with pytest.raises(ConnectionClosed) as closed:
+        await recv_json(ws)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008 and "replay" in closed.value.rcvd.reason
