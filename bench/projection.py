@@ -29,7 +29,8 @@ from locstream.settings import KafkaSettings
 from schemas.events import LocationData, LocationRecorded, encode_event
 
 
-async def fill_topic(kafka: KafkaSettings, count: int) -> None:
+async def fill_topic(kafka: KafkaSettings, count: int, tenants: int = 20) -> None:
+    """``count`` fixes of ``tenants`` tenants (``tenant-0``...), 10 technicians each, 2% of them retried."""
     await ensure_topic(kafka)
     rng = random.Random(count)
     now = datetime.now(UTC)
@@ -43,7 +44,7 @@ async def fill_topic(kafka: KafkaSettings, count: int) -> None:
                 value = rng.choice(recent)  # a retried event: same event_id
                 key = json.loads(value)["tenant_id"].encode()
             else:
-                tenant = f"tenant-{rng.randrange(20)}"
+                tenant = f"tenant-{rng.randrange(tenants)}"
                 event = LocationRecorded(
                     event_id=uuid.uuid4(), tenant_id=tenant, technician_id=f"tech-{rng.randrange(10)}",
                     recorded_at=now - timedelta(seconds=count - i + rng.choice([0, 0, 0, -300])), received_at=now,

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from bench.drivers import WsClients, http_load
+from bench.export import measure as measure_export
 from bench.observer import KafkaObserver
 from bench.procstats import CpuWindow, rss_bytes, tcp_socket_memory_bytes
 from bench.projection import measure as measure_projection
@@ -284,6 +285,11 @@ async def reconnect_storm(system: RunningSystem, p: dict[str, Any], ctx: BenchCo
     }
 
 
+async def export(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
+    """``locstream replay`` exporting a tenant's history of N events to NDJSON."""
+    return await measure_export(ctx.bootstrap, p["events"], p["tenants"], ctx.workdir)
+
+
 async def projection(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
     """A backlog of N events applied by a fresh projector into SQLite and PostgreSQL, a SQLite rebuild, and a pair."""
     return await measure_projection(ctx.bootstrap, await ctx.postgres(), p["events"], ctx.workdir)
@@ -390,6 +396,19 @@ SCENARIOS: dict[str, Scenario] = {
             headline="seconds_until_all_initial_state",
             higher_is_better=False,
             what="N dispatchers connect at once to a tenant of 200 technicians; time until all have initial_state",
+        ),
+        Scenario(
+            "export",
+            export,
+            {
+                "small": [{"events": 2_000, "tenants": 1}],
+                "full": [{"events": 1_000_000, "tenants": 1}, {"events": 1_000_000, "tenants": 10}],
+            },
+            headline="events_per_second",
+            what="locstream replay exports one tenant's range of a one-partition topic of N fixes (2% retried) to"
+            " NDJSON; tenants: how many share the partition",
+            systems=("locstream",),
+            standalone=True,
         ),
         Scenario(
             "projector",

@@ -8,5 +8,7 @@
 - ``filters.py``: ``subscribe`` filters (bbox, technician ids, status);
 - ``auth_handshake.py``: Origin, token sources and roles, before any data frame;
 - ``session.py``: one client connection from handshake to close (reader, writer, token expiry);
+- ``wire.py``: frames encoded once, written straight to the transport; ``replay_session.py``: a paced replay of
+  the history (``replay/``) on the same URL;
 - ``frames.py``: the frames, encoded once per tenant; ``metrics.py``: ``/metrics``.
 """
