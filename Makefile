@@ -3,7 +3,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 JARS := broker/target/lib/.resolved
 
-.PHONY: install run test lint bench broker-jars clean
+WEB := ws_edge/web
+WEB_DEPS := $(WEB)/node_modules/.package-lock.json
+
+.PHONY: install run test lint bench broker-jars web clean
 
 install: $(VENV)/.installed
 
@@ -20,8 +23,14 @@ $(JARS): broker/pom.xml
 	mvn -q -B -f broker/pom.xml dependency:copy-dependencies
 	touch $@
 
+# The map page's Leaflet and the JS client's test dependencies, from the npm registry (package-lock.json).
+web: $(WEB_DEPS)
+
+$(WEB_DEPS): $(WEB)/package.json $(WEB)/package-lock.json
+	npm ci --prefix $(WEB) --no-audit --no-fund --loglevel=error
+
 # The dev stack on http://127.0.0.1:8000: broker, ingest API, projector, WebSocket edge, simulated fleet.
-run: install broker-jars
+run: install broker-jars web
 	$(VENV)/bin/locstream dev
 
 lint: install
@@ -29,9 +38,10 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# Lint, then unit and integration tests. Without KAFKA_BOOTSTRAP_SERVERS the tests start (and stop)
-# the project's own broker.
-test: lint broker-jars
+# Lint, the JS client's unit tests, then unit, integration and browser tests. Without KAFKA_BOOTSTRAP_SERVERS the
+# tests start (and stop) the project's own broker; browser tests drive Debian's chromium (LOCSTREAM_CHROMIUM).
+test: lint broker-jars web
+	npm test --prefix $(WEB)
 	$(PY) -m pytest
 
 # One benchmark scenario (or all) against locstream and its peers: make bench SCENARIO=fanout SIZE=full
@@ -41,4 +51,4 @@ bench: install broker-jars
 	$(PY) -m bench $(SCENARIO) --size $(SIZE) --out bench-results/$(SCENARIO)-$(SIZE)
 
 clean:
-	rm -rf .data broker/target .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .data broker/target .pytest_cache .mypy_cache .ruff_cache $(WEB)/node_modules

@@ -17,6 +17,7 @@ from schemas.ws import CLOSE_SERVICE_RESTART, TechnicianLocation
 from ws_edge import frames
 from ws_edge.fanout import Fanout, SlowConsumerLimits
 from ws_edge.live_feed import LiveFeed
+from ws_edge.map_page import install as install_map_page
 from ws_edge.metrics import SAMPLE_ONE_CONNECTION_IN, EdgeMetrics
 from ws_edge.replay_session import ReplaySession, is_replay
 from ws_edge.session import ClientSession
@@ -117,6 +118,7 @@ def install(app: FastAPI, settings: EdgeSettings) -> Edge:
     edge = Edge.build(settings)
     app.state.edge = edge
     app.include_router(router)
+    install_map_page(app)
     return edge
 
 

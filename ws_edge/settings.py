@@ -45,6 +45,13 @@ class EdgeSettings(BaseSettings):
     bootstrap_timeout_seconds: float = Field(default=30.0, gt=0)
     # A technician whose last fix is older than this is shown stale (it keeps its last status).
     stale_after_seconds: float = Field(default=600.0, gt=0)
+    # The dispatch map page (/map): where its live feed is (empty: this edge), where it polls
+    # /technicians/locations/active when the feed is down (empty: this origin), and map tiles ({z}/{x}/{y} URL;
+    # empty: a plain background with a graticule, as on machines without internet).
+    map_feed_url: str = ""
+    map_api_base: str = ""
+    map_tile_url: str = ""
+    map_tile_attribution: str = ""
     access_log: bool = True  # uvicorn's line per handshake and request (tokens redacted)
     host: str = "127.0.0.1"
     port: int = 8003

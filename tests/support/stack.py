@@ -79,14 +79,18 @@ class Stack:
     def token(self, tenant: str, role: Role = Role.DISPATCHER, sub: str = "someone", ttl: int = 600) -> str:
         return issue_token(self.auth, tenant_id=tenant, sub=sub, role=role, ttl_seconds=ttl)
 
-    async def start(self, name: str, *args: str, timeout: float = 60.0, unset: tuple[str, ...] = ()) -> Service:
+    async def start(
+        self, name: str, *args: str, timeout: float = 60.0, unset: tuple[str, ...] = (), port: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Service:  # fmt: skip
         """Start ``producers``, ``projector``, ``ws-edge`` or ``dev`` and wait until /healthz says it is ready.
 
-        ``args`` go to the command; ``unset`` names environment variables the process must not see.
+        ``args`` go to the command; ``unset`` names environment variables the process must not see; ``env`` adds
+        some for this process only; ``port``: this one (a restart on the same port), else a free one.
         """
-        port = self.port()
+        port = port or self.port()
         log_path = self.log_dir / f"{name}-{len(self.services)}.log"
-        env = {key: value for key, value in {**os.environ, **self.env}.items() if key not in unset}
+        env = {key: value for key, value in {**os.environ, **self.env, **(env or {})}.items() if key not in unset}
         with log_path.open("wb") as out:
             process = subprocess.Popen(
                 [sys.executable, "-m", "locstream.cli", name, "--port", str(port), *args],

@@ -1,0 +1,91 @@
+// Types of locstream-client.js (docs/client.md).
+
+export const FEED_PATH: string;
+export const POLL_PATH: string;
+
+export interface TechnicianLocation {
+  technician_id: string;
+  technician_name: string;
+  latitude: number;
+  longitude: number;
+  last_update: string; // ISO 8601
+  status: string;
+  stale?: boolean;
+  backfill?: boolean;
+}
+
+export interface Filter {
+  bbox?: [west: number, south: number, east: number, north: number];
+  technician_ids?: string[];
+  status?: string[];
+}
+
+export type ServerMessage =
+  | { type: "connected"; connection_id: string; tenant_id: string; protocol: 1 | 2 }
+  | { type: "initial_state"; data: TechnicianLocation[]; cursor: string; resumed?: boolean; filter?: Filter }
+  | { type: "resumed"; cursor: string; missed: number }
+  | { type: "location_update"; data: TechnicianLocation; cursor: string }
+  | { type: "location_batch"; data: TechnicianLocation[]; cursor: string }
+  | { type: "technician_removed"; technician_id: string }
+  | { type: "technician_status"; technician_id: string; stale: boolean }
+  | { type: "replay_done"; events: number }
+  | { type: "error"; message: string }
+  | { type: "pong" };
+
+export interface MapState {
+  technicians: Map<string, TechnicianLocation>;
+  cursor: string | null;
+}
+
+export function applyMessage(state: MapState, message: ServerMessage): MapState;
+
+export function backoffDelay(
+  attempt: number,
+  options?: { base?: number; max?: number; min?: number; random?: () => number },
+): number;
+
+export interface ClientOptions {
+  url?: string | null;
+  apiBase?: string;
+  token?: string | (() => string | null) | null;
+  enabled?: boolean;
+  autoReconnect?: boolean;
+  reconnectInterval?: number;
+  maxReconnectInterval?: number;
+  pingInterval?: number;
+  protocol?: 1 | 2;
+  pollAfterFailures?: number;
+  pollInterval?: number;
+  query?: string;
+  resume?: boolean;
+  WebSocket?: typeof WebSocket;
+  fetch?: typeof fetch;
+  random?: () => number;
+  onConnect?: (() => void) | null;
+  onDisconnect?: ((event: CloseEvent) => void) | null;
+  onError?: ((event: Event) => void) | null;
+  onMessage?: ((message: ServerMessage) => void) | null;
+}
+
+export type Mode = "live" | "connecting" | "polling" | "disconnected";
+
+/** Events: "change" (the map changed), "status" (connection state changed), "message" (CustomEvent, every message). */
+export class LocstreamClient extends EventTarget {
+  constructor(options?: ClientOptions);
+  readonly options: Required<ClientOptions>;
+  technicians: Map<string, TechnicianLocation>;
+  cursor: string | null;
+  isConnected: boolean;
+  isConnecting: boolean;
+  isPolling: boolean;
+  error: string | null;
+  filter: Filter | null;
+  updatesReceived: number;
+  readonly mode: Mode;
+  connect(): void;
+  pollOnly(): void;
+  reconnect(): void;
+  close(): void;
+  subscribe(filter: Filter | null): void;
+  sendControl(message: { type: "pause" | "resume" | "seek" | "speed"; to?: string; speed?: number }): void;
+}
