@@ -10,5 +10,6 @@
 - ``session.py``: one client connection from handshake to close (reader, writer, token expiry);
 - ``wire.py``: frames encoded once, written straight to the transport; ``replay_session.py``: a paced replay of
   the history (``replay/``) on the same URL;
-- ``frames.py``: the frames, encoded once per tenant; ``metrics.py``: ``/metrics``.
+- ``frames.py``: the frames, encoded once per tenant; ``metrics.py``: ``/metrics``;
+- ``map_page.py``: ``/map`` and ``/client/...``, files of ``web/`` (the JS client, its React hook, the map page).
 """

@@ -29,7 +29,9 @@ let fitted = false; // the view goes to the fleet once, when it first shows
 function drawGraticule() {
   // Lines every few degrees (finer as one zooms in): the map reads without any tile server.
   graticule.clearLayers();
-  const step = [30, 10, 5, 2, 1, 0.5, 0.2, 0.1, 0.05][Math.min(8, Math.max(0, Math.floor(map.getZoom() / 2)))];
+  const target = (360 / 2 ** map.getZoom()) * 0.8; // about 200 px apart at any zoom
+  const steps = [30, 10, 5, 2, 1, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001, 0.0005];
+  const step = steps.find((s) => s <= target) ?? steps.at(-1);
   const b = map.getBounds().pad(0.5);
   const style = { className: "graticule", weight: 1, interactive: false };
   for (let lat = Math.ceil(Math.max(-85, b.getSouth()) / step) * step; lat <= Math.min(85, b.getNorth()); lat += step) {
@@ -65,8 +67,9 @@ function render(technicians) {
     const style = { radius: 8, color: "#1a202c", weight: 1, fillColor: colour, fillOpacity: t.stale ? 0.5 : 0.9 };
     let marker = markers.get(id);
     if (!marker) {
-      marker = L.circleMarker([t.latitude, t.longitude], style).addTo(map);
-      marker.bindTooltip(() => label(marker.technician), { permanent: true, direction: "right", offset: [8, 0] });
+      marker = L.circleMarker([t.latitude, t.longitude], style);
+      marker.technician = t;
+      marker.bindTooltip(label(t), { permanent: true, direction: "right", offset: [8, 0] }).addTo(map);
       markers.set(id, marker);
     } else {
       marker.setLatLng([t.latitude, t.longitude]);
