@@ -77,14 +77,18 @@ def _appended(record: HistoryRecord) -> str:
 class NdjsonExporter:
     """The record's own bytes with the log position spliced in: no decoding and re-encoding of the event."""
 
+    def __init__(self) -> None:
+        self._appended: tuple[int, str] = (-1, "")  # the records of a batch share their append time
+
     def begin(self) -> bytes:
         return b""
 
     def add(self, record: HistoryRecord) -> bytes:
-        value = record.value.rstrip()
-        appended = _appended(record)
+        if self._appended[0] != record.appended_ms:
+            self._appended = (record.appended_ms, _appended(record))
+        appended = self._appended[1]
         position = f',"partition":{record.partition},"offset":{record.offset},"appended_at":"{appended}"}}\n'
-        return value[:-1] + position.encode()
+        return record.value.rstrip()[:-1] + position.encode()
 
     def end(self) -> bytes:
         return b""

@@ -3,7 +3,6 @@ the broker appended it; decoded only as far as it has to be."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Final
 
@@ -12,36 +11,48 @@ import msgspec
 from schemas.events import Event, InvalidEventError, decode_event
 
 
-class _Identity(msgspec.Struct, frozen=True, gc=False):
-    """What deduplication and the technician filter need of an event; the other fields are skipped unparsed."""
+class Identity(msgspec.Struct, frozen=True, gc=False):
+    """What a retry of an event repeats (``schemas.events.identity`` within one tenant), and all that
+    deduplication and the technician filter need: the other fields are skipped unparsed. Frozen: hashable, so a set
+    of them is the deduplication."""
 
-    event_id: uuid.UUID
+    event_id: str  # as the producer wrote it (canonical): hashing a str is cheaper than a UUID
     technician_id: str
     recorded_at: datetime
 
 
-_IDENTITY: Final = msgspec.json.Decoder(_Identity)
+_IDENTITY: Final = msgspec.json.Decoder(Identity)
+_IDENTITIES: Final = msgspec.json.Decoder(list[Identity])
+
+
+def identities(values: list[bytes]) -> list[Identity] | None:
+    """The identities of many records in one decoding (None when one of them is not an event: decode singly)."""
+    try:
+        return _IDENTITIES.decode(b"[" + b",".join(values) + b"]")
+    except msgspec.MsgspecError:
+        return None
 
 
 class HistoryRecord:
     __slots__ = ("_event", "_identity", "appended_ms", "offset", "partition", "value")
 
-    def __init__(self, value: bytes, partition: int, offset: int, appended_ms: int) -> None:
+    def __init__(
+        self, value: bytes, partition: int, offset: int, appended_ms: int, identity: Identity | None = None
+    ) -> None:
         self.value = value  # the event's JSON, as the topic holds it
         self.partition = partition
         self.offset = offset
         self.appended_ms = appended_ms  # LogAppendTime
-        self._identity: _Identity | None = None
+        self._identity = identity
         self._event: Event | None = None
 
     @property
     def technician_id(self) -> str:
         return self._light().technician_id
 
-    def identity(self) -> tuple[uuid.UUID, str, datetime]:
-        """What a retry of the event repeats (``schemas.events.identity`` within one tenant)."""
-        light = self._light()
-        return light.event_id, light.technician_id, light.recorded_at
+    def identity(self) -> Identity:
+        """Raises ``InvalidEventError`` when the record is not an event."""
+        return self._light()
 
     def event(self) -> Event:
         """The whole event, validated; raises ``InvalidEventError``."""
@@ -53,7 +64,7 @@ class HistoryRecord:
     def appended_at(self) -> datetime:
         return datetime.fromtimestamp(self.appended_ms / 1000, UTC)
 
-    def _light(self) -> _Identity:
+    def _light(self) -> Identity:
         if self._identity is None:
             try:
                 self._identity = _IDENTITY.decode(self.value)

@@ -9,7 +9,6 @@ as it is when the span is taken: a read always finishes.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +18,7 @@ from aiokafka import TopicPartition
 
 from locstream.kafka import make_consumer, tenant_partition, topic_partitions
 from locstream.settings import KafkaSettings
-from replay.history_record import HistoryRecord
+from replay.history_record import HistoryRecord, Identity, identities
 from replay.time_range import to_ms
 
 MAX_RECORDS_PER_READ = 10_000
@@ -97,10 +96,11 @@ class HistoryReader:
                     return
                 continue
             position = records[-1].offset + 1
+            mine = [record for record in records if record.key == key and record.offset < span.end]
+            known: list[Identity] | list[None] = identities([record.value for record in mine]) or [None] * len(mine)
             yield [
-                HistoryRecord(record.value, tp.partition, record.offset, record.timestamp)
-                for record in records
-                if record.key == key and record.offset < span.end
+                HistoryRecord(record.value, tp.partition, record.offset, record.timestamp, identity)
+                for record, identity in zip(mine, known, strict=True)
             ]
 
 
@@ -110,11 +110,11 @@ class Deduplicated:
     def __init__(self, technicians: Collection[str] | None = None) -> None:
         self.technicians = frozenset(technicians) if technicians else None
         self.duplicates = 0
-        self._seen: set[tuple[uuid.UUID, str, datetime]] = set()
+        self._seen: set[Identity] = set()
 
     def keep(self, record: HistoryRecord) -> bool:
         identity = record.identity()
-        if self.technicians is not None and identity[1] not in self.technicians:
+        if self.technicians is not None and identity.technician_id not in self.technicians:
             return False
         if identity in self._seen:
             self.duplicates += 1

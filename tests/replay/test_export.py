@@ -26,7 +26,7 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from locstream.kafka import ensure_topic, tenant_partition
+from locstream.kafka import ensure_topic, make_producer, tenant_partition
 from locstream.settings import KafkaSettings
 from schemas.claims import Role
 from schemas.events import (
@@ -103,6 +103,12 @@ async def history(kafka: KafkaSettings) -> History:
     after = [_fix(TENANT, "tech-1", 9), _fix(same, "tech-1", 9)]
     await clock_past(max(await append(kafka, before)))
     stamps = await append(kafka, inside + retried)
+    producer = make_producer(kafka)  # a poison record of the tenant in the range: counted, skipped, never fatal
+    await producer.start()
+    try:
+        await producer.send_and_wait(kafka.topic, b'{"type": "not an event"', key=TENANT.encode())
+    finally:
+        await producer.stop()
     await clock_past(max(stamps))
     end = min(await append(kafka, after))
     mine = [e for e in inside if e.tenant_id == TENANT]
@@ -142,7 +148,7 @@ async def test_an_ndjson_export_holds_exactly_the_tenants_events_of_the_range_on
     assert all(history.start <= line["appended_at"] < history.end for line in lines)
     summary = json.loads(stdout)
     assert summary["complete"] is True and summary["events"] == len(history.expected)
-    assert summary["duplicates"] == history.retries and summary["technicians"] == 2
+    assert summary["duplicates"] == history.retries and summary["technicians"] == 2 and summary["invalid"] == 1
     assert not (tmp_path / "acme.ndjson.partial").exists()
 
 
