@@ -81,7 +81,7 @@ function render(technicians) {
   $("count").textContent = String(technicians.size);
   if (!fitted && technicians.size) {
     fitted = true;
-    map.fitBounds(L.latLngBounds([...technicians.values()].map((t) => [t.latitude, t.longitude])).pad(0.3), { maxZoom: 14 });
+    map.fitBounds(L.latLngBounds([...technicians.values()].map((t) => [t.latitude, t.longitude])).pad(0.3), { maxZoom: 14, animate: false });
   }
 }
 
