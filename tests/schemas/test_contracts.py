@@ -1,0 +1,93 @@
+"""The published contracts (docs/contracts/) are what the code generates, are valid, and describe what the services
+really send: events as the producers encode them, frames as the edge encodes them."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from schemas.contracts import OUT, asyncapi, differences, json_schemas
+from schemas.events import LocationData, LocationRecorded, TechnicianData, TechnicianUpdated, encode_event
+from ws_edge import frames
+
+ASYNCAPI_SCHEMA = Path(__file__).resolve().parents[2] / "ws_edge/web/node_modules/@asyncapi/specs/schemas/3.0.0.json"
+NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+
+
+def test_the_checked_in_contracts_are_current() -> None:
+    assert differences() == [], "run: python -m schemas.contracts"
+
+
+def test_the_asyncapi_document_validates_against_the_asyncapi_3_schema() -> None:
+    assert ASYNCAPI_SCHEMA.exists(), "npm ci --prefix ws_edge/web (make test does) installs @asyncapi/specs"
+    document = json.loads((OUT / "asyncapi.json").read_text())
+    jsonschema.validate(document, json.loads(ASYNCAPI_SCHEMA.read_text()))
+    assert set(document["channels"]) == {"mapFeedV1", "mapFeedV2", "locations"}
+    v1, v2 = document["channels"]["mapFeedV1"]["messages"], document["channels"]["mapFeedV2"]["messages"]
+    assert "LocationUpdate" in v1 and "LocationBatch" not in v1 and "LocationBatch" in v2 and "LocationUpdate" not in v2
+
+
+def _resolve(document: dict[str, Any], ref: str) -> Any:
+    node: Any = document
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def test_every_reference_resolves_to_a_message_or_a_schema_file() -> None:
+    document = asyncapi()
+    refs: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            refs.extend([node["$ref"]] if isinstance(node.get("$ref"), str) else [])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(document)
+    assert refs
+    for ref in refs:
+        if ref.startswith("#/"):
+            assert _resolve(document, ref) is not None
+        else:
+            assert (OUT / ref).exists(), ref
+
+
+def test_real_events_and_frames_validate_against_their_schemas() -> None:
+    schemas = json_schemas()
+    for schema in schemas.values():
+        jsonschema.Draft202012Validator.check_schema(schema)
+    fix = LocationRecorded(
+        event_id=uuid.uuid4(), tenant_id="a", technician_id="t1", recorded_at=NOW, received_at=NOW,
+        data=LocationData(latitude=6.5, longitude=3.3, accuracy_meters=5.0),
+    )  # fmt: skip
+    profile = TechnicianUpdated(
+        event_id=uuid.uuid4(), tenant_id="a", technician_id="t1", recorded_at=NOW, received_at=NOW,
+        data=TechnicianData(name="Ada", status="on_job"),
+    )  # fmt: skip
+    jsonschema.validate(json.loads(encode_event(fix)), schemas["events/LocationRecorded.json"])
+    jsonschema.validate(json.loads(encode_event(profile)), schemas["events/TechnicianUpdated.json"])
+    location = {"technician_id": "t1", "technician_name": "Ada", "latitude": 6.5, "longitude": 3.3,
+                "last_update": NOW, "status": "on_job", "stale": False}  # fmt: skip
+    update = frames.update(location, 7, "Y3Vyc29y")
+    sent = {
+        "ws/LocationUpdate.json": update.v1, "ws/LocationBatch.json": frames.location_batch([update]),
+        "ws/InitialState.json": frames.initial_state([location], "c", resumed=False),
+        "ws/Connected.json": frames.connected("id", "a", 2), "ws/ReplayDone.json": frames.replay_done(3),
+        "ws/TechnicianStatus.json": frames.technician_status("t1", stale=True), "ws/Pong.json": frames.PONG,
+    }  # fmt: skip
+    for name, text in sent.items():
+        jsonschema.validate(json.loads(text), schemas[name])
+    bad = json.loads(encode_event(fix))
+    bad["data"]["latitude"] = 91
+    with pytest.raises(jsonschema.ValidationError, match="91"):
+        jsonschema.validate(bad, schemas["events/LocationRecorded.json"])
