@@ -19,34 +19,44 @@ DEV_JWT_SECRET = "locstream-dev-secret-do-not-use-in-production"
 class KafkaSettings(BaseSettings):
     """Where the broker is and which topic carries the location events (env prefix ``KAFKA_``)."""
 
-    model_config = SettingsConfigDict(env_prefix="KAFKA_")
+    model_config = SettingsConfigDict(use_attribute_docstrings=True, env_prefix="KAFKA_")
 
     bootstrap_servers: str = "127.0.0.1:9092"
+    """Broker addresses; when unset, `make test` and `locstream dev` start the local broker."""
     topic: str = "locations.v1"
+    """The events topic."""
     partitions: int = Field(default=6, ge=1)
+    """Partitions when the services create the topic."""
     replication_factor: int = Field(default=1, ge=1)
+    """Replication factor when the services create the topic."""
     client_id: str = "locstream"
+    """Client id prefix."""
     request_timeout_ms: int = Field(default=10_000, ge=1_000)
-    # How long the topic keeps events (its retention.ms, set when a service creates it). The ingest API refuses
-    # fixes recorded longer ago than this: they would be deleted before anyone could replay them.
+    """Kafka client request timeout."""
     retention_days: float = Field(default=30.0, gt=0)
-    # Compression of the record batches producers send (lz4 and zstd via cramjam).
+    """How long the topic keeps events (its retention.ms, set when a service creates it). The ingest API refuses
+    fixes recorded longer ago than this: they would be deleted before anyone could replay them."""
     compression: Literal["none", "gzip", "lz4", "zstd"] = "lz4"
-    # Part of every cursor handed to clients; bump it when the topic is deleted and created again.
+    """Compression of the record batches producers send (lz4 and zstd via cramjam)."""
     topic_epoch: int = Field(default=1, ge=0, le=999_999_999)
+    """Part of every cursor handed to clients; bump it when the topic is deleted and created again."""
 
 
 class AuthSettings(BaseSettings):
     """JWT verification (env prefix ``LOCSTREAM_``): HS256 with ``LOCSTREAM_JWT_SECRET``."""
 
-    model_config = SettingsConfigDict(env_prefix="LOCSTREAM_")
+    model_config = SettingsConfigDict(use_attribute_docstrings=True, env_prefix="LOCSTREAM_")
 
     jwt_secret: SecretStr | None = None
+    """HS256 secret, at least 32 bytes; required unless LOCSTREAM_DEV is set."""
     dev: bool = False
+    """Dev mode: a well-known secret when LOCSTREAM_JWT_SECRET is unset."""
     jwt_leeway_seconds: int = Field(default=0, ge=0, le=30)
-    # When set, tokens must carry this issuer (iss) / this audience (aud), and the tokens locstream issues do.
+    """Clock leeway for exp/iat."""
     jwt_issuer: str | None = None
+    """When set, tokens must carry this issuer (iss), and `locstream token` writes it."""
     jwt_audience: str | None = None
+    """When set, tokens must carry this audience (aud), and `locstream token` writes it."""
 
     @model_validator(mode="after")
     def _secret_required_outside_dev(self) -> AuthSettings:
@@ -67,11 +77,12 @@ class AuthSettings(BaseSettings):
 class DataSettings(BaseSettings):
     """Where local state lives (env prefix ``LOCSTREAM_``)."""
 
-    model_config = SettingsConfigDict(env_prefix="LOCSTREAM_")
+    model_config = SettingsConfigDict(use_attribute_docstrings=True, env_prefix="LOCSTREAM_")
 
     data_dir: Path = Path(".data")
-    # postgresql://user:pass@host/db for production; unset: SQLite at <data_dir>/projection.sqlite3.
+    """Holds projection.sqlite3; the edge bootstraps from the same file."""
     database_url: str | None = None
+    """postgresql://user:pass@host/db for production; unset: SQLite at <data_dir>/projection.sqlite3."""
 
     @property
     def projection_db(self) -> Path:

@@ -1,0 +1,127 @@
+"""``docs/configuration.md``, generated from the settings classes: every environment variable of every service, its
+type, default, bounds and meaning (the field's docstring).
+
+``python -m locstream.config_docs`` writes it; ``--check`` exits 1 when the file is not current
+(``tests/locstream_shared/test_config_docs.py`` runs it in CI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+from annotated_types import Ge, Gt, Le, Lt
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+from pydantic_settings import BaseSettings
+
+from locstream.settings import AuthSettings, DataSettings, KafkaSettings
+from producers.settings import ProducersSettings
+from projector.settings import ProjectorSettings
+from ws_edge.settings import EdgeSettings
+
+OUT = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+
+GROUPS: list[tuple[str, type[BaseSettings], str]] = [
+    ("Kafka", KafkaSettings, "every service, `locstream replay` and the bench"),
+    ("Auth", AuthSettings, "producers, the projector's history endpoints, ws_edge, `locstream replay`"),
+    ("Data", DataSettings, "projector, ws_edge"),
+    ("Ingest API (`locstream producers`)", ProducersSettings, "producers"),
+    ("Projector (`locstream projector`)", ProjectorSettings, "projector"),
+    ("WebSocket edge (`locstream ws-edge`)", EdgeSettings, "ws_edge"),
+]
+SHARED = (KafkaSettings, AuthSettings, DataSettings)
+
+HEADER = """# Configuration
+
+Every setting of every service comes from an environment variable (pydantic-settings). This page is generated
+from the settings classes by `python -m locstream.config_docs`; CI fails when it is not current. The shared groups
+(Kafka, Auth, Data) are read by every service that uses them, under their own prefix. `locstream dev` runs all
+services in one process with the same variables.
+"""
+
+
+def _type(annotation: Any) -> str:
+    text = repr(annotation) if not isinstance(annotation, type) else annotation.__name__
+    text = re.sub(r"typing\.|pydantic\.types\.|pathlib\.|<class '([^']+)'>", lambda m: m.group(1) or "", text)
+    if typing.get_origin(annotation) is typing.Literal:
+        return " \\| ".join(f"`{value}`" for value in typing.get_args(annotation))
+    return f"`{text.replace('|', chr(92) + '|')}`"
+
+
+def _default(field: Any) -> str:
+    if field.default_factory is not None:
+        value = field.default_factory()
+    elif field.default is PydanticUndefined:
+        return "required"
+    else:
+        value = field.default
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, list):
+        return "`[]`" if not value else f"`{value!r}`"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"`{value}`" if value != "" else "empty"
+
+
+def _bounds(field: Any) -> str:
+    found = []
+    for item in field.metadata:
+        for kind, attribute, symbol in ((Ge, "ge", ">="), (Gt, "gt", ">"), (Le, "le", "<="), (Lt, "lt", "<")):
+            if isinstance(item, kind):
+                bound = getattr(item, attribute)
+                found.append(f"{symbol} {bound:,}" if isinstance(bound, int) else f"{symbol} {bound}")
+    return ", ".join(found)
+
+
+def _table(settings: type[BaseSettings]) -> list[str]:
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    rows = ["| variable | type | default | meaning |", "|---|---|---|---|"]
+    for name, field in settings.model_fields.items():
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            continue  # a shared group, documented on its own
+        meaning = " ".join((field.description or "").split())
+        bounds = _bounds(field)
+        if bounds:
+            meaning = f"{meaning} ({bounds})" if meaning else f"({bounds})"
+        rows.append(
+            f"| `{prefix}{name.upper()}` | {_type(kind)} | {_default(field)} | {meaning.replace('|', chr(92) + '|')} |"
+        )
+    return rows
+
+
+def render() -> str:
+    parts = [HEADER]
+    for title, settings, used_by in GROUPS:
+        prefix = settings.model_config.get("env_prefix", "")
+        doc = " ".join((settings.__doc__ or "").split()).replace("``", "`") if settings in SHARED else ""
+        parts.append(f"## {title}: prefix `{prefix}`\n")
+        parts.append(f"Used by {used_by}.{' ' + doc if doc else ''}\n")
+        parts.append("\n".join(_table(settings)) + "\n")
+    return "\n".join(parts)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="exit 1 if docs/configuration.md is not current")
+    args = parser.parse_args()
+    text = render()
+    if args.check:
+        current = OUT.exists() and OUT.read_text() == text
+        if not current:
+            sys.stderr.write("docs/configuration.md is not current: run python -m locstream.config_docs\n")
+        return 0 if current else 1
+    OUT.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
