@@ -1,4 +1,10 @@
-# The locstream services for compose.yaml (the broker comes from the apache/kafka image there).
+# The locstream services for compose.yaml (the broker comes from the apache/kafka image there). One image; the
+# command picks the service: locstream producers | projector | ws-edge | replay | dev.
+FROM node:20-slim AS web
+WORKDIR /web
+COPY ws_edge/web/package.json ws_edge/web/package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -8,7 +14,9 @@ COPY producers ./producers
 COPY projector ./projector
 COPY ws_edge ./ws_edge
 COPY replay ./replay
-RUN pip install --no-cache-dir .
+# The map page's Leaflet, from npm (not vendored); an editable install serves it from ws_edge/web.
+COPY --from=web /web/node_modules/leaflet ./ws_edge/web/node_modules/leaflet
+RUN pip install --no-cache-dir -e ".[parquet]"
 ENV LOCSTREAM_DATA_DIR=/data
 VOLUME /data
 EXPOSE 8000
