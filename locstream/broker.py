@@ -53,6 +53,14 @@ class BrokerConfig:
     data_dir: Path
     port: int = 9092
     heap: str = "512m"
+    # A user and password: a SASL listener (SCRAM-SHA-256 and -512) on ``scram_port`` beside the plaintext one,
+    # with that user's credentials written when the storage is formatted.
+    scram: tuple[str, str] | None = None
+    scram_port: int = 0
+
+    @property
+    def scram_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.scram_port}"
 
     @property
     def controller_port(self) -> int:
@@ -101,6 +109,15 @@ def server_properties(config: BrokerConfig) -> str:
         "group.initial.rebalance.delay.ms": "0",
         "auto.create.topics.enable": "false",
     }
+    if config.scram is not None:
+        props["listeners"] += f",SASL_PLAINTEXT://127.0.0.1:{config.scram_port}"
+        props["advertised.listeners"] += f",SASL_PLAINTEXT://127.0.0.1:{config.scram_port}"
+        props["listener.security.protocol.map"] += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
+        props["sasl.enabled.mechanisms"] = "SCRAM-SHA-256,SCRAM-SHA-512"
+        for mechanism in ("scram-sha-256", "scram-sha-512"):
+            props[f"listener.name.sasl_plaintext.{mechanism}.sasl.jaas.config"] = (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            )
     return "".join(f"{key}={value}\n" for key, value in props.items())
 
 
@@ -175,6 +192,7 @@ def format_storage(config: BrokerConfig, classpath: str, cluster_id: str | None 
             f"--cluster-id={cluster_id}",  # one word, so an id beginning with "-" is not taken for an option
             "-c",
             str(config.properties_file),
+            *_scram_credentials(config),
         ],
         capture_output=True,
         text=True,
@@ -182,6 +200,17 @@ def format_storage(config: BrokerConfig, classpath: str, cluster_id: str | None 
     )
     if result.returncode != 0:
         raise BrokerError(f"formatting KRaft storage failed:\n{result.stdout}\n{result.stderr}")
+
+
+def _scram_credentials(config: BrokerConfig) -> list[str]:
+    if config.scram is None:
+        return []
+    user, password = config.scram
+    return [
+        arg
+        for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
+        for arg in ("--add-scram", f"{mechanism}=[name={user},password={password}]")
+    ]
 
 
 def start(config: BrokerConfig, *, timeout: float = 90.0) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import murmur2
 
 from locstream.settings import KafkaSettings
@@ -27,10 +28,26 @@ def tenant_partition(tenant_id: str, partition_count: int) -> int:
     return (hashed & 0x7FFFFFFF) % partition_count
 
 
+def connection_options(settings: KafkaSettings) -> dict[str, Any]:
+    """How every client (producer, consumer, admin) reaches the brokers: plaintext, TLS, SASL (PLAIN or SCRAM)."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None)
+    if settings.security_protocol.startswith("SASL_"):
+        assert settings.sasl_password is not None  # checked by the settings
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+    return options
+
+
 def make_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
     """An idempotent producer (which forces acks=all): a 202 means every in-sync replica has the event."""
     options: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
+        **connection_options(settings),
         "client_id": f"{settings.client_id}-producer",
         "enable_idempotence": True,
         "acks": "all",
@@ -46,7 +63,7 @@ def make_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer
 def make_consumer(settings: KafkaSettings, *, group_id: str | None, **overrides: Any) -> AIOKafkaConsumer:
     """A consumer that never commits by itself: positions are stored by whoever applies the records."""
     options: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
+        **connection_options(settings),
         "client_id": f"{settings.client_id}-consumer",
         "group_id": group_id,
         "enable_auto_commit": False,
@@ -60,7 +77,7 @@ def make_consumer(settings: KafkaSettings, *, group_id: str | None, **overrides:
 
 def _admin(settings: KafkaSettings) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers,
+        **connection_options(settings),
         client_id=f"{settings.client_id}-admin",
         request_timeout_ms=settings.request_timeout_ms,
     )

@@ -40,6 +40,22 @@ class KafkaSettings(BaseSettings):
     """Compression of the record batches producers send (lz4 and zstd via cramjam)."""
     topic_epoch: int = Field(default=1, ge=0, le=999_999_999)
     """Part of every cursor handed to clients; bump it when the topic is deleted and created again."""
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """How the clients reach the brokers: SASL_SSL for most managed Kafka services."""
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    """With SASL_PLAINTEXT or SASL_SSL."""
+    sasl_username: str | None = None
+    """With SASL_PLAINTEXT or SASL_SSL."""
+    sasl_password: SecretStr | None = None
+    """With SASL_PLAINTEXT or SASL_SSL; never logged."""
+    ssl_cafile: Path | None = None
+    """A CA bundle (PEM) to verify the brokers with, for SSL and SASL_SSL; unset: the system's CAs."""
+
+    @model_validator(mode="after")
+    def _credentials_with_sasl(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL_") and (not self.sasl_username or self.sasl_password is None):
+            raise ValueError("KAFKA_SECURITY_PROTOCOL=SASL_* needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+        return self
 
 
 class AuthSettings(BaseSettings):

@@ -1,0 +1,100 @@
+"""Secure broker connections for real: a broker with a SCRAM listener (SASL_PLAINTEXT, SCRAM-SHA-256 and -512),
+the ingest API, the projector and the edge connecting through it only, and a wrong password refused."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import certifi
+import httpx
+import pytest
+from aiokafka.errors import KafkaError
+from pydantic import SecretStr
+
+from locstream import broker
+from locstream.kafka import connection_options, make_producer
+from locstream.settings import KafkaSettings
+from schemas.claims import Role
+from tests.conftest import TEST_JWT_SECRET, free_port
+from tests.support.kafka_io import read_all
+from tests.support.maps import open_map, updates_until
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+USER, PASSWORD = "locstream-svc", "a-scram-password-for-the-test"
+
+
+@pytest.fixture
+def scram_broker(tmp_path: Path) -> Iterator[broker.BrokerConfig]:
+    config = broker.BrokerConfig(
+        data_dir=tmp_path / "broker", port=broker.free_port_pair(), scram=(USER, PASSWORD), scram_port=free_port()
+    )
+    try:
+        broker.start(config)
+    except broker.BrokerError as exc:
+        tail = config.log_file.read_text(errors="replace").splitlines()[-40:] if config.log_file.exists() else []
+        pytest.fail(f"could not start the SCRAM broker: {exc}\n" + "\n".join(tail))
+    try:
+        yield config
+    finally:
+        broker.stop(config)
+
+
+def _scram(config: broker.BrokerConfig, mechanism: str, password: str = PASSWORD) -> KafkaSettings:
+    return KafkaSettings(
+        bootstrap_servers=config.scram_bootstrap, topic="locations.secure", security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism=mechanism, sasl_username=USER, sasl_password=SecretStr(password),
+    )  # fmt: skip
+
+
+async def test_the_services_run_through_a_scram_listener_and_a_wrong_password_is_refused(
+    scram_broker: broker.BrokerConfig, tmp_path: Path
+) -> None:
+    kafka = _scram(scram_broker, "SCRAM-SHA-512")
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "KAFKA_TOPIC": kafka.topic,
+        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "KAFKA_SASL_USERNAME": USER, "KAFKA_SASL_PASSWORD": PASSWORD,
+        "LOCSTREAM_JWT_SECRET": TEST_JWT_SECRET, "LOCSTREAM_DATA_DIR": str(tmp_path / "data"),
+    }  # fmt: skip
+    stack = Stack(env=env, kafka=kafka, data_dir=tmp_path / "data", log_dir=tmp_path, port=free_port)
+    try:
+        await stack.start("projector")
+        api = await stack.start("producers")
+        edge = await stack.start("ws-edge")
+        client, _ = await open_map(edge, stack.token("acme-fiber"))
+        async with httpx.AsyncClient(timeout=10) as http:
+            answer = await http.post(
+                f"{api.url}/api/v1/field-service/technicians/tech-ada/location",
+                json={"latitude": 6.52, "longitude": 3.38},
+                headers={"Authorization": f"Bearer {stack.token('acme-fiber', Role.DEVICE_GATEWAY)}"},
+            )
+        assert answer.status_code == 202, answer.text
+        (update,) = await updates_until(client, lambda got: len(got) >= 1)
+        assert update["data"]["technician_id"] == "tech-ada" and update["data"]["latitude"] == 6.52
+        await client.close()
+        events = await read_all(_scram(scram_broker, "SCRAM-SHA-256"))  # an observer through the other mechanism
+        assert [str(e.event_id) for e, _ in events] == [answer.json()["event_id"]]
+    finally:
+        await stack.close()
+    wrong = make_producer(_scram(scram_broker, "SCRAM-SHA-512", password="not-the-password"))
+    with pytest.raises(KafkaError):
+        async with asyncio.timeout(30):
+            await wrong.start()
+    await wrong.stop()
+
+
+def test_sasl_needs_credentials_and_tls_takes_a_ca_bundle() -> None:
+    with pytest.raises(ValueError, match="KAFKA_SASL_USERNAME"):
+        KafkaSettings(security_protocol="SASL_SSL")
+    settings = KafkaSettings(
+        security_protocol="SASL_SSL", sasl_mechanism="PLAIN", sasl_username="u", sasl_password=SecretStr("p" * 12),
+        ssl_cafile=Path(certifi.where()),
+    )  # fmt: skip
+    options = connection_options(settings)
+    assert options["security_protocol"] == "SASL_SSL" and options["sasl_mechanism"] == "PLAIN"
+    assert options["ssl_context"].verify_mode.name == "CERT_REQUIRED" and options["sasl_plain_password"] == "p" * 12
+    assert "p" * 12 not in repr(settings)  # the password never shows in a log of the settings
