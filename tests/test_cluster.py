@@ -1,0 +1,194 @@
+"""The production topology as processes on one machine: a 6-partition topic, 2 producers, 2 projectors in one
+group on PostgreSQL and 2 edges, under a steady load, with one of each role killed (kill -9) at different moments
+and restarted. Every acknowledged fix ends in the table (and its history, once); every map client, reconnecting
+with its cursor to the surviving edge, ends with the table's view; no client ever gets an update twice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from locstream.settings import DataSettings
+from projector.backends import make_store
+from schemas.claims import Role
+from schemas.cursor import decode_cursor
+from tests.support.kafka_io import end_offsets
+from tests.support.maps import connect
+from tests.support.stack import Service, Stack, eventually
+
+pytestmark = pytest.mark.integration
+
+TENANTS = ["acme-fiber", "globex-isp", "initech-gas"]
+TECHNICIANS = [(tenant, f"tech-{i}") for tenant in TENANTS for i in range(5)]
+FIXES = 420  # at ~35/s: 12 s of load
+
+
+@dataclass
+class Acked:
+    tenant: str
+    technician: str
+    event_id: str
+    latitude: float
+    recorded_at: datetime
+
+
+@dataclass
+class MapClient:
+    """A dispatcher's map that reconnects to the other edge with its cursor whenever its socket drops."""
+
+    tenant: str
+    token: str
+    edge: int
+    view: dict[str, tuple[float, float]] = field(default_factory=dict)
+    cursor: str | None = None
+    last_offset: int = -1
+    reconnects: int = 0
+    repeated: list[int] = field(default_factory=list)  # offsets received twice (or out of order)
+
+    def handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "initial_state":
+            self.view = {t["technician_id"]: (t["latitude"], t["longitude"]) for t in message["data"]}
+            self.cursor, self.last_offset = message["cursor"], decode_cursor(message["cursor"]).offset
+        elif kind == "location_update":
+            offset = decode_cursor(message["cursor"]).offset
+            if offset <= self.last_offset:
+                self.repeated.append(offset)
+            data = message["data"]
+            self.view[data["technician_id"]] = (data["latitude"], data["longitude"])
+            self.cursor, self.last_offset = message["cursor"], offset
+
+    async def run(self, edges: list[Service]) -> None:
+        while True:
+            query = f"cursor={self.cursor}" if self.cursor else ""
+            try:
+                ws = await connect(edges[self.edge], self.token, query)
+                async for raw in ws:
+                    self.handle(json.loads(raw))
+            except (ConnectionClosed, InvalidStatus, OSError):
+                pass
+            self.edge = 1 - self.edge  # to the other node, with the cursor
+            self.reconnects += 1
+            await asyncio.sleep(0.2)  # a client's own pause between attempts
+
+
+async def _drive(api: list[Service], tokens: dict[str, str], acked: list[Acked], progress: asyncio.Event) -> int:
+    """POST fixes round robin over the producers; a failed one is sent again, same event_id, to the other.
+    Returns how many attempts failed."""
+    failed = 0
+    async with httpx.AsyncClient(timeout=5) as client:
+        for step in range(FIXES):
+            tenant, technician = TECHNICIANS[step % len(TECHNICIANS)]
+            event_id, at = str(uuid.uuid4()), datetime.now(UTC)
+            body = {"latitude": round(step / 1000, 6), "longitude": 3.0, "event_id": event_id,
+                    "recorded_at": at.isoformat()}  # fmt: skip
+            for attempt in range(20):
+                target = api[(step + attempt) % 2]
+                headers = {"Authorization": f"Bearer {tokens[tenant]}"}
+                try:
+                    answer = await client.post(
+                        f"{target.url}/api/v1/field-service/technicians/{technician}/location", json=body,
+                        headers=headers,
+                    )  # fmt: skip
+                except httpx.HTTPError:
+                    failed += 1
+                    continue
+                if answer.status_code == 202:
+                    acked.append(Acked(tenant, technician, event_id, round(step / 1000, 6), at))
+                    break
+                failed += 1
+            progress.set()
+            await asyncio.sleep(1 / 35)  # the load's pace
+    return failed
+
+
+async def test_killing_one_of_each_role_loses_nothing_and_duplicates_nothing(stack: Stack, postgres_dsn: str) -> None:
+    stack.env["LOCSTREAM_DATABASE_URL"] = postgres_dsn
+    projectors = [await stack.start("projector"), await stack.start("projector")]
+    api = [await stack.start("producers"), await stack.start("producers")]
+    edges = [await stack.start("ws-edge"), await stack.start("ws-edge")]
+    writers = {tenant: stack.token(tenant, Role.DEVICE_GATEWAY, ttl=3600) for tenant in TENANTS}
+    clients = [MapClient(t, stack.token(t, ttl=3600), edge) for t in TENANTS for edge in (0, 1, 0)]
+    watching = [asyncio.create_task(c.run(edges)) for c in clients]
+    acked: list[Acked] = []
+    progress = asyncio.Event()
+    driving = asyncio.create_task(_drive(api, writers, acked, progress))
+
+    async def after(count: int) -> None:
+        while len(acked) < count:
+            progress.clear()
+            await progress.wait()
+
+    try:
+        await after(60)
+        api[0].kill9()  # a producer, mid-stream
+        await after(120)
+        api[0] = await stack.start("producers", port=api[0].port)
+        await after(160)
+        projectors[0].kill9()  # a projector of the group
+        await after(240)
+        projectors[0] = await stack.start("projector", port=projectors[0].port)
+        await after(280)
+        edges[0].kill9()  # an edge: its clients go to the other with their cursor
+        await after(360)
+        edges[0] = await stack.start("ws-edge", port=edges[0].port)
+        failed = await driving
+        assert failed > 0 and len(acked) == FIXES  # the load never stopped: a failed POST went to the other producer
+
+        ends = await end_offsets(stack.kafka)
+
+        async def applied() -> bool | None:
+            offsets = (await stack.snapshot()).offsets
+            return all(offsets.get(p, 0) >= end for p, end in ends.items()) or None
+
+        await eventually(applied, timeout=60, what="the projectors to apply the whole topic")
+        snapshot = await stack.snapshot()
+        table = {(s.tenant_id, s.technician_id): s for s in snapshot.states}
+        latest: dict[tuple[str, str], Acked] = {}
+        for fix in acked:
+            latest[(fix.tenant, fix.technician)] = fix
+        for key, fix in latest.items():  # the last acknowledged fix of every technician is its position
+            state = table[key]
+            assert state.fix is not None and state.fix.latitude == fix.latitude, (key, state.fix, fix)
+
+        store = make_store(DataSettings(database_url=postgres_dsn), stack.kafka.topic)
+        await store.open()
+        try:
+            for tenant, technician in TECHNICIANS:
+                points = await store.history(tenant, technician, None, None, 1_000)
+                assert points is not None
+                ids = [p.event_id for p in points]
+                assert len(ids) == len(set(ids)), "an event twice in the history"
+                mine = {f.event_id for f in acked if (f.tenant, f.technician) == (tenant, technician)}
+                assert mine <= {str(i) for i in ids}, "an acknowledged fix missing from the history"
+        finally:
+            await store.close()
+
+        def views_match() -> bool:
+            for c in clients:
+                expected = {k[1]: (s.fix.latitude, s.fix.longitude) for k, s in table.items()
+                            if k[0] == c.tenant and s.fix is not None}  # fmt: skip
+                if c.view != expected:
+                    return False
+            return True
+
+        async def converged() -> bool | None:
+            return views_match() or None
+
+        await eventually(converged, timeout=30, what="every map client to show the table's view")
+        assert all(not c.repeated for c in clients), [(c.tenant, c.repeated) for c in clients]
+        assert sum(c.reconnects > 0 for c in clients) >= len(TENANTS) * 2  # those on the killed edge came back
+    finally:
+        for task in [driving, *watching]:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
