@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
 
-from locstream.settings import AuthSettings, DataSettings, KafkaSettings
+from locstream.settings import AuthSettings, DataSettings, KafkaSettings, LogSettings
 from producers.settings import ProducersSettings
 from projector.settings import ProjectorSettings
 from ws_edge.settings import EdgeSettings
@@ -30,11 +30,12 @@ GROUPS: list[tuple[str, type[BaseSettings], str]] = [
     ("Kafka", KafkaSettings, "every service, `locstream replay` and the bench"),
     ("Auth", AuthSettings, "producers, the projector's history endpoints, ws_edge, `locstream replay`"),
     ("Data", DataSettings, "projector, ws_edge"),
+    ("Logging", LogSettings, "every service and `locstream dev`"),
     ("Ingest API (`locstream producers`)", ProducersSettings, "producers"),
     ("Projector (`locstream projector`)", ProjectorSettings, "projector"),
     ("WebSocket edge (`locstream ws-edge`)", EdgeSettings, "ws_edge"),
 ]
-SHARED = (KafkaSettings, AuthSettings, DataSettings)
+SHARED = (KafkaSettings, AuthSettings, DataSettings, LogSettings)
 
 HEADER = """# Configuration
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
 from collections.abc import Callable
+
+from locstream.settings import LogSettings
 
 _TOKEN_IN_QUERY = re.compile(r"((?:^|[?&])(?:token|access_token)=)[^&\s\"']+")
 
@@ -46,8 +49,31 @@ class RepeatsThrottled(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+class JsonLines(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, and the ``connection_id`` a connection's
+    ``LoggerAdapter`` adds (``ws_edge/session.py``); an exception goes in ``exc_info`` as text."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname, "logger": record.name, "message": record.getMessage(),
+        }  # fmt: skip
+        connection_id = getattr(record, "connection_id", None)
+        if connection_id is not None:
+            line["connection_id"] = connection_id
+        if record.exc_info:
+            line["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def configure_logging(settings: LogSettings | None = None) -> None:
+    settings = settings or LogSettings()
+    logging.basicConfig(level=settings.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.format == "json":
+        formatter = JsonLines()
+        formatter.converter = time.gmtime
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(formatter)
     redact = RedactTokens()
     for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).addFilter(redact)

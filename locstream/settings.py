@@ -104,3 +104,14 @@ class DataSettings(BaseSettings):
     def projection_db(self) -> Path:
         """The projector's SQLite file; the edge bootstraps from it."""
         return self.data_dir / "projection.sqlite3"
+
+
+class LogSettings(BaseSettings):
+    """What the entrypoints log and how (env prefix ``LOCSTREAM_LOG_``); tokens are redacted either way."""
+
+    model_config = SettingsConfigDict(use_attribute_docstrings=True, env_prefix="LOCSTREAM_LOG_")
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """The root logger's level."""
+    format: Literal["text", "json"] = "text"
+    """json: one JSON object per line (time, level, logger, message, and connection_id on a connection's lines)."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from locstream.http import service_app
+from locstream.readiness import BrokerProbe
 from producers.hot_path import HotPath
 from producers.openapi import document
 from producers.routes import Ingest, router
@@ -24,10 +27,23 @@ def install(app: FastAPI, settings: ProducersSettings) -> Ingest:
 def create_app(settings: ProducersSettings | None = None) -> FastAPI:
     settings = settings or ProducersSettings()
     app = service_app("locstream ingest API", settings, settings.auth)
-    app.state.services = [install(app, settings)]
+    ingest = install(app, settings)
+    probe = BrokerProbe(settings.kafka)
+    app.state.services = [ingest, probe]
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        """The broker answers (``locstream/readiness.py``)."""
+        problems = probe.problems()
+        return JSONResponse({"ready": not problems, "reason": "; ".join(problems) or "ok"},
+                            status_code=503 if problems else 200)  # fmt: skip
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(ingest.publisher.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -24,6 +25,7 @@ from aiokafka.errors import (
 
 from locstream.kafka import ensure_topic, make_producer, tenant_partition
 from locstream.lifecycle import cancel_and_wait
+from producers.metrics import IngestMetrics
 from producers.settings import ProducersSettings
 from schemas.events import Event, encode_event
 
@@ -55,6 +57,7 @@ class EventPublisher:
 
     def __init__(self, settings: ProducersSettings) -> None:
         self.settings = settings
+        self.metrics = IngestMetrics()
         self.renewals = 0
         self._producer: Any = None
         self._renewing: asyncio.Task[None] | None = None
@@ -85,13 +88,19 @@ class EventPublisher:
         assert self._producer is not None, "publisher not started"
         producer = self._producer
         send = self._send_one if len(events) == 1 else self._send_batches
+        began = time.perf_counter()
         try:
-            return await asyncio.wait_for(send(producer, events), self.settings.ack_timeout_seconds)
+            acked = await asyncio.wait_for(send(producer, events), self.settings.ack_timeout_seconds)
         except TimeoutError as exc:
+            self.metrics.failures.labels("timeout").inc()
             raise PublishTimeoutError(f"Kafka did not acknowledge within {self.settings.ack_timeout_seconds}s") from exc
         except _NEEDS_NEW_PRODUCER as exc:
+            self.metrics.failures.labels("renewed").inc()
             self._renew(producer, exc)
             raise ProducerRenewedError(f"Kafka refused the producer's sequence ({type(exc).__name__})") from exc
+        self.metrics.produce_seconds.observe(time.perf_counter() - began)
+        self.metrics.events.inc(len(events))
+        return acked
 
     async def _send_one(self, producer: Any, events: Sequence[Event]) -> list[Acked]:
         (event,) = events

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from locstream.http import service_app
+from locstream.readiness import BrokerProbe
 from projector.routes import router
 from projector.runner import Projector
 from projector.settings import ProjectorSettings
@@ -28,7 +29,8 @@ def create_app(settings: ProjectorSettings | None = None) -> FastAPI:
     settings = settings or ProjectorSettings()
     app = service_app("locstream projector", settings, settings.auth)
     projector = install(app, settings)
-    app.state.services = [projector]
+    probe = BrokerProbe(settings.kafka, positions=projector.positions, stuck_after=settings.stuck_after_seconds)
+    app.state.services = [projector, probe]
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, object]:
@@ -40,8 +42,12 @@ def create_app(settings: ProjectorSettings | None = None) -> FastAPI:
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
-        """Partitions are assigned and no partition lags more than the configured threshold."""
+        """Partitions are assigned, no partition lags more than the configured threshold, the broker answers and
+        the consumer is not stuck (``locstream/readiness.py``)."""
         ready, reason = projector.ready()
+        problems = probe.problems()
+        if ready and problems:
+            ready, reason = False, "; ".join(problems)
         return JSONResponse(
             {"ready": ready, "reason": reason, "lag": projector.lag()}, status_code=200 if ready else 503
         )

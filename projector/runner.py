@@ -118,6 +118,13 @@ class Projector:
                 behind[tp.partition] = max(0, end - position)
         return behind
 
+    def positions(self) -> dict[int, int]:
+        """Next offset to apply, per currently assigned partition (what ``locstream.readiness`` watches)."""
+        if self._consumer is None:
+            return {}
+        return {tp.partition: self._positions[tp.partition] for tp in self._consumer.assignment()
+                if tp.partition in self._positions}  # fmt: skip
+
     def ready(self) -> tuple[bool, str]:
         if self._consumer is None or not self._consumer.assignment():
             return False, "no partition assigned"

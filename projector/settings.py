@@ -27,6 +27,9 @@ class ProjectorSettings(BaseSettings):
     """How often history older than history_retention_days is deleted."""
     ready_max_lag: int = Field(default=10_000, ge=0)
     """/readyz fails while any assigned partition is further behind than this many records."""
+    stuck_after_seconds: float = Field(default=30.0, gt=0)
+    """/readyz fails when a partition has records beyond the projector's position and the position has not moved
+    for this long (a consumer silently stuck after a broker restart, aiokafka #1154)."""
     dlq_suffix: str = ".dlq"
     """Dead-letter topic = events topic + this suffix."""
     access_log: bool = True

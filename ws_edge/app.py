@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, WebSocket, status
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from locstream.http import Claims, service_app
 from locstream.lifecycle import cancel_and_wait
+from locstream.readiness import BrokerProbe
 from schemas.claims import VIEWER_ROLES
 from schemas.ws import CLOSE_SERVICE_RESTART, TechnicianLocation
 from ws_edge import frames
@@ -126,11 +128,23 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     settings = settings or EdgeSettings()
     app = service_app("locstream WebSocket edge", settings, settings.auth)
     edge = install(app, settings)
-    app.state.services = [edge]
+
+    def positions() -> dict[int, int]:
+        return {partition: applied + 1 for partition, applied in edge.feed.applied.items()}
+
+    probe = BrokerProbe(settings.kafka, positions=positions, stuck_after=settings.stuck_after_seconds)
+    app.state.services = [edge, probe]
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, object]:
         return {"status": "ok", "ready": edge.feed.ready.is_set()}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        """Bootstrapped and caught up with the topic, the broker answers, the consumer is not stuck."""
+        problems = ([] if edge.feed.ready.is_set() else ["not bootstrapped yet"]) + probe.problems()
+        return JSONResponse({"ready": not problems, "reason": "; ".join(problems) or "ok"},
+                            status_code=503 if problems else 200)  # fmt: skip
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

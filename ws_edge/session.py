@@ -62,6 +62,7 @@ class ClientSession:
         self.fanout = fanout
         self.view = view
         self.connection_id = str(uuid.uuid4())
+        self.log = logging.LoggerAdapter(log, {"connection_id": self.connection_id})  # JSON logs carry it
         self.wire = wire_of(websocket)
         self.batched = False  # protocol v2, as the handshake agreed
         self._writer: asyncio.Task[None] | None = None
@@ -92,7 +93,7 @@ class ClientSession:
                 first = self._first_frames(subscriber, tenant_id, hello.cursor, cursor)
                 for text in first:
                     await self.websocket.send_text(text)
-                log.info("connection %s of tenant %s subscribed (protocol %d)", self.connection_id, tenant_id,
+                self.log.info("connection %s of tenant %s subscribed (protocol %d)", self.connection_id, tenant_id,
                          hello.protocol)  # fmt: skip
                 self._watch_expiry(subscriber, hello.claims)
                 if isinstance(self.wire, RawWire):
@@ -106,7 +107,7 @@ class ClientSession:
                     self._writer.cancel()
                     with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, OSError):
                         await self._writer
-                log.info("connection %s closed (code %s)", self.connection_id, subscriber.close_code)
+                self.log.info("connection %s closed (code %s)", self.connection_id, subscriber.close_code)
         except TooManyConnectionsError as exc:
             await self.websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason=str(exc)[:120])
 

@@ -56,6 +56,9 @@ class EdgeSettings(BaseSettings):
     """Map tiles, a {z}/{x}/{y} URL; empty: a plain background with a graticule."""
     map_tile_attribution: str = ""
     """Shown with the tiles."""
+    stuck_after_seconds: float = Field(default=30.0, gt=0)
+    """/readyz fails when a partition has records beyond the edge's position and the position has not moved for
+    this long (a consumer silently stuck after a broker restart, aiokafka #1154)."""
     access_log: bool = True
     """uvicorn's line per handshake and request (tokens redacted)"""
     host: str = "127.0.0.1"
