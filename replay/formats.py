@@ -168,7 +168,9 @@ def _point_properties(fix: LocationRecorded) -> dict[str, Any]:
     return properties
 
 
-class GeoJsonExporter:
+class _TrackExporter:
+    """The formats that group fixes by technician: everything comes out at ``end()``."""
+
     def __init__(self) -> None:
         self._tracks = _Tracks()
 
@@ -179,6 +181,8 @@ class GeoJsonExporter:
         self._tracks.add(record)
         return b""
 
+
+class GeoJsonExporter(_TrackExporter):
     def end(self) -> bytes:
         lines: list[dict[str, Any]] = []
         points: list[dict[str, Any]] = []
@@ -202,17 +206,7 @@ class GeoJsonExporter:
         return orjson.dumps({"type": "FeatureCollection", "features": lines + points}) + b"\n"
 
 
-class GpxExporter:
-    def __init__(self) -> None:
-        self._tracks = _Tracks()
-
-    def begin(self) -> bytes:
-        return b""
-
-    def add(self, record: HistoryRecord) -> bytes:
-        self._tracks.add(record)
-        return b""
-
+class GpxExporter(_TrackExporter):
     def end(self) -> bytes:
         out = [
             '<?xml version="1.0" encoding="UTF-8"?>\n'
