@@ -75,10 +75,13 @@ class Subscriber:
         taken = self.take_wire(now, direct.batched)
         if taken is None:
             return False
-        if taken[0] and not direct.write_now(*taken):
+        try:
+            written = not taken[0] or direct.write_now(*taken)
+        except Exception:  # a socket going away mid-write must not stop the others' writes: its writer finds out
+            written = False
+        if not written:
             outbox.writing_since = now
-            return False
-        return True
+        return written
 
     def has_entries(self) -> bool:
         return self.outbox.position < self.log.next_seq

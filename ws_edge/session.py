@@ -159,7 +159,7 @@ class ClientSession:
         the writer then waits for it to drain (or finds it gone)."""
         try:
             writable = self.wire.write_now(data)  # type: ignore[union-attr]  # only a RawWire is written through
-        except WebSocketDisconnect:
+        except (WebSocketDisconnect, RuntimeError, OSError):  # gone or closing: the writer finds out and ends
             return False
         self._observe(received_at)
         return writable

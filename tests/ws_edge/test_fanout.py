@@ -111,6 +111,22 @@ async def test_wake_writes_through_sockets_that_take_it_and_leaves_full_ones_to_
         assert len(list(wire.payloads(v2.direct.written))) == 2
 
 
+class _BrokenSocket(_Socket):
+    def write_now(self, data: bytes, received_at: float) -> bool:
+        raise RuntimeError("transport closed")
+
+
+async def test_a_socket_failing_mid_write_leaves_the_others_written_and_its_writer_woken() -> None:
+    fanout = Fanout(LIMITS)
+    with fanout.subscribe("a", 0, lambda: None) as broken, fanout.subscribe("a", 0, lambda: None) as fine:
+        broken.direct, fine.direct = _BrokenSocket(batched=False, room=9), _Socket(batched=False, room=9)
+        fanout.publish("a", _update("t1", 0), 0)
+        fanout.publish("a", _update("t2", 1), 0)
+        fanout.wake()
+        assert len(list(wire.payloads(fine.direct.written))) == 2
+        assert broken.outbox.writing_since is not None and broken.has_work()  # its writer takes it from here
+
+
 async def test_a_client_keeping_up_gets_every_update_and_one_behind_only_the_latest_per_technician() -> None:
     fanout = Fanout(LIMITS)
     with fanout.subscribe("a", 0, lambda: None) as client:
