@@ -66,6 +66,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"message": message, "detail": detail})
 
 
+def readiness_response(problems: list[str], **extra: object) -> JSONResponse:
+    """``/readyz``: 200 ``{"ready": true, "reason": "ok"}``, or 503 with the problems joined as the reason."""
+    body = {"ready": not problems, "reason": "; ".join(problems) or "ok", **extra}
+    return JSONResponse(body, status_code=503 if problems else 200)
+
+
 def problem_response(exc: StarletteHTTPException) -> JSONResponse:
     """Every refusal carries ``message`` (the reason, naming the field when there is one) beside ``detail``."""
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)

@@ -6,7 +6,7 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from locstream.http import service_app
+from locstream.http import readiness_response, service_app
 from locstream.readiness import BrokerProbe
 from producers.hot_path import HotPath
 from producers.openapi import document
@@ -38,9 +38,7 @@ def create_app(settings: ProducersSettings | None = None) -> FastAPI:
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
         """The broker answers (``locstream/readiness.py``)."""
-        problems = probe.problems()
-        return JSONResponse({"ready": not problems, "reason": "; ".join(problems) or "ok"},
-                            status_code=503 if problems else 200)  # fmt: skip
+        return readiness_response(probe.problems())
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

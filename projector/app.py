@@ -6,7 +6,7 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from locstream.http import service_app
+from locstream.http import readiness_response, service_app
 from locstream.readiness import BrokerProbe
 from projector.routes import router
 from projector.runner import Projector
@@ -45,12 +45,7 @@ def create_app(settings: ProjectorSettings | None = None) -> FastAPI:
         """Partitions are assigned, no partition lags more than the configured threshold, the broker answers and
         the consumer is not stuck (``locstream/readiness.py``)."""
         ready, reason = projector.ready()
-        problems = probe.problems()
-        if ready and problems:
-            ready, reason = False, "; ".join(problems)
-        return JSONResponse(
-            {"ready": ready, "reason": reason, "lag": projector.lag()}, status_code=200 if ready else 503
-        )
+        return readiness_response(probe.problems() if ready else [reason], lag=projector.lag())
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

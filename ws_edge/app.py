@@ -11,7 +11,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, WebSoc
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from locstream.http import Claims, service_app
+from locstream.http import Claims, readiness_response, service_app
 from locstream.lifecycle import cancel_and_wait
 from locstream.readiness import BrokerProbe
 from schemas.claims import VIEWER_ROLES
@@ -142,9 +142,7 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
         """Bootstrapped and caught up with the topic, the broker answers, the consumer is not stuck."""
-        problems = ([] if edge.feed.ready.is_set() else ["not bootstrapped yet"]) + probe.problems()
-        return JSONResponse({"ready": not problems, "reason": "; ".join(problems) or "ok"},
-                            status_code=503 if problems else 200)  # fmt: skip
+        return readiness_response(([] if edge.feed.ready.is_set() else ["not bootstrapped yet"]) + probe.problems())
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
