@@ -149,6 +149,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
 
+def cmd_tenant_label(args: argparse.Namespace) -> int:
+    from ws_edge.metrics import tenant_label
+
+    print(tenant_label(args.tenant))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from bench.cli import main as bench_main
 
@@ -209,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_replay.add_argument("--out", help="file to write (written as FILE.partial until complete); default stdout")
     p_replay.add_argument("--token", help="an analyst's or admin's JWT of the tenant (default: $LOCSTREAM_TOKEN)")
     p_replay.set_defaults(func=cmd_replay)
+
+    p_label = sub.add_parser("tenant-label", help="the label that stands for a tenant in /metrics (a stable hash)")
+    p_label.add_argument("tenant")
+    p_label.set_defaults(func=cmd_tenant_label)
 
     p_bench = sub.add_parser("bench", help="run a benchmark scenario (python -m bench --help)", add_help=False)
     p_bench.add_argument("bench_args", nargs=argparse.REMAINDER)

@@ -7,18 +7,38 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from urllib.parse import unquote_plus
 
 from locstream.settings import LogSettings
 
-_TOKEN_IN_QUERY = re.compile(r"((?:^|[?&])(?:token|access_token)=)[^&\s\"']+")
+# Query parameters that carry a token, by their name once percent-decoded, as Starlette's parser decodes them:
+# ``?%74oken=`` is ``token`` to the edge, so it must be to the redaction too.
+_TOKEN_PARAMETERS = frozenset({"token", "access_token"})
+_QUERY_PARAMETER = re.compile(r"(?<=[?&])([^=&\s\"'#]+)=([^&\s\"'#]*)")
+# Anything shaped like a JWT (base64url of '{"' twice, then a signature), wherever it is in a line.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
+def _redact_parameter(match: re.Match[str]) -> str:
+    if unquote_plus(match[1]) in _TOKEN_PARAMETERS:
+        return f"{match[1]}=[redacted]"
+    return match[0]
+
+
+def redact(message: str) -> str:
+    """``message`` with every token-carrying query parameter (however its name is percent-encoded) and every
+    JWT-shaped string replaced by ``[redacted]``."""
+    if "=" in message:
+        message = _QUERY_PARAMETER.sub(_redact_parameter, message)
+    return _JWT.sub("[redacted]", message) if "eyJ" in message else message
 
 
 class RedactTokens(logging.Filter):
-    """Replaces ``token=...`` in a record's rendered message: uvicorn logs WebSocket paths with queries."""
+    """Redacts tokens from a record's rendered message (``redact``): uvicorn logs WebSocket paths with queries."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        redacted = _TOKEN_IN_QUERY.sub(r"\1[redacted]", message)
+        redacted = redact(message)
         if redacted != message:
             record.msg, record.args = redacted, None
         return True
@@ -74,9 +94,9 @@ def configure_logging(settings: LogSettings | None = None) -> None:
         formatter.converter = time.gmtime
         for handler in logging.getLogger().handlers:
             handler.setFormatter(formatter)
-    redact = RedactTokens()
-    for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).addFilter(redact)
+    redact_tokens = RedactTokens()
+    for handler in logging.getLogger().handlers:  # on the handlers: every logger's records pass them
+        handler.addFilter(redact_tokens)
     aiokafka = logging.getLogger("aiokafka")
     aiokafka.setLevel(logging.WARNING)
     throttle = RepeatsThrottled()

@@ -1,12 +1,34 @@
-"""Running an ASGI app under uvicorn; logging is the entrypoint's (``locstream.logs``)."""
+"""Running an ASGI app under uvicorn, with deadlines and a cap for connections that have not shown who they are;
+logging is the entrypoint's (``locstream.logs``).
+
+uvicorn has no deadline for a request head: a connection that sends part of one is held for ever (its keep-alive
+timeout only starts after a response). So every service runs on subclasses of uvicorn's protocols that:
+
+- admit each new connection to the server's ``PendingGate`` (``locstream/admission.py``) until its request head is
+  complete, or, for a WebSocket, until the app has verified its token (``mark_authenticated``);
+- close a connection whose head is not complete ``head_timeout_seconds`` after it opened or its request began
+  (408), and a WebSocket not authenticated ``handshake_timeout_seconds`` after its upgrade request;
+- hand the app its WebSocket's transport (``TRANSPORT_EXTENSION``) so frames encoded once for many clients are
+  written straight to it (``ws_edge/wire.py``).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import resource
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import Scope
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from locstream.admission import PendingGate, pending_cap
+from locstream.settings import ServerSettings
+
+log = logging.getLogger(__name__)
 
 # Inbound WebSocket frames above this close with 1009 (uvicorn's default is 16 MiB).
 WS_MAX_SIZE = 64 * 1024
@@ -17,12 +39,21 @@ WS_PER_MESSAGE_DEFLATE = False
 # The ASGI scope extension under which ``TransportWebSocketProtocol`` hands the app its connection.
 TRANSPORT_EXTENSION = "locstream.transport"
 
+_REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+_SHED = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\nretry-after: 1\r\n\r\n"
+
 
 class TransportWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's Sans-I/O WebSocket protocol (one task per connection, keepalive pings on timers: the legacy
     ``websockets`` protocol runs three more tasks per connection), which also puts itself in the scope's
     extensions so an app may write frames it encoded once for many clients straight to the transport
-    (``ws_edge/wire.py``). Everything else (handshake, pings, close) stays uvicorn's."""
+    (``ws_edge/wire.py``), and stays pending in the server's gate until the app says it authenticated.
+    Everything else (handshake, pings, close) stays uvicorn's."""
+
+    gate: PendingGate | None = None  # set per server by ``serve``
+    limits: ServerSettings | None = None
+    _auth_timer: asyncio.TimerHandle | None = None
+    _pending = False
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -30,15 +61,149 @@ class TransportWebSocketProtocol(WebSocketsSansIOProtocol):
         if scope is not None:  # absent when the handshake was refused before the app was called
             scope["extensions"][TRANSPORT_EXTENSION] = {"protocol": self}
 
+    def await_authentication(self) -> None:
+        """The connection's upgrade request arrived (the HTTP protocol handed it over, still pending)."""
+        if self.gate is None or self.limits is None:
+            return
+        self._pending = True
+        self.gate.admit(self)
+        self._auth_timer = self.loop.call_later(self.limits.handshake_timeout_seconds, self._authentication_late)
+
+    def authenticated(self) -> None:
+        """The app verified the peer's token (or the peer is gone): no longer pending."""
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+        if self._pending and self.gate is not None:
+            self._pending = False
+            self.gate.release(self)
+
+    def shed(self) -> None:
+        self._pending = False
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+        self.transport.abort()
+
+    def _authentication_late(self) -> None:
+        self._auth_timer = None
+        if self._pending and self.gate is not None:
+            self._pending = False
+            self.gate.timed_out(self)
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.authenticated()
+        super().connection_lost(exc)
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol with a deadline for each request head and the connection pending in the server's gate
+    until the head is complete; an upgrade to WebSocket stays pending until the app authenticates it."""
+
+    gate: PendingGate
+    limits: ServerSettings
+    _head_timer: asyncio.TimerHandle | None = None
+    _pending = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._await_head()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._await_head()  # a keep-alive connection's next request has its own deadline
+
+    def on_headers_complete(self) -> None:
+        if not (self.parser.should_upgrade() and self._should_upgrade()):
+            self._head_arrived()
+        super().on_headers_complete()
+
+    def handle_websocket_upgrade(self) -> None:
+        pending = self._pending
+        self._head_arrived()
+        super().handle_websocket_upgrade()
+        protocol = self.transport.get_protocol()
+        if pending and isinstance(protocol, TransportWebSocketProtocol):
+            protocol.await_authentication()  # pending again, now until the app has verified its token
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._head_arrived()
+        super().connection_lost(exc)
+
+    def shed(self) -> None:
+        self._pending = False
+        self._cancel_head_timer()
+        if not self.transport.is_closing():
+            self.transport.write(_SHED)
+            self.transport.close()
+
+    def _await_head(self) -> None:
+        if self._pending or self.transport.is_closing():
+            return
+        self._pending = True
+        self.gate.admit(self)  # may shed another, never this one
+        self._head_timer = self.loop.call_later(self.limits.head_timeout_seconds, self._head_late)
+
+    def _head_arrived(self) -> None:
+        self._cancel_head_timer()
+        if self._pending:
+            self._pending = False
+            self.gate.release(self)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        if self._pending:
+            self._pending = False
+            self.gate.timed_out(self)
+            if not self.transport.is_closing():
+                self.transport.write(_REQUEST_TIMEOUT)
+                self.transport.close()
+
+
+def mark_authenticated(scope: Scope) -> None:
+    """The app verified the token of the WebSocket of ``scope``: it is no longer pending in the server's gate."""
+    extension = scope.get("extensions", {}).get(TRANSPORT_EXTENSION)
+    if extension is not None:
+        extension["protocol"].authenticated()
+
+
+def abort(scope: Scope) -> None:
+    """Drop the WebSocket of ``scope`` at once, without a close handshake (a peer that does not read any more)."""
+    extension = scope.get("extensions", {}).get(TRANSPORT_EXTENSION)
+    if extension is not None:
+        extension["protocol"].transport.abort()
+
+
+def _guarded(limits: ServerSettings) -> tuple[type[GuardedHttpProtocol], type[TransportWebSocketProtocol]]:
+    """Protocol classes sharing one gate, for one server."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    cap = pending_cap(limits.max_pending_connections, soft if soft != resource.RLIM_INFINITY else 1 << 20)
+    gate = PendingGate(cap)
+    log.info("at most %d connections pending at once (no complete request head or token yet; %d descriptors)",
+             cap, soft)  # fmt: skip
+    shared = {"gate": gate, "limits": limits}
+    http = type("HttpProtocol", (GuardedHttpProtocol,), shared)
+    ws = type("WebSocketProtocol", (TransportWebSocketProtocol,), shared)
+    return http, ws
+
 
 def serve(
-    app: FastAPI, host: str, port: int, access_log: bool = True, ping: tuple[float, float] = (20.0, 20.0)
-) -> None:
+    app: FastAPI, host: str, port: int, access_log: bool = True, ping: tuple[float, float] = (20.0, 20.0),
+    limits: ServerSettings | None = None,
+) -> None:  # fmt: skip
     """``ping``: seconds between server pings on WebSockets, and how long a pong may take before the peer is taken
     for dead and closed."""
+    limits = limits or ServerSettings()
+    http, ws = _guarded(limits)
     config = uvicorn.Config(
         app, host=host, port=port, log_config=None, ws_max_size=WS_MAX_SIZE, lifespan="on", access_log=access_log,
-        ws=TransportWebSocketProtocol, ws_ping_interval=ping[0], ws_ping_timeout=ping[1],
-        ws_per_message_deflate=WS_PER_MESSAGE_DEFLATE,
+        http=http, ws=ws, ws_ping_interval=ping[0], ws_ping_timeout=ping[1],
+        ws_per_message_deflate=WS_PER_MESSAGE_DEFLATE, timeout_keep_alive=limits.keep_alive_seconds,
     )  # fmt: skip
     uvicorn.Server(config).run()

@@ -115,3 +115,22 @@ class LogSettings(BaseSettings):
     """The root logger's level."""
     format: Literal["text", "json"] = "text"
     """json: one JSON object per line (time, level, logger, message, and connection_id on a connection's lines)."""
+
+
+class ServerSettings(BaseSettings):
+    """Deadlines and caps of every service's HTTP and WebSocket server (env prefix ``LOCSTREAM_SERVER_``), against
+    peers that open connections and never finish a request (slowloris): ``locstream/serve.py``."""
+
+    model_config = SettingsConfigDict(use_attribute_docstrings=True, env_prefix="LOCSTREAM_SERVER_")
+
+    head_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    """A request's head (request line and headers) must be complete this long after the connection opened or the
+    request's first byte came; else 408 and the connection is closed."""
+    handshake_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    """A WebSocket must have shown a valid token this long after its upgrade request; else the connection is
+    closed (a backstop: the edge closes with 4001 after LOCSTREAM_EDGE_AUTH_TIMEOUT_SECONDS first)."""
+    max_pending_connections: int = Field(default=1_000, ge=16)
+    """Connections at once without a complete request head or an authenticated WebSocket (held to half the
+    process's free descriptors); past it, the one that has waited longest is closed to make room."""
+    keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    """An idle keep-alive HTTP connection is closed after this."""

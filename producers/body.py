@@ -1,34 +1,45 @@
 """Reading a request body: its type and size first, then strict decoding, with a message naming the field.
 
 The size is enforced while the body streams in, so a client cannot make the API buffer more than
-``LOCSTREAM_PRODUCERS_MAX_BODY_BYTES`` however it frames the request.
+``LOCSTREAM_PRODUCERS_MAX_BODY_BYTES`` however it frames the request, and so is a deadline
+(``LOCSTREAM_PRODUCERS_BODY_TIMEOUT_SECONDS``): a client that trickles its body does not hold the request for ever.
+A client that goes away mid-body is normal on mobile networks: one log line, no traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import math
 import re
 from typing import Any, TypeVar
 
 import msgspec
 from fastapi import Request
+from starlette.requests import ClientDisconnect
+
+from locstream.bounded_json import MAX_DEPTH
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 _PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 
 
 class BodyError(Exception):
-    """A request body that cannot be taken; ``status`` is 413, 415 or 422 and ``message`` names the field."""
+    """A request body that cannot be taken; ``status`` is 400, 408, 413, 415 or 422 and ``message`` names the
+    field. ``close``: the connection is to be closed after the answer (the rest of the body may still come)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, close: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.close = close
 
 
-async def read_json(request: Request, max_bytes: int) -> bytes:
+async def read_json(request: Request, max_bytes: int, within_seconds: float = 30.0) -> bytes:
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise BodyError(415, f"body: Content-Type must be application/json, not {content_type or 'missing'!r}")
@@ -37,11 +48,19 @@ async def read_json(request: Request, max_bytes: int) -> bytes:
         raise BodyError(413, f"body: {int(declared)} bytes, at most {max_bytes}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise BodyError(413, f"body: more than {max_bytes} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(within_seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise BodyError(413, f"body: more than {max_bytes} bytes", close=True)
+                chunks.append(chunk)
+    except TimeoutError as exc:
+        raise BodyError(408, f"body: not complete within {within_seconds:g} s ({size} bytes came)", close=True) from exc
+    except ClientDisconnect as exc:
+        client = request.client.host if request.client else "?"
+        log.info("%s went away before sending its whole body (%d bytes came); nothing recorded", client, size)
+        raise BodyError(400, "body: the client closed the connection before sending all of it") from exc
     return b"".join(chunks)
 
 
@@ -70,6 +89,8 @@ def decode(raw: bytes, type_: type[T], prefix: str = "") -> T:
         raise BodyError(422, field_message(exc, prefix)) from exc
     except msgspec.DecodeError as exc:
         raise BodyError(422, _malformed(raw, str(exc), prefix)) from exc
+    except RecursionError as exc:  # msgspec recurses per level: a body nested ~1,000 deep (in ``metadata``)
+        raise BodyError(422, f"{prefix or 'body'}: JSON nested deeper than {MAX_DEPTH} levels") from exc
 
 
 def _malformed(raw: bytes, reason: str, prefix: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from locstream import bounded_json
 from schemas.events import MAX_METADATA_BYTES
 
 
@@ -19,6 +20,8 @@ def fix_problem(
     if recorded_at < now - max_age:
         return f"recorded_at: {recorded_at.isoformat()} is older than the topic's retention ({max_age.days} days)"
     if metadata is not None:
+        if bounded_json.depth(metadata) >= bounded_json.MAX_DEPTH:  # metadata itself is one level of the body
+            return f"metadata: nested deeper than {bounded_json.MAX_DEPTH - 1} levels"
         size = len(msgspec.json.encode(metadata))
         if size > MAX_METADATA_BYTES:
             return f"metadata: {size} bytes as JSON, at most {MAX_METADATA_BYTES}"

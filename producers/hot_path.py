@@ -18,23 +18,17 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from locstream.http import bearer_token, problem_response, verified_claims
-from producers.models import TECHNICIAN_ID_PATTERN
+from producers.models import technician_id_problem
 from producers.routes import PREFIX, post_batch, post_location
-from schemas.events import LIMITS
 
 _LOCATION = re.compile(re.escape(PREFIX) + r"/technicians/(?P<technician_id>[^/]*)/location")
 _BATCH = PREFIX + "/locations/batch"
-_TECHNICIAN_ID = re.compile(TECHNICIAN_ID_PATTERN)
-_MAX_ID = LIMITS["identifier"]["max_length"]
 
 
 def _checked_technician_id(technician_id: str) -> str:
-    """The path's technician id, or 422 as FastAPI's path validation would answer."""
-    if not technician_id or len(technician_id) > _MAX_ID or _TECHNICIAN_ID.match(technician_id) is None:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
-            detail=f"technician_id: 1 to {_MAX_ID} characters matching {TECHNICIAN_ID_PATTERN!r}",
-        )
+    """The path's technician id, or 422 with the rule (``producers.models.technician_id_problem``)."""
+    if (problem := technician_id_problem(technician_id)) is not None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=problem)
     return technician_id
 
 

@@ -8,6 +8,7 @@ pydantic models, which FastAPI documents by itself.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -17,6 +18,26 @@ from pydantic import BaseModel, Field
 from schemas.events import LIMITS, AwareDatetime
 
 TECHNICIAN_ID_PATTERN = r"^[A-Za-z0-9._:@-]+$"
+_TECHNICIAN_ID = re.compile(r"[A-Za-z0-9._:@-]+")
+_MAX_TECHNICIAN_ID = LIMITS["identifier"]["max_length"]
+TECHNICIAN_ID_RULE = f"1 to {_MAX_TECHNICIAN_ID} letters, digits or . _ : @ -, and not '.' or '..'"
+
+
+def technician_id_problem(technician_id: str) -> str | None:
+    """Why ``technician_id`` cannot name a technician, or None: the one rule of every write (path or body).
+
+    Matched whole: Python's ``$`` also matches before a final newline, which let ``tech\n`` through. ``.`` and
+    ``..`` are path segments that clients and proxies resolve: such a technician could never be addressed by URL.
+    """
+    if (
+        len(technician_id) > _MAX_TECHNICIAN_ID
+        or _TECHNICIAN_ID.fullmatch(technician_id) is None
+        or technician_id in (".", "..")
+    ):
+        return f"technician_id: {TECHNICIAN_ID_RULE}"
+    return None
+
+
 TechnicianId = Annotated[str, Meta(pattern=TECHNICIAN_ID_PATTERN, **LIMITS["identifier"])]
 Latitude = Annotated[float, Meta(**LIMITS["latitude"], examples=[6.5244])]
 Longitude = Annotated[float, Meta(**LIMITS["longitude"], examples=[3.3792])]

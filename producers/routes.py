@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError
 from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 
 from locstream.gc_tuning import tune_for_batches
+from locstream.http import bearer_token
 from producers.body import BodyError, decode, read_json
 from producers.checks import fix_problem
 from producers.deps import Claims
@@ -30,6 +31,7 @@ from producers.models import (
     BatchFix,
     LocationFixBody,
     TechnicianUpdateBody,
+    technician_id_problem,
 )
 from producers.openapi import body_of
 from producers.publisher import Acked, EventPublisher, ProducerRenewedError, PublishTimeoutError
@@ -63,6 +65,8 @@ def _problem(description: str, message: str, retry_after: bool = False) -> dict[
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: _problem("Missing, malformed, forged or expired token", "token expired"),
     403: _problem("The token's role may not write for this technician", "a technician may post only for itself"),
+    408: _problem("The body did not arrive within LOCSTREAM_PRODUCERS_BODY_TIMEOUT_SECONDS; the connection is"
+                  " closed", "body: not complete within 30 s (512 bytes came)"),
     413: _problem("Body larger than allowed, or more fixes than allowed", "fixes: 1200 items, at most 1000"),
     415: _problem("Content-Type is not application/json", "body: Content-Type must be application/json"),
     422: _problem("The body is invalid; `message` names the field", "latitude: Expected `float` <= 90.0"),
@@ -102,7 +106,7 @@ class Ingest:
         """The request's JSON body, decoded strictly as ``type_`` (else as ``fallback`` when given); 413, 415 or 422
         naming the field otherwise."""
         try:
-            raw = await read_json(request, self.settings.max_body_bytes)
+            raw = await read_json(request, self.settings.max_body_bytes, self.settings.body_timeout_seconds)
             try:
                 return decode(raw, type_)
             except BodyError:
@@ -110,10 +114,13 @@ class Ingest:
                     raise
                 return decode(raw, fallback)
         except BodyError as exc:
-            raise HTTPException(exc.status, detail=exc.message) from exc
+            raise HTTPException(exc.status, detail=exc.message, headers={"Connection": "close"} if exc.close else None
+                                ) from exc  # fmt: skip
 
     def limit(self, request: Request, claims: TokenClaims, fixes: int) -> None:
-        token = request.headers.get("authorization", "")
+        # Keyed by the token itself, as the verifier read it: spaces or a scheme spelt otherwise in the header make
+        # no fresh bucket.
+        token = bearer_token(request) or ""
         wait = admit([(self.per_token, token), (self.per_tenant, claims.tenant_id)], fixes, time.monotonic())
         if wait > 0:
             retry_after = "3600" if wait == float("inf") else str(max(1, int(wait + 0.999)))
@@ -145,6 +152,8 @@ def _forbid(claims: TokenClaims, allowed: frozenset[Role]) -> None:
 
 
 def _may_write_for(claims: TokenClaims, technician_id: str, allowed: frozenset[Role]) -> None:
+    if (problem := technician_id_problem(technician_id)) is not None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=problem)
     _forbid(claims, allowed)
     if (problem := _own_technician(claims, technician_id)) is not None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=problem)
@@ -256,8 +265,10 @@ async def post_batch(request: Request, claims: Claims) -> Response:
             counts["rejected"] += 1
             continue
         outcome: dict[str, Any] = {"index": index, "event_id": fix.event_id, "technician_id": fix.technician_id}
-        problem = _own_technician(claims, fix.technician_id) or fix_problem(
-            fix.recorded_at, fix.metadata, now, ingest.max_future, ingest.max_age
+        problem = (
+            technician_id_problem(fix.technician_id)
+            or _own_technician(claims, fix.technician_id)
+            or fix_problem(fix.recorded_at, fix.metadata, now, ingest.max_future, ingest.max_age)
         )
         if problem is not None:
             outcome.update(status="rejected", reason=f"fixes[{index}].{problem}")

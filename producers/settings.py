@@ -21,6 +21,8 @@ class ProducersSettings(BaseSettings):
     """Fixes per batch request (more: 413)."""
     max_body_bytes: int = Field(default=1_048_576, ge=1_024)
     """Request body size (more: 413, enforced while the body streams in)."""
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    """A request body must have arrived this long after its head (more: 408 and the connection is closed)."""
     max_future_skew_seconds: float = Field(default=120.0, ge=0)
     """How far in the future a fix's recorded_at may be (device clocks drift); older than the topic's retention
     (KAFKA_RETENTION_DAYS) is refused too."""

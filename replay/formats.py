@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
@@ -110,6 +111,25 @@ def _row(record: HistoryRecord) -> dict[str, Any]:
     return row
 
 
+# A cell that begins with one of these is a formula to a spreadsheet (OWASP "CSV Injection"): such text values get a
+# leading apostrophe, which spreadsheets show as text. Numbers are written as numbers (a negative longitude stays).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# Characters XML 1.0 does not allow, even escaped (C0 controls but tab, LF and CR; U+FFFE, U+FFFF; lone surrogates).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """``value`` as a CSV cell that a spreadsheet will not evaluate."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def xml_text(value: str) -> str:
+    """``value`` escaped for XML text, without the characters XML cannot carry at all (replaced by U+FFFD)."""
+    return escape(_NOT_XML.sub("\ufffd", value))
+
+
 class CsvExporter:
     def __init__(self) -> None:
         self._buffer = io.StringIO()
@@ -128,7 +148,7 @@ class CsvExporter:
     def add(self, record: HistoryRecord) -> bytes:
         row = _row(record)
         row["appended_at"] = _appended(record)
-        self._writer.writerow({k: _iso(v) if isinstance(v, datetime) else v for k, v in row.items()})
+        self._writer.writerow({k: _iso(v) if isinstance(v, datetime) else spreadsheet_safe(v) for k, v in row.items()})
         return self._take()
 
     def end(self) -> bytes:
@@ -214,7 +234,7 @@ class GpxExporter(_TrackExporter):
         ]
         for technician_id, fixes in self._tracks.tracks():
             name = self._tracks.names.get(technician_id, technician_id)
-            out.append(f"  <trk><name>{escape(name)}</name><src>{escape(technician_id)}</src><trkseg>\n")
+            out.append(f"  <trk><name>{xml_text(name)}</name><src>{xml_text(technician_id)}</src><trkseg>\n")
             for fix in fixes:
                 data = fix.data
                 elevation = f"<ele>{data.altitude}</ele>" if data.altitude is not None else ""

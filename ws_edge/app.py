@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, WebSocket, status
@@ -40,6 +40,7 @@ class Edge:
     metrics: EdgeMetrics
     started_at: float = 0.0
     connections_started: int = 0
+    replays: set[ReplaySession] = field(default_factory=set)  # paced replays under way, each with its own consumer
 
     @classmethod
     def build(cls, settings: EdgeSettings) -> Edge:
@@ -47,7 +48,8 @@ class Edge:
         limits = SlowConsumerLimits(settings.slow_consumer_bytes, settings.slow_consumer_seconds)
         fanout = Fanout(limits, settings.max_connections_per_tenant, settings.resume_buffer_size)
         feed = LiveFeed(settings, view, fanout)
-        return cls(settings, view, fanout, feed, EdgeMetrics(fanout, feed))
+        replays: set[ReplaySession] = set()
+        return cls(settings, view, fanout, feed, EdgeMetrics(fanout, feed, replays.__len__), replays=replays)
 
     _sweeper: asyncio.Task[None] | None = None
 
@@ -58,6 +60,8 @@ class Edge:
 
     async def stop(self) -> None:
         self.fanout.close_all(CLOSE_SERVICE_RESTART, "edge shutting down: reconnect with your cursor")
+        for replay in list(self.replays):
+            replay.close(CLOSE_SERVICE_RESTART, "edge shutting down")
         await cancel_and_wait(self._sweeper)
         await self.feed.stop()
 
@@ -67,6 +71,7 @@ class Edge:
         while True:
             await asyncio.sleep(1.0)
             self.fanout.sweep()
+            self.view.forget_encodings()
             for tenant_id, technician_id in self.view.turned_stale():
                 status = frames.technician_status(technician_id, stale=True)
                 self.fanout.notify(tenant_id, technician_id, status, self.feed.floor_of(tenant_id))
@@ -82,7 +87,12 @@ def _edge(request_or_ws: Request | WebSocket) -> Edge:
 async def technician_locations(websocket: WebSocket) -> None:
     edge = _edge(websocket)
     if is_replay(websocket.query_params):  # an analyst's paced replay of the history, not the live feed
-        await ReplaySession(websocket, edge.settings).run()
+        replay = ReplaySession(websocket, edge.settings)
+        edge.replays.add(replay)
+        try:
+            await replay.run()
+        finally:
+            edge.replays.discard(replay)
         return
     edge.connections_started += 1
     sampled = edge.connections_started % SAMPLE_ONE_CONNECTION_IN == 1

@@ -12,16 +12,18 @@ contract; redacted from every log line by ``locstream.logs``), as a subprotocol 
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from fastapi import WebSocket
 
+from locstream import bounded_json
 from locstream.auth import AuthError, verify_token
+from locstream.serve import mark_authenticated
 from locstream.settings import AuthSettings
-from schemas.claims import VIEWER_ROLES, TokenClaims
+from schemas.claims import VIEWER_ROLES, Role, TokenClaims
 from schemas.ws import (
+    CLOSE_INVALID_PAYLOAD,
     CLOSE_POLICY_VIOLATION,
     CLOSE_UNAUTHENTICATED,
     SUBPROTOCOL_TOKEN_PREFIX,
@@ -59,6 +61,31 @@ def viewer_claims(token: str | None, settings: AuthSettings) -> TokenClaims:
     return claims
 
 
+def refreshed_claims(
+    text: str, current: TokenClaims, settings: AuthSettings, roles: frozenset[Role] = VIEWER_ROLES
+) -> TokenClaims:
+    """The claims of a fresh token sent in-band (``{"type": "auth", "token": ...}``) by a session of ``current``:
+    of the same tenant, with a role of ``roles``. ``ViewerRefusedError`` with the reason otherwise, and
+    ``bounded_json.TooDeepError`` for a message nested too deep."""
+    try:
+        token, _ = auth_message(text)
+    except bounded_json.TooDeepError:
+        raise
+    except ValueError as exc:
+        raise ViewerRefusedError(str(exc)) from exc
+    fresh = viewer_claims(token, settings)
+    if fresh.tenant_id != current.tenant_id:
+        raise ViewerRefusedError("a fresh token must be of the same tenant")
+    if fresh.role not in roles:
+        raise ViewerRefusedError(f"role {fresh.role.value} may not do this")
+    return fresh
+
+
+def expires_in(claims: TokenClaims, leeway_seconds: float, now: float) -> float:
+    """Seconds until a session of ``claims`` is closed with 4001 unless it sends a fresh token (0 when past)."""
+    return max(0.0, claims.exp + leeway_seconds - now)
+
+
 def origin_allowed(origin: str, host: str | None, allowed: list[str]) -> bool:
     """The edge's own origin (same host and port as the request), a listed one, or any when ``*`` is listed."""
     if "*" in allowed or origin in allowed:
@@ -67,10 +94,11 @@ def origin_allowed(origin: str, host: str | None, allowed: list[str]) -> bool:
 
 
 def auth_message(text: str) -> tuple[str, str | None]:
-    """The token and cursor of ``{"type": "auth", "token": ..., "cursor": ...}``; ValueError otherwise."""
+    """The token and cursor of ``{"type": "auth", "token": ..., "cursor": ...}``; ValueError otherwise
+    (``bounded_json.TooDeepError`` for a message nested too deep)."""
     if len(text) > MAX_AUTH_MESSAGE_BYTES:
         raise ValueError("auth message too large")
-    message = json.loads(text)
+    message = bounded_json.loads(text)
     if not isinstance(message, dict) or message.get("type") != "auth" or not isinstance(message.get("token"), str):
         raise ValueError('expected {"type": "auth", "token": ...}')
     cursor = message.get("cursor")
@@ -107,6 +135,9 @@ async def handshake(websocket: WebSocket, settings: EdgeSettings) -> Handshake |
             return None
         try:
             token, in_message_cursor = auth_message(message.get("text") or "")
+        except bounded_json.TooDeepError as exc:
+            await websocket.close(code=CLOSE_INVALID_PAYLOAD, reason=str(exc))
+            return None
         except ValueError as exc:
             await websocket.close(code=CLOSE_UNAUTHENTICATED, reason=str(exc)[:120])
             return None
@@ -116,4 +147,5 @@ async def handshake(websocket: WebSocket, settings: EdgeSettings) -> Handshake |
     except ViewerRefusedError as exc:
         await websocket.close(code=CLOSE_POLICY_VIOLATION, reason=exc.reason[:120])
         return None
+    mark_authenticated(websocket.scope)  # no longer pending in the server's gate (locstream/serve.py)
     return Handshake(claims, protocol, cursor)

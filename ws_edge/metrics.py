@@ -3,7 +3,8 @@ the delivery path); the latency histogram is observed by one connection in 16, o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -17,15 +18,28 @@ if TYPE_CHECKING:
 SAMPLE_ONE_CONNECTION_IN = 16
 
 
+def tenant_label(tenant_id: str) -> str:
+    """How a tenant is named in metrics: tenant names are customer data, and ``/metrics`` is often scraped or read
+    by more people than the tenants' own, so it carries a stable hash (``locstream tenant-label NAME`` prints it)."""
+    return "t-" + hashlib.sha256(tenant_id.encode()).hexdigest()[:12]
+
+
 class _FromState(Collector):
-    def __init__(self, fanout: Fanout, feed: LiveFeed) -> None:
-        self.fanout, self.feed = fanout, feed
+    def __init__(self, fanout: Fanout, feed: LiveFeed, replays: Callable[[], int]) -> None:
+        self.fanout, self.feed, self.replays = fanout, feed, replays
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        connections = GaugeMetricFamily("locstream_edge_connections", "Open WebSocket connections", labels=["tenant"])
+        connections = GaugeMetricFamily(
+            "locstream_edge_connections", "Open WebSocket connections, by tenant (a hash of its id)", labels=["tenant"]
+        )
         for tenant, count in self.fanout.connections_by_tenant().items():
-            connections.add_metric([tenant], count)
+            connections.add_metric([tenant_label(tenant)], count)
         yield connections
+        yield GaugeMetricFamily(
+            "locstream_edge_replay_sessions", "Paced replays under way (each reads the topic with a consumer of its"
+            " own)",
+            value=self.replays(),
+        )  # fmt: skip
         yield CounterMetricFamily(
             "locstream_edge_deliveries", "Updates and status frames published, times the connections of their tenant",
             value=self.fanout.messages_sent,
@@ -44,9 +58,9 @@ class _FromState(Collector):
 
 
 class EdgeMetrics:
-    def __init__(self, fanout: Fanout, feed: LiveFeed) -> None:
+    def __init__(self, fanout: Fanout, feed: LiveFeed, replays: Callable[[], int]) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(_FromState(fanout, feed))
+        self.registry.register(_FromState(fanout, feed, replays))
         self.delivery_seconds = Histogram(
             "locstream_edge_delivery_seconds", "From the API receiving a fix to its frame written to a client"
             " (sampled)", registry=self.registry,

@@ -6,14 +6,19 @@ The range is checked before the upgrade (HTTP 422 with the reason); the token as
 ``connected``, the map as it was at ``replay_from`` as ``initial_state`` (every event appended before it, applied
 by the projector's rule), then the range's events as ``location_update`` when the replay clock reaches their
 device time (``replay/pacing.py``), and ``replay_done`` when it reaches ``replay_to``. It may send ``pause``,
-``resume``, ``speed`` and ``seek`` (a fresh ``initial_state`` of that moment, then on from there), and ``ping``.
+``resume``, ``speed`` and ``seek`` (a fresh ``initial_state`` of that moment, then on from there), ``ping``, and a
+fresh token (``{"type": "auth"}``): as on the live feed, the session is closed with 4001 at the token's expiry plus
+the leeway unless a fresh one came.
+
+Two tasks: the player (which holds a Kafka consumer while it reads the partition) and the control reader. The
+session ends when either ends, whatever the reason (the client left, a policy close, the token expired, a bug in
+one of them, the edge shutting down): both are then cancelled and awaited, so the consumer is always closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -25,24 +30,36 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.datastructures import QueryParams
 
+from locstream import bounded_json
 from locstream.settings import KafkaSettings
+from locstream.token_bucket import TokenBucket
 from projector.apply import Position
 from replay.history_record import HistoryRecord
 from replay.pacing import MAX_SPEED, ReplayClock
 from replay.reader import HistoryReader
 from replay.time_range import RangeError, TimeRange, time_range, to_ms
-from schemas.claims import HISTORY_ROLES
+from schemas.claims import HISTORY_ROLES, TokenClaims
 from schemas.cursor import Cursor
 from schemas.events import InvalidEventError, LocationRecorded
-from schemas.ws import CLOSE_POLICY_VIOLATION, PING_TEXT, ReplayControl
+from schemas.ws import (
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_INVALID_PAYLOAD,
+    CLOSE_POLICY_VIOLATION,
+    CLOSE_UNAUTHENTICATED,
+    CLOSE_UNSUPPORTED_DATA,
+    PING_TEXT,
+    ReplayControl,
+)
 from ws_edge import frames
-from ws_edge.auth_handshake import handshake
+from ws_edge.auth_handshake import ViewerRefusedError, expires_in, handshake, refreshed_claims
 from ws_edge.settings import EdgeSettings
 from ws_edge.view import LiveView
+from ws_edge.wire import close_within, wire_of
 
 log = logging.getLogger(__name__)
 
 REPLAY_PARAMETERS = ("replay_from", "replay_to", "speed")
+MAX_CONTROL_CHARS = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -79,15 +96,26 @@ class ReplaySession:
         self.websocket = websocket
         self.settings = settings
         self.connection_id = str(uuid.uuid4())
+        self.reader: HistoryReader | None = None  # the consumer of the play under way, if any
+        self.close_code: int | None = None
+        self.close_reason = ""
         self._changed = asyncio.Event()  # a control message came
         self._seek: datetime | None = None
         self._clock: ReplayClock | None = None
         self._range: TimeRange | None = None
-        self._gone = False  # the client left: the player stops at its next wait
+        self._tasks: list[asyncio.Task[None]] = []
+        self._expiry: asyncio.TimerHandle | None = None
 
     async def run(self) -> None:
         with contextlib.suppress(WebSocketDisconnect):
             await self._run()
+
+    def close(self, code: int, reason: str) -> None:
+        """End the session with ``code`` (the first reason given wins): its player and reader are cancelled."""
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+        for task in self._tasks:
+            task.cancel()
 
     async def _run(self) -> None:
         try:
@@ -105,27 +133,49 @@ class ReplaySession:
         await self.websocket.send_text(frames.connected(self.connection_id, tenant_id, 1))
         self._clock = ReplayClock(request.range.start, request.speed, time.monotonic())
         self._range = request.range
-        controls = asyncio.create_task(self._read_controls())
+        self._watch_expiry(hello.claims)
+        self._tasks = [
+            asyncio.create_task(self._player(tenant_id, request.range), name=f"replay-player-{self.connection_id}"),
+            asyncio.create_task(self._read_controls(hello.claims), name=f"replay-reader-{self.connection_id}"),
+        ]
         try:
-            start: datetime | None = request.range.start
-            while True:
-                if start is not None:
-                    try:
-                        sent = await self._play(tenant_id, start, request.range)
-                        await self.websocket.send_text(frames.replay_done(sent))
-                        start = None
-                    except _SeekError as seek:
-                        start = seek.to
-                        continue
-                await self._changed.wait()  # done: only a seek plays again
-                self._changed.clear()
-                if self._gone:
-                    return
-                start, self._seek = self._seek, None
+            await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            controls.cancel()
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
-                await controls
+            if self._expiry is not None:
+                self._expiry.cancel()
+            for task in self._tasks:
+                task.cancel()
+            ended = await asyncio.gather(*self._tasks, return_exceptions=True)
+        for task, outcome in zip(self._tasks, ended, strict=True):
+            if isinstance(outcome, Exception) and not isinstance(outcome, WebSocketDisconnect):
+                log.error("replay %s: %s failed", self.connection_id, task.get_name(), exc_info=outcome)
+                self.close(CLOSE_INTERNAL_ERROR, "replay failed")
+        if self.close_code is not None:
+            wire = wire_of(self.websocket)
+            await close_within(self.websocket, wire, self.close_code, self.close_reason,
+                               self.settings.slow_consumer_seconds)  # fmt: skip
+
+    def _watch_expiry(self, claims: TokenClaims) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        delay = expires_in(claims, self.settings.token_expiry_leeway_seconds, time.time())
+        self._expiry = asyncio.get_running_loop().call_later(delay, self.close, CLOSE_UNAUTHENTICATED, "token expired")
+
+    async def _player(self, tenant_id: str, whole: TimeRange) -> None:
+        """Play from the range's start; after ``replay_done``, only a seek plays again."""
+        start: datetime | None = whole.start
+        while True:
+            if start is not None:
+                try:
+                    sent = await self._play(tenant_id, start, whole)
+                    await self.websocket.send_text(frames.replay_done(sent))
+                    start = None
+                except _SeekError as seek:
+                    start = seek.to
+                    continue
+            await self._changed.wait()
+            self._changed.clear()
+            start, self._seek = self._seek, None
 
     async def _play(self, tenant_id: str, start: datetime, whole: TimeRange) -> int:
         """The map at ``start``, then the events up to the range's end, paced; how many updates were sent. One
@@ -136,7 +186,8 @@ class ReplaySession:
         view = LiveView(timedelta(seconds=self.settings.stale_after_seconds), clock=lambda: clock.at(time.monotonic()))
         epoch, start_ms = self.settings.kafka.topic_epoch, to_ms(start)
         sent, played = 0, False
-        async with HistoryReader(self.settings.kafka) as reader:
+        self.reader = HistoryReader(self.settings.kafka)
+        async with self.reader as reader:
             span = await reader.span(tenant_id, None, whole.end)
             partition = span.partition.partition
             last_before = span.first - 1
@@ -181,8 +232,6 @@ class ReplaySession:
         clock = self._clock
         assert clock is not None
         while True:
-            if self._gone:
-                raise WebSocketDisconnect(1000)
             if self._seek is not None:
                 to, self._seek = self._seek, None
                 raise _SeekError(to)
@@ -193,36 +242,62 @@ class ReplaySession:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), None if delay == float("inf") else delay)
 
-    async def _read_controls(self) -> None:
-        clock, whole = self._clock, self._range
-        assert clock is not None and whole is not None
+    async def _read_controls(self, claims: TokenClaims) -> None:
+        """Control messages until the client leaves or breaks a rule (the session is then closed with the code)."""
+        rate = self.settings.client_message_rate
+        bucket = TokenBucket(rate, max(1, int(rate * 4)), float(int(rate * 4)), time.monotonic()) if rate else None
         while True:
             message = await self.websocket.receive()
             if message["type"] == "websocket.disconnect":
-                self._gone = True
-                self._changed.set()
                 return
-            text = message.get("text") or ""
+            text = message.get("text")
+            if text is None:
+                self.close(CLOSE_UNSUPPORTED_DATA, "binary frames are not part of the protocol")
+                return
+            now = time.monotonic()
+            if bucket is not None:
+                if bucket.wait_for(1, now) > 0:
+                    self.close(CLOSE_POLICY_VIOLATION, "messages sent too fast")
+                    return
+                bucket.take(1, now)
             if text.strip() == PING_TEXT:
                 await self.websocket.send_text(frames.PONG)
                 continue
             try:
-                control = ReplayControl.model_validate(json.loads(text))
-                now = time.monotonic()
-                if control.type == "pause":
-                    clock.pause(now)
-                elif control.type == "resume":
-                    clock.resume(now)
-                elif control.type == "speed":
-                    if control.speed is None:
-                        raise ValueError("speed: give the new speed")
-                    clock.set_speed(control.speed, now)
-                else:
-                    if control.to is None or not whole.start <= control.to < whole.end:
-                        raise ValueError("seek: give a time in [replay_from, replay_to)")
-                    self._seek = control.to
+                parsed = bounded_json.loads(text) if len(text) <= MAX_CONTROL_CHARS else None
+            except bounded_json.TooDeepError as exc:
+                self.close(CLOSE_INVALID_PAYLOAD, str(exc))
+                return
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, dict) and parsed.get("type") == "auth":
+                try:
+                    claims = refreshed_claims(text, claims, self.settings.auth, HISTORY_ROLES)
+                except ViewerRefusedError as exc:
+                    self.close(CLOSE_POLICY_VIOLATION, exc.reason)
+                    return
+                self._watch_expiry(claims)
+                continue
+            try:
+                self._control(ReplayControl.model_validate(parsed), now)
             except (ValueError, ValidationError) as exc:
                 message_text = str(exc).splitlines()[0][:200]
                 await self.websocket.send_text(frames.error(f"replay control: {message_text}"))
                 continue
             self._changed.set()
+
+    def _control(self, control: ReplayControl, now: float) -> None:
+        clock, whole = self._clock, self._range
+        assert clock is not None and whole is not None
+        if control.type == "pause":
+            clock.pause(now)
+        elif control.type == "resume":
+            clock.resume(now)
+        elif control.type == "speed":
+            if control.speed is None:
+                raise ValueError("speed: give the new speed")
+            clock.set_speed(control.speed, now)
+        else:
+            if control.to is None or not whole.start <= control.to < whole.end:
+                raise ValueError("seek: give a time in [replay_from, replay_to)")
+            self._seek = control.to

@@ -6,16 +6,18 @@ of the tenant that matches its filter. Subscribing and taking the snapshot (or t
 step with no await between them, and the live feed applies and publishes in one step too, so every change is
 either in what the client got first or queued after it.
 
-Two tasks per connection: this one reads (pings, ``subscribe``, ``auth`` refreshes) and a writer writes what the
-connection has yet to get (``ws_edge/outbox.py``) to the wire (``ws_edge/wire.py``). Closing for the edge's
-reasons (slow consumer, token expired, shutdown) cancels the writer, which then sends the close frame.
+Two tasks per connection: this one reads (pings, ``subscribe``, ``auth`` refreshes) and a writer writes the first
+frames, then what the connection has yet to get (``ws_edge/outbox.py``), to the wire (``ws_edge/wire.py``). The
+reader runs from the moment the connection is subscribed, so what a client sends and when its token expires count
+even while it has not read its first frames. Closing for the edge's reasons (slow consumer, token expired, a policy
+violation, shutdown) cancels the writer, which then sends the close frame; a client that does not read it within
+the slow-consumer deadline is dropped, so a close always ends the connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -23,11 +25,13 @@ import uuid
 from fastapi import WebSocket, WebSocketDisconnect
 from prometheus_client import Histogram
 
+from locstream import bounded_json
 from locstream.token_bucket import TokenBucket
 from schemas.claims import TokenClaims
 from schemas.cursor import Cursor, InvalidCursorError, decode_cursor
 from schemas.ws import (
     CLOSE_INTERNAL_ERROR,
+    CLOSE_INVALID_PAYLOAD,
     CLOSE_POLICY_VIOLATION,
     CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNAUTHENTICATED,
@@ -35,19 +39,19 @@ from schemas.ws import (
     PING_TEXT,
 )
 from ws_edge import frames
-from ws_edge.auth_handshake import Handshake, ViewerRefusedError, auth_message, handshake, viewer_claims
+from ws_edge.auth_handshake import Handshake, ViewerRefusedError, expires_in, handshake, refreshed_claims
 from ws_edge.fanout import Fanout, Subscriber, TooManyConnectionsError
 from ws_edge.filters import EVERYTHING, FilterError, described, parse_subscribe
+from ws_edge.frames import text_frame
 from ws_edge.live_feed import LiveFeed
 from ws_edge.outbox import Frame
 from ws_edge.settings import EdgeSettings
 from ws_edge.view import LiveView
-from ws_edge.wire import RawWire, encode, wire_of
+from ws_edge.wire import RawWire, close_within, encode, wire_of
 
 log = logging.getLogger(__name__)
 
 MAX_CLIENT_MESSAGE_CHARS = 64 * 1024
-CLOSE_TIMEOUT_SECONDS = 10.0
 
 
 class ClientSession:
@@ -90,15 +94,12 @@ class ClientSession:
         cursor = await self._resumable_cursor(hello)
         try:
             with self.fanout.subscribe(tenant_id, self.feed.floor_of(tenant_id), self._on_close) as subscriber:
+                self._watch_expiry(subscriber, hello.claims)
                 first = self._first_frames(subscriber, tenant_id, hello.cursor, cursor)
-                for text in first:
-                    await self.websocket.send_text(text)
+                self._writer = asyncio.create_task(self._write(subscriber, first))
+                del first  # the writer drops it once written: a big tenant's map is not kept per connection
                 self.log.info("connection %s of tenant %s subscribed (protocol %d)", self.connection_id, tenant_id,
                          hello.protocol)  # fmt: skip
-                self._watch_expiry(subscriber, hello.claims)
-                if isinstance(self.wire, RawWire):
-                    subscriber.direct = self
-                self._writer = asyncio.create_task(self._write(subscriber))
                 try:
                     await self._read(subscriber, hello.claims)
                 finally:
@@ -124,18 +125,17 @@ class ClientSession:
                 await self.feed.reach(hello.claims.tenant_id, cursor.offset)
         return cursor
 
-    def _first_frames(
-        self, subscriber: Subscriber, tenant_id: str, asked: str | None, cursor: Cursor | None
-    ) -> list[str]:
-        """What the client gets before the live stream; positions it for a resume. No await here."""
+    def _first_frames(self, subscriber: Subscriber, tenant_id: str, asked: str | None, cursor: Cursor | None) -> bytes:
+        """What the client gets before the live stream, as WebSocket frames; positions it for a resume. No await
+        here. An initial_state is the view's encoding, shared with every client connecting meanwhile."""
         position = self.feed.resume_position(tenant_id, cursor) if cursor is not None else None
         if position is None:
             resumed = False if asked is not None else None
-            return [frames.initial_state(self.view.locations_json(tenant_id), self.feed.cursor_of(tenant_id), resumed)]
+            return self.view.initial_state_frame(tenant_id, self.feed.cursor_of(tenant_id), resumed)
         missed = subscriber.log.next_seq - position
         subscriber.outbox.position = position  # every update it missed comes next, none left out
         subscriber.outbox.exact_until = subscriber.log.next_seq
-        return [frames.resumed(asked or "", missed)]
+        return text_frame(frames.resumed(asked or "", missed).encode())
 
     def _refreshed(self, subscriber: Subscriber) -> list[Frame]:
         """Its own frames, then a fresh initial_state (``resumed: false``); it goes on from the end of the stream."""
@@ -150,9 +150,9 @@ class ClientSession:
     def _watch_expiry(self, subscriber: Subscriber, claims: TokenClaims) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
-        loop = asyncio.get_running_loop()
-        delay = claims.exp + self.settings.token_expiry_leeway_seconds - time.time()
-        self._expiry = loop.call_later(max(0.0, delay), subscriber.close, CLOSE_UNAUTHENTICATED, "token expired")
+        delay = expires_in(claims, self.settings.token_expiry_leeway_seconds, time.time())
+        self._expiry = asyncio.get_running_loop().call_later(delay, subscriber.close, CLOSE_UNAUTHENTICATED,
+                                                             "token expired")  # fmt: skip
 
     def write_now(self, data: bytes, received_at: float) -> bool:
         """For the fan-out (``Subscriber.write_through``): False when the socket's buffer is full or it is gone;
@@ -168,11 +168,19 @@ class ClientSession:
         if self.latency is not None and received_at:
             self.latency.observe(time.time() - received_at)
 
-    async def _write(self, subscriber: Subscriber) -> None:
-        """Write what the connection has yet to get as fast as the socket takes it (``ws_edge/wire.py``), when the
-        fan-out could not write it through; v2 writes the updates of one take as one batch."""
+    async def _write(self, subscriber: Subscriber, first: bytes) -> None:
+        """Write the first frames, then what the connection has yet to get as fast as the socket takes it
+        (``ws_edge/wire.py``), when the fan-out could not write it through; v2 writes the updates of one take as one
+        batch. A client that does not take its first frames is a slow consumer like any other (the sweep's
+        deadline on ``writing_since``)."""
         outbox, wire = subscriber.outbox, self.wire
         try:
+            outbox.writing_since = time.monotonic()
+            await wire.write(first)
+            first = b""  # not kept while the connection lives
+            outbox.writing_since = None
+            if isinstance(wire, RawWire):
+                subscriber.direct = self  # from now on the fan-out may write through
             while subscriber.close_code is None:  # it may have been closed while its first frames went out
                 await subscriber.wait()
                 if outbox.writing_since is not None:  # written through, yet to drain
@@ -191,10 +199,12 @@ class ClientSession:
         except asyncio.CancelledError:
             if subscriber.close_code is None:
                 raise
-        # A stalled client's socket takes the close frame only once it reads again: wait so long, then drop it.
-        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect, TimeoutError):
-            async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
-                await self.websocket.close(code=subscriber.close_code, reason=subscriber.close_reason[:120])
+        await self._close(subscriber.close_code, subscriber.close_reason)
+
+    async def _close(self, code: int, reason: str) -> None:
+        if not await close_within(self.websocket, self.wire, code, reason, self.settings.slow_consumer_seconds):
+            self.log.info("connection %s dropped: it did not take its close frame (%d) in time", self.connection_id,
+                          code)  # fmt: skip
 
     async def _read(self, subscriber: Subscriber, claims: TokenClaims) -> None:
         rate = self.settings.client_message_rate
@@ -221,7 +231,10 @@ class ClientSession:
     def _handle(self, subscriber: Subscriber, claims: TokenClaims, text: str, now: float) -> None:
         """A client message other than ping: ``subscribe`` or a fresh ``auth``; anything else gets an error frame."""
         try:
-            message = json.loads(text) if len(text) <= MAX_CLIENT_MESSAGE_CHARS else None
+            message = bounded_json.loads(text) if len(text) <= MAX_CLIENT_MESSAGE_CHARS else None
+        except bounded_json.TooDeepError as exc:
+            subscriber.close(CLOSE_INVALID_PAYLOAD, str(exc))
+            return
         except ValueError:
             message = None
         kind = message.get("type") if isinstance(message, dict) else None
@@ -238,14 +251,12 @@ class ClientSession:
             subscriber.send(answer)
         elif kind == "auth":
             try:
-                token, _ = auth_message(text)
-                fresh = viewer_claims(token, self.settings.auth)
-            except (ValueError, ViewerRefusedError) as exc:
-                reason = exc.reason if isinstance(exc, ViewerRefusedError) else str(exc)
-                subscriber.close(CLOSE_POLICY_VIOLATION, reason)
+                fresh = refreshed_claims(text, claims, self.settings.auth)
+            except bounded_json.TooDeepError as exc:
+                subscriber.close(CLOSE_INVALID_PAYLOAD, str(exc))
                 return
-            if fresh.tenant_id != claims.tenant_id:
-                subscriber.close(CLOSE_POLICY_VIOLATION, "a fresh token must be of the same tenant")
+            except ViewerRefusedError as exc:
+                subscriber.close(CLOSE_POLICY_VIOLATION, exc.reason)
                 return
             self._watch_expiry(subscriber, fresh)
         else:

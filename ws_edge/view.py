@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from projector.apply import Position, TechnicianState, apply
 from schemas.events import Event, Identity, identity
-from ws_edge.frames import Location, encode, location_of
+from ws_edge.frames import Location, encode, initial_state, location_of, text_frame
 
 
 class LiveView:
@@ -35,6 +35,7 @@ class LiveView:
         self._watched: set[tuple[str, str]] = set()
         self._versions: dict[str, int] = {}  # tenant -> changes of its map so far
         self._encoded: dict[str, tuple[int, int, str]] = {}  # tenant -> (version, second, locations_json)
+        self._first_frames: dict[str, tuple[tuple[int, int, str, bool | None], bytes]] = {}  # tenant -> (key, frame)
 
     def _stale_before(self) -> datetime:
         return self.clock() - self.stale_after
@@ -108,6 +109,24 @@ class LiveView:
         text = encode(self.locations(tenant_id))
         self._encoded[tenant_id] = (version, second, text)
         return text
+
+    def initial_state_frame(self, tenant_id: str, cursor: str, resumed: bool | None = None) -> bytes:
+        """The tenant's ``initial_state`` at ``cursor`` as a WebSocket frame, encoded once for every client that
+        connects while the map and the cursor stay as they are (and for at most a second). A big tenant's map is
+        megabytes: its clients share this one encoding, and none keeps it once written (``ws_edge/session.py``)."""
+        key = (self._versions.get(tenant_id, 0), int(time.monotonic()), cursor, resumed)
+        cached = self._first_frames.get(tenant_id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        frame = text_frame(initial_state(self.locations_json(tenant_id), cursor, resumed).encode())
+        self._first_frames[tenant_id] = (key, frame)
+        return frame
+
+    def forget_encodings(self) -> None:
+        """Drop the encodings older than a second (the edge's sweep): a tenant nobody connects to keeps none."""
+        second = int(time.monotonic())
+        self._encoded = {tenant: entry for tenant, entry in self._encoded.items() if entry[1] == second}
+        self._first_frames = {tenant: entry for tenant, entry in self._first_frames.items() if entry[0][1] == second}
 
     def tenant_count(self) -> int:
         return len(self._tenants)

@@ -9,6 +9,7 @@ clients take alike is encoded once for all of them (``TenantUpdates.encoded``). 
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +22,10 @@ from ws_edge.frames import text_frame
 from ws_edge.outbox import Frame, Update
 
 MAX_BATCH_CHARS = 256 * 1024  # a v2 flush larger than this goes out as several location_batch frames
+# Data larger than this is handed to the transport a piece at a time, as it drains: asyncio's transport copies what
+# the socket does not take at once into a buffer of the connection's own, and a big tenant's initial_state (megabytes,
+# shared by every client connecting meanwhile) would otherwise be copied once per connection that reads slowly.
+WRITE_PIECE = 64 * 1024
 
 
 def payloads(data: bytes) -> Iterator[bytes]:
@@ -69,7 +74,7 @@ class RawWire:
     def __init__(self, protocol: Any) -> None:
         self._protocol = protocol
 
-    def write_now(self, data: bytes) -> bool:
+    def write_now(self, data: bytes | memoryview) -> bool:
         """Write without waiting; False when the transport's buffer is now above its high-water mark."""
         protocol = self._protocol
         if protocol.close_sent or protocol.disconnected:  # no data frame may follow a close frame
@@ -78,16 +83,26 @@ class RawWire:
         return bool(protocol.writable.is_set())
 
     async def write(self, data: bytes) -> None:
-        """Write, then wait until the transport takes more. Raises ``WebSocketDisconnect`` when the client is gone
-        or the connection is closing."""
-        if not self.write_now(data):
-            await self.drained()
+        """Write, then wait until the transport takes more (``WRITE_PIECE`` at a time). Raises
+        ``WebSocketDisconnect`` when the client is gone or the connection is closing."""
+        if len(data) <= WRITE_PIECE:
+            if not self.write_now(data):
+                await self.drained()
+            return
+        whole = memoryview(data)
+        for at in range(0, len(whole), WRITE_PIECE):
+            if not self.write_now(whole[at : at + WRITE_PIECE]):
+                await self.drained()
 
     async def drained(self) -> None:
         protocol = self._protocol
         await protocol.writable.wait()
         if protocol.disconnected:
             raise WebSocketDisconnect(1006)
+
+    def abort(self) -> None:
+        """Drop the connection without a close handshake (a peer that does not read its close frame)."""
+        self._protocol.transport.abort()
 
 
 class AsgiWire:
@@ -101,8 +116,27 @@ class AsgiWire:
     async def drained(self) -> None:
         pass  # every send_text waited already
 
+    def abort(self) -> None:
+        pass  # ASGI has no way to drop a connection: the server's own close timeout does it
+
 
 Wire = RawWire | AsgiWire
+
+
+async def close_within(websocket: WebSocket, wire: Wire, code: int, reason: str, seconds: float) -> bool:
+    """Send the close frame; False when the client was dropped instead. A stalled client's socket takes the
+    close frame only once the client reads again (uvicorn waits for the socket to drain first): it gets
+    ``seconds`` (the slow-consumer deadline), then the connection is dropped, so that a close decided by the edge
+    always ends the connection whatever the client's reading state."""
+    try:
+        async with asyncio.timeout(seconds):
+            await websocket.close(code=code, reason=reason[:120])
+    except TimeoutError:
+        wire.abort()
+        return False
+    except (RuntimeError, OSError, WebSocketDisconnect):
+        pass  # gone already
+    return True
 
 
 def wire_of(websocket: WebSocket) -> Wire:

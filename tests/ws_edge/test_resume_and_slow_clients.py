@@ -15,6 +15,7 @@ from schemas.events import Event
 from tests.support.kafka_io import produce
 from tests.support.maps import connect, fix, open_map, recv_json, updates_until
 from tests.support.stack import Stack, eventually
+from ws_edge.metrics import tenant_label
 
 pytestmark = pytest.mark.integration
 
@@ -99,11 +100,17 @@ async def test_a_client_that_stops_reading_is_closed_4008_and_harms_no_one(stack
         return stats["slow_disconnects"] or None
 
     assert await eventually(slow_disconnects, timeout=10, what="the stalled client to be closed") == 1
+
+    async def only_the_fast_one() -> bool:  # the close frame waits behind what the stalled client does not read:
+        async with httpx.AsyncClient() as http:  # after the write deadline (1 s here) the edge drops the connection
+            stats = (await http.get(f"{edge.url}/api/v1/field-service/ws/stats")).json()
+        return stats["active_connections"] == 1
+
+    await eventually(only_the_fast_one, timeout=10, what="the stalled client's connection to be gone")
     with pytest.raises(ConnectionClosed) as closed:
-        while True:  # what was already on its way, then the close frame
+        while True:  # what was already on its way, then the end: dropped, as it did not read its close frame
             await recv_json(stalled)
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4008
-    assert "slow consumer" in closed.value.rcvd.reason
+    assert closed.value.rcvd is None or closed.value.rcvd.code == 4008
     await fast.send("ping")
     while (answer := await recv_json(fast))["type"] == "technician_status":  # the old fixes turn stale meanwhile
         pass
@@ -111,5 +118,6 @@ async def test_a_client_that_stops_reading_is_closed_4008_and_harms_no_one(stack
     async with httpx.AsyncClient() as http:
         metrics = (await http.get(f"{edge.url}/metrics")).text
     assert "locstream_edge_slow_disconnects_total 1.0" in metrics
-    assert 'locstream_edge_connections{tenant="tenant-a"} 1.0' in metrics
+    assert f'locstream_edge_connections{{tenant="{tenant_label("tenant-a")}"}} 1.0' in metrics
+    assert "tenant-a" not in metrics  # tenant names are customer data: metrics carry a hash
     assert "locstream_edge_delivery_seconds_count" in metrics
