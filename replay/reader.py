@@ -54,6 +54,11 @@ class HistoryReader:
     async def stop(self) -> None:
         await self._consumer.stop()
 
+    @property
+    def closed(self) -> bool:
+        """Its consumer was stopped (or never started): it holds no connection to the brokers."""
+        return bool(self._consumer._closed)
+
     async def __aenter__(self) -> HistoryReader:
         await self.start()
         return self

@@ -70,6 +70,7 @@ class ClientSession:
         self.wire = wire_of(websocket)
         self.batched = False  # protocol v2, as the handshake agreed
         self._writer: asyncio.Task[None] | None = None
+        self._writer_running = False
         self._expiry: asyncio.TimerHandle | None = None
 
     async def run(self) -> None:
@@ -144,7 +145,9 @@ class ClientSession:
         return [*own, frames.initial_state(shown, self.feed.cursor_of(tenant_id), resumed=False)]
 
     def _on_close(self) -> None:
-        if self._writer is not None:
+        # A writer that has not run yet finds the close by itself: cancelled before its first step, it would skip its
+        # whole body, the close frame included (the reader can decide a close before the writer ever ran).
+        if self._writer is not None and self._writer_running:
             self._writer.cancel()
 
     def _watch_expiry(self, subscriber: Subscriber, claims: TokenClaims) -> None:
@@ -173,14 +176,16 @@ class ClientSession:
         (``ws_edge/wire.py``), when the fan-out could not write it through; v2 writes the updates of one take as one
         batch. A client that does not take its first frames is a slow consumer like any other (the sweep's
         deadline on ``writing_since``)."""
+        self._writer_running = True
         outbox, wire = subscriber.outbox, self.wire
         try:
-            outbox.writing_since = time.monotonic()
-            await wire.write(first)
+            if subscriber.close_code is None:
+                outbox.writing_since = time.monotonic()
+                await wire.write(first)
+                outbox.writing_since = None
+                if isinstance(wire, RawWire):
+                    subscriber.direct = self  # from now on the fan-out may write through
             first = b""  # not kept while the connection lives
-            outbox.writing_since = None
-            if isinstance(wire, RawWire):
-                subscriber.direct = self  # from now on the fan-out may write through
             while subscriber.close_code is None:  # it may have been closed while its first frames went out
                 await subscriber.wait()
                 if outbox.writing_since is not None:  # written through, yet to drain

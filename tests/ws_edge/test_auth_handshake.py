@@ -188,3 +188,37 @@ async def test_with_an_issuer_and_audience_configured_tokens_must_name_them(stac
         assert code == 1008 and reason, case
     async with websockets.connect(f"{edge.ws_url}{WS_PATH}?token={stack.token('tenant-a')}") as ws:
         assert (await recv_json(ws))["type"] == "connected"
+
+
+async def test_a_token_is_redacted_however_its_parameter_name_is_percent_encoded(stack: Stack) -> None:
+    edge = await stack.start("ws-edge")
+    spellings = ["%74oken", "t%6Fken", "%74%6F%6B%65%6E", "%74%6f%6b%65%6e", "access%5Ftoken"]
+    tokens = {spelling: stack.token("tenant-a", ttl=700 + i) for i, spelling in enumerate(spellings)}
+    for spelling, token in tokens.items():
+        async with websockets.connect(f"{edge.ws_url}{WS_PATH}?{spelling}={token}&protocol=1") as ws:
+            if spelling == "access%5Ftoken":  # not a name the edge reads in a URL: it waits for an auth message
+                await ws.send(json.dumps({"type": "auth", "token": token}))
+            message = json.loads(await ws.recv())
+            assert message["type"] == "connected", spelling  # the edge read the token (or took it in-band)
+    log = edge.log()
+    leaked = [spelling for spelling, token in tokens.items() if token.split(".")[2] in log or token in log]
+    assert leaked == [] and log.count("=[redacted]") >= len(spellings)
+
+
+async def test_messages_nested_too_deep_close_1007_in_the_auth_phase_and_after(stack: Stack) -> None:
+    edge = await stack.start("ws-edge")
+    nested = "[" * 5_000 + "]" * 5_000
+    in_auth = await _closed_before_data(edge, "", first_message=nested)
+    assert in_auth[0] == 1007 and "nested deeper than 32" in in_auth[1]
+    deep_auth = '{"type": "auth", "token": ' + "[" * 40 + "]" * 40 + "}"
+    assert (await _closed_before_data(edge, "", first_message=deep_auth))[0] == 1007
+    for message in (nested, '{"type": "subscribe", "bbox": ' + "[" * 100 + "]" * 100 + "}"):
+        ws = await connect(edge, stack.token("tenant-a"))
+        assert (await recv_json(ws))["type"] == "connected" and (await recv_json(ws))["type"] == "initial_state"
+        await ws.send(message)
+        with pytest.raises(ConnectionClosed) as closed:
+            await recv_json(ws)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
+    ws = await connect(edge, stack.token("tenant-a"))  # the edge goes on serving
+    assert (await recv_json(ws))["type"] == "connected"
+    assert "Traceback" not in edge.log() and "RecursionError" not in edge.log()

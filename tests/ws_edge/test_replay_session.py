@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 import pytest
+from starlette.websockets import WebSocket
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from locstream.kafka import ensure_topic
 from projector.apply import TechnicianState
 from schemas.claims import Role
 from schemas.events import Event, LocationData, LocationRecorded
 from tests.support.kafka_io import append, clock_past
 from tests.support.maps import connect, recv_json
 from tests.support.stack import Service, Stack, eventually
+from ws_edge.replay_session import ReplaySession
+from ws_edge.settings import EdgeSettings
 
 pytestmark = pytest.mark.integration
 
@@ -148,3 +155,117 @@ async def test_a_replay_needs_a_valid_range_and_an_analyst_or_admin(stack: Stack
     with pytest.raises(ConnectionClosed) as closed:
         await recv_json(ws)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008 and "replay" in closed.value.rcvd.reason
+
+
+def _endless(now: datetime) -> str:
+    """A replay that never reaches its end: it waits for the clock after its last event (the attack's shape)."""
+    return _query(now - timedelta(minutes=1), datetime(2099, 1, 1, tzinfo=UTC), 1)
+
+
+async def _closed_with(ws: Any, timeout: float = 15.0) -> tuple[int, str]:
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await recv_json(ws, timeout)
+    assert closed.value.rcvd is not None, "dropped without a close frame"
+    return closed.value.rcvd.code, closed.value.rcvd.reason
+
+
+async def _replay_sessions(edge: Service) -> float:
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(f"{edge.url}/metrics")).text
+    (line,) = [line for line in metrics.splitlines() if line.startswith("locstream_edge_replay_sessions ")]
+    return float(line.split()[1])
+
+
+async def test_a_replay_is_closed_4001_when_its_token_expires_unless_a_fresh_one_came(stack: Stack) -> None:
+    stack.env["LOCSTREAM_EDGE_TOKEN_EXPIRY_LEEWAY_SECONDS"] = "0"
+    edge = await stack.start("ws-edge")
+    now = datetime.now(UTC)
+    lapsing, _ = await _open_replay(edge, stack.token(TENANT, Role.ANALYST, ttl=2), _endless(now))
+    refreshed, _ = await _open_replay(edge, stack.token(TENANT, Role.ANALYST, ttl=2), _endless(now))
+    await refreshed.send(json.dumps({"type": "auth", "token": stack.token(TENANT, Role.ANALYST, ttl=600)}))
+    assert await _closed_with(lapsing) == (4001, "token expired")
+    await refreshed.send("ping")
+    assert await recv_json(refreshed) == {"type": "pong"}  # past the first token's expiry, still open
+    await refreshed.send('{"type": "seek", "to": "' + (now - timedelta(seconds=30)).isoformat() + '"}')
+    assert (await recv_json(refreshed, 30))["type"] == "initial_state"  # and still served
+    refusals = {
+        "another tenant's": stack.token("another-tenant", Role.ANALYST),
+        "a dispatcher's": stack.token(TENANT, Role.DISPATCHER),
+        "an expired": stack.token(TENANT, Role.ANALYST, ttl=-60),
+    }
+    for case, token in refusals.items():
+        ws, _ = await _open_replay(edge, stack.token(TENANT, Role.ANALYST), _endless(now))
+        await ws.send(json.dumps({"type": "auth", "token": token}))
+        code, _ = await _closed_with(ws)
+        assert code == 1008, case
+    assert await _replay_sessions(edge) == 1  # the refreshed one
+    await refreshed.close()
+    await eventually(lambda: _zero(edge), timeout=10, what="every replay session to be gone")
+
+
+async def _zero(edge: Service) -> bool:
+    return await _replay_sessions(edge) == 0
+
+
+async def test_nested_controls_close_1007_and_every_session_lets_go_of_its_consumer(stack: Stack) -> None:
+    edge = await stack.start("ws-edge")
+    now = datetime.now(UTC)
+    nested = "[" * 5_000 + "]" * 5_000
+    for _ in range(30):
+        ws, _ = await _open_replay(edge, stack.token(TENANT, Role.ANALYST), _endless(now))
+        await ws.send(nested)
+        code, reason = await _closed_with(ws)
+        assert code == 1007 and "nested deeper than 32" in reason
+    await eventually(lambda: _zero(edge), timeout=10, what="every replay session to be gone")
+    idle = [(await _open_replay(edge, stack.token(TENANT, Role.ANALYST), _endless(now)))[0] for _ in range(5)]
+    assert await _replay_sessions(edge) == 5
+    edge.process.send_signal(signal.SIGTERM)  # with replays under way: they are closed, the edge stops
+    # uvicorn re-raises SIGTERM once it has shut down: the exit status says SIGTERM, the log a complete shutdown
+    assert await asyncio.to_thread(edge.process.wait, 20) == -signal.SIGTERM
+    assert "Application shutdown complete" in edge.log()
+    for ws in idle:
+        code, _ = await _closed_with(ws)
+        assert code == 1012
+    assert "Traceback" not in edge.log()
+
+
+class _ReaderKiller:
+    """The ASGI side of one replay's WebSocket: the client connects, and once the session has sent its
+    ``initial_state`` the next read raises, as a bug in the control reader would."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self._initial_state = asyncio.Event()
+        self._connected = False
+
+    async def receive(self) -> dict[str, Any]:
+        if not self._connected:
+            self._connected = True
+            return {"type": "websocket.connect"}
+        await self._initial_state.wait()
+        raise RuntimeError("the control reader dies")
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+        if '"initial_state"' in message.get("text", ""):
+            self._initial_state.set()
+
+
+async def test_a_reader_killed_by_an_exception_ends_the_session_and_closes_its_consumer(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = datetime.now(UTC)
+    await ensure_topic(stack.kafka)
+    await append(stack.kafka, [_fix(TECHNICIANS[0], now - timedelta(seconds=30), 1.0)])
+    settings = EdgeSettings(kafka=stack.kafka, auth=stack.auth)
+    scope = {
+        "type": "websocket", "path": "/api/v1/field-service/ws/technician-locations", "headers": [],
+        "query_string": (f"token={stack.token(TENANT, Role.ANALYST)}&{_endless(now)}").encode(), "subprotocols": [],
+    }  # fmt: skip
+    asgi = _ReaderKiller()
+    session = ReplaySession(WebSocket(scope, asgi.receive, asgi.send), settings)
+    await asyncio.wait_for(session.run(), 30)  # ends: the player does not outlive the reader
+    assert session.reader is not None and session.reader.closed  # its Kafka consumer was stopped
+    assert asgi.sent[-1] == {"type": "websocket.close", "code": 1011, "reason": "replay failed"}
+    assert "the control reader dies" in caplog.text
