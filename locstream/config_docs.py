@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
 
-from locstream.settings import AuthSettings, DataSettings, KafkaSettings, LogSettings
+from locstream.settings import AuthSettings, DataSettings, KafkaSettings, LogSettings, ServerSettings
 from producers.settings import ProducersSettings
 from projector.settings import ProjectorSettings
 from ws_edge.settings import EdgeSettings
@@ -31,11 +31,12 @@ GROUPS: list[tuple[str, type[BaseSettings], str]] = [
     ("Auth", AuthSettings, "producers, the projector's history endpoints, ws_edge, `locstream replay`"),
     ("Data", DataSettings, "projector, ws_edge"),
     ("Logging", LogSettings, "every service and `locstream dev`"),
+    ("Servers", ServerSettings, "every service and `locstream dev` (deadlines and caps against slow peers)"),
     ("Ingest API (`locstream producers`)", ProducersSettings, "producers"),
     ("Projector (`locstream projector`)", ProjectorSettings, "projector"),
     ("WebSocket edge (`locstream ws-edge`)", EdgeSettings, "ws_edge"),
 ]
-SHARED = (KafkaSettings, AuthSettings, DataSettings, LogSettings)
+SHARED = (KafkaSettings, AuthSettings, DataSettings, LogSettings, ServerSettings)
 
 HEADER = """# Configuration
 

@@ -6,10 +6,10 @@
 - ``fanout.py``: the subscribers per tenant, their filters and slow-consumer limits;
 - ``outbox.py``: a connection's position in the resume buffer, its own frames, conflation;
 - ``filters.py``: ``subscribe`` filters (bbox, technician ids, status);
-- ``auth_handshake.py``: Origin, token sources and roles, before any data frame;
+- ``auth_handshake.py``: Origin, token sources and roles, before any data frame; in-band token refreshes;
 - ``session.py``: one client connection from handshake to close (reader, writer, token expiry);
-- ``wire.py``: frames encoded once, written straight to the transport; ``replay_session.py``: a paced replay of
-  the history (``replay/``) on the same URL;
+- ``wire.py``: frames encoded once, written straight to the transport, closes bounded by the write deadline;
+  ``replay_session.py``: a paced replay of the history (``replay/``) on the same URL;
 - ``frames.py``: the frames, encoded once per tenant; ``metrics.py``: ``/metrics``;
 - ``map_page.py``: ``/map`` and ``/client/...``, files of ``web/`` (the JS client, its React hook, the map page).
 """

@@ -5,8 +5,10 @@ else the upgrade is refused (HTTP 403). The token may come, in this order of pre
 contract; redacted from every log line by ``locstream.logs``), as a subprotocol ``locstream.bearer.<token>``, as an
 ``access_token`` cookie, or as the first message ``{"type": "auth", "token": ...}`` within
 ``LOCSTREAM_EDGE_AUTH_TIMEOUT_SECONDS`` (else 4001). An invalid token or a role that may not watch is closed with
-1008 and a reason. The protocol version is 2 when the client offers the subprotocol ``locstream.v2`` or asks
-``?protocol=2``; the edge echoes the version subprotocol it chose, never a token.
+1008 and a reason, an auth message nested deeper than 32 levels with 1007. Once the token is verified, the
+connection is no longer pending in the server's gate (``locstream/serve.py``). The protocol version is 2 when the
+client offers the subprotocol ``locstream.v2`` or asks ``?protocol=2``; the edge echoes the version subprotocol it
+chose, never a token. ``refreshed_claims`` is the rule for a fresh token sent in-band by a session.
 """
 
 from __future__ import annotations
