@@ -174,14 +174,19 @@ class ClientSession:
     async def _write(self, subscriber: Subscriber, first: bytes) -> None:
         """Write the first frames, then what the connection has yet to get as fast as the socket takes it
         (``ws_edge/wire.py``), when the fan-out could not write it through; v2 writes the updates of one take as one
-        batch. A client that does not take its first frames is a slow consumer like any other (the sweep's
-        deadline on ``writing_since``)."""
+        batch. A client whose first frames (megabytes for a big tenant) make no progress for the slow-consumer
+        deadline is a slow consumer like any other (the sweep's deadline on ``writing_since``, moved on as each piece
+        is taken: a slow link that keeps reading is not one)."""
         self._writer_running = True
         outbox, wire = subscriber.outbox, self.wire
+
+        def progressed() -> None:
+            outbox.writing_since = time.monotonic()
+
         try:
             if subscriber.close_code is None:
                 outbox.writing_since = time.monotonic()
-                await wire.write(first)
+                await wire.write(first, progressed)
                 outbox.writing_since = None
                 if isinstance(wire, RawWire):
                     subscriber.direct = self  # from now on the fan-out may write through

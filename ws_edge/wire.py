@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
@@ -82,9 +82,9 @@ class RawWire:
         protocol.transport.write(data)
         return bool(protocol.writable.is_set())
 
-    async def write(self, data: bytes) -> None:
-        """Write, then wait until the transport takes more (``WRITE_PIECE`` at a time). Raises
-        ``WebSocketDisconnect`` when the client is gone or the connection is closing."""
+    async def write(self, data: bytes, progress: Callable[[], None] | None = None) -> None:
+        """Write, then wait until the transport takes more (``WRITE_PIECE`` at a time; ``progress`` is called as each
+        piece is taken). Raises ``WebSocketDisconnect`` when the client is gone or the connection is closing."""
         if len(data) <= WRITE_PIECE:
             if not self.write_now(data):
                 await self.drained()
@@ -93,6 +93,8 @@ class RawWire:
         for at in range(0, len(whole), WRITE_PIECE):
             if not self.write_now(whole[at : at + WRITE_PIECE]):
                 await self.drained()
+            if progress is not None:
+                progress()
 
     async def drained(self) -> None:
         protocol = self._protocol
@@ -109,7 +111,7 @@ class AsgiWire:
     def __init__(self, websocket: WebSocket) -> None:
         self._websocket = websocket
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes, progress: Callable[[], None] | None = None) -> None:
         for payload in payloads(data):
             await self._websocket.send_text(payload.decode())
 
