@@ -11,16 +11,16 @@ from urllib.parse import unquote_plus
 
 from locstream.settings import LogSettings
 
-# Query parameters that carry a token, by their name once percent-decoded, as Starlette's parser decodes them:
-# ``?%74oken=`` is ``token`` to the edge, so it must be to the redaction too.
-_TOKEN_PARAMETERS = frozenset({"token", "access_token"})
+# Query parameters are judged once percent-decoded, as Starlette's parser decodes them: ``?%74oken=`` is ``token``
+# to the edge, so it must be to the redaction too. Any parameter whose name mentions a token (``token``,
+# ``access_token``, ``TOKEN``, ``id_token``...) or whose value is a JWT is redacted, read by the edge or not.
 _QUERY_PARAMETER = re.compile(r"(?<=[?&])([^=&\s\"'#]+)=([^&\s\"'#]*)")
 # Anything shaped like a JWT (base64url of '{"' twice, then a signature), wherever it is in a line.
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
 def _redact_parameter(match: re.Match[str]) -> str:
-    if unquote_plus(match[1]) in _TOKEN_PARAMETERS:
+    if "token" in unquote_plus(match[1]).lower() or _JWT.search(unquote_plus(match[2])):
         return f"{match[1]}=[redacted]"
     return match[0]
 

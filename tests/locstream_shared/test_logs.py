@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from locstream.logs import RepeatsThrottled
+from locstream.logs import RepeatsThrottled, redact
 
 
 def _record(msg: str, *args: object, name: str = "aiokafka.conn") -> logging.LogRecord:
@@ -26,3 +26,26 @@ def test_a_repeated_template_passes_once_per_interval_with_the_count_held_back()
         "Unable connect to node with id 1 (and 19 more like it in the last 10 s)",
     ]
     assert throttle.filter(_record("another message"))  # templates are throttled separately
+
+
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl"
+
+
+def test_tokens_are_redacted_in_every_spelling_and_nothing_else_is() -> None:
+    spellings = [
+        "token",
+        "%74oken",
+        "t%6Fken",
+        "%74%6F%6B%65%6E",
+        "access_token",
+        "access%5Ftoken",
+        "TOKEN",
+        "id_token",
+    ]
+    for name in spellings:
+        line = f'127.0.0.1:5 - "WebSocket /ws?protocol=2&{name}=secret-value&cursor=MS4xLjk" [accepted]'
+        assert redact(line) == line.replace("secret-value", "[redacted]"), name
+    hidden = f"GET /x?q={JWT.replace('e', '%65', 1)} and a bare {JWT} in a message"
+    assert JWT not in redact(hidden) and "%65yJ" not in redact(hidden)
+    untouched = "GET /api/v1/field-service/history/export?from=2026-11-29T10:00:00Z&format=csv HTTP/1.1"
+    assert redact(untouched) == untouched
