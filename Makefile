@@ -6,7 +6,7 @@ JARS := broker/target/lib/.resolved
 WEB := ws_edge/web
 WEB_DEPS := $(WEB)/node_modules/.package-lock.json
 
-.PHONY: install run test lint bench broker-jars web clean
+.PHONY: install run test unit lint bench broker-jars web clean
 
 install: $(VENV)/.installed
 
@@ -43,6 +43,11 @@ lint: install
 test: lint broker-jars web
 	npm test --prefix $(WEB)
 	$(PY) -m pytest
+
+# The tests that need no broker, database or browser (pure cores, parsers, encoders, the config docs): a minute at
+# most. Any test that uses a service's fixture is marked integration by tests/conftest.py and left out.
+unit: install
+	$(PY) -m pytest -m "not integration" -q
 
 # One benchmark scenario (or all) against locstream and its peers: make bench SCENARIO=fanout SIZE=full
 SCENARIO ?= all

@@ -23,8 +23,8 @@ from bench import report
 from bench.procstats import cpu_model
 from bench.scenarios import SCENARIOS, BenchContext, Scenario
 from bench.systems import SYSTEMS, RunningSystem, free_port, running_system
-from locstream import broker
-from locstream.postgres_local import throwaway_cluster
+from launch import broker
+from launch.postgres_local import throwaway_cluster
 
 
 def _versions() -> dict[str, str]:

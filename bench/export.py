@@ -41,7 +41,7 @@ async def measure(bootstrap: str, count: int, tenants: int, workdir: Path) -> di
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.monotonic()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "locstream.cli", "replay", "--tenant", "tenant-0", "--from", start.isoformat(),
+        sys.executable, "-m", "launch.cli", "replay", "--tenant", "tenant-0", "--from", start.isoformat(),
         "--to", end.isoformat(), "--out", str(out), env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip

@@ -23,8 +23,8 @@ import httpx
 
 from bench.procstats import cpu_seconds
 from bench.systems import JWT_SECRET, free_port
+from launch.postgres_local import fresh_database
 from locstream.kafka import ensure_topic, make_producer
-from locstream.postgres_local import fresh_database
 from locstream.settings import KafkaSettings
 from schemas.events import LocationData, LocationRecorded, encode_event
 
@@ -68,7 +68,7 @@ async def _project(
     batch to the last, and CPU-µs per event summed over the processes."""
     ports = [free_port() for _ in range(processes)]
     logs = [(workdir / f"projector-{port}.log").open("wb") for port in ports]
-    command = [sys.executable, "-m", "locstream.cli", "projector", "--port"]
+    command = [sys.executable, "-m", "launch.cli", "projector", "--port"]
     kafka_env = {**env, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "KAFKA_TOPIC": kafka.topic}
     started = [
         await asyncio.create_subprocess_exec(*command, str(port), env=kafka_env, stdout=log, stderr=log)
@@ -108,7 +108,7 @@ async def _project(
 
 async def _rebuild(kafka: KafkaSettings, env: dict[str, str]) -> dict[str, Any]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "locstream.cli", "projector", "rebuild",
+        sys.executable, "-m", "launch.cli", "projector", "rebuild",
         env={**env, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "KAFKA_TOPIC": kafka.topic},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip

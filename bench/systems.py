@@ -122,7 +122,7 @@ def running_system(name: str, bootstrap: str, workdir: Path) -> Iterator[Running
             for role in ("producers", "projector", "ws-edge"):
                 port = free_port()
                 processes[role] = _start(
-                    role, [python, "-m", "locstream.cli", role, "--port", str(port)], env, port, workdir
+                    role, [python, "-m", "launch.cli", role, "--port", str(port)], env, port, workdir
                 )
             system = RunningSystem(
                 name,

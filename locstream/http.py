@@ -1,22 +1,25 @@
-"""HTTP conventions shared by the services' FastAPI apps: bearer auth and readable 422s."""
+"""HTTP conventions shared by the services' FastAPI apps: bearer auth, readable 422s, and the service shell
+(``/healthz``, ``/readyz``, ``/metrics``: ``Operations``)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 
 from locstream.auth import AuthError, VerifiedTokens
 from locstream.lifecycle import running
 from locstream.settings import AuthSettings
-from schemas.claims import TokenClaims
+from schemas.claims import Role, TokenClaims, refusal
 
 _bearer = HTTPBearer(auto_error=False, description="A locstream JWT (`locstream token ...`).")
 
@@ -49,6 +52,12 @@ async def get_claims(
 Claims = Annotated[TokenClaims, Depends(get_claims)]
 
 
+def require_role(claims: TokenClaims, allowed: frozenset[Role], action: str) -> None:
+    """403 with the reason unless the token's role is one of ``allowed`` (``schemas.claims.refusal``)."""
+    if (reason := refusal(claims, allowed, action)) is not None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=reason)
+
+
 def _describe(err: dict[str, object]) -> str:
     loc = [str(part) for part in err["loc"]] if isinstance(err["loc"], (list, tuple)) else []
     if err["type"] == "json_invalid":  # its loc is ("body", character position)
@@ -70,6 +79,39 @@ def readiness_response(problems: list[str], **extra: object) -> JSONResponse:
     """``/readyz``: 200 ``{"ready": true, "reason": "ok"}``, or 503 with the problems joined as the reason."""
     body = {"ready": not problems, "reason": "; ".join(problems) or "ok", **extra}
     return JSONResponse(body, status_code=503 if problems else 200)
+
+
+def _nothing() -> dict[str, object]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Operations:
+    """What a service tells its operators, the same three endpoints for every service and for ``locstream dev``:
+    ``/healthz`` (the process is up: ``{"status": "ok", **health()}``), ``/readyz`` (``problems()``, empty when
+    ready; ``readiness_details()`` added to the body) and ``/metrics`` (every registry, one exposition)."""
+
+    problems: Callable[[], list[str]]
+    registries: Sequence[CollectorRegistry]
+    health: Callable[[], dict[str, object]] = _nothing
+    readiness_details: Callable[[], dict[str, object]] = _nothing
+
+
+def add_operations(app: FastAPI, operations: Operations) -> None:
+    """The service shell's endpoints (``Operations``) on ``app``."""
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, object]:
+        return {"status": "ok", **operations.health()}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        return readiness_response(operations.problems(), **operations.readiness_details())
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        exposition = b"".join(generate_latest(registry) for registry in operations.registries)
+        return Response(exposition, media_type=CONTENT_TYPE_LATEST)
 
 
 def problem_response(exc: StarletteHTTPException) -> JSONResponse:

@@ -11,7 +11,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
-from aiokafka.partitioner import murmur2
 
 from locstream.settings import KafkaSettings
 
@@ -19,13 +18,6 @@ log = logging.getLogger(__name__)
 
 # Append time, not device time, orders the log: time-range reads stay monotonic (device time is in the payload).
 TOPIC_CONFIG = {"message.timestamp.type": "LogAppendTime"}
-
-
-def tenant_partition(tenant_id: str, partition_count: int) -> int:
-    """The partition of a tenant's events: where the producer's default partitioner (murmur2 of the key, as the Java
-    client) puts key = tenant id. Producers and the edge both place tenants with it."""
-    hashed: int = murmur2(tenant_id.encode())
-    return (hashed & 0x7FFFFFFF) % partition_count
 
 
 def connection_options(settings: KafkaSettings) -> dict[str, Any]:

@@ -69,6 +69,23 @@ class RepeatsThrottled(logging.Filter):
         return True
 
 
+class TransientKafkaErrorsAsInfo(logging.Filter):
+    """aiokafka logs a retriable error of finding the group coordinator at ERROR, though it retries by itself: on a
+    fresh broker the coordinator is elected a second after start, and ``locstream dev`` greeted every newcomer with
+    an ERROR line. Retriable ones are shown as INFO; the others stay errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.levelno == logging.ERROR
+            and record.name == "aiokafka.consumer.group_coordinator"
+            and isinstance(record.args, tuple)
+            and any(getattr(arg, "retriable", False) for arg in record.args)
+        ):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = f"{record.msg} (retriable: retrying)"
+        return True
+
+
 class JsonLines(logging.Formatter):
     """One JSON object per record: time, level, logger, message, and the ``connection_id`` a connection's
     ``LoggerAdapter`` adds (``ws_edge/session.py``); an exception goes in ``exc_info`` as text."""
@@ -94,8 +111,9 @@ def configure_logging(settings: LogSettings | None = None) -> None:
         formatter.converter = time.gmtime
         for handler in logging.getLogger().handlers:
             handler.setFormatter(formatter)
-    redact_tokens = RedactTokens()
+    redact_tokens, transient = RedactTokens(), TransientKafkaErrorsAsInfo()
     for handler in logging.getLogger().handlers:  # on the handlers: every logger's records pass them
+        handler.addFilter(transient)
         handler.addFilter(redact_tokens)
     aiokafka = logging.getLogger("aiokafka")
     aiokafka.setLevel(logging.WARNING)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import FastAPI
 
-from locstream.http import readiness_response, service_app
+from locstream.http import Operations, add_operations, service_app
 from locstream.readiness import BrokerProbe
 from producers.hot_path import HotPath
 from producers.openapi import document
@@ -28,20 +26,7 @@ def create_app(settings: ProducersSettings | None = None) -> FastAPI:
     settings = settings or ProducersSettings()
     app = service_app("locstream ingest API", settings, settings.auth)
     ingest = install(app, settings)
-    probe = BrokerProbe(settings.kafka)
+    probe = BrokerProbe(settings.kafka)  # ready: the broker answers (``locstream/readiness.py``)
     app.state.services = [ingest, probe]
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", include_in_schema=False)
-    async def readyz() -> JSONResponse:
-        """The broker answers (``locstream/readiness.py``)."""
-        return readiness_response(probe.problems())
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(ingest.publisher.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
+    add_operations(app, Operations(probe.problems, [ingest.publisher.metrics.registry]))
     return app

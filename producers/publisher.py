@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from aiokafka.errors import (
     InvalidProducerEpoch,
@@ -30,7 +30,9 @@ from aiokafka.errors import (
     UnknownProducerId,
 )
 
-from locstream.kafka import ensure_topic, make_producer, tenant_partition
+from domain.partitioning import tenant_partition
+from domain.position import Position
+from locstream.kafka import ensure_topic, make_producer
 from locstream.lifecycle import cancel_and_wait
 from producers.metrics import IngestMetrics
 from producers.settings import ProducersSettings
@@ -42,13 +44,6 @@ log = logging.getLogger(__name__)
 _NEEDS_NEW_PRODUCER = (
     OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch, InvalidProducerIdMapping, ProducerFenced,
 )  # fmt: skip
-
-
-class Acked(NamedTuple):
-    """Where Kafka stored an event."""
-
-    partition: int
-    offset: int
 
 
 class PublishTimeoutError(Exception):
@@ -85,7 +80,7 @@ class EventPublisher:
             producer, self._producer = self._producer, None
             await producer.stop()
 
-    async def publish(self, events: Sequence[Event]) -> list[Acked]:
+    async def publish(self, events: Sequence[Event]) -> list[Position]:
         """Append events keyed by their tenant, in order; returns where each landed once all are acknowledged, or
         raises ``PublishTimeoutError`` after ``ack_timeout_seconds`` (events already handed to the client may still
         be delivered later: a client's retry is recognised by the event's identity).
@@ -110,14 +105,14 @@ class EventPublisher:
         self.metrics.events.inc(len(events))
         return acked
 
-    async def _send_one(self, producer: Any, events: Sequence[Event]) -> list[Acked]:
+    async def _send_one(self, producer: Any, events: Sequence[Event]) -> list[Position]:
         (event,) = events
         metadata = await producer.send_and_wait(
             self.settings.kafka.topic, encode_event(event), key=event.tenant_id.encode()
         )
-        return [Acked(metadata.partition, metadata.offset)]
+        return [Position(metadata.partition, metadata.offset)]
 
-    async def _send_batches(self, producer: Any, events: Sequence[Event]) -> list[Acked]:
+    async def _send_batches(self, producer: Any, events: Sequence[Event]) -> list[Position]:
         topic = self.settings.kafka.topic
         partition_count = len(await producer.partitions_for(topic))  # a topic's partitions are 0 .. count - 1
         by_partition: dict[int, list[int]] = {}
@@ -140,11 +135,11 @@ class EventPublisher:
                             raise ValueError(f"an event of {len(value)} bytes does not fit a record batch")
                     members.append(index)
                 sent.append((await producer.send_batch(batch, topic, partition=partition), partition, members))
-        landed: list[Acked | None] = [None] * len(events)
+        landed: list[Position | None] = [None] * len(events)
         for future, partition, members in sent:
             base = (await future).offset
             for relative, index in enumerate(members):
-                landed[index] = Acked(partition, base + relative)
+                landed[index] = Position(partition, base + relative)
         return [acked for acked in landed if acked is not None]
 
     def _renew(self, broken: Any, cause: Exception) -> None:

@@ -9,19 +9,19 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from schemas.events import Identity
+from domain.identity import EventIdentity
 
 
 class RecentFixes:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._cursors: OrderedDict[Identity, Any] = OrderedDict()
+        self._cursors: OrderedDict[EventIdentity, Any] = OrderedDict()
 
-    def cursor_of(self, identity: Identity) -> Any:
+    def cursor_of(self, identity: EventIdentity) -> Any:
         """Where the fix landed when it was acknowledged (the caller's type), if this process remembers it."""
         return self._cursors.get(identity)
 
-    def remember(self, identity: Identity, cursor: Any) -> None:
+    def remember(self, identity: EventIdentity, cursor: Any) -> None:
         if self.capacity <= 0:
             return
         self._cursors[identity] = cursor

@@ -17,8 +17,10 @@ import msgspec
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 
+from domain.identity import identity
+from domain.position import Position
 from locstream.gc_tuning import tune_for_batches
-from locstream.http import bearer_token
+from locstream.http import bearer_token, require_role
 from producers.body import BodyError, decode, read_json
 from producers.checks import fix_problem
 from producers.deps import Claims
@@ -34,13 +36,13 @@ from producers.models import (
     technician_id_problem,
 )
 from producers.openapi import body_of
-from producers.publisher import Acked, EventPublisher, ProducerRenewedError, PublishTimeoutError
+from producers.publisher import EventPublisher, ProducerRenewedError, PublishTimeoutError
 from producers.rate_limits import RateLimiter, admit
 from producers.recent import RecentFixes
 from producers.settings import ProducersSettings
 from schemas.claims import WRITER_ROLES, Role, TokenClaims
 from schemas.cursor import Cursor
-from schemas.events import Event, LocationData, LocationRecorded, TechnicianData, TechnicianUpdated, identity
+from schemas.events import Event, LocationData, LocationRecorded, TechnicianData, TechnicianUpdated
 
 T = TypeVar("T")
 
@@ -99,7 +101,7 @@ class Ingest:
     async def stop(self) -> None:
         await self.publisher.stop()
 
-    def cursor(self, acked: Acked) -> str:
+    def cursor(self, acked: Position) -> str:
         return Cursor(self.settings.kafka.topic_epoch, acked.partition, acked.offset).encode()
 
     async def read(self, request: Request, type_: type[T], fallback: type[T] | None = None) -> T:
@@ -130,7 +132,7 @@ class Ingest:
                 headers={"Retry-After": retry_after},
             )
 
-    async def publish(self, events: Sequence[Event]) -> list[Acked]:
+    async def publish(self, events: Sequence[Event]) -> list[Position]:
         try:
             return await self.publisher.publish(events)
         except (PublishTimeoutError, ProducerRenewedError, KafkaError) as exc:
@@ -146,15 +148,10 @@ def _ingest(request: Request) -> Ingest:
     return ingest
 
 
-def _forbid(claims: TokenClaims, allowed: frozenset[Role]) -> None:
-    if claims.role not in allowed:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"role {claims.role.value} may not do this")
-
-
 def _may_write_for(claims: TokenClaims, technician_id: str, allowed: frozenset[Role]) -> None:
     if (problem := technician_id_problem(technician_id)) is not None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=problem)
-    _forbid(claims, allowed)
+    require_role(claims, allowed, "do this")
     if (problem := _own_technician(claims, technician_id)) is not None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=problem)
 
@@ -242,7 +239,7 @@ async def post_location(technician_id: TechnicianId, request: Request, claims: C
 )
 async def post_batch(request: Request, claims: Claims) -> Response:
     ingest = _ingest(request)
-    _forbid(claims, WRITER_ROLES)
+    require_role(claims, WRITER_ROLES, "do this")
     # A batch of valid fixes decodes in one pass; otherwise the items stay raw and are validated one by one.
     envelope: BatchBody | BatchEnvelope = await ingest.read(request, BatchBody, fallback=BatchEnvelope)
     limit = ingest.settings.max_batch_items

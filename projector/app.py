@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import FastAPI
 
-from locstream.http import readiness_response, service_app
+from locstream.http import Operations, add_operations, service_app
 from locstream.readiness import BrokerProbe
 from projector.routes import router
 from projector.runner import Projector
@@ -31,24 +29,19 @@ def create_app(settings: ProjectorSettings | None = None) -> FastAPI:
     projector = install(app, settings)
     probe = BrokerProbe(settings.kafka, positions=projector.positions, stuck_after=settings.stuck_after_seconds)
     app.state.services = [projector, probe]
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, object]:
-        """The process is up (and how much it has done)."""
-        return {
-            "status": "ok", "applied": projector.applied, "duplicates": projector.duplicates,
-            "dead_lettered": projector.skipped,
-        }  # fmt: skip
-
-    @app.get("/readyz", include_in_schema=False)
-    async def readyz() -> JSONResponse:
-        """Partitions are assigned, no partition lags more than the configured threshold, the broker answers and
-        the consumer is not stuck (``locstream/readiness.py``)."""
-        ready, reason = projector.ready()
-        return readiness_response(probe.problems() if ready else [reason], lag=projector.lag())
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(projector.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
+    add_operations(app, operations(projector, probe))
     return app
+
+
+def operations(projector: Projector, probe: BrokerProbe) -> Operations:
+    """Ready: partitions assigned, no partition lagging more than the threshold, the broker answers and the consumer
+    is not stuck (``locstream/readiness.py``); healthy with how much it has done."""
+
+    def problems() -> list[str]:
+        ready, reason = projector.ready()
+        return probe.problems() if ready else [reason]
+
+    def health() -> dict[str, object]:
+        return {"applied": projector.applied, "duplicates": projector.duplicates, "dead_lettered": projector.skipped}
+
+    return Operations(problems, [projector.metrics.registry], health, lambda: {"lag": projector.lag()})

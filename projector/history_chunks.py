@@ -21,7 +21,7 @@ from uuid import UUID
 
 import orjson
 
-from projector.apply import Position
+from domain.position import Position
 from projector.store import HistoryPoint, from_micros, to_micros
 from schemas.events import Event, LocationRecorded, TechnicianUpdated
 
@@ -29,7 +29,7 @@ DAY_US = 86_400_000_000
 FIX, PROFILE = 0, 1
 
 Item = list[Any]
-Identity = tuple[int, str]  # (recorded_at µs, event_id hex)
+ChunkKey = tuple[int, str]  # (recorded_at µs, event_id hex)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ def item_of(event: Event, position: Position) -> Item:
             event.data.name, event.data.status]  # fmt: skip
 
 
-def identity(item: Item) -> Identity:
+def chunk_key(item: Item) -> ChunkKey:
     return item[0], item[1]
 
 

@@ -14,7 +14,9 @@ from typing import Any
 
 import asyncpg
 
-from projector.apply import Key, Position, TechnicianState
+from domain.identity import EventIdentity, identity
+from domain.position import Position
+from domain.projection import Key, TechnicianState
 from projector.store import (
     EVENT_COLUMNS,
     SCHEMA_VERSION,
@@ -28,7 +30,7 @@ from projector.store import (
     state_from_row,
     state_to_row,
 )
-from schemas.events import Event, Identity, identity
+from schemas.events import Event
 
 log = logging.getLogger(__name__)
 _LOCK_MIGRATE = 7_345_001  # advisory lock key for schema changes
@@ -183,7 +185,7 @@ class PostgresProjectionStore:
         conn: Any, g: int, events: Sequence[tuple[Event, Position]]
     ) -> list[tuple[Event, Position]]:
         """Insert the batch into the history; the events it took (a new identity) are the ones to apply."""
-        first: dict[Identity, tuple[Event, Position]] = {}
+        first: dict[EventIdentity, tuple[Event, Position]] = {}
         for event, position in events:
             first.setdefault(identity(event), (event, position))
         if not first:

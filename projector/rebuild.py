@@ -12,10 +12,10 @@ import sys
 import time
 from typing import Any, TextIO
 
+from domain.position import Position
 from locstream.gc_tuning import tune_for_batches
 from locstream.kafka import ensure_topic, make_consumer
 from locstream.progress import Progress
-from projector.apply import Position
 from projector.backends import make_store
 from projector.settings import ProjectorSettings
 from schemas.events import Event, InvalidEventError, decode_event

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from pydantic import AwareDatetime, BaseModel
 
-from locstream.http import Claims
+from locstream.http import Claims, require_role
 from projector.store import HistoryPoint, ProjectionStore
 from schemas.claims import VIEWER_ROLES
 
@@ -35,8 +35,7 @@ async def location_history(
     end_time: Annotated[AwareDatetime | None, Query(description="exclusive, ISO 8601 with offset")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
 ) -> LocationHistory:
-    if claims.role not in VIEWER_ROLES:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"role {claims.role.value} may not read history")
+    require_role(claims, VIEWER_ROLES, "read history")
     if start_time and end_time and start_time >= end_time:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="start_time must be before end_time")
     store: ProjectionStore = request.app.state.projection_store

@@ -15,10 +15,10 @@ from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
+from domain.position import Position
 from locstream.gc_tuning import tune_for_batches
 from locstream.kafka import ensure_topic, make_consumer, make_producer
 from locstream.lifecycle import cancel_and_wait
-from projector.apply import Position
 from projector.backends import make_store
 from projector.metrics import ProjectorMetrics
 from projector.poison import Poison, dlq_headers, poison_of

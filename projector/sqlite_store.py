@@ -18,8 +18,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from projector.apply import Key, Position, TechnicianState
-from projector.history_chunks import Identity, Item, identity, item_of, newest_fixes, pack, unpack
+from domain.position import Position
+from domain.projection import Key, TechnicianState
+from projector.history_chunks import ChunkKey, Item, chunk_key, item_of, newest_fixes, pack, unpack
 from projector.store import (
     SCHEMA_VERSION,
     STATE_COLUMNS,
@@ -92,7 +93,7 @@ def group_by_technician(events: Sequence[tuple[Event, Position]]) -> dict[Key, l
 class _BatchReads:
     offsets: dict[int, int]  # the stored next offsets of the batch's partitions when it was read
     states: dict[Key, TechnicianState]
-    identities: dict[Key, set[Identity]] = field(default_factory=dict)  # stored, where events might repeat them
+    identities: dict[Key, set[ChunkKey]] = field(default_factory=dict)  # stored, where events might repeat them
 
 
 class SqliteProjectionStore:
@@ -227,7 +228,7 @@ class SqliteProjectionStore:
         for key, entries in batch.items():
             known = read.identities.get(key)
             if known:
-                entries = [entry for entry in entries if identity(entry[0]) not in known]
+                entries = [entry for entry in entries if chunk_key(entry[0]) not in known]
             rows.extend((*key, c.first_at, c.last_at, c.count, c.items) for c in pack(item for item, _, _ in entries))
             changed.update(plan_batch(read.states, ((event, position) for _, event, position in entries)))
             fresh += len(entries)
@@ -252,7 +253,7 @@ class SqliteProjectionStore:
                 maybe_retries = [item[0] for item, _, _ in entries if item[0] <= newest]
                 if maybe_retries:
                     reads.identities[key] = {
-                        identity(item)
+                        chunk_key(item)
                         for (packed,) in conn.execute(
                             f"SELECT items FROM history_g{g} WHERE tenant_id = ? AND technician_id = ?"
                             f" AND last_at >= ? AND first_at <= ?",

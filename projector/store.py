@@ -22,7 +22,8 @@ from datetime import UTC, datetime, timedelta
 from itertools import chain
 from typing import Any, Protocol
 
-from projector.apply import Fix, Key, Position, Stamp, TechnicianState, apply
+from domain.position import Position
+from domain.projection import Fix, Key, Stamp, TechnicianState, apply
 from schemas.events import Event, LocationRecorded, TechnicianUpdated
 
 STATE_COLUMNS = (

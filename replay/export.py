@@ -26,7 +26,7 @@ from locstream.settings import AuthSettings, KafkaSettings
 from replay.formats import FORMATS, Exporter, FormatError, exporter
 from replay.reader import Deduplicated, HistoryReader, Span
 from replay.time_range import RangeError, TimeRange, time_range
-from schemas.claims import HISTORY_ROLES, TokenClaims
+from schemas.claims import HISTORY_ROLES, TokenClaims, refusal
 from schemas.events import InvalidEventError
 
 
@@ -73,8 +73,8 @@ def authorize(token: str | None, tenant_id: str | None, auth: AuthSettings) -> T
         claims = verify_token(token, auth)
     except AuthError as exc:
         raise ExportRefusedError(401, exc.reason) from exc
-    if claims.role not in HISTORY_ROLES:
-        raise ExportRefusedError(403, f"role {claims.role.value} may not export history (analyst or admin)")
+    if (reason := refusal(claims, HISTORY_ROLES, "export history (analyst or admin)")) is not None:
+        raise ExportRefusedError(403, reason)
     if tenant_id is not None and tenant_id != claims.tenant_id:
         raise ExportRefusedError(403, "the token is of another tenant")
     return claims

@@ -11,8 +11,8 @@ import msgspec
 from schemas.events import Event, InvalidEventError, decode_event
 
 
-class Identity(msgspec.Struct, frozen=True, gc=False):
-    """What a retry of an event repeats (``schemas.events.identity`` within one tenant), and all that
+class RecordIdentity(msgspec.Struct, frozen=True, gc=False):
+    """What a retry of an event repeats (``domain.identity.identity`` within one tenant), and all that
     deduplication and the technician filter need: the other fields are skipped unparsed. Frozen: hashable, so a set
     of them is the deduplication."""
 
@@ -21,11 +21,11 @@ class Identity(msgspec.Struct, frozen=True, gc=False):
     recorded_at: datetime
 
 
-_IDENTITY: Final = msgspec.json.Decoder(Identity)
-_IDENTITIES: Final = msgspec.json.Decoder(list[Identity])
+_IDENTITY: Final = msgspec.json.Decoder(RecordIdentity)
+_IDENTITIES: Final = msgspec.json.Decoder(list[RecordIdentity])
 
 
-def identities(values: list[bytes]) -> list[Identity] | None:
+def identities(values: list[bytes]) -> list[RecordIdentity] | None:
     """The identities of many records in one decoding (None when one of them is not an event: decode singly)."""
     try:
         return _IDENTITIES.decode(b"[" + b",".join(values) + b"]")
@@ -37,7 +37,7 @@ class HistoryRecord:
     __slots__ = ("_event", "_identity", "appended_ms", "offset", "partition", "value")
 
     def __init__(
-        self, value: bytes, partition: int, offset: int, appended_ms: int, identity: Identity | None = None
+        self, value: bytes, partition: int, offset: int, appended_ms: int, identity: RecordIdentity | None = None
     ) -> None:
         self.value = value  # the event's JSON, as the topic holds it
         self.partition = partition
@@ -50,7 +50,7 @@ class HistoryRecord:
     def technician_id(self) -> str:
         return self._light().technician_id
 
-    def identity(self) -> Identity:
+    def identity(self) -> RecordIdentity:
         """Raises ``InvalidEventError`` when the record is not an event."""
         return self._light()
 
@@ -64,7 +64,7 @@ class HistoryRecord:
     def appended_at(self) -> datetime:
         return datetime.fromtimestamp(self.appended_ms / 1000, UTC)
 
-    def _light(self) -> Identity:
+    def _light(self) -> RecordIdentity:
         if self._identity is None:
             try:
                 self._identity = _IDENTITY.decode(self.value)

@@ -16,9 +16,10 @@ from types import TracebackType
 
 from aiokafka import TopicPartition
 
-from locstream.kafka import make_consumer, tenant_partition, topic_partitions
+from domain.partitioning import tenant_partition
+from locstream.kafka import make_consumer, topic_partitions
 from locstream.settings import KafkaSettings
-from replay.history_record import HistoryRecord, Identity, identities
+from replay.history_record import HistoryRecord, RecordIdentity, identities
 from replay.time_range import to_ms
 
 MAX_RECORDS_PER_READ = 10_000
@@ -102,7 +103,9 @@ class HistoryReader:
                 continue
             position = records[-1].offset + 1
             mine = [record for record in records if record.key == key and record.offset < span.end]
-            known: list[Identity] | list[None] = identities([record.value for record in mine]) or [None] * len(mine)
+            known: list[RecordIdentity] | list[None] = identities([record.value for record in mine]) or [None] * len(
+                mine
+            )
             yield [
                 HistoryRecord(record.value, tp.partition, record.offset, record.timestamp, identity)
                 for record, identity in zip(mine, known, strict=True)
@@ -115,7 +118,7 @@ class Deduplicated:
     def __init__(self, technicians: Collection[str] | None = None) -> None:
         self.technicians = frozenset(technicians) if technicians else None
         self.duplicates = 0
-        self._seen: set[Identity] = set()
+        self._seen: set[RecordIdentity] = set()
 
     def keep(self, record: HistoryRecord) -> bool:
         identity = record.identity()

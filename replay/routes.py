@@ -15,7 +15,7 @@ from aiokafka.errors import KafkaError
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 
-from locstream.http import Claims
+from locstream.http import Claims, require_role
 from locstream.settings import KafkaSettings
 from replay.export import ExportPlan, ExportRefusedError, ExportStats, chunks, plan, writer_for
 from replay.formats import MEDIA_TYPES, SUFFIXES, Exporter
@@ -45,8 +45,7 @@ async def history_export(
     technician_id: Annotated[list[str] | None, Query(description="only these technicians (repeatable)")] = None,
     format: Annotated[str, Query(description="ndjson, csv, geojson, gpx or parquet")] = "ndjson",
 ) -> StreamingResponse:
-    if claims.role not in HISTORY_ROLES:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {claims.role.value} may not export history")
+    require_role(claims, HISTORY_ROLES, "export history")
     kafka: KafkaSettings = request.app.state.history_kafka
     try:
         the_plan = plan(claims.tenant_id, start, end, format, technician_id or [], kafka)

@@ -24,6 +24,12 @@ HISTORY_ROLES = frozenset({Role.ANALYST, Role.ADMIN})
 WRITER_ROLES = frozenset({Role.TECHNICIAN, Role.DEVICE_GATEWAY, Role.ADMIN})
 
 
+def refusal(claims: TokenClaims, allowed: frozenset[Role], action: str) -> str | None:
+    """Why ``claims`` may not ``action``, or None: the one role check of every endpoint and session. The reason
+    (``role dispatcher may not export history``) is safe to show."""
+    return None if claims.role in allowed else f"role {claims.role.value} may not {action}"
+
+
 class TokenClaims(BaseModel):
     """The verified claims; ``sub`` may arrive as the seed's ``user_id``."""
 

@@ -85,18 +85,6 @@ class TechnicianUpdated(_Envelope, frozen=True, gc=False, tag="technician_update
 
 
 Event = LocationRecorded | TechnicianUpdated
-Identity = tuple[str, str, datetime, uuid.UUID]  # (tenant_id, technician_id, recorded_at, event_id)
-
-
-def identity(event: Event) -> Identity:
-    """What a retry of ``event`` repeats; two events with one identity are one event, wherever they are in the log.
-
-    Clients choose event ids, so the identity includes what the id is about: an id reused by another tenant, for
-    another technician or another time is a different event and can never hide one.
-    """
-    return event.tenant_id, event.technician_id, event.recorded_at, event.event_id
-
-
 _DECODER: Final[msgspec.json.Decoder[Event]] = msgspec.json.Decoder(Event)
 _ENCODER: Final = msgspec.json.Encoder()
 

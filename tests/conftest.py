@@ -1,6 +1,6 @@
 """Test fixtures: a real Kafka broker for the session, a fresh topic per test, services as processes.
 
-When ``KAFKA_BOOTSTRAP_SERVERS`` is unset, the session starts the project's own broker (``locstream.broker``,
+When ``KAFKA_BOOTSTRAP_SERVERS`` is unset, the session starts the project's own broker (``launch.broker``,
 jars from Maven Central) on a free port and stops it at the end. When no broker can be had, every
 integration test fails with the reason: they never skip.
 """
@@ -8,7 +8,6 @@ integration test fails with the reason: they never skip.
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -16,19 +15,24 @@ from pathlib import Path
 
 import pytest
 
-from locstream import broker
-from locstream.postgres_local import PostgresUnavailableError, fresh_database, throwaway_cluster
+from launch import broker
+from launch.postgres_local import PostgresUnavailableError, fresh_database, throwaway_cluster
 from locstream.settings import KafkaSettings
+from tests.support.ports import free_port
 from tests.support.stack import Stack
 
 TEST_JWT_SECRET = "test-secret-for-locstream-integration-tests-0123456789"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+# Fixtures that start or reach a real service: a test that uses one (even through another fixture) is an integration
+# test, whatever its module says, so ``make unit`` (``-m "not integration"``) runs only what needs none.
+_SERVICE_FIXTURES = frozenset({"kafka_bootstrap", "postgres_server"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

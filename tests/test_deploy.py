@@ -12,8 +12,8 @@ import jsonschema
 import pytest
 import yaml
 
-from locstream.cli import build_parser
-from locstream.config_docs import render
+from launch.cli import build_parser
+from launch.config_docs import render
 from producers.settings import ProducersSettings
 from projector.settings import ProjectorSettings
 from ws_edge.settings import EdgeSettings

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import websockets
 
-from projector.apply import replay
+from domain.projection import fold
 from schemas.claims import Role
 from schemas.events import Event, LocationData, LocationRecorded, TechnicianData, TechnicianUpdated
 from tests.support.kafka_io import end_offsets, produce, read_all
@@ -181,7 +181,7 @@ async def test_kill9_projector_mid_stream_then_table_equals_fresh_replay(stack: 
     assert sum(ends.values()) == total
     await eventually(lambda: _offsets_reached(stack, ends), timeout=60, what="restarted projector to catch up")
 
-    expected = replay(await read_all(stack.kafka))
+    expected = fold(await read_all(stack.kafka))
     actual = {(s.tenant_id, s.technician_id): s for s in (await stack.snapshot()).states}
     assert actual == expected
 

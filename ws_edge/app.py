@@ -7,11 +7,9 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, WebSocket, status
-from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import APIRouter, FastAPI, Request, Response, WebSocket
 
-from locstream.http import Claims, readiness_response, service_app
+from locstream.http import Claims, Operations, add_operations, require_role, service_app
 from locstream.lifecycle import cancel_and_wait
 from locstream.readiness import BrokerProbe
 from schemas.claims import VIEWER_ROLES
@@ -65,6 +63,12 @@ class Edge:
         await cancel_and_wait(self._sweeper)
         await self.feed.stop()
 
+    def problems(self) -> list[str]:
+        return [] if self.feed.ready.is_set() else ["not bootstrapped yet"]
+
+    def health(self) -> dict[str, object]:
+        return {"ready": self.feed.ready.is_set()}
+
     async def _sweep(self) -> None:
         """Once a second: close clients behind past their limits even when nothing new comes for them, and tell
         subscribers which technicians turned stale."""
@@ -107,8 +111,7 @@ async def technician_locations(websocket: WebSocket) -> None:
     response_model=list[TechnicianLocation],
 )
 async def active_locations(request: Request, claims: Claims) -> Response:
-    if claims.role not in VIEWER_ROLES:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"role {claims.role.value} may not view the map")
+    require_role(claims, VIEWER_ROLES, "view the map")
     return Response(_edge(request).view.locations_json(claims.tenant_id), media_type="application/json")
 
 
@@ -144,18 +147,10 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
 
     probe = BrokerProbe(settings.kafka, positions=positions, stuck_after=settings.stuck_after_seconds)
     app.state.services = [edge, probe]
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, object]:
-        return {"status": "ok", "ready": edge.feed.ready.is_set()}
-
-    @app.get("/readyz", include_in_schema=False)
-    async def readyz() -> JSONResponse:
-        """Bootstrapped and caught up with the topic, the broker answers, the consumer is not stuck."""
-        return readiness_response(([] if edge.feed.ready.is_set() else ["not bootstrapped yet"]) + probe.problems())
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(edge.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
+    add_operations(app, operations(edge, probe))
     return app
+
+
+def operations(edge: Edge, probe: BrokerProbe) -> Operations:
+    """Ready: bootstrapped and caught up with the topic, the broker answers, the consumer is not stuck."""
+    return Operations(lambda: edge.problems() + probe.problems(), [edge.metrics.registry], edge.health)

@@ -23,7 +23,7 @@ from locstream import bounded_json
 from locstream.auth import AuthError, verify_token
 from locstream.serve import mark_authenticated
 from locstream.settings import AuthSettings
-from schemas.claims import VIEWER_ROLES, Role, TokenClaims
+from schemas.claims import VIEWER_ROLES, Role, TokenClaims, refusal
 from schemas.ws import (
     CLOSE_INVALID_PAYLOAD,
     CLOSE_POLICY_VIOLATION,
@@ -58,8 +58,8 @@ def viewer_claims(token: str | None, settings: AuthSettings) -> TokenClaims:
         claims = verify_token(token, settings)
     except AuthError as exc:
         raise ViewerRefusedError(exc.reason) from exc
-    if claims.role not in VIEWER_ROLES:
-        raise ViewerRefusedError(f"role {claims.role.value} may not subscribe")
+    if (reason := refusal(claims, VIEWER_ROLES, "subscribe")) is not None:
+        raise ViewerRefusedError(reason)
     return claims
 
 
@@ -78,8 +78,8 @@ def refreshed_claims(
     fresh = viewer_claims(token, settings)
     if fresh.tenant_id != current.tenant_id:
         raise ViewerRefusedError("a fresh token must be of the same tenant")
-    if fresh.role not in roles:
-        raise ViewerRefusedError(f"role {fresh.role.value} may not do this")
+    if (reason := refusal(fresh, roles, "do this")) is not None:
+        raise ViewerRefusedError(reason)
     return fresh
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from projector.apply import TechnicianState
+from domain.projection import TechnicianState
 from ws_edge.outbox import Update
 
 Location = dict[str, Any]  # the fields of ``schemas.ws.TechnicianLocation``

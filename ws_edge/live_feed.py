@@ -18,9 +18,10 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from locstream.kafka import ensure_topic, make_consumer, tenant_partition
+from domain.partitioning import tenant_partition
+from domain.position import Position
+from locstream.kafka import ensure_topic, make_consumer
 from locstream.lifecycle import cancel_and_wait
-from projector.apply import Position
 from projector.backends import make_store
 from schemas.cursor import Cursor
 from schemas.events import InvalidEventError, LocationRecorded, decode_event

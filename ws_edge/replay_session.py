@@ -30,15 +30,15 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.datastructures import QueryParams
 
+from domain.position import Position
 from locstream import bounded_json
 from locstream.settings import KafkaSettings
 from locstream.token_bucket import TokenBucket
-from projector.apply import Position
 from replay.history_record import HistoryRecord
 from replay.pacing import MAX_SPEED, ReplayClock
 from replay.reader import HistoryReader
 from replay.time_range import RangeError, TimeRange, time_range, to_ms
-from schemas.claims import HISTORY_ROLES, TokenClaims
+from schemas.claims import HISTORY_ROLES, TokenClaims, refusal
 from schemas.cursor import Cursor
 from schemas.events import InvalidEventError, LocationRecorded
 from schemas.ws import (
@@ -126,8 +126,8 @@ class ReplaySession:
         hello = await handshake(self.websocket, self.settings)
         if hello is None:
             return
-        if hello.claims.role not in HISTORY_ROLES:
-            await self.websocket.close(CLOSE_POLICY_VIOLATION, f"role {hello.claims.role.value} may not replay")
+        if (reason := refusal(hello.claims, HISTORY_ROLES, "replay")) is not None:
+            await self.websocket.close(CLOSE_POLICY_VIOLATION, reason)
             return
         tenant_id = hello.claims.tenant_id
         await self.websocket.send_text(frames.connected(self.connection_id, tenant_id, 1))

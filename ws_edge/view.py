@@ -12,8 +12,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
-from projector.apply import Position, TechnicianState, apply
-from schemas.events import Event, Identity, identity
+from domain.identity import EventIdentity, identity
+from domain.position import Position
+from domain.projection import TechnicianState, apply
+from schemas.events import Event
 from ws_edge.frames import Location, encode, initial_state, location_of, text_frame
 
 
@@ -28,7 +30,7 @@ class LiveView:
         self.stale_after = stale_after
         # Identities of recently applied events, oldest first: a retried event (same identity, later offset) is a
         # no-op, as in the projector, whose history remembers them for longer.
-        self._seen: OrderedDict[Identity, None] = OrderedDict()
+        self._seen: OrderedDict[EventIdentity, None] = OrderedDict()
         self._dedupe_window = dedupe_window
         # When each technician turns stale, at most one entry per technician: (time, tenant, technician).
         self._stale_at: list[tuple[datetime, str, str]] = []

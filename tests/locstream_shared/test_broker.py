@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "locstream.cli", *args], capture_output=True, text=True, timeout=180, check=False
+        [sys.executable, "-m", "launch.cli", *args], capture_output=True, text=True, timeout=180, check=False
     )
 
 
@@ -43,7 +43,7 @@ def test_start_twice_status_stop_leaves_no_process(tmp_path: Path) -> None:
 
 def test_storage_formats_with_a_cluster_id_that_begins_with_a_dash(tmp_path: Path) -> None:
     # base64url ids begin with "-" once in 64 starts; passed as a separate argument, the format step refused it
-    from locstream import broker
+    from launch import broker
 
     config = broker.BrokerConfig(data_dir=tmp_path, port=free_port())
     config.data_dir.mkdir(parents=True, exist_ok=True)

@@ -8,12 +8,12 @@ import re
 import pytest
 from pydantic import BaseModel
 
-from locstream.config_docs import GROUPS, OUT, render
+from launch.config_docs import GROUPS, OUT, render
 from ws_edge.settings import EdgeSettings
 
 
 def test_the_configuration_reference_is_current() -> None:
-    assert OUT.read_text() == render(), "run: python -m locstream.config_docs"
+    assert OUT.read_text() == render(), "run: python -m launch.config_docs"
 
 
 def test_every_setting_of_every_service_is_documented_with_a_meaning() -> None:

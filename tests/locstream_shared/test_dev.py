@@ -12,7 +12,7 @@ import httpx
 import pytest
 import websockets
 
-from locstream import broker
+from launch import broker
 from tests.support.stack import Stack, eventually
 
 pytestmark = pytest.mark.integration
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 def readme_token(tenant: str, sub: str, role: str) -> str:
     """As the README does it: ``LOCSTREAM_DEV=1 locstream token ...`` (the dev secret)."""
     done = subprocess.run(
-        [sys.executable, "-m", "locstream.cli", "token", "--tenant", tenant, "--sub", sub, "--role", role],
+        [sys.executable, "-m", "launch.cli", "token", "--tenant", tenant, "--sub", sub, "--role", role],
         capture_output=True,
         text=True,
         check=True,
@@ -62,6 +62,22 @@ async def test_dev_stack_serves_the_readme_examples_and_the_simulated_fleet(stac
         await eventually(whole_fleet_moved, timeout=20, what="updates of the simulated fleet")
         assert not seen & {"tech-dora", "tech-emil"}  # nothing of globex-isp reached acme-fiber's map
 
+    async def summarised() -> bool:  # one line every 10 s instead of one per POST
+        return "simulated fleet: " in dev.log()
+
+    await eventually(summarised, timeout=20, what="the simulator's summary line")
+
+    async def ready() -> bool:  # the service shell of every service, here for the three in one
+        async with httpx.AsyncClient(base_url=dev.url) as client:
+            return (await client.get("/readyz")).json()["ready"] is True
+
+    await eventually(ready, timeout=30, what="the dev stack's /readyz")
+    async with httpx.AsyncClient(base_url=dev.url) as client:
+        metrics = (await client.get("/metrics")).text
+    for family in ("locstream_ingest_events_total", "locstream_projector_events_total", "locstream_edge_connections"):
+        assert family in metrics, family
+    assert '"POST /api/v1/field-service/technicians/' not in dev.log()  # no access log in dev by default
+
 
 async def test_sigterm_stops_the_broker_dev_started_itself(stack: Stack) -> None:
     broker_port = broker.free_port_pair()
@@ -71,6 +87,9 @@ async def test_sigterm_stops_the_broker_dev_started_itself(stack: Stack) -> None
     )  # fmt: skip
     bootstrap = f"127.0.0.1:{broker_port}"
     assert await asyncio.to_thread(broker.answers, bootstrap, 10.0)
+    # A newcomer's first start, on a broker of its own: not one ERROR line (aiokafka's retriable coordinator errors
+    # while the fresh broker elects one are INFO)
+    assert [line for line in dev.log().splitlines() if " ERROR " in line] == []
     dev.process.send_signal(signal.SIGTERM)
     await asyncio.to_thread(dev.process.wait, 60)
     assert "local Kafka broker stopped" in dev.log()

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from locstream import broker
+from launch import broker
 from locstream.readiness import ProgressWatch
 from producers.metrics import IngestMetrics
 from projector.metrics import ProjectorMetrics

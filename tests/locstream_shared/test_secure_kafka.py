@@ -13,13 +13,14 @@ import pytest
 from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 
-from locstream import broker
+from launch import broker
 from locstream.kafka import connection_options, make_producer
 from locstream.settings import KafkaSettings
 from schemas.claims import Role
-from tests.conftest import TEST_JWT_SECRET, free_port
+from tests.conftest import TEST_JWT_SECRET
 from tests.support.kafka_io import read_all
 from tests.support.maps import open_map, updates_until
+from tests.support.ports import free_port
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration

@@ -76,7 +76,7 @@ async def test_half_open_requests_never_exhaust_descriptors_and_are_closed_at_th
     watching, initial = await open_map(edge, token)  # authenticated before the attack
     assert initial["type"] == "initial_state"
 
-    attackers = []
+    attackers: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     began = time.monotonic()
     for _ in range(3):  # three waves of more half-open requests than the process has descriptors
         wave = await asyncio.gather(*(_half_open(edge.port) for _ in range(DESCRIPTORS)))

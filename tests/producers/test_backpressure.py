@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from locstream import broker
+from launch import broker
 from schemas.claims import Role
 from tests.support.kafka_io import read_all
 from tests.support.stack import Service, Stack, eventually

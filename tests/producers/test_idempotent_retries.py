@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from domain.identity import identity
 from schemas.claims import Role
-from schemas.events import LocationRecorded, identity
+from schemas.events import LocationRecorded
 from tests.support.kafka_io import read_all
 from tests.support.stack import Service, Stack, eventually
 from tests.test_end_to_end import open_map, recv_json

@@ -2,42 +2,28 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projector.apply import Position, TechnicianState, apply, replay
-from schemas.events import Event, LocationData, LocationRecorded, TechnicianData, TechnicianUpdated
-
-T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+from domain.position import Position
+from domain.projection import TechnicianState, apply, fold
+from schemas.events import Event, LocationRecorded, TechnicianUpdated
+from tests.support.events import T0, location
+from tests.support.events import profile as technician_profile
 
 
 def fix(seconds: int, lat: float, tech: str = "t1", tenant: str = "a") -> LocationRecorded:
-    return LocationRecorded(
-        event_id=uuid.uuid4(),
-        tenant_id=tenant,
-        technician_id=tech,
-        recorded_at=T0 + timedelta(seconds=seconds),
-        received_at=T0,
-        data=LocationData(latitude=lat, longitude=0.0),
-    )
+    return location(tenant, tech, T0 + timedelta(seconds=seconds), lat, 0.0, received_at=T0)
 
 
 def profile(seconds: int, name: str | None = None, status: str | None = None) -> TechnicianUpdated:
-    return TechnicianUpdated(
-        event_id=uuid.uuid4(),
-        tenant_id="a",
-        technician_id="t1",
-        recorded_at=T0 + timedelta(seconds=seconds),
-        received_at=T0,
-        data=TechnicianData(name=name, status=status),
-    )
+    return technician_profile("a", "t1", T0 + timedelta(seconds=seconds), name, status, received_at=T0)
 
 
-def fold(events: list[tuple[Event, Position]]) -> TechnicianState | None:
+def apply_all(events: list[tuple[Event, Position]]) -> TechnicianState | None:
     state: TechnicianState | None = None
     for event, position in events:
         state = apply(state, event, position)
@@ -108,14 +94,14 @@ def test_any_permutation_with_duplicates_gives_the_recorded_order_state(
     in_recorded_order = sorted(log, key=lambda item: (item[0].recorded_at, item[1]))
     shuffled = log + [rnd.choice(log) for _ in range(duplicates)]
     rnd.shuffle(shuffled)
-    assert fold(shuffled) == fold(in_recorded_order)
+    assert apply_all(shuffled) == apply_all(in_recorded_order)
 
 
 def test_a_retry_appended_later_does_not_win_over_what_came_between() -> None:
     original = fix(10, 1.0)
     between = fix(10, 2.0)  # same device time, later in the log: it wins the tie
     retry = msgspec.structs.replace(original)  # same event_id, appended again after a client timeout
-    states = replay([(original, Position(0, 0)), (between, Position(0, 1)), (retry, Position(0, 2))])
+    states = fold([(original, Position(0, 0)), (between, Position(0, 1)), (retry, Position(0, 2))])
     fixed = states[("a", "t1")].fix
     assert fixed is not None and fixed.latitude == 2.0
 
@@ -131,4 +117,4 @@ def test_retries_anywhere_later_in_the_log_change_nothing(spec: list[tuple[int, 
     for index in retried:
         if index < len(log):
             with_retries.append((log[index][0], Position(0, len(with_retries))))  # same event, a new offset
-    assert replay(with_retries) == replay(log)
+    assert fold(with_retries) == fold(log)

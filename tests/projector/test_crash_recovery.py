@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from domain.identity import identity
+from domain.projection import fold
 from locstream.kafka import ensure_topic, make_consumer, make_producer
-from projector.apply import replay
 from schemas.events import (
     Event,
     LocationData,
@@ -20,7 +21,6 @@ from schemas.events import (
     TechnicianData,
     TechnicianUpdated,
     encode_event,
-    identity,
 )
 from tests.support.kafka_io import end_offsets, produce, read_all
 from tests.support.stack import Stack, eventually
@@ -62,7 +62,7 @@ async def caught_up(stack: Stack) -> bool:
 
 async def assert_table_equals_replay(stack: Stack) -> None:
     log = await read_all(stack.kafka)
-    expected = replay(log)
+    expected = fold(log)
     snapshot = await stack.snapshot()
     assert {(s.tenant_id, s.technician_id): s for s in snapshot.states} == expected
     assert sum(snapshot.offsets.values()) == len(log)

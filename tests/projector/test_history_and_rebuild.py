@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from projector.apply import replay
+from domain.projection import fold
 from schemas.events import Event, LocationData, LocationRecorded
 from tests.projector.test_crash_recovery import caught_up, mixed_stream
 from tests.support.kafka_io import produce, read_all
@@ -66,7 +66,7 @@ async def test_rebuild_while_the_live_projector_runs_switches_without_losing_an_
     await produce(stack.kafka, first)
     generation_before = (await stack.snapshot()).generation
     rebuilding = asyncio.create_task(asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "locstream.cli", "projector", "rebuild"],
+        subprocess.run, [sys.executable, "-m", "launch.cli", "projector", "rebuild"],
         env={**os.environ, **stack.env}, capture_output=True, text=True, timeout=300,
     ))  # fmt: skip
     await produce(stack.kafka, second, per_second=5_000)  # the live projector keeps consuming meanwhile
@@ -77,4 +77,4 @@ async def test_rebuild_while_the_live_projector_runs_switches_without_losing_an_
     await eventually(lambda: caught_up(stack), timeout=60, what="the live projector to follow the new tables")
     snapshot = await stack.snapshot()
     assert snapshot.generation == generation_before + 1 == summary["generation"]
-    assert {(s.tenant_id, s.technician_id): s for s in snapshot.states} == replay(await read_all(stack.kafka))
+    assert {(s.tenant_id, s.technician_id): s for s in snapshot.states} == fold(await read_all(stack.kafka))

@@ -8,7 +8,7 @@ import uuid
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projector.apply import Position
+from domain.position import Position
 from projector.history_chunks import DAY_US, FIX, Item, newest_fixes, pack, unpack
 from projector.store import from_micros
 

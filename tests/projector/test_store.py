@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projector.apply import Key, Position, TechnicianState, apply
+from domain.position import Position
+from domain.projection import Key, TechnicianState, apply
 from projector.store import from_micros, plan_batch, to_micros
 from schemas.events import Event
 from tests.projector.test_apply import fix, profile

@@ -5,19 +5,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from locstream.postgres_local import fresh_database
-from projector.apply import Position, replay
+from domain.position import Position
+from domain.projection import fold
+from launch.postgres_local import fresh_database
 from projector.postgres_store import PostgresProjectionStore
 from projector.sqlite_store import SqliteProjectionStore
 from projector.store import GenerationChangedError, ProjectionStore
-from schemas.events import Event, LocationData, LocationRecorded, TechnicianData, TechnicianUpdated
-
-T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+from schemas.events import Event, LocationRecorded, TechnicianUpdated
+from tests.support.events import T0, location
+from tests.support.events import profile as technician_profile
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -33,20 +34,30 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path, postgres_server:
         yield backend
 
 
-def fix(seconds: float, lat: float, tech: str = "t1", tenant: str = "a", event_id: uuid.UUID | None = None,
-        received: datetime = T0) -> LocationRecorded:  # fmt: skip
-    return LocationRecorded(
-        event_id=event_id or uuid.uuid4(), tenant_id=tenant, technician_id=tech,
-        recorded_at=T0 + timedelta(seconds=seconds), received_at=received,
-        data=LocationData(latitude=lat, longitude=2.5, heading=90.0, activity="driving", accuracy_meters=4.0),
-    )  # fmt: skip
+def fix(
+    seconds: float,
+    lat: float,
+    tech: str = "t1",
+    tenant: str = "a",
+    event_id: uuid.UUID | None = None,
+    received: datetime = T0,
+) -> LocationRecorded:
+    return location(
+        tenant,
+        tech,
+        T0 + timedelta(seconds=seconds),
+        lat,
+        2.5,
+        received_at=received,
+        event_id=event_id,
+        heading=90.0,
+        activity="driving",
+        accuracy_meters=4.0,
+    )
 
 
 def profile(seconds: float, tech: str = "t1", name: str | None = None, status: str | None = None) -> TechnicianUpdated:
-    return TechnicianUpdated(
-        event_id=uuid.uuid4(), tenant_id="a", technician_id=tech, recorded_at=T0 + timedelta(seconds=seconds),
-        received_at=T0, data=TechnicianData(name=name, status=status),
-    )  # fmt: skip
+    return technician_profile("a", tech, T0 + timedelta(seconds=seconds), name, status, received_at=T0)
 
 
 def log_of(*events: Event, partition: int = 2, start: int = 0) -> list[tuple[Event, Position]]:
@@ -65,7 +76,7 @@ async def test_a_batch_and_its_offsets_are_stored_together_and_equal_the_replay(
     assert (result.applied, result.duplicates) == (4, 0)
     snapshot = await store.snapshot()
     assert snapshot.offsets == {2: 4}
-    assert {(s.tenant_id, s.technician_id): s for s in snapshot.states} == replay(log)
+    assert {(s.tenant_id, s.technician_id): s for s in snapshot.states} == fold(log)
     assert await store.stored_offsets() == {2: 4}
 
 

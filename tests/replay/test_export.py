@@ -26,17 +26,16 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from locstream.kafka import ensure_topic, make_producer, tenant_partition
+from domain.identity import identity
+from domain.partitioning import tenant_partition
+from locstream.kafka import ensure_topic, make_producer
 from locstream.settings import KafkaSettings
 from schemas.claims import Role
 from schemas.events import (
     Event,
-    LocationData,
     LocationRecorded,
-    TechnicianData,
-    TechnicianUpdated,
-    identity,
-)  # fmt: skip
+)
+from tests.support.events import location, profile
 from tests.support.kafka_io import append, clock_past
 from tests.support.stack import Stack
 
@@ -56,18 +55,11 @@ def _neighbours(kafka: KafkaSettings) -> tuple[str, str]:
 
 def _fix(tenant: str, technician: str, minute: int, *, event_id: uuid.UUID | None = None, **data: Any) -> Event:
     at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=60 - minute)
-    return LocationRecorded(
-        event_id=event_id or uuid.uuid4(), tenant_id=tenant, technician_id=technician, recorded_at=at,
-        received_at=at, data=LocationData(latitude=6.5 + minute / 100, longitude=3.3 + minute / 100, **data),
-    )  # fmt: skip
+    return location(tenant, technician, at, 6.5 + minute / 100, 3.3 + minute / 100, event_id=event_id, **data)
 
 
 def _profile(tenant: str, technician: str, name: str) -> Event:
-    at = datetime.now(UTC) - timedelta(minutes=30)
-    return TechnicianUpdated(
-        event_id=uuid.uuid4(), tenant_id=tenant, technician_id=technician, recorded_at=at, received_at=at,
-        data=TechnicianData(name=name, status="on_job"),
-    )  # fmt: skip
+    return profile(tenant, technician, datetime.now(UTC) - timedelta(minutes=30), name, "on_job")
 
 
 def _iso(ms: int) -> str:
@@ -119,7 +111,7 @@ async def history(kafka: KafkaSettings) -> History:
 async def _replay(stack: Stack, *args: str, token: str | None) -> tuple[int, str, str]:
     env = {**os.environ, **stack.env, **({"LOCSTREAM_TOKEN": token} if token else {})}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "locstream.cli", "replay", *args, env=env,
+        sys.executable, "-m", "launch.cli", "replay", *args, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(process.communicate(), 60)

@@ -6,9 +6,9 @@ import asyncio
 import time
 from typing import Any
 
+from domain.position import Position
 from locstream.kafka import ensure_topic, make_consumer, make_producer
 from locstream.settings import KafkaSettings
-from projector.apply import Position
 from schemas.events import Event, decode_event, encode_event
 
 

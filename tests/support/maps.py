@@ -4,25 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from schemas.events import LocationData, LocationRecorded
+from schemas.events import LocationRecorded
+from tests.support.events import T0, location
 from tests.support.stack import Service
 
 WS_PATH = "/api/v1/field-service/ws/technician-locations"
-T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 
 
 def fix(tenant: str, technician: str, second: float, latitude: float, longitude: float = 3.0) -> LocationRecorded:
-    return LocationRecorded(
-        event_id=uuid.uuid4(), tenant_id=tenant, technician_id=technician, recorded_at=T0 + timedelta(seconds=second),
-        received_at=T0 + timedelta(seconds=second), data=LocationData(latitude=latitude, longitude=longitude),
-    )  # fmt: skip
+    return location(tenant, technician, T0 + timedelta(seconds=second), latitude, longitude)
 
 
 _OPENED: list[ClientConnection] = []

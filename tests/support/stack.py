@@ -1,4 +1,4 @@
-"""Services under test as real processes (``python -m locstream.cli <service>``), killable with SIGKILL."""
+"""Services under test as real processes (``python -m launch.cli <service>``), killable with SIGKILL."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ class Stack:
         env = {key: value for key, value in {**os.environ, **self.env, **(env or {})}.items() if key not in unset}
         with log_path.open("wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "locstream.cli", name, "--port", str(port), *args],
+                [sys.executable, "-m", "launch.cli", name, "--port", str(port), *args],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

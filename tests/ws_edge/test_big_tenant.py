@@ -17,6 +17,7 @@ import websockets
 
 from locstream.kafka import ensure_topic
 from schemas.claims import Role
+from schemas.events import Event
 from tests.support.kafka_io import produce
 from tests.support.maps import WS_PATH, fix
 from tests.support.stack import Service, Stack, eventually
@@ -29,7 +30,7 @@ TENANT = "big-fleet"
 async def _big_tenant(stack: Stack, technicians: int, id_length: int = 16) -> None:
     """``technicians`` of the tenant on the topic (one fix each), before the edge starts and bootstraps."""
     await ensure_topic(stack.kafka)
-    events = [
+    events: list[Event] = [
         fix(TENANT, f"technician-{i:0>{id_length - 11}}", i % 600, latitude=(i % 9000) / 100)
         for i in range(technicians)
     ]
@@ -127,7 +128,7 @@ async def test_a_crowd_of_dispatchers_costs_one_encoding_of_a_big_tenants_map_no
         ws = await websockets.connect(f"{edge.ws_url}{WS_PATH}?token={stack.token(TENANT)}", max_size=None)
         assert json.loads(await ws.recv())["type"] == "connected"
         initial = await asyncio.wait_for(ws.recv(), 60)
-        assert initial.startswith('{"type":"initial_state"')
+        assert isinstance(initial, str) and initial.startswith('{"type":"initial_state"')
         assert len(initial) > 3_000_000  # the map of 20,000 technicians
         return ws
 

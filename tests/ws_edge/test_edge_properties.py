@@ -23,10 +23,11 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from projector.apply import UNKNOWN_STATUS
+from domain.projection import UNKNOWN_STATUS
 from schemas.events import Event, LocationData, LocationRecorded, TechnicianData, TechnicianUpdated
+from tests.support.events import T0
 from tests.support.kafka_io import end_offsets, produce
-from tests.support.maps import T0, connect
+from tests.support.maps import connect
 from tests.support.stack import Stack, eventually
 from ws_edge import frames
 from ws_edge.filters import Filter, parse_subscribe

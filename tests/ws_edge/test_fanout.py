@@ -5,25 +5,23 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from projector.apply import Position
-from schemas.events import LocationData, LocationRecorded, TechnicianData, TechnicianUpdated
+from domain.position import Position
+from schemas.events import LocationRecorded
 from schemas.ws import CLOSE_SLOW_CONSUMER
+from tests.support.events import T0, location
+from tests.support.events import profile as technician_profile
 from ws_edge import frames, wire
 from ws_edge.fanout import Fanout, SlowConsumerLimits, Subscriber, TooManyConnectionsError
 from ws_edge.filters import EVERYTHING, Filter, FilterError, parse_subscribe
 from ws_edge.outbox import Frame, Note, Update
 from ws_edge.resume_buffer import ResumeBuffer
 from ws_edge.view import LiveView
-
-T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
-
 
 LIMITS = SlowConsumerLimits(max_bytes=10_000, max_seconds=5.0)
 
@@ -229,14 +227,7 @@ def test_the_resume_buffer_finds_where_a_cursor_continues_until_it_is_evicted() 
 
 
 def _fix(seconds: int, lat: float, tenant: str = "a") -> LocationRecorded:
-    return LocationRecorded(
-        event_id=uuid.uuid4(),
-        tenant_id=tenant,
-        technician_id="t1",
-        recorded_at=T0 + timedelta(seconds=seconds),
-        received_at=T0,
-        data=LocationData(latitude=lat, longitude=0.0),
-    )
+    return location(tenant, "t1", T0 + timedelta(seconds=seconds), lat, 0.0, received_at=T0)
 
 
 def test_view_reports_only_changes_the_map_shows_and_never_a_stale_fix() -> None:
@@ -245,14 +236,7 @@ def test_view_reports_only_changes_the_map_shows_and_never_a_stale_fix() -> None
     assert first is not None and first["latitude"] == 1.0
     assert view.apply(_fix(5, 2.0), Position(0, 1)) is None  # late fix: no update pushed
     named = view.apply(
-        TechnicianUpdated(
-            event_id=uuid.uuid4(),
-            tenant_id="a",
-            technician_id="t1",
-            recorded_at=T0,
-            received_at=T0,
-            data=TechnicianData(name="Ada"),
-        ),
+        technician_profile("a", "t1", T0, name="Ada"),
         Position(0, 2),
     )
     assert named is not None and named["technician_name"] == "Ada" and named["latitude"] == 1.0
@@ -264,10 +248,7 @@ async def test_a_technician_turning_stale_is_reported_once_to_subscribers_that_s
     view = LiveView(stale_after=timedelta(milliseconds=200))
     now = datetime.now(UTC)
     for technician, recorded_at, offset in (("t1", now, 0), ("t2", now + timedelta(hours=1), 1)):
-        event = LocationRecorded(
-            event_id=uuid.uuid4(), tenant_id="a", technician_id=technician, recorded_at=recorded_at,
-            received_at=now, data=LocationData(latitude=1.0, longitude=2.0),
-        )  # fmt: skip
+        event = location("a", technician, recorded_at, 1.0, 2.0, received_at=now)
         view.apply(event, Position(0, offset))
     await asyncio.sleep(0.25)  # the wall clock has to pass the threshold: nothing else to wait for
     assert view.turned_stale() == [("a", "t1")]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from projector.apply import Fix, Position, TechnicianState
+from domain.position import Position
+from domain.projection import Fix, TechnicianState
 from schemas.ws import (
     Connected,
     InitialState,

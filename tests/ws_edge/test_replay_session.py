@@ -6,7 +6,7 @@ import asyncio
 import json
 import signal
 import time
-import uuid
+from collections.abc import MutableMapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -16,10 +16,11 @@ import pytest
 from starlette.websockets import WebSocket
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from domain.projection import TechnicianState
 from locstream.kafka import ensure_topic
-from projector.apply import TechnicianState
 from schemas.claims import Role
-from schemas.events import Event, LocationData, LocationRecorded
+from schemas.events import Event
+from tests.support.events import location
 from tests.support.kafka_io import append, clock_past
 from tests.support.maps import connect, recv_json
 from tests.support.stack import Service, Stack, eventually
@@ -33,10 +34,7 @@ TECHNICIANS = [f"tech-{i}" for i in range(5)]
 
 
 def _fix(technician: str, at: datetime, latitude: float) -> Event:
-    return LocationRecorded(
-        event_id=uuid.uuid4(), tenant_id=TENANT, technician_id=technician, recorded_at=at, received_at=at,
-        data=LocationData(latitude=latitude, longitude=3.0 + latitude / 10),
-    )  # fmt: skip
+    return location(TENANT, technician, at, latitude, 3.0 + latitude / 10)
 
 
 def _positions(states: list[TechnicianState]) -> dict[str, tuple[float, float, datetime]]:
@@ -235,7 +233,7 @@ class _ReaderKiller:
     ``initial_state`` the next read raises, as a bug in the control reader would."""
 
     def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
+        self.sent: list[MutableMapping[str, Any]] = []
         self._initial_state = asyncio.Event()
         self._connected = False
 
@@ -246,7 +244,7 @@ class _ReaderKiller:
         await self._initial_state.wait()
         raise RuntimeError("the control reader dies")
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: MutableMapping[str, Any]) -> None:
         self.sent.append(message)
         if '"initial_state"' in message.get("text", ""):
             self._initial_state.set()

@@ -104,7 +104,7 @@ async def test_a_client_that_stops_reading_is_closed_4008_and_harms_no_one(stack
     async def only_the_fast_one() -> bool:  # the close frame waits behind what the stalled client does not read:
         async with httpx.AsyncClient() as http:  # after the write deadline (1 s here) the edge drops the connection
             stats = (await http.get(f"{edge.url}/api/v1/field-service/ws/stats")).json()
-        return stats["active_connections"] == 1
+        return bool(stats["active_connections"] == 1)
 
     await eventually(only_the_fast_one, timeout=10, what="the stalled client's connection to be gone")
     with pytest.raises(ConnectionClosed) as closed:

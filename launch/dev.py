@@ -10,12 +10,14 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 
-from locstream.http import service_app
+from launch.simulate import FleetSimulator
+from locstream.http import Operations, add_operations, service_app
 from locstream.lifecycle import Service
-from locstream.simulate import FleetSimulator
+from locstream.readiness import BrokerProbe
 from producers.app import install as install_producers
 from producers.settings import ProducersSettings
 from projector.app import install as install_projector
+from projector.app import operations as projector_ops
 from projector.settings import ProjectorSettings
 from ws_edge.app import install as install_edge
 from ws_edge.settings import EdgeSettings
@@ -36,14 +38,25 @@ def create_dev_app(options: DevOptions) -> FastAPI:
     ingest = install_producers(app, producers_settings)
     edge = install_edge(app, EdgeSettings())
     # Order matters: ingest creates the topic, the projector creates the table, the edge bootstraps from it.
-    projector = install_projector(app, ProjectorSettings())
-    services: list[Service] = [ingest, projector, edge]
+    projector_settings = ProjectorSettings()
+    projector = install_projector(app, projector_settings)
+    # One probe of the broker, watching the projector's consumer for the stuck-consumer canary.
+    probe = BrokerProbe(
+        projector_settings.kafka, positions=projector.positions, stuck_after=projector_settings.stuck_after_seconds
+    )
+    services: list[Service] = [ingest, projector, edge, probe]
     if options.simulate:
         services.append(FleetSimulator(f"http://{options.host}:{options.port}", producers_settings.auth))
     app.state.services = services
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, object]:
-        return {"status": "ok", "ready": edge.feed.ready.is_set()}
-
+    # The three services' operations as one: ready when all three are, every metric on one /metrics.
+    projector_operations = projector_ops(projector, probe)
+    add_operations(
+        app,
+        Operations(
+            problems=lambda: projector_operations.problems() + edge.problems(),
+            registries=[ingest.publisher.metrics.registry, projector.metrics.registry, edge.metrics.registry],
+            health=edge.health,
+            readiness_details=projector_operations.readiness_details,
+        ),
+    )
     return app

@@ -1,7 +1,7 @@
 """``docs/configuration.md``, generated from the settings classes: every environment variable of every service, its
 type, default, bounds and meaning (the field's docstring).
 
-``python -m locstream.config_docs`` writes it; ``--check`` exits 1 when the file is not current
+``python -m launch.config_docs`` writes it; ``--check`` exits 1 when the file is not current
 (``tests/locstream_shared/test_config_docs.py`` runs it in CI).
 """
 
@@ -41,7 +41,7 @@ SHARED = (KafkaSettings, AuthSettings, DataSettings, LogSettings, ServerSettings
 HEADER = """# Configuration
 
 Every setting of every service comes from an environment variable (pydantic-settings). This page is generated
-from the settings classes by `python -m locstream.config_docs`; CI fails when it is not current. The shared groups
+from the settings classes by `python -m launch.config_docs`; CI fails when it is not current. The shared groups
 (Kafka, Auth, Data) are read by every service that uses them, under their own prefix. `locstream dev` runs all
 services in one process with the same variables.
 """
@@ -119,7 +119,7 @@ def main() -> int:
     if args.check:
         current = OUT.exists() and OUT.read_text() == text
         if not current:
-            sys.stderr.write("docs/configuration.md is not current: run python -m locstream.config_docs\n")
+            sys.stderr.write("docs/configuration.md is not current: run python -m launch.config_docs\n")
         return 0 if current else 1
     OUT.write_text(text)
     return 0

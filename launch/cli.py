@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from locstream import broker
+from launch import broker
 from locstream.logs import configure_logging
 from schemas.claims import Role
 
@@ -109,11 +109,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def _serve_dev(args: argparse.Namespace) -> int:
+    from launch.dev import DevOptions, create_dev_app
+    from launch.simulate import FLEET
     from locstream.auth import issue_token
-    from locstream.dev import DevOptions, create_dev_app
     from locstream.serve import serve
     from locstream.settings import AuthSettings
-    from locstream.simulate import FLEET
     from ws_edge.settings import EdgeSettings
 
     auth = AuthSettings()
@@ -129,8 +129,10 @@ def _serve_dev(args: argparse.Namespace) -> int:
         print(f"  dispatcher token for {tenant}:\n    {token}")
     print()
     edge = EdgeSettings()
+    # The access log is off unless asked for: the simulator's POSTs would flood the terminal (it logs a summary line
+    # every 10 s instead).
     serve(create_dev_app(DevOptions(host=args.host, port=args.port, simulate=args.simulate)), args.host, args.port,
-          ping=(edge.ping_interval_seconds, edge.ping_timeout_seconds))  # fmt: skip
+          access_log=args.access_log, ping=(edge.ping_interval_seconds, edge.ping_timeout_seconds))  # fmt: skip
     return 0
 
 
@@ -157,9 +159,9 @@ def cmd_tenant_label(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from bench.cli import main as bench_main
-
-    return bench_main(args.bench_args)
+    # The benchmark harness is a program of its own above this one (it starts brokers and services with this very
+    # command): ``locstream bench ...`` becomes ``python -m bench ...``, and nothing here imports it.
+    os.execv(sys.executable, [sys.executable, "-m", "bench", *args.bench_args])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="run a small simulated fleet (--no-simulate turns it off)",
     )
+    p_dev.add_argument("--access-log", action="store_true", help="log every request (off: the simulator's would flood)")
     p_dev.set_defaults(func=cmd_dev)
 
     p_replay = sub.add_parser(

@@ -1,4 +1,4 @@
-"""The projection rule, pure: ``apply(state, event, position) -> state``. No I/O.
+"""The projection rule, pure: ``apply(state, event, position) -> state``, and ``fold`` over a log. No I/O.
 
 Shared by the projector (into its table) and the WebSocket edge (into its in-memory view), so both
 agree on what "current" means:
@@ -9,7 +9,7 @@ agree on what "current" means:
   the position;
 - applying an event that already won (a replay) changes nothing;
 - an event whose ``identity`` was seen before (a client's retry, appended again at a later offset) is a no-op:
-  ``replay`` keeps the first occurrence in log order, and the stores do the same with their history. A retry
+  ``fold`` keeps the first occurrence in log order, and the stores do the same with their history. A retry
   repeats the fix: same tenant, technician, device time and ``event_id``. Clients choose event ids, so an id
   reused for another tenant, technician or time is a different event, never a way to hide one.
 """
@@ -19,18 +19,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import NamedTuple
 
-from schemas.events import Event, Identity, LocationRecorded, TechnicianUpdated, identity
+from domain.identity import EventIdentity, identity
+from domain.position import Position
+from schemas.events import Event, LocationRecorded, TechnicianUpdated
 
 UNKNOWN_STATUS = "unknown"
-
-
-class Position(NamedTuple):
-    """Where an event sits in the log: Kafka partition and offset (a tuple: made and compared at C speed)."""
-
-    partition: int
-    offset: int
 
 
 Stamp = tuple[datetime, Position]  # (recorded_at, position): the order in which events win
@@ -105,9 +99,9 @@ def apply(state: TechnicianState | None, event: Event, position: Position) -> Te
 Key = tuple[str, str]  # (tenant_id, technician_id)
 
 
-def replay(log: Iterable[tuple[Event, Position]]) -> dict[Key, TechnicianState]:
+def fold(log: Iterable[tuple[Event, Position]]) -> dict[Key, TechnicianState]:
     """The projection of a log given in log order: every state, with repeated identities ignored."""
-    seen: set[Identity] = set()
+    seen: set[EventIdentity] = set()
     states: dict[Key, TechnicianState] = {}
     for event, position in log:
         if identity(event) in seen:

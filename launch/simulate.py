@@ -9,6 +9,8 @@ import asyncio
 import logging
 import math
 import random
+import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -51,10 +53,14 @@ class _Walker:
 class FleetSimulator:
     """Owns the simulation task: ``start()`` spawns it, ``stop()`` cancels and awaits it."""
 
-    def __init__(self, base_url: str, auth: AuthSettings, interval_seconds: float = 2.0) -> None:
+    def __init__(
+        self, base_url: str, auth: AuthSettings, interval_seconds: float = 2.0, summary_every: float = 10.0
+    ) -> None:
         self.base_url = base_url
         self.auth = auth
         self.interval = interval_seconds
+        self.summary_every = summary_every  # one log line that long, instead of a line per POST
+        self.answers: Counter[int] = Counter()  # status -> how many, since the last summary (0: no answer)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -86,7 +92,11 @@ class FleetSimulator:
         }
         async with httpx.AsyncClient(base_url=self.base_url, timeout=10.0) as client:
             await self._name_everyone(client, tokens)
+            summarised = time.monotonic()
             while True:
+                if time.monotonic() - summarised >= self.summary_every:
+                    self._summarise(time.monotonic() - summarised)
+                    summarised = time.monotonic()
                 for walker in walkers:
                     lat, lon, heading = walker.advance()
                     body = {
@@ -115,6 +125,13 @@ class FleetSimulator:
                         break
                     await asyncio.sleep(1.0)
 
+    def _summarise(self, seconds: float) -> None:
+        posted = sum(self.answers.values())
+        refused = posted - self.answers[202]
+        log.info("simulated fleet: %d requests in the last %.0f s, %d accepted, %d not", posted, seconds,
+                 self.answers[202], refused)  # fmt: skip
+        self.answers.clear()
+
     async def _send(
         self, client: httpx.AsyncClient, method: str, path: str, token: str, body: Mapping[str, object]
     ) -> bool:
@@ -122,7 +139,9 @@ class FleetSimulator:
             response = await client.request(method, path, json=body, headers={"Authorization": f"Bearer {token}"})
         except httpx.HTTPError as exc:
             log.debug("simulator: %s %s failed: %s", method, path, exc)
+            self.answers[0] += 1
             return False
+        self.answers[response.status_code] += 1
         if response.status_code != 202:
             log.warning("simulator: %s %s answered %d: %s", method, path, response.status_code, response.text)
         return response.status_code == 202

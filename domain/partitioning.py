@@ -1,0 +1,12 @@
+"""Which partition holds a tenant's events. Pure (murmur2 is a pure function, aiokafka's own)."""
+
+from __future__ import annotations
+
+from aiokafka.partitioner import murmur2
+
+
+def tenant_partition(tenant_id: str, partition_count: int) -> int:
+    """The partition of a tenant's events: where the producer's default partitioner (murmur2 of the key, as the Java
+    client) puts key = tenant id. Producers and the edge both place tenants with it."""
+    hashed: int = murmur2(tenant_id.encode())
+    return (hashed & 0x7FFFFFFF) % partition_count
