@@ -10,6 +10,8 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY locstream ./locstream
 COPY schemas ./schemas
+COPY domain ./domain
+COPY launch ./launch
 COPY producers ./producers
 COPY projector ./projector
 COPY ws_edge ./ws_edge

@@ -35,16 +35,31 @@ async def measure(bootstrap: str, count: int, tenants: int, workdir: Path) -> di
     token = issue_token(AuthSettings(jwt_secret=JWT_SECRET), tenant_id="tenant-0", sub="bench", role=Role.ANALYST)
     out = workdir / f"export-{uuid.uuid4().hex[:8]}.ndjson"
     env = {
-        **os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_TOPIC": kafka.topic,
-        "LOCSTREAM_JWT_SECRET": JWT_SECRET, "LOCSTREAM_TOKEN": token,
-    }  # fmt: skip
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_TOPIC": kafka.topic,
+        "LOCSTREAM_JWT_SECRET": JWT_SECRET,
+        "LOCSTREAM_TOKEN": token,
+    }
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.monotonic()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "launch.cli", "replay", "--tenant", "tenant-0", "--from", start.isoformat(),
-        "--to", end.isoformat(), "--out", str(out), env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "launch.cli",
+        "replay",
+        "--tenant",
+        "tenant-0",
+        "--from",
+        start.isoformat(),
+        "--to",
+        end.isoformat(),
+        "--out",
+        str(out),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     stdout, stderr = await process.communicate()
     wall = time.monotonic() - began
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -46,10 +46,13 @@ async def fill_topic(kafka: KafkaSettings, count: int, tenants: int = 20) -> Non
             else:
                 tenant = f"tenant-{rng.randrange(tenants)}"
                 event = LocationRecorded(
-                    event_id=uuid.uuid4(), tenant_id=tenant, technician_id=f"tech-{rng.randrange(10)}",
-                    recorded_at=now - timedelta(seconds=count - i + rng.choice([0, 0, 0, -300])), received_at=now,
+                    event_id=uuid.uuid4(),
+                    tenant_id=tenant,
+                    technician_id=f"tech-{rng.randrange(10)}",
+                    recorded_at=now - timedelta(seconds=count - i + rng.choice([0, 0, 0, -300])),
+                    received_at=now,
                     data=LocationData(latitude=rng.uniform(-80, 80), longitude=rng.uniform(-170, 170)),
-                )  # fmt: skip
+                )
                 value, key = encode_event(event), tenant.encode()
                 recent = [*recent[-99:], value]
             pending.append(await producer.send(kafka.topic, value, key=key))
@@ -108,10 +111,15 @@ async def _project(
 
 async def _rebuild(kafka: KafkaSettings, env: dict[str, str]) -> dict[str, Any]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "launch.cli", "projector", "rebuild",
+        sys.executable,
+        "-m",
+        "launch.cli",
+        "projector",
+        "rebuild",
         env={**env, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "KAFKA_TOPIC": kafka.topic},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     out, _ = await process.communicate()
     if process.returncode != 0:
         raise RuntimeError(f"rebuild exited with {process.returncode}")

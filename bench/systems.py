@@ -116,9 +116,13 @@ def running_system(name: str, bootstrap: str, workdir: Path) -> Iterator[Running
     processes: dict[str, Process] = {}
     try:
         if name == "locstream":
-            env |= {"KAFKA_TOPIC": f"bench.locations.{run_id}", "LOCSTREAM_DATA_DIR": str(workdir / "data"),
-                    # one load generator, one token: measure the API, not its rate limits
-                    "LOCSTREAM_PRODUCERS_TOKEN_RATE": "0", "LOCSTREAM_PRODUCERS_TENANT_RATE": "0"}  # fmt: skip
+            env |= {
+                "KAFKA_TOPIC": f"bench.locations.{run_id}",
+                "LOCSTREAM_DATA_DIR": str(workdir / "data"),
+                # one load generator, one token: measure the API, not its rate limits
+                "LOCSTREAM_PRODUCERS_TOKEN_RATE": "0",
+                "LOCSTREAM_PRODUCERS_TENANT_RATE": "0",
+            }
             for role in ("producers", "projector", "ws-edge"):
                 port = free_port()
                 processes[role] = _start(
@@ -139,10 +143,18 @@ def running_system(name: str, bootstrap: str, workdir: Path) -> Iterator[Running
             peer_args = (
                 ["bench.peers.seed", "--db", str(workdir / "seed.sqlite3")]
                 if name == "seed"
-                else ["bench.peers.broadcaster_peer", "--kafka", bootstrap,
-                      "--db", str(workdir / "broadcaster.sqlite3"),
-                      "--channel-prefix", f"bench.broadcaster.{run_id}.", "--tenants", TENANT]
-            )  # fmt: skip
+                else [
+                    "bench.peers.broadcaster_peer",
+                    "--kafka",
+                    bootstrap,
+                    "--db",
+                    str(workdir / "broadcaster.sqlite3"),
+                    "--channel-prefix",
+                    f"bench.broadcaster.{run_id}.",
+                    "--tenants",
+                    TENANT,
+                ]
+            )
             command = [python, "-m", peer_args[0], "--host", "127.0.0.1", "--port", str(port), *peer_args[1:]]
             processes[name] = _start(name, command, env, port, workdir)
             system = RunningSystem(

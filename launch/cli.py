@@ -131,8 +131,13 @@ def _serve_dev(args: argparse.Namespace) -> int:
     edge = EdgeSettings()
     # The access log is off unless asked for: the simulator's POSTs would flood the terminal (it logs a summary line
     # every 10 s instead).
-    serve(create_dev_app(DevOptions(host=args.host, port=args.port, simulate=args.simulate)), args.host, args.port,
-          access_log=args.access_log, ping=(edge.ping_interval_seconds, edge.ping_timeout_seconds))  # fmt: skip
+    serve(
+        create_dev_app(DevOptions(host=args.host, port=args.port, simulate=args.simulate)),
+        args.host,
+        args.port,
+        access_log=args.access_log,
+        ping=(edge.ping_interval_seconds, edge.ping_timeout_seconds),
+    )
     return 0
 
 
@@ -145,10 +150,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get("LOCSTREAM_TOKEN")
     return asyncio.run(
         run_cli(
-            KafkaSettings(), AuthSettings(), tenant_id=args.tenant, token=token, start=args.start, end=args.end,
-            format_name=args.format, technicians=args.technician or [], out_path=args.out,
+            KafkaSettings(),
+            AuthSettings(),
+            tenant_id=args.tenant,
+            token=token,
+            start=args.start,
+            end=args.end,
+            format_name=args.format,
+            technicians=args.technician or [],
+            out_path=args.out,
         )
-    )  # fmt: skip
+    )
 
 
 def cmd_tenant_label(args: argparse.Namespace) -> int:
@@ -188,8 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p_service = sub.add_parser(name, help=f"run {what}")
         if name == "projector":
-            p_service.add_argument("action", nargs="?", choices=["serve", "rebuild"], default="serve",
-                                   help="rebuild: replay the topic into fresh tables and switch to them")  # fmt: skip
+            p_service.add_argument(
+                "action",
+                nargs="?",
+                choices=["serve", "rebuild"],
+                default="serve",
+                help="rebuild: replay the topic into fresh tables and switch to them",
+            )
         p_service.add_argument("--host", default=None)
         p_service.add_argument("--port", type=int, default=None)
         p_service.set_defaults(func=cmd_service)

@@ -128,8 +128,13 @@ class FleetSimulator:
     def _summarise(self, seconds: float) -> None:
         posted = sum(self.answers.values())
         refused = posted - self.answers[202]
-        log.info("simulated fleet: %d requests in the last %.0f s, %d accepted, %d not", posted, seconds,
-                 self.answers[202], refused)  # fmt: skip
+        log.info(
+            "simulated fleet: %d requests in the last %.0f s, %d accepted, %d not",
+            posted,
+            seconds,
+            self.answers[202],
+            refused,
+        )
         self.answers.clear()
 
     async def _send(

@@ -87,5 +87,8 @@ class PendingGate:
         log.warning(
             "closed connections that did not show who they are: %d shed at the cap of %d pending, %d past their"
             " deadline (%d pending now)",
-            shed, self.cap, timed_out, len(self._pending),
-        )  # fmt: skip
+            shed,
+            self.cap,
+            timed_out,
+            len(self._pending),
+        )

@@ -93,8 +93,10 @@ class JsonLines(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
-            "level": record.levelname, "logger": record.name, "message": record.getMessage(),
-        }  # fmt: skip
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         connection_id = getattr(record, "connection_id", None)
         if connection_id is not None:
             line["connection_id"] = connection_id

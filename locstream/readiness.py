@@ -54,9 +54,12 @@ class BrokerProbe:
     ``positions`` (a consumer's next offsets per partition), each refresh also watches that consumer's progress."""
 
     def __init__(
-        self, kafka: KafkaSettings, interval: float = 5.0, positions: Callable[[], dict[int, int]] | None = None,
+        self,
+        kafka: KafkaSettings,
+        interval: float = 5.0,
+        positions: Callable[[], dict[int, int]] | None = None,
         stuck_after: float = 30.0,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.kafka = kafka
         self.interval = interval
         self.reachable = False

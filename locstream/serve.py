@@ -185,8 +185,9 @@ def _guarded(limits: ServerSettings) -> tuple[type[GuardedHttpProtocol], type[Tr
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     cap = pending_cap(limits.max_pending_connections, soft if soft != resource.RLIM_INFINITY else 1 << 20)
     gate = PendingGate(cap)
-    log.info("at most %d connections pending at once (no complete request head or token yet; %d descriptors)",
-             cap, soft)  # fmt: skip
+    log.info(
+        "at most %d connections pending at once (no complete request head or token yet; %d descriptors)", cap, soft
+    )
     shared = {"gate": gate, "limits": limits}
     http = type("HttpProtocol", (GuardedHttpProtocol,), shared)
     ws = type("WebSocketProtocol", (TransportWebSocketProtocol,), shared)
@@ -194,16 +195,30 @@ def _guarded(limits: ServerSettings) -> tuple[type[GuardedHttpProtocol], type[Tr
 
 
 def serve(
-    app: FastAPI, host: str, port: int, access_log: bool = True, ping: tuple[float, float] = (20.0, 20.0),
+    app: FastAPI,
+    host: str,
+    port: int,
+    access_log: bool = True,
+    ping: tuple[float, float] = (20.0, 20.0),
     limits: ServerSettings | None = None,
-) -> None:  # fmt: skip
+) -> None:
     """``ping``: seconds between server pings on WebSockets, and how long a pong may take before the peer is taken
     for dead and closed."""
     limits = limits or ServerSettings()
     http, ws = _guarded(limits)
     config = uvicorn.Config(
-        app, host=host, port=port, log_config=None, ws_max_size=WS_MAX_SIZE, lifespan="on", access_log=access_log,
-        http=http, ws=ws, ws_ping_interval=ping[0], ws_ping_timeout=ping[1],
-        ws_per_message_deflate=WS_PER_MESSAGE_DEFLATE, timeout_keep_alive=limits.keep_alive_seconds,
-    )  # fmt: skip
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        ws_max_size=WS_MAX_SIZE,
+        lifespan="on",
+        access_log=access_log,
+        http=http,
+        ws=ws,
+        ws_ping_interval=ping[0],
+        ws_ping_timeout=ping[1],
+        ws_per_message_deflate=WS_PER_MESSAGE_DEFLATE,
+        timeout_keep_alive=limits.keep_alive_seconds,
+    )
     uvicorn.Server(config).run()

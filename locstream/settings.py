@@ -117,6 +117,33 @@ class LogSettings(BaseSettings):
     """json: one JSON object per line (time, level, logger, message, and connection_id on a connection's lines)."""
 
 
+class ServiceSettings(BaseSettings):
+    """What every service's settings hold (each service's class sets its env prefix and its port): its Kafka and
+    auth settings, where it listens and whether it logs each request."""
+
+    model_config = SettingsConfigDict(use_attribute_docstrings=True)
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    access_log: bool = True
+    """uvicorn's line per request and WebSocket handshake (tokens redacted)."""
+    host: str = "127.0.0.1"
+    """Listen address."""
+    port: int = 8000
+    """Listen port."""
+
+
+class ConsumingServiceSettings(ServiceSettings):
+    """A service that follows the topic with a consumer of its own and reads the projection (projector, edge)."""
+
+    model_config = SettingsConfigDict(use_attribute_docstrings=True)
+
+    data: DataSettings = Field(default_factory=DataSettings)
+    stuck_after_seconds: float = Field(default=30.0, gt=0)
+    """/readyz fails when a partition has records beyond the consumer's position and the position has not moved
+    for this long (a consumer silently stuck after a broker restart, aiokafka #1154)."""
+
+
 class ServerSettings(BaseSettings):
     """Deadlines and caps of every service's HTTP and WebSocket server (env prefix ``LOCSTREAM_SERVER_``), against
     peers that open connections and never finish a request (slowloris): ``locstream/serve.py``."""

@@ -94,7 +94,7 @@ class BatchBody(_Body, frozen=True, gc=False):
     fixes: Annotated[list[BatchFix], Meta(min_length=1, max_length=1_000)]
 
 
-class BatchEnvelope(Struct, frozen=True, forbid_unknown_fields=True):
+class RawBatchBody(Struct, frozen=True, forbid_unknown_fields=True):
     """How a batch is first read: the items stay raw JSON until each is validated on its own."""
 
     fixes: list[Raw]

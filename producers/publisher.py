@@ -42,8 +42,12 @@ log = logging.getLogger(__name__)
 
 # Errors after which this producer's sequence numbers are of no use: only a new producer id gets past them.
 _NEEDS_NEW_PRODUCER = (
-    OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch, InvalidProducerIdMapping, ProducerFenced,
-)  # fmt: skip
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    ProducerFenced,
+)
 
 
 class PublishTimeoutError(Exception):

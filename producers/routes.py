@@ -29,9 +29,9 @@ from producers.models import (
     Accepted,
     BatchAccepted,
     BatchBody,
-    BatchEnvelope,
     BatchFix,
     LocationFixBody,
+    RawBatchBody,
     TechnicianUpdateBody,
     technician_id_problem,
 )
@@ -67,16 +67,24 @@ def _problem(description: str, message: str, retry_after: bool = False) -> dict[
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: _problem("Missing, malformed, forged or expired token", "token expired"),
     403: _problem("The token's role may not write for this technician", "a technician may post only for itself"),
-    408: _problem("The body did not arrive within LOCSTREAM_PRODUCERS_BODY_TIMEOUT_SECONDS; the connection is"
-                  " closed", "body: not complete within 30 s (512 bytes came)"),
+    408: _problem(
+        "The body did not arrive within LOCSTREAM_PRODUCERS_BODY_TIMEOUT_SECONDS; the connection is closed",
+        "body: not complete within 30 s (512 bytes came)",
+    ),
     413: _problem("Body larger than allowed, or more fixes than allowed", "fixes: 1200 items, at most 1000"),
     415: _problem("Content-Type is not application/json", "body: Content-Type must be application/json"),
     422: _problem("The body is invalid; `message` names the field", "latitude: Expected `float` <= 90.0"),
-    429: _problem("Rate limit of the token or the tenant; retry after Retry-After seconds",
-                  "rate limit of this token or tenant: 1000 fixes must wait 1.8 s", retry_after=True),
-    503: _problem("Kafka did not acknowledge in time; retry after Retry-After seconds",
-                  "not acknowledged by Kafka, nothing was recorded as accepted", retry_after=True),
-}  # fmt: skip
+    429: _problem(
+        "Rate limit of the token or the tenant; retry after Retry-After seconds",
+        "rate limit of this token or tenant: 1000 fixes must wait 1.8 s",
+        retry_after=True,
+    ),
+    503: _problem(
+        "Kafka did not acknowledge in time; retry after Retry-After seconds",
+        "not acknowledged by Kafka, nothing was recorded as accepted",
+        retry_after=True,
+    ),
+}
 
 # Dispatchers name technicians and set their status, but never post positions.
 _PROFILE_WRITER_ROLES = WRITER_ROLES | {Role.DISPATCHER}
@@ -116,8 +124,9 @@ class Ingest:
                     raise
                 return decode(raw, fallback)
         except BodyError as exc:
-            raise HTTPException(exc.status, detail=exc.message, headers={"Connection": "close"} if exc.close else None
-                                ) from exc  # fmt: skip
+            raise HTTPException(
+                exc.status, detail=exc.message, headers={"Connection": "close"} if exc.close else None
+            ) from exc
 
     def limit(self, request: Request, claims: TokenClaims, fixes: int) -> None:
         # Keyed by the token itself, as the verifier read it: spaces or a scheme spelt otherwise in the header make
@@ -163,7 +172,7 @@ def _own_technician(claims: TokenClaims, technician_id: str) -> str | None:
 
 
 @dataclass(frozen=True)
-class _Envelope:
+class _EventHeader:
     tenant_id: str
     technician_id: str
     recorded_at: datetime
@@ -171,16 +180,27 @@ class _Envelope:
     event_id: uuid.UUID
 
 
-def _location(envelope: _Envelope, fix: LocationFixBody | BatchFix) -> LocationRecorded:
+def _location(envelope: _EventHeader, fix: LocationFixBody | BatchFix) -> LocationRecorded:
     data = LocationData(
-        latitude=fix.latitude, longitude=fix.longitude, accuracy_meters=fix.accuracy_meters, altitude=fix.altitude,
-        speed_kmh=fix.speed_kmh, heading=fix.heading, activity=fix.activity, job_id=fix.job_id,
-        backfill=fix.backfill, metadata=fix.metadata,
-    )  # fmt: skip
+        latitude=fix.latitude,
+        longitude=fix.longitude,
+        accuracy_meters=fix.accuracy_meters,
+        altitude=fix.altitude,
+        speed_kmh=fix.speed_kmh,
+        heading=fix.heading,
+        activity=fix.activity,
+        job_id=fix.job_id,
+        backfill=fix.backfill,
+        metadata=fix.metadata,
+    )
     return LocationRecorded(
-        event_id=envelope.event_id, tenant_id=envelope.tenant_id, technician_id=envelope.technician_id,
-        recorded_at=envelope.recorded_at, received_at=envelope.received_at, data=data,
-    )  # fmt: skip
+        event_id=envelope.event_id,
+        tenant_id=envelope.tenant_id,
+        technician_id=envelope.technician_id,
+        recorded_at=envelope.recorded_at,
+        received_at=envelope.received_at,
+        data=data,
+    )
 
 
 @router.post(
@@ -199,11 +219,12 @@ async def post_location(technician_id: TechnicianId, request: Request, claims: C
     if (problem := fix_problem(recorded_at, fix.metadata, now, ingest.max_future, ingest.max_age)) is not None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=problem)
     ingest.limit(request, claims, 1)
-    envelope = _Envelope(claims.tenant_id, technician_id, recorded_at, now, fix.event_id or uuid.uuid4())
+    envelope = _EventHeader(claims.tenant_id, technician_id, recorded_at, now, fix.event_id or uuid.uuid4())
     event = _location(envelope, fix)
     if (seen := ingest.recent.cursor_of(identity(event))) is not None:
-        return Accepted(status="duplicate", event_id=event.event_id, technician_id=technician_id,
-                        cursor=ingest.cursor(seen))  # fmt: skip
+        return Accepted(
+            status="duplicate", event_id=event.event_id, technician_id=technician_id, cursor=ingest.cursor(seen)
+        )
     (acked,) = await ingest.publish([event])
     ingest.recent.remember(identity(event), acked)
     return Accepted(event_id=event.event_id, technician_id=technician_id, cursor=ingest.cursor(acked))
@@ -241,7 +262,7 @@ async def post_batch(request: Request, claims: Claims) -> Response:
     ingest = _ingest(request)
     require_role(claims, WRITER_ROLES, "do this")
     # A batch of valid fixes decodes in one pass; otherwise the items stay raw and are validated one by one.
-    envelope: BatchBody | BatchEnvelope = await ingest.read(request, BatchBody, fallback=BatchEnvelope)
+    envelope: BatchBody | RawBatchBody = await ingest.read(request, BatchBody, fallback=RawBatchBody)
     limit = ingest.settings.max_batch_items
     if len(envelope.fixes) > limit:
         raise HTTPException(
@@ -270,7 +291,9 @@ async def post_batch(request: Request, claims: Claims) -> Response:
         if problem is not None:
             outcome.update(status="rejected", reason=f"fixes[{index}].{problem}")
         else:
-            event = _location(_Envelope(claims.tenant_id, fix.technician_id, fix.recorded_at, now, fix.event_id), fix)
+            event = _location(
+                _EventHeader(claims.tenant_id, fix.technician_id, fix.recorded_at, now, fix.event_id), fix
+            )
             seen = identity(event)
             if seen in in_batch or ingest.recent.cursor_of(seen) is not None:
                 outcome["status"] = "duplicate"
@@ -287,9 +310,12 @@ async def post_batch(request: Request, claims: Claims) -> Response:
     for event, acked in zip(events, acknowledged, strict=True):
         ingest.recent.remember(identity(event), acked)
     answer = {
-        "accepted": counts["accepted"], "duplicates": counts["duplicate"], "rejected": counts["rejected"],
-        "cursor": ingest.cursor(acknowledged[-1]) if acknowledged else None, "results": results,
-    }  # fmt: skip
+        "accepted": counts["accepted"],
+        "duplicates": counts["duplicate"],
+        "rejected": counts["rejected"],
+        "cursor": ingest.cursor(acknowledged[-1]) if acknowledged else None,
+        "results": results,
+    }
     return Response(msgspec.json.encode(answer), status_code=status.HTTP_202_ACCEPTED, media_type="application/json")
 
 
@@ -312,8 +338,12 @@ async def put_technician(technician_id: TechnicianId, request: Request, claims: 
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=problem)
     ingest.limit(request, claims, 1)
     event = TechnicianUpdated(
-        event_id=uuid.uuid4(), tenant_id=claims.tenant_id, technician_id=technician_id, recorded_at=recorded_at,
-        received_at=now, data=TechnicianData(name=body.name, status=body.status),
-    )  # fmt: skip
+        event_id=uuid.uuid4(),
+        tenant_id=claims.tenant_id,
+        technician_id=technician_id,
+        recorded_at=recorded_at,
+        received_at=now,
+        data=TechnicianData(name=body.name, status=body.status),
+    )
     (acked,) = await ingest.publish([event])
     return Accepted(event_id=event.event_id, technician_id=technician_id, cursor=ingest.cursor(acked))

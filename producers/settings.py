@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from locstream.settings import AuthSettings, KafkaSettings
+from locstream.settings import ServiceSettings
 
 
-class ProducersSettings(BaseSettings):
+class ProducersSettings(ServiceSettings):
     model_config = SettingsConfigDict(use_attribute_docstrings=True, env_prefix="LOCSTREAM_PRODUCERS_")
 
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    auth: AuthSettings = Field(default_factory=AuthSettings)
     ack_timeout_seconds: float = Field(default=5.0, gt=0)
     """How long a POST waits for Kafka's acknowledgement before answering 503 (never 202 unacknowledged)."""
     retry_after_seconds: int = Field(default=5, ge=1)
@@ -42,7 +40,5 @@ class ProducersSettings(BaseSettings):
     access_log: bool = False
     """uvicorn's line per request. Off by default here: at thousands of POSTs/s it cost 18% of a single-fix POST's
     CPU (py-spy). Turn it on to see each request's status line."""
-    host: str = "127.0.0.1"
-    """Listen address."""
     port: int = 8001
     """Listen port."""

@@ -47,12 +47,30 @@ def item_of(event: Event, position: Position) -> Item:
     if isinstance(event, LocationRecorded):
         d = event.data
         return [
-            recorded_at, event.event_id.hex, position.partition, position.offset, FIX,
-            d.latitude, d.longitude, d.accuracy_meters, d.altitude, d.speed_kmh, d.heading, d.activity, d.job_id,
-        ]  # fmt: skip
+            recorded_at,
+            event.event_id.hex,
+            position.partition,
+            position.offset,
+            FIX,
+            d.latitude,
+            d.longitude,
+            d.accuracy_meters,
+            d.altitude,
+            d.speed_kmh,
+            d.heading,
+            d.activity,
+            d.job_id,
+        ]
     assert isinstance(event, TechnicianUpdated)
-    return [recorded_at, event.event_id.hex, position.partition, position.offset, PROFILE,
-            event.data.name, event.data.status]  # fmt: skip
+    return [
+        recorded_at,
+        event.event_id.hex,
+        position.partition,
+        position.offset,
+        PROFILE,
+        event.data.name,
+        event.data.status,
+    ]
 
 
 def chunk_key(item: Item) -> ChunkKey:
@@ -101,7 +119,14 @@ def newest_fixes(chunks: Iterable[tuple[int, bytes]], start: int, end: int, limi
 
 def _point(item: Item) -> HistoryPoint:
     return HistoryPoint(
-        event_id=str(UUID(hex=item[1])), latitude=item[5], longitude=item[6], accuracy_meters=item[7],
-        altitude=item[8], speed_kmh=item[9], heading=item[10], activity=item[11], job_id=item[12],
+        event_id=str(UUID(hex=item[1])),
+        latitude=item[5],
+        longitude=item[6],
+        accuracy_meters=item[7],
+        altitude=item[8],
+        speed_kmh=item[9],
+        heading=item[10],
+        activity=item[11],
+        job_id=item[12],
         recorded_at=from_micros(item[0]),
-    )  # fmt: skip
+    )

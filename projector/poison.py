@@ -23,8 +23,13 @@ class Poison:
 
 def poison_of(record: Any, partition: int, error: InvalidEventError) -> Poison:
     poison = Poison(partition, record.offset, record.key, record.value, error.reason, error.detail[:500])
-    log.warning("dead-lettering record at partition %d offset %d (%s): %s", partition, record.offset,
-                poison.reason, poison.detail)  # fmt: skip
+    log.warning(
+        "dead-lettering record at partition %d offset %d (%s): %s",
+        partition,
+        record.offset,
+        poison.reason,
+        poison.detail,
+    )
     return poison
 
 

@@ -27,6 +27,7 @@ from projector.store import (
     Snapshot,
     event_to_row,
     plan_batch,
+    schema_upgrade,
     state_from_row,
     state_to_row,
 )
@@ -62,9 +63,25 @@ def _tables(generation: int) -> list[str]:
 
 
 _EVENT_TYPES = (
-    "uuid", "text", "text", "text", "timestamptz", "timestamptz", "int", "bigint",
-    "float8", "float8", "float8", "float8", "float8", "float8", "text", "text", "text", "text",
-)  # fmt: skip
+    "uuid",
+    "text",
+    "text",
+    "text",
+    "timestamptz",
+    "timestamptz",
+    "int",
+    "bigint",
+    "float8",
+    "float8",
+    "float8",
+    "float8",
+    "float8",
+    "float8",
+    "text",
+    "text",
+    "text",
+    "text",
+)
 
 
 class PostgresProjectionStore:
@@ -91,12 +108,11 @@ class PostgresProjectionStore:
             )
             generation = await self._generation(conn)
             schema = await conn.fetchval("SELECT value FROM projection_meta WHERE key = 'schema'")
-            if schema != SCHEMA_VERSION:  # tables of an older layout: start over in a fresh generation, from the topic
-                log.warning("projection schema %s found, %s expected: replaying the topic into new tables", schema,
-                            SCHEMA_VERSION)  # fmt: skip
-                for table in ("technicians", "events", "offsets"):
-                    await conn.execute(f"DROP TABLE IF EXISTS {table}_g{generation}")
-                generation += 1
+            upgraded, drops = schema_upgrade(schema, generation, ("technicians", "events", "offsets"))
+            if upgraded != generation:
+                for statement in drops:
+                    await conn.execute(statement)
+                generation = upgraded
                 await conn.execute("UPDATE projection_meta SET value = $1 WHERE key = 'generation'", generation)
                 await conn.execute("UPDATE projection_meta SET value = $1 WHERE key = 'schema'", SCHEMA_VERSION)
             for statement in _tables(generation):
@@ -147,8 +163,12 @@ class PostgresProjectionStore:
                 f" AND type = 'location_recorded' AND ($3::timestamptz IS NULL OR recorded_at >= $3)"
                 f" AND ($4::timestamptz IS NULL OR recorded_at < $4)"
                 f" ORDER BY recorded_at DESC, partition DESC, offset_ DESC LIMIT $5",
-                tenant_id, technician_id, start, end, limit,
-            )  # fmt: skip
+                tenant_id,
+                technician_id,
+                start,
+                end,
+                limit,
+            )
         return [HistoryPoint(str(row[0]), *tuple(row)[1:]) for row in rows]
 
     async def apply_batch(
@@ -211,8 +231,9 @@ class PostgresProjectionStore:
         rows = await conn.fetch(
             f"SELECT {', '.join(STATE_COLUMNS)} FROM technicians_g{g} "
             f"WHERE (tenant_id, technician_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-            list(tenants), list(technicians),
-        )  # fmt: skip
+            list(tenants),
+            list(technicians),
+        )
         return {(row[0], row[1]): state_from_row(tuple(row)) for row in rows}
 
     async def prune_history(self, recorded_before: datetime) -> int:

@@ -122,8 +122,11 @@ class Projector:
         """Next offset to apply, per currently assigned partition (what ``locstream.readiness`` watches)."""
         if self._consumer is None:
             return {}
-        return {tp.partition: self._positions[tp.partition] for tp in self._consumer.assignment()
-                if tp.partition in self._positions}  # fmt: skip
+        return {
+            tp.partition: self._positions[tp.partition]
+            for tp in self._consumer.assignment()
+            if tp.partition in self._positions
+        }
 
     def ready(self) -> tuple[bool, str]:
         if self._consumer is None or not self._consumer.assignment():
@@ -169,9 +172,11 @@ class Projector:
             next_offsets[partition] = records[-1].offset + 1
         for poison in poisons:  # durable in the DLQ before the offsets that skip it are committed
             await self._dlq.send_and_wait(
-                self.settings.dlq_topic, poison.value, key=poison.key,
+                self.settings.dlq_topic,
+                poison.value,
+                key=poison.key,
                 headers=dlq_headers(poison, self.settings.kafka.topic),
-            )  # fmt: skip
+            )
         # In log order per partition (getmany's order); partitions hold disjoint technicians, so no sort across them.
         result = await self.store.apply_batch(events, next_offsets, self.generation)
         self.metrics.count("dead_lettered", len(poisons))

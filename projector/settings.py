@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from locstream.settings import AuthSettings, DataSettings, KafkaSettings
+from locstream.settings import ConsumingServiceSettings
 
 
-class ProjectorSettings(BaseSettings):
+class ProjectorSettings(ConsumingServiceSettings):
     model_config = SettingsConfigDict(use_attribute_docstrings=True, env_prefix="LOCSTREAM_PROJECTOR_")
 
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    data: DataSettings = Field(default_factory=DataSettings)
-    auth: AuthSettings = Field(default_factory=AuthSettings)
-    """for the history endpoint"""
     group_id: str = "locstream-projector"
     """Consumer group."""
     max_batch: int = Field(default=5_000, ge=1)
@@ -27,15 +23,8 @@ class ProjectorSettings(BaseSettings):
     """How often history older than history_retention_days is deleted."""
     ready_max_lag: int = Field(default=10_000, ge=0)
     """/readyz fails while any assigned partition is further behind than this many records."""
-    stuck_after_seconds: float = Field(default=30.0, gt=0)
-    """/readyz fails when a partition has records beyond the projector's position and the position has not moved
-    for this long (a consumer silently stuck after a broker restart, aiokafka #1154)."""
     dlq_suffix: str = ".dlq"
     """Dead-letter topic = events topic + this suffix."""
-    access_log: bool = True
-    """uvicorn's line per request"""
-    host: str = "127.0.0.1"
-    """Listen address (health, metrics, history)."""
     port: int = 8002
     """Listen port."""
 

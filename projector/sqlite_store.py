@@ -31,6 +31,7 @@ from projector.store import (
     Snapshot,
     from_micros,
     plan_batch,
+    schema_upgrade,
     state_from_row,
     state_to_row,
     to_micros,
@@ -131,12 +132,11 @@ class SqliteProjectionStore:
         conn.execute("INSERT OR IGNORE INTO projection_meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
         generation = conn.execute("SELECT value FROM projection_meta WHERE key = 'generation'").fetchone()[0]
         schema = conn.execute("SELECT value FROM projection_meta WHERE key = 'schema'").fetchone()[0]
-        if schema != SCHEMA_VERSION:  # tables of an older layout: start over in a fresh generation, from the topic
-            log.warning("projection schema %s found, %s expected: replaying the topic into new tables", schema,
-                        SCHEMA_VERSION)  # fmt: skip
-            for table in _TABLES:
-                conn.execute(f"DROP TABLE IF EXISTS {table}_g{int(generation)}")
-            generation += 1
+        upgraded, drops = schema_upgrade(schema, generation, _TABLES)
+        if upgraded != generation:
+            for statement in drops:
+                conn.execute(statement)
+            generation = upgraded
             conn.execute("UPDATE projection_meta SET value = ? WHERE key = 'generation'", (generation,))
             conn.execute("UPDATE projection_meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
         for statement in _tables(generation).split(";"):
@@ -203,8 +203,9 @@ class SqliteProjectionStore:
                 f" ORDER BY last_at DESC",
                 (tenant_id, technician_id, to_micros(start) if start else -(2**63)),
             )
-            return newest_fixes(chunks, to_micros(start) if start else -(2**63),
-                                to_micros(end) if end else 2**63 - 1, limit)  # fmt: skip
+            return newest_fixes(
+                chunks, to_micros(start) if start else -(2**63), to_micros(end) if end else 2**63 - 1, limit
+            )
         finally:
             conn.execute("COMMIT")
 

@@ -16,6 +16,7 @@ new events with the pure rule, upsert the states and the offsets (never moving a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,20 +27,66 @@ from domain.position import Position
 from domain.projection import Fix, Key, Stamp, TechnicianState, apply
 from schemas.events import Event, LocationRecorded, TechnicianUpdated
 
+log = logging.getLogger(__name__)
+
 STATE_COLUMNS = (
-    "tenant_id", "technician_id", "name", "name_at", "name_partition", "name_offset",
-    "status", "status_at", "status_partition", "status_offset",
-    "latitude", "longitude", "accuracy_meters", "altitude", "speed_kmh", "heading", "activity", "job_id",
-    "last_update", "fix_partition", "fix_offset",
-)  # fmt: skip
+    "tenant_id",
+    "technician_id",
+    "name",
+    "name_at",
+    "name_partition",
+    "name_offset",
+    "status",
+    "status_at",
+    "status_partition",
+    "status_offset",
+    "latitude",
+    "longitude",
+    "accuracy_meters",
+    "altitude",
+    "speed_kmh",
+    "heading",
+    "activity",
+    "job_id",
+    "last_update",
+    "fix_partition",
+    "fix_offset",
+)
 SCHEMA_VERSION = 2  # 2: event ids unique per tenant; SQLite keeps ids as 16 bytes and times as integers
+
+
+def schema_upgrade(found: int, generation: int, tables: Sequence[str]) -> tuple[int, list[str]]:
+    """The generation to use, and the statements that drop the old one's tables, for a store whose meta says its
+    tables have the layout ``found``: tables of an older layout are dropped and the projection starts over in a fresh
+    generation, replayed from the topic (both backends, ``open()``)."""
+    if found == SCHEMA_VERSION:
+        return generation, []
+    log.warning("projection schema %s found, %s expected: replaying the topic into new tables", found, SCHEMA_VERSION)
+    return generation + 1, [f"DROP TABLE IF EXISTS {table}_g{int(generation)}" for table in tables]
+
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MICROSECOND = timedelta(microseconds=1)
 EVENT_COLUMNS = (
-    "event_id", "tenant_id", "technician_id", "type", "recorded_at", "received_at", "partition", "offset_",
-    "latitude", "longitude", "accuracy_meters", "altitude", "speed_kmh", "heading", "activity", "job_id",
-    "name", "status",
-)  # fmt: skip
+    "event_id",
+    "tenant_id",
+    "technician_id",
+    "type",
+    "recorded_at",
+    "received_at",
+    "partition",
+    "offset_",
+    "latitude",
+    "longitude",
+    "accuracy_meters",
+    "altitude",
+    "speed_kmh",
+    "heading",
+    "activity",
+    "job_id",
+    "name",
+    "status",
+)
 
 
 class GenerationChangedError(Exception):
@@ -131,21 +178,58 @@ def state_to_row(state: TechnicianState, when: Callable[[datetime], Any] = _same
     """Column values; ``when`` converts times to what the backend stores (datetimes by default)."""
     fix = state.fix
     fix_cols: tuple[Any, ...] = (
-        (fix.latitude, fix.longitude, fix.accuracy_meters, fix.altitude, fix.speed_kmh, fix.heading,
-         fix.activity, fix.job_id, when(fix.recorded_at), fix.position.partition, fix.position.offset)
+        (
+            fix.latitude,
+            fix.longitude,
+            fix.accuracy_meters,
+            fix.altitude,
+            fix.speed_kmh,
+            fix.heading,
+            fix.activity,
+            fix.job_id,
+            when(fix.recorded_at),
+            fix.position.partition,
+            fix.position.offset,
+        )
         if fix is not None
         else (None,) * 11
-    )  # fmt: skip
+    )
     return (
-        state.tenant_id, state.technician_id, state.name, *_stamp_cols(state.name_at, when),
-        state.status, *_stamp_cols(state.status_at, when), *fix_cols,
-    )  # fmt: skip
+        state.tenant_id,
+        state.technician_id,
+        state.name,
+        *_stamp_cols(state.name_at, when),
+        state.status,
+        *_stamp_cols(state.status_at, when),
+        *fix_cols,
+    )
 
 
 def state_from_row(row: Sequence[Any], when: Callable[[Any], datetime] = _same) -> TechnicianState:
     """The inverse of ``state_to_row``; ``when`` turns a stored time back into a datetime."""
-    (tenant_id, technician_id, name, name_at, name_p, name_o, status, status_at, status_p, status_o,
-     lat, lon, acc, alt, speed, heading, activity, job_id, last_update, fix_p, fix_o) = row  # fmt: skip
+    (
+        tenant_id,
+        technician_id,
+        name,
+        name_at,
+        name_p,
+        name_o,
+        status,
+        status_at,
+        status_p,
+        status_o,
+        lat,
+        lon,
+        acc,
+        alt,
+        speed,
+        heading,
+        activity,
+        job_id,
+        last_update,
+        fix_p,
+        fix_o,
+    ) = row
     fix = None
     if last_update is not None:
         fix = Fix(
@@ -161,23 +245,43 @@ def state_from_row(row: Sequence[Any], when: Callable[[Any], datetime] = _same) 
             job_id=job_id,
         )
     return TechnicianState(
-        tenant_id=tenant_id, technician_id=technician_id, name=name, status=status,
+        tenant_id=tenant_id,
+        technician_id=technician_id,
+        name=name,
+        status=status,
         name_at=_stamp(when(name_at) if name_at is not None else None, name_p, name_o),
         status_at=_stamp(when(status_at) if status_at is not None else None, status_p, status_o),
         fix=fix,
-    )  # fmt: skip
+    )
 
 
 def event_to_row(event: Event, position: Position) -> tuple[Any, ...]:
     """History column values of one event (PostgreSQL keeps a row per event)."""
     common = (
-        event.event_id, event.tenant_id, event.technician_id, event.type, event.recorded_at, event.received_at,
-        position.partition, position.offset,
-    )  # fmt: skip
+        event.event_id,
+        event.tenant_id,
+        event.technician_id,
+        event.type,
+        event.recorded_at,
+        event.received_at,
+        position.partition,
+        position.offset,
+    )
     if isinstance(event, LocationRecorded):
         d = event.data
-        return (*common, d.latitude, d.longitude, d.accuracy_meters, d.altitude, d.speed_kmh, d.heading,
-                d.activity, d.job_id, None, None)  # fmt: skip
+        return (
+            *common,
+            d.latitude,
+            d.longitude,
+            d.accuracy_meters,
+            d.altitude,
+            d.speed_kmh,
+            d.heading,
+            d.activity,
+            d.job_id,
+            None,
+            None,
+        )
     assert isinstance(event, TechnicianUpdated)
     return (*common, *(None,) * 8, event.data.name, event.data.status)
 

@@ -59,12 +59,17 @@ class ExportStats:
         counts = asdict(self)
         counts["technicians"] = len(self.technicians)
         return {
-            "complete": complete, "tenant_id": plan.tenant_id, "from": plan.range.start.isoformat(),
-            "to": plan.range.end.isoformat(), "format": plan.format, **counts,
+            "complete": complete,
+            "tenant_id": plan.tenant_id,
+            "from": plan.range.start.isoformat(),
+            "to": plan.range.end.isoformat(),
+            "format": plan.format,
+            **counts,
             "partition": span.partition.partition if span else None,
-            "offsets": [span.first, span.end] if span else None, "seconds": round(seconds, 3),
+            "offsets": [span.first, span.end] if span else None,
+            "seconds": round(seconds, 3),
             "events_per_second": round(self.events / seconds, 1) if seconds > 0 else None,
-        }  # fmt: skip
+        }
 
 
 def authorize(token: str | None, tenant_id: str | None, auth: AuthSettings) -> TokenClaims:
@@ -132,9 +137,18 @@ async def chunks(
 
 
 async def run_cli(
-    kafka: KafkaSettings, auth: AuthSettings, *, tenant_id: str, token: str | None, start: str, end: str,
-    format_name: str, technicians: Sequence[str], out_path: str | None, err: TextIO = sys.stderr,
-) -> int:  # fmt: skip
+    kafka: KafkaSettings,
+    auth: AuthSettings,
+    *,
+    tenant_id: str,
+    token: str | None,
+    start: str,
+    end: str,
+    format_name: str,
+    technicians: Sequence[str],
+    out_path: str | None,
+    err: TextIO = sys.stderr,
+) -> int:
     """``locstream replay``: 0 when the export is complete; 2 when refused (the reason on stderr); 1 on failure.
     The summary (JSON) goes to stdout when the export goes to a file, else to stderr after it."""
     try:

@@ -36,10 +36,25 @@ MEDIA_TYPES = {
 SUFFIXES = {"ndjson": "ndjson", "csv": "csv", "geojson": "geojson", "gpx": "gpx", "parquet": "parquet"}
 
 CSV_COLUMNS = (
-    "offset", "appended_at", "type", "event_id", "technician_id", "recorded_at", "received_at", "latitude",
-    "longitude", "accuracy_meters", "altitude", "speed_kmh", "heading", "activity", "job_id", "backfill", "name",
+    "offset",
+    "appended_at",
+    "type",
+    "event_id",
+    "technician_id",
+    "recorded_at",
+    "received_at",
+    "latitude",
+    "longitude",
+    "accuracy_meters",
+    "altitude",
+    "speed_kmh",
+    "heading",
+    "activity",
+    "job_id",
+    "backfill",
+    "name",
     "status",
-)  # fmt: skip
+)
 _FIX_FIELDS = ("accuracy_meters", "altitude", "speed_kmh", "heading", "activity", "job_id")
 
 
@@ -57,9 +72,12 @@ class Exporter(Protocol):
 
 def exporter(name: str) -> Exporter:
     makers: dict[str, Callable[[], Exporter]] = {
-        "ndjson": NdjsonExporter, "csv": CsvExporter, "geojson": GeoJsonExporter, "gpx": GpxExporter,
+        "ndjson": NdjsonExporter,
+        "csv": CsvExporter,
+        "geojson": GeoJsonExporter,
+        "gpx": GpxExporter,
         "parquet": ParquetExporter,
-    }  # fmt: skip
+    }
     make = makers.get(name)
     if make is None:
         raise FormatError(f"unknown format {name!r}; one of {', '.join(FORMATS)}")
@@ -98,10 +116,14 @@ class NdjsonExporter:
 def _row(record: HistoryRecord) -> dict[str, Any]:
     event = record.event()
     row: dict[str, Any] = {
-        "offset": record.offset, "appended_at": record.appended_at, "type": event.type,
-        "event_id": str(event.event_id), "technician_id": event.technician_id, "recorded_at": event.recorded_at,
+        "offset": record.offset,
+        "appended_at": record.appended_at,
+        "type": event.type,
+        "event_id": str(event.event_id),
+        "technician_id": event.technician_id,
+        "recorded_at": event.recorded_at,
         "received_at": event.received_at,
-    }  # fmt: skip
+    }
     if isinstance(event, LocationRecorded):
         data = event.data
         row.update(latitude=data.latitude, longitude=data.longitude, backfill=data.backfill)
@@ -180,8 +202,10 @@ class _Tracks:
 def _point_properties(fix: LocationRecorded) -> dict[str, Any]:
     data = fix.data
     properties: dict[str, Any] = {
-        "technician_id": fix.technician_id, "event_id": str(fix.event_id), "recorded_at": _iso(fix.recorded_at),
-    }  # fmt: skip
+        "technician_id": fix.technician_id,
+        "event_id": str(fix.event_id),
+        "recorded_at": _iso(fix.recorded_at),
+    }
     properties.update({field: value for field in _FIX_FIELDS if (value := getattr(data, field)) is not None})
     if data.backfill:
         properties["backfill"] = True
@@ -209,9 +233,11 @@ class GeoJsonExporter(_TrackExporter):
         for technician_id, fixes in self._tracks.tracks():
             coordinates = [[fix.data.longitude, fix.data.latitude] for fix in fixes]
             properties = {
-                "technician_id": technician_id, "technician_name": self._tracks.names.get(technician_id),
-                "fixes": len(fixes), "times": [_iso(fix.recorded_at) for fix in fixes],
-            }  # fmt: skip
+                "technician_id": technician_id,
+                "technician_name": self._tracks.names.get(technician_id),
+                "fixes": len(fixes),
+                "times": [_iso(fix.recorded_at) for fix in fixes],
+            }
             geometry = (
                 {"type": "LineString", "coordinates": coordinates}
                 if len(coordinates) > 1
@@ -219,10 +245,13 @@ class GeoJsonExporter(_TrackExporter):
             )
             lines.append({"type": "Feature", "geometry": geometry, "properties": properties})
             points.extend(
-                {"type": "Feature", "geometry": {"type": "Point", "coordinates": coordinate},
-                 "properties": _point_properties(fix)}
+                {
+                    "type": "Feature",
+                    "geometry": {"type": "Point", "coordinates": coordinate},
+                    "properties": _point_properties(fix),
+                }
                 for coordinate, fix in zip(coordinates, fixes, strict=True)
-            )  # fmt: skip
+            )
         return orjson.dumps({"type": "FeatureCollection", "features": lines + points}) + b"\n"
 
 
@@ -269,14 +298,26 @@ class ParquetExporter:
         moment = pa.timestamp("us", tz="UTC")
         schema = pa.schema(
             [
-                ("offset", pa.int64()), ("appended_at", moment), ("type", pa.string()), ("event_id", pa.string()),
-                ("technician_id", pa.string()), ("recorded_at", moment), ("received_at", moment),
-                ("latitude", pa.float64()), ("longitude", pa.float64()), ("accuracy_meters", pa.float64()),
-                ("altitude", pa.float64()), ("speed_kmh", pa.float64()), ("heading", pa.float64()),
-                ("activity", pa.string()), ("job_id", pa.string()), ("backfill", pa.bool_()), ("name", pa.string()),
+                ("offset", pa.int64()),
+                ("appended_at", moment),
+                ("type", pa.string()),
+                ("event_id", pa.string()),
+                ("technician_id", pa.string()),
+                ("recorded_at", moment),
+                ("received_at", moment),
+                ("latitude", pa.float64()),
+                ("longitude", pa.float64()),
+                ("accuracy_meters", pa.float64()),
+                ("altitude", pa.float64()),
+                ("speed_kmh", pa.float64()),
+                ("heading", pa.float64()),
+                ("activity", pa.string()),
+                ("job_id", pa.string()),
+                ("backfill", pa.bool_()),
+                ("name", pa.string()),
                 ("status", pa.string()),
             ]
-        )  # fmt: skip
+        )
         table = pa.Table.from_pylist(self._rows, schema=schema)
         sink = io.BytesIO()
         pq.write_table(table, sink)

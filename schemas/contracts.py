@@ -23,13 +23,21 @@ OUT = Path(__file__).resolve().parent.parent / "docs" / "contracts"
 FEED_PATH = "/api/v1/field-service/ws/technician-locations"
 
 EVENTS: dict[str, type[msgspec.Struct]] = {
-    "LocationRecorded": LocationRecorded, "TechnicianUpdated": TechnicianUpdated,
-}  # fmt: skip
+    "LocationRecorded": LocationRecorded,
+    "TechnicianUpdated": TechnicianUpdated,
+}
 SERVER_MESSAGES: dict[str, type[BaseModel]] = {
-    "Connected": ws.Connected, "InitialState": ws.InitialState, "Resumed": ws.Resumed,
-    "LocationUpdate": ws.LocationUpdate, "LocationBatch": ws.LocationBatch, "TechnicianRemoved": ws.TechnicianRemoved,
-    "TechnicianStatus": ws.TechnicianStatus, "ReplayDone": ws.ReplayDone, "Error": ws.Error, "Pong": ws.Pong,
-}  # fmt: skip
+    "Connected": ws.Connected,
+    "InitialState": ws.InitialState,
+    "Resumed": ws.Resumed,
+    "LocationUpdate": ws.LocationUpdate,
+    "LocationBatch": ws.LocationBatch,
+    "TechnicianRemoved": ws.TechnicianRemoved,
+    "TechnicianStatus": ws.TechnicianStatus,
+    "ReplayDone": ws.ReplayDone,
+    "Error": ws.Error,
+    "Pong": ws.Pong,
+}
 CLIENT_MESSAGES: dict[str, type[BaseModel]] = {
     "Auth": ws.Auth,
     "Subscribe": ws.Subscribe,
@@ -62,13 +70,19 @@ def asyncapi() -> dict[str, Any]:
         summary = (model.__doc__ or "").strip().split("\n")[0] or name
         payload = {"$ref": f"./schemas/ws/{name}.json"}
         messages[name] = {"name": name, "summary": summary, "contentType": "application/json", "payload": payload}
-    messages["Ping"] = {"name": "Ping", "summary": "The text ping; answered with pong", "contentType": "text/plain",
-                        "payload": {"type": "string", "const": ws.PING_TEXT}}  # fmt: skip
+    messages["Ping"] = {
+        "name": "Ping",
+        "summary": "The text ping; answered with pong",
+        "contentType": "text/plain",
+        "payload": {"type": "string", "const": ws.PING_TEXT},
+    }
     for name in EVENTS:
         messages[name] = {
-            "name": name, "contentType": "application/json", "payload": {"$ref": f"./schemas/events/{name}.json"},
+            "name": name,
+            "contentType": "application/json",
+            "payload": {"$ref": f"./schemas/events/{name}.json"},
             "bindings": {"kafka": {"key": {"type": "string", "description": "tenant_id"}}},
-        }  # fmt: skip
+        }
     server_names = list(SERVER_MESSAGES)
     client_names = [*CLIENT_MESSAGES, "Ping"]
 
@@ -81,27 +95,51 @@ def asyncapi() -> dict[str, Any]:
             "description": (ws.__doc__ or "").strip(),
             "servers": [{"$ref": "#/servers/edge"}],
             "messages": {name: {"$ref": f"#/components/messages/{name}"} for name in names},
-            "bindings": {"ws": {"query": {"type": "object", "properties": {
-                "token": {"type": "string", "description": "seed compatibility; redacted from every log line"},
-                "cursor": {"type": "string", "description": "resume from this cursor"},
-                "protocol": {"type": "string", "enum": ["1", "2"]},
-                "replay_from": {"type": "string", "format": "date-time"},
-                "replay_to": {"type": "string", "format": "date-time"},
-                "speed": {"type": "number", "minimum": 0, "maximum": 1000},
-            }}, "headers": {"type": "object", "properties": {"Sec-WebSocket-Protocol": {
-                "type": "string", "description": f"locstream.v{version}; optionally locstream.bearer.<jwt>"}}}}},
-        }  # fmt: skip
+            "bindings": {
+                "ws": {
+                    "query": {
+                        "type": "object",
+                        "properties": {
+                            "token": {
+                                "type": "string",
+                                "description": "seed compatibility; redacted from every log line",
+                            },
+                            "cursor": {"type": "string", "description": "resume from this cursor"},
+                            "protocol": {"type": "string", "enum": ["1", "2"]},
+                            "replay_from": {"type": "string", "format": "date-time"},
+                            "replay_to": {"type": "string", "format": "date-time"},
+                            "speed": {"type": "number", "minimum": 0, "maximum": 1000},
+                        },
+                    },
+                    "headers": {
+                        "type": "object",
+                        "properties": {
+                            "Sec-WebSocket-Protocol": {
+                                "type": "string",
+                                "description": f"locstream.v{version}; optionally locstream.bearer.<jwt>",
+                            }
+                        },
+                    },
+                }
+            },
+        }
 
     def ops(channel: str, version: int) -> dict[str, Any]:
         skip = V2_ONLY if version == 1 else V1_ONLY
         receive = [n for n in server_names if n not in skip]
         ref = f"#/channels/{channel}"
         return {
-            f"{channel}Receive": {"action": "receive", "channel": {"$ref": ref},
-                                  "messages": [{"$ref": f"{ref}/messages/{n}"} for n in receive]},
-            f"{channel}Send": {"action": "send", "channel": {"$ref": ref},
-                               "messages": [{"$ref": f"{ref}/messages/{n}"} for n in client_names]},
-        }  # fmt: skip
+            f"{channel}Receive": {
+                "action": "receive",
+                "channel": {"$ref": ref},
+                "messages": [{"$ref": f"{ref}/messages/{n}"} for n in receive],
+            },
+            f"{channel}Send": {
+                "action": "send",
+                "channel": {"$ref": ref},
+                "messages": [{"$ref": f"{ref}/messages/{n}"} for n in client_names],
+            },
+        }
 
     return {
         "asyncapi": "3.0.0",

@@ -89,16 +89,21 @@ async def _drive(api: list[Service], tokens: dict[str, str], acked: list[Acked],
         for step in range(FIXES):
             tenant, technician = TECHNICIANS[step % len(TECHNICIANS)]
             event_id, at = str(uuid.uuid4()), datetime.now(UTC)
-            body = {"latitude": round(step / 1000, 6), "longitude": 3.0, "event_id": event_id,
-                    "recorded_at": at.isoformat()}  # fmt: skip
+            body = {
+                "latitude": round(step / 1000, 6),
+                "longitude": 3.0,
+                "event_id": event_id,
+                "recorded_at": at.isoformat(),
+            }
             for attempt in range(20):
                 target = api[(step + attempt) % 2]
                 headers = {"Authorization": f"Bearer {tokens[tenant]}"}
                 try:
                     answer = await client.post(
-                        f"{target.url}/api/v1/field-service/technicians/{technician}/location", json=body,
+                        f"{target.url}/api/v1/field-service/technicians/{technician}/location",
+                        json=body,
                         headers=headers,
-                    )  # fmt: skip
+                    )
                 except httpx.HTTPError:
                     failed += 1
                     continue
@@ -175,8 +180,11 @@ async def test_killing_one_of_each_role_loses_nothing_and_duplicates_nothing(sta
 
         def views_match() -> bool:
             for c in clients:
-                expected = {k[1]: (s.fix.latitude, s.fix.longitude) for k, s in table.items()
-                            if k[0] == c.tenant and s.fix is not None}  # fmt: skip
+                expected = {
+                    k[1]: (s.fix.latitude, s.fix.longitude)
+                    for k, s in table.items()
+                    if k[0] == c.tenant and s.fix is not None
+                }
                 if c.view != expected:
                     return False
             return True

@@ -16,6 +16,7 @@ from launch.cli import build_parser
 from launch.config_docs import render
 from producers.settings import ProducersSettings
 from projector.settings import ProjectorSettings
+from tests.test_layers import LAYERS
 from ws_edge.settings import EdgeSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,3 +83,9 @@ def test_the_proxy_routes_websockets_with_upgrade_and_long_idle_timeouts(compose
     ping = EdgeSettings.model_fields["ping_interval_seconds"].default
     assert int(re.search(r"proxy_read_timeout (\d+)s", feed).group(1)) > 2 * ping  # type: ignore[union-attr]
     assert compose["services"]["proxy"]["ports"] == ["127.0.0.1:8000:8000"] and "listen 8000" in conf
+
+
+def test_the_image_copies_every_package_below_the_benchmark() -> None:
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", (ROOT / "Dockerfile").read_text(), re.MULTILINE))
+    packages = set().union(*LAYERS) - {"bench"}  # the image runs the services, not the benchmarks
+    assert copied == packages

@@ -202,15 +202,20 @@ async def test_backfilled_fixes_reach_the_map_flagged_and_a_single_fix_retry_is_
     fix = {"event_id": str(uuid.uuid4()), "recorded_at": recorded, "latitude": 1.5, "longitude": 2.5}
     async with httpx.AsyncClient(base_url=api.url) as client:
         batch = await client.post(
-            "/api/v1/field-service/locations/batch", headers={"Authorization": f"Bearer {token}"},
+            "/api/v1/field-service/locations/batch",
+            headers={"Authorization": f"Bearer {token}"},
             json={"fixes": [{**fix, "technician_id": "tech-1", "backfill": True}]},
-        )  # fmt: skip
+        )
     assert batch.status_code == 202 and batch.json()["accepted"] == 1, batch.text
     update = await recv_json(ws)
     assert update["type"] == "location_update" and update["data"]["backfill"] is True  # maps jump, not animate
 
-    live = {"event_id": str(uuid.uuid4()), "recorded_at": datetime.now(UTC).isoformat(), "latitude": 1.6,
-            "longitude": 2.6}  # fmt: skip
+    live = {
+        "event_id": str(uuid.uuid4()),
+        "recorded_at": datetime.now(UTC).isoformat(),
+        "latitude": 1.6,
+        "longitude": 2.6,
+    }
     first = await post_fix(api, token, "tech-1", **live)
     retry = await post_fix(api, token, "tech-1", **live)  # the same fix again, after a client timeout
     assert first.status_code == retry.status_code == 202, (first.text, retry.text)

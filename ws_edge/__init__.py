@@ -2,14 +2,17 @@
 
 - ``view.py``: the in-memory view per tenant (the projector's apply rule), stale technicians;
 - ``live_feed.py``: bootstrap from the projector's table and offsets, then its own Kafka consumer; cursors;
-- ``resume_buffer.py``: per tenant, the recent updates every client reads from and resumes from;
+- ``resume_buffer.py``: per tenant (``TenantResumeBuffer``), the recent updates every client reads from and resumes
+  from;
 - ``fanout.py``: the subscribers per tenant, their filters and slow-consumer limits;
-- ``outbox.py``: a connection's position in the resume buffer, its own frames, conflation;
+- ``outbox.py``: a connection's position in the resume buffer and its own frames; ``conflation.py``: what a client
+  that is behind gets instead of every update;
 - ``filters.py``: ``subscribe`` filters (bbox, technician ids, status);
 - ``auth_handshake.py``: Origin, token sources and roles, before any data frame; in-band token refreshes;
 - ``session.py``: one client connection from handshake to close (reader, writer, token expiry);
 - ``wire.py``: frames encoded once, written straight to the transport, closes bounded by the write deadline;
   ``replay_session.py``: a paced replay of the history (``replay/``) on the same URL;
-- ``frames.py``: the frames, encoded once per tenant; ``metrics.py``: ``/metrics``;
+- ``messages.py``: the messages, encoded once per tenant; ``framing.py``: WebSocket framing (RFC 6455);
+  ``metrics.py``: ``/metrics``;
 - ``map_page.py``: ``/map`` and ``/client/...``, files of ``web/`` (the JS client, its React hook, the map page).
 """

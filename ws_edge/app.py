@@ -14,7 +14,7 @@ from locstream.lifecycle import cancel_and_wait
 from locstream.readiness import BrokerProbe
 from schemas.claims import VIEWER_ROLES
 from schemas.ws import CLOSE_SERVICE_RESTART, TechnicianLocation
-from ws_edge import frames
+from ws_edge import messages
 from ws_edge.fanout import Fanout, SlowConsumerLimits
 from ws_edge.live_feed import LiveFeed
 from ws_edge.map_page import install as install_map_page
@@ -77,7 +77,7 @@ class Edge:
             self.fanout.sweep()
             self.view.forget_encodings()
             for tenant_id, technician_id in self.view.turned_stale():
-                status = frames.technician_status(technician_id, stale=True)
+                status = messages.technician_status(technician_id, stale=True)
                 self.fanout.notify(tenant_id, technician_id, status, self.feed.floor_of(tenant_id))
             self.fanout.wake()
 

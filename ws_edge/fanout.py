@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from schemas.ws import CLOSE_SLOW_CONSUMER
-from ws_edge import frames, wire
+from ws_edge import messages, wire
+from ws_edge.conflation import conflates, latest_per_technician
 from ws_edge.filters import Filter
-from ws_edge.frames import Location
-from ws_edge.outbox import CONFLATE_AFTER_SECONDS, Frame, Note, Outbox, Update, latest_per_technician
-from ws_edge.resume_buffer import ResumeBuffer, TenantUpdates
+from ws_edge.messages import Location
+from ws_edge.outbox import Frame, Note, Outbox, Update
+from ws_edge.resume_buffer import ResumeBuffer, TenantResumeBuffer
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,20 @@ class Subscriber:
     """One connection as the fan-out sees it: where it is in its tenant's stream, its filter and what its map shows."""
 
     __slots__ = (
-        "_on_close", "close_code", "close_reason", "direct", "filter", "limits", "log", "outbox", "tenant_id",
+        "_on_close",
+        "close_code",
+        "close_reason",
+        "direct",
+        "filter",
+        "limits",
+        "log",
+        "outbox",
+        "tenant_id",
         "visible",
-    )  # fmt: skip
+    )
 
     def __init__(
-        self, tenant_id: str, log: TenantUpdates, limits: SlowConsumerLimits, on_close: Callable[[], None]
+        self, tenant_id: str, log: TenantResumeBuffer, limits: SlowConsumerLimits, on_close: Callable[[], None]
     ) -> None:
         self.tenant_id = tenant_id
         self.log = log
@@ -127,7 +136,7 @@ class Subscriber:
         outbox.extras.clear()
         exact = max(0, outbox.exact_until - outbox.position)  # what a resuming client missed goes out whole
         whole = True
-        if len(entries) - exact > 1 and self.log.waited(outbox.position + exact, now) > CONFLATE_AFTER_SECONDS:
+        if conflates(len(entries) - exact, self.log.waited(outbox.position + exact, now)):
             latest, left_out = latest_per_technician(entries[exact:])
             entries = entries[:exact] + latest
             outbox.conflated += left_out
@@ -146,7 +155,7 @@ class Subscriber:
                 taken.append(entry)
             elif technician_id in self.visible:
                 self.visible.discard(technician_id)
-                taken.append(frames.technician_removed(technician_id))
+                taken.append(messages.technician_removed(technician_id))
         return own, taken, False
 
     def refilter(self, new: Filter | None, locations: list[Location]) -> list[Location]:

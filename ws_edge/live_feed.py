@@ -25,7 +25,7 @@ from locstream.lifecycle import cancel_and_wait
 from projector.backends import make_store
 from schemas.cursor import Cursor
 from schemas.events import InvalidEventError, LocationRecorded, decode_event
-from ws_edge import frames
+from ws_edge import messages
 from ws_edge.fanout import Fanout
 from ws_edge.settings import EdgeSettings
 from ws_edge.view import LiveView
@@ -131,7 +131,7 @@ class LiveFeed:
                 backfill = isinstance(event, LocationRecorded) and event.data.backfill
                 cursor = Cursor(self.epoch, tp.partition, record.offset).encode()
                 received_at = event.received_at.timestamp()
-                update = frames.update(location, record.offset, cursor, backfill=backfill, received_at=received_at)
+                update = messages.update(location, record.offset, cursor, backfill=backfill, received_at=received_at)
                 self.fanout.publish(event.tenant_id, update, self.floor[tp.partition])
 
     def lag(self) -> dict[int, int]:

@@ -29,9 +29,13 @@ async def map_page() -> FileResponse:
 async def map_config(request: Request) -> dict[str, object]:
     settings: EdgeSettings = request.app.state.edge.settings
     return {
-        "feed_url": settings.map_feed_url, "api_base": settings.map_api_base, "tile_url": settings.map_tile_url,
-        "tile_attribution": settings.map_tile_attribution, "center": [20.0, 0.0], "zoom": 2,
-    }  # fmt: skip
+        "feed_url": settings.map_feed_url,
+        "api_base": settings.map_api_base,
+        "tile_url": settings.map_tile_url,
+        "tile_attribution": settings.map_tile_attribution,
+        "center": [20.0, 0.0],
+        "zoom": 2,
+    }
 
 
 @router.get("/map/static/{name}")

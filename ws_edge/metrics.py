@@ -36,18 +36,20 @@ class _FromState(Collector):
             connections.add_metric([tenant_label(tenant)], count)
         yield connections
         yield GaugeMetricFamily(
-            "locstream_edge_replay_sessions", "Paced replays under way (each reads the topic with a consumer of its"
-            " own)",
+            "locstream_edge_replay_sessions",
+            "Paced replays under way (each reads the topic with a consumer of its own)",
             value=self.replays(),
-        )  # fmt: skip
+        )
         yield CounterMetricFamily(
-            "locstream_edge_deliveries", "Updates and status frames published, times the connections of their tenant",
+            "locstream_edge_deliveries",
+            "Updates and status frames published, times the connections of their tenant",
             value=self.fanout.messages_sent,
-        )  # fmt: skip
+        )
         yield CounterMetricFamily(
-            "locstream_edge_conflated_updates", "Updates replaced by a newer one of the same technician before a slow"
-            " client got them", value=self.fanout.conflated(),
-        )  # fmt: skip
+            "locstream_edge_conflated_updates",
+            "Updates replaced by a newer one of the same technician before a slow client got them",
+            value=self.fanout.conflated(),
+        )
         yield CounterMetricFamily(
             "locstream_edge_slow_disconnects", "Clients closed with 4008", value=self.fanout.slow_disconnects
         )
@@ -62,7 +64,8 @@ class EdgeMetrics:
         self.registry = CollectorRegistry()
         self.registry.register(_FromState(fanout, feed, replays))
         self.delivery_seconds = Histogram(
-            "locstream_edge_delivery_seconds", "From the API receiving a fix to its frame written to a client"
-            " (sampled)", registry=self.registry,
+            "locstream_edge_delivery_seconds",
+            "From the API receiving a fix to its frame written to a client (sampled)",
+            registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-        )  # fmt: skip
+        )

@@ -3,9 +3,8 @@
 Publishing an update appends it once to the tenant's resume buffer (``ws_edge/resume_buffer.py``); no per-client
 work happens then, except waking the writers that wait. A connection's writer takes, at once, its own frames (a
 pong, an answer to ``subscribe``) and every entry from its position on, in topic order, so the cursor of the last
-frame written covers everything before it. A client that keeps up gets every update. One that is behind (the oldest
-entry it takes has waited more than ``CONFLATE_AFTER_SECONDS``) gets only the latest update of each technician in
-what it takes.
+frame written covers everything before it. A client that keeps up gets every update; one that is behind gets what
+the conflation policy leaves (``ws_edge/conflation.py``).
 
 The owner (``ws_edge/fanout.py``) closes a connection that is behind past its limits: a write unfinished for too
 long, too many bytes yet to get, or a position the buffer has already evicted.
@@ -16,8 +15,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-
-CONFLATE_AFTER_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,17 +79,3 @@ class Outbox:
                 await self._waiter
             finally:
                 self._waiter = None
-
-
-def latest_per_technician(entries: list[Entry]) -> tuple[list[Entry], int]:
-    """The last update of each technician (and every note), in topic order; and how many updates were left out."""
-    seen: set[str] = set()
-    kept: list[Entry] = []
-    for entry in reversed(entries):
-        if isinstance(entry, Update):
-            if entry.technician_id in seen:
-                continue
-            seen.add(entry.technician_id)
-        kept.append(entry)
-    kept.reverse()
-    return kept, len(entries) - len(kept)

@@ -50,7 +50,7 @@ from schemas.ws import (
     PING_TEXT,
     ReplayControl,
 )
-from ws_edge import frames
+from ws_edge import messages
 from ws_edge.auth_handshake import ViewerRefusedError, expires_in, handshake, refreshed_claims
 from ws_edge.settings import EdgeSettings
 from ws_edge.view import LiveView
@@ -130,7 +130,7 @@ class ReplaySession:
             await self.websocket.close(CLOSE_POLICY_VIOLATION, reason)
             return
         tenant_id = hello.claims.tenant_id
-        await self.websocket.send_text(frames.connected(self.connection_id, tenant_id, 1))
+        await self.websocket.send_text(messages.connected(self.connection_id, tenant_id, 1))
         self._clock = ReplayClock(request.range.start, request.speed, time.monotonic())
         self._range = request.range
         self._watch_expiry(hello.claims)
@@ -152,8 +152,9 @@ class ReplaySession:
                 self.close(CLOSE_INTERNAL_ERROR, "replay failed")
         if self.close_code is not None:
             wire = wire_of(self.websocket)
-            await close_within(self.websocket, wire, self.close_code, self.close_reason,
-                               self.settings.slow_consumer_seconds)  # fmt: skip
+            await close_within(
+                self.websocket, wire, self.close_code, self.close_reason, self.settings.slow_consumer_seconds
+            )
 
     def _watch_expiry(self, claims: TokenClaims) -> None:
         if self._expiry is not None:
@@ -168,7 +169,7 @@ class ReplaySession:
             if start is not None:
                 try:
                     sent = await self._play(tenant_id, start, whole)
-                    await self.websocket.send_text(frames.replay_done(sent))
+                    await self.websocket.send_text(messages.replay_done(sent))
                     start = None
                 except _SeekError as seek:
                     start = seek.to
@@ -210,7 +211,7 @@ class ReplaySession:
         """The map at ``start`` as ``initial_state`` (stale as of ``start``); the replay clock starts there."""
         assert self._clock is not None
         self._clock.seek(start, time.monotonic())
-        await self.websocket.send_text(frames.initial_state(view.locations(tenant_id), cursor.encode()))
+        await self.websocket.send_text(messages.initial_state(view.locations(tenant_id), cursor.encode()))
         return True
 
     async def _send_paced(self, view: LiveView, record: HistoryRecord, cursor: Cursor) -> int:
@@ -224,7 +225,7 @@ class ReplaySession:
         if location is None:
             return 0
         backfill = isinstance(event, LocationRecorded) and event.data.backfill
-        await self.websocket.send_text(frames.update(location, record.offset, cursor.encode(), backfill=backfill).v1)
+        await self.websocket.send_text(messages.update(location, record.offset, cursor.encode(), backfill=backfill).v1)
         return 1
 
     async def _until(self, moment: datetime) -> None:
@@ -261,7 +262,7 @@ class ReplaySession:
                     return
                 bucket.take(1, now)
             if text.strip() == PING_TEXT:
-                await self.websocket.send_text(frames.PONG)
+                await self.websocket.send_text(messages.PONG)
                 continue
             try:
                 parsed = bounded_json.loads(text) if len(text) <= MAX_CONTROL_CHARS else None
@@ -282,7 +283,7 @@ class ReplaySession:
                 self._control(ReplayControl.model_validate(parsed), now)
             except (ValueError, ValidationError) as exc:
                 message_text = str(exc).splitlines()[0][:200]
-                await self.websocket.send_text(frames.error(f"replay control: {message_text}"))
+                await self.websocket.send_text(messages.error(f"replay control: {message_text}"))
                 continue
             self._changed.set()
 

@@ -19,7 +19,7 @@ from ws_edge import wire
 from ws_edge.outbox import Entry, Frame, Update
 
 
-class TenantUpdates:
+class TenantResumeBuffer:
     __slots__ = ("_encoded", "appended_at", "appended_bytes", "before", "entries", "first_seq", "floor")
 
     def __init__(self, floor: int, size: int) -> None:
@@ -93,12 +93,12 @@ class TenantUpdates:
 class ResumeBuffer:
     def __init__(self, size: int) -> None:
         self.size = size
-        self._tenants: dict[str, TenantUpdates] = {}
+        self._tenants: dict[str, TenantResumeBuffer] = {}
 
-    def of(self, tenant_id: str, floor: int) -> TenantUpdates:
+    def of(self, tenant_id: str, floor: int) -> TenantResumeBuffer:
         """The tenant's buffer; ``floor``: from which offset the edge has seen every record of the tenant's
         partition (used when the buffer is created: a tenant with no update since then missed nothing)."""
         updates = self._tenants.get(tenant_id)
         if updates is None:
-            updates = self._tenants[tenant_id] = TenantUpdates(floor, self.size)
+            updates = self._tenants[tenant_id] = TenantResumeBuffer(floor, self.size)
         return updates

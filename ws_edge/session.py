@@ -38,11 +38,11 @@ from schemas.ws import (
     CLOSE_UNSUPPORTED_DATA,
     PING_TEXT,
 )
-from ws_edge import frames
+from ws_edge import messages
 from ws_edge.auth_handshake import Handshake, ViewerRefusedError, expires_in, handshake, refreshed_claims
 from ws_edge.fanout import Fanout, Subscriber, TooManyConnectionsError
 from ws_edge.filters import EVERYTHING, FilterError, described, parse_subscribe
-from ws_edge.frames import text_frame
+from ws_edge.framing import text_frame
 from ws_edge.live_feed import LiveFeed
 from ws_edge.outbox import Frame
 from ws_edge.settings import EdgeSettings
@@ -56,9 +56,14 @@ MAX_CLIENT_MESSAGE_CHARS = 64 * 1024
 
 class ClientSession:
     def __init__(
-        self, websocket: WebSocket, settings: EdgeSettings, feed: LiveFeed, fanout: Fanout, view: LiveView,
+        self,
+        websocket: WebSocket,
+        settings: EdgeSettings,
+        feed: LiveFeed,
+        fanout: Fanout,
+        view: LiveView,
         latency: Histogram | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.websocket = websocket
         self.latency = latency  # a sampled connection observes each write's end-to-end latency
         self.settings = settings
@@ -86,7 +91,7 @@ class ClientSession:
         if not self.feed.serves(tenant_id):
             await self.websocket.close(code=CLOSE_POLICY_VIOLATION, reason="tenant served by another edge node")
             return
-        await self.websocket.send_text(frames.connected(self.connection_id, tenant_id, hello.protocol))
+        await self.websocket.send_text(messages.connected(self.connection_id, tenant_id, hello.protocol))
         try:
             await asyncio.wait_for(self.feed.ready.wait(), self.settings.bootstrap_timeout_seconds)
         except TimeoutError:
@@ -99,8 +104,9 @@ class ClientSession:
                 first = self._first_frames(subscriber, tenant_id, hello.cursor, cursor)
                 self._writer = asyncio.create_task(self._write(subscriber, first))
                 del first  # the writer drops it once written: a big tenant's map is not kept per connection
-                self.log.info("connection %s of tenant %s subscribed (protocol %d)", self.connection_id, tenant_id,
-                         hello.protocol)  # fmt: skip
+                self.log.info(
+                    "connection %s of tenant %s subscribed (protocol %d)", self.connection_id, tenant_id, hello.protocol
+                )
                 try:
                     await self._read(subscriber, hello.claims)
                 finally:
@@ -136,13 +142,13 @@ class ClientSession:
         missed = subscriber.log.next_seq - position
         subscriber.outbox.position = position  # every update it missed comes next, none left out
         subscriber.outbox.exact_until = subscriber.log.next_seq
-        return text_frame(frames.resumed(asked or "", missed).encode())
+        return text_frame(messages.resumed(asked or "", missed).encode())
 
     def _refreshed(self, subscriber: Subscriber) -> list[Frame]:
         """Its own frames, then a fresh initial_state (``resumed: false``); it goes on from the end of the stream."""
         tenant_id, own = subscriber.tenant_id, list(subscriber.outbox.extras)
         shown = subscriber.refilter(subscriber.filter, self.view.locations(tenant_id))
-        return [*own, frames.initial_state(shown, self.feed.cursor_of(tenant_id), resumed=False)]
+        return [*own, messages.initial_state(shown, self.feed.cursor_of(tenant_id), resumed=False)]
 
     def _on_close(self) -> None:
         # A writer that has not run yet finds the close by itself: cancelled before its first step, it would skip its
@@ -154,8 +160,9 @@ class ClientSession:
         if self._expiry is not None:
             self._expiry.cancel()
         delay = expires_in(claims, self.settings.token_expiry_leeway_seconds, time.time())
-        self._expiry = asyncio.get_running_loop().call_later(delay, subscriber.close, CLOSE_UNAUTHENTICATED,
-                                                             "token expired")  # fmt: skip
+        self._expiry = asyncio.get_running_loop().call_later(
+            delay, subscriber.close, CLOSE_UNAUTHENTICATED, "token expired"
+        )
 
     def write_now(self, data: bytes, received_at: float) -> bool:
         """For the fan-out (``Subscriber.write_through``): False when the socket's buffer is full or it is gone;
@@ -213,8 +220,9 @@ class ClientSession:
 
     async def _close(self, code: int, reason: str) -> None:
         if not await close_within(self.websocket, self.wire, code, reason, self.settings.slow_consumer_seconds):
-            self.log.info("connection %s dropped: it did not take its close frame (%d) in time", self.connection_id,
-                          code)  # fmt: skip
+            self.log.info(
+                "connection %s dropped: it did not take its close frame (%d) in time", self.connection_id, code
+            )
 
     async def _read(self, subscriber: Subscriber, claims: TokenClaims) -> None:
         rate = self.settings.client_message_rate
@@ -234,7 +242,7 @@ class ClientSession:
                     continue
                 bucket.take(1, now)
             if text.strip() == PING_TEXT:
-                subscriber.send(frames.PONG)
+                subscriber.send(messages.PONG)
             else:
                 self._handle(subscriber, claims, text, now)
 
@@ -253,11 +261,11 @@ class ClientSession:
             try:
                 wanted = parse_subscribe(message)
             except FilterError as exc:
-                subscriber.send(frames.error(str(exc)))
+                subscriber.send(messages.error(str(exc)))
                 return
             tenant_id = subscriber.tenant_id
             shown = subscriber.refilter(None if wanted == EVERYTHING else wanted, self.view.locations(tenant_id))
-            answer = frames.initial_state(shown, self.feed.cursor_of(tenant_id), answers=described(wanted))
+            answer = messages.initial_state(shown, self.feed.cursor_of(tenant_id), answers=described(wanted))
             subscriber.send(answer)
         elif kind == "auth":
             try:
@@ -270,4 +278,4 @@ class ClientSession:
                 return
             self._watch_expiry(subscriber, fresh)
         else:
-            subscriber.send(frames.error('expected "ping", {"type":"subscribe"} or {"type":"auth"}'))
+            subscriber.send(messages.error('expected "ping", {"type":"subscribe"} or {"type":"auth"}'))

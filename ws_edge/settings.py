@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from locstream.settings import AuthSettings, DataSettings, KafkaSettings
+from locstream.settings import ConsumingServiceSettings
 
 
-class EdgeSettings(BaseSettings):
+class EdgeSettings(ConsumingServiceSettings):
     model_config = SettingsConfigDict(use_attribute_docstrings=True, env_prefix="LOCSTREAM_EDGE_")
 
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    auth: AuthSettings = Field(default_factory=AuthSettings)
-    data: DataSettings = Field(default_factory=DataSettings)
     slow_consumer_bytes: int = Field(default=4 * 1024 * 1024, ge=1_024)
     """A client with more than this many bytes yet to get, or a write unfinished for longer than this, is closed as
     a slow consumer (4008); it may resume with its cursor. Once behind, it gets only the latest update of each
@@ -56,12 +53,5 @@ class EdgeSettings(BaseSettings):
     """Map tiles, a {z}/{x}/{y} URL; empty: a plain background with a graticule."""
     map_tile_attribution: str = ""
     """Shown with the tiles."""
-    stuck_after_seconds: float = Field(default=30.0, gt=0)
-    """/readyz fails when a partition has records beyond the edge's position and the position has not moved for
-    this long (a consumer silently stuck after a broker restart, aiokafka #1154)."""
-    access_log: bool = True
-    """uvicorn's line per handshake and request (tokens redacted)"""
-    host: str = "127.0.0.1"
-    """Listen address."""
     port: int = 8003
     """Listen port."""

@@ -16,14 +16,17 @@ from domain.identity import EventIdentity, identity
 from domain.position import Position
 from domain.projection import TechnicianState, apply
 from schemas.events import Event
-from ws_edge.frames import Location, encode, initial_state, location_of, text_frame
+from ws_edge.framing import text_frame
+from ws_edge.messages import Location, encode, initial_state, location_of
 
 
 class LiveView:
     def __init__(
-        self, stale_after: timedelta = timedelta(minutes=10), dedupe_window: int = 100_000,
+        self,
+        stale_after: timedelta = timedelta(minutes=10),
+        dedupe_window: int = 100_000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:  # fmt: skip
+    ) -> None:
         """``clock``: what "now" is for staleness (a paced replay's own clock, ``replay/pacing.py``)."""
         self.clock = clock
         self._tenants: dict[str, dict[str, TechnicianState]] = {}

@@ -2,7 +2,7 @@
 
 A server's frames are not masked, so a frame's bytes are the same for every client that gets it: a
 ``location_update`` is framed once per tenant (``Update.frame``), and a run of the tenant's stream that many
-clients take alike is encoded once for all of them (``TenantUpdates.encoded``). Writing is then one
+clients take alike is encoded once for all of them (``TenantResumeBuffer.encoded``). Writing is then one
 ``transport.write`` per client and take, whatever the number of frames in it, when the edge runs under
 ``locstream.serve`` (``RawWire``); under another server, the frames go through ASGI one by one (``AsgiWire``).
 """
@@ -10,15 +10,14 @@ clients take alike is encoded once for all of them (``TenantUpdates.encoded``). 
 from __future__ import annotations
 
 import asyncio
-import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
 from locstream.serve import TRANSPORT_EXTENSION
-from ws_edge import frames
-from ws_edge.frames import text_frame
+from ws_edge import messages
+from ws_edge.framing import payloads, text_frame
 from ws_edge.outbox import Frame, Update
 
 MAX_BATCH_CHARS = 256 * 1024  # a v2 flush larger than this goes out as several location_batch frames
@@ -26,19 +25,6 @@ MAX_BATCH_CHARS = 256 * 1024  # a v2 flush larger than this goes out as several 
 # the socket does not take at once into a buffer of the connection's own, and a big tenant's initial_state (megabytes,
 # shared by every client connecting meanwhile) would otherwise be copied once per connection that reads slowly.
 WRITE_PIECE = 64 * 1024
-
-
-def payloads(data: bytes) -> Iterator[bytes]:
-    """The payloads of the frames ``frames.text_frame`` wrote one after another into ``data``."""
-    at = 0
-    while at < len(data):
-        size, header = data[at + 1], 2
-        if size == 126:
-            size, header = struct.unpack_from("!H", data, at + 2)[0], 4
-        elif size == 127:
-            size, header = struct.unpack_from("!Q", data, at + 2)[0], 10
-        yield data[at + header : at + header + size]
-        at += header + size
 
 
 def encode(taken: list[Frame], batched: bool) -> bytes:
@@ -52,17 +38,17 @@ def encode(taken: list[Frame], batched: bool) -> bytes:
     for frame in taken:
         if isinstance(frame, Update):
             if run and run_chars + len(frame.item) > MAX_BATCH_CHARS:
-                out.append(text_frame(frames.location_batch(run).encode()))
+                out.append(text_frame(messages.location_batch(run).encode()))
                 run, run_chars = [], 0
             run.append(frame)
             run_chars += len(frame.item) + 1
             continue
         if run:
-            out.append(text_frame(frames.location_batch(run).encode()))
+            out.append(text_frame(messages.location_batch(run).encode()))
             run, run_chars = [], 0
         out.append(text_frame(frame.encode()))
     if run:
-        out.append(text_frame(frames.location_batch(run).encode()))
+        out.append(text_frame(messages.location_batch(run).encode()))
     return b"".join(out)
 
 

@@ -82,9 +82,15 @@ async def test_dev_stack_serves_the_readme_examples_and_the_simulated_fleet(stac
 async def test_sigterm_stops_the_broker_dev_started_itself(stack: Stack) -> None:
     broker_port = broker.free_port_pair()
     dev = await stack.start(
-        "dev", "--data-dir", str(stack.data_dir), "--broker-port", str(broker_port), "--no-simulate",
-        unset=("LOCSTREAM_JWT_SECRET", "KAFKA_BOOTSTRAP_SERVERS"), timeout=120,
-    )  # fmt: skip
+        "dev",
+        "--data-dir",
+        str(stack.data_dir),
+        "--broker-port",
+        str(broker_port),
+        "--no-simulate",
+        unset=("LOCSTREAM_JWT_SECRET", "KAFKA_BOOTSTRAP_SERVERS"),
+        timeout=120,
+    )
     bootstrap = f"127.0.0.1:{broker_port}"
     assert await asyncio.to_thread(broker.answers, bootstrap, 10.0)
     # A newcomer's first start, on a broker of its own: not one ERROR line (aiokafka's retriable coordinator errors

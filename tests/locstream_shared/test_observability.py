@@ -54,8 +54,9 @@ async def test_readyz_follows_the_broker_and_metrics_count_what_was_acknowledged
             for latitude in (1.0, 2.0):
                 answer = await client.post(
                     f"{api.url}/api/v1/field-service/technicians/tech-ada/location",
-                    json={"latitude": latitude, "longitude": 3.0}, headers={"Authorization": f"Bearer {token}"},
-                )  # fmt: skip
+                    json={"latitude": latitude, "longitude": 3.0},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
                 assert answer.status_code == 202
             metrics = (await client.get(f"{api.url}/metrics")).text
             assert re.search(r"^locstream_ingest_events_total 2\.0$", metrics, flags=re.M), metrics
@@ -106,11 +107,24 @@ def test_the_dashboard_and_the_docs_name_only_metrics_the_services_export() -> N
             if metric.type != "counter":
                 exported.add(metric.name)
     dashboard = json.loads((ROOT / "deploy/grafana-dashboard.json").read_text())
-    used = {name for panel in dashboard["panels"] for target in panel["targets"]
-            for name in re.findall(r"locstream_[a-z_]+", target["expr"])}  # fmt: skip
+    used = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"locstream_[a-z_]+", target["expr"])
+    }
     assert used and used <= exported, used - exported
-    for topic in ("ingest_events", "produce_seconds", "projector_lag", "edge_consumer_lag", "edge_connections",
-                  "edge_deliveries", "conflated", "slow_disconnects", "delivery_seconds"):  # fmt: skip
+    for topic in (
+        "ingest_events",
+        "produce_seconds",
+        "projector_lag",
+        "edge_consumer_lag",
+        "edge_connections",
+        "edge_deliveries",
+        "conflated",
+        "slow_disconnects",
+        "delivery_seconds",
+    ):
         assert any(topic in name for name in used), topic
     documented = set(re.findall(r"`(locstream_[a-z_]+)`", (ROOT / "docs/operations.md").read_text()))
     assert documented and documented <= exported, documented - exported

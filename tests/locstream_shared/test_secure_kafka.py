@@ -46,9 +46,13 @@ def scram_broker(tmp_path: Path) -> Iterator[broker.BrokerConfig]:
 
 def _scram(config: broker.BrokerConfig, mechanism: str, password: str = PASSWORD) -> KafkaSettings:
     return KafkaSettings(
-        bootstrap_servers=config.scram_bootstrap, topic="locations.secure", security_protocol="SASL_PLAINTEXT",
-        sasl_mechanism=mechanism, sasl_username=USER, sasl_password=SecretStr(password),
-    )  # fmt: skip
+        bootstrap_servers=config.scram_bootstrap,
+        topic="locations.secure",
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism=mechanism,
+        sasl_username=USER,
+        sasl_password=SecretStr(password),
+    )
 
 
 async def test_the_services_run_through_a_scram_listener_and_a_wrong_password_is_refused(
@@ -56,11 +60,15 @@ async def test_the_services_run_through_a_scram_listener_and_a_wrong_password_is
 ) -> None:
     kafka = _scram(scram_broker, "SCRAM-SHA-512")
     env = {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "KAFKA_TOPIC": kafka.topic,
-        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-        "KAFKA_SASL_USERNAME": USER, "KAFKA_SASL_PASSWORD": PASSWORD,
-        "LOCSTREAM_JWT_SECRET": TEST_JWT_SECRET, "LOCSTREAM_DATA_DIR": str(tmp_path / "data"),
-    }  # fmt: skip
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "KAFKA_TOPIC": kafka.topic,
+        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "KAFKA_SASL_USERNAME": USER,
+        "KAFKA_SASL_PASSWORD": PASSWORD,
+        "LOCSTREAM_JWT_SECRET": TEST_JWT_SECRET,
+        "LOCSTREAM_DATA_DIR": str(tmp_path / "data"),
+    }
     stack = Stack(env=env, kafka=kafka, data_dir=tmp_path / "data", log_dir=tmp_path, port=free_port)
     try:
         await stack.start("projector")
@@ -92,9 +100,12 @@ def test_sasl_needs_credentials_and_tls_takes_a_ca_bundle() -> None:
     with pytest.raises(ValueError, match="KAFKA_SASL_USERNAME"):
         KafkaSettings(security_protocol="SASL_SSL")
     settings = KafkaSettings(
-        security_protocol="SASL_SSL", sasl_mechanism="PLAIN", sasl_username="u", sasl_password=SecretStr("p" * 12),
+        security_protocol="SASL_SSL",
+        sasl_mechanism="PLAIN",
+        sasl_username="u",
+        sasl_password=SecretStr("p" * 12),
         ssl_cafile=Path(certifi.where()),
-    )  # fmt: skip
+    )
     options = connection_options(settings)
     assert options["security_protocol"] == "SASL_SSL" and options["sasl_mechanism"] == "PLAIN"
     assert options["ssl_context"].verify_mode.name == "CERT_REQUIRED" and options["sasl_plain_password"] == "p" * 12

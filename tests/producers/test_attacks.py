@@ -34,11 +34,17 @@ def _batch(count: int, technician: str = "tech-1") -> dict[str, Any]:
     now = datetime.now(UTC).isoformat()
     return {
         "fixes": [
-            {"event_id": str(uuid.uuid4()), "technician_id": f"{technician}-{i % 50}", "recorded_at": now,
-             "latitude": 1.0 + i / 10_000, "longitude": 2.0, "metadata": {"note": "x" * 100}}
+            {
+                "event_id": str(uuid.uuid4()),
+                "technician_id": f"{technician}-{i % 50}",
+                "recorded_at": now,
+                "latitude": 1.0 + i / 10_000,
+                "longitude": 2.0,
+                "metadata": {"note": "x" * 100},
+            }
             for i in range(count)
         ]
-    }  # fmt: skip
+    }
 
 
 async def test_metadata_nested_deep_is_refused_422_never_500(stack: Stack) -> None:
@@ -66,11 +72,13 @@ async def test_one_technician_id_rule_for_every_write(stack: Stack) -> None:
     before = await end_offsets(stack.kafka)
     async with httpx.AsyncClient(base_url=api.url) as http:
         for spelt, meant in (("tech%0A", "tech\n"), ("%2E", "."), ("%2E%2E", ".."), ("te%20ch", "te ch")):
-            fix = await http.post(f"{PREFIX}/technicians/{spelt}/location", headers=gateway,
-                                  json={"latitude": 1.0, "longitude": 2.0})  # fmt: skip
+            fix = await http.post(
+                f"{PREFIX}/technicians/{spelt}/location", headers=gateway, json={"latitude": 1.0, "longitude": 2.0}
+            )
             put = await http.put(f"{PREFIX}/technicians/{spelt}", headers=admin, json={"name": "Someone"})
-            batch = await http.post(BATCH, headers=gateway, json=_batch(1) | {
-                "fixes": [{**_batch(1)["fixes"][0], "technician_id": meant}]})  # fmt: skip
+            batch = await http.post(
+                BATCH, headers=gateway, json=_batch(1) | {"fixes": [{**_batch(1)["fixes"][0], "technician_id": meant}]}
+            )
             assert (fix.status_code, put.status_code, batch.status_code) == (422, 422, 422), (meant, fix.text, put.text)
             for answer in (fix, put, batch):
                 assert "technician_id" in answer.json()["message"], answer.text
@@ -85,8 +93,11 @@ async def test_spaces_after_bearer_make_no_fresh_rate_limit_bucket(stack: Stack)
     statuses = []
     async with httpx.AsyncClient(base_url=api.url) as http:
         for header in (f"Bearer {token}", f"Bearer  {token}", f"bearer {token}", f"BEARER    {token}"):
-            answer = await http.post(f"{PREFIX}/technicians/tech-1/location", json={"latitude": 1.0, "longitude": 2.0},
-                                     headers={"Authorization": header})  # fmt: skip
+            answer = await http.post(
+                f"{PREFIX}/technicians/tech-1/location",
+                json={"latitude": 1.0, "longitude": 2.0},
+                headers={"Authorization": header},
+            )
             statuses.append(answer.status_code)
     assert statuses == [202, 429, 429, 429]
 

@@ -41,8 +41,9 @@ async def _load(api: Service, token: str, answers: list[Answer], stop: asyncio.E
                 json={"latitude": 6.5, "longitude": 3.4, "event_id": event_id},
                 headers={"Authorization": f"Bearer {token}"},
             )
-            answers.append(Answer(sent, time.monotonic(), response.status_code, event_id,
-                                  response.headers.get("retry-after")))  # fmt: skip
+            answers.append(
+                Answer(sent, time.monotonic(), response.status_code, event_id, response.headers.get("retry-after"))
+            )
             await asyncio.sleep(0.02)
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from producers.body import BodyError, decode
 from producers.checks import fix_problem
-from producers.models import BatchEnvelope, BatchFix, LocationFixBody
+from producers.models import BatchFix, LocationFixBody, RawBatchBody
 from producers.recent import RecentFixes
 from schemas.cursor import Cursor, InvalidCursorError, decode_cursor
 
@@ -28,7 +28,7 @@ def test_decoding_names_the_field(raw: bytes, message: str) -> None:
 
 
 def test_batch_items_are_decoded_one_by_one_with_their_index() -> None:
-    envelope = decode(b'{"fixes": [{"event_id": 1}]}', BatchEnvelope)
+    envelope = decode(b'{"fixes": [{"event_id": 1}]}', RawBatchBody)
     with pytest.raises(BodyError) as caught:
         decode(bytes(envelope.fixes[0]), BatchFix, prefix="fixes[0]")
     assert caught.value.message.startswith("fixes[0].event_id: Expected `uuid`, got `int`")

@@ -35,8 +35,9 @@ async def history(projector: Service, token: str, technician: str) -> list[dict[
     async with httpx.AsyncClient(base_url=projector.url) as client:
         response = await client.get(
             f"/api/v1/field-service/technicians/{technician}/location-history",
-            params={"limit": 1000}, headers={"Authorization": f"Bearer {token}"},
-        )  # fmt: skip
+            params={"limit": 1000},
+            headers={"Authorization": f"Bearer {token}"},
+        )
     if response.status_code == 404:
         return []
     points: list[dict[str, Any]] = response.json()["data"]
@@ -52,10 +53,15 @@ async def test_a_batch_resent_three_times_is_recorded_once_everywhere(stack: Sta
     gateway = stack.token("tenant-a", Role.DEVICE_GATEWAY)
     start = datetime.now(UTC) - timedelta(minutes=5)
     fixes = [
-        {"event_id": str(uuid.uuid4()), "technician_id": f"tech-{i % 5}",
-         "recorded_at": (start + timedelta(seconds=i)).isoformat(), "latitude": i / 10, "longitude": 3.0}
+        {
+            "event_id": str(uuid.uuid4()),
+            "technician_id": f"tech-{i % 5}",
+            "recorded_at": (start + timedelta(seconds=i)).isoformat(),
+            "latitude": i / 10,
+            "longitude": 3.0,
+        }
         for i in range(40)
-    ]  # fmt: skip
+    ]
 
     original = await post_batch(first_api, gateway, fixes)
     assert (original["accepted"], original["duplicates"]) == (40, 0)
@@ -69,8 +75,13 @@ async def test_a_batch_resent_three_times_is_recorded_once_everywhere(stack: Sta
     again = await post_batch(second_api, gateway, fixes)
     assert again["duplicates"] == 40
     # A new fix after all of them: once it is seen, every copy before it (same tenant, same partition) was too.
-    sentinel = {"event_id": str(uuid.uuid4()), "technician_id": "tech-sentinel",
-                "recorded_at": datetime.now(UTC).isoformat(), "latitude": 1.0, "longitude": 1.0}  # fmt: skip
+    sentinel = {
+        "event_id": str(uuid.uuid4()),
+        "technician_id": "tech-sentinel",
+        "recorded_at": datetime.now(UTC).isoformat(),
+        "latitude": 1.0,
+        "longitude": 1.0,
+    }
     await post_batch(first_api, gateway, [sentinel])
 
     updates: list[dict[str, Any]] = []

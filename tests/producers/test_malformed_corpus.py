@@ -48,8 +48,13 @@ class Request:
 
 def _fix(**overrides: Any) -> dict[str, Any]:
     now = datetime.now(UTC)
-    item: dict[str, Any] = {"event_id": str(uuid.uuid4()), "technician_id": "tech-1", "recorded_at": now.isoformat(),
-                            "latitude": 6.5, "longitude": 3.4}  # fmt: skip
+    item: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "technician_id": "tech-1",
+        "recorded_at": now.isoformat(),
+        "latitude": 6.5,
+        "longitude": 3.4,
+    }
     item.update(overrides)
     return {k: v for k, v in item.items() if v is not _DROP}
 
@@ -85,15 +90,21 @@ def corpus() -> list[Request]:
     for required in ("event_id", "technician_id", "recorded_at", "latitude", "longitude"):
         cases.append(Request(f"batch without {required}", BATCH, _json({"fixes": [_fix(**{required: _DROP})]})))
     times = {
-        "naive": "2026-11-26T08:00:00", "garbage": "yesterday", "number": 1764144000, "empty": "",
-        "future": (now + timedelta(minutes=3)).isoformat(), "far future": "2999-01-01T00:00:00Z",
-        "past retention": (now - timedelta(days=31)).isoformat(), "epoch": "1970-01-01T00:00:00Z",
-    }  # fmt: skip
+        "naive": "2026-11-26T08:00:00",
+        "garbage": "yesterday",
+        "number": 1764144000,
+        "empty": "",
+        "future": (now + timedelta(minutes=3)).isoformat(),
+        "far future": "2999-01-01T00:00:00Z",
+        "past retention": (now - timedelta(days=31)).isoformat(),
+        "epoch": "1970-01-01T00:00:00Z",
+    }
     for what, value in times.items():
         cases.append(Request(f"single recorded_at {what}", SINGLE, _json({**single, "recorded_at": value})))
         cases.append(Request(f"batch recorded_at {what}", BATCH, _json({"fixes": [_fix(recorded_at=value)]})))
-        cases.append(Request(f"profile recorded_at {what}", PROFILE, _json({"status": "x", "recorded_at": value}),
-                             method="PUT"))  # fmt: skip
+        cases.append(
+            Request(f"profile recorded_at {what}", PROFILE, _json({"status": "x", "recorded_at": value}), method="PUT")
+        )
     for wrong in ("not-a-uuid", 12, "", None, "0b7e7f8e-3c55-4d1c-9a53"):
         if wrong is not None:  # the single endpoint's event_id is optional: null means "none"
             cases.append(Request(f"single event_id {wrong!r}", SINGLE, _json({**single, "event_id": wrong})))
@@ -122,18 +133,39 @@ def corpus() -> list[Request]:
     cases.append(Request("batch of 1,001 fixes", BATCH, _json({"fixes": [_fix() for _ in range(1_001)]})))
     cases.append(Request("body over 1 MiB", SINGLE, _json({**single, "metadata": {"x": "y" * 1_100_000}})))
     cases.append(Request("batch over 1 MiB", BATCH, _json({"fixes": [_fix(activity="a" * 200)] * 4_000})))
-    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data", None,
-                         "application/jsonp"):  # fmt: skip
+    for content_type in (
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+        None,
+        "application/jsonp",
+    ):
         cases.append(Request(f"content type {content_type}", SINGLE, valid_single, content_type=content_type))
         cases.append(Request(f"batch content type {content_type}", BATCH, valid_batch, content_type=content_type))
     for body in (b"{}", _json({"name": ""}), _json({"status": "s" * 65}), _json({"name": 5}), _json({"x": 1})):
         cases.append(Request(f"profile body {body[:20]!r}", PROFILE, body, method="PUT"))
-    for token in ("missing", "empty", "garbage", "expired", "forged", "alg-none", "no-tenant", "dispatcher",
-                  "analyst", "other-technician"):  # fmt: skip
+    for token in (
+        "missing",
+        "empty",
+        "garbage",
+        "expired",
+        "forged",
+        "alg-none",
+        "no-tenant",
+        "dispatcher",
+        "analyst",
+        "other-technician",
+    ):
         cases.append(Request(f"single token {token}", SINGLE, valid_single, token=token))
         cases.append(Request(f"batch token {token}", BATCH, valid_batch, token=token))
-    cases.append(Request("batch for another technician with a technician token", BATCH,
-                         _json({"fixes": [_fix(technician_id="tech-2")]}), token="technician"))  # fmt: skip
+    cases.append(
+        Request(
+            "batch for another technician with a technician token",
+            BATCH,
+            _json({"fixes": [_fix(technician_id="tech-2")]}),
+            token="technician",
+        )
+    )
     rng = random.Random(5)
     fields = [*NUMBERS, "activity", "job_id", "recorded_at", "event_id", "backfill", "metadata"]
     junk: list[Any] = [None, -1, 10**20, 1e308, "", "🛰", [None], {"a": []}, False, "2026-13-40T99:99:99Z"]

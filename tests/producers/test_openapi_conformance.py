@@ -55,8 +55,13 @@ def _run(url: str, token: str) -> dict[str, dict[int, int]]:
 def _exercise(operation: Any, url: str, token: str) -> dict[int, int]:
     statuses: dict[int, int] = {}
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=operation.as_strategy())
     def check(case: Any) -> None:
         response = case.call(base_url=url, headers={"Authorization": f"Bearer {token}"})

@@ -115,8 +115,13 @@ async def test_batch_roles_come_from_the_token_and_limits_answer_429_with_retry_
     now = datetime.now(UTC).isoformat()
 
     def fix(technician: str) -> dict[str, Any]:
-        return {"event_id": str(uuid.uuid4()), "technician_id": technician, "recorded_at": now,
-                "latitude": 1.0, "longitude": 2.0}  # fmt: skip
+        return {
+            "event_id": str(uuid.uuid4()),
+            "technician_id": technician,
+            "recorded_at": now,
+            "latitude": 1.0,
+            "longitude": 2.0,
+        }
 
     async with httpx.AsyncClient(base_url=api.url) as client:
 

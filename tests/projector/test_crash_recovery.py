@@ -41,8 +41,13 @@ def mixed_stream(count: int, seed: int, now: datetime) -> list[Event]:
         tenant, technician = f"tenant-{rng.randrange(12)}", f"tech-{rng.randrange(8)}"
         skew = rng.choice([0, 0, 0, 0, -rng.uniform(1, 3600), rng.uniform(0, 120)])  # late / future-skewed
         recorded = now - timedelta(seconds=count - i) + timedelta(seconds=skew)
-        common: dict[str, Any] = {"event_id": uuid.uuid4(), "tenant_id": tenant, "technician_id": technician,
-                                  "recorded_at": recorded, "received_at": now}  # fmt: skip
+        common: dict[str, Any] = {
+            "event_id": uuid.uuid4(),
+            "tenant_id": tenant,
+            "technician_id": technician,
+            "recorded_at": recorded,
+            "received_at": now,
+        }
         if rng.random() < 0.04:
             events.append(TechnicianUpdated(**common, data=TechnicianData(status=rng.choice(["on_job", "off"]))))
         else:
@@ -79,8 +84,9 @@ async def _history(stack: Stack, tenant: str, technician: str) -> list[object]:
     from locstream.settings import DataSettings
     from projector.backends import make_store
 
-    store = make_store(DataSettings(data_dir=stack.data_dir, database_url=stack.env.get("LOCSTREAM_DATABASE_URL")),
-                       stack.kafka.topic)  # fmt: skip
+    store = make_store(
+        DataSettings(data_dir=stack.data_dir, database_url=stack.env.get("LOCSTREAM_DATABASE_URL")), stack.kafka.topic
+    )
     await store.open()
     try:
         return list(await store.history(tenant, technician, None, None, 1_000_000) or [])
@@ -144,17 +150,26 @@ async def test_a_poison_record_is_dead_lettered_counted_and_skipped(stack: Stack
     await ensure_topic(stack.kafka)
     now = datetime.now(UTC)
     good = [
-        LocationRecorded(event_id=uuid.uuid4(), tenant_id="tenant-p", technician_id="t1",
-                         recorded_at=now + timedelta(seconds=i), received_at=now,
-                         data=LocationData(latitude=float(i), longitude=0.0))
+        LocationRecorded(
+            event_id=uuid.uuid4(),
+            tenant_id="tenant-p",
+            technician_id="t1",
+            recorded_at=now + timedelta(seconds=i),
+            received_at=now,
+            data=LocationData(latitude=float(i), longitude=0.0),
+        )
         for i in range(3)
-    ]  # fmt: skip
+    ]
     producer = make_producer(stack.kafka)
     await producer.start()
     try:
-        for value in (encode_event(good[0]), b"{not json", b'{"type": "teleported", "schema_version": 1}',
-                      encode_event(good[1]).replace(b'"schema_version":1', b'"schema_version":9'),
-                      encode_event(good[2])):  # fmt: skip
+        for value in (
+            encode_event(good[0]),
+            b"{not json",
+            b'{"type": "teleported", "schema_version": 1}',
+            encode_event(good[1]).replace(b'"schema_version":1', b'"schema_version":9'),
+            encode_event(good[2]),
+        ):
             await producer.send_and_wait(stack.kafka.topic, value, key=b"tenant-p")
     finally:
         await producer.stop()

@@ -26,11 +26,16 @@ T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 
 def fixes(tenant: str, technician: str, count: int) -> list[Event]:
     return [
-        LocationRecorded(event_id=uuid.uuid4(), tenant_id=tenant, technician_id=technician,
-                         recorded_at=T0 + timedelta(minutes=i), received_at=datetime.now(UTC),
-                         data=LocationData(latitude=float(i), longitude=1.0, speed_kmh=30.0))
+        LocationRecorded(
+            event_id=uuid.uuid4(),
+            tenant_id=tenant,
+            technician_id=technician,
+            recorded_at=T0 + timedelta(minutes=i),
+            received_at=datetime.now(UTC),
+            data=LocationData(latitude=float(i), longitude=1.0, speed_kmh=30.0),
+        )
         for i in range(count)
-    ]  # fmt: skip
+    ]
 
 
 async def test_history_lists_a_tenants_fixes_newest_first_and_hides_other_tenants(stack: Stack) -> None:
@@ -42,10 +47,14 @@ async def test_history_lists_a_tenants_fixes_newest_first_and_hides_other_tenant
         a = {"Authorization": f"Bearer {stack.token('tenant-a')}"}
         everything = await client.get(path.format("tech-1"), headers=a)
         window = await client.get(
-            path.format("tech-1"), headers=a,
-            params={"start_time": (T0 + timedelta(minutes=1)).isoformat(),
-                    "end_time": (T0 + timedelta(minutes=3)).isoformat(), "limit": 1},
-        )  # fmt: skip
+            path.format("tech-1"),
+            headers=a,
+            params={
+                "start_time": (T0 + timedelta(minutes=1)).isoformat(),
+                "end_time": (T0 + timedelta(minutes=3)).isoformat(),
+                "limit": 1,
+            },
+        )
         other_tenants = await client.get(path.format("tech-9"), headers=a)
         too_many = await client.get(path.format("tech-1"), headers=a, params={"limit": 100_000})
         no_token = await client.get(path.format("tech-1"))
@@ -65,10 +74,16 @@ async def test_rebuild_while_the_live_projector_runs_switches_without_losing_an_
     first, second = mixed_stream(20_000, seed=11, now=now), mixed_stream(5_000, seed=12, now=now)
     await produce(stack.kafka, first)
     generation_before = (await stack.snapshot()).generation
-    rebuilding = asyncio.create_task(asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "launch.cli", "projector", "rebuild"],
-        env={**os.environ, **stack.env}, capture_output=True, text=True, timeout=300,
-    ))  # fmt: skip
+    rebuilding = asyncio.create_task(
+        asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "launch.cli", "projector", "rebuild"],
+            env={**os.environ, **stack.env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    )
     await produce(stack.kafka, second, per_second=5_000)  # the live projector keeps consuming meanwhile
     done = await rebuilding
     assert done.returncode == 0, done.stderr[-2000:]

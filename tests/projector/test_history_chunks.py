@@ -23,11 +23,25 @@ def test_newest_fixes_from_chunks_equal_the_flat_history(
     spec: list[tuple[int, bool]], batch_size: int, start_h: int, span_h: int, limit: int, rnd: random.Random
 ) -> None:
     items: list[Item] = [
-        [hour * 3600_000_000, uuid.UUID(int=rnd.getrandbits(128)).hex, 3, offset, FIX if is_fix else 1,
-         float(offset), 2.0, None, None, None, None, None, None] if is_fix
+        [
+            hour * 3600_000_000,
+            uuid.UUID(int=rnd.getrandbits(128)).hex,
+            3,
+            offset,
+            FIX if is_fix else 1,
+            float(offset),
+            2.0,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        ]
+        if is_fix
         else [hour * 3600_000_000, uuid.UUID(int=rnd.getrandbits(128)).hex, 3, offset, 1, None, "s"]
         for offset, (hour, is_fix) in enumerate(spec)
-    ]  # fmt: skip
+    ]
     chunks = []  # as the store keeps them: one batch at a time, each packed per day
     for i in range(0, len(items), batch_size):
         chunks.extend(pack(items[i : i + batch_size]))
@@ -38,9 +52,10 @@ def test_newest_fixes_from_chunks_equal_the_flat_history(
     found = newest_fixes(((c.last_at, c.items) for c in sorted(chunks, key=lambda c: -c.last_at)), start, end, limit)
 
     flat = sorted(
-        (i for i in items if i[4] == FIX and start <= i[0] < end), key=lambda i: (i[0], Position(i[2], i[3])),
+        (i for i in items if i[4] == FIX and start <= i[0] < end),
+        key=lambda i: (i[0], Position(i[2], i[3])),
         reverse=True,
-    )[:limit]  # fmt: skip
+    )[:limit]
     assert [(p.event_id, p.recorded_at, p.latitude) for p in found] == [
         (str(uuid.UUID(hex=i[1])), from_micros(i[0]), i[5]) for i in flat
     ]

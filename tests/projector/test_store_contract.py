@@ -69,8 +69,9 @@ async def states(store: ProjectionStore) -> dict[tuple[str, str], object]:
 
 
 async def test_a_batch_and_its_offsets_are_stored_together_and_equal_the_replay(store: ProjectionStore) -> None:
-    log = log_of(fix(0, 1.5), profile(1, name="Ada", status="on_job"), profile(0, tech="t2", status="off"),
-                 fix(-30, 9.0))  # a late fix: history, not position  # fmt: skip
+    log = log_of(
+        fix(0, 1.5), profile(1, name="Ada", status="on_job"), profile(0, tech="t2", status="off"), fix(-30, 9.0)
+    )  # a late fix: history, not position
     g = await store.generation()
     result = await store.apply_batch(log, {2: 4}, g)
     assert (result.applied, result.duplicates) == (4, 0)
@@ -101,8 +102,11 @@ async def test_an_event_id_reused_for_another_tenant_technician_or_time_is_anoth
 ) -> None:
     g = await store.generation()
     original = fix(0, 1.0)
-    reused = [fix(0, 2.0, tenant="b", event_id=original.event_id), fix(0, 3.0, tech="t2", event_id=original.event_id),
-              fix(5, 4.0, event_id=original.event_id)]  # fmt: skip
+    reused = [
+        fix(0, 2.0, tenant="b", event_id=original.event_id),
+        fix(0, 3.0, tech="t2", event_id=original.event_id),
+        fix(5, 4.0, event_id=original.event_id),
+    ]
     result = await store.apply_batch(log_of(original, *reused, fix(0, 1.0, event_id=original.event_id)), {2: 5}, g)
     assert (result.applied, result.duplicates) == (4, 1)
     later = await store.apply_batch(log_of(*reused, start=5), {2: 8}, g)  # each retried once more

@@ -111,9 +111,15 @@ async def history(kafka: KafkaSettings) -> History:
 async def _replay(stack: Stack, *args: str, token: str | None) -> tuple[int, str, str]:
     env = {**os.environ, **stack.env, **({"LOCSTREAM_TOKEN": token} if token else {})}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "launch.cli", "replay", *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "launch.cli",
+        "replay",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
@@ -150,9 +156,19 @@ async def test_every_format_reads_back_with_a_real_parser(stack: Stack, history:
     for name in ("csv", "geojson", "gpx", "parquet"):
         exported[name] = tmp_path / f"acme.{name}"
         code, _, stderr = await _replay(
-            stack, "--tenant", TENANT, "--from", history.start, "--to", history.end, "--format", name,
-            "--out", str(exported[name]), token=token,
-        )  # fmt: skip
+            stack,
+            "--tenant",
+            TENANT,
+            "--from",
+            history.start,
+            "--to",
+            history.end,
+            "--format",
+            name,
+            "--out",
+            str(exported[name]),
+            token=token,
+        )
         assert code == 0, stderr
     fixes = [e for e in history.expected if isinstance(e, LocationRecorded)]
 
@@ -189,9 +205,19 @@ async def test_every_format_reads_back_with_a_real_parser(stack: Stack, history:
 async def test_a_technician_filter_keeps_only_its_events(stack: Stack, history: History, tmp_path: Path) -> None:
     out = tmp_path / "tech-2.ndjson"
     code, _, stderr = await _replay(
-        stack, "--tenant", TENANT, "--from", history.start, "--to", history.end, "--technician", "tech-2",
-        "--out", str(out), token=stack.token(TENANT, Role.ANALYST),
-    )  # fmt: skip
+        stack,
+        "--tenant",
+        TENANT,
+        "--from",
+        history.start,
+        "--to",
+        history.end,
+        "--technician",
+        "tech-2",
+        "--out",
+        str(out),
+        token=stack.token(TENANT, Role.ANALYST),
+    )
     assert code == 0, stderr
     expected = [e for e in history.expected if e.technician_id == "tech-2"]
     assert [json.loads(line)["event_id"] for line in out.read_text().splitlines()] == _ids(expected)
@@ -275,8 +301,9 @@ async def test_hostile_names_and_values_export_as_text_a_spreadsheet_will_not_ru
     }
     assert any(row["longitude"].startswith("3.3") for row in rows)  # numbers stay numbers
     gpx_path = tmp_path / "hostile.gpx"
-    code, _, err = await _replay(stack, "--tenant", TENANT, *window, "--format", "gpx", "--out", str(gpx_path),
-                                 token=token)  # fmt: skip
+    code, _, err = await _replay(
+        stack, "--tenant", TENANT, *window, "--format", "gpx", "--out", str(gpx_path), token=token
+    )
     assert code == 0, err
     tracks = gpxpy.parse(gpx_path.read_text()).tracks  # a real XML parser: a raw \x01 would be a syntax error
     assert {track.name for track in tracks} == {"\ufffdAda\ufffd Obi\ufffd", "=2+5"}

@@ -14,7 +14,7 @@ import pytest
 
 from schemas.contracts import OUT, asyncapi, differences, json_schemas
 from schemas.events import LocationData, LocationRecorded, TechnicianData, TechnicianUpdated, encode_event
-from ws_edge import frames
+from ws_edge import messages
 
 ASYNCAPI_SCHEMA = Path(__file__).resolve().parents[2] / "ws_edge/web/node_modules/@asyncapi/specs/schemas/3.0.0.json"
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -67,24 +67,42 @@ def test_real_events_and_frames_validate_against_their_schemas() -> None:
     for schema in schemas.values():
         jsonschema.Draft202012Validator.check_schema(schema)
     fix = LocationRecorded(
-        event_id=uuid.uuid4(), tenant_id="a", technician_id="t1", recorded_at=NOW, received_at=NOW,
+        event_id=uuid.uuid4(),
+        tenant_id="a",
+        technician_id="t1",
+        recorded_at=NOW,
+        received_at=NOW,
         data=LocationData(latitude=6.5, longitude=3.3, accuracy_meters=5.0),
-    )  # fmt: skip
+    )
     profile = TechnicianUpdated(
-        event_id=uuid.uuid4(), tenant_id="a", technician_id="t1", recorded_at=NOW, received_at=NOW,
+        event_id=uuid.uuid4(),
+        tenant_id="a",
+        technician_id="t1",
+        recorded_at=NOW,
+        received_at=NOW,
         data=TechnicianData(name="Ada", status="on_job"),
-    )  # fmt: skip
+    )
     jsonschema.validate(json.loads(encode_event(fix)), schemas["events/LocationRecorded.json"])
     jsonschema.validate(json.loads(encode_event(profile)), schemas["events/TechnicianUpdated.json"])
-    location = {"technician_id": "t1", "technician_name": "Ada", "latitude": 6.5, "longitude": 3.3,
-                "last_update": NOW, "status": "on_job", "stale": False}  # fmt: skip
-    update = frames.update(location, 7, "Y3Vyc29y")
+    location = {
+        "technician_id": "t1",
+        "technician_name": "Ada",
+        "latitude": 6.5,
+        "longitude": 3.3,
+        "last_update": NOW,
+        "status": "on_job",
+        "stale": False,
+    }
+    update = messages.update(location, 7, "Y3Vyc29y")
     sent = {
-        "ws/LocationUpdate.json": update.v1, "ws/LocationBatch.json": frames.location_batch([update]),
-        "ws/InitialState.json": frames.initial_state([location], "c", resumed=False),
-        "ws/Connected.json": frames.connected("id", "a", 2), "ws/ReplayDone.json": frames.replay_done(3),
-        "ws/TechnicianStatus.json": frames.technician_status("t1", stale=True), "ws/Pong.json": frames.PONG,
-    }  # fmt: skip
+        "ws/LocationUpdate.json": update.v1,
+        "ws/LocationBatch.json": messages.location_batch([update]),
+        "ws/InitialState.json": messages.initial_state([location], "c", resumed=False),
+        "ws/Connected.json": messages.connected("id", "a", 2),
+        "ws/ReplayDone.json": messages.replay_done(3),
+        "ws/TechnicianStatus.json": messages.technician_status("t1", stale=True),
+        "ws/Pong.json": messages.PONG,
+    }
     for name, text in sent.items():
         jsonschema.validate(json.loads(text), schemas[name])
     bad = json.loads(encode_event(fix))

@@ -12,9 +12,16 @@ T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)  # the tests' fixed device time, w
 
 
 def location(
-    tenant: str, technician: str, recorded_at: datetime, latitude: float, longitude: float = 3.0, *,
-    received_at: datetime | None = None, event_id: uuid.UUID | None = None, **data: Any,
-) -> LocationRecorded:  # fmt: skip  # a signature of keyword-only parameters reads better on two lines than on five
+    tenant: str,
+    technician: str,
+    recorded_at: datetime,
+    latitude: float,
+    longitude: float = 3.0,
+    *,
+    received_at: datetime | None = None,
+    event_id: uuid.UUID | None = None,
+    **data: Any,
+) -> LocationRecorded:
     """A ``location_recorded`` event; ``received_at`` defaults to the device time, ``data`` takes the fix's other
     fields (``accuracy_meters``, ``backfill``...)."""
     return LocationRecorded(
@@ -28,9 +35,14 @@ def location(
 
 
 def profile(
-    tenant: str, technician: str, recorded_at: datetime, name: str | None = None, status: str | None = None, *,
+    tenant: str,
+    technician: str,
+    recorded_at: datetime,
+    name: str | None = None,
+    status: str | None = None,
+    *,
     received_at: datetime | None = None,
-) -> TechnicianUpdated:  # fmt: skip  # as above
+) -> TechnicianUpdated:
     """A ``technician_updated`` event (name and/or status)."""
     return TechnicianUpdated(
         event_id=uuid.uuid4(),

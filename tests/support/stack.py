@@ -95,9 +95,15 @@ class Stack:
         return issue_token(self.auth, tenant_id=tenant, sub=sub, role=role, ttl_seconds=ttl)
 
     async def start(
-        self, name: str, *args: str, timeout: float = 60.0, unset: tuple[str, ...] = (), port: int | None = None,
-        env: dict[str, str] | None = None, max_open_files: int | None = None,
-    ) -> Service:  # fmt: skip
+        self,
+        name: str,
+        *args: str,
+        timeout: float = 60.0,
+        unset: tuple[str, ...] = (),
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        max_open_files: int | None = None,
+    ) -> Service:
         """Start ``producers``, ``projector``, ``ws-edge`` or ``dev`` and wait until /healthz says it is ready.
 
         ``args`` go to the command; ``unset`` names environment variables the process must not see; ``env`` adds
@@ -134,8 +140,9 @@ class Stack:
 
     async def snapshot(self) -> Snapshot:
         """The projection as the services' settings point to it (SQLite in the data dir, or the DSN)."""
-        store = make_store(DataSettings(data_dir=self.data_dir, database_url=self.env.get("LOCSTREAM_DATABASE_URL")),
-                           self.kafka.topic)  # fmt: skip
+        store = make_store(
+            DataSettings(data_dir=self.data_dir, database_url=self.env.get("LOCSTREAM_DATABASE_URL")), self.kafka.topic
+        )
         await store.open()
         try:
             return await store.snapshot()

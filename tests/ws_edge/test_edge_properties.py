@@ -29,7 +29,7 @@ from tests.support.events import T0
 from tests.support.kafka_io import end_offsets, produce
 from tests.support.maps import connect
 from tests.support.stack import Stack, eventually
-from ws_edge import frames
+from ws_edge import messages
 from ws_edge.filters import Filter, parse_subscribe
 
 pytestmark = pytest.mark.integration
@@ -50,9 +50,12 @@ def _events(rng: random.Random, first: int, count: int) -> list[Event]:
     for i in range(first, first + count):
         tenant = rng.choice(TENANTS)
         common: dict[str, Any] = {
-            "event_id": uuid.uuid4(), "tenant_id": tenant, "technician_id": rng.choice(_technicians(tenant)),
-            "recorded_at": T0 + timedelta(seconds=i), "received_at": T0 + timedelta(seconds=i),
-        }  # fmt: skip
+            "event_id": uuid.uuid4(),
+            "tenant_id": tenant,
+            "technician_id": rng.choice(_technicians(tenant)),
+            "recorded_at": T0 + timedelta(seconds=i),
+            "received_at": T0 + timedelta(seconds=i),
+        }
         if rng.random() < 0.05:
             events.append(TechnicianUpdated(**common, data=TechnicianData(status=rng.choice(STATUSES[:3]))))
         else:
@@ -132,8 +135,9 @@ FILTERS = st.one_of(
 # Per step: which client (an index into those it may apply to, shifted by how often the action ran), and for a
 # new client its tenant, protocol and token lifetime, and the filter a subscribe sends. Drawn before anything runs,
 # so a replay draws the same.
-STEP = st.tuples(st.integers(0, 10**6), st.sampled_from(TENANTS), st.sampled_from([1, 2]), st.sampled_from([600, 3]),
-                 FILTERS)  # fmt: skip
+STEP = st.tuples(
+    st.integers(0, 10**6), st.sampled_from(TENANTS), st.sampled_from([1, 2]), st.sampled_from([600, 3]), FILTERS
+)
 
 
 def _subscribe_message(spec: dict[str, Any], tenant: str) -> dict[str, Any]:
@@ -146,9 +150,12 @@ def _subscribe_message(spec: dict[str, Any], tenant: str) -> dict[str, Any]:
 # No shrinking and no example database: each example is a minute against real processes, and timing (which
 # clients are still connected when a step runs) is not part of the draw; a failure reports the program as drawn.
 @settings(
-    max_examples=2, deadline=None, phases=[Phase.generate], database=None,
+    max_examples=2,
+    deadline=None,
+    phases=[Phase.generate],
+    database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
-)  # fmt: skip
+)
 @given(seed=st.integers(0, 2**32), order=st.permutations(KINDS * 8), steps=st.lists(STEP, min_size=40, max_size=40))
 async def test_every_frame_is_of_the_clients_tenant_and_filter_and_every_final_map_is_the_table(
     stack: Stack, seed: int, order: list[str], steps: list[tuple[int, str, int, int, dict[str, Any]]]
@@ -248,10 +255,10 @@ async def test_every_frame_is_of_the_clients_tenant_and_filter_and_every_final_m
     def expected(client: MapClient) -> dict[str, dict[str, Any]]:
         found = {}
         for state in table:
-            location = frames.location_of(state)
+            location = messages.location_of(state)
             if state.tenant_id == client.tenant and location is not None:
                 if client.filter is None or client.filter.matches(location):
-                    found[state.technician_id] = json.loads(frames.encode(location))
+                    found[state.technician_id] = json.loads(messages.encode(location))
         return found
 
     def without_stale(view: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -16,7 +16,7 @@ from schemas.events import LocationRecorded
 from schemas.ws import CLOSE_SLOW_CONSUMER
 from tests.support.events import T0, location
 from tests.support.events import profile as technician_profile
-from ws_edge import frames, wire
+from ws_edge import framing, messages
 from ws_edge.fanout import Fanout, SlowConsumerLimits, Subscriber, TooManyConnectionsError
 from ws_edge.filters import EVERYTHING, Filter, FilterError, parse_subscribe
 from ws_edge.outbox import Frame, Note, Update
@@ -28,10 +28,15 @@ LIMITS = SlowConsumerLimits(max_bytes=10_000, max_seconds=5.0)
 
 def _update(technician_id: str, offset: int, latitude: float = 1.0, status: str = "available") -> Update:
     location = {
-        "technician_id": technician_id, "technician_name": technician_id, "latitude": latitude, "longitude": 2.0,
-        "last_update": T0, "status": status, "stale": False,
-    }  # fmt: skip
-    return frames.update(location, offset, f"c{offset}")
+        "technician_id": technician_id,
+        "technician_name": technician_id,
+        "latitude": latitude,
+        "longitude": 2.0,
+        "last_update": T0,
+        "status": status,
+        "stale": False,
+    }
+    return messages.update(location, offset, f"c{offset}")
 
 
 def _take(subscriber: Subscriber, now: float | None = None) -> list[Frame]:
@@ -56,9 +61,9 @@ async def test_publish_reaches_only_the_tenants_subscribers_and_unsubscribes_on_
         assert a1.has_entries() and _take(a1) == [hello] and _take(a2) == [hello]
         assert not b1.has_entries() and _take(b1) == []
         assert fanout.connection_count() == 3 and fanout.connections_by_tenant() == {"a": 2, "b": 1}
-        a1.send(frames.PONG)
+        a1.send(messages.PONG)
         fanout.publish("a", _update("t1", 1), 0)
-        assert _take(a1)[0] == frames.PONG  # its own frames first
+        assert _take(a1)[0] == messages.PONG  # its own frames first
     assert fanout.connection_count() == 0
 
 
@@ -96,8 +101,8 @@ async def test_wake_writes_through_sockets_that_take_it_and_leaves_full_ones_to_
         for offset in range(3):
             fanout.publish("a", _update(f"t{offset}", offset), 0)
         fanout.wake()
-        kinds = [json.loads(p)["type"] for p in wire.payloads(v1.direct.written)]
-        batch = [json.loads(p) for p in wire.payloads(v2.direct.written)]
+        kinds = [json.loads(p)["type"] for p in framing.payloads(v1.direct.written)]
+        batch = [json.loads(p) for p in framing.payloads(v2.direct.written)]
         assert kinds == ["location_update"] * 3 and batch[0]["type"] == "location_batch" and len(batch) == 1
         assert [item["technician_id"] for item in batch[0]["data"]] == ["t0", "t1", "t2"]
         # v1's socket is full now: its writer is woken to wait for it to drain; nothing more is written through
@@ -105,8 +110,8 @@ async def test_wake_writes_through_sockets_that_take_it_and_leaves_full_ones_to_
         assert v1.outbox.writing_since is not None and v1.has_work() and not v2.has_work()
         fanout.publish("a", _update("t0", 3), 0)
         fanout.wake()
-        assert len(list(wire.payloads(v1.direct.written))) == 3 and _offsets(_take(v1)) == [3]
-        assert len(list(wire.payloads(v2.direct.written))) == 2
+        assert len(list(framing.payloads(v1.direct.written))) == 3 and _offsets(_take(v1)) == [3]
+        assert len(list(framing.payloads(v2.direct.written))) == 2
 
 
 class _BrokenSocket(_Socket):
@@ -121,7 +126,7 @@ async def test_a_socket_failing_mid_write_leaves_the_others_written_and_its_writ
         fanout.publish("a", _update("t1", 0), 0)
         fanout.publish("a", _update("t2", 1), 0)
         fanout.wake()
-        assert len(list(wire.payloads(fine.direct.written))) == 2
+        assert len(list(framing.payloads(fine.direct.written))) == 2
         assert broken.outbox.writing_since is not None and broken.has_work()  # its writer takes it from here
 
 
@@ -201,9 +206,13 @@ def test_filters_combine_and_a_bbox_may_cross_the_antimeridian() -> None:
     assert parse_subscribe({"type": "subscribe"}) == EVERYTHING
     assert parse_subscribe({"type": "subscribe", "status": ["on_job"]}).statuses == frozenset({"on_job"})
     bad_fields: list[tuple[dict[str, Any], str]] = [
-        ({"bbox": [0, 0, 1]}, "bbox"), ({"bbox": [0, 10, 1, 5]}, "bbox"), ({"bbox": [0, 0, 1, float("nan")]}, "bbox"),
-        ({"technician_ids": "t1"}, "technician_ids"), ({"status": [1]}, "status"), ({"color": "red"}, "color"),
-    ]  # fmt: skip
+        ({"bbox": [0, 0, 1]}, "bbox"),
+        ({"bbox": [0, 10, 1, 5]}, "bbox"),
+        ({"bbox": [0, 0, 1, float("nan")]}, "bbox"),
+        ({"technician_ids": "t1"}, "technician_ids"),
+        ({"status": [1]}, "status"),
+        ({"color": "red"}, "color"),
+    ]
     for bad, field in bad_fields:
         with pytest.raises(FilterError, match=field):
             parse_subscribe({"type": "subscribe", **bad})
@@ -256,11 +265,11 @@ async def test_a_technician_turning_stale_is_reported_once_to_subscribers_that_s
     fanout = Fanout(LIMITS)
     with fanout.subscribe("a", 0, lambda: None) as everyone, fanout.subscribe("a", 0, lambda: None) as filtered:
         filtered.refilter(Filter(technician_ids=frozenset({"t2"})), view.locations("a"))
-        status = frames.technician_status("t1", stale=True)
+        status = messages.technician_status("t1", stale=True)
         fanout.notify("a", "t1", status, 0)
         assert _take(everyone) == [status]
         assert _take(filtered) == []  # its map does not show t1
-        fanout.notify("a", "t2", frames.technician_status("t2", stale=True), 0)
+        fanout.notify("a", "t2", messages.technician_status("t2", stale=True), 0)
         fanout.publish("a", _update("t2", 5), 0)  # a newer fix after it: the map ends fresh
         taken = _take(filtered)
         assert len(taken) == 2 and isinstance(taken[1], Update) and taken[1].offset == 5

@@ -30,14 +30,21 @@ async def test_the_seed_hook_contract_works_against_the_edge(stack: Stack) -> No
         for technician, latitude in (("tech-ada", 6.52), ("tech-bola", 6.45)):
             answer = await client.post(
                 f"{api.url}/api/v1/field-service/technicians/{technician}/location",
-                json={"latitude": latitude, "longitude": 3.38}, headers={"Authorization": f"Bearer {gateway}"},
-            )  # fmt: skip
+                json={"latitude": latitude, "longitude": 3.38},
+                headers={"Authorization": f"Bearer {gateway}"},
+            )
             assert answer.status_code == 202
     env = {**os.environ, "EDGE_WS_URL": f"{edge.ws_url}{WS_PATH}", "TOKEN": stack.token("acme-fiber"), "EXPECT": "2"}
     node = await asyncio.create_subprocess_exec(
-        "node", "--experimental-websocket", "--no-warnings", str(WEB / "contract" / "seed-hook.mjs"), env=env,
-        cwd=WEB, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        "node",
+        "--experimental-websocket",
+        "--no-warnings",
+        str(WEB / "contract" / "seed-hook.mjs"),
+        env=env,
+        cwd=WEB,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(node.communicate(), 60)
     assert node.returncode == 0, err.decode()
     result = json.loads(out.decode().strip().splitlines()[-1])

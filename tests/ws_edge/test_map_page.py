@@ -40,9 +40,15 @@ async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         try:
             yield launched
         finally:
@@ -77,9 +83,10 @@ async def _fleet(stack: Stack) -> Fleet:
     stack.env["LOCSTREAM_EDGE_ALLOWED_ORIGINS"] = f'["http://127.0.0.1:{page_port}"]'  # the page's origin, on A
     feed = await stack.start("ws-edge", port=feed_port)
     page_edge = await stack.start(
-        "ws-edge", port=page_port,
+        "ws-edge",
+        port=page_port,
         env={"LOCSTREAM_EDGE_MAP_FEED_URL": f"ws://127.0.0.1:{feed_port}{WS_PATH}"},
-    )  # fmt: skip
+    )
     fleet = Fleet(stack, feed, page_edge, api)
     for technician, (lat, lon) in (LAGOS | BERLIN).items():
         await fleet.post(technician, lat, lon)

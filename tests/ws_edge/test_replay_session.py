@@ -258,9 +258,12 @@ async def test_a_reader_killed_by_an_exception_ends_the_session_and_closes_its_c
     await append(stack.kafka, [_fix(TECHNICIANS[0], now - timedelta(seconds=30), 1.0)])
     settings = EdgeSettings(kafka=stack.kafka, auth=stack.auth)
     scope = {
-        "type": "websocket", "path": "/api/v1/field-service/ws/technician-locations", "headers": [],
-        "query_string": (f"token={stack.token(TENANT, Role.ANALYST)}&{_endless(now)}").encode(), "subprotocols": [],
-    }  # fmt: skip
+        "type": "websocket",
+        "path": "/api/v1/field-service/ws/technician-locations",
+        "headers": [],
+        "query_string": (f"token={stack.token(TENANT, Role.ANALYST)}&{_endless(now)}").encode(),
+        "subprotocols": [],
+    }
     asgi = _ReaderKiller()
     session = ReplaySession(WebSocket(scope, asgi.receive, asgi.send), settings)
     await asyncio.wait_for(session.run(), 30)  # ends: the player does not outlive the reader

@@ -17,7 +17,7 @@ from schemas.ws import (
     TechnicianRemoved,
     TechnicianStatus,
 )
-from ws_edge import frames
+from ws_edge import messages
 
 STATE = TechnicianState(
     tenant_id="a",
@@ -31,40 +31,40 @@ STATE = TechnicianState(
 
 
 def test_frames_validate_against_the_protocol_models() -> None:
-    location = frames.location_of(STATE)
+    location = messages.location_of(STATE)
     assert location is not None
-    encoded = frames.update(location, 7, "Y3Vyc29y")
+    encoded = messages.update(location, 7, "Y3Vyc29y")
     update = LocationUpdate.model_validate_json(encoded.v1)
     assert update.data.technician_name == "Ada" and update.data.last_update == STATE.fix.recorded_at  # type: ignore[union-attr]
     assert update.cursor == "Y3Vyc29y" and encoded.offset == 7 and encoded.technician_id == "t1"
-    initial = InitialState.model_validate_json(frames.initial_state([location], "c0", resumed=False))
+    initial = InitialState.model_validate_json(messages.initial_state([location], "c0", resumed=False))
     assert initial.data == [update.data] and initial.cursor == "c0" and initial.resumed is False
-    assert "resumed" not in json.loads(frames.initial_state([], "c0"))
-    batch = LocationBatch.model_validate_json(frames.location_batch([encoded, frames.update(location, 8, "c8")]))
+    assert "resumed" not in json.loads(messages.initial_state([], "c0"))
+    batch = LocationBatch.model_validate_json(messages.location_batch([encoded, messages.update(location, 8, "c8")]))
     assert batch.data == [update.data, update.data] and batch.cursor == "c8"
-    backfilled = LocationUpdate.model_validate_json(frames.update(location, 9, "c9", backfill=True).v1)
+    backfilled = LocationUpdate.model_validate_json(messages.update(location, 9, "c9", backfill=True).v1)
     assert backfilled.data.backfill is True and update.data.backfill is False
-    assert Resumed.model_validate_json(frames.resumed("c0", 3)).missed == 3
-    assert TechnicianRemoved.model_validate_json(frames.technician_removed("t1")).technician_id == "t1"
-    assert TechnicianStatus.model_validate_json(frames.technician_status("t1", stale=True)).stale is True
-    assert Connected.model_validate_json(frames.connected("c1", "a", protocol=2)).protocol == 2
-    assert Pong.model_validate_json(frames.PONG).type == "pong"
+    assert Resumed.model_validate_json(messages.resumed("c0", 3)).missed == 3
+    assert TechnicianRemoved.model_validate_json(messages.technician_removed("t1")).technician_id == "t1"
+    assert TechnicianStatus.model_validate_json(messages.technician_status("t1", stale=True)).stale is True
+    assert Connected.model_validate_json(messages.connected("c1", "a", protocol=2)).protocol == 2
+    assert Pong.model_validate_json(messages.PONG).type == "pong"
 
 
 def test_times_are_written_in_utc_with_z_as_the_seed_did() -> None:
-    location = frames.location_of(STATE)
+    location = messages.location_of(STATE)
     assert location is not None
-    assert json.loads(frames.update(location, 0, "c").v1)["data"]["last_update"] == "2026-11-26T08:30:00Z"
+    assert json.loads(messages.update(location, 0, "c").v1)["data"]["last_update"] == "2026-11-26T08:30:00Z"
 
 
 def test_a_technician_without_a_position_is_not_on_the_map() -> None:
-    assert frames.location_of(TechnicianState(tenant_id="a", technician_id="t2")) is None
+    assert messages.location_of(TechnicianState(tenant_id="a", technician_id="t2")) is None
 
 
 def test_a_technician_whose_last_fix_is_older_than_the_threshold_is_stale_and_keeps_its_status() -> None:
     assert STATE.fix is not None
     just_after = STATE.fix.recorded_at + timedelta(seconds=1)
-    older = frames.location_of(STATE, stale_before=just_after)
-    within = frames.location_of(STATE, stale_before=STATE.fix.recorded_at)
+    older = messages.location_of(STATE, stale_before=just_after)
+    within = messages.location_of(STATE, stale_before=STATE.fix.recorded_at)
     assert older is not None and older["stale"] is True and older["status"] == "on_job"
     assert within is not None and within["stale"] is False

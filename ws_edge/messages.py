@@ -7,30 +7,18 @@ these frames validate against them.
 
 from __future__ import annotations
 
-import struct
 from datetime import datetime
 from typing import Any
 
 import orjson
 
 from domain.projection import TechnicianState
+from ws_edge.framing import text_frame
 from ws_edge.outbox import Update
 
 Location = dict[str, Any]  # the fields of ``schemas.ws.TechnicianLocation``
 
 _OPTIONS = orjson.OPT_UTC_Z  # "2026-11-26T08:30:00Z", as the seed wrote times
-_TEXT = 0x81  # FIN and the text opcode
-
-
-def text_frame(payload: bytes) -> bytes:
-    """``payload`` as an unmasked, unfragmented WebSocket text frame (RFC 6455, section 5.2): a server's frames
-    are not masked, so the bytes are the same for every client."""
-    size = len(payload)
-    if size < 126:
-        return bytes((_TEXT, size)) + payload
-    if size < 1 << 16:
-        return struct.pack("!BBH", _TEXT, 126, size) + payload
-    return struct.pack("!BBQ", _TEXT, 127, size) + payload
 
 
 def location_of(state: TechnicianState, stale_before: datetime | None = None) -> Location | None:
