@@ -16,7 +16,8 @@ import websockets
 
 from domain.projection import fold
 from schemas.claims import Role
-from schemas.events import Event, LocationData, LocationRecorded, TechnicianData, TechnicianUpdated
+from schemas.events import Event
+from tests.support.events import location, profile
 from tests.support.kafka_io import end_offsets, produce, read_all
 from tests.support.stack import Service, Stack, eventually
 
@@ -146,18 +147,13 @@ def _stream(count: int, tenants: int = 8, technicians: int = 5) -> list[Event]:
         tenant = f"tenant-{rng.randrange(tenants)}"
         technician = f"tech-{rng.randrange(technicians)}"
         recorded = start + timedelta(seconds=i) - timedelta(seconds=rng.choice([0, 0, 0, 5, 30]))  # some late
-        common: dict[str, Any] = {
-            "event_id": uuid.uuid4(),
-            "tenant_id": tenant,
-            "technician_id": technician,
-            "recorded_at": recorded,
-            "received_at": start + timedelta(seconds=i),
-        }
+        received = start + timedelta(seconds=i)
         if rng.random() < 0.05:
-            events.append(TechnicianUpdated(**common, data=TechnicianData(status=rng.choice(["on_job", "off"]))))
+            status = rng.choice(["on_job", "off"])
+            events.append(profile(tenant, technician, recorded, status=status, received_at=received))
         else:
-            data = LocationData(latitude=rng.uniform(-80, 80), longitude=rng.uniform(-170, 170))
-            events.append(LocationRecorded(**common, data=data))
+            latitude, longitude = rng.uniform(-80, 80), rng.uniform(-170, 170)
+            events.append(location(tenant, technician, recorded, latitude, longitude, received_at=received))
     return events
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 import pytest
@@ -16,12 +14,10 @@ from domain.projection import fold
 from locstream.kafka import ensure_topic, make_consumer, make_producer
 from schemas.events import (
     Event,
-    LocationData,
     LocationRecorded,
-    TechnicianData,
-    TechnicianUpdated,
     encode_event,
 )
+from tests.support.events import location, profile
 from tests.support.kafka_io import end_offsets, produce, read_all
 from tests.support.stack import Stack, eventually
 
@@ -41,21 +37,11 @@ def mixed_stream(count: int, seed: int, now: datetime) -> list[Event]:
         tenant, technician = f"tenant-{rng.randrange(12)}", f"tech-{rng.randrange(8)}"
         skew = rng.choice([0, 0, 0, 0, -rng.uniform(1, 3600), rng.uniform(0, 120)])  # late / future-skewed
         recorded = now - timedelta(seconds=count - i) + timedelta(seconds=skew)
-        common: dict[str, Any] = {
-            "event_id": uuid.uuid4(),
-            "tenant_id": tenant,
-            "technician_id": technician,
-            "recorded_at": recorded,
-            "received_at": now,
-        }
         if rng.random() < 0.04:
-            events.append(TechnicianUpdated(**common, data=TechnicianData(status=rng.choice(["on_job", "off"]))))
+            events.append(profile(tenant, technician, recorded, status=rng.choice(["on_job", "off"]), received_at=now))
         else:
-            events.append(
-                LocationRecorded(
-                    **common, data=LocationData(latitude=rng.uniform(-80, 80), longitude=rng.uniform(-170, 170))
-                )
-            )
+            latitude, longitude = rng.uniform(-80, 80), rng.uniform(-170, 170)
+            events.append(location(tenant, technician, recorded, latitude, longitude, received_at=now))
     return events
 
 
@@ -149,17 +135,7 @@ async def test_two_projectors_in_one_group_one_killed_mid_stream(stack: Stack, b
 async def test_a_poison_record_is_dead_lettered_counted_and_skipped(stack: Stack) -> None:
     await ensure_topic(stack.kafka)
     now = datetime.now(UTC)
-    good = [
-        LocationRecorded(
-            event_id=uuid.uuid4(),
-            tenant_id="tenant-p",
-            technician_id="t1",
-            recorded_at=now + timedelta(seconds=i),
-            received_at=now,
-            data=LocationData(latitude=float(i), longitude=0.0),
-        )
-        for i in range(3)
-    ]
+    good = [location("tenant-p", "t1", now + timedelta(seconds=i), float(i), 0.0, received_at=now) for i in range(3)]
     producer = make_producer(stack.kafka)
     await producer.start()
     try:

@@ -7,32 +7,25 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
 from domain.projection import fold
-from schemas.events import Event, LocationData, LocationRecorded
+from schemas.events import Event
 from tests.projector.test_crash_recovery import caught_up, mixed_stream
+from tests.support.events import T0, location
 from tests.support.kafka_io import produce, read_all
 from tests.support.stack import Stack, eventually
 
 pytestmark = pytest.mark.integration
 
-T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
-
 
 def fixes(tenant: str, technician: str, count: int) -> list[Event]:
     return [
-        LocationRecorded(
-            event_id=uuid.uuid4(),
-            tenant_id=tenant,
-            technician_id=technician,
-            recorded_at=T0 + timedelta(minutes=i),
-            received_at=datetime.now(UTC),
-            data=LocationData(latitude=float(i), longitude=1.0, speed_kmh=30.0),
+        location(
+            tenant, technician, T0 + timedelta(minutes=i), float(i), 1.0, received_at=datetime.now(UTC), speed_kmh=30.0
         )
         for i in range(count)
     ]

@@ -4,7 +4,6 @@ really send: events as the producers encode them, frames as the edge encodes the
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,9 @@ import jsonschema
 import pytest
 
 from schemas.contracts import OUT, asyncapi, differences, json_schemas
-from schemas.events import LocationData, LocationRecorded, TechnicianData, TechnicianUpdated, encode_event
+from schemas.events import encode_event
+from tests.support.events import location as location_recorded
+from tests.support.events import profile as technician_profile
 from ws_edge import messages
 
 ASYNCAPI_SCHEMA = Path(__file__).resolve().parents[2] / "ws_edge/web/node_modules/@asyncapi/specs/schemas/3.0.0.json"
@@ -66,24 +67,10 @@ def test_real_events_and_frames_validate_against_their_schemas() -> None:
     schemas = json_schemas()
     for schema in schemas.values():
         jsonschema.Draft202012Validator.check_schema(schema)
-    fix = LocationRecorded(
-        event_id=uuid.uuid4(),
-        tenant_id="a",
-        technician_id="t1",
-        recorded_at=NOW,
-        received_at=NOW,
-        data=LocationData(latitude=6.5, longitude=3.3, accuracy_meters=5.0),
-    )
-    profile = TechnicianUpdated(
-        event_id=uuid.uuid4(),
-        tenant_id="a",
-        technician_id="t1",
-        recorded_at=NOW,
-        received_at=NOW,
-        data=TechnicianData(name="Ada", status="on_job"),
-    )
+    fix = location_recorded("a", "t1", NOW, 6.5, 3.3, accuracy_meters=5.0)
+    named = technician_profile("a", "t1", NOW, name="Ada", status="on_job")
     jsonschema.validate(json.loads(encode_event(fix)), schemas["events/LocationRecorded.json"])
-    jsonschema.validate(json.loads(encode_event(profile)), schemas["events/TechnicianUpdated.json"])
+    jsonschema.validate(json.loads(encode_event(named)), schemas["events/TechnicianUpdated.json"])
     location = {
         "technician_id": "t1",
         "technician_name": "Ada",

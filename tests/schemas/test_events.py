@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 import pytest
 
 from schemas.events import (
     InvalidEventError,
-    LocationData,
     LocationRecorded,
     TechnicianUpdated,
     decode_event,
     encode_event,
     event_json_schema,
 )
+from tests.support.events import location
 
 
 def test_events_round_trip_through_their_json_envelope() -> None:
-    event = LocationRecorded(
-        event_id=uuid.uuid4(),
-        tenant_id="a",
-        technician_id="t",
-        recorded_at=datetime(2026, 1, 1, tzinfo=UTC),
-        received_at=datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC),
-        data=LocationData(latitude=1.0, longitude=2.0),
+    event = location(
+        "a", "t", datetime(2026, 1, 1, tzinfo=UTC), 1.0, 2.0, received_at=datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC)
     )
     encoded = encode_event(event)
     assert decode_event(encoded) == event

@@ -12,7 +12,6 @@ import contextlib
 import json
 import random
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -24,8 +23,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from domain.projection import UNKNOWN_STATUS
-from schemas.events import Event, LocationData, LocationRecorded, TechnicianData, TechnicianUpdated
-from tests.support.events import T0
+from schemas.events import Event
+from tests.support.events import T0, location, profile
 from tests.support.kafka_io import end_offsets, produce
 from tests.support.maps import connect
 from tests.support.stack import Stack, eventually
@@ -49,18 +48,12 @@ def _events(rng: random.Random, first: int, count: int) -> list[Event]:
     events: list[Event] = []
     for i in range(first, first + count):
         tenant = rng.choice(TENANTS)
-        common: dict[str, Any] = {
-            "event_id": uuid.uuid4(),
-            "tenant_id": tenant,
-            "technician_id": rng.choice(_technicians(tenant)),
-            "recorded_at": T0 + timedelta(seconds=i),
-            "received_at": T0 + timedelta(seconds=i),
-        }
+        technician, at = rng.choice(_technicians(tenant)), T0 + timedelta(seconds=i)
         if rng.random() < 0.05:
-            events.append(TechnicianUpdated(**common, data=TechnicianData(status=rng.choice(STATUSES[:3]))))
+            events.append(profile(tenant, technician, at, status=rng.choice(STATUSES[:3])))
         else:
-            data = LocationData(latitude=rng.uniform(-60, 60), longitude=rng.uniform(-170, 170))
-            events.append(LocationRecorded(**common, data=data))
+            latitude, longitude = rng.uniform(-60, 60), rng.uniform(-170, 170)
+            events.append(location(tenant, technician, at, latitude, longitude))
     return events
 
 
