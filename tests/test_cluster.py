@@ -11,7 +11,6 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 import pytest
@@ -20,9 +19,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from locstream.settings import DataSettings
 from projector.backends import make_store
 from schemas.claims import Role
-from schemas.cursor import decode_cursor
 from tests.support.kafka_io import end_offsets
-from tests.support.maps import connect
+from tests.support.maps import MapView, connect
 from tests.support.stack import Service, Stack, eventually
 
 pytestmark = pytest.mark.integration
@@ -48,32 +46,16 @@ class MapClient:
     tenant: str
     token: str
     edge: int
-    view: dict[str, tuple[float, float]] = field(default_factory=dict)
-    cursor: str | None = None
-    last_offset: int = -1
+    map: MapView = field(default_factory=MapView)  # its repeated: offsets received twice (or out of order)
     reconnects: int = 0
-    repeated: list[int] = field(default_factory=list)  # offsets received twice (or out of order)
-
-    def handle(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
-        if kind == "initial_state":
-            self.view = {t["technician_id"]: (t["latitude"], t["longitude"]) for t in message["data"]}
-            self.cursor, self.last_offset = message["cursor"], decode_cursor(message["cursor"]).offset
-        elif kind == "location_update":
-            offset = decode_cursor(message["cursor"]).offset
-            if offset <= self.last_offset:
-                self.repeated.append(offset)
-            data = message["data"]
-            self.view[data["technician_id"]] = (data["latitude"], data["longitude"])
-            self.cursor, self.last_offset = message["cursor"], offset
 
     async def run(self, edges: list[Service]) -> None:
         while True:
-            query = f"cursor={self.cursor}" if self.cursor else ""
+            query = f"cursor={self.map.cursor}" if self.map.cursor else ""
             try:
                 ws = await connect(edges[self.edge], self.token, query)
                 async for raw in ws:
-                    self.handle(json.loads(raw))
+                    self.map.take(json.loads(raw))
             except (ConnectionClosed, InvalidStatus, OSError):
                 pass
             self.edge = 1 - self.edge  # to the other node, with the cursor
@@ -185,7 +167,7 @@ async def test_killing_one_of_each_role_loses_nothing_and_duplicates_nothing(sta
                     for k, s in table.items()
                     if k[0] == c.tenant and s.fix is not None
                 }
-                if c.view != expected:
+                if c.map.positions() != expected:
                     return False
             return True
 
@@ -193,7 +175,7 @@ async def test_killing_one_of_each_role_loses_nothing_and_duplicates_nothing(sta
             return views_match() or None
 
         await eventually(converged, timeout=30, what="every map client to show the table's view")
-        assert all(not c.repeated for c in clients), [(c.tenant, c.repeated) for c in clients]
+        assert all(not c.map.repeated for c in clients), [(c.tenant, c.map.repeated) for c in clients]
         assert sum(c.reconnects > 0 for c in clients) >= len(TENANTS) * 2  # those on the killed edge came back
     finally:
         for task in [driving, *watching]:

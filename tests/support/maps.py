@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from schemas.cursor import decode_cursor
 from schemas.events import LocationRecorded
 from tests.support.events import T0, location
 from tests.support.stack import Service
@@ -67,3 +69,40 @@ async def updates_until(ws: ClientConnection, done: Any, timeout: float = 30.0) 
                 received.extend({"type": "location_update", "data": item} for item in items[:-1])
                 received.append({"type": "location_update", "data": items[-1], "cursor": message["cursor"]})
     return received
+
+
+@dataclass
+class MapView:
+    """What a dispatcher's map shows, kept from the frames it receives (initial_state, location_update,
+    location_batch, technician_removed), with the cursor to resume from; offsets received twice or out of order are
+    recorded in ``repeated``. The one map-client double of the tests: the tests that drive clients keep theirs here."""
+
+    locations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cursor: str | None = None
+    last_offset: int = -1
+    repeated: list[int] = field(default_factory=list)
+
+    def take(self, frame: dict[str, Any]) -> list[dict[str, Any]]:
+        """Apply ``frame``; returns the locations it carried (for the caller's own checks)."""
+        kind = frame["type"]
+        carried: list[dict[str, Any]] = []
+        if kind == "initial_state":
+            carried = list(frame["data"])
+            self.locations = {location["technician_id"]: location for location in carried}
+            self.last_offset = decode_cursor(frame["cursor"]).offset
+        elif kind in ("location_update", "location_batch"):
+            carried = [frame["data"]] if kind == "location_update" else list(frame["data"])
+            for location in carried:
+                self.locations[location["technician_id"]] = location
+            offset = decode_cursor(frame["cursor"]).offset
+            if offset <= self.last_offset:
+                self.repeated.append(offset)
+            self.last_offset = offset
+        elif kind == "technician_removed":
+            self.locations.pop(frame["technician_id"], None)
+        if "cursor" in frame and kind != "resumed":
+            self.cursor = frame["cursor"]
+        return carried
+
+    def positions(self) -> dict[str, tuple[float, float]]:
+        return {technician: (loc["latitude"], loc["longitude"]) for technician, loc in self.locations.items()}

@@ -26,7 +26,7 @@ from domain.projection import UNKNOWN_STATUS
 from schemas.events import Event
 from tests.support.events import T0, location, profile
 from tests.support.kafka_io import end_offsets, produce
-from tests.support.maps import connect
+from tests.support.maps import MapView, connect
 from tests.support.stack import Stack, eventually
 from ws_edge import messages
 from ws_edge.filters import Filter, parse_subscribe
@@ -64,8 +64,7 @@ class MapClient:
     name: str
     tenant: str
     protocol: int
-    view: dict[str, dict[str, Any]] = field(default_factory=dict)
-    cursor: str | None = None
+    map: MapView = field(default_factory=MapView)
     filter: Filter | None = None  # in effect: since the initial_state that answered its subscribe
     wanted: dict[str, Any] | None = None  # the last subscribe sent: sent again after every reconnect
     requested: list[Filter | None] = field(default_factory=list)  # subscribes not answered yet
@@ -78,24 +77,14 @@ class MapClient:
     violations: list[str] = field(default_factory=list)
 
     def take(self, frame: dict[str, Any]) -> None:
-        kind = frame["type"]
-        if kind == "initial_state":
-            if "filter" in frame:  # answers the last of the subscribes the edge had when it took the snapshot
-                applied = parse_subscribe({"type": "subscribe", **frame["filter"]})
-                self.filter = None if applied == Filter() else applied
-                answered = max(i for i, f in enumerate(self.requested) if f == self.filter)
-                del self.requested[: answered + 1]
-            self.view = {loc["technician_id"]: loc for loc in frame["data"]}
-            for location in frame["data"]:
-                self._check(location)
-        elif kind in ("location_update", "location_batch"):
-            for location in [frame["data"]] if kind == "location_update" else frame["data"]:
-                self._check(location)
-                self.view[location["technician_id"]] = location
-        elif kind == "technician_removed":
-            self.view.pop(frame["technician_id"], None)
-        if "cursor" in frame and kind != "resumed":
-            self.cursor = frame["cursor"]
+        if frame["type"] == "initial_state" and "filter" in frame:
+            # it answers the last of the subscribes the edge had when it took the snapshot
+            applied = parse_subscribe({"type": "subscribe", **frame["filter"]})
+            self.filter = None if applied == Filter() else applied
+            answered = max(i for i, f in enumerate(self.requested) if f == self.filter)
+            del self.requested[: answered + 1]
+        for carried in self.map.take(frame):
+            self._check(carried)
 
     def _check(self, location: dict[str, Any]) -> None:
         if not location["technician_id"].startswith(f"{self.tenant}-"):
@@ -161,7 +150,7 @@ async def test_every_frame_is_of_the_clients_tenant_and_filter_and_every_final_m
     clients: list[MapClient] = []
 
     async def open_client(client: MapClient, ttl: int) -> None:
-        query = f"cursor={client.cursor}" if client.cursor else ""
+        query = f"cursor={client.map.cursor}" if client.map.cursor else ""
         options: dict[str, Any] = {"subprotocols": ["locstream.v2"]} if client.protocol == 2 else {}
         client.ws = await connect(edge, stack.token(client.tenant, ttl=ttl), query, **options)
         client.token_expires, client.refreshed = time.time() + ttl, False
@@ -260,7 +249,7 @@ async def test_every_frame_is_of_the_clients_tenant_and_filter_and_every_final_m
     for client in clients:
 
         async def converged(client: MapClient = client) -> bool:
-            return not client.requested and without_stale(client.view) == without_stale(expected(client))
+            return not client.requested and without_stale(client.map.locations) == without_stale(expected(client))
 
         await eventually(converged, timeout=60, what=f"{client.name}'s map to equal the table")
         assert client.violations == []
