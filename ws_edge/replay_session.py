@@ -33,7 +33,6 @@ from starlette.datastructures import QueryParams
 from domain.position import Position
 from locstream import bounded_json
 from locstream.settings import KafkaSettings
-from locstream.token_bucket import TokenBucket
 from replay.history_record import HistoryRecord
 from replay.pacing import MAX_SPEED, ReplayClock
 from replay.reader import HistoryReader
@@ -46,12 +45,12 @@ from schemas.ws import (
     CLOSE_INVALID_PAYLOAD,
     CLOSE_POLICY_VIOLATION,
     CLOSE_UNAUTHENTICATED,
-    CLOSE_UNSUPPORTED_DATA,
     PING_TEXT,
     ReplayControl,
 )
 from ws_edge import messages
 from ws_edge.auth_handshake import ViewerRefusedError, expires_in, handshake, refreshed_claims
+from ws_edge.inbound import InboundRule
 from ws_edge.settings import EdgeSettings
 from ws_edge.view import LiveView
 from ws_edge.wire import close_within, wire_of
@@ -245,22 +244,16 @@ class ReplaySession:
 
     async def _read_controls(self, claims: TokenClaims) -> None:
         """Control messages until the client leaves or breaks a rule (the session is then closed with the code)."""
-        rate = self.settings.client_message_rate
-        bucket = TokenBucket(rate, max(1, int(rate * 4)), float(int(rate * 4)), time.monotonic()) if rate else None
+        rule = InboundRule(self.settings.client_message_rate, time.monotonic())
         while True:
             message = await self.websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
-            text = message.get("text")
-            if text is None:
-                self.close(CLOSE_UNSUPPORTED_DATA, "binary frames are not part of the protocol")
-                return
             now = time.monotonic()
-            if bucket is not None:
-                if bucket.wait_for(1, now) > 0:
-                    self.close(CLOSE_POLICY_VIOLATION, "messages sent too fast")
-                    return
-                bucket.take(1, now)
+            if (refused := rule.refusal(message, now)) is not None:
+                self.close(*refused)
+                return
+            text: str = message["text"]
             if text.strip() == PING_TEXT:
                 await self.websocket.send_text(messages.PONG)
                 continue

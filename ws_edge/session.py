@@ -26,7 +26,6 @@ from fastapi import WebSocket, WebSocketDisconnect
 from prometheus_client import Histogram
 
 from locstream import bounded_json
-from locstream.token_bucket import TokenBucket
 from schemas.claims import TokenClaims
 from schemas.cursor import Cursor, InvalidCursorError, decode_cursor
 from schemas.ws import (
@@ -35,7 +34,6 @@ from schemas.ws import (
     CLOSE_POLICY_VIOLATION,
     CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNAUTHENTICATED,
-    CLOSE_UNSUPPORTED_DATA,
     PING_TEXT,
 )
 from ws_edge import messages
@@ -43,6 +41,7 @@ from ws_edge.auth_handshake import Handshake, ViewerRefusedError, expires_in, ha
 from ws_edge.fanout import Fanout, Subscriber, TooManyConnectionsError
 from ws_edge.filters import EVERYTHING, FilterError, described, parse_subscribe
 from ws_edge.framing import text_frame
+from ws_edge.inbound import InboundRule
 from ws_edge.live_feed import LiveFeed
 from ws_edge.outbox import Frame
 from ws_edge.settings import EdgeSettings
@@ -225,22 +224,16 @@ class ClientSession:
             )
 
     async def _read(self, subscriber: Subscriber, claims: TokenClaims) -> None:
-        rate = self.settings.client_message_rate
-        bucket = TokenBucket(rate, max(1, int(rate * 4)), float(int(rate * 4)), time.monotonic()) if rate else None
+        rule = InboundRule(self.settings.client_message_rate, time.monotonic())
         while True:
             message = await self.websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
-            text = message.get("text")
-            if text is None:  # a binary frame: the protocol is JSON text only
-                subscriber.close(CLOSE_UNSUPPORTED_DATA, "binary frames are not part of the protocol")
-                continue
             now = time.monotonic()
-            if bucket is not None:
-                if bucket.wait_for(1, now) > 0:
-                    subscriber.close(CLOSE_POLICY_VIOLATION, "messages sent too fast")
-                    continue
-                bucket.take(1, now)
+            if (refused := rule.refusal(message, now)) is not None:
+                subscriber.close(*refused)
+                continue
+            text: str = message["text"]
             if text.strip() == PING_TEXT:
                 subscriber.send(messages.PONG)
             else:
