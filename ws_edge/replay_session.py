@@ -133,12 +133,14 @@ class ReplaySession:
         self._clock = ReplayClock(request.range.start, request.speed, time.monotonic())
         self._range = request.range
         self._watch_expiry(hello.claims)
-        self._tasks = [
-            asyncio.create_task(self._player(tenant_id, request.range), name=f"replay-player-{self.connection_id}"),
-            asyncio.create_task(self._read_controls(hello.claims), name=f"replay-reader-{self.connection_id}"),
-        ]
+        if self.close_code is None:  # not closed meanwhile (the edge shutting down)
+            self._tasks = [
+                asyncio.create_task(self._player(tenant_id, request.range), name=f"replay-player-{self.connection_id}"),
+                asyncio.create_task(self._read_controls(hello.claims), name=f"replay-reader-{self.connection_id}"),
+            ]
         try:
-            await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+            if self._tasks:
+                await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             if self._expiry is not None:
                 self._expiry.cancel()
