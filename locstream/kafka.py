@@ -96,6 +96,25 @@ async def ensure_topic(settings: KafkaSettings, wait_seconds: float = 30.0) -> l
         await admin.close()
 
 
+async def ensure_compacted_topic(settings: KafkaSettings, name: str, wait_seconds: float = 30.0) -> TopicPartition:
+    """A one-partition topic that keeps the latest record per key (a table as a log: the devices), created when
+    missing; its partition once it has a leader."""
+    admin = _admin(settings)
+    await admin.start()
+    try:
+        if name not in await admin.list_topics():
+            topic = NewTopic(name, 1, settings.replication_factor, topic_configs={"cleanup.policy": "compact"})
+            try:
+                await admin.create_topics([topic])
+                log.info("created compacted topic %s", name)
+            except TopicAlreadyExistsError:
+                pass
+        (partition,) = await _led_partitions(admin, name, wait_seconds)
+        return partition
+    finally:
+        await admin.close()
+
+
 async def topic_partitions(settings: KafkaSettings, wait_seconds: float = 30.0) -> list[TopicPartition]:
     """The partitions of the events topic, which must exist (readers of the history do not create it)."""
     admin = _admin(settings)

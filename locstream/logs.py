@@ -13,14 +13,20 @@ from locstream.settings import LogSettings
 
 # Query parameters are judged once percent-decoded, as Starlette's parser decodes them: ``?%74oken=`` is ``token``
 # to the edge, so it must be to the redaction too. Any parameter whose name mentions a token (``token``,
-# ``access_token``, ``TOKEN``, ``id_token``...) or whose value is a JWT is redacted, read by the edge or not.
+# ``access_token``, ``TOKEN``, ``id_token``...), that is a device key, or whose value is a JWT is redacted, read by the
+# service or not.
 _QUERY_PARAMETER = re.compile(r"(?<=[?&])([^=&\s\"'#]+)=([^&\s\"'#]*)")
 # Anything shaped like a JWT (base64url of '{"' twice, then a signature), wherever it is in a line.
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
+# A tracking app's device key is its device identifier (the OsmAnd protocol: ``?id=``).
+_KEY_PARAMETERS = frozenset({"id", "deviceid", "device_id", "key"})
+
+
 def _redact_parameter(match: re.Match[str]) -> str:
-    if "token" in unquote_plus(match[1]).lower() or _JWT.search(unquote_plus(match[2])):
+    name = unquote_plus(match[1]).lower()
+    if "token" in name or name in _KEY_PARAMETERS or _JWT.search(unquote_plus(match[2])):
         return f"{match[1]}=[redacted]"
     return match[0]
 

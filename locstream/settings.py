@@ -25,6 +25,9 @@ class KafkaSettings(BaseSettings):
     """Broker addresses; when unset, `make test` and `locstream dev` start the local broker."""
     topic: str = "locations.v1"
     """The events topic."""
+    devices_topic: str = "devices.v1"
+    """The devices topic (compacted, one partition): device registrations and revocations, read by every ingest
+    process."""
     partitions: int = Field(default=6, ge=1)
     """Partitions when the services create the topic."""
     replication_factor: int = Field(default=1, ge=1)

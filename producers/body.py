@@ -43,6 +43,11 @@ async def read_json(request: Request, max_bytes: int, within_seconds: float = 30
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise BodyError(415, f"body: Content-Type must be application/json, not {content_type or 'missing'!r}")
+    return await read_body(request, max_bytes, within_seconds)
+
+
+async def read_body(request: Request, max_bytes: int, within_seconds: float = 30.0) -> bytes:
+    """The body, whatever its type, within ``max_bytes`` and ``within_seconds``; ``BodyError`` otherwise."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise BodyError(413, f"body: {int(declared)} bytes, at most {max_bytes}")

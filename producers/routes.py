@@ -24,6 +24,7 @@ from locstream.http import bearer_token, require_role
 from producers.body import BodyError, decode, read_json
 from producers.checks import fix_problem
 from producers.deps import Claims
+from producers.device_registry import DeviceRegistry
 from producers.models import (
     TECHNICIAN_ID_PATTERN,
     Accepted,
@@ -96,6 +97,7 @@ class Ingest:
     def __init__(self, settings: ProducersSettings) -> None:
         self.settings = settings
         self.publisher = EventPublisher(settings)
+        self.devices = DeviceRegistry(settings.kafka)
         self.recent = RecentFixes(settings.recent_fixes)
         self.per_token = RateLimiter(settings.token_rate, settings.token_burst)
         self.per_tenant = RateLimiter(settings.tenant_rate, settings.tenant_burst)
@@ -104,9 +106,11 @@ class Ingest:
 
     async def start(self) -> None:
         await self.publisher.start()
+        await self.devices.start()
         tune_for_batches(self.settings.gc_gen0_threshold)
 
     async def stop(self) -> None:
+        await self.devices.stop()
         await self.publisher.stop()
 
     def cursor(self, acked: Position) -> str:
@@ -131,8 +135,11 @@ class Ingest:
     def limit(self, request: Request, claims: TokenClaims, fixes: int) -> None:
         # Keyed by the token itself, as the verifier read it: spaces or a scheme spelt otherwise in the header make
         # no fresh bucket.
-        token = bearer_token(request) or ""
-        wait = admit([(self.per_token, token), (self.per_tenant, claims.tenant_id)], fixes, time.monotonic())
+        self.limit_for(bearer_token(request) or "", claims.tenant_id, fixes)
+
+    def limit_for(self, sender: str, tenant_id: str, fixes: int) -> None:
+        """429 with ``Retry-After`` unless ``sender`` (a token, a device) and its tenant have ``fixes`` to spend."""
+        wait = admit([(self.per_token, sender), (self.per_tenant, tenant_id)], fixes, time.monotonic())
         if wait > 0:
             retry_after = "3600" if wait == float("inf") else str(max(1, int(wait + 0.999)))
             raise HTTPException(
@@ -152,7 +159,7 @@ class Ingest:
             ) from exc
 
 
-def _ingest(request: Request) -> Ingest:
+def ingest_of(request: Request) -> Ingest:
     ingest: Ingest = request.app.state.ingest
     return ingest
 
@@ -172,7 +179,7 @@ def _own_technician(claims: TokenClaims, technician_id: str) -> str | None:
 
 
 @dataclass(frozen=True)
-class _EventHeader:
+class EventHeader:
     tenant_id: str
     technician_id: str
     recorded_at: datetime
@@ -180,7 +187,7 @@ class _EventHeader:
     event_id: uuid.UUID
 
 
-def _location(envelope: _EventHeader, fix: LocationFixBody | BatchFix) -> LocationRecorded:
+def location_event(envelope: EventHeader, fix: LocationFixBody | BatchFix) -> LocationRecorded:
     data = LocationData(
         latitude=fix.latitude,
         longitude=fix.longitude,
@@ -211,7 +218,7 @@ def _location(envelope: _EventHeader, fix: LocationFixBody | BatchFix) -> Locati
     openapi_extra=body_of(LocationFixBody, example={"latitude": 6.5244, "longitude": 3.3792, "accuracy_meters": 8.0}),
 )
 async def post_location(technician_id: TechnicianId, request: Request, claims: Claims) -> Accepted:
-    ingest = _ingest(request)
+    ingest = ingest_of(request)
     _may_write_for(claims, technician_id, WRITER_ROLES)
     fix = await ingest.read(request, LocationFixBody)
     now = datetime.now(UTC)
@@ -219,8 +226,8 @@ async def post_location(technician_id: TechnicianId, request: Request, claims: C
     if (problem := fix_problem(recorded_at, fix.metadata, now, ingest.max_future, ingest.max_age)) is not None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=problem)
     ingest.limit(request, claims, 1)
-    envelope = _EventHeader(claims.tenant_id, technician_id, recorded_at, now, fix.event_id or uuid.uuid4())
-    event = _location(envelope, fix)
+    envelope = EventHeader(claims.tenant_id, technician_id, recorded_at, now, fix.event_id or uuid.uuid4())
+    event = location_event(envelope, fix)
     if (seen := ingest.recent.cursor_of(identity(event))) is not None:
         return Accepted(
             status="duplicate", event_id=event.event_id, technician_id=technician_id, cursor=ingest.cursor(seen)
@@ -259,7 +266,7 @@ async def post_location(technician_id: TechnicianId, request: Request, claims: C
     ),
 )
 async def post_batch(request: Request, claims: Claims) -> Response:
-    ingest = _ingest(request)
+    ingest = ingest_of(request)
     require_role(claims, WRITER_ROLES, "do this")
     # A batch of valid fixes decodes in one pass; otherwise the items stay raw and are validated one by one.
     envelope: BatchBody | RawBatchBody = await ingest.read(request, BatchBody, fallback=RawBatchBody)
@@ -291,8 +298,8 @@ async def post_batch(request: Request, claims: Claims) -> Response:
         if problem is not None:
             outcome.update(status="rejected", reason=f"fixes[{index}].{problem}")
         else:
-            event = _location(
-                _EventHeader(claims.tenant_id, fix.technician_id, fix.recorded_at, now, fix.event_id), fix
+            event = location_event(
+                EventHeader(claims.tenant_id, fix.technician_id, fix.recorded_at, now, fix.event_id), fix
             )
             seen = identity(event)
             if seen in in_batch or ingest.recent.cursor_of(seen) is not None:
@@ -327,7 +334,7 @@ async def post_batch(request: Request, claims: Claims) -> Response:
     openapi_extra=body_of(TechnicianUpdateBody, example={"name": "Ada Obi", "status": "on_job"}),
 )
 async def put_technician(technician_id: TechnicianId, request: Request, claims: Claims) -> Accepted:
-    ingest = _ingest(request)
+    ingest = ingest_of(request)
     _may_write_for(claims, technician_id, _PROFILE_WRITER_ROLES)
     body = await ingest.read(request, TechnicianUpdateBody)
     if body.name is None and body.status is None:

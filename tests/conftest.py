@@ -80,7 +80,8 @@ async def postgres_dsn(postgres_server: str) -> AsyncIterator[str]:
 @pytest.fixture
 def kafka(kafka_bootstrap: str) -> KafkaSettings:
     """Settings for a topic of this test's own, so tests never see each other's events."""
-    return KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=f"locations.test.{uuid.uuid4().hex[:12]}")
+    topic = f"locations.test.{uuid.uuid4().hex[:12]}"
+    return KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=topic, devices_topic=f"{topic}.devices")
 
 
 @pytest.fixture
@@ -89,6 +90,7 @@ async def stack(kafka: KafkaSettings, tmp_path: Path) -> AsyncIterator[Stack]:
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "KAFKA_TOPIC": kafka.topic,
+        "KAFKA_DEVICES_TOPIC": kafka.devices_topic,
         "KAFKA_PARTITIONS": str(kafka.partitions),
         "LOCSTREAM_JWT_SECRET": TEST_JWT_SECRET,
         "LOCSTREAM_DATA_DIR": str(tmp_path / "data"),

@@ -47,5 +47,7 @@ def test_tokens_are_redacted_in_every_spelling_and_nothing_else_is() -> None:
         assert redact(line) == line.replace("secret-value", "[redacted]"), name
     hidden = f"GET /x?q={JWT.replace('e', '%65', 1)} and a bare {JWT} in a message"
     assert JWT not in redact(hidden) and "%65yJ" not in redact(hidden)
+    device = "POST /api/v1/ingest/osmand?id=K3yK3yK3y&lat=6.5&lon=3.4 HTTP/1.1"
+    assert redact(device) == device.replace("K3yK3yK3y", "[redacted]")
     untouched = "GET /api/v1/field-service/history/export?from=2026-11-29T10:00:00Z&format=csv HTTP/1.1"
     assert redact(untouched) == untouched

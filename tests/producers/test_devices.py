@@ -1,0 +1,194 @@
+"""Devices and Traccar Client's OsmAnd protocol against the ingest API as processes and a real broker: the three
+generations' requests as the apps send them, units, resends, revocation across processes, tenant isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from domain.devices import DeviceBook, fix_event_id, key_sha256
+from producers.osmand import OsmAndError, parse, recorded_at
+from schemas.claims import Role
+from schemas.devices import DeviceRegistered, DeviceRevoked
+from schemas.events import LocationRecorded
+from tests.support.kafka_io import end_offsets, read_all
+from tests.support.stack import Service, Stack, eventually
+
+OSMAND = "/api/v1/ingest/osmand"
+DEVICES = "/api/v1/field-service/devices"
+
+
+def test_traccar_timestamps_and_aliases_read_as_traccar_reads_them() -> None:
+    moment = datetime(2026, 11, 30, 8, 15, 42, tzinfo=UTC)
+    for text in (
+        "1796026542",
+        "1796026542000",
+        "2026-11-30T08:15:42Z",
+        "2026-11-30T08:15:42.000+00:00",
+        "2026-11-30 08:15:42",
+    ):
+        assert recorded_at(text) == moment, text
+    legacy = parse({"deviceid": "k", "location": "6.5,3.4", "heading": "270", "speed": "-1"}, "", b"")
+    assert legacy.key == "k" and legacy.fields == {"latitude": 6.5, "longitude": 3.4, "heading": 270.0}
+    assert parse({"id": "k"}, "", b"").fields is None  # no position: nothing to record
+    for query in (
+        {"id": "k", "lat": "x", "lon": "1"},
+        {"id": "k", "lat": "nan", "lon": "1"},
+        {"id": "k", "lat": "1", "lon": "1", "timestamp": "yesterday"},
+    ):
+        with pytest.raises(OsmAndError):
+            parse(query, "", b"")
+
+
+def test_a_revocation_replaces_the_registration_in_the_book() -> None:
+    book, at = DeviceBook(), datetime(2026, 11, 30, tzinfo=UTC)
+    book.apply(DeviceRegistered(device_id="d1", tenant_id="a", technician_id="t", key_sha256=key_sha256("k"), at=at))
+    device = book.by_key("k")
+    assert device is not None and device.technician_id == "t" and book.by_key("other") is None
+    assert book.get("b", "d1") is None  # another tenant's device is no device
+    book.apply(DeviceRevoked(device_id="d1", tenant_id="a", at=at))
+    assert book.by_key("k") is None and book.of_tenant("a") == []
+    assert fix_event_id("d1", at, 1.0, 2.0) == fix_event_id("d1", at, 1.0, 2.0) != fix_event_id("d1", at, 1.0, 2.5)
+
+
+async def _register(api: Service, stack: Stack, tenant: str, technician: str) -> dict[str, Any]:
+    admin = {"Authorization": f"Bearer {stack.token(tenant, Role.ADMIN)}"}
+    async with httpx.AsyncClient(base_url=api.url) as http:
+        answer = await http.post(DEVICES, json={"technician_id": technician, "label": "phone"}, headers=admin)
+    assert answer.status_code == 201, answer.text
+    registered: dict[str, Any] = answer.json()
+    return registered
+
+
+def _fixes(events: list[tuple[Any, Any]]) -> list[LocationRecorded]:
+    return [event for event, _ in events if isinstance(event, LocationRecorded)]
+
+
+@pytest.mark.integration
+async def test_the_three_generations_of_traccar_client_land_as_the_devices_fixes_once_each(stack: Stack) -> None:
+    api = await stack.start("producers")
+    device = await _register(api, stack, "tenant-a", "tech-7")
+    key = device["key"]
+    assert device["setup"]["traccar_client"] == {"server_url": f"{api.url}{OSMAND}", "device_identifier": key}
+    now = int(time.time())
+    iso = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    legacy = (
+        f"{OSMAND}?id={key}&timestamp={now - 20}&lat=6.5&lon=3.4&speed=10.0&bearing=90.0&altitude=12.0"
+        f"&accuracy=0.0&batt=80.0&charge=true"
+    )
+    form = (
+        f"id={key}&lat=6.6&lon=3.5&timestamp={now - 10}&accuracy=5.0&altitude=20.0&speed=1.50&bearing=180.0&batt=79.0"
+    )
+    body_9x = {
+        "location": {
+            "timestamp": iso,
+            "coords": {
+                "latitude": 6.7,
+                "longitude": 3.6,
+                "accuracy": 4.0,
+                "speed": 2.5,
+                "heading": -1,
+                "altitude": 30.0,
+            },
+            "is_moving": True,
+            "odometer": 120.0,
+            "event": "motionchange",
+            "battery": {"level": 0.77, "is_charging": False},
+            "activity": {"type": "in_vehicle"},
+            "extras": {},
+        },
+        "device_id": key,
+    }
+    async with httpx.AsyncClient(base_url=api.url) as http:
+        for _ in range(2):  # each sent twice: a resend after a timeout records nothing more
+            answers = [
+                await http.post(legacy),
+                await http.post(OSMAND, content=form, headers={"Content-Type": "application/x-www-form-urlencoded"}),
+                await http.post(OSMAND, content=json.dumps(body_9x), headers={"Content-Type": "application/json"}),
+                await http.get(f"{OSMAND}?id={key}"),  # no position: nothing recorded
+            ]
+            assert [(a.status_code, a.content) for a in answers] == [(200, b"")] * 4
+    fixes = _fixes(await read_all(stack.kafka))
+    assert len(fixes) == 3  # three fixes, each once
+    first, second, third = fixes
+    assert {f.tenant_id for f in fixes} == {"tenant-a"} and {f.technician_id for f in fixes} == {"tech-7"}
+    assert first.recorded_at == datetime.fromtimestamp(now - 20, UTC) and first.data.speed_kmh == 18.52  # knots
+    assert first.data.heading == 90.0 and first.data.accuracy_meters == 0.0 and first.data.altitude == 12.0
+    assert first.data.metadata == {"battery_percent": 80.0, "charging": True}
+    assert second.data.speed_kmh == round(1.5 * 1.852, 3) and second.data.latitude == 6.6
+    assert third.data.speed_kmh == 9.0 and third.data.heading is None  # m/s; -1 is unknown
+    assert third.recorded_at == datetime.fromtimestamp(now, UTC)
+    assert third.data.metadata == {"battery_percent": 77.0, "charging": False}
+
+
+@pytest.mark.integration
+async def test_refusals_name_the_reason_and_record_nothing(stack: Stack) -> None:
+    api = await stack.start("producers")
+    key = (await _register(api, stack, "tenant-a", "tech-7"))["key"]
+    before = await end_offsets(stack.kafka)
+    json_type = {"Content-Type": "application/json"}
+    cases = [
+        ("GET", f"{OSMAND}?lat=1&lon=2", None, {}, 401, "missing"),
+        ("GET", f"{OSMAND}?id=not-a-key&lat=1&lon=2", None, {}, 401, "unknown"),
+        ("GET", f"{OSMAND}?id={key}&lat=91&lon=2", None, {}, 422, "latitude"),
+        ("GET", f"{OSMAND}?id={key}&lat=1&lon=2&speed=abc", None, {}, 422, "speed"),
+        ("GET", f"{OSMAND}?id={key}&lat=1&lon=2&timestamp=2099-01-01 00:00:00", None, {}, 422, "future"),
+        ("GET", f"{OSMAND}?id={key}&lat=1&lon=2&timestamp=946684800", None, {}, 422, "retention"),
+        ("POST", OSMAND, b'{"device_id": ', json_type, 422, "body"),
+        ("POST", OSMAND, b"[" * 100 + b"]" * 100, json_type, 422, "nested"),
+        (
+            "POST",
+            OSMAND,
+            json.dumps({"device_id": key, "location": {"coords": {"latitude": "6", "longitude": 3}}}),
+            json_type,
+            422,
+            "latitude",
+        ),
+        ("POST", OSMAND, b"x" * 2_000_000, {}, 413, "bytes"),
+    ]
+    async with httpx.AsyncClient(base_url=api.url) as http:
+        for method, url, body, headers, expected, reason in cases:
+            answer = await http.request(method, url, content=body, headers=headers)
+            assert answer.status_code == expected and reason in answer.json()["message"], (url, answer.text)
+            assert key not in answer.text
+    assert await end_offsets(stack.kafka) == before
+    assert key not in api.log()
+
+
+@pytest.mark.integration
+async def test_a_revocation_reaches_every_ingest_process_within_2_s_and_tenants_stay_apart(stack: Stack) -> None:
+    first, second = await stack.start("producers"), await stack.start("producers")
+    device = await _register(first, stack, "tenant-a", "tech-7")
+    other = await _register(second, stack, "tenant-b", "tech-7")
+    url = f"{OSMAND}?id={device['key']}&lat=1.0&lon=2.0"
+    async with httpx.AsyncClient() as http:
+
+        async def accepted_by_second() -> bool:
+            return (await http.get(f"{second.url}{url}")).status_code == 200
+
+        await eventually(accepted_by_second, timeout=2, what="the second process to know the new device")
+        admin_b = {"Authorization": f"Bearer {stack.token('tenant-b', Role.ADMIN)}"}
+        assert (await http.delete(f"{second.url}{DEVICES}/{device['device_id']}", headers=admin_b)).status_code == 404
+        listed = (await http.get(f"{second.url}{DEVICES}", headers=admin_b)).json()
+        assert [d["device_id"] for d in listed] == [other["device_id"]]  # its own only, and never a key
+        dispatcher = {"Authorization": f"Bearer {stack.token('tenant-a', Role.DISPATCHER)}"}
+        assert (await http.get(f"{first.url}{DEVICES}", headers=dispatcher)).status_code == 403
+        admin_a = {"Authorization": f"Bearer {stack.token('tenant-a', Role.ADMIN)}"}
+        revoked_at = time.monotonic()
+        assert (await http.delete(f"{first.url}{DEVICES}/{device['device_id']}", headers=admin_a)).status_code == 204
+
+        async def refused_by_both() -> bool:
+            answers = await asyncio.gather(http.get(f"{first.url}{url}"), http.get(f"{second.url}{url}"))
+            return all(answer.status_code == 401 for answer in answers)
+
+        await eventually(refused_by_both, timeout=2, what="both processes to refuse the revoked key")
+        assert time.monotonic() - revoked_at < 2.0
+        assert (await http.get(f"{first.url}{OSMAND}?id={other['key']}&lat=3.0&lon=4.0")).status_code == 200
+    fixes = _fixes(await read_all(stack.kafka))
+    assert {(f.tenant_id, f.data.latitude) for f in fixes} == {("tenant-a", 1.0), ("tenant-b", 3.0)}
