@@ -2,14 +2,16 @@
 
 - ``/api/v1/field-service/devices`` (admin, tenant from the token): register a device for a technician (its key is
   shown once, with the settings to type into each app), list them, revoke one (``producers/device_registry.py``).
-- ``/api/v1/ingest/osmand`` (GET and POST): Traccar Client's OsmAnd protocol (``producers/osmand.py``). The device
-  key is the app's device identifier; the fix becomes the same ``location_recorded`` event as a native one, with
-  the same validation, rate limits and acks=all before the answer (200, empty). Its event id is derived from the
-  device and the fix, so a resend after a timeout is recorded once.
+- ``/api/v1/ingest/osmand`` (GET and POST): Traccar Client's OsmAnd protocol (``producers/osmand.py``), the key as
+  the app's device identifier; ``/api/v1/ingest/owntracks`` (the key as the Basic auth password) and
+  ``/api/v1/ingest/overland`` (the key as a bearer token or ``?token=``): ``producers/trackers.py``. A fix becomes
+  the same ``location_recorded`` event as a native one, with the same validation, rate limits and acks=all before
+  the answer. Its event id is derived from the device and the fix, so a resend after a timeout is recorded once.
 """
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -19,13 +21,15 @@ from pydantic import BaseModel, Field
 
 from domain.devices import Device, fix_event_id
 from domain.identity import identity
-from locstream.http import Claims, require_role
+from locstream.http import Claims, bearer_token, require_role
 from producers.body import BodyError, field_message, read_body
 from producers.checks import fix_problem
 from producers.models import LocationFixBody, technician_id_problem
 from producers.osmand import OsmAndError, parse
 from producers.routes import PREFIX, EventHeader, ingest_of, location_event
+from producers.trackers import TrackerError, overland_fixes, owntracks_fix
 from schemas.claims import Role
+from schemas.events import LocationRecorded
 
 ADMIN = frozenset({Role.ADMIN})
 devices_router = APIRouter(prefix=PREFIX, tags=["devices"])
@@ -64,6 +68,13 @@ def setup(base_url: str, key: str) -> dict[str, dict[str, str]]:
     """What to type into each supported app."""
     return {
         "traccar_client": {"server_url": f"{base_url}/api/v1/ingest/osmand", "device_identifier": key},
+        "owntracks": {"mode": "HTTP", "url": f"{base_url}/api/v1/ingest/owntracks", "username": "any", "password": key},
+        "overland": {"receiver_endpoint": f"{base_url}/api/v1/ingest/overland", "access_token": key},
+        "gpslogger": {
+            "url": f"{base_url}/api/v1/ingest/osmand?id={key}&lat=%LAT&lon=%LON&timestamp=%TIMESTAMP&altitude=%ALT"
+            "&accuracy=%ACC&bearing=%DIR&batt=%BATT",
+            "method": "POST",
+        },
     }
 
 
@@ -91,40 +102,117 @@ async def revoke_device(device_id: str, request: Request, claims: Claims) -> Res
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@protocols_router.api_route("/osmand", methods=["GET", "POST"], summary="Traccar Client (OsmAnd protocol)")
-async def osmand(request: Request) -> Response:
+def _device(request: Request, key: str | None, *, basic: bool = False) -> Device:
+    """The active device of ``key``, or 401 with the reason (never the key)."""
+    device = ingest_of(request).devices.device(key) if key else None
+    if device is None:
+        reason = "unknown or revoked device key" if key else "the device key is missing"
+        headers = {"WWW-Authenticate": 'Basic realm="locstream"'} if basic else None
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=reason, headers=headers)
+    return device
+
+
+async def _body(request: Request) -> bytes:
     ingest = ingest_of(request)
     try:
-        raw = await read_body(request, ingest.settings.max_body_bytes, ingest.settings.body_timeout_seconds)
-        parsed = parse(request.query_params, request.headers.get("content-type", ""), raw)
+        return await read_body(request, ingest.settings.max_body_bytes, ingest.settings.body_timeout_seconds)
     except BodyError as exc:
         raise HTTPException(exc.status, detail=exc.message) from exc
+
+
+@protocols_router.api_route("/osmand", methods=["GET", "POST"], summary="Traccar Client (OsmAnd protocol)")
+async def osmand(request: Request) -> Response:
+    raw = await _body(request)
+    try:
+        parsed = parse(request.query_params, request.headers.get("content-type", ""), raw)
     except OsmAndError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
-    device = ingest.devices.device(parsed.key) if parsed.key else None
-    if device is None:
-        reason = "id: unknown or revoked device key" if parsed.key else "id: the device identifier is missing"
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=reason)
+    device = _device(request, parsed.key)
     if parsed.fields is not None:
-        await _record(request, device, parsed.fields)
+        events, rejected = _events(request, device, [parsed.fields])
+        if rejected:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=rejected[0])
+        await _publish(request, device, events)
     return Response(status_code=status.HTTP_200_OK)
 
 
-async def _record(request: Request, device: Device, fields: dict[str, Any]) -> None:
-    """The fix of a device, validated as a native one, appended (acks=all) unless it is a resend."""
-    ingest = ingest_of(request)
+@protocols_router.post("/owntracks", summary="OwnTracks (HTTP mode)")
+async def owntracks(request: Request) -> Response:
+    device = _device(request, _basic_password(request), basic=True)
     try:
-        fix = msgspec.convert(fields, LocationFixBody, strict=True)
-    except msgspec.ValidationError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=field_message(exc)) from exc
-    now = datetime.now(UTC)
-    recorded_at = fix.recorded_at or now
-    if (problem := fix_problem(recorded_at, fix.metadata, now, ingest.max_future, ingest.max_age)) is not None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=problem)
-    ingest.limit_for(f"device:{device.device_id}", device.tenant_id, 1)
-    event_id = fix_event_id(device.device_id, recorded_at, fix.latitude, fix.longitude)
-    event = location_event(EventHeader(device.tenant_id, device.technician_id, recorded_at, now, event_id), fix)
-    if ingest.recent.cursor_of(identity(event)) is not None:
-        return  # a resend of a fix already acknowledged
-    (acked,) = await ingest.publish([event])
-    ingest.recent.remember(identity(event), acked)
+        fields = owntracks_fix(await _body(request))
+    except TrackerError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
+    if fields is not None:
+        events, rejected = _events(request, device, [fields])
+        if rejected:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=rejected[0])
+        await _publish(request, device, events)
+    return Response(b"[]", media_type="application/json")  # the app shows what the array holds: nothing
+
+
+@protocols_router.post("/overland", summary="Overland (GeoJSON batches)")
+async def overland(request: Request) -> Response:
+    device = _device(request, bearer_token(request) or request.query_params.get("token"))
+    try:
+        fixes = overland_fixes(await _body(request))
+    except TrackerError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
+    events, rejected = _events(request, device, fixes)
+    await _publish(request, device, events)
+    # {"result": "ok"} is what makes the app drop the batch: only once every valid fix is acknowledged. A fix that
+    # can never be taken is dropped with its reason (resending it would block the app's queue for ever).
+    answer: dict[str, Any] = {"result": "ok"}
+    if rejected:
+        answer["rejected"] = rejected
+    return Response(msgspec.json.encode(answer), media_type="application/json")
+
+
+def _basic_password(request: Request) -> str | None:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        _, _, password = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return password or None
+
+
+def _events(request: Request, device: Device, fixes: list[dict[str, Any]]) -> tuple[list[LocationRecorded], list[str]]:
+    """The device's fixes validated as native ones (``LocationFixBody`` and ``fix_problem``), as events with ids
+    derived from the device and the fix; the reasons of those that cannot be taken."""
+    ingest, now = ingest_of(request), datetime.now(UTC)
+    events: list[LocationRecorded] = []
+    rejected: list[str] = []
+    for index, fields in enumerate(fixes):
+        prefix = f"fixes[{index}]." if len(fixes) > 1 else ""
+        try:
+            fix = msgspec.convert(fields, LocationFixBody, strict=True)
+        except msgspec.ValidationError as exc:
+            rejected.append(prefix + field_message(exc))
+            continue
+        recorded_at = fix.recorded_at or now
+        if (problem := fix_problem(recorded_at, fix.metadata, now, ingest.max_future, ingest.max_age)) is not None:
+            rejected.append(prefix + problem)
+            continue
+        event_id = fix_event_id(device.device_id, recorded_at, fix.latitude, fix.longitude)
+        header = EventHeader(device.tenant_id, device.technician_id, recorded_at, now, event_id)
+        events.append(location_event(header, fix))
+    return events, rejected
+
+
+async def _publish(request: Request, device: Device, events: list[LocationRecorded]) -> None:
+    """Append the events not acknowledged before (a resend is recognised by its identity); acks=all."""
+    ingest = ingest_of(request)
+    fresh, seen = [], set()
+    for event in events:
+        key = identity(event)
+        if key not in seen and ingest.recent.cursor_of(key) is None:
+            seen.add(key)
+            fresh.append(event)
+    if not fresh:
+        return
+    ingest.limit_for(f"device:{device.device_id}", device.tenant_id, len(fresh))
+    for event, acked in zip(fresh, await ingest.publish(fresh), strict=True):
+        ingest.recent.remember(identity(event), acked)

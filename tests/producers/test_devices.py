@@ -4,6 +4,7 @@ generations' requests as the apps send them, units, resends, revocation across p
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from datetime import UTC, datetime
@@ -192,3 +193,105 @@ async def test_a_revocation_reaches_every_ingest_process_within_2_s_and_tenants_
         assert (await http.get(f"{first.url}{OSMAND}?id={other['key']}&lat=3.0&lon=4.0")).status_code == 200
     fixes = _fixes(await read_all(stack.kafka))
     assert {(f.tenant_id, f.data.latitude) for f in fixes} == {("tenant-a", 1.0), ("tenant-b", 3.0)}
+
+
+OWNTRACKS = "/api/v1/ingest/owntracks"
+OVERLAND = "/api/v1/ingest/overland"
+
+
+def _basic(key: str, user: str = "ada") -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{key}".encode()).decode()}
+
+
+@pytest.mark.integration
+async def test_owntracks_and_overland_messages_land_as_the_devices_fixes_once_each(stack: Stack) -> None:
+    api = await stack.start("producers")
+    device = await _register(api, stack, "tenant-a", "tech-9")
+    key, now = device["key"], int(time.time())
+    assert device["setup"]["owntracks"]["password"] == key and device["setup"]["overland"]["access_token"] == key
+    location = {
+        "_type": "location",
+        "acc": 12,
+        "alt": 49,
+        "batt": 64,
+        "bs": 2,
+        "conn": "w",
+        "lat": 52.5163,
+        "lon": 13.3778,
+        "t": "u",
+        "tid": "ad",
+        "tst": now - 30,
+        "vel": 17,
+        "cog": 270,
+        "topic": "owntracks/ada/phone",
+    }
+    transition = {
+        "_type": "transition",
+        "event": "enter",
+        "desc": "Depot",
+        "lat": 52.5,
+        "lon": 13.4,
+        "tst": now,
+        "acc": 10,
+        "tid": "ad",
+        "wtst": 1,
+    }
+    iso = datetime.fromtimestamp(now - 20, UTC).strftime("%Y-%m-%dT%H:%M:%S+0100")  # an offset without a colon
+    batch = {
+        "locations": [
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [-122.4194, 37.7749]},
+                "properties": {
+                    "timestamp": iso,
+                    "altitude": 16,
+                    "speed": 4,
+                    "horizontal_accuracy": 5,
+                    "vertical_accuracy": 3,
+                    "motion": ["driving"],
+                    "battery_state": "charging",
+                    "battery_level": 0.89,
+                    "device_id": "ada-phone",
+                    "wifi": "",
+                    "course": 90,
+                },
+            },
+            {"type": "Feature", "geometry": None, "properties": {"action": "will_terminate"}},
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [-122.4195, 91.0]},
+                "properties": {"timestamp": iso},
+            },
+        ],
+        "current": {"type": "Feature"},
+    }
+    async with httpx.AsyncClient(base_url=api.url) as http:
+        for _ in range(2):  # each sent twice: a resend records nothing more
+            for message in (location, transition, None):
+                answer = await http.post(
+                    OWNTRACKS,
+                    content=json.dumps(message) if message else b"",
+                    headers={**_basic(key), "Content-Type": "application/json"},
+                )
+                assert (answer.status_code, answer.json()) == (200, [])
+            answer = await http.post(OVERLAND, json=batch, headers={"Authorization": f"Bearer {key}"})
+            assert answer.status_code == 200 and answer.json()["result"] == "ok"
+            assert answer.json()["rejected"] == ["fixes[1].latitude: Expected `float` <= 90.0"]
+        refused = await http.post(OWNTRACKS, json=location)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Basic")
+        assert (await http.post(OVERLAND, json=batch)).status_code == 401
+        assert (await http.post(f"{OVERLAND}?token={key}", json={"locations": []})).json() == {"result": "ok"}
+    from_owntracks, from_overland = _fixes(await read_all(stack.kafka))
+    assert (
+        from_owntracks.recorded_at == datetime.fromtimestamp(now - 30, UTC) and from_owntracks.technician_id == "tech-9"
+    )
+    assert (from_owntracks.data.speed_kmh, from_owntracks.data.heading, from_owntracks.data.accuracy_meters) == (
+        17,
+        270,
+        12,
+    )
+    assert from_owntracks.data.metadata == {"battery_percent": 64, "charging": True}
+    assert (from_overland.data.latitude, from_overland.data.longitude) == (37.7749, -122.4194)
+    assert from_overland.data.speed_kmh == 14.4 and from_overland.data.heading == 90  # m/s to km/h
+    assert from_overland.recorded_at == datetime.fromisoformat(iso)
+    assert from_overland.data.metadata == {"battery_percent": 89.0, "charging": True}
