@@ -58,6 +58,11 @@ class DeviceBook:
     def of_tenant(self, tenant_id: str) -> list[Device]:
         return sorted((d for d in self._by_hash.values() if d.tenant_id == tenant_id), key=lambda d: d.device_id)
 
+    def find(self, device_id: str) -> Device | None:
+        """The active device of that id, whatever its tenant (an operator's command line, never a tenant's API)."""
+        hashed = self._hash_of.get(device_id)
+        return self._by_hash.get(hashed) if hashed is not None else None
+
     def get(self, tenant_id: str, device_id: str) -> Device | None:
         hashed = self._hash_of.get(device_id)
         device = self._by_hash.get(hashed) if hashed is not None else None

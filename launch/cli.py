@@ -163,6 +163,23 @@ def cmd_replay(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_device(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from launch.device_cli import run
+
+    if args.action in ("add", "list") and not args.tenant:
+        print("error: --tenant is required", file=sys.stderr)
+        return 2
+    if args.action == "add" and not args.technician:
+        print("error: --technician is required", file=sys.stderr)
+        return 2
+    if args.action == "revoke" and not args.device_id:
+        print("error: the device id is required", file=sys.stderr)
+        return 2
+    return asyncio.run(run(args))
+
+
 def cmd_tenant_label(args: argparse.Namespace) -> int:
     from ws_edge.metrics import tenant_label
 
@@ -236,6 +253,16 @@ def build_parser() -> argparse.ArgumentParser:
     p_replay.add_argument("--out", help="file to write (written as FILE.partial until complete); default stdout")
     p_replay.add_argument("--token", help="an analyst's or admin's JWT of the tenant (default: $LOCSTREAM_TOKEN)")
     p_replay.set_defaults(func=cmd_replay)
+
+    p_device = sub.add_parser("device", help="register, list or revoke a tracking app's device (docs/devices.md)")
+    p_device.add_argument("action", choices=["add", "list", "revoke"])
+    p_device.add_argument("device_id", nargs="?", help="revoke: the device id")
+    p_device.add_argument("--tenant")
+    p_device.add_argument("--technician", help="add: the technician the device sends for")
+    p_device.add_argument("--label", default="", help="add: a name for it (a phone, a van)")
+    p_device.add_argument("--server", default="http://127.0.0.1:8000", help="add: the URL the apps reach the API at")
+    p_device.add_argument("--json", action="store_true", help="machine-readable output")
+    p_device.set_defaults(func=cmd_device)
 
     p_label = sub.add_parser("tenant-label", help="the label that stands for a tenant in /metrics (a stable hash)")
     p_label.add_argument("tenant")

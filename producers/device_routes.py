@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
@@ -32,6 +32,9 @@ from schemas.claims import Role
 from schemas.events import LocationRecorded
 
 ADMIN = frozenset({Role.ADMIN})
+# The apps say nothing of a fix being late: one recorded longer ago than this comes from the phone's offline queue,
+# and maps show it without animating the marker along the way (``backfill``, as a native client would flag it).
+BACKFILL_AFTER = timedelta(seconds=60)
 devices_router = APIRouter(prefix=PREFIX, tags=["devices"])
 protocols_router = APIRouter(prefix="/api/v1/ingest", tags=["device protocols"])
 
@@ -196,6 +199,8 @@ def _events(request: Request, device: Device, fixes: list[dict[str, Any]]) -> tu
         if (problem := fix_problem(recorded_at, fix.metadata, now, ingest.max_future, ingest.max_age)) is not None:
             rejected.append(prefix + problem)
             continue
+        if now - recorded_at > BACKFILL_AFTER:  # from the app's offline queue: history, not a live move
+            fix = msgspec.structs.replace(fix, backfill=True)
         event_id = fix_event_id(device.device_id, recorded_at, fix.latitude, fix.longitude)
         header = EventHeader(device.tenant_id, device.technician_id, recorded_at, now, event_id)
         events.append(location_event(header, fix))

@@ -19,6 +19,7 @@ from schemas.claims import Role
 from schemas.devices import DeviceRegistered, DeviceRevoked
 from schemas.events import LocationRecorded
 from tests.support.kafka_io import end_offsets, read_all
+from tests.support.maps import connect, recv_json, updates_until
 from tests.support.stack import Service, Stack, eventually
 
 OSMAND = "/api/v1/ingest/osmand"
@@ -295,3 +296,42 @@ async def test_owntracks_and_overland_messages_land_as_the_devices_fixes_once_ea
     assert from_overland.data.speed_kmh == 14.4 and from_overland.data.heading == 90  # m/s to km/h
     assert from_overland.recorded_at == datetime.fromisoformat(iso)
     assert from_overland.data.metadata == {"battery_percent": 89.0, "charging": True}
+
+
+@pytest.mark.integration
+async def test_an_offline_burst_goes_to_history_and_never_moves_a_marker_back(stack: Stack) -> None:
+    api = await stack.start("producers")
+    projector = await stack.start("projector")
+    key = (await _register(api, stack, "tenant-a", "tech-3"))["key"]
+    now = int(time.time()) - 2
+    last_seen = now - 300  # the phone was last seen live five minutes ago; its queue reaches further back
+    async with httpx.AsyncClient(base_url=api.url) as http:
+        assert (await http.post(f"{OSMAND}?id={key}&timestamp={last_seen}&lat=10.0&lon=10.0")).status_code == 200
+    edge = await stack.start("ws-edge")
+    dispatcher = await connect(edge, stack.token("tenant-a"))
+    assert (await recv_json(dispatcher))["type"] == "connected"
+    assert [entry["latitude"] for entry in (await recv_json(dispatcher))["data"]] == [10.0]
+    async with httpx.AsyncClient(base_url=api.url) as http:  # 500 fixes, oldest first, 1 s apart, ending now,
+        for i in range(500):  # one per request as the app sends its queue
+            stamp, latitude = now - 499 + i, round(1.0 + i / 1000, 4)
+            answer = await http.post(f"{OSMAND}?id={key}&timestamp={stamp}&lat={latitude}&lon=3.0")
+            assert answer.status_code == 200, answer.text
+
+    async def history_of_all() -> bool:
+        headers = {"Authorization": f"Bearer {stack.token('tenant-a')}"}
+        async with httpx.AsyncClient(base_url=projector.url, headers=headers) as http:
+            path = "/api/v1/field-service/technicians/tech-3/location-history"
+            history = await http.get(path, params={"limit": 1000})
+        return history.status_code == 200 and history.json()["count"] == 501
+
+    await eventually(history_of_all, timeout=30, what="the projector's history to hold the burst and the live fix")
+    table = {s.technician_id: s for s in (await stack.snapshot()).states if s.tenant_id == "tenant-a"}
+    newest = table["tech-3"].fix
+    assert newest is not None and newest.latitude == round(1.0 + 499 / 1000, 4)  # the newest of all
+    seen = await updates_until(dispatcher, lambda got: bool(got) and got[-1]["data"]["latitude"] == newest.latitude)
+    times = [datetime.fromisoformat(update["data"]["last_update"]) for update in seen]
+    assert times == sorted(times)  # never back in time
+    assert min(times) >= datetime.fromtimestamp(last_seen, UTC)  # nothing older than the live fix reached the map
+    assert len(seen) == 301  # the 199 fixes older than the live one moved nothing (one ties it, later in the log)
+    old = [u for u in seen if datetime.fromisoformat(u["data"]["last_update"]).timestamp() < now - 70]
+    assert old and all(update["data"].get("backfill") is True for update in old)  # drawn, not animated
