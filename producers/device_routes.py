@@ -115,12 +115,18 @@ def _device(request: Request, key: str | None, *, basic: bool = False) -> Device
     return device
 
 
-async def _body(request: Request) -> bytes:
+async def _body(request: Request, json_only: bool = False) -> bytes:
+    """The request's body within the limits; ``json_only``: a body that is there must be ``application/json``."""
     ingest = ingest_of(request)
     try:
-        return await read_body(request, ingest.settings.max_body_bytes, ingest.settings.body_timeout_seconds)
+        raw = await read_body(request, ingest.settings.max_body_bytes, ingest.settings.body_timeout_seconds)
     except BodyError as exc:
         raise HTTPException(exc.status, detail=exc.message) from exc
+    content_type = request.headers.get("content-type", "")
+    if json_only and raw.strip() and content_type.split(";")[0].strip().lower() != "application/json":
+        detail = f"body: Content-Type must be application/json, not {content_type or 'missing'!r}"
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, detail=detail)
+    return raw
 
 
 @protocols_router.api_route("/osmand", methods=["GET", "POST"], summary="Traccar Client (OsmAnd protocol)")
@@ -143,7 +149,7 @@ async def osmand(request: Request) -> Response:
 async def owntracks(request: Request) -> Response:
     device = _device(request, _basic_password(request), basic=True)
     try:
-        fields = owntracks_fix(await _body(request))
+        fields = owntracks_fix(await _body(request, json_only=True))
     except TrackerError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
     if fields is not None:
@@ -158,7 +164,7 @@ async def owntracks(request: Request) -> Response:
 async def overland(request: Request) -> Response:
     device = _device(request, bearer_token(request) or request.query_params.get("token"))
     try:
-        fixes = overland_fixes(await _body(request))
+        fixes = overland_fixes(await _body(request, json_only=True))
     except TrackerError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
     events, rejected = _events(request, device, fixes)

@@ -73,7 +73,9 @@ def owntracks_fix(body: bytes) -> dict[str, Any] | None:
         if message.get(name) is not None:
             fields[field] = message[name]
     metadata: dict[str, Any] = {}
-    if _real(message.get("batt")):
+    if message.get("batt") is not None:
+        if not _real(message["batt"]):
+            raise TrackerError(f"batt: {message['batt']!r} is not a number")
         metadata["battery_percent"] = message["batt"]
     if message.get("bs") in (1, 2, 3):
         metadata["charging"] = message["bs"] in (2, 3)
