@@ -106,6 +106,8 @@ async def http_load(
     concurrency: int = 16,
     technicians: int = 500,
     batch: int = 0,
+    protocol: str = "native",
+    device_key: str = "",
 ) -> dict[str, Any]:
     """Run ``bench.httpload`` to completion; open loop when ``rate`` is given, closed loop otherwise."""
     process = await asyncio.create_subprocess_exec(
@@ -126,6 +128,10 @@ async def http_load(
         str(technicians),
         "--batch",
         str(batch),
+        "--protocol",
+        protocol,
+        "--device-key",
+        device_key,
         stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await process.communicate()

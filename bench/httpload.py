@@ -8,12 +8,15 @@ WebSocket: the end-to-end latency is measured from it. Prints one JSON summary l
 ``python -m bench.httpload --url http://127.0.0.1:8001 --token T --concurrency 32 --duration 10``
 ``python -m bench.httpload --url http://127.0.0.1:8001 --token T --concurrency 8 --batch 100 --duration 10`` (batches
 of 100 fixes, each with its own event_id, to ``/locations/batch``; fixes counted from each answer's ``accepted``)
+``python -m bench.httpload --url ... --token T --protocol osmand --device-key K --concurrency 32`` (a tracking app's
+endpoint: osmand, owntracks, or overland with ``--batch`` fixes per request)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import time
 import uuid
@@ -56,6 +59,8 @@ class Load:
         self.fixes_accepted = 0
 
     def request(self) -> tuple[bytes, bytes]:
+        if self.args.protocol != "native":
+            return self.device_request()
         if self.args.batch:
             return self.batch_request()
         technician = f"{self.args.technician_prefix}{self.sent % self.args.technicians}"
@@ -88,6 +93,50 @@ class Load:
         ).encode()
         return head, body
 
+    def device_request(self) -> tuple[bytes, bytes]:
+        """A tracking app's request (``--protocol``) as the app sends it, with the device key; every fix distinct
+        (its time in ms and its latitude move), so none is taken for a resend."""
+        key, host, now = self.args.device_key, self.host, time.time()
+        count = max(1, self.args.batch) if self.args.protocol == "overland" else 1
+        self.sent += count
+        latitude = 6.4 + (self.sent % 100_000) / 1_000_000
+        if self.args.protocol == "osmand":  # the legacy apps: all in the query string, an empty body
+            query = f"id={key}&timestamp={int(now * 1000)}&lat={latitude}&lon=3.38&speed=12.0&accuracy=5.0&batt=80"
+            return f"POST /api/v1/ingest/osmand?{query} HTTP/1.1\r\nHost: {host}\r\nContent-Length: ".encode(), b""
+        if self.args.protocol == "owntracks":
+            auth = base64.b64encode(f"bench:{key}".encode()).decode()
+            body = json.dumps(
+                {
+                    "_type": "location",
+                    "lat": latitude,
+                    "lon": 3.38,
+                    "tst": int(now),
+                    "acc": 5,
+                    "vel": 20,
+                    "batt": 80,
+                    "tid": "bn",
+                }
+            ).encode()
+            head = (
+                f"POST /api/v1/ingest/owntracks HTTP/1.1\r\nHost: {host}\r\nAuthorization: Basic {auth}\r\n"
+                "Content-Type: application/json\r\nContent-Length: "
+            )
+            return head.encode(), body
+        stamp = datetime.now(UTC)
+        features = [
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [3.38, latitude + i / 10_000_000]},
+                "properties": {"timestamp": stamp.isoformat(), "speed": 4.0, "horizontal_accuracy": 5},
+            }
+            for i in range(count)
+        ]
+        head = (
+            f"POST /api/v1/ingest/overland HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
+            "Content-Type: application/json\r\nContent-Length: "
+        )
+        return head.encode(), json.dumps({"locations": features}).encode()
+
     async def connect(self) -> Connection:
         reader, writer = await asyncio.open_connection(self.host, self.port)
         self.opened += 1
@@ -106,6 +155,9 @@ class Load:
         self.statuses[status] += 1
         if status == 202:
             self.fixes_accepted += json.loads(answer)["accepted"] if self.args.batch else 1
+        elif status == 200:  # the apps' endpoints
+            rejected = len(json.loads(answer).get("rejected", [])) if self.args.protocol == "overland" else 0
+            self.fixes_accepted += (max(1, self.args.batch) if self.args.protocol == "overland" else 1) - rejected
         self.idle.append(connection)
 
     async def open_loop(self) -> None:
@@ -156,7 +208,7 @@ class Load:
             connection.writer.close()
         return {
             "sent": self.sent,
-            "accepted": self.statuses.get(202, 0),
+            "accepted": self.statuses.get(202, 0) + self.statuses.get(200, 0),
             "statuses": {str(k): v for k, v in self.statuses.items()},
             "missed": self.missed,
             "seconds": round(elapsed, 4),
@@ -178,6 +230,13 @@ def main() -> None:
     parser.add_argument("--technicians", type=int, default=500, help="round-robin over this many technician ids")
     parser.add_argument("--technician-prefix", default="tech-")
     parser.add_argument("--batch", type=int, default=0, help="fixes per request to /locations/batch (0: single)")
+    parser.add_argument(
+        "--protocol",
+        default="native",
+        choices=["native", "osmand", "owntracks", "overland"],
+        help="a tracking app's endpoint instead of the native one (needs --device-key)",
+    )
+    parser.add_argument("--device-key", default="", help="the device's key, for --protocol")
     parser.add_argument("--timeout", type=float, default=30.0, help="a request unanswered this long counts as failed")
     args = parser.parse_args()
     try:

@@ -138,6 +138,40 @@ async def ingest(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) ->
     }
 
 
+async def devices(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
+    """One device, closed loop, one endpoint after the other in the same run: the native single-fix POST, then the
+    tracking apps' endpoints (OsmAnd as the legacy apps send it, OwnTracks, Overland batches of ``batch``); fixes/s
+    acknowledged and the API process's CPU-µs per fix of each, and each app's figures relative to the native one."""
+    admin = {"Authorization": f"Bearer {token(Role.ADMIN)}"}
+    async with httpx.AsyncClient(base_url=system.api_url, timeout=30) as http:
+        answer = await http.post("/api/v1/field-service/devices", json={"technician_id": "bench-device"}, headers=admin)
+        answer.raise_for_status()
+        key = answer.json()["key"]
+    metrics: Metrics = {}
+    for protocol in ("native", "osmand", "owntracks", "overland"):
+        window = CpuWindow(system.pids())
+        window.start()
+        load = await http_load(
+            system.api_url,
+            _writer(),
+            duration=p["duration"],
+            concurrency=p["concurrency"],
+            protocol=protocol,
+            device_key=key,
+            batch=p["batch"] if protocol == "overland" else 0,
+        )
+        cpu = window.stop()
+        accepted = max(load["fixes_accepted"], 1)
+        metrics[f"{protocol}_fixes_per_second"] = load["fixes_per_second"]
+        metrics[f"{protocol}_api_cpu_us_per_fix"] = round(cpu[system.api_role] / accepted * 1e6, 2)
+        metrics[f"{protocol}_statuses"] = load["statuses"]
+    for protocol in ("osmand", "owntracks", "overland"):
+        metrics[f"{protocol}_cpu_vs_native"] = round(
+            metrics[f"{protocol}_api_cpu_us_per_fix"] / max(metrics["native_api_cpu_us_per_fix"], 1e-9), 3
+        )
+    return metrics
+
+
 async def fanout(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
     """N dispatchers of one tenant, a fixed event rate: deliveries/s, CPU per delivery, frames lost."""
     sources = max(1, p["clients"] // 20_000 + 1)
@@ -321,6 +355,18 @@ SCENARIOS: dict[str, Scenario] = {
             headline="events_per_second",
             what="batched POSTs (/locations/batch), closed loop; fixes/s acknowledged and CPU-µs per fix of the API"
             " process; compare with the ingest scenario's seed figure (the seed has no batch endpoint)",
+            systems=("locstream",),
+        ),
+        Scenario(
+            "devices",
+            devices,
+            {
+                "small": [{"concurrency": 4, "duration": 2, "batch": 50}],
+                "full": [{"concurrency": 32, "duration": 10, "batch": 200}],
+            },
+            headline="osmand_fixes_per_second",
+            what="the tracking apps' endpoints beside the native single-fix POST in the same run: fixes/s and the API's"
+            " CPU-µs per fix (Overland in batches of 200, its default)",
             systems=("locstream",),
         ),
         Scenario(
