@@ -26,7 +26,7 @@ from producers.body import BodyError, field_message, read_body
 from producers.checks import fix_problem
 from producers.models import LocationFixBody, technician_id_problem
 from producers.osmand import OsmAndError, parse
-from producers.routes import PREFIX, EventHeader, ingest_of, location_event
+from producers.routes import PREFIX, EventHeader, ingest_of, location_event, problem_doc
 from producers.trackers import TrackerError, overland_fixes, owntracks_fix
 from schemas.claims import Role
 from schemas.events import LocationRecorded
@@ -35,8 +35,16 @@ ADMIN = frozenset({Role.ADMIN})
 # The apps say nothing of a fix being late: one recorded longer ago than this comes from the phone's offline queue,
 # and maps show it without animating the marker along the way (``backfill``, as a native client would flag it).
 BACKFILL_AFTER = timedelta(seconds=60)
-devices_router = APIRouter(prefix=PREFIX, tags=["devices"])
-protocols_router = APIRouter(prefix="/api/v1/ingest", tags=["device protocols"])
+_DEVICE_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: problem_doc("Missing, malformed, forged or expired token", "token expired"),
+    403: problem_doc("Only an admin manages devices", "role dispatcher may not register devices"),
+    404: problem_doc("No such active device in the token's tenant", "device_id: no active device 'd1'"),
+    422: problem_doc("The body is invalid; `message` names the field", "technician_id: 1 to 128 letters..."),
+}
+devices_router = APIRouter(prefix=PREFIX, tags=["devices"], responses=_DEVICE_ERRORS)
+# The apps' protocols are not OpenAPI-shaped (one URL, a query, a form or a JSON body, the key in three places):
+# docs/devices.md documents them, and tests/producers/test_device_corpus.py holds them to it.
+protocols_router = APIRouter(prefix="/api/v1/ingest", tags=["device protocols"], include_in_schema=False)
 
 
 class NewDevice(BaseModel):

@@ -53,7 +53,7 @@ router = APIRouter(prefix=PREFIX, tags=["ingest"])
 TechnicianId = Annotated[str, Path(min_length=1, max_length=128, pattern=TECHNICIAN_ID_PATTERN)]
 
 
-def _problem(description: str, message: str, retry_after: bool = False) -> dict[str, Any]:
+def problem_doc(description: str, message: str, retry_after: bool = False) -> dict[str, Any]:
     schema = {"$ref": "#/components/schemas/Problem"}
     example = {"message": message, "detail": message}
     documented: dict[str, Any] = {
@@ -66,21 +66,21 @@ def _problem(description: str, message: str, retry_after: bool = False) -> dict[
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: _problem("Missing, malformed, forged or expired token", "token expired"),
-    403: _problem("The token's role may not write for this technician", "a technician may post only for itself"),
-    408: _problem(
+    401: problem_doc("Missing, malformed, forged or expired token", "token expired"),
+    403: problem_doc("The token's role may not write for this technician", "a technician may post only for itself"),
+    408: problem_doc(
         "The body did not arrive within LOCSTREAM_PRODUCERS_BODY_TIMEOUT_SECONDS; the connection is closed",
         "body: not complete within 30 s (512 bytes came)",
     ),
-    413: _problem("Body larger than allowed, or more fixes than allowed", "fixes: 1200 items, at most 1000"),
-    415: _problem("Content-Type is not application/json", "body: Content-Type must be application/json"),
-    422: _problem("The body is invalid; `message` names the field", "latitude: Expected `float` <= 90.0"),
-    429: _problem(
+    413: problem_doc("Body larger than allowed, or more fixes than allowed", "fixes: 1200 items, at most 1000"),
+    415: problem_doc("Content-Type is not application/json", "body: Content-Type must be application/json"),
+    422: problem_doc("The body is invalid; `message` names the field", "latitude: Expected `float` <= 90.0"),
+    429: problem_doc(
         "Rate limit of the token or the tenant; retry after Retry-After seconds",
         "rate limit of this token or tenant: 1000 fixes must wait 1.8 s",
         retry_after=True,
     ),
-    503: _problem(
+    503: problem_doc(
         "Kafka did not acknowledge in time; retry after Retry-After seconds",
         "not acknowledged by Kafka, nothing was recorded as accepted",
         retry_after=True,
