@@ -12,10 +12,13 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
 
@@ -40,6 +43,7 @@ _DEVICE_ERRORS: dict[int | str, dict[str, Any]] = {
     403: problem_doc("Only an admin manages devices", "role dispatcher may not register devices"),
     404: problem_doc("No such active device in the token's tenant", "device_id: no active device 'd1'"),
     422: problem_doc("The body is invalid; `message` names the field", "technician_id: 1 to 128 letters..."),
+    503: problem_doc("Kafka did not take the change in time; retry", "the devices topic did not take it in time"),
 }
 devices_router = APIRouter(prefix=PREFIX, tags=["devices"], responses=_DEVICE_ERRORS)
 # The apps' protocols are not OpenAPI-shaped (one URL, a query, a form or a JSON body, the key in three places):
@@ -75,6 +79,20 @@ def _info(device: Device) -> DeviceInfo:
     )
 
 
+@asynccontextmanager
+async def _kafka_unavailable_is_503(request: Request) -> AsyncIterator[None]:
+    """A registration or revocation Kafka did not take (or this process did not see applied) in time: 503, nothing
+    promised; the caller retries."""
+    try:
+        yield
+    except (KafkaError, TimeoutError) as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"the devices topic did not take it in time: {exc!r}"[:200],
+            headers={"Retry-After": str(ingest_of(request).settings.retry_after_seconds)},
+        ) from exc
+
+
 def setup(base_url: str, key: str) -> dict[str, dict[str, str]]:
     """What to type into each supported app."""
     return {
@@ -94,7 +112,8 @@ async def register_device(body: NewDevice, request: Request, claims: Claims) -> 
     require_role(claims, ADMIN, "register devices")
     if (problem := technician_id_problem(body.technician_id)) is not None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=problem)
-    device, key = await ingest_of(request).devices.register(claims.tenant_id, body.technician_id, body.label)
+    async with _kafka_unavailable_is_503(request):
+        device, key = await ingest_of(request).devices.register(claims.tenant_id, body.technician_id, body.label)
     base = str(request.base_url).rstrip("/")
     return RegisteredDevice(**_info(device).model_dump(), key=key, setup=setup(base, key))
 
@@ -108,7 +127,9 @@ async def list_devices(request: Request, claims: Claims) -> list[DeviceInfo]:
 @devices_router.delete("/devices/{device_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke a device")
 async def revoke_device(device_id: str, request: Request, claims: Claims) -> Response:
     require_role(claims, ADMIN, "revoke devices")
-    if not await ingest_of(request).devices.revoke(claims.tenant_id, device_id):
+    async with _kafka_unavailable_is_503(request):
+        revoked = await ingest_of(request).devices.revoke(claims.tenant_id, device_id)
+    if not revoked:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"device_id: no active device {device_id[:40]!r}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
