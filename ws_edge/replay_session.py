@@ -113,6 +113,7 @@ class ReplaySession:
         """End the session with ``code`` (the first reason given wins): its player and reader are cancelled."""
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
+        self._changed.set()  # a player between cancellations notices the close at its next step
         for task in self._tasks:
             task.cancel()
 
@@ -144,8 +145,13 @@ class ReplaySession:
         finally:
             if self._expiry is not None:
                 self._expiry.cancel()
-            for task in self._tasks:
-                task.cancel()
+            # Cancelled until done: aiokafka's close paths swallow a CancelledError that lands while they await their
+            # own cancelled tasks, and a player cancelled there would otherwise go on waiting for its clock.
+            pending = set(self._tasks)
+            while pending:
+                for task in pending:
+                    task.cancel()
+                _, pending = await asyncio.wait(pending, timeout=1.0)
             ended = await asyncio.gather(*self._tasks, return_exceptions=True)
         for task, outcome in zip(self._tasks, ended, strict=True):
             if isinstance(outcome, Exception) and not isinstance(outcome, WebSocketDisconnect):
@@ -177,6 +183,8 @@ class ReplaySession:
                     continue
             await self._changed.wait()
             self._changed.clear()
+            if self.close_code is not None:
+                return
             start, self._seek = self._seek, None
 
     async def _play(self, tenant_id: str, start: datetime, whole: TimeRange) -> int:
@@ -234,6 +242,8 @@ class ReplaySession:
         clock = self._clock
         assert clock is not None
         while True:
+            if self.close_code is not None:
+                raise asyncio.CancelledError  # closed, whatever swallowed the cancellation on the way
             if self._seek is not None:
                 to, self._seek = self._seek, None
                 raise _SeekError(to)
