@@ -40,15 +40,16 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from locstream.auth import issue_token
+    from locstream.auth import AuthError, issue_token
     from locstream.settings import AuthSettings
 
     try:
         settings = AuthSettings()
-    except ValueError as exc:
+        token = issue_token(settings, tenant_id=args.tenant, sub=args.sub, role=Role(args.role), ttl_seconds=args.ttl)
+    except (ValueError, AuthError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(issue_token(settings, tenant_id=args.tenant, sub=args.sub, role=Role(args.role), ttl_seconds=args.ttl))
+    print(token)
     return 0
 
 

@@ -1,4 +1,9 @@
-"""Issuing and verifying locstream JWTs (HS256, algorithms pinned, claims required)."""
+"""Verifying every token a service takes (``TokenVerifier``: HS256 with a shared secret, or an identity
+provider's RS256/ES256 keys from its JWKS, ``locstream.jwks``), and issuing HS256 tokens for development.
+
+Algorithms are pinned (HS256 with the secret; with a JWKS, the configured ones, each fitting its key), ``exp`` and
+``iat`` are required, ``iss`` and ``aud`` when configured. The tenant and roles are read by the claim mapping
+(``locstream.claim_mapping``)."""
 
 from __future__ import annotations
 
@@ -7,13 +12,15 @@ from collections.abc import Callable
 from typing import Any
 
 import jwt
-from pydantic import ValidationError
+from jwt import PyJWK
 
+from locstream.claim_mapping import ClaimError, ClaimMapping
+from locstream.jwks import MAX_KID_CHARS, JwksKeys, UnavailableKeysError, UnknownKeyError
 from locstream.settings import AuthSettings
 from schemas.claims import Role, TokenClaims
 
 ALGORITHM = "HS256"
-_REQUIRED = ["exp", "iat", "tenant_id", "role"]
+_REQUIRED = ["exp", "iat"]
 MAX_TOKEN_BYTES = 8 * 1024
 
 
@@ -26,16 +33,26 @@ class AuthError(Exception):
 
 
 def verify_token(token: str | None, settings: AuthSettings) -> TokenClaims:
+    """The claims of an HS256 token signed with ``LOCSTREAM_JWT_SECRET``; ``AuthError`` with the reason."""
+    payload = _decode(_bounded(token), settings.secret, ALGORITHM, settings)
+    return _mapped(payload, settings)
+
+
+def _bounded(token: str | None) -> str:
     if not token:
         raise AuthError("missing token")
     if len(token) > MAX_TOKEN_BYTES:
         raise AuthError("token too large")
+    return token
+
+
+def _decode(token: str, key: str | PyJWK, algorithm: str, settings: AuthSettings) -> dict[str, Any]:
+    required = _REQUIRED + ["iss"] * bool(settings.jwt_issuer) + ["aud"] * bool(settings.jwt_audience)
     try:
-        required = _REQUIRED + ["iss"] * bool(settings.jwt_issuer) + ["aud"] * bool(settings.jwt_audience)
         payload: dict[str, Any] = jwt.decode(
             token,
-            settings.secret,
-            algorithms=[ALGORITHM],
+            key,
+            algorithms=[algorithm],
             options={"require": required},
             leeway=settings.jwt_leeway_seconds,
             issuer=settings.jwt_issuer,
@@ -45,47 +62,98 @@ def verify_token(token: str | None, settings: AuthSettings) -> TokenClaims:
         raise AuthError("token expired") from exc
     except jwt.InvalidTokenError as exc:
         raise AuthError(f"invalid token: {exc}") from exc
-    if "sub" not in payload and "user_id" in payload:  # the seed's tokens name the subject user_id
-        payload["sub"] = payload["user_id"]
+    return payload
+
+
+def _mapped(payload: dict[str, Any], settings: AuthSettings) -> TokenClaims:
+    mapping = ClaimMapping(settings.jwt_tenant_claim, settings.jwt_roles_claim, settings.role_map)
     try:
-        return TokenClaims.model_validate(payload)
-    except ValidationError as exc:
-        fields = ", ".join(str(err["loc"][0]) for err in exc.errors() if err["loc"])
-        raise AuthError(f"invalid claims: {fields or 'malformed'}") from exc
+        return mapping.claims(payload)
+    except ClaimError as exc:
+        raise AuthError(str(exc)) from exc
 
 
-class VerifiedTokens:
-    """Tokens verified lately, so a device posting every few seconds is not HMAC-checked and parsed each time.
+def token_header(token: str) -> tuple[str, str]:
+    """The ``alg`` and ``kid`` of a token's header (unverified: they only choose the key); ``AuthError`` otherwise."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError as exc:
+        raise AuthError(f"invalid token: {exc}") from exc
+    alg, kid = header.get("alg"), header.get("kid")
+    if not isinstance(alg, str):
+        raise AuthError("invalid token: no algorithm")
+    if not isinstance(kid, str) or not kid:
+        raise AuthError("invalid token: no key id (kid)")
+    if len(kid) > MAX_KID_CHARS:
+        raise AuthError("invalid token: key id (kid) too long")
+    return alg, kid
 
-    A token's claims cannot change (its signature covers them), so only its expiry is checked again on each use;
-    the secret is fixed for the process's life. Bounded: the oldest entries go first.
+
+class TokenVerifier:
+    """Verifies every token a service takes: HS256 with the secret, or the identity provider's keys (JWKS).
+
+    Tokens verified lately are remembered, so a device posting every few seconds is not checked and parsed each
+    time: a token's claims cannot change (its signature covers them), so only its expiry is checked again on each
+    use. Bounded: the oldest entries go first.
     """
 
-    def __init__(self, settings: AuthSettings, capacity: int = 10_000, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: AuthSettings,
+        capacity: int = 10_000,
+        clock: Callable[[], float] = time.time,
+        keys: JwksKeys | None = None,
+    ) -> None:
         self.settings, self.capacity, self.clock = settings, capacity, clock
+        if keys is None and settings.jwt_jwks_url is not None:
+            keys = JwksKeys(
+                settings.jwt_jwks_url,
+                settings.algorithms,
+                timeout=settings.jwt_jwks_timeout_seconds,
+                refetch_interval=settings.jwt_jwks_refetch_seconds,
+                max_age=settings.jwt_jwks_max_age_seconds,
+            )
+        self.keys = keys
         self._claims: dict[str, TokenClaims] = {}
 
-    def verify(self, token: str | None) -> TokenClaims:
+    async def verify(self, token: str | None) -> TokenClaims:
+        """The token's claims; ``AuthError`` with a reason safe to show."""
         if token:
             claims = self._claims.get(token)
             if claims is not None:
                 if claims.exp + self.settings.jwt_leeway_seconds > self.clock():
                     return claims
                 del self._claims[token]
-        claims = verify_token(token, self.settings)
-        assert token is not None  # verify_token refuses a missing one
+        bounded = _bounded(token)
+        if self.keys is None:
+            claims = verify_token(bounded, self.settings)
+        else:
+            claims = _mapped(await self._decode_with_jwks(bounded, self.keys), self.settings)
         if len(self._claims) >= self.capacity:
             del self._claims[next(iter(self._claims))]
-        self._claims[token] = claims
+        self._claims[bounded] = claims
         return claims
+
+    async def _decode_with_jwks(self, token: str, keys: JwksKeys) -> dict[str, Any]:
+        alg, kid = token_header(token)
+        try:
+            key = await keys.signing_key(kid, alg)
+        except UnknownKeyError as exc:
+            raise AuthError(f"invalid token: {exc.reason}") from exc
+        except UnavailableKeysError as exc:
+            raise AuthError("the identity provider's signing keys are unavailable") from exc
+        return _decode(token, key, alg, self.settings)
 
 
 def issue_token(settings: AuthSettings, *, tenant_id: str, sub: str, role: Role, ttl_seconds: int = 3600) -> str:
+    """An HS256 token (development, tests, simple deployments); the tenant and role under the mapped claims."""
+    if settings.jwt_jwks_url is not None:
+        raise AuthError("tokens come from the identity provider (LOCSTREAM_JWT_JWKS_URL is set)")
     now = int(time.time())
     claims: dict[str, Any] = {
         "sub": sub,
-        "tenant_id": tenant_id,
-        "role": role.value,
+        settings.jwt_tenant_claim: tenant_id,
+        settings.jwt_roles_claim: role.value,
         "iat": now,
         "exp": now + ttl_seconds,
     }

@@ -16,12 +16,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 
-from locstream.auth import AuthError, VerifiedTokens
+from locstream.auth import AuthError, TokenVerifier
 from locstream.lifecycle import running
 from locstream.settings import AuthSettings
 from schemas.claims import Role, TokenClaims, refusal
 
-_bearer = HTTPBearer(auto_error=False, description="A locstream JWT (`locstream token ...`).")
+_bearer = HTTPBearer(
+    auto_error=False, description="A JWT: from the identity provider (JWKS), or `locstream token ...` (HS256)."
+)
 
 
 def bearer_token(request: HTTPConnection) -> str | None:
@@ -31,11 +33,16 @@ def bearer_token(request: HTTPConnection) -> str | None:
     return credentials if scheme.lower() == "bearer" and credentials else None
 
 
-def verified_claims(request: HTTPConnection, token: str | None) -> TokenClaims:
+def token_verifier(connection: HTTPConnection) -> TokenVerifier:
+    """The app's one verifier (``prepare_app``), for requests and WebSocket sessions alike."""
+    verifier: TokenVerifier = connection.app.state.token_verifier
+    return verifier
+
+
+async def verified_claims(request: HTTPConnection, token: str | None) -> TokenClaims:
     """The verified claims of ``token``, or 401 with the reason."""
-    tokens: VerifiedTokens = request.app.state.verified_tokens
     try:
-        return tokens.verify(token)
+        return await token_verifier(request).verify(token)
     except AuthError as exc:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, detail=exc.reason, headers={"WWW-Authenticate": "Bearer"}
@@ -46,7 +53,7 @@ async def get_claims(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> TokenClaims:
     """The verified claims of the request's bearer token, or 401 with the reason."""
-    return verified_claims(request, credentials.credentials if credentials else None)
+    return await verified_claims(request, credentials.credentials if credentials else None)
 
 
 Claims = Annotated[TokenClaims, Depends(get_claims)]
@@ -128,7 +135,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 def prepare_app(app: FastAPI, auth: AuthSettings) -> None:
     """What every locstream app shares: the auth settings its bearer dependency reads, the error format."""
     app.state.auth_settings = auth
-    app.state.verified_tokens = VerifiedTokens(auth)
+    app.state.token_verifier = TokenVerifier(auth)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
 

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from locstream.claim_mapping import parse_role_map
+from schemas.claims import Role
+
 # Only used when LOCSTREAM_DEV=1 (set by `locstream dev`); never in production.
 DEV_JWT_SECRET = "locstream-dev-secret-do-not-use-in-production"
+# What a JWKS key may sign with: RSA keys RS*/PS*, EC keys ES* (never HS*, never none).
+ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"})
 
 
 class KafkaSettings(BaseSettings):
@@ -62,26 +68,67 @@ class KafkaSettings(BaseSettings):
 
 
 class AuthSettings(BaseSettings):
-    """JWT verification (env prefix ``LOCSTREAM_``): HS256 with ``LOCSTREAM_JWT_SECRET``."""
+    """JWT verification (env prefix ``LOCSTREAM_``): HS256 with ``LOCSTREAM_JWT_SECRET``, or an identity
+    provider's RS256/ES256 keys from ``LOCSTREAM_JWT_JWKS_URL``; the claims mapped by ``LOCSTREAM_JWT_*_CLAIM``."""
 
     model_config = SettingsConfigDict(use_attribute_docstrings=True, env_prefix="LOCSTREAM_")
 
     jwt_secret: SecretStr | None = None
-    """HS256 secret, at least 32 bytes; required unless LOCSTREAM_DEV is set."""
+    """HS256 secret, at least 32 bytes; required unless LOCSTREAM_DEV or LOCSTREAM_JWT_JWKS_URL is set."""
     dev: bool = False
     """Dev mode: a well-known secret when LOCSTREAM_JWT_SECRET is unset."""
     jwt_leeway_seconds: int = Field(default=0, ge=0, le=30)
     """Clock leeway for exp/iat."""
     jwt_issuer: str | None = None
-    """When set, tokens must carry this issuer (iss), and `locstream token` writes it."""
+    """When set, tokens must carry this issuer (iss), and `locstream token` writes it. Required with a JWKS."""
     jwt_audience: str | None = None
-    """When set, tokens must carry this audience (aud), and `locstream token` writes it."""
+    """When set, tokens must carry this audience (aud), and `locstream token` writes it. Required with a JWKS."""
+    jwt_jwks_url: str | None = None
+    """The identity provider's JWKS (for Keycloak <issuer>/protocol/openid-connect/certs): tokens are then verified
+    with its keys, HS256 tokens refused. Keys are cached; an unknown kid refetches the set at most once per
+    LOCSTREAM_JWT_JWKS_REFETCH_SECONDS; a fetch that fails or times out refuses the token (401 / 1008)."""
+    jwt_algorithms: str = "RS256,ES256"
+    """With a JWKS: the algorithms accepted (RS256-512, PS256-512 for RSA keys, ES256-512 for EC keys), comma
+    separated. A token's algorithm must also fit its key's type and curve."""
+    jwt_jwks_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    """With a JWKS: how long one fetch of the set may take in all."""
+    jwt_jwks_refetch_seconds: float = Field(default=30.0, ge=1)
+    """With a JWKS: the least time between two fetches (an unknown kid does not refetch sooner)."""
+    jwt_jwks_max_age_seconds: float = Field(default=600.0, ge=1)
+    """With a JWKS: keys older than this are fetched again on the next token (a key the provider removed stops
+    being accepted then); if that fetch fails, the keys at hand stay in use."""
+    jwt_tenant_claim: str = Field(default="tenant_id", min_length=1)
+    """The claim holding the tenant: a key of the token, or a dotted path (org.id)."""
+    jwt_roles_claim: str = Field(default="role", min_length=1)
+    """The claim holding the roles, a string or a list: a key, or a dotted path (realm_access.roles)."""
+    jwt_role_map: str = ""
+    """Provider role names onto locstream's (fleet-dispatcher=dispatcher,fleet-gateway=device_gateway). When
+    set, only mapped names count; unset, locstream's own names (dispatcher, technician, device_gateway, analyst,
+    admin) count as they are."""
 
     @model_validator(mode="after")
-    def _secret_required_outside_dev(self) -> AuthSettings:
+    def _keys_required(self) -> AuthSettings:
+        self.role_map  # noqa: B018  (a bad entry fails at start-up, naming it)
+        if self.jwt_jwks_url is not None:
+            if self.jwt_secret is not None:
+                raise ValueError("set LOCSTREAM_JWT_SECRET or LOCSTREAM_JWT_JWKS_URL, not both")
+            if not self.jwt_issuer or not self.jwt_audience:
+                raise ValueError("LOCSTREAM_JWT_JWKS_URL needs LOCSTREAM_JWT_ISSUER and LOCSTREAM_JWT_AUDIENCE")
+            if urlsplit(self.jwt_jwks_url).scheme not in ("http", "https"):
+                raise ValueError("LOCSTREAM_JWT_JWKS_URL must be an http(s) URL")
+            unknown = set(self.algorithms) - ASYMMETRIC_ALGORITHMS
+            if unknown or not self.algorithms:
+                raise ValueError(
+                    f"LOCSTREAM_JWT_ALGORITHMS: {', '.join(sorted(unknown)) or 'none given'}; "
+                    f"one or more of {', '.join(sorted(ASYMMETRIC_ALGORITHMS))}"
+                )
+            return self
         if self.jwt_secret is None:
             if not self.dev:
-                raise ValueError("LOCSTREAM_JWT_SECRET is not set (set it, or LOCSTREAM_DEV=1 for local development)")
+                raise ValueError(
+                    "LOCSTREAM_JWT_SECRET is not set (set it, or LOCSTREAM_JWT_JWKS_URL for an identity provider, "
+                    "or LOCSTREAM_DEV=1 for local development)"
+                )
             self.jwt_secret = SecretStr(DEV_JWT_SECRET)
         if len(self.jwt_secret.get_secret_value().encode()) < 32:
             raise ValueError("LOCSTREAM_JWT_SECRET must be at least 32 bytes for HS256")
@@ -89,8 +136,17 @@ class AuthSettings(BaseSettings):
 
     @property
     def secret(self) -> str:
-        assert self.jwt_secret is not None  # set by the validator
+        """The HS256 secret (only without a JWKS)."""
+        assert self.jwt_secret is not None  # set by the validator unless a JWKS is used
         return self.jwt_secret.get_secret_value()
+
+    @property
+    def algorithms(self) -> list[str]:
+        return [name.strip() for name in self.jwt_algorithms.split(",") if name.strip()]
+
+    @property
+    def role_map(self) -> dict[str, Role]:
+        return parse_role_map(self.jwt_role_map)
 
 
 class DataSettings(BaseSettings):

@@ -51,7 +51,7 @@ class HotPath:
         response: Response
         try:
             technician_id = _checked_technician_id(location["technician_id"]) if location is not None else None
-            claims = verified_claims(request, bearer_token(request))
+            claims = await verified_claims(request, bearer_token(request))
             if technician_id is None:
                 response = await post_batch(request, claims)
             else:

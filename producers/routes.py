@@ -41,7 +41,7 @@ from producers.publisher import EventPublisher, ProducerRenewedError, PublishTim
 from producers.rate_limits import RateLimiter, admit
 from producers.recent import RecentFixes
 from producers.settings import ProducersSettings
-from schemas.claims import WRITER_ROLES, Role, TokenClaims
+from schemas.claims import WRITER_ROLES, Role, TokenClaims, only_technician
 from schemas.cursor import Cursor
 from schemas.events import Event, LocationData, LocationRecorded, TechnicianData, TechnicianUpdated
 
@@ -173,7 +173,7 @@ def _may_write_for(claims: TokenClaims, technician_id: str, allowed: frozenset[R
 
 
 def _own_technician(claims: TokenClaims, technician_id: str) -> str | None:
-    if claims.role is Role.TECHNICIAN and claims.sub != technician_id:
+    if only_technician(claims) and claims.sub != technician_id:
         return "technician_id: a technician may post only for itself"
     return None
 

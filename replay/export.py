@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 from aiokafka.errors import KafkaError
 
-from locstream.auth import AuthError, verify_token
+from locstream.auth import AuthError, TokenVerifier
 from locstream.progress import Progress
 from locstream.settings import AuthSettings, KafkaSettings
 from replay.formats import FORMATS, Exporter, FormatError, exporter
@@ -72,10 +72,10 @@ class ExportStats:
         }
 
 
-def authorize(token: str | None, tenant_id: str | None, auth: AuthSettings) -> TokenClaims:
+async def authorize(token: str | None, tenant_id: str | None, auth: AuthSettings) -> TokenClaims:
     """An analyst's or admin's claims; ``tenant_id`` (when given) must be the token's tenant."""
     try:
-        claims = verify_token(token, auth)
+        claims = await TokenVerifier(auth).verify(token)
     except AuthError as exc:
         raise ExportRefusedError(401, exc.reason) from exc
     if (reason := refusal(claims, HISTORY_ROLES, "export history (analyst or admin)")) is not None:
@@ -152,7 +152,7 @@ async def run_cli(
     """``locstream replay``: 0 when the export is complete; 2 when refused (the reason on stderr); 1 on failure.
     The summary (JSON) goes to stdout when the export goes to a file, else to stderr after it."""
     try:
-        authorize(token, tenant_id, auth)
+        await authorize(token, tenant_id, auth)
         the_plan = plan(tenant_id, start, end, format_name, technicians, kafka)
         out = writer_for(the_plan)
     except ExportRefusedError as exc:

@@ -11,6 +11,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from launch import broker
 from launch.postgres_local import PostgresUnavailableError, fresh_database, throwaway_cluster
 from locstream.settings import KafkaSettings
+from tests.support.jwks_provider import JwksProvider
 from tests.support.ports import free_port
 from tests.support.stack import Stack
 
@@ -85,18 +87,30 @@ def kafka(kafka_bootstrap: str) -> KafkaSettings:
 
 
 @pytest.fixture
-async def stack(kafka: KafkaSettings, tmp_path: Path) -> AsyncIterator[Stack]:
-    """Starts services as separate processes on this test's topic; all are killed at the end."""
+async def stack(kafka: KafkaSettings, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
+    """Starts services as separate processes on this test's topic; all are killed at the end.
+
+    Their tokens are HS256 with a shared secret, or, for a test parametrized with ``indirect=["stack"]`` and
+    ``"jwks"``, RS256 from a stand-in identity provider's JWKS (``tests/support/jwks_provider.py``).
+    """
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "KAFKA_TOPIC": kafka.topic,
         "KAFKA_DEVICES_TOPIC": kafka.devices_topic,
         "KAFKA_PARTITIONS": str(kafka.partitions),
-        "LOCSTREAM_JWT_SECRET": TEST_JWT_SECRET,
         "LOCSTREAM_DATA_DIR": str(tmp_path / "data"),
     }
-    stack = Stack(env=env, kafka=kafka, data_dir=tmp_path / "data", log_dir=tmp_path, port=free_port)
-    try:
-        yield stack
-    finally:
-        await stack.close()
+    with ExitStack() as resources:
+        provider = None
+        if getattr(request, "param", "hs256") == "jwks":
+            provider = resources.enter_context(JwksProvider().running())
+            env.update(provider.env())
+        else:
+            env["LOCSTREAM_JWT_SECRET"] = TEST_JWT_SECRET
+        stack = Stack(
+            env=env, kafka=kafka, data_dir=tmp_path / "data", log_dir=tmp_path, port=free_port, provider=provider
+        )
+        try:
+            yield stack
+        finally:
+            await stack.close()

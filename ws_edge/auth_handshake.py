@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 from fastapi import WebSocket
 
 from locstream import bounded_json
-from locstream.auth import AuthError, verify_token
+from locstream.auth import AuthError, TokenVerifier
+from locstream.http import token_verifier
 from locstream.serve import mark_authenticated
-from locstream.settings import AuthSettings
 from schemas.claims import VIEWER_ROLES, Role, TokenClaims, refusal
 from schemas.ws import (
     CLOSE_INVALID_PAYLOAD,
@@ -52,10 +52,10 @@ class ViewerRefusedError(Exception):
         self.reason = reason
 
 
-def viewer_claims(token: str | None, settings: AuthSettings) -> TokenClaims:
+async def viewer_claims(token: str | None, verifier: TokenVerifier) -> TokenClaims:
     """The verified claims of a token that may watch the map; ``ViewerRefusedError`` otherwise."""
     try:
-        claims = verify_token(token, settings)
+        claims = await verifier.verify(token)
     except AuthError as exc:
         raise ViewerRefusedError(exc.reason) from exc
     if (reason := refusal(claims, VIEWER_ROLES, "subscribe")) is not None:
@@ -63,8 +63,8 @@ def viewer_claims(token: str | None, settings: AuthSettings) -> TokenClaims:
     return claims
 
 
-def refreshed_claims(
-    text: str, current: TokenClaims, settings: AuthSettings, roles: frozenset[Role] = VIEWER_ROLES
+async def refreshed_claims(
+    text: str, current: TokenClaims, verifier: TokenVerifier, roles: frozenset[Role] = VIEWER_ROLES
 ) -> TokenClaims:
     """The claims of a fresh token sent in-band (``{"type": "auth", "token": ...}``) by a session of ``current``:
     of the same tenant, with a role of ``roles``. ``ViewerRefusedError`` with the reason otherwise, and
@@ -75,7 +75,7 @@ def refreshed_claims(
         raise
     except ValueError as exc:
         raise ViewerRefusedError(str(exc)) from exc
-    fresh = viewer_claims(token, settings)
+    fresh = await viewer_claims(token, verifier)
     if fresh.tenant_id != current.tenant_id:
         raise ViewerRefusedError("a fresh token must be of the same tenant")
     if (reason := refusal(fresh, roles, "do this")) is not None:
@@ -145,7 +145,7 @@ async def handshake(websocket: WebSocket, settings: EdgeSettings) -> Handshake |
             return None
         cursor = in_message_cursor or cursor
     try:
-        claims = viewer_claims(token, settings.auth)
+        claims = await viewer_claims(token, token_verifier(websocket))
     except ViewerRefusedError as exc:
         await websocket.close(code=CLOSE_POLICY_VIOLATION, reason=exc.reason[:120])
         return None

@@ -32,6 +32,7 @@ from starlette.datastructures import QueryParams
 
 from domain.position import Position
 from locstream import bounded_json
+from locstream.http import token_verifier
 from locstream.settings import KafkaSettings
 from replay.history_record import HistoryRecord
 from replay.pacing import MAX_SPEED, ReplayClock
@@ -278,7 +279,7 @@ class ReplaySession:
                 parsed = None
             if isinstance(parsed, dict) and parsed.get("type") == "auth":
                 try:
-                    claims = refreshed_claims(text, claims, self.settings.auth, HISTORY_ROLES)
+                    claims = await refreshed_claims(text, claims, token_verifier(self.websocket), HISTORY_ROLES)
                 except ViewerRefusedError as exc:
                     self.close(CLOSE_POLICY_VIOLATION, exc.reason)
                     return

@@ -26,6 +26,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from prometheus_client import Histogram
 
 from locstream import bounded_json
+from locstream.http import token_verifier
 from schemas.claims import TokenClaims
 from schemas.cursor import Cursor, InvalidCursorError, decode_cursor
 from schemas.ws import (
@@ -237,9 +238,9 @@ class ClientSession:
             if text.strip() == PING_TEXT:
                 subscriber.send(messages.PONG)
             else:
-                self._handle(subscriber, claims, text, now)
+                await self._handle(subscriber, claims, text, now)
 
-    def _handle(self, subscriber: Subscriber, claims: TokenClaims, text: str, now: float) -> None:
+    async def _handle(self, subscriber: Subscriber, claims: TokenClaims, text: str, now: float) -> None:
         """A client message other than ping: ``subscribe`` or a fresh ``auth``; anything else gets an error frame."""
         try:
             message = bounded_json.loads(text) if len(text) <= MAX_CLIENT_MESSAGE_CHARS else None
@@ -262,7 +263,7 @@ class ClientSession:
             subscriber.send(answer)
         elif kind == "auth":
             try:
-                fresh = refreshed_claims(text, claims, self.settings.auth)
+                fresh = await refreshed_claims(text, claims, token_verifier(self.websocket))
             except bounded_json.TooDeepError as exc:
                 subscriber.close(CLOSE_INVALID_PAYLOAD, str(exc))
                 return

@@ -21,9 +21,9 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Path, WebSocket, status
 from pydantic import AwareDatetime, BaseModel, Field
 
-from locstream.auth import AuthError, verify_token
+from locstream.auth import AuthError, TokenVerifier
 from locstream.settings import AuthSettings
-from schemas.claims import VIEWER_ROLES, WRITER_ROLES, Role, TokenClaims
+from schemas.claims import VIEWER_ROLES, WRITER_ROLES, TokenClaims, only_technician, refusal
 
 PREFIX = "/api/v1/field-service"
 WS_PATH = f"{PREFIX}/ws/technician-locations"
@@ -126,9 +126,9 @@ class Store:
 
 def authorize_write(claims: TokenClaims, technician_id: str) -> None:
     """locstream's rule: writer roles only, and a technician posts for itself."""
-    if claims.role not in WRITER_ROLES:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"role {claims.role.value} may not do this")
-    if claims.role is Role.TECHNICIAN and claims.sub != technician_id:
+    if (reason := refusal(claims, WRITER_ROLES, "do this")) is not None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=reason)
+    if only_technician(claims) and claims.sub != technician_id:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="a technician may post only for itself")
 
 
@@ -140,12 +140,12 @@ async def accept_viewer(websocket: WebSocket, settings: AuthSettings) -> TokenCl
     """Accept the upgrade, then verify ``?token=``: a bad token or a non-viewer role is closed with 1008."""
     await websocket.accept()
     try:
-        claims = verify_token(websocket.query_params.get("token"), settings)
+        claims = await TokenVerifier(settings).verify(websocket.query_params.get("token"))
     except AuthError as exc:
         await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason=exc.reason[:120])
         return None
-    if claims.role not in VIEWER_ROLES:
-        await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason=f"role {claims.role.value} may not watch")
+    if (reason := refusal(claims, VIEWER_ROLES, "watch")) is not None:
+        await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason=reason)
         return None
     return claims
 

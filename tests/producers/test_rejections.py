@@ -74,7 +74,7 @@ def _forged(stack: Stack) -> str:
 
 def _alg_none(stack: Stack) -> str:
     claims = jwt.decode(stack.token("tenant-a", Role.TECHNICIAN, sub="tech-1"), options={"verify_signature": False})
-    return jwt.encode(claims, None, algorithm="none")
+    return jwt.encode(claims, "", algorithm="none")
 
 
 def _without(stack: Stack, claim: str) -> str:

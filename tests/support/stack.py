@@ -12,15 +12,17 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
+import jwt
 
 from locstream.auth import issue_token
 from locstream.settings import AuthSettings, DataSettings, KafkaSettings
 from projector.backends import make_store
 from projector.store import Snapshot
 from schemas.claims import Role
+from tests.support.jwks_provider import JwksProvider
 
 T = TypeVar("T")
 
@@ -82,6 +84,8 @@ class Stack:
     log_dir: Path
     port: Callable[[], int]
     services: list[Service] = field(default_factory=list)
+    # With a provider, the services take its tokens (JWKS mode) and ``token``/``sign`` make them; else HS256.
+    provider: JwksProvider | None = None
 
     @property
     def auth(self) -> AuthSettings:
@@ -92,7 +96,15 @@ class Stack:
         )
 
     def token(self, tenant: str, role: Role = Role.DISPATCHER, sub: str = "someone", ttl: int = 600) -> str:
+        if self.provider is not None:
+            return self.provider.token(tenant, role, sub, ttl)
         return issue_token(self.auth, tenant_id=tenant, sub=sub, role=role, ttl_seconds=ttl)
+
+    def sign(self, claims: dict[str, Any], headers: dict[str, Any] | None = None) -> str:
+        """``claims`` signed as the services expect: the provider's key (JWKS mode), else the HS256 secret."""
+        if self.provider is not None:
+            return self.provider.sign(claims, headers)
+        return jwt.encode(claims, self.env["LOCSTREAM_JWT_SECRET"], algorithm="HS256", headers=headers)
 
     async def start(
         self,

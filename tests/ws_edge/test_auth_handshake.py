@@ -12,6 +12,7 @@ import time
 import jwt
 import pytest
 import websockets
+from cryptography.hazmat.primitives.asymmetric import rsa
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from schemas.claims import Role
@@ -21,14 +22,14 @@ from tests.support.stack import Service, Stack
 pytestmark = pytest.mark.integration
 
 
-def _hs256_by_hand(claims: dict[str, object], key: bytes) -> str:
+def _hs256_by_hand(claims: dict[str, object], key: bytes, kid: str | None = None) -> str:
     """What PyJWT refuses to make: an HS256 token whose HMAC key is a PEM public key (the algorithm-confusion
     attack on verifiers that take the key from the token's own algorithm)."""
 
     def b64(data: bytes) -> str:
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
-    header = json.dumps({"alg": "HS256", "typ": "JWT"}).encode()
+    header = json.dumps({"alg": "HS256", "typ": "JWT", **({"kid": kid} if kid else {})}).encode()
     signing_input = f"{b64(header)}.{b64(json.dumps(claims).encode())}"
     signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{b64(signature)}"
@@ -47,31 +48,38 @@ async def _closed_before_data(
     return closed.value.rcvd.code, closed.value.rcvd.reason
 
 
+@pytest.mark.parametrize("stack", ["hs256", "jwks"], indirect=True)
 async def test_bad_tokens_are_closed_with_1008_before_any_data(stack: Stack) -> None:
+    """The corpus in both modes: HS256 with the shared secret, and RS256 from an identity provider's JWKS."""
     stack.env["LOCSTREAM_EDGE_AUTH_TIMEOUT_SECONDS"] = "1"
     edge = await stack.start("ws-edge")
-    secret = stack.env["LOCSTREAM_JWT_SECRET"]
     valid = jwt.decode(stack.token("tenant-a"), options={"verify_signature": False})
     now = int(time.time())
-
-    def signed(claims: dict[str, object], key: str = secret, headers: dict[str, object] | None = None) -> str:
-        return jwt.encode(claims, key, algorithm="HS256", headers=headers)
+    signed = stack.sign
 
     def without(name: str) -> dict[str, object]:
         return {k: v for k, v in valid.items() if k != name}
 
-    public_key = (
-        "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE" + "A" * 40 + "\n-----END PUBLIC KEY-----"
-    )
+    if stack.provider is not None:  # the provider's own public key, and a key of an attacker's with its kid
+        public_key = stack.provider.public_pem().decode()
+        attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        forged = jwt.encode(valid, attacker, algorithm="RS256", headers={"kid": stack.provider.rsa_kid})
+    else:
+        public_key = (
+            "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE" + "A" * 40 + "\n-----END PUBLIC KEY-----"
+        )
+        forged = jwt.encode(valid, "x" * 40, algorithm="HS256")
     bad_tokens = {
         "empty": "",
         "garbage": "abc.def.ghi",
         "not a jwt": "hello",
         "expired": stack.token("tenant-a", ttl=-60),
-        "forged": signed(valid, "x" * 40),
-        "alg none": jwt.encode(valid, None, algorithm="none"),
-        "HS256 signed with a public key": _hs256_by_hand(valid, public_key.encode()),
-        "HS512 instead of HS256": jwt.encode(valid, secret * 2, algorithm="HS512"),
+        "forged": forged,
+        "alg none": jwt.encode(valid, "", algorithm="none"),
+        "HS256 signed with a public key": _hs256_by_hand(
+            valid, public_key.encode(), stack.provider.rsa_kid if stack.provider else None
+        ),
+        "HS512 instead of HS256": jwt.encode(valid, "s" * 128, algorithm="HS512"),
         "no tenant": signed(without("tenant_id")),
         "no exp": signed(without("exp")),
         "no iat": signed(without("iat")),
