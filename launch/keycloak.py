@@ -190,6 +190,17 @@ class Admin:
         if response.status_code != 201:
             raise KeycloakError(f"importing realm {realm}: HTTP {response.status_code} {response.text[:300]}")
 
+    def set_token_lifespan(self, seconds: int, realm: str = "locstream") -> None:
+        """Access tokens of ``realm`` issued from now on live ``seconds``."""
+        response = httpx.put(
+            f"{self.config.url}/admin/realms/{realm}",
+            json={"accessTokenLifespan": seconds},
+            headers=self._headers(),
+            timeout=30.0,
+        )
+        if response.status_code != 204:
+            raise KeycloakError(f"setting the token lifespan of {realm}: HTTP {response.status_code}")
+
     def rotate_keys(self, realm: str = "locstream", priority: int = 1000) -> None:
         """A new RSA signing key of higher priority than the realm's others: new tokens are signed with it."""
         component = {

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from launch import broker
+from launch import keycloak as keycloak_local
 from launch.postgres_local import PostgresUnavailableError, fresh_database, throwaway_cluster
 from locstream.settings import KafkaSettings
 from tests.support.jwks_provider import JwksProvider
@@ -28,7 +29,7 @@ TEST_JWT_SECRET = "test-secret-for-locstream-integration-tests-0123456789"
 
 # Fixtures that start or reach a real service: a test that uses one (even through another fixture) is an integration
 # test, whatever its module says, so ``make unit`` (``-m "not integration"``) runs only what needs none.
-_SERVICE_FIXTURES = frozenset({"kafka_bootstrap", "postgres_server"})
+_SERVICE_FIXTURES = frozenset({"kafka_bootstrap", "postgres_server", "keycloak"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -70,6 +71,26 @@ def postgres_server() -> Iterator[str]:
             yield dsn
     except PostgresUnavailableError as exc:
         pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="session")
+def keycloak(tmp_path_factory: pytest.TempPathFactory) -> Iterator[keycloak_local.KeycloakConfig]:
+    """A real Keycloak (``launch/keycloak.py``, from Maven Central, Java 21+) with the example realm imported as
+    ``locstream`` and again as ``elsewhere`` (same users, other keys and issuer)."""
+    log_dir = tmp_path_factory.mktemp("keycloak")
+    config = keycloak_local.KeycloakConfig(port=free_port(), management_port=free_port(), log_file=log_dir / "kc.log")
+    try:
+        process = keycloak_local.start(config)
+    except keycloak_local.KeycloakError as exc:
+        tail = config.log_file.read_text(errors="replace").splitlines()[-40:] if config.log_file.exists() else []
+        pytest.fail(f"could not start Keycloak: {exc}\n" + "\n".join(tail))
+    try:
+        admin = keycloak_local.Admin(config)
+        admin.import_realm("locstream")
+        admin.import_realm("elsewhere")
+        yield config
+    finally:
+        keycloak_local.stop(process)
 
 
 @pytest.fixture
