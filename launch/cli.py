@@ -67,7 +67,14 @@ def cmd_service(args: argparse.Namespace) -> int:
     settings = app.state.settings
     # Only the edge has WebSockets to ping; the others keep uvicorn's defaults.
     ping = (getattr(settings, "ping_interval_seconds", 20.0), getattr(settings, "ping_timeout_seconds", 20.0))
-    serve(app, args.host or settings.host, args.port or settings.port, access_log=settings.access_log, ping=ping)
+    serve(
+        app,
+        args.host or settings.host,
+        args.port or settings.port,
+        access_log=settings.access_log,
+        ping=ping,
+        metrics_port=settings.metrics.port,
+    )
     return 0
 
 
@@ -138,6 +145,7 @@ def _serve_dev(args: argparse.Namespace) -> int:
         args.port,
         access_log=args.access_log,
         ping=(edge.ping_interval_seconds, edge.ping_timeout_seconds),
+        metrics_port=edge.metrics.port,
     )
     return 0
 

@@ -19,7 +19,14 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
 
-from locstream.settings import AuthSettings, DataSettings, KafkaSettings, LogSettings, ServerSettings
+from locstream.settings import (
+    AuthSettings,
+    DataSettings,
+    KafkaSettings,
+    LogSettings,
+    MetricsSettings,
+    ServerSettings,
+)
 from producers.settings import ProducersSettings
 from projector.settings import ProjectorSettings
 from ws_edge.settings import EdgeSettings
@@ -32,11 +39,12 @@ GROUPS: list[tuple[str, type[BaseSettings], str]] = [
     ("Data", DataSettings, "projector, ws_edge"),
     ("Logging", LogSettings, "every service and `locstream dev`"),
     ("Servers", ServerSettings, "every service and `locstream dev` (deadlines and caps against slow peers)"),
+    ("Metrics", MetricsSettings, "every service and `locstream dev` (who may read `/metrics`)"),
     ("Ingest API (`locstream producers`)", ProducersSettings, "producers"),
     ("Projector (`locstream projector`)", ProjectorSettings, "projector"),
     ("WebSocket edge (`locstream ws-edge`)", EdgeSettings, "ws_edge"),
 ]
-SHARED = (KafkaSettings, AuthSettings, DataSettings, LogSettings, ServerSettings)
+SHARED = (KafkaSettings, AuthSettings, DataSettings, LogSettings, ServerSettings, MetricsSettings)
 
 HEADER = """# Configuration
 

@@ -58,5 +58,6 @@ def create_dev_app(options: DevOptions) -> FastAPI:
             health=edge.health,
             readiness_details=projector_operations.readiness_details,
         ),
+        producers_settings.metrics,
     )
     return app

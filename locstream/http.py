@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -10,15 +11,16 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from locstream.auth import AuthError, TokenVerifier
 from locstream.lifecycle import running
-from locstream.settings import AuthSettings
+from locstream.settings import AuthSettings, MetricsSettings
 from schemas.claims import Role, TokenClaims, refusal
 
 _bearer = HTTPBearer(
@@ -104,8 +106,41 @@ class Operations:
     readiness_details: Callable[[], dict[str, object]] = _nothing
 
 
-def add_operations(app: FastAPI, operations: Operations) -> None:
-    """The service shell's endpoints (``Operations``) on ``app``."""
+# Set in the scope of a request that came in on the metrics port (``OperationsPort``).
+ON_OPERATIONS_PORT = "locstream.operations_port"
+OPERATIONS_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
+SCRAPER_ROLES = frozenset({Role.ADMIN})
+
+
+class OperationsPort:
+    """ASGI wrapper for a server that also listens on ``LOCSTREAM_METRICS_PORT``: what arrives on that port reaches
+    only ``/metrics``, ``/healthz`` and ``/readyz`` (marked ``ON_OPERATIONS_PORT``); anything else there is 404."""
+
+    def __init__(self, app: ASGIApp, port: int) -> None:
+        self.app, self.port = app, port
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        server = scope.get("server")
+        if scope["type"] in ("http", "websocket") and server is not None and server[1] == self.port:
+            if scope["type"] == "websocket" or scope["path"] not in OPERATIONS_PATHS:
+                await PlainTextResponse("not found on the metrics port", status_code=404)(scope, receive, send)
+                return
+            scope = {**scope, ON_OPERATIONS_PORT: True}
+        await self.app(scope, receive, send)
+
+
+async def _may_scrape(request: Request, metrics: MetricsSettings) -> None:
+    """On the service's own port: a scraper's LOCSTREAM_METRICS_TOKEN or an admin's JWT; 401/403 otherwise."""
+    token = bearer_token(request)
+    if metrics.token is not None and token is not None:
+        if hmac.compare_digest(token.encode(), metrics.token.get_secret_value().encode()):
+            return
+    claims = await verified_claims(request, token)
+    require_role(claims, SCRAPER_ROLES, "read metrics (they cover every tenant)")
+
+
+def add_operations(app: FastAPI, operations: Operations, metrics: MetricsSettings) -> None:
+    """The service shell's endpoints (``Operations``) on ``app``; ``/metrics`` as ``metrics`` says."""
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, object]:
@@ -116,7 +151,11 @@ def add_operations(app: FastAPI, operations: Operations) -> None:
         return readiness_response(operations.problems(), **operations.readiness_details())
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
+    async def metrics_exposition(request: Request) -> Response:
+        if not request.scope.get(ON_OPERATIONS_PORT):
+            if metrics.port is not None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, detail="/metrics is on the metrics port")
+            await _may_scrape(request, metrics)
         exposition = b"".join(generate_latest(registry) for registry in operations.registries)
         return Response(exposition, media_type=CONTENT_TYPE_LATEST)
 

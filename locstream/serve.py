@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import socket
 from typing import Any
 
 import uvicorn
@@ -26,6 +27,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from locstream.admission import PendingGate, pending_cap
+from locstream.http import OperationsPort
 from locstream.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -201,13 +203,15 @@ def serve(
     access_log: bool = True,
     ping: tuple[float, float] = (20.0, 20.0),
     limits: ServerSettings | None = None,
+    metrics_port: int | None = None,
 ) -> None:
     """``ping``: seconds between server pings on WebSockets, and how long a pong may take before the peer is taken
-    for dead and closed."""
+    for dead and closed. ``metrics_port``: a second listening socket of the same server, for the operations
+    endpoints only (``locstream.http.OperationsPort``)."""
     limits = limits or ServerSettings()
     http, ws = _guarded(limits)
     config = uvicorn.Config(
-        app,
+        app if metrics_port is None else OperationsPort(app, metrics_port),
         host=host,
         port=port,
         log_config=None,
@@ -221,4 +225,21 @@ def serve(
         ws_per_message_deflate=WS_PER_MESSAGE_DEFLATE,
         timeout_keep_alive=limits.keep_alive_seconds,
     )
-    uvicorn.Server(config).run()
+    sockets = [config.bind_socket()]
+    if metrics_port is not None:
+        sockets.append(_listening_socket(host, metrics_port))
+        log.info("/metrics, /healthz and /readyz on http://%s:%d (LOCSTREAM_METRICS_PORT)", host, metrics_port)
+    uvicorn.Server(config).run(sockets=sockets)
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """Bound as uvicorn binds its own (asyncio makes it listen)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock

@@ -176,6 +176,26 @@ class LogSettings(BaseSettings):
     """json: one JSON object per line (time, level, logger, message, and connection_id on a connection's lines)."""
 
 
+class MetricsSettings(BaseSettings):
+    """Who may read ``/metrics`` (env prefix ``LOCSTREAM_METRICS_``): its figures cover every tenant."""
+
+    model_config = SettingsConfigDict(use_attribute_docstrings=True, env_prefix="LOCSTREAM_METRICS_")
+
+    port: int | None = Field(default=None, ge=1, le=65535)
+    """Serve /metrics (and /healthz, /readyz) on this port of the service's host, without a token, and nothing
+    else there; the service's own port then answers /metrics with 404. Keep the port off public networks. Unset:
+    /metrics is on the service's port and needs an admin's token or LOCSTREAM_METRICS_TOKEN."""
+    token: SecretStr | None = None
+    """Without a metrics port: a bearer token a scraper may show on /metrics (an admin's JWT works too), at least
+    32 characters."""
+
+    @model_validator(mode="after")
+    def _long_token(self) -> MetricsSettings:
+        if self.token is not None and len(self.token.get_secret_value()) < 32:
+            raise ValueError("LOCSTREAM_METRICS_TOKEN must be at least 32 characters")
+        return self
+
+
 class ServiceSettings(BaseSettings):
     """What every service's settings hold (each service's class sets its env prefix and its port): its Kafka and
     auth settings, where it listens and whether it logs each request."""
@@ -184,6 +204,7 @@ class ServiceSettings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     access_log: bool = True
     """uvicorn's line per request and WebSocket handshake (tokens redacted)."""
     host: str = "127.0.0.1"

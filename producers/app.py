@@ -31,5 +31,5 @@ def create_app(settings: ProducersSettings | None = None) -> FastAPI:
     ingest = install(app, settings)
     probe = BrokerProbe(settings.kafka)  # ready: the broker answers (``locstream/readiness.py``)
     app.state.services = [ingest, probe]
-    add_operations(app, Operations(probe.problems, [ingest.publisher.metrics.registry]))
+    add_operations(app, Operations(probe.problems, [ingest.publisher.metrics.registry]), settings.metrics)
     return app

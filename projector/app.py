@@ -29,7 +29,7 @@ def create_app(settings: ProjectorSettings | None = None) -> FastAPI:
     projector = install(app, settings)
     probe = BrokerProbe(settings.kafka, positions=projector.positions, stuck_after=settings.stuck_after_seconds)
     app.state.services = [projector, probe]
-    add_operations(app, operations(projector, probe))
+    add_operations(app, operations(projector, probe), settings.metrics)
     return app
 
 

@@ -85,6 +85,15 @@ def test_the_proxy_routes_websockets_with_upgrade_and_long_idle_timeouts(compose
     assert compose["services"]["proxy"]["ports"] == ["127.0.0.1:8000:8000"] and "listen 8000" in conf
 
 
+def test_metrics_stay_off_the_public_proxy(compose: dict[str, Any]) -> None:
+    conf = (ROOT / "deploy/nginx.conf").read_text()
+    upstream_ports = {int(port) for port in re.findall(r"server [a-z0-9-]+:(\d+)", conf)}
+    for name, service in _ours(compose).items():
+        metrics_port = int(service["environment"]["LOCSTREAM_METRICS_PORT"])
+        assert metrics_port not in upstream_ports and "ports" not in service, name  # never proxied nor published
+    assert re.search(r"location = /metrics \{ return 404; \}", conf)
+
+
 def test_the_image_copies_every_package_below_the_benchmark() -> None:
     copied = set(re.findall(r"^COPY (\w+) \./\1$", (ROOT / "Dockerfile").read_text(), re.MULTILINE))
     packages = set().union(*LAYERS) - {"bench"}  # the image runs the services, not the benchmarks

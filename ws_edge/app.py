@@ -9,10 +9,10 @@ from datetime import timedelta
 
 from fastapi import APIRouter, FastAPI, Request, Response, WebSocket
 
-from locstream.http import Claims, Operations, add_operations, require_role, service_app
+from locstream.http import Claims, Operations, add_operations, require_role, service_app, token_verifier
 from locstream.lifecycle import cancel_and_wait
 from locstream.readiness import BrokerProbe
-from schemas.claims import VIEWER_ROLES
+from schemas.claims import VIEWER_ROLES, Role
 from schemas.ws import CLOSE_SERVICE_RESTART, TechnicianLocation
 from ws_edge import messages
 from ws_edge.fanout import Fanout, SlowConsumerLimits
@@ -91,7 +91,7 @@ def _edge(request_or_ws: Request | WebSocket) -> Edge:
 async def technician_locations(websocket: WebSocket) -> None:
     edge = _edge(websocket)
     if is_replay(websocket.query_params):  # an analyst's paced replay of the history, not the live feed
-        replay = ReplaySession(websocket, edge.settings)
+        replay = ReplaySession(websocket, edge.settings, token_verifier(websocket))
         edge.replays.add(replay)
         try:
             await replay.run()
@@ -101,7 +101,8 @@ async def technician_locations(websocket: WebSocket) -> None:
     edge.connections_started += 1
     sampled = edge.connections_started % SAMPLE_ONE_CONNECTION_IN == 1
     latency = edge.metrics.delivery_seconds if sampled else None
-    await ClientSession(websocket, edge.settings, edge.feed, edge.fanout, edge.view, latency).run()
+    verifier = token_verifier(websocket)
+    await ClientSession(websocket, edge.settings, edge.feed, edge.fanout, edge.view, verifier, latency).run()
 
 
 @router.get(
@@ -115,16 +116,32 @@ async def active_locations(request: Request, claims: Claims) -> Response:
     return Response(_edge(request).view.locations_json(claims.tenant_id), media_type="application/json")
 
 
-@router.get("/ws/stats", tags=["map"], summary="This edge node's connection statistics")
-async def ws_stats(request: Request) -> dict[str, object]:
+@router.get(
+    "/ws/stats",
+    tags=["map"],
+    summary="This edge node's connection statistics: a dispatcher's or analyst's tenant, or the whole node for an "
+    "admin",
+    responses={401: {"description": "No valid token"}, 403: {"description": "Not a viewer role"}},
+)
+async def ws_stats(request: Request, claims: Claims) -> dict[str, object]:
+    require_role(claims, VIEWER_ROLES, "read connection statistics")
     edge = _edge(request)
+    uptime = round(time.monotonic() - edge.started_at, 1)
+    if Role.ADMIN in claims.roles:
+        return {
+            "scope": "node",
+            "active_connections": edge.fanout.connection_count(),
+            "active_tenants": edge.view.tenant_count(),
+            "messages_sent": edge.fanout.messages_sent,
+            "conflated_updates": edge.fanout.conflated(),
+            "slow_disconnects": edge.fanout.slow_disconnects,
+            "uptime_seconds": uptime,
+        }
     return {
-        "active_connections": edge.fanout.connection_count(),
-        "active_tenants": edge.view.tenant_count(),
-        "messages_sent": edge.fanout.messages_sent,
-        "conflated_updates": edge.fanout.conflated(),
-        "slow_disconnects": edge.fanout.slow_disconnects,
-        "uptime_seconds": round(time.monotonic() - edge.started_at, 1),
+        "scope": "tenant",
+        "tenant_id": claims.tenant_id,
+        **edge.fanout.tenant_figures(claims.tenant_id),
+        "uptime_seconds": uptime,
     }
 
 
@@ -147,7 +164,7 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
 
     probe = BrokerProbe(settings.kafka, positions=positions, stuck_after=settings.stuck_after_seconds)
     app.state.services = [edge, probe]
-    add_operations(app, operations(edge, probe))
+    add_operations(app, operations(edge, probe), settings.metrics)
     return app
 
 

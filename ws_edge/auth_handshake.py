@@ -21,7 +21,6 @@ from fastapi import WebSocket
 
 from locstream import bounded_json
 from locstream.auth import AuthError, TokenVerifier
-from locstream.http import token_verifier
 from locstream.serve import mark_authenticated
 from schemas.claims import VIEWER_ROLES, Role, TokenClaims, refusal
 from schemas.ws import (
@@ -114,7 +113,7 @@ def _offered_token(subprotocols: list[str]) -> str | None:
     return None
 
 
-async def handshake(websocket: WebSocket, settings: EdgeSettings) -> Handshake | None:
+async def handshake(websocket: WebSocket, settings: EdgeSettings, verifier: TokenVerifier) -> Handshake | None:
     """Accept the upgrade and return who connected, or close (or refuse) with the reason and return None."""
     origin = websocket.headers.get("origin")
     if origin is not None and not origin_allowed(origin, websocket.headers.get("host"), settings.allowed_origins):
@@ -145,7 +144,7 @@ async def handshake(websocket: WebSocket, settings: EdgeSettings) -> Handshake |
             return None
         cursor = in_message_cursor or cursor
     try:
-        claims = await viewer_claims(token, token_verifier(websocket))
+        claims = await viewer_claims(token, verifier)
     except ViewerRefusedError as exc:
         await websocket.close(code=CLOSE_POLICY_VIOLATION, reason=exc.reason[:120])
         return None

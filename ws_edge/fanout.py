@@ -12,6 +12,7 @@ larger than the buffer) gets a fresh initial_state instead.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -199,6 +200,10 @@ class Fanout:
         self.messages_sent = 0  # entries appended times the subscribers of their tenant at that moment
         self.slow_disconnects = 0
         self._conflated_before = 0  # by subscribers that are gone
+        # The same figures per tenant (``/ws/stats`` for a dispatcher): one entry per tenant ever watched here.
+        self._sent_by_tenant: Counter[str] = Counter()
+        self._slow_by_tenant: Counter[str] = Counter()
+        self._conflated_before_by_tenant: Counter[str] = Counter()
 
     @contextmanager
     def subscribe(self, tenant_id: str, floor: int, on_close: Callable[[], None]) -> Iterator[Subscriber]:
@@ -211,7 +216,9 @@ class Fanout:
             raise TooManyConnectionsError(f"at most {self.max_per_tenant} connections per tenant")
 
         def closing() -> None:  # counted when decided: a stalled client may take long to be gone
-            self.slow_disconnects += subscriber.close_code == CLOSE_SLOW_CONSUMER
+            slow = subscriber.close_code == CLOSE_SLOW_CONSUMER
+            self.slow_disconnects += slow
+            self._slow_by_tenant[tenant_id] += slow
             on_close()
 
         subscriber = Subscriber(tenant_id, self.resume_buffer.of(tenant_id, floor), self.limits, closing)
@@ -220,6 +227,7 @@ class Fanout:
             yield subscriber
         finally:
             self._conflated_before += subscriber.outbox.conflated
+            self._conflated_before_by_tenant[tenant_id] += subscriber.outbox.conflated
             subscribers.discard(subscriber)
             if not subscribers:
                 self._by_tenant.pop(tenant_id, None)
@@ -237,6 +245,7 @@ class Fanout:
         subscribers = self._by_tenant.get(tenant_id)
         if subscribers:
             self.messages_sent += len(subscribers)
+            self._sent_by_tenant[tenant_id] += len(subscribers)
             self._touched.add(tenant_id)
 
     def wake(self) -> None:
@@ -270,3 +279,14 @@ class Fanout:
     def conflated(self) -> int:
         live = sum(s.outbox.conflated for subscribers in self._by_tenant.values() for s in subscribers)
         return self._conflated_before + live
+
+    def tenant_figures(self, tenant_id: str) -> dict[str, int]:
+        """This node's figures for one tenant: what ``/ws/stats`` shows a dispatcher."""
+        subscribers = self._by_tenant.get(tenant_id, ())
+        return {
+            "active_connections": len(subscribers),
+            "messages_sent": self._sent_by_tenant[tenant_id],
+            "conflated_updates": self._conflated_before_by_tenant[tenant_id]
+            + sum(s.outbox.conflated for s in subscribers),
+            "slow_disconnects": self._slow_by_tenant[tenant_id],
+        }

@@ -32,7 +32,7 @@ from starlette.datastructures import QueryParams
 
 from domain.position import Position
 from locstream import bounded_json
-from locstream.http import token_verifier
+from locstream.auth import TokenVerifier
 from locstream.settings import KafkaSettings
 from replay.history_record import HistoryRecord
 from replay.pacing import MAX_SPEED, ReplayClock
@@ -92,8 +92,9 @@ class _SeekError(Exception):
 
 
 class ReplaySession:
-    def __init__(self, websocket: WebSocket, settings: EdgeSettings) -> None:
+    def __init__(self, websocket: WebSocket, settings: EdgeSettings, verifier: TokenVerifier) -> None:
         self.websocket = websocket
+        self.verifier = verifier
         self.settings = settings
         self.connection_id = str(uuid.uuid4())
         self.reader: HistoryReader | None = None  # the consumer of the play under way, if any
@@ -124,7 +125,7 @@ class ReplaySession:
         except RangeError as exc:  # before the upgrade: a plain HTTP answer says why
             await self.websocket.send_denial_response(JSONResponse({"detail": str(exc)}, status_code=422))
             return
-        hello = await handshake(self.websocket, self.settings)
+        hello = await handshake(self.websocket, self.settings, self.verifier)
         if hello is None:
             return
         if (reason := refusal(hello.claims, HISTORY_ROLES, "replay")) is not None:
@@ -279,7 +280,7 @@ class ReplaySession:
                 parsed = None
             if isinstance(parsed, dict) and parsed.get("type") == "auth":
                 try:
-                    claims = await refreshed_claims(text, claims, token_verifier(self.websocket), HISTORY_ROLES)
+                    claims = await refreshed_claims(text, claims, self.verifier, HISTORY_ROLES)
                 except ViewerRefusedError as exc:
                     self.close(CLOSE_POLICY_VIOLATION, exc.reason)
                     return

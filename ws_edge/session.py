@@ -26,7 +26,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from prometheus_client import Histogram
 
 from locstream import bounded_json
-from locstream.http import token_verifier
+from locstream.auth import TokenVerifier
 from schemas.claims import TokenClaims
 from schemas.cursor import Cursor, InvalidCursorError, decode_cursor
 from schemas.ws import (
@@ -62,9 +62,11 @@ class ClientSession:
         feed: LiveFeed,
         fanout: Fanout,
         view: LiveView,
+        verifier: TokenVerifier,
         latency: Histogram | None = None,
     ) -> None:
         self.websocket = websocket
+        self.verifier = verifier
         self.latency = latency  # a sampled connection observes each write's end-to-end latency
         self.settings = settings
         self.feed = feed
@@ -84,7 +86,7 @@ class ClientSession:
             await self._run()
 
     async def _run(self) -> None:
-        hello = await handshake(self.websocket, self.settings)
+        hello = await handshake(self.websocket, self.settings, self.verifier)
         if hello is None:
             return
         tenant_id, self.batched = hello.claims.tenant_id, hello.protocol == 2
@@ -263,7 +265,7 @@ class ClientSession:
             subscriber.send(answer)
         elif kind == "auth":
             try:
-                fresh = await refreshed_claims(text, claims, token_verifier(self.websocket))
+                fresh = await refreshed_claims(text, claims, self.verifier)
             except bounded_json.TooDeepError as exc:
                 subscriber.close(CLOSE_INVALID_PAYLOAD, str(exc))
                 return

@@ -73,7 +73,9 @@ async def test_dev_stack_serves_the_readme_examples_and_the_simulated_fleet(stac
 
     await eventually(ready, timeout=30, what="the dev stack's /readyz")
     async with httpx.AsyncClient(base_url=dev.url) as client:
-        metrics = (await client.get("/metrics")).text
+        admin = readme_token("acme-fiber", "ops", "admin")  # /metrics covers every tenant: an admin's
+        assert (await client.get("/metrics")).status_code == 401
+        metrics = (await client.get("/metrics", headers={"Authorization": f"Bearer {admin}"})).text
     for family in ("locstream_ingest_events_total", "locstream_projector_events_total", "locstream_edge_connections"):
         assert family in metrics, family
     assert '"POST /api/v1/field-service/technicians/' not in dev.log()  # no access log in dev by default

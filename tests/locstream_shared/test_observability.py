@@ -58,7 +58,7 @@ async def test_readyz_follows_the_broker_and_metrics_count_what_was_acknowledged
                     headers={"Authorization": f"Bearer {token}"},
                 )
                 assert answer.status_code == 202
-            metrics = (await client.get(f"{api.url}/metrics")).text
+            metrics = (await client.get(f"{api.url}/metrics", headers=stack.admin_headers())).text
             assert re.search(r"^locstream_ingest_events_total 2\.0$", metrics, flags=re.M), metrics
             assert "locstream_ingest_produce_seconds_count 2.0" in metrics
             await asyncio.to_thread(broker.stop, own)

@@ -154,7 +154,7 @@ async def test_a_poison_record_is_dead_lettered_counted_and_skipped(stack: Stack
     (state,) = (await stack.snapshot()).states
     assert state.fix is not None and state.fix.latitude == 2.0  # the record after the poison was applied
     async with httpx.AsyncClient() as client:
-        metrics = (await client.get(f"{projector.url}/metrics")).text
+        metrics = (await client.get(f"{projector.url}/metrics", headers=stack.admin_headers())).text
     assert 'locstream_projector_events_total{outcome="dead_lettered"} 3.0' in metrics, metrics
     dlq = stack.kafka.model_copy(update={"topic": stack.kafka.topic + ".dlq"})
     consumer = make_consumer(dlq, group_id=None)

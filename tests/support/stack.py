@@ -53,6 +53,9 @@ class Service:
     process: subprocess.Popen[bytes]
     log_path: Path
 
+    # An admin's bearer header for /metrics and the node-wide /ws/stats (set by ``Stack.start``).
+    admin_headers: dict[str, str] = field(default_factory=dict)
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -100,6 +103,10 @@ class Stack:
             return self.provider.token(tenant, role, sub, ttl)
         return issue_token(self.auth, tenant_id=tenant, sub=sub, role=role, ttl_seconds=ttl)
 
+    def admin_headers(self, tenant: str = "operations") -> dict[str, str]:
+        """An admin's bearer header: what ``/metrics`` and the node-wide ``/ws/stats`` ask for."""
+        return {"Authorization": f"Bearer {self.token(tenant, Role.ADMIN, sub='operator')}"}
+
     def sign(self, claims: dict[str, Any], headers: dict[str, Any] | None = None) -> str:
         """``claims`` signed as the services expect: the provider's key (JWKS mode), else the HS256 secret."""
         if self.provider is not None:
@@ -134,7 +141,8 @@ class Stack:
                 stdin=subprocess.DEVNULL,
                 preexec_fn=None if max_open_files is None else _limit_open_files(max_open_files),
             )
-        service = Service(name, port, process, log_path)
+        can_sign = self.provider is not None or "LOCSTREAM_JWT_SECRET" in self.env  # not with Keycloak's tokens
+        service = Service(name, port, process, log_path, self.admin_headers() if can_sign else {})
         self.services.append(service)
 
         async def ready() -> bool:

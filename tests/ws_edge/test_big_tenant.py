@@ -80,7 +80,9 @@ def _ended(sock: socket.socket, within: float) -> bool:
 
 async def _stats(edge: Service) -> dict[str, int]:
     async with httpx.AsyncClient() as http:
-        stats: dict[str, int] = (await http.get(f"{edge.url}/api/v1/field-service/ws/stats")).json()
+        stats: dict[str, int] = (
+            await http.get(f"{edge.url}/api/v1/field-service/ws/stats", headers=edge.admin_headers)
+        ).json()
         return stats
 
 

@@ -27,7 +27,7 @@ async def _closed(ws: object) -> tuple[int, str]:
 
 async def _connections(edge: Service) -> int:
     async with httpx.AsyncClient() as http:
-        stats = (await http.get(f"{edge.url}/api/v1/field-service/ws/stats")).json()
+        stats = (await http.get(f"{edge.url}/api/v1/field-service/ws/stats", headers=edge.admin_headers)).json()
     return int(stats["active_connections"])
 
 

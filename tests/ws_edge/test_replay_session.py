@@ -17,6 +17,7 @@ from starlette.websockets import WebSocket
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from domain.projection import TechnicianState
+from locstream.auth import TokenVerifier
 from locstream.kafka import ensure_topic
 from schemas.claims import Role
 from schemas.events import Event
@@ -170,7 +171,7 @@ async def _closed_with(ws: Any, timeout: float = 15.0) -> tuple[int, str]:
 
 async def _replay_sessions(edge: Service) -> float:
     async with httpx.AsyncClient() as http:
-        metrics = (await http.get(f"{edge.url}/metrics")).text
+        metrics = (await http.get(f"{edge.url}/metrics", headers=edge.admin_headers)).text
     (line,) = [line for line in metrics.splitlines() if line.startswith("locstream_edge_replay_sessions ")]
     return float(line.split()[1])
 
@@ -265,7 +266,7 @@ async def test_a_reader_killed_by_an_exception_ends_the_session_and_closes_its_c
         "subprotocols": [],
     }
     asgi = _ReaderKiller()
-    session = ReplaySession(WebSocket(scope, asgi.receive, asgi.send), settings)
+    session = ReplaySession(WebSocket(scope, asgi.receive, asgi.send), settings, TokenVerifier(stack.auth))
     await asyncio.wait_for(session.run(), 30)  # ends: the player does not outlive the reader
     assert session.reader is not None and session.reader.closed  # its Kafka consumer was stopped
     assert asgi.sent[-1] == {"type": "websocket.close", "code": 1011, "reason": "replay failed"}

@@ -96,14 +96,14 @@ async def test_a_client_that_stops_reading_is_closed_4008_and_harms_no_one(stack
 
     async def slow_disconnects() -> int | None:
         async with httpx.AsyncClient() as http:
-            stats = (await http.get(f"{edge.url}/api/v1/field-service/ws/stats")).json()
+            stats = (await http.get(f"{edge.url}/api/v1/field-service/ws/stats", headers=stack.admin_headers())).json()
         return stats["slow_disconnects"] or None
 
     assert await eventually(slow_disconnects, timeout=10, what="the stalled client to be closed") == 1
 
     async def only_the_fast_one() -> bool:  # the close frame waits behind what the stalled client does not read:
         async with httpx.AsyncClient() as http:  # after the write deadline (1 s here) the edge drops the connection
-            stats = (await http.get(f"{edge.url}/api/v1/field-service/ws/stats")).json()
+            stats = (await http.get(f"{edge.url}/api/v1/field-service/ws/stats", headers=stack.admin_headers())).json()
         return bool(stats["active_connections"] == 1)
 
     await eventually(only_the_fast_one, timeout=10, what="the stalled client's connection to be gone")
@@ -116,7 +116,7 @@ async def test_a_client_that_stops_reading_is_closed_4008_and_harms_no_one(stack
         pass
     assert answer == {"type": "pong"}  # the fast one is still served
     async with httpx.AsyncClient() as http:
-        metrics = (await http.get(f"{edge.url}/metrics")).text
+        metrics = (await http.get(f"{edge.url}/metrics", headers=stack.admin_headers())).text
     assert "locstream_edge_slow_disconnects_total 1.0" in metrics
     assert f'locstream_edge_connections{{tenant="{tenant_label("tenant-a")}"}} 1.0' in metrics
     assert "tenant-a" not in metrics  # tenant names are customer data: metrics carry a hash
