@@ -54,6 +54,40 @@ from the settings classes by `python -m launch.config_docs`; CI fails when it is
 services in one process with the same variables.
 """
 
+# After the Auth table. tests/test_identity_provider.py configures its Keycloak from this very block.
+AUTH_EXAMPLE = """### Example: Keycloak
+
+Tokens from a Keycloak realm, as `deploy/keycloak/locstream-realm.json` sets one up: each user's fleet in a user
+attribute `tenant` that a mapper puts in the claim `org.id`, realm roles (`fleet-dispatcher`, ...) in
+`realm_access.roles`, an audience mapper adding `locstream` to `aud`; dispatchers sign in on the map's public
+client, vehicle gateways with client credentials.
+
+```sh
+LOCSTREAM_JWT_JWKS_URL=https://sso.example.com/realms/locstream/protocol/openid-connect/certs
+LOCSTREAM_JWT_ISSUER=https://sso.example.com/realms/locstream
+LOCSTREAM_JWT_AUDIENCE=locstream
+LOCSTREAM_JWT_TENANT_CLAIM=org.id
+LOCSTREAM_JWT_ROLES_CLAIM=realm_access.roles
+LOCSTREAM_JWT_ROLE_MAP=fleet-dispatcher=dispatcher,fleet-analyst=analyst,fleet-technician=technician,fleet-gateway=device_gateway,fleet-admin=admin
+```
+
+A gateway then posts with a token of its own:
+
+```sh
+TOKEN=$(curl -s -d grant_type=client_credentials -d client_id=fleet-gateway-a -d client_secret=$SECRET \\
+  https://sso.example.com/realms/locstream/protocol/openid-connect/token | jq -r .access_token)
+curl -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+  -d '{"latitude": 6.52, "longitude": 3.38}' https://fleet.example.com/api/v1/field-service/technicians/van-7/location
+```
+
+What is refused, and how: a token of another realm or issuer, a key the JWKS does not hold (after one refetch at
+most every `LOCSTREAM_JWT_JWKS_REFETCH_SECONDS`), an algorithm not listed or not fitting its key, an HS256 token,
+a token whose roles map to none of locstream's (`no locstream role in claim realm_access.roles (it has: ...)`):
+401 with the reason on HTTP, close 1008 on a WebSocket. A JWKS that is down, slow or garbage refuses tokens it
+has no key for, never accepts one. The realm's keys can rotate at will: a new `kid` is fetched on its first token.
+Auth0: [edge.md](edge.md#identity-providers).
+"""
+
 
 def _type(annotation: Any) -> str:
     text = repr(annotation) if not isinstance(annotation, type) else annotation.__name__
@@ -116,6 +150,8 @@ def render() -> str:
         parts.append(f"## {title}: prefix `{prefix}`\n")
         parts.append(f"Used by {used_by}.{' ' + doc if doc else ''}\n")
         parts.append("\n".join(_table(settings)) + "\n")
+        if settings is AuthSettings:
+            parts.append(AUTH_EXAMPLE)
     return "\n".join(parts)
 
 

@@ -28,11 +28,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 VERSION = "26.4.0"
 REALM_FILE = PROJECT_ROOT / "deploy" / "keycloak" / "locstream-realm.json"
 TARGET = PROJECT_ROOT / "deploy" / "keycloak" / "target"
-# The example realm's role names, mapped onto locstream's (LOCSTREAM_JWT_ROLE_MAP).
-ROLE_MAP = (
-    "fleet-dispatcher=dispatcher,fleet-analyst=analyst,fleet-technician=technician,"
-    "fleet-gateway=device_gateway,fleet-admin=admin"
-)
 MIN_JAVA = 21
 
 

@@ -73,10 +73,11 @@ def postgres_server() -> Iterator[str]:
         pytest.fail(str(exc))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def keycloak(tmp_path_factory: pytest.TempPathFactory) -> Iterator[keycloak_local.KeycloakConfig]:
     """A real Keycloak (``launch/keycloak.py``, from Maven Central, Java 21+) with the example realm imported as
-    ``locstream`` and again as ``elsewhere`` (same users, other keys and issuer)."""
+    ``locstream`` and again as ``elsewhere`` (same users, other keys and issuer). Per module: its JVM is gone
+    before the timing-sensitive tests that follow."""
     log_dir = tmp_path_factory.mktemp("keycloak")
     config = keycloak_local.KeycloakConfig(port=free_port(), management_port=free_port(), log_file=log_dir / "kc.log")
     try:

@@ -25,6 +25,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from launch import keycloak as kc
+from tests.support.doc_examples import example_env
 from tests.support.kafka_io import clock_past
 from tests.support.maps import WS_PATH, recv_json
 from tests.support.stack import Service, Stack, eventually
@@ -36,16 +37,11 @@ GATEWAY_SECRET = "fleet-gateway-a-secret-for-tests-only"  # the example realm's 
 
 
 def _idp_env(config: kc.KeycloakConfig) -> dict[str, str]:
-    """docs/configuration.md's Keycloak example, pointed at the test's Keycloak."""
-    return {
-        "LOCSTREAM_JWT_JWKS_URL": config.jwks_url(),
-        "LOCSTREAM_JWT_ISSUER": config.issuer(),
-        "LOCSTREAM_JWT_AUDIENCE": "locstream",
-        "LOCSTREAM_JWT_TENANT_CLAIM": "org.id",
-        "LOCSTREAM_JWT_ROLES_CLAIM": "realm_access.roles",
-        "LOCSTREAM_JWT_ROLE_MAP": kc.ROLE_MAP,
-        "LOCSTREAM_JWT_JWKS_REFETCH_SECONDS": "1",
-    }
+    """docs/configuration.md's Keycloak example as written, pointed at the test's Keycloak."""
+    documented = example_env("configuration.md", "### Example: Keycloak")
+    env = {name: value.replace("https://sso.example.com", config.url) for name, value in documented.items()}
+    assert env["LOCSTREAM_JWT_JWKS_URL"] == config.jwks_url() and env["LOCSTREAM_JWT_ISSUER"] == config.issuer()
+    return {**env, "LOCSTREAM_JWT_JWKS_REFETCH_SECONDS": "1"}
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from locstream.auth import AuthError, TokenVerifier
 from locstream.jwks import JwksKeys
 from locstream.settings import AuthSettings
 from schemas.claims import Role
+from tests.support.doc_examples import example_env
 from tests.support.jwks_provider import JwksProvider
 
 
@@ -196,3 +197,28 @@ async def test_claim_mapping_reads_nested_and_namespaced_claims(provider: JwksPr
     for roles in (["admin", "offline_access"], [], "dispatcher"):  # a provider's own "admin" is not locstream's
         with pytest.raises(AuthError, match=r"no locstream role in claim realm_access\.roles"):
             await verifier.verify(provider.sign({**mapped, "realm_access": {"roles": roles}}))
+
+
+async def test_the_documented_auth0_example_reads_an_auth0_shaped_token(provider: JwksProvider) -> None:
+    documented = example_env("edge.md", "for Auth0:")
+    domain = "https://fleet-acme.eu.auth0.com/"
+    env = {name: value.replace(f"{domain}.well-known/jwks.json", provider.url) for name, value in documented.items()}
+    env["LOCSTREAM_JWT_ISSUER"] = env["LOCSTREAM_JWT_ISSUER"].replace(domain, f"{provider.issuer}/")
+    settings = AuthSettings.model_validate({k.removeprefix("LOCSTREAM_").lower(): v for k, v in env.items()})
+    verifier = TokenVerifier(settings)
+    now = int(time.time())
+    auth0_shaped = {  # what an Auth0 access token for a user, with the documented Action, carries
+        "iss": f"{provider.issuer}/",
+        "sub": "auth0|65f0c0ffee",
+        "aud": ["https://locstream.example/api", f"{provider.issuer}/userinfo"],
+        "iat": now,
+        "exp": now + 600,
+        "azp": "map-spa-client",
+        "scope": "openid profile",
+        "https://locstream.example/tenant": "org_acme",
+        "https://locstream.example/roles": ["Fleet Admin", "Billing"],
+    }
+    claims = await verifier.verify(provider.sign(auth0_shaped))
+    assert (claims.tenant_id, claims.sub, claims.roles) == ("org_acme", "auth0|65f0c0ffee", frozenset({Role.ADMIN}))
+    with pytest.raises(AuthError, match="no locstream role"):
+        await verifier.verify(provider.sign({**auth0_shaped, "https://locstream.example/roles": ["Billing"]}))
