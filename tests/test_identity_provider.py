@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import jwt
@@ -172,6 +173,15 @@ async def test_keycloak_tokens_work_everywhere_a_token_is_taken(
     code, err = await _replay_cli(stack, ana, start, end, out)
     assert code == 0, err
     assert out.read_bytes() == exported.content
+    paced = urlencode({"token": ana, "replay_from": start, "replay_to": end, "speed": 1000})
+    async with websockets.connect(f"{edge.ws_url}{WS_PATH}?{paced}") as replay:  # the paced replay, on the map
+        assert (await recv_json(replay))["type"] == "connected"
+        assert (await recv_json(replay, 30))["type"] == "initial_state"
+        played = [await recv_json(replay, 30) for _ in range(2)]
+    assert [frame["type"] for frame in played] == ["location_update", "replay_done"]
+    assert played[0]["data"]["technician_id"] == "van-7"
+    code, err = await _replay_cli(stack, dana, start, end, tmp_path / "refused.ndjson")  # a dispatcher may not
+    assert code == 2 and "may not export" in err
 
 
 async def _eventually_in_map(edge: Service, token: str) -> None:
