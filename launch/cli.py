@@ -94,6 +94,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
     os.environ.setdefault("LOCSTREAM_DEV", "1")  # the well-known dev JWT secret unless one is set
     os.environ.setdefault("LOCSTREAM_DATA_DIR", args.data_dir)
     configure_logging()
+    if os.environ.get("LOCSTREAM_JWT_JWKS_URL"):  # before a broker is started for nothing
+        print("error: locstream dev signs its own tokens (HS256); unset LOCSTREAM_JWT_JWKS_URL", file=sys.stderr)
+        return 2
     started_broker: broker.BrokerConfig | None = None
     if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:  # otherwise the user brings a broker
         config = broker.BrokerConfig(data_dir=Path(args.data_dir).resolve() / "broker", port=args.broker_port)

@@ -7,6 +7,7 @@ Algorithms are pinned (HS256 with the secret; with a JWKS, the configured ones, 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,9 +16,11 @@ import jwt
 from jwt import PyJWK
 
 from locstream.claim_mapping import ClaimError, ClaimMapping
-from locstream.jwks import MAX_KID_CHARS, JwksKeys, UnavailableKeysError, UnknownKeyError
+from locstream.jwks import MAX_KID_CHARS, JwksKeys, UnavailableKeysError, UnknownKeyError, secure_enough
 from locstream.settings import AuthSettings
 from schemas.claims import Role, TokenClaims
+
+log = logging.getLogger(__name__)
 
 ALGORITHM = "HS256"
 _REQUIRED = ["exp", "iat"]
@@ -115,6 +118,8 @@ class TokenVerifier:
             )
         self.keys = keys
         self._claims: dict[str, TokenClaims] = {}
+        if keys is not None and not secure_enough(keys.url):
+            log.warning("the JWKS is fetched over plain HTTP from %s: anyone on the path could forge tokens", keys.url)
 
     async def verify(self, token: str | None) -> TokenClaims:
         """The token's claims; ``AuthError`` with a reason safe to show."""

@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -61,6 +62,12 @@ def usable_keys(document: object) -> dict[str, Mapping[str, Any]]:
     if not usable:
         raise ValueError("the JWKS has no RSA or EC signing key with a kid")
     return usable
+
+
+def secure_enough(url: str) -> bool:
+    """HTTPS, or plain HTTP to this machine's loopback (a sidecar, a test)."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (parts.hostname or "") in ("127.0.0.1", "::1", "localhost")
 
 
 def fits(key: Mapping[str, Any], alg: str) -> bool:

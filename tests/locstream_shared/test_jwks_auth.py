@@ -9,6 +9,8 @@ import base64
 import hashlib
 import hmac
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -16,7 +18,7 @@ import jwt
 import pytest
 
 from locstream.auth import AuthError, TokenVerifier
-from locstream.jwks import JwksKeys
+from locstream.jwks import JwksKeys, secure_enough
 from locstream.settings import AuthSettings
 from schemas.claims import Role
 from tests.support.doc_examples import example_env
@@ -222,3 +224,20 @@ async def test_the_documented_auth0_example_reads_an_auth0_shaped_token(provider
     assert (claims.tenant_id, claims.sub, claims.roles) == ("org_acme", "auth0|65f0c0ffee", frozenset({Role.ADMIN}))
     with pytest.raises(AuthError, match="no locstream role"):
         await verifier.verify(provider.sign({**auth0_shaped, "https://locstream.example/roles": ["Billing"]}))
+
+
+def test_plain_http_is_secure_enough_only_on_loopback() -> None:
+    assert secure_enough("https://sso.example.com/certs") and secure_enough("http://127.0.0.1:8080/certs")
+    assert not secure_enough("http://keycloak:8080/realms/x/protocol/openid-connect/certs")
+
+
+def test_the_cli_refuses_to_sign_tokens_that_the_provider_should() -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "LOCSTREAM_JWT_JWKS_URL": "https://sso.example.com/certs",
+        "LOCSTREAM_JWT_ISSUER": "https://sso.example.com",
+        "LOCSTREAM_JWT_AUDIENCE": "locstream",
+    }
+    for command in (["token", "--tenant", "t", "--sub", "u", "--role", "admin"], ["dev"]):
+        done = subprocess.run([sys.executable, "-m", "launch.cli", *command], capture_output=True, text=True, env=env)
+        assert done.returncode == 2 and "LOCSTREAM_JWT_JWKS_URL" in done.stderr + done.stdout, done.stderr
