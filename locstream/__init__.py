@@ -1,1 +1,2 @@
-"""Shared plumbing of locstream: CLI, settings, auth, Kafka adapters and the local broker."""
+"""Shared plumbing of locstream: settings, auth (HS256 or an identity provider's JWKS), Kafka adapters, the HTTP
+service shell and the server."""

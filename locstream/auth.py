@@ -38,7 +38,7 @@ class AuthError(Exception):
 def verify_token(token: str | None, settings: AuthSettings) -> TokenClaims:
     """The claims of an HS256 token signed with ``LOCSTREAM_JWT_SECRET``; ``AuthError`` with the reason."""
     payload = _decode(_bounded(token), settings.secret, ALGORITHM, settings)
-    return _mapped(payload, settings)
+    return _mapped(payload, claim_mapping(settings))
 
 
 def _bounded(token: str | None) -> str:
@@ -68,8 +68,11 @@ def _decode(token: str, key: str | PyJWK, algorithm: str, settings: AuthSettings
     return payload
 
 
-def _mapped(payload: dict[str, Any], settings: AuthSettings) -> TokenClaims:
-    mapping = ClaimMapping(settings.jwt_tenant_claim, settings.jwt_roles_claim, settings.role_map)
+def claim_mapping(settings: AuthSettings) -> ClaimMapping:
+    return ClaimMapping(settings.jwt_tenant_claim, settings.jwt_roles_claim, settings.role_map)
+
+
+def _mapped(payload: dict[str, Any], mapping: ClaimMapping) -> TokenClaims:
     try:
         return mapping.claims(payload)
     except ClaimError as exc:
@@ -117,6 +120,7 @@ class TokenVerifier:
                 max_age=settings.jwt_jwks_max_age_seconds,
             )
         self.keys = keys
+        self.mapping = claim_mapping(settings)
         self._claims: dict[str, TokenClaims] = {}
         if keys is not None and not secure_enough(keys.url):
             log.warning("the JWKS is fetched over plain HTTP from %s: anyone on the path could forge tokens", keys.url)
@@ -131,9 +135,9 @@ class TokenVerifier:
                 del self._claims[token]
         bounded = _bounded(token)
         if self.keys is None:
-            claims = verify_token(bounded, self.settings)
+            claims = _mapped(_decode(bounded, self.settings.secret, ALGORITHM, self.settings), self.mapping)
         else:
-            claims = _mapped(await self._decode_with_jwks(bounded, self.keys), self.settings)
+            claims = _mapped(await self._decode_with_jwks(bounded, self.keys), self.mapping)
         if len(self._claims) >= self.capacity:
             del self._claims[next(iter(self._claims))]
         self._claims[bounded] = claims

@@ -122,7 +122,10 @@ class OperationsPort:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         server = scope.get("server")
         if scope["type"] in ("http", "websocket") and server is not None and server[1] == self.port:
-            if scope["type"] == "websocket" or scope["path"] not in OPERATIONS_PATHS:
+            if scope["type"] == "websocket":  # closed before it is accepted: the upgrade is refused (HTTP 403)
+                await send({"type": "websocket.close", "code": 1008, "reason": "not on the metrics port"})
+                return
+            if scope["path"] not in OPERATIONS_PATHS:
                 await PlainTextResponse("not found on the metrics port", status_code=404)(scope, receive, send)
                 return
             scope = {**scope, ON_OPERATIONS_PORT: True}

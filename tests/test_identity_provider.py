@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -101,27 +99,10 @@ async def _refused_close(edge: Service, token: str) -> tuple[int, str]:
 
 
 async def _replay_cli(stack: Stack, token: str, start: str, end: str, out: Path) -> tuple[int, str]:
-    env = {**os.environ, **stack.env, "LOCSTREAM_TOKEN": token}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "launch.cli",
-        "replay",
-        "--tenant",
-        "tenant-a",
-        "--from",
-        start,
-        "--to",
-        end,
-        "--out",
-        str(out),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    code, _, err = await stack.replay_cli(
+        "--tenant", "tenant-a", "--from", start, "--to", end, "--out", str(out), token=token
     )
-    _, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, err.decode()
+    return code, err
 
 
 async def test_keycloak_tokens_work_everywhere_a_token_is_taken(

@@ -7,12 +7,9 @@ to the export.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
-import os
-import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -108,23 +105,6 @@ async def history(kafka: KafkaSettings) -> History:
     return History(_iso(min(stamps)), _iso(end), mine, retries=len(retried))
 
 
-async def _replay(stack: Stack, *args: str, token: str | None) -> tuple[int, str, str]:
-    env = {**os.environ, **stack.env, **({"LOCSTREAM_TOKEN": token} if token else {})}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "launch.cli",
-        "replay",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
 def _ids(events: Sequence[Event]) -> list[str]:
     return [str(e.event_id) for e in events]
 
@@ -134,8 +114,8 @@ async def test_an_ndjson_export_holds_exactly_the_tenants_events_of_the_range_on
 ) -> None:
     out = tmp_path / "acme.ndjson"
     token = stack.token(TENANT, Role.ANALYST)
-    code, stdout, stderr = await _replay(
-        stack, "--tenant", TENANT, "--from", history.start, "--to", history.end, "--out", str(out), token=token
+    code, stdout, stderr = await stack.replay_cli(
+        "--tenant", TENANT, "--from", history.start, "--to", history.end, "--out", str(out), token=token
     )
     assert code == 0, stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
@@ -155,8 +135,7 @@ async def test_every_format_reads_back_with_a_real_parser(stack: Stack, history:
     exported: dict[str, Path] = {}
     for name in ("csv", "geojson", "gpx", "parquet"):
         exported[name] = tmp_path / f"acme.{name}"
-        code, _, stderr = await _replay(
-            stack,
+        code, _, stderr = await stack.replay_cli(
             "--tenant",
             TENANT,
             "--from",
@@ -204,8 +183,7 @@ async def test_every_format_reads_back_with_a_real_parser(stack: Stack, history:
 
 async def test_a_technician_filter_keeps_only_its_events(stack: Stack, history: History, tmp_path: Path) -> None:
     out = tmp_path / "tech-2.ndjson"
-    code, _, stderr = await _replay(
-        stack,
+    code, _, stderr = await stack.replay_cli(
         "--tenant",
         TENANT,
         "--from",
@@ -239,7 +217,7 @@ async def test_bad_input_gets_a_reason_a_non_zero_exit_and_no_file(
     ]
     out = tmp_path / "refused.ndjson"
     for args, token, reason in cases:
-        code, _, stderr = await _replay(stack, "--tenant", TENANT, *args, "--out", str(out), token=token)
+        code, _, stderr = await stack.replay_cli("--tenant", TENANT, *args, "--out", str(out), token=token)
         assert code == 2 and reason in stderr, (args, code, stderr)
         assert not out.exists() and not (tmp_path / "refused.ndjson.partial").exists()
 
@@ -249,8 +227,8 @@ async def test_the_http_export_streams_the_same_bytes_and_refuses_bad_input_with
 ) -> None:
     token = stack.token(TENANT, Role.ANALYST)
     out = tmp_path / "cli.ndjson"
-    code, _, stderr = await _replay(
-        stack, "--tenant", TENANT, "--from", history.start, "--to", history.end, "--out", str(out), token=token
+    code, _, stderr = await stack.replay_cli(
+        "--tenant", TENANT, "--from", history.start, "--to", history.end, "--out", str(out), token=token
     )
     assert code == 0, stderr
     projector = await stack.start("projector")
@@ -290,7 +268,7 @@ async def test_hostile_names_and_values_export_as_text_a_spreadsheet_will_not_ru
     await clock_past(max(stamps))
     token = stack.token(TENANT, Role.ANALYST)
     window = ("--from", _iso(min(stamps)), "--to", _iso(max(stamps) + 1))
-    code, out, err = await _replay(stack, "--tenant", TENANT, *window, "--format", "csv", token=token)
+    code, out, err = await stack.replay_cli("--tenant", TENANT, *window, "--format", "csv", token=token)
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
     cells = [value for row in rows for value in row.values() if value]
@@ -301,8 +279,8 @@ async def test_hostile_names_and_values_export_as_text_a_spreadsheet_will_not_ru
     }
     assert any(row["longitude"].startswith("3.3") for row in rows)  # numbers stay numbers
     gpx_path = tmp_path / "hostile.gpx"
-    code, _, err = await _replay(
-        stack, "--tenant", TENANT, *window, "--format", "gpx", "--out", str(gpx_path), token=token
+    code, _, err = await stack.replay_cli(
+        "--tenant", TENANT, *window, "--format", "gpx", "--out", str(gpx_path), token=token
     )
     assert code == 0, err
     tracks = gpxpy.parse(gpx_path.read_text()).tracks  # a real XML parser: a raw \x01 would be a syntax error

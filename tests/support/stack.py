@@ -107,6 +107,23 @@ class Stack:
         """An admin's bearer header: what ``/metrics`` and the node-wide ``/ws/stats`` ask for."""
         return {"Authorization": f"Bearer {self.token(tenant, Role.ADMIN, sub='operator')}"}
 
+    async def replay_cli(self, *args: str, token: str | None) -> tuple[int, str, str]:
+        """``locstream replay ARGS`` as a process with the services' settings: its exit code, stdout and stderr."""
+        env = {**os.environ, **self.env, **({"LOCSTREAM_TOKEN": token} if token else {})}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "launch.cli",
+            "replay",
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
+
     def sign(self, claims: dict[str, Any], headers: dict[str, Any] | None = None) -> str:
         """``claims`` signed as the services expect: the provider's key (JWKS mode), else the HS256 secret."""
         if self.provider is not None:
