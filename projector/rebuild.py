@@ -18,7 +18,7 @@ from locstream.kafka import ensure_topic, make_consumer
 from locstream.progress import Progress
 from projector.backends import make_store
 from projector.settings import ProjectorSettings
-from schemas.events import Event, InvalidEventError, decode_event
+from schemas.events import Event, GeofenceEntered, GeofenceExited, InvalidEventError, decode_event
 
 
 async def rebuild(settings: ProjectorSettings, out: TextIO = sys.stderr) -> dict[str, Any]:
@@ -50,9 +50,12 @@ async def rebuild(settings: ProjectorSettings, out: TextIO = sys.stderr) -> dict
                         break
                     count += 1
                     try:
-                        events.append((decode_event(record.value), Position(tp.partition, record.offset)))
+                        event = decode_event(record.value)
                     except InvalidEventError:
                         progress.skipped += 1  # the live projector already dead-lettered it
+                    else:
+                        if not isinstance(event, GeofenceEntered | GeofenceExited):
+                            events.append((event, Position(tp.partition, record.offset)))
                     next_offsets[tp.partition] = record.offset + 1
                 if next_offsets.get(tp.partition, 0) >= ends[tp]:
                     remaining.discard(tp)

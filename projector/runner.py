@@ -24,7 +24,7 @@ from projector.metrics import ProjectorMetrics
 from projector.poison import Poison, dlq_headers, poison_of
 from projector.settings import ProjectorSettings
 from projector.store import ConcurrentWriteError, GenerationChangedError, ProjectionStore
-from schemas.events import Event, InvalidEventError, decode_event
+from schemas.events import Event, GeofenceEntered, GeofenceExited, InvalidEventError, decode_event
 
 log = logging.getLogger(__name__)
 
@@ -166,9 +166,12 @@ class Projector:
             partition = tp.partition
             for record in records:
                 try:
-                    events.append((decode_event(record.value), Position(partition, record.offset)))
+                    event = decode_event(record.value)
                 except InvalidEventError as exc:
                     poisons.append(poison_of(record, partition, exc))
+                    continue
+                if not isinstance(event, GeofenceEntered | GeofenceExited):  # crossings: not a technician's state
+                    events.append((event, Position(partition, record.offset)))
             next_offsets[partition] = records[-1].offset + 1
         for poison in poisons:  # durable in the DLQ before the offsets that skip it are committed
             await self._dlq.send_and_wait(

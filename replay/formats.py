@@ -130,6 +130,8 @@ def _row(record: HistoryRecord) -> dict[str, Any]:
         row.update({field: getattr(data, field) for field in _FIX_FIELDS})
     elif isinstance(event, TechnicianUpdated):
         row.update(name=event.data.name, status=event.data.status)
+    else:  # a geofence crossing: its type says which, its job the job
+        row.update(job_id=event.data.job_id)
     return row
 
 
@@ -188,7 +190,7 @@ class _Tracks:
         event = record.event()
         if isinstance(event, LocationRecorded):
             self.fixes.setdefault(event.technician_id, []).append((event.recorded_at, record.offset, event))
-        elif event.data.name:
+        elif isinstance(event, TechnicianUpdated) and event.data.name:
             self.names[event.technician_id] = event.data.name
 
     def tracks(self) -> list[tuple[str, list[LocationRecorded]]]:

@@ -84,7 +84,31 @@ class TechnicianUpdated(_Envelope, frozen=True, gc=False, tag="technician_update
     data: TechnicianData
 
 
-Event = LocationRecorded | TechnicianUpdated
+class CrossingData(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw_only=True):
+    """A technician crossing a fence's edge, as the geofence processor saw it in one fix (``geofencer/``)."""
+
+    geofence_id: Identifier
+    job_id: Annotated[str, Meta(**LIMITS["job_id"])] | None = None
+    geofence_name: Annotated[str, Meta(max_length=200)] | None = None
+    distance_meters: Annotated[float, Meta(ge=0)]  # from the fence's centre
+    fix_event_id: uuid.UUID  # the fix that crossed
+
+
+class GeofenceEntered(_Envelope, frozen=True, gc=False, tag="geofence_entered"):
+    """``recorded_at`` and ``received_at`` are the crossing fix's; ``event_id`` is derived from it and the fence,
+    so a processor repeating a batch after a crash repeats the same event (deduplicated by id)."""
+
+    type: ClassVar[str] = "geofence_entered"
+    data: CrossingData
+
+
+class GeofenceExited(_Envelope, frozen=True, gc=False, tag="geofence_exited"):
+    type: ClassVar[str] = "geofence_exited"
+    data: CrossingData
+
+
+Event = LocationRecorded | TechnicianUpdated | GeofenceEntered | GeofenceExited
+Crossed = GeofenceEntered | GeofenceExited
 _DECODER: Final[msgspec.json.Decoder[Event]] = msgspec.json.Decoder(Event)
 _ENCODER: Final = msgspec.json.Encoder()
 
@@ -118,6 +142,6 @@ def encode_event(event: Event) -> bytes:
 
 
 def event_json_schema() -> dict[str, Any]:
-    """JSON Schema of the topic's values (both event types, discriminated by ``type``)."""
+    """JSON Schema of the topic's values (every event type, discriminated by ``type``)."""
     schema: dict[str, Any] = msgspec.json.schema(Event)
     return schema

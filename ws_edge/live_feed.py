@@ -24,7 +24,7 @@ from locstream.kafka import ensure_topic, make_consumer
 from locstream.lifecycle import cancel_and_wait
 from projector.backends import make_store
 from schemas.cursor import Cursor
-from schemas.events import InvalidEventError, LocationRecorded, decode_event
+from schemas.events import GeofenceEntered, GeofenceExited, InvalidEventError, LocationRecorded, decode_event
 from ws_edge import messages
 from ws_edge.fanout import Fanout
 from ws_edge.settings import EdgeSettings
@@ -125,6 +125,11 @@ class LiveFeed:
                 continue
             self.applied[tp.partition] = record.offset
             if not self.serves(event.tenant_id):  # another tenant of a partition this shard shares
+                continue
+            if isinstance(event, GeofenceEntered | GeofenceExited):
+                frame = self.view.crossing(event)
+                if frame is not None:
+                    self.fanout.notify(event.tenant_id, event.technician_id, frame, self.floor[tp.partition])
                 continue
             location = self.view.apply(event, Position(tp.partition, record.offset))
             if location is not None:

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from domain.projection import TechnicianState
+from schemas.events import Crossed, GeofenceEntered
 from ws_edge.framing import text_frame
 from ws_edge.outbox import Update
 
@@ -100,3 +101,33 @@ def replay_done(events: int) -> str:
 
 
 PONG = encode({"type": "pong"})
+
+
+def geofence_event(crossing: Crossed, technician_name: str) -> str:
+    """The origin's ``geofence_event`` frame (its ``message``: "Ada Obi arrived at Cabinet 12")."""
+    data = crossing.data
+    entered = isinstance(crossing, GeofenceEntered)
+    place = data.geofence_name or (f"job {data.job_id}" if data.job_id else f"geofence {data.geofence_id}")
+    return encode(
+        {
+            "type": "geofence_event",
+            "data": {
+                "technician_id": crossing.technician_id,
+                "technician_name": technician_name,
+                "geofence_id": data.geofence_id,
+                "job_id": data.job_id,
+                "event_type": "enter" if entered else "exit",
+                "timestamp": crossing.recorded_at.isoformat(),
+                "distance_meters": round(data.distance_meters, 1),
+                "message": f"{technician_name} {'arrived at' if entered else 'left'} {place}",
+            },
+        }
+    )
+
+
+def geofence_updated(fence: dict[str, Any]) -> str:
+    return encode({"type": "geofence_updated", "data": fence})
+
+
+def geofence_removed(geofence_id: str) -> str:
+    return encode({"type": "geofence_removed", "data": {"geofence_id": geofence_id}})

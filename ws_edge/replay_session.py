@@ -40,7 +40,7 @@ from replay.reader import HistoryReader
 from replay.time_range import RangeError, TimeRange, time_range, to_ms
 from schemas.claims import HISTORY_ROLES, TokenClaims, refusal
 from schemas.cursor import Cursor
-from schemas.events import InvalidEventError, LocationRecorded
+from schemas.events import GeofenceEntered, GeofenceExited, InvalidEventError, LocationRecorded
 from schemas.ws import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_INVALID_PAYLOAD,
@@ -232,6 +232,11 @@ class ReplaySession:
         except InvalidEventError:
             return 0
         await self._until(event.recorded_at)
+        if isinstance(event, GeofenceEntered | GeofenceExited):
+            frame = view.crossing(event)
+            if frame is not None:
+                await self.websocket.send_text(frame)
+            return 0 if frame is None else 1
         location = view.apply(event, Position(cursor.partition, record.offset))
         if location is None:
             return 0

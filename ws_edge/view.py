@@ -15,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 from domain.identity import EventIdentity, identity
 from domain.position import Position
 from domain.projection import TechnicianState, apply
-from schemas.events import Event
+from schemas.events import Crossed, Event
 from ws_edge.framing import text_frame
-from ws_edge.messages import Location, encode, initial_state, location_of
+from ws_edge.messages import Location, encode, geofence_event, initial_state, location_of
 
 
 class LiveView:
@@ -97,6 +97,18 @@ class LiveView:
         if location is None or (before is not None and location_of(before, stale_before) == location):
             return None
         return location
+
+    def crossing(self, event: Crossed) -> str | None:
+        """The ``geofence_event`` frame of a crossing, once per event id (a geofence processor that repeated a
+        batch after a crash appended it again)."""
+        seen = identity(event)
+        if seen in self._seen:
+            return None
+        self._seen[seen] = None
+        if len(self._seen) > self._dedupe_window:
+            self._seen.popitem(last=False)
+        state = self._tenants.get(event.tenant_id, {}).get(event.technician_id)
+        return geofence_event(event, state.display_name if state else event.technician_id)
 
     def locations(self, tenant_id: str) -> list[Location]:
         """Every located technician of one tenant (initial_state and the polling fallback)."""
