@@ -16,6 +16,7 @@ COPY producers ./producers
 COPY projector ./projector
 COPY ws_edge ./ws_edge
 COPY replay ./replay
+COPY geofencer ./geofencer
 # The map page's Leaflet, from npm (not vendored); an editable install serves it from ws_edge/web.
 COPY --from=web /web/node_modules/leaflet ./ws_edge/web/node_modules/leaflet
 RUN pip install --no-cache-dir -e ".[parquet]"

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from schemas.geofences import Circle, FenceEvent, GeofenceDefined, GeofenceRemoved
+
 EARTH_RADIUS_M = 6_371_008.8
 EXIT_MARGIN_M = 25.0
 CELL_DEGREES = 0.01  # the grid: about 1.1 km north-south
@@ -226,3 +228,51 @@ def evaluate(
         elif outside_by > max(EXIT_MARGIN_M, accuracy_m or 0.0):
             state.inside.discard(geofence_id)
             yield Crossing(crossing_id(fix_event_id, geofence_id, "exit"), "exit", fence, centre)
+
+
+def fence_of(definition: GeofenceDefined) -> Fence:
+    shape = definition.shape
+    if isinstance(shape, Circle):
+        return Fence.circle(
+            definition.tenant_id,
+            definition.geofence_id,
+            shape.latitude,
+            shape.longitude,
+            shape.radius_meters,
+            definition.job_id,
+            definition.name or definition.title,
+        )
+    ring = [(position[0], position[1]) for position in shape.coordinates[0]]
+    return Fence.polygon(
+        definition.tenant_id, definition.geofence_id, ring, definition.job_id, definition.name or definition.title
+    )
+
+
+class FenceBook:
+    """Every tenant's fences as the fences topic has them: their definitions, and each tenant's grid."""
+
+    def __init__(self) -> None:
+        self.definitions: dict[str, dict[str, GeofenceDefined]] = {}
+        self.indexes: dict[str, FenceIndex] = {}
+
+    def apply(self, event: FenceEvent) -> GeofenceDefined | None:
+        """Apply one record; the fence's definition now (None: removed)."""
+        tenant = self.definitions.setdefault(event.tenant_id, {})
+        index = self.indexes.setdefault(event.tenant_id, FenceIndex())
+        if isinstance(event, GeofenceRemoved):
+            tenant.pop(event.geofence_id, None)
+            index.remove(event.geofence_id)
+            return None
+        tenant[event.geofence_id] = event
+        index.put(fence_of(event))
+        return event
+
+    def of(self, tenant_id: str) -> list[GeofenceDefined]:
+        """The tenant's fences, by id."""
+        return [fence for _, fence in sorted(self.definitions.get(tenant_id, {}).items())]
+
+    def get(self, tenant_id: str, geofence_id: str) -> GeofenceDefined | None:
+        return self.definitions.get(tenant_id, {}).get(geofence_id)
+
+    def index(self, tenant_id: str) -> FenceIndex | None:
+        return self.indexes.get(tenant_id)

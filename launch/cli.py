@@ -54,7 +54,12 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 # Each service's app module has create_app(); its settings (app.state.settings) say where it listens.
-_SERVICE_APPS = {"producers": "producers.app", "projector": "projector.app", "ws-edge": "ws_edge.app"}
+_SERVICE_APPS = {
+    "producers": "producers.app",
+    "projector": "projector.app",
+    "ws-edge": "ws_edge.app",
+    "geofencer": "geofencer.app",
+}
 
 
 def cmd_service(args: argparse.Namespace) -> int:
@@ -226,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("producers", "the ingest API"),
         ("projector", "the projector"),
         ("ws-edge", "the WebSocket edge"),
+        ("geofencer", "the geofence processor (job-site arrivals and departures)"),
     ):
         p_service = sub.add_parser(name, help=f"run {what}")
         if name == "projector":

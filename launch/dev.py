@@ -1,4 +1,5 @@
-"""``locstream dev``: the local broker plus all three services on one port, and a simulated fleet.
+"""``locstream dev``: the local broker plus all the services on one port (the geofence processor too), and a
+simulated fleet.
 
 The services keep their own settings and lifecycles; dev only composes them in one process so that the
 seed's URLs work unchanged on 127.0.0.1:8000. Production runs them as separate processes.
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 
+from geofencer.processor import Geofencer
+from geofencer.settings import GeofencerSettings
 from launch.simulate import FleetSimulator
 from locstream.http import Operations, add_operations, service_app
 from locstream.lifecycle import Service
@@ -44,7 +47,8 @@ def create_dev_app(options: DevOptions) -> FastAPI:
     probe = BrokerProbe(
         projector_settings.kafka, positions=projector.positions, stuck_after=projector_settings.stuck_after_seconds
     )
-    services: list[Service] = [ingest, projector, edge, probe]
+    geofencer = Geofencer(GeofencerSettings())  # crossings of the fences defined through the API
+    services: list[Service] = [ingest, projector, edge, geofencer, probe]
     if options.simulate:
         services.append(FleetSimulator(f"http://{options.host}:{options.port}", producers_settings.auth))
     app.state.services = services
@@ -54,7 +58,12 @@ def create_dev_app(options: DevOptions) -> FastAPI:
         app,
         Operations(
             problems=lambda: projector_operations.problems() + edge.problems(),
-            registries=[ingest.publisher.metrics.registry, projector.metrics.registry, edge.metrics.registry],
+            registries=[
+                ingest.publisher.metrics.registry,
+                projector.metrics.registry,
+                edge.metrics.registry,
+                geofencer.metrics.registry,
+            ],
             health=edge.health,
             readiness_details=projector_operations.readiness_details,
         ),

@@ -34,6 +34,8 @@ class KafkaSettings(BaseSettings):
     devices_topic: str = "devices.v1"
     """The devices topic (compacted, one partition): device registrations and revocations, read by every ingest
     process."""
+    geofences_topic: str = "geofences.v1"
+    """The fences topic (compacted, one partition): job sites' definitions and removals, read by every service."""
     partitions: int = Field(default=6, ge=1)
     """Partitions when the services create the topic."""
     replication_factor: int = Field(default=1, ge=1)

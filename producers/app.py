@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from locstream.http import Operations, add_operations, service_app
 from locstream.readiness import BrokerProbe
 from producers.device_routes import devices_router, protocols_router
+from producers.geofence_routes import geofences_router
 from producers.hot_path import HotPath
 from producers.openapi import document
 from producers.routes import Ingest, router
@@ -19,6 +20,7 @@ def install(app: FastAPI, settings: ProducersSettings) -> Ingest:
     app.state.ingest = ingest
     app.include_router(router)
     app.include_router(devices_router)
+    app.include_router(geofences_router)
     app.include_router(protocols_router)
     app.add_middleware(HotPath)
     document(app)

@@ -13,12 +13,14 @@ from fastapi import FastAPI
 
 from producers.models import BatchBody, LocationFixBody, Problem, TechnicianUpdateBody
 
-_BODIES: tuple[type[msgspec.Struct], ...] = (LocationFixBody, BatchBody, TechnicianUpdateBody)
+_BODIES: list[type[msgspec.Struct]] = [LocationFixBody, BatchBody, TechnicianUpdateBody]
 _REF = "#/components/schemas/{name}"
 
 
 def body_of(body: type[msgspec.Struct], example: dict[str, Any]) -> dict[str, Any]:
-    """``openapi_extra`` of a route whose JSON body is ``body``."""
+    """``openapi_extra`` of a route whose JSON body is ``body`` (whose schema ``document`` then adds)."""
+    if body not in _BODIES:
+        _BODIES.append(body)
     schema = {"$ref": _REF.format(name=body.__name__)}
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema, "example": example}}}}
 

@@ -19,6 +19,7 @@ from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 
 from domain.identity import identity
 from domain.position import Position
+from locstream.fences import FenceRegistry
 from locstream.gc_tuning import tune_for_batches
 from locstream.http import bearer_token, require_role
 from producers.body import BodyError, decode, read_json
@@ -98,6 +99,7 @@ class Ingest:
         self.settings = settings
         self.publisher = EventPublisher(settings)
         self.devices = DeviceRegistry(settings.kafka)
+        self.fences = FenceRegistry(settings.kafka)
         self.recent = RecentFixes(settings.recent_fixes)
         self.per_token = RateLimiter(settings.token_rate, settings.token_burst)
         self.per_tenant = RateLimiter(settings.tenant_rate, settings.tenant_burst)
@@ -107,9 +109,11 @@ class Ingest:
     async def start(self) -> None:
         await self.publisher.start()
         await self.devices.start()
+        await self.fences.start()
         tune_for_batches(self.settings.gc_gen0_threshold)
 
     async def stop(self) -> None:
+        await self.fences.stop()
         await self.devices.stop()
         await self.publisher.stop()
 

@@ -105,7 +105,12 @@ async def postgres_dsn(postgres_server: str) -> AsyncIterator[str]:
 def kafka(kafka_bootstrap: str) -> KafkaSettings:
     """Settings for a topic of this test's own, so tests never see each other's events."""
     topic = f"locations.test.{uuid.uuid4().hex[:12]}"
-    return KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=topic, devices_topic=f"{topic}.devices")
+    return KafkaSettings(
+        bootstrap_servers=kafka_bootstrap,
+        topic=topic,
+        devices_topic=f"{topic}.devices",
+        geofences_topic=f"{topic}.geofences",
+    )
 
 
 @pytest.fixture
@@ -119,6 +124,7 @@ async def stack(kafka: KafkaSettings, tmp_path: Path, request: pytest.FixtureReq
         "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "KAFKA_TOPIC": kafka.topic,
         "KAFKA_DEVICES_TOPIC": kafka.devices_topic,
+        "KAFKA_GEOFENCES_TOPIC": kafka.geofences_topic,
         "KAFKA_PARTITIONS": str(kafka.partitions),
         "LOCSTREAM_DATA_DIR": str(tmp_path / "data"),
     }

@@ -9,10 +9,12 @@ from datetime import timedelta
 
 from fastapi import APIRouter, FastAPI, Request, Response, WebSocket
 
+from locstream.fences import FenceRegistry
 from locstream.http import Claims, Operations, add_operations, require_role, service_app, token_verifier
 from locstream.lifecycle import cancel_and_wait
 from locstream.readiness import BrokerProbe
 from schemas.claims import VIEWER_ROLES, Role
+from schemas.geofences import GeofenceDefined, fence_wire
 from schemas.ws import CLOSE_SERVICE_RESTART, TechnicianLocation
 from ws_edge import messages
 from ws_edge.fanout import Fanout, SlowConsumerLimits
@@ -36,6 +38,7 @@ class Edge:
     fanout: Fanout
     feed: LiveFeed
     metrics: EdgeMetrics
+    fences: FenceRegistry
     started_at: float = 0.0
     connections_started: int = 0
     replays: set[ReplaySession] = field(default_factory=set)  # paced replays under way, each with its own consumer
@@ -47,12 +50,24 @@ class Edge:
         fanout = Fanout(limits, settings.max_connections_per_tenant, settings.resume_buffer_size)
         feed = LiveFeed(settings, view, fanout)
         replays: set[ReplaySession] = set()
-        return cls(settings, view, fanout, feed, EdgeMetrics(fanout, feed, replays.__len__), replays=replays)
+        fences = FenceRegistry(settings.kafka)
+        edge = cls(settings, view, fanout, feed, EdgeMetrics(fanout, feed, replays.__len__), fences, replays=replays)
+        fences.on_change = edge.fence_changed
+        return edge
+
+    def fence_changed(self, tenant_id: str, geofence_id: str, definition: GeofenceDefined | None) -> None:
+        """A fence defined, redefined or removed: every map of its tenant hears of it."""
+        if definition is None:
+            frame = messages.geofence_removed(geofence_id)
+        else:
+            frame = messages.geofence_updated(fence_wire(definition))
+        self.fanout.broadcast(tenant_id, frame)
 
     _sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.started_at = time.monotonic()
+        await self.fences.start()
         await self.feed.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="edge-sweeper")
 
@@ -62,6 +77,7 @@ class Edge:
             replay.close(CLOSE_SERVICE_RESTART, "edge shutting down")
         await cancel_and_wait(self._sweeper)
         await self.feed.stop()
+        await self.fences.stop()
 
     def problems(self) -> list[str]:
         return [] if self.feed.ready.is_set() else ["not bootstrapped yet"]
@@ -102,7 +118,10 @@ async def technician_locations(websocket: WebSocket) -> None:
     sampled = edge.connections_started % SAMPLE_ONE_CONNECTION_IN == 1
     latency = edge.metrics.delivery_seconds if sampled else None
     verifier = token_verifier(websocket)
-    await ClientSession(websocket, edge.settings, edge.feed, edge.fanout, edge.view, verifier, latency).run()
+    session = ClientSession(
+        websocket, edge.settings, edge.feed, edge.fanout, edge.view, verifier, latency, edge.fences.book
+    )
+    await session.run()
 
 
 @router.get(

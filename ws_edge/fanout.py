@@ -240,6 +240,12 @@ class Fanout:
         """Append a frame about one technician; subscribers whose map shows it get it."""
         self._append(tenant_id, Note(technician_id, text, len(text)), floor)
 
+    def broadcast(self, tenant_id: str, text: str) -> None:
+        """A frame for every subscriber of the tenant now, whatever its filter, outside the stream (not resumable:
+        a client that reconnects gets the state it describes afresh): the fences' changes."""
+        for subscriber in self._by_tenant.get(tenant_id, ()):
+            subscriber.outbox.add(text)
+
     def _append(self, tenant_id: str, entry: Update | Note, floor: int) -> None:
         self.resume_buffer.of(tenant_id, floor).append(entry, time.monotonic())
         subscribers = self._by_tenant.get(tenant_id)

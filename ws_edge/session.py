@@ -25,10 +25,12 @@ import uuid
 from fastapi import WebSocket, WebSocketDisconnect
 from prometheus_client import Histogram
 
+from domain.geofencing import FenceBook
 from locstream import bounded_json
 from locstream.auth import TokenVerifier
 from schemas.claims import TokenClaims
 from schemas.cursor import Cursor, InvalidCursorError, decode_cursor
+from schemas.geofences import fence_wire
 from schemas.ws import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_INVALID_PAYLOAD,
@@ -64,6 +66,7 @@ class ClientSession:
         view: LiveView,
         verifier: TokenVerifier,
         latency: Histogram | None = None,
+        fences: FenceBook | None = None,
     ) -> None:
         self.websocket = websocket
         self.verifier = verifier
@@ -75,6 +78,7 @@ class ClientSession:
         self.connection_id = str(uuid.uuid4())
         self.log = logging.LoggerAdapter(log, {"connection_id": self.connection_id})  # JSON logs carry it
         self.wire = wire_of(websocket)
+        self.fences = fences  # the tenant's fences are sent after the first frames
         self.batched = False  # protocol v2, as the handshake agreed
         self._writer: asyncio.Task[None] | None = None
         self._writer_running = False
@@ -104,6 +108,8 @@ class ClientSession:
             with self.fanout.subscribe(tenant_id, self.feed.floor_of(tenant_id), self._on_close) as subscriber:
                 self._watch_expiry(subscriber, hello.claims)
                 first = self._first_frames(subscriber, tenant_id, hello.cursor, cursor)
+                for fence in self.fences.of(tenant_id) if self.fences is not None else ():  # after the first frames
+                    subscriber.outbox.add(messages.geofence_updated(fence_wire(fence)))
                 self._writer = asyncio.create_task(self._write(subscriber, first))
                 del first  # the writer drops it once written: a big tenant's map is not kept per connection
                 self.log.info(

@@ -20,7 +20,7 @@ def north_of(point: tuple[float, float], metres: float) -> tuple[float, float]:
 
 
 def drive(index: FenceIndex, distances: list[float], accuracy: float | None = 5.0) -> list[Crossing]:
-    state, crossings = TechnicianFences(), []
+    state, crossings = TechnicianFences(), list[Crossing]()
     for second, metres in enumerate(distances):
         lat, lon = north_of(SITE, metres)
         crossings += evaluate(state, index, uuid.uuid4(), T0 + timedelta(seconds=second), lat, lon, accuracy)

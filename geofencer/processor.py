@@ -1,0 +1,176 @@
+"""The geofence processor's loop.
+
+One instance reads every partition of the location topic (assigned, not a group: its state is local, so a
+partition must not move to another instance). For each batch: decode, evaluate each fix against its tenant's fences
+(``domain.geofencing.evaluate``), append every crossing to the fix's own partition (so it stays in order with the
+fixes around it) and wait for Kafka's acknowledgements, then store the technicians' state and the next offsets in
+one transaction (``state.py``). Its own crossings come back through the topic and are passed over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from aiokafka import TopicPartition
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from domain.geofencing import Crossing, TechnicianFences, evaluate
+from geofencer.settings import GeofencerSettings
+from geofencer.state import GeofencerState, Key
+from locstream.fences import FenceRegistry
+from locstream.kafka import ensure_topic, make_consumer, make_producer
+from locstream.lifecycle import cancel_and_wait
+from schemas.events import (
+    CrossingData,
+    GeofenceEntered,
+    GeofenceExited,
+    InvalidEventError,
+    LocationRecorded,
+    decode_event,
+    encode_event,
+)
+
+log = logging.getLogger(__name__)
+
+
+class GeofencerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.fixes = Counter("locstream_geofencer_fixes", "Fixes evaluated", registry=self.registry)
+        self.crossings = Counter(
+            "locstream_geofencer_crossings", "Crossings appended", ["event_type"], registry=self.registry
+        )
+        self.batch_seconds = Histogram(
+            "locstream_geofencer_batch_seconds", "One batch: evaluated, appended, stored", registry=self.registry
+        )
+
+
+def crossing_event(fix: LocationRecorded, crossing: Crossing) -> GeofenceEntered | GeofenceExited:
+    kind = GeofenceEntered if crossing.kind == "enter" else GeofenceExited
+    return kind(
+        event_id=crossing.event_id,
+        tenant_id=fix.tenant_id,
+        technician_id=fix.technician_id,
+        recorded_at=fix.recorded_at,
+        received_at=fix.received_at,
+        data=CrossingData(
+            geofence_id=crossing.fence.geofence_id,
+            job_id=crossing.fence.job_id,
+            geofence_name=crossing.fence.name,
+            distance_meters=round(crossing.distance_m, 2),
+            fix_event_id=fix.event_id,
+        ),
+    )
+
+
+class Geofencer:
+    """``start()`` loads the state and the fences and begins; ``stop()`` awaits the loop and closes."""
+
+    def __init__(self, settings: GeofencerSettings) -> None:
+        self.settings = settings
+        self.fences = FenceRegistry(settings.kafka)
+        self.state = GeofencerState(settings.data.data_dir / "geofencer.sqlite3")
+        self.metrics = GeofencerMetrics()
+        self.technicians: dict[Key, TechnicianFences] = {}
+        self.positions: dict[int, int] = {}  # next offset per partition, as stored
+        self.running = False
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.state.open()
+        self.technicians, stored = self.state.load()
+        partitions = await ensure_topic(self.settings.kafka)
+        await self.fences.start()
+        self._producer = make_producer(self.settings.kafka)
+        await self._producer.start()
+        self._consumer = make_consumer(self.settings.kafka, group_id=None, max_poll_records=self.settings.max_batch)
+        await self._consumer.start()
+        self._consumer.assign(partitions)
+        for tp in partitions:
+            if tp.partition in stored:
+                self._consumer.seek(tp, stored[tp.partition])
+            elif self.settings.start_from == "beginning":
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                await self._consumer.seek_to_end(tp)
+            self.positions[tp.partition] = await self._consumer.position(tp)
+        log.info(
+            "geofencer: %d technicians' state, %d fences, from offsets %s",
+            len(self.technicians),
+            sum(len(index) for index in self.fences.book.indexes.values()),
+            dict(sorted(self.positions.items())),
+        )
+        self._task = asyncio.create_task(self._run(), name="geofencer")
+        self.running = True
+
+    async def stop(self) -> None:
+        self.running = False
+        await cancel_and_wait(self._task)
+        self._task = None
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                await client.stop()
+        self._consumer = self._producer = None
+        await self.fences.stop()
+        self.state.close()
+
+    async def _run(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=1_000, max_records=self.settings.max_batch)
+            if batches:
+                await self.process(batches)
+
+    async def process(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        began = time.perf_counter()
+        changed: dict[Key, TechnicianFences] = {}
+        sends = []
+        fixes = 0
+        next_offsets: dict[int, int] = {}
+        book = self.fences.book
+        for tp, records in batches.items():
+            for record in records:
+                try:
+                    event = decode_event(record.value)
+                except InvalidEventError:
+                    continue  # the projector dead-letters it; nothing to evaluate
+                if not isinstance(event, LocationRecorded):
+                    continue
+                fixes += 1
+                index = book.index(event.tenant_id)
+                key = (event.tenant_id, event.technician_id)
+                state = self.technicians.get(key)
+                if state is None:
+                    state = self.technicians[key] = TechnicianFences()
+                if index is None or not (len(index) or state.inside):
+                    if state.latest is None or event.recorded_at > state.latest:
+                        state.latest = event.recorded_at
+                        changed[key] = state
+                    continue
+                data = event.data
+                crossings = evaluate(
+                    state, index, event.event_id, event.recorded_at, data.latitude, data.longitude, data.accuracy_meters
+                )
+                for crossing in crossings:
+                    out = crossing_event(event, crossing)
+                    sends.append(
+                        await self._producer.send(
+                            self.settings.kafka.topic,
+                            encode_event(out),
+                            key=event.tenant_id.encode(),
+                            partition=tp.partition,
+                        )
+                    )
+                    self.metrics.crossings.labels(crossing.kind).inc()
+                changed[key] = state
+            next_offsets[tp.partition] = records[-1].offset + 1
+        if sends:
+            await asyncio.gather(*sends)  # every crossing acknowledged (acks=all) before the state moves past it
+        self.state.commit(changed.items(), next_offsets)
+        self.positions.update(next_offsets)
+        self.metrics.fixes.inc(fixes)
+        self.metrics.batch_seconds.observe(time.perf_counter() - began)

@@ -1,0 +1,77 @@
+"""What the geofence processor remembers, in SQLite beside its offsets: for each technician, the fences it is
+inside and its latest fix's device time; for each partition, the next offset to read. Both change in one
+transaction per batch, after the batch's crossings were acknowledged by Kafka: a crash before the commit repeats
+the batch from the state before it, which repeats the same crossings with the same event ids (deduplicated by
+the consumers), and a crash after it repeats nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+
+from domain.geofencing import TechnicianFences
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS technicians (
+    tenant_id TEXT NOT NULL,
+    technician_id TEXT NOT NULL,
+    latest TEXT,
+    inside TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, technician_id)
+);
+CREATE TABLE IF NOT EXISTS offsets (partition INTEGER PRIMARY KEY, next_offset INTEGER NOT NULL);
+"""
+
+Key = tuple[str, str]
+
+
+class GeofencerState:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        assert self._db is not None, "state not open"
+        return self._db
+
+    def load(self) -> tuple[dict[Key, TechnicianFences], dict[int, int]]:
+        technicians = {
+            (tenant, technician): TechnicianFences(
+                set(json.loads(inside)), datetime.fromisoformat(latest) if latest else None
+            )
+            for tenant, technician, latest, inside in self.db.execute("SELECT * FROM technicians")
+        }
+        offsets = dict(self.db.execute("SELECT partition, next_offset FROM offsets").fetchall())
+        return technicians, offsets
+
+    def commit(self, changed: Iterable[tuple[Key, TechnicianFences]], next_offsets: dict[int, int]) -> None:
+        rows = [
+            (tenant, technician, state.latest.isoformat() if state.latest else None, json.dumps(sorted(state.inside)))
+            for (tenant, technician), state in changed
+        ]
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            db.executemany("INSERT OR REPLACE INTO technicians VALUES (?, ?, ?, ?)", rows)
+            db.executemany("INSERT OR REPLACE INTO offsets VALUES (?, ?)", list(next_offsets.items()))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise

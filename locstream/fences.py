@@ -1,0 +1,58 @@
+"""The tenants' fences, from the fences topic (``schemas/geofences.py``), followed from its beginning by every
+process that needs them (``locstream.compacted_topic``): the ingest API that defines them, the geofence processor
+that evaluates fixes against them, the edge that draws them on maps, the projector that finds jobs near a
+technician. ``on_change(tenant_id, geofence_id, definition or None)`` is called for each change after start.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import msgspec
+
+from domain.geofencing import FenceBook
+from locstream.compacted_topic import CompactedTopic
+from locstream.settings import KafkaSettings
+from schemas.geofences import GeofenceDefined, GeofenceRemoved, decode_fence_event, encode_fence_event, fence_key
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[str, str, GeofenceDefined | None], None]
+
+
+class FenceRegistry:
+    def __init__(self, kafka: KafkaSettings, on_change: Listener | None = None) -> None:
+        self.book = FenceBook()
+        self.table = CompactedTopic(kafka, kafka.geofences_topic, self._apply)
+        self.ready = self.table.ready
+        self.on_change = on_change
+
+    async def start(self) -> None:
+        await self.table.start()
+
+    async def stop(self) -> None:
+        await self.table.stop()
+
+    def _apply(self, value: bytes) -> None:
+        try:
+            event = decode_fence_event(value)
+        except msgspec.MsgspecError:
+            log.warning("skipping an undecodable geofences record")
+            return
+        definition = self.book.apply(event)
+        if self.on_change is not None and self.ready.is_set():
+            self.on_change(event.tenant_id, event.geofence_id, definition)
+
+    async def put(self, definition: GeofenceDefined) -> None:
+        """Define (or redefine) a fence; returns once this process has applied it."""
+        await self.table.append(fence_key(definition.tenant_id, definition.geofence_id), encode_fence_event(definition))
+
+    async def remove(self, tenant_id: str, geofence_id: str) -> bool:
+        """False when the tenant has no such fence (another tenant's id is the same as none)."""
+        if self.book.get(tenant_id, geofence_id) is None:
+            return False
+        event = GeofenceRemoved(tenant_id=tenant_id, geofence_id=geofence_id, at=datetime.now(UTC))
+        await self.table.append(fence_key(tenant_id, geofence_id), encode_fence_event(event))
+        return True

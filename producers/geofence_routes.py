@@ -1,0 +1,143 @@
+"""Job sites as fences on the ingest API (``/api/v1/field-service/geofences``; dispatcher or admin, tenant from the
+token): ``PUT .../{geofence_id}`` defines one (a circle, or a GeoJSON Polygon), ``DELETE`` removes it, ``GET``
+lists them. Each change is a record on the compacted fences topic (``locstream/fences.py``), which the geofence
+processor, the edge and the projector follow; the answer comes once this process has applied it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import msgspec
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, HTTPException, Path, Request, Response, status
+from msgspec import Meta, Struct
+
+from locstream.http import Claims, require_role
+from producers.models import technician_id_problem
+from producers.openapi import body_of
+from producers.routes import PREFIX, ingest_of, problem_doc
+from schemas.claims import Role
+from schemas.events import LIMITS
+from schemas.geofences import (
+    DEFAULT_RADIUS_M,
+    RADIUS_LIMITS,
+    Circle,
+    GeofenceDefined,
+    Polygon,
+    fence_wire,
+    ring_problem,
+)
+
+FENCE_ROLES = frozenset({Role.DISPATCHER, Role.ADMIN})
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: problem_doc("Missing, malformed, forged or expired token", "token expired"),
+    403: problem_doc("Only a dispatcher or an admin manages fences", "role technician may not define geofences"),
+    404: problem_doc("No such fence in the token's tenant", "geofence_id: no geofence 'cabinet-12'"),
+    422: problem_doc("The body is invalid; `message` names the field", "radius_meters: Expected `float` <= 50000"),
+    503: problem_doc("Kafka did not take the change in time; retry", "the geofences topic did not take it in time"),
+}
+geofences_router = APIRouter(prefix=PREFIX, tags=["geofences"], responses=_ERRORS)
+FenceId = Annotated[str, Path(min_length=1, max_length=128)]
+
+
+class GeofenceBody(Struct, forbid_unknown_fields=True, kw_only=True):
+    """A circle (``latitude``, ``longitude``, ``radius_meters``: 100 m unless given) or a GeoJSON ``Polygon`` in
+    ``geometry``: one of the two."""
+
+    latitude: Annotated[float, Meta(**LIMITS["latitude"])] | None = None
+    longitude: Annotated[float, Meta(**LIMITS["longitude"])] | None = None
+    radius_meters: Annotated[float, Meta(**RADIUS_LIMITS)] | None = None
+    geometry: Polygon | None = None
+    name: Annotated[str, Meta(max_length=200)] | None = None
+    job_id: Annotated[str, Meta(**LIMITS["job_id"])] | None = None
+    title: Annotated[str, Meta(max_length=200)] | None = None
+    status: Annotated[str, Meta(max_length=64)] | None = None
+    assigned_technician_id: str | None = None
+
+
+def shape_of(body: GeofenceBody) -> Circle | Polygon:
+    """The fence's shape, or 422 with the reason."""
+    circle = body.latitude is not None or body.longitude is not None or body.radius_meters is not None
+    if circle == (body.geometry is not None):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            detail="body: give latitude and longitude (a circle, radius_meters optional) or geometry (a Polygon)",
+        )
+    if body.geometry is not None:
+        if (problem := ring_problem(body.geometry)) is not None:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"geometry: {problem}")
+        return body.geometry
+    if body.latitude is None or body.longitude is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="body: a circle needs latitude and longitude")
+    return Circle(
+        latitude=body.latitude, longitude=body.longitude, radius_meters=body.radius_meters or DEFAULT_RADIUS_M
+    )
+
+
+@asynccontextmanager
+async def _kafka_unavailable_is_503(request: Request) -> AsyncIterator[None]:
+    try:
+        yield
+    except (KafkaError, TimeoutError) as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"the geofences topic did not take it in time: {exc!r}"[:200],
+            headers={"Retry-After": str(ingest_of(request).settings.retry_after_seconds)},
+        ) from exc
+
+
+_EXAMPLE = {"latitude": 6.5244, "longitude": 3.3792, "radius_meters": 100, "name": "Cabinet 12", "job_id": "job-12"}
+
+
+@geofences_router.put(
+    "/geofences/{geofence_id}",
+    summary="Define a job site's fence (a circle or a GeoJSON Polygon)",
+    openapi_extra=body_of(GeofenceBody, _EXAMPLE),
+)
+async def put_geofence(geofence_id: FenceId, request: Request, claims: Claims) -> dict[str, object]:
+    require_role(claims, FENCE_ROLES, "define geofences")
+    ingest = ingest_of(request)
+    body = await ingest.read(request, GeofenceBody)
+    if body.assigned_technician_id is not None and (problem := technician_id_problem(body.assigned_technician_id)):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"assigned_{problem}")
+    definition = GeofenceDefined(
+        tenant_id=claims.tenant_id,
+        geofence_id=geofence_id,
+        at=datetime.now(UTC),
+        shape=shape_of(body),
+        name=body.name,
+        job_id=body.job_id,
+        title=body.title,
+        status=body.status,
+        assigned_technician_id=body.assigned_technician_id,
+    )
+    async with _kafka_unavailable_is_503(request):
+        await ingest.fences.put(definition)
+    return fence_wire(definition)
+
+
+@geofences_router.delete(
+    "/geofences/{geofence_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Remove a job site's fence"
+)
+async def delete_geofence(geofence_id: FenceId, request: Request, claims: Claims) -> Response:
+    require_role(claims, FENCE_ROLES, "remove geofences")
+    async with _kafka_unavailable_is_503(request):
+        removed = await ingest_of(request).fences.remove(claims.tenant_id, geofence_id)
+    if not removed:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"geofence_id: no geofence {geofence_id[:40]!r}")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@geofences_router.get("/geofences", summary="The tenant's fences")
+async def list_geofences(request: Request, claims: Claims) -> list[dict[str, object]]:
+    require_role(claims, FENCE_ROLES | {Role.ANALYST}, "list geofences")
+    return [fence_wire(fence) for fence in ingest_of(request).fences.book.of(claims.tenant_id)]
+
+
+def wire_schema() -> dict[str, Any]:
+    """JSON Schema of a fence's body (for docs/contracts)."""
+    return msgspec.json.schema(GeofenceBody)

@@ -1,0 +1,110 @@
+"""The geofence processor under the real services: fences defined through the API, fixes posted by a technician,
+crossings on the topic and on the maps of the fence's tenant only."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from domain.geofencing import EARTH_RADIUS_M
+from schemas.claims import Role
+from schemas.events import GeofenceEntered, GeofenceExited
+from tests.support.kafka_io import read_all
+from tests.support.maps import open_map, recv_json
+from tests.support.stack import Service, Stack, eventually
+
+pytestmark = pytest.mark.integration
+
+PREFIX = "/api/v1/field-service"
+SITE = (6.5244, 3.3792)
+
+
+def north_of(metres: float) -> tuple[float, float]:
+    return SITE[0] + metres / (math.pi / 180 * EARTH_RADIUS_M), SITE[1]
+
+
+async def _post(api: Service, token: str, technician: str, metres: float, at: datetime) -> None:
+    latitude, longitude = north_of(metres)
+    fix = {"event_id": str(uuid.uuid4()), "technician_id": technician, "recorded_at": at.isoformat()}
+    async with httpx.AsyncClient(timeout=30) as http:
+        answer = await http.post(
+            f"{api.url}{PREFIX}/locations/batch",
+            json={"fixes": [{**fix, "latitude": latitude, "longitude": longitude, "accuracy_meters": 5}]},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert answer.status_code == 202, answer.text
+
+
+async def _fixes_evaluated(service: Service) -> float:
+    async with httpx.AsyncClient(timeout=10) as http:
+        text = (await http.get(f"{service.url}/metrics", headers=service.admin_headers)).text
+    (line,) = [line for line in text.splitlines() if line.startswith("locstream_geofencer_fixes_total ")]
+    return float(line.split()[1])
+
+
+async def test_jitter_across_the_edge_gives_one_enter_and_one_exit_on_the_tenants_maps_only(stack: Stack) -> None:
+    api = await stack.start("producers")
+    edge = await stack.start("ws-edge")
+    geofencer = await stack.start("geofencer")
+    dispatcher = stack.token("tenant-a", Role.DISPATCHER)
+    fence = {"latitude": SITE[0], "longitude": SITE[1], "radius_meters": 100, "name": "Cabinet 12", "job_id": "job-12"}
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+        put = await http.put(
+            f"{PREFIX}/geofences/cabinet-12", json=fence, headers={"Authorization": f"Bearer {dispatcher}"}
+        )
+        assert put.status_code == 200, put.text
+        listed = await http.get(f"{PREFIX}/geofences", headers={"Authorization": f"Bearer {dispatcher}"})
+        assert [f["geofence_id"] for f in listed.json()] == ["cabinet-12"]
+        other = await http.get(f"{PREFIX}/geofences", headers={"Authorization": f"Bearer {stack.token('tenant-b')}"})
+        assert other.json() == []
+    ours, _ = await open_map(edge, dispatcher)
+    theirs, _ = await open_map(edge, stack.token("tenant-b"))
+    drawn = await recv_json(ours)  # the tenant's fences follow the initial state
+    assert drawn["type"] == "geofence_updated" and drawn["data"]["geometry"]["radius_meters"] == 100
+
+    async def fence_loaded() -> bool:  # the processor has read the fence (it follows the topic)
+        async with httpx.AsyncClient(timeout=10) as http:
+            return (await http.get(f"{geofencer.url}/readyz")).status_code == 200
+
+    await eventually(fence_loaded, timeout=30, what="the geofencer to be ready")
+    technician = stack.token("tenant-a", Role.TECHNICIAN, sub="ada")
+    t0 = datetime.now(UTC) - timedelta(minutes=5)
+    for second, metres in enumerate([105, 60, 20, 95, 110, 30, 400]):
+        await _post(api, technician, "ada", metres, t0 + timedelta(seconds=second * 10))
+
+    async def all_evaluated() -> bool:
+        return await _fixes_evaluated(geofencer) >= 7
+
+    await eventually(all_evaluated, timeout=30, what="the geofencer to evaluate the 7 fixes")
+    await _post(api, stack.token("tenant-b", Role.TECHNICIAN, sub="bo"), "bo", 10, t0)  # a marker on tenant-b's map
+    await _post(
+        api, technician, "ada", 5_000, t0 + timedelta(minutes=2)
+    )  # a marker after the crossings, same partition
+    seen: list[dict[str, Any]] = []
+    while True:
+        frame = await recv_json(ours, 30)
+        if frame["type"] == "geofence_event":
+            seen.append(frame["data"])
+        elif frame["type"] == "location_update" and frame["data"]["latitude"] == pytest.approx(north_of(5_000)[0]):
+            break
+    assert [(e["event_type"], e["geofence_id"], e["job_id"]) for e in seen] == [
+        ("enter", "cabinet-12", "job-12"),
+        ("exit", "cabinet-12", "job-12"),
+    ]
+    assert round(seen[0]["distance_meters"]) == 60 and round(seen[1]["distance_meters"]) == 400
+    assert seen[0]["message"] == "ada arrived at Cabinet 12" and seen[0]["technician_name"] == "ada"
+    assert seen[0]["timestamp"] == (t0 + timedelta(seconds=10)).isoformat()
+    while True:  # tenant-b's map: its own marker, and no crossing of tenant-a's
+        frame = await recv_json(theirs, 30)
+        assert frame["type"] != "geofence_event", frame
+        if frame["type"] == "location_update":
+            break
+    crossings = [e for e, _ in await read_all(stack.kafka) if isinstance(e, GeofenceEntered | GeofenceExited)]
+    assert [type(e).__name__ for e in crossings] == ["GeofenceEntered", "GeofenceExited"]
+    await ours.close()
+    await theirs.close()
