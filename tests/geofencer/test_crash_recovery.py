@@ -1,0 +1,107 @@
+"""Exactly once in effect: the geofence processor killed with SIGKILL 20 times at random moments while 50,000
+fixes over 1,000 fences stream in appends the same crossings as one uninterrupted run over the same input;
+what a killed batch appended again carries the same event ids, so each crossing counts once."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bench.geofencing import workload
+from locstream.kafka import ensure_compacted_topic, ensure_topic, make_producer
+from locstream.settings import KafkaSettings
+from schemas.events import Event, GeofenceEntered, GeofenceExited
+from schemas.geofences import GeofenceDefined, encode_fence_event, fence_key
+from tests.support.kafka_io import end_offsets, produce, read_all
+from tests.support.stack import Service, Stack, eventually
+
+pytestmark = pytest.mark.integration
+
+KILLS = 20
+
+
+async def _define(kafka: KafkaSettings, fences: list[GeofenceDefined]) -> None:
+    await ensure_compacted_topic(kafka, kafka.geofences_topic)
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        acks = [
+            await producer.send(kafka.geofences_topic, encode_fence_event(f), key=fence_key(f.tenant_id, f.geofence_id))
+            for f in fences
+        ]
+        await asyncio.gather(*acks)
+    finally:
+        await producer.stop()
+
+
+def _stored_offsets(data_dir: Path) -> dict[int, int]:
+    path = data_dir / "geofencer.sqlite3"
+    if not path.exists():
+        return {}
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return dict(db.execute("SELECT partition, next_offset FROM offsets").fetchall())
+
+
+async def _caught_up(kafka: KafkaSettings, data_dir: Path) -> bool:
+    """Every record of the topic read and stored, its own crossings included."""
+    ends = await end_offsets(kafka)
+    stored = _stored_offsets(data_dir)
+    return all(stored.get(partition, 0) >= end for partition, end in ends.items() if end > 0)
+
+
+def _crossings(events: list[Event]) -> list[GeofenceEntered | GeofenceExited]:
+    return [e for e in events if isinstance(e, GeofenceEntered | GeofenceExited)]
+
+
+async def test_twenty_kill_9s_append_the_crossings_of_one_uninterrupted_run_each_once(
+    stack: Stack, kafka: KafkaSettings, tmp_path: Path
+) -> None:
+    load = workload(tenants=4, fences_per_tenant=250, technicians_per_tenant=50, fixes_per_technician=250, seed=19)
+    assert len(load.fences) == 1_000 and len(load.fixes) == 50_000
+    reference = kafka.model_copy(update={"topic": kafka.topic + ".reference"})
+    await _define(kafka, load.fences)
+    for target in (reference, kafka):
+        await ensure_topic(target)
+    await produce(reference, list(load.fixes))
+
+    def env(target: KafkaSettings, data_dir: Path) -> dict[str, str]:
+        return {
+            "KAFKA_TOPIC": target.topic,
+            "LOCSTREAM_DATA_DIR": str(data_dir),
+            "LOCSTREAM_GEOFENCER_START_FROM": "beginning",
+            "LOCSTREAM_GEOFENCER_MAX_BATCH": "500",
+        }
+
+    uninterrupted_dir = tmp_path / "uninterrupted"
+    await stack.start("geofencer", env=env(reference, uninterrupted_dir))
+    killed_dir = tmp_path / "killed"
+    # The same fixes, streamed over about 33 s while the processor is killed and started again and again.
+    stream = asyncio.create_task(produce(kafka, list(load.fixes), per_second=1_500))
+    rng = random.Random(20)
+    progress: list[int] = []
+    for _ in range(KILLS):
+        service: Service = await stack.start("geofencer", env=env(kafka, killed_dir))
+        await asyncio.sleep(rng.uniform(0.05, 0.8))  # a random moment of its work: what is killed is the point
+        service.kill9()
+        progress.append(sum(_stored_offsets(killed_dir).values()))
+    await stack.start("geofencer", env=env(kafka, killed_dir))
+    await stream
+    await eventually(lambda: _caught_up(reference, uninterrupted_dir), timeout=240, what="the uninterrupted run")
+    await eventually(lambda: _caught_up(kafka, killed_dir), timeout=240, what="the killed run to catch up")
+
+    fixes_total = len(load.fixes)
+    assert progress == sorted(progress) and progress[0] < progress[-1], progress  # the kills fell along the way
+    assert sum(1 for p in progress if p < fixes_total) >= KILLS // 2, progress  # most of them mid-work
+    expected = _crossings([e for e, _ in await read_all(reference)])
+    found = _crossings([e for e, _ in await read_all(kafka)])
+    assert len(expected) > 1_000  # the workload crosses fences often: the comparison could fail
+    assert len({e.event_id for e in expected}) == len(expected)  # an uninterrupted run appends each once
+    first_seen: dict[object, GeofenceEntered | GeofenceExited] = {}
+    for event in found:
+        held = first_seen.setdefault(event.event_id, event)
+        assert held == event, "a repeated crossing must be the same event"
+    assert list(first_seen.values()) == expected  # the same crossings, each once, in the same order
