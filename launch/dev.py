@@ -48,7 +48,7 @@ def create_dev_app(options: DevOptions) -> FastAPI:
         projector_settings.kafka, positions=projector.positions, stuck_after=projector_settings.stuck_after_seconds
     )
     geofencer = Geofencer(GeofencerSettings())  # crossings of the fences defined through the API
-    services: list[Service] = [ingest, projector, edge, geofencer, probe]
+    services: list[Service] = [ingest, projector, app.state.fences, edge, geofencer, probe]
     if options.simulate:
         services.append(FleetSimulator(f"http://{options.host}:{options.port}", producers_settings.auth))
     app.state.services = services

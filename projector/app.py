@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from locstream.fences import FenceRegistry
 from locstream.http import Operations, add_operations, service_app
 from locstream.readiness import BrokerProbe
 from projector.routes import router
@@ -18,6 +19,7 @@ def install(app: FastAPI, settings: ProjectorSettings) -> Projector:
     projector = Projector(settings)
     app.state.projector = projector
     app.state.projection_store = projector.store
+    app.state.fences = FenceRegistry(settings.kafka)  # started by the caller, with the projector
     app.include_router(router)
     install_history_export(app, settings.kafka)
     return projector
@@ -28,7 +30,7 @@ def create_app(settings: ProjectorSettings | None = None) -> FastAPI:
     app = service_app("locstream projector", settings, settings.auth)
     projector = install(app, settings)
     probe = BrokerProbe(settings.kafka, positions=projector.positions, stuck_after=settings.stuck_after_seconds)
-    app.state.services = [projector, probe]
+    app.state.services = [projector, app.state.fences, probe]
     add_operations(app, operations(projector, probe), settings.metrics)
     return app
 

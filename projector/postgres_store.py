@@ -17,7 +17,9 @@ import asyncpg
 from domain.identity import EventIdentity, identity
 from domain.position import Position
 from domain.projection import Key, TechnicianState
+from domain.visits import Crossing
 from projector.store import (
+    CROSSING_COLUMNS,
     EVENT_COLUMNS,
     SCHEMA_VERSION,
     STATE_COLUMNS,
@@ -25,13 +27,14 @@ from projector.store import (
     GenerationChangedError,
     HistoryPoint,
     Snapshot,
+    crossing_to_row,
     event_to_row,
     plan_batch,
     schema_upgrade,
     state_from_row,
     state_to_row,
 )
-from schemas.events import Event
+from schemas.events import Crossed, Event
 
 log = logging.getLogger(__name__)
 _LOCK_MIGRATE = 7_345_001  # advisory lock key for schema changes
@@ -59,6 +62,11 @@ def _tables(generation: int) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS offsets_g{g} (
             topic text NOT NULL, partition int NOT NULL, next_offset bigint NOT NULL,
             PRIMARY KEY (topic, partition))""",
+        f"""CREATE TABLE IF NOT EXISTS crossings_g{g} (
+            event_id uuid PRIMARY KEY, tenant_id text NOT NULL, technician_id text NOT NULL, geofence_id text NOT NULL,
+            job_id text, entered boolean NOT NULL, at timestamptz NOT NULL, partition int NOT NULL,
+            offset_ bigint NOT NULL)""",
+        f"CREATE INDEX IF NOT EXISTS crossings_g{g}_by_job ON crossings_g{g} (tenant_id, job_id)",
     ]
 
 
@@ -140,6 +148,27 @@ class PostgresProjectionStore:
         rows = await conn.fetch(f"SELECT partition, next_offset FROM offsets_g{g} WHERE topic = $1", self.topic)
         return {row[0]: row[1] for row in rows}
 
+    async def current(self, tenant_id: str, technician_id: str) -> TechnicianState | None:
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            g = await self._generation(conn)
+            row = await conn.fetchrow(
+                f"SELECT {', '.join(STATE_COLUMNS)} FROM technicians_g{g} WHERE tenant_id = $1 AND technician_id = $2",
+                tenant_id,
+                technician_id,
+            )
+        return None if row is None else state_from_row(tuple(row))
+
+    async def crossings(self, tenant_id: str, job_id: str) -> list[Crossing]:
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            g = await self._generation(conn)
+            rows = await conn.fetch(
+                f"SELECT technician_id, geofence_id, entered, at, partition, offset_ FROM crossings_g{g}"
+                f" WHERE tenant_id = $1 AND job_id = $2",
+                tenant_id,
+                job_id,
+            )
+        return [Crossing(*tuple(row)) for row in rows]
+
     async def snapshot(self) -> Snapshot:
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             g = await self._generation(conn)
@@ -172,7 +201,11 @@ class PostgresProjectionStore:
         return [HistoryPoint(str(row[0]), *tuple(row)[1:]) for row in rows]
 
     async def apply_batch(
-        self, events: Sequence[tuple[Event, Position]], next_offsets: dict[int, int], generation: int
+        self,
+        events: Sequence[tuple[Event, Position]],
+        next_offsets: dict[int, int],
+        generation: int,
+        crossings: Sequence[tuple[Crossed, Position]] = (),
     ) -> BatchResult:
         async with self.pool.acquire() as conn, conn.transaction():
             for partition in sorted({position.partition for _, position in events} | set(next_offsets)):
@@ -198,6 +231,13 @@ class PostgresProjectionStore:
                 f"SET next_offset = GREATEST(offsets_g{g}.next_offset, excluded.next_offset)",
                 [(self.topic, partition, offset) for partition, offset in next_offsets.items()],
             )
+            if crossings:  # a crossing repeated by a geofence processor that crashed is stored once
+                await conn.executemany(
+                    f"INSERT INTO crossings_g{g} ({', '.join(CROSSING_COLUMNS)}) "
+                    f"VALUES ({', '.join(f'${i + 1}' for i in range(len(CROSSING_COLUMNS)))}) "
+                    f"ON CONFLICT (event_id) DO NOTHING",
+                    [crossing_to_row(event, position) for event, position in crossings],
+                )
         return BatchResult(applied=len(fresh), duplicates=len(events) - len(fresh), changed=len(changed))
 
     @staticmethod
@@ -246,7 +286,7 @@ class PostgresProjectionStore:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_MIGRATE)
             g = await self._generation(conn) + 1
-            for table in ("technicians", "events", "offsets"):
+            for table in ("technicians", "events", "offsets", "crossings"):
                 await conn.execute(f"DROP TABLE IF EXISTS {table}_g{g}")
             for statement in _tables(g):
                 await conn.execute(statement)
@@ -262,5 +302,5 @@ class PostgresProjectionStore:
     async def drop_generation(self, generation: int) -> None:
         async with self.pool.acquire() as conn:
             assert generation != await self._generation(conn), "refusing to drop the current generation"
-            for table in ("technicians", "events", "offsets"):
+            for table in ("technicians", "events", "offsets", "crossings"):
                 await conn.execute(f"DROP TABLE IF EXISTS {table}_g{int(generation)}")

@@ -24,7 +24,7 @@ from projector.metrics import ProjectorMetrics
 from projector.poison import Poison, dlq_headers, poison_of
 from projector.settings import ProjectorSettings
 from projector.store import ConcurrentWriteError, GenerationChangedError, ProjectionStore
-from schemas.events import Event, GeofenceEntered, GeofenceExited, InvalidEventError, decode_event
+from schemas.events import Crossed, Event, GeofenceEntered, GeofenceExited, InvalidEventError, decode_event
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,7 @@ class Projector:
     async def _apply(self, batches: dict[TopicPartition, list[Any]]) -> None:
         began = time.perf_counter()
         events: list[tuple[Event, Position]] = []
+        crossings: list[tuple[Crossed, Position]] = []
         poisons: list[Poison] = []
         next_offsets: dict[int, int] = {}
         for tp, records in batches.items():
@@ -170,7 +171,9 @@ class Projector:
                 except InvalidEventError as exc:
                     poisons.append(poison_of(record, partition, exc))
                     continue
-                if not isinstance(event, GeofenceEntered | GeofenceExited):  # crossings: not a technician's state
+                if isinstance(event, GeofenceEntered | GeofenceExited):  # a job's visits, not a technician's state
+                    crossings.append((event, Position(partition, record.offset)))
+                else:
                     events.append((event, Position(partition, record.offset)))
             next_offsets[partition] = records[-1].offset + 1
         for poison in poisons:  # durable in the DLQ before the offsets that skip it are committed
@@ -181,7 +184,7 @@ class Projector:
                 headers=dlq_headers(poison, self.settings.kafka.topic),
             )
         # In log order per partition (getmany's order); partitions hold disjoint technicians, so no sort across them.
-        result = await self.store.apply_batch(events, next_offsets, self.generation)
+        result = await self.store.apply_batch(events, next_offsets, self.generation, crossings)
         self.metrics.count("dead_lettered", len(poisons))
         self._positions.update(next_offsets)
         self.metrics.count("applied", result.applied)

@@ -20,8 +20,10 @@ from typing import Any, TypeVar
 
 from domain.position import Position
 from domain.projection import Key, TechnicianState
+from domain.visits import Crossing
 from projector.history_chunks import ChunkKey, Item, chunk_key, item_of, newest_fixes, pack, unpack
 from projector.store import (
+    CROSSING_COLUMNS,
     SCHEMA_VERSION,
     STATE_COLUMNS,
     BatchResult,
@@ -29,6 +31,7 @@ from projector.store import (
     GenerationChangedError,
     HistoryPoint,
     Snapshot,
+    crossing_to_row,
     from_micros,
     plan_batch,
     schema_upgrade,
@@ -36,7 +39,7 @@ from projector.store import (
     state_to_row,
     to_micros,
 )
-from schemas.events import Event
+from schemas.events import Crossed, Event
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -63,11 +66,16 @@ CREATE TABLE IF NOT EXISTS offsets_g{g} (
     topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
     PRIMARY KEY (topic, partition)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS crossings_g{g} (
+    event_id BLOB PRIMARY KEY, tenant_id TEXT NOT NULL, technician_id TEXT NOT NULL, geofence_id TEXT NOT NULL,
+    job_id TEXT, entered INTEGER NOT NULL, at INTEGER NOT NULL, partition INTEGER NOT NULL, offset_ INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS crossings_g{g}_by_job ON crossings_g{g} (tenant_id, job_id);
 """
 
 
 _META = "CREATE TABLE IF NOT EXISTS projection_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
-_TABLES = ("technicians", "history", "offsets", "events")  # events_g*: the history of schema 1
+_TABLES = ("technicians", "history", "offsets", "crossings", "events")  # events_g*: the history of schema 1
 _UPSERT_STATE = (
     "INSERT OR REPLACE INTO technicians_g{g} (" + ", ".join(STATE_COLUMNS) + ") "
     "VALUES (" + ", ".join("?" * len(STATE_COLUMNS)) + ")"
@@ -209,9 +217,46 @@ class SqliteProjectionStore:
         finally:
             conn.execute("COMMIT")
 
+    async def current(self, tenant_id: str, technician_id: str) -> TechnicianState | None:
+        return await self._run(self._current_sync, tenant_id, technician_id)
+
+    def _current_sync(self, tenant_id: str, technician_id: str) -> TechnicianState | None:
+        conn = self.conn
+        conn.execute("BEGIN")
+        try:
+            g = self._generation()
+            row = conn.execute(
+                f"SELECT {', '.join(STATE_COLUMNS)} FROM technicians_g{g} WHERE tenant_id = ? AND technician_id = ?",
+                (tenant_id, technician_id),
+            ).fetchone()
+        finally:
+            conn.execute("COMMIT")
+        return None if row is None else state_from_row(row, from_micros)
+
+    async def crossings(self, tenant_id: str, job_id: str) -> list[Crossing]:
+        return await self._run(self._crossings_sync, tenant_id, job_id)
+
+    def _crossings_sync(self, tenant_id: str, job_id: str) -> list[Crossing]:
+        conn = self.conn
+        conn.execute("BEGIN")
+        try:
+            g = self._generation()
+            rows = conn.execute(
+                f"SELECT technician_id, geofence_id, entered, at, partition, offset_ FROM crossings_g{g}"
+                f" WHERE tenant_id = ? AND job_id = ?",
+                (tenant_id, job_id),
+            ).fetchall()
+        finally:
+            conn.execute("COMMIT")
+        return [Crossing(t, f, bool(e), from_micros(at), p, o) for t, f, e, at, p, o in rows]
+
     # writes ---------------------------------------------------------------------------------------------------
     async def apply_batch(
-        self, events: Sequence[tuple[Event, Position]], next_offsets: dict[int, int], generation: int
+        self,
+        events: Sequence[tuple[Event, Position]],
+        next_offsets: dict[int, int],
+        generation: int,
+        crossings: Sequence[tuple[Crossed, Position]] = (),
     ) -> BatchResult:
         """Read what the batch needs, plan it on the event loop, write it in one transaction.
 
@@ -234,7 +279,8 @@ class SqliteProjectionStore:
             changed.update(plan_batch(read.states, ((event, position) for _, event, position in entries)))
             fresh += len(entries)
         states = [state_to_row(state, to_micros) for state in changed.values()]
-        await self._run(self._write_batch, g, read.offsets, rows, states, next_offsets)
+        crossed = [_crossing_row(event, position) for event, position in crossings]
+        await self._run(self._write_batch, g, read.offsets, rows, states, next_offsets, crossed)
         return BatchResult(applied=fresh, duplicates=len(events) - fresh, changed=len(changed))
 
     def _read_for_batch(self, g: int, batch: dict[Key, list[Entry]], partitions: list[int]) -> _BatchReads:
@@ -274,6 +320,7 @@ class SqliteProjectionStore:
         history: list[tuple[Any, ...]],
         states: list[tuple[Any, ...]],
         next_offsets: dict[int, int],
+        crossings: list[tuple[Any, ...]],
     ) -> None:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
@@ -289,6 +336,11 @@ class SqliteProjectionStore:
                 history,
             )
             conn.executemany(_UPSERT_STATE.format(g=g), states)
+            conn.executemany(  # a crossing repeated by a geofence processor that crashed is stored once
+                f"INSERT OR IGNORE INTO crossings_g{g} ({', '.join(CROSSING_COLUMNS)})"
+                f" VALUES ({', '.join('?' * len(CROSSING_COLUMNS))})",
+                crossings,
+            )
             conn.executemany(
                 f"INSERT INTO offsets_g{g} (topic, partition, next_offset) VALUES (?, ?, ?) "
                 "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = max(next_offset, excluded.next_offset)",
@@ -361,3 +413,8 @@ class SqliteProjectionStore:
         assert generation != self._generation(), "refusing to drop the current generation"
         for table in _TABLES:
             self.conn.execute(f"DROP TABLE IF EXISTS {table}_g{int(generation)}")
+
+
+def _crossing_row(event: Crossed, position: Position) -> tuple[Any, ...]:
+    row = crossing_to_row(event, position, to_micros)
+    return (event.event_id.bytes, *row[1:])

@@ -5,7 +5,9 @@ Three tables per *generation* (``rebuild`` fills a new generation, then switches
 - ``technicians_g{n}``: the current state of each (tenant, technician);
 - ``events_g{n}``: every event applied, unique by ``(event_id, tenant_id)`` (the history, and the de-duplication
   of retries; event ids come from clients, so one tenant's id never hides another tenant's event);
-- ``offsets_g{n}``: the next offset per partition, written in the same transaction as the rows it produced.
+- ``offsets_g{n}``: the next offset per partition, written in the same transaction as the rows it produced;
+- ``crossings_g{n}``: every geofence crossing (``geofence_entered``/``geofence_exited``), unique by event id, from
+  which a job's time on site is computed (``domain.visits``).
 
 ``projection_meta`` holds the current generation and the schema version (``SCHEMA_VERSION``): a store that finds
 an older schema starts a fresh generation, which the projector fills by replaying the topic from its beginning.
@@ -25,7 +27,8 @@ from typing import Any, Protocol
 
 from domain.position import Position
 from domain.projection import Fix, Key, Stamp, TechnicianState, apply
-from schemas.events import Event, LocationRecorded, TechnicianUpdated
+from domain.visits import Crossing
+from schemas.events import Crossed, Event, GeofenceEntered, LocationRecorded, TechnicianUpdated
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +140,14 @@ class ProjectionStore(Protocol):
     async def generation(self) -> int: ...
     async def stored_offsets(self, generation: int | None = None) -> dict[int, int]: ...
     async def apply_batch(
-        self, events: Sequence[tuple[Event, Position]], next_offsets: dict[int, int], generation: int
+        self,
+        events: Sequence[tuple[Event, Position]],
+        next_offsets: dict[int, int],
+        generation: int,
+        crossings: Sequence[tuple[Crossed, Position]] = (),
     ) -> BatchResult: ...
+    async def current(self, tenant_id: str, technician_id: str) -> TechnicianState | None: ...
+    async def crossings(self, tenant_id: str, job_id: str) -> list[Crossing]: ...
     async def snapshot(self) -> Snapshot: ...
     async def history(
         self, tenant_id: str, technician_id: str, start: datetime | None, end: datetime | None, limit: int
@@ -313,3 +322,30 @@ def plan_batch(
         if after is not before:
             current[key] = changed[key] = after
     return changed
+
+
+CROSSING_COLUMNS = (
+    "event_id",
+    "tenant_id",
+    "technician_id",
+    "geofence_id",
+    "job_id",
+    "entered",
+    "at",
+    "partition",
+    "offset_",
+)
+
+
+def crossing_to_row(event: Crossed, position: Position, when: Callable[[datetime], Any] = _same) -> tuple[Any, ...]:
+    return (
+        event.event_id,
+        event.tenant_id,
+        event.technician_id,
+        event.data.geofence_id,
+        event.data.job_id,
+        isinstance(event, GeofenceEntered),
+        when(event.recorded_at),
+        position.partition,
+        position.offset,
+    )

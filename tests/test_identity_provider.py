@@ -127,7 +127,7 @@ async def test_keycloak_tokens_work_everywhere_a_token_is_taken(
             answer = await client.get(
                 f"{projector.url}{PREFIX}/technicians/van-7/location-history", headers=_bearer(dana)
             )
-        return answer.status_code == 200 and answer.json()["count"] == 1
+        return answer.status_code == 200 and answer.json()["total_points"] == 1
 
     await eventually(in_history, timeout=30, what="the gateway's fix in dana's history")
     async with httpx.AsyncClient(timeout=10) as client:

@@ -28,6 +28,10 @@ def north_of(metres: float) -> tuple[float, float]:
     return SITE[0] + metres / (math.pi / 180 * EARTH_RADIUS_M), SITE[1]
 
 
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 async def _post(api: Service, token: str, technician: str, metres: float, at: datetime) -> None:
     latitude, longitude = north_of(metres)
     fix = {"event_id": str(uuid.uuid4()), "technician_id": technician, "recorded_at": at.isoformat()}
@@ -51,6 +55,7 @@ async def test_jitter_across_the_edge_gives_one_enter_and_one_exit_on_the_tenant
     api = await stack.start("producers")
     edge = await stack.start("ws-edge")
     geofencer = await stack.start("geofencer")
+    projector = await stack.start("projector")
     dispatcher = stack.token("tenant-a", Role.DISPATCHER)
     fence = {"latitude": SITE[0], "longitude": SITE[1], "radius_meters": 100, "name": "Cabinet 12", "job_id": "job-12"}
     async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
@@ -106,5 +111,64 @@ async def test_jitter_across_the_edge_gives_one_enter_and_one_exit_on_the_tenant
             break
     crossings = [e for e, _ in await read_all(stack.kafka) if isinstance(e, GeofenceEntered | GeofenceExited)]
     assert [type(e).__name__ for e in crossings] == ["GeofenceEntered", "GeofenceExited"]
+    on_site = (crossings[1].recorded_at - crossings[0].recorded_at).total_seconds()
+    assert on_site == 50  # entered at the 60 m fix (t0 + 10 s), left at the 400 m one (t0 + 60 s)
+    async with httpx.AsyncClient(base_url=projector.url, timeout=10) as http:
+
+        async def time_on_site() -> dict[str, Any] | None:
+            answer = await http.get(f"{PREFIX}/geofence/job-time-on-site/job-12", headers=_bearer(dispatcher))
+            body: dict[str, Any] = answer.json()
+            return body if body["time_on_site_seconds"] is not None else None
+
+        body = await eventually(time_on_site, timeout=30, what="the projector to record the visit")
+        assert body == {"job_id": "job-12", "time_on_site_seconds": 50.0, "time_on_site_formatted": "0m 50s"}
+        before = await http.get(f"{PREFIX}/geofence/job-time-on-site/job-13", headers=_bearer(dispatcher))
+        assert before.json() == {"job_id": "job-13", "time_on_site_seconds": None, "time_on_site_formatted": None}
+        other = await http.get(f"{PREFIX}/geofence/job-time-on-site/job-12", headers=_bearer(stack.token("tenant-b")))
+        assert other.json()["time_on_site_seconds"] is None  # another tenant's job of the same id: nothing
     await ours.close()
     await theirs.close()
+
+
+async def test_nearby_jobs_are_ordered_by_distance_and_flag_the_assigned_one(stack: Stack) -> None:
+    api = await stack.start("producers")
+    projector = await stack.start("projector")
+    dispatcher = _bearer(stack.token("tenant-a", Role.DISPATCHER))
+    jobs = {"job-far": 900, "job-near": 150, "job-mine": 400, "job-out": 3_000}
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+        for job, metres in jobs.items():
+            latitude, longitude = north_of(metres)
+            fence: dict[str, object] = {
+                "latitude": latitude,
+                "longitude": longitude,
+                "job_id": job,
+                "title": f"Title {job}",
+                "status": "open",
+            }
+            if job == "job-mine":
+                fence["assigned_technician_id"] = "ada"
+            assert (await http.put(f"{PREFIX}/geofences/{job}", json=fence, headers=dispatcher)).status_code == 200
+        refused = await http.put(
+            f"{PREFIX}/geofences/x",
+            json={"latitude": 1, "longitude": 1},
+            headers=_bearer(stack.token("tenant-a", Role.TECHNICIAN, sub="ada")),
+        )
+        assert refused.status_code == 403
+    await _post(api, stack.token("tenant-a", Role.TECHNICIAN, sub="ada"), "ada", 0, datetime.now(UTC))
+    async with httpx.AsyncClient(base_url=projector.url, timeout=10) as http:
+
+        async def nearby() -> dict[str, Any] | None:
+            answer = await http.get(
+                f"{PREFIX}/geofence/nearby-jobs",
+                params={"technician_id": "ada", "radius_meters": 1000},
+                headers=dispatcher,
+            )
+            body: dict[str, Any] = answer.json()
+            return body if body["current_location"] is not None and len(body["nearby_jobs"]) == 3 else None
+
+        body = await eventually(nearby, timeout=30, what="the projector to know ada's position and the fences")
+    assert [job["job_id"] for job in body["nearby_jobs"]] == ["job-near", "job-mine", "job-far"]
+    assert [job["is_assigned_to_me"] for job in body["nearby_jobs"]] == [False, True, False]
+    assert [round(job["distance_meters"]) for job in body["nearby_jobs"]] == [150, 400, 900]
+    assert body["search_radius_meters"] == 1000 and body["nearby_jobs"][0]["title"] == "Title job-near"
+    assert body["current_location"]["latitude"] == pytest.approx(SITE[0])

@@ -322,7 +322,7 @@ async def test_an_offline_burst_goes_to_history_and_never_moves_a_marker_back(st
         async with httpx.AsyncClient(base_url=projector.url, headers=headers) as http:
             path = "/api/v1/field-service/technicians/tech-3/location-history"
             history = await http.get(path, params={"limit": 1000})
-        return history.status_code == 200 and history.json()["count"] == 501
+        return history.status_code == 200 and history.json()["total_points"] == 501
 
     await eventually(history_of_all, timeout=30, what="the projector's history to hold the burst and the live fix")
     table = {s.technician_id: s for s in (await stack.snapshot()).states if s.tenant_id == "tenant-a"}

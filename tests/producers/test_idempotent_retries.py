@@ -40,7 +40,7 @@ async def history(projector: Service, token: str, technician: str) -> list[dict[
         )
     if response.status_code == 404:
         return []
-    points: list[dict[str, Any]] = response.json()["data"]
+    points: list[dict[str, Any]] = response.json()["locations"]
     return points
 
 

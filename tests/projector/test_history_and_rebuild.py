@@ -53,9 +53,9 @@ async def test_history_lists_a_tenants_fixes_newest_first_and_hides_other_tenant
         no_token = await client.get(path.format("tech-1"))
     assert everything.status_code == 200, everything.text
     body = everything.json()
-    assert body["count"] == 5 and [p["latitude"] for p in body["data"]] == [4.0, 3.0, 2.0, 1.0, 0.0]
-    assert body["data"][0]["speed_kmh"] == 30.0
-    assert [p["latitude"] for p in window.json()["data"]] == [2.0]
+    assert body["total_points"] == 5 and [p["latitude"] for p in body["locations"]] == [4.0, 3.0, 2.0, 1.0, 0.0]
+    assert body["locations"][0]["speed_kmh"] == 30.0
+    assert [p["latitude"] for p in window.json()["locations"]] == [2.0]
     assert other_tenants.status_code == 404
     assert too_many.status_code == 422 and "limit" in too_many.json()["message"]
     assert no_token.status_code == 401

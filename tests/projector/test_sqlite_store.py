@@ -50,7 +50,7 @@ async def test_a_batch_read_before_another_writer_stored_its_partitions_is_refus
         read = first._read_for_batch(1, batch, [2])  # first plans its batch ...
         await second.apply_batch(log_of(fix(0, 9.0)), {2: 1}, 1)  # ... a second projector writes partition 2 ...
         with pytest.raises(ConcurrentWriteError):  # ... so first's write would be based on stale reads
-            first._write_batch(1, read.offsets, [], [], {2: 1})
+            first._write_batch(1, read.offsets, [], [], {2: 1}, [])
         assert [s.fix.latitude for s in (await first.snapshot()).states if s.fix] == [9.0]
     finally:
         await first.close()
