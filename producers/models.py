@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from msgspec import Meta, Raw, Struct
@@ -72,12 +73,19 @@ class _Fix(_Body, frozen=True, kw_only=True, gc=False):
 class LocationFixBody(_Fix, frozen=True, kw_only=True, gc=False):
     """The seed's ``POST .../technicians/{id}/location`` body, plus an optional client ``event_id``.
 
-    ``recorded_at`` defaults to the time of receipt. Re-sending a fix with the same ``event_id`` and
-    ``recorded_at`` (a retry after a timeout) never records it twice.
+    ``recorded_at`` (or the origin's name for it, ``timestamp``) defaults to the time of receipt. Re-sending a fix
+    with the same ``event_id`` and ``recorded_at`` (a retry after a timeout) never records it twice.
     """
 
     recorded_at: AwareDatetime | None = None
+    timestamp: AwareDatetime | None = None  # the origin's field: device time, stored as recorded_at
     event_id: uuid.UUID | None = None
+
+    def device_time(self) -> datetime | None:
+        """``recorded_at`` or ``timestamp``; ValueError when both are given and differ."""
+        if self.recorded_at is not None and self.timestamp is not None and self.recorded_at != self.timestamp:
+            raise ValueError("recorded_at and timestamp: give one (they name the same device time)")
+        return self.recorded_at or self.timestamp
 
 
 class BatchFix(_Fix, frozen=True, kw_only=True, gc=False):

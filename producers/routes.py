@@ -226,7 +226,10 @@ async def post_location(technician_id: TechnicianId, request: Request, claims: C
     _may_write_for(claims, technician_id, WRITER_ROLES)
     fix = await ingest.read(request, LocationFixBody)
     now = datetime.now(UTC)
-    recorded_at = fix.recorded_at or now
+    try:
+        recorded_at = fix.device_time() or now
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
     if (problem := fix_problem(recorded_at, fix.metadata, now, ingest.max_future, ingest.max_age)) is not None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=problem)
     ingest.limit(request, claims, 1)

@@ -220,3 +220,19 @@ async def test_backfilled_fixes_reach_the_map_flagged_and_a_single_fix_retry_is_
     update = await recv_json(ws)
     assert update["data"]["latitude"] == 1.6 and "backfill" not in update["data"]
     await ws.close()
+
+
+@pytest.mark.integration
+async def test_the_origins_timestamp_and_metadata_are_taken(stack: Stack) -> None:
+    api = await stack.start("producers")
+    at = (datetime.now(UTC) - timedelta(minutes=3)).replace(microsecond=0)
+    body = {"latitude": 6.5, "longitude": 3.4, "timestamp": at.isoformat(), "metadata": {"battery": 81}}
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+        posted = await http.post(
+            "/api/v1/field-service/technicians/tech-ada/location",
+            json=body,
+            headers={"Authorization": f"Bearer {stack.token('tenant-a', Role.TECHNICIAN, sub='tech-ada')}"},
+        )
+    assert posted.status_code == 202, posted.text
+    ((event, _),) = await read_all(stack.kafka)
+    assert event.recorded_at == at and event.data.metadata == {"battery": 81}  # type: ignore[union-attr]

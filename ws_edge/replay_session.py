@@ -283,6 +283,9 @@ class ReplaySession:
                 return
             except ValueError:
                 parsed = None
+            if isinstance(parsed, dict) and parsed.get("type") == "ping":  # the origin's clients' ping
+                await self.websocket.send_text(messages.PONG)
+                continue
             if isinstance(parsed, dict) and parsed.get("type") == "auth":
                 try:
                     claims = await refreshed_claims(text, claims, self.verifier, HISTORY_ROLES)

@@ -258,7 +258,9 @@ class ClientSession:
         except ValueError:
             message = None
         kind = message.get("type") if isinstance(message, dict) else None
-        if kind == "subscribe":
+        if kind == "ping":  # the origin's clients send {"type": "ping"}; the seed's send "ping"
+            subscriber.send(messages.PONG)
+        elif kind == "subscribe":
             assert isinstance(message, dict)
             try:
                 wanted = parse_subscribe(message)

@@ -23,6 +23,8 @@ async def test_a_binary_frame_is_closed_with_1003_and_pings_get_pongs(stack: Sta
         assert '"initial_state"' in str(await ws.recv())
         await ws.send("ping")
         assert str(await ws.recv()) == '{"type":"pong"}'
+        await ws.send('{"type": "ping"}')  # the origin's clients' spelling
+        assert str(await ws.recv()) == '{"type":"pong"}'
         await ws.send(b"\x00\x01")
         with pytest.raises(ConnectionClosed) as closed:
             await ws.recv()
