@@ -45,7 +45,8 @@ BAD_BODIES = [
     ('{"latitude": 6.5, "longitude": 3.4, "recorded_at": "2026-11-26T08:00:00"}', "recorded_at"),
     ('{"latitude": 6.5, "longitude": 3.4, "colour": "red"}', "colour"),
     (
-        '{"latitude": 6.5, "longitude": 3.4, "recorded_at": "2026-11-26T08:00:00Z", "timestamp": "2026-11-26T09:00:00Z"}',
+        '{"latitude": 6.5, "longitude": 3.4, "recorded_at": "2026-11-26T08:00:00Z",'
+        ' "timestamp": "2026-11-26T09:00:00Z"}',
         "recorded_at and timestamp",
     ),
     ('{"latitude": 6.5, "longitude": ', "body"),
