@@ -204,3 +204,57 @@ async def test_a_replay_from_the_panel_plays_to_its_end(stack: Stack, browser: B
     )
     assert await page.evaluate(_at("tech-ada", 6.5744, 3.3792))  # where the last replayed fix put it
     await _shot(page, "replay")
+
+
+async def test_a_fence_is_drawn_and_an_arrival_shows_a_toast_and_a_notification(stack: Stack, browser: Browser) -> None:
+    fleet = await _fleet(stack)
+    await stack.start("geofencer")
+    site = LAGOS["tech-ada"]
+    fence = {
+        "latitude": site[0] + 0.01,
+        "longitude": site[1],
+        "radius_meters": 120,
+        "name": "Cabinet 12",
+        "job_id": "j12",
+    }
+    dispatcher = fleet.stack.token(TENANT, Role.DISPATCHER)
+    async with httpx.AsyncClient(timeout=10) as client:
+        put = await client.put(
+            f"{fleet.api.url}/api/v1/field-service/geofences/cabinet-12",
+            json=fence,
+            headers={"Authorization": f"Bearer {dispatcher}"},
+        )
+    assert put.status_code == 200, put.text
+    context = await browser.new_context(viewport={"width": 1200, "height": 800})
+    await context.grant_permissions(["notifications"], origin=fleet.page_edge.url)
+    await context.add_init_script(  # what the page asks the browser to show, recorded
+        "window.shownNotifications = []; window.Notification = class extends window.Notification {"
+        " constructor(title, options) { super(title, options); window.shownNotifications.push(title); } };"
+    )
+    page = await context.new_page()
+    await page.goto(f"{fleet.page_edge.url}/map?{QUICK}&toast_ms=60000")
+    await page.fill("#token", fleet.stack.token(TENANT, Role.DISPATCHER, ttl=3600))
+    await page.click("#login button[type=submit]")
+    await _mode(page, "live")
+    await page.wait_for_function("window.locstreamMap.fences.size === 1")
+    drawn = await page.evaluate(
+        "(() => { const f = window.locstreamMap.fences.get('cabinet-12');"
+        " return [f.getRadius(), f.getLatLng().lat]; })()"
+    )
+    assert drawn == [120, site[0] + 0.01]
+    await page.click("#notify")
+    await page.wait_for_function("document.getElementById('notify').textContent === 'Notifications on'")
+    await fleet.post("tech-ada", site[0] + 0.01, site[1])  # into the fence
+    await page.wait_for_function("window.locstreamMap.toasts.length === 1", timeout=20_000)
+    assert await page.inner_text("#toasts .toast.enter") == "tech-ada arrived at Cabinet 12"
+    assert await page.evaluate("window.shownNotifications") == ["tech-ada arrived at Cabinet 12"]
+    await page.evaluate(f"window.locstreamMap.map.setView([{site[0] + 0.01}, {site[1]}], 15, {{animate: false}})")
+    await _shot(page, "geofence-arrival")
+    async with httpx.AsyncClient(timeout=10) as client:  # a removed fence leaves the map
+        removed = await client.delete(
+            f"{fleet.api.url}/api/v1/field-service/geofences/cabinet-12",
+            headers={"Authorization": f"Bearer {dispatcher}"},
+        )
+    assert removed.status_code == 204
+    await page.wait_for_function("window.locstreamMap.fences.size === 0")
+    await context.close()

@@ -21,6 +21,9 @@ drawGraticule();
 map.on("moveend", drawGraticule);
 
 const markers = new Map(); // technician_id -> marker
+const fences = new Map(); // geofence_id -> its circle or polygon layer
+const fenceLayer = L.layerGroup().addTo(map);
+const toasts = []; // the geofence events shown, newest last (tests read them)
 let client = null;
 let replay = null;
 let updatesSeen = 0;
@@ -85,6 +88,50 @@ function render(technicians) {
   }
 }
 
+// Job sites: the edge sends the tenant's fences after the initial state, then each change; arrivals and departures
+// come as geofence_event (a toast, and a browser notification when the dispatcher allowed them).
+function drawFence(fence) {
+  fences.get(fence.geofence_id)?.remove();
+  const g = fence.geometry;
+  const style = { color: "#2b6cb0", weight: 2, fillOpacity: 0.08, interactive: true };
+  const layer = g.type === "Circle"
+    ? L.circle([g.latitude, g.longitude], { ...style, radius: g.radius_meters })
+    : L.polygon(g.coordinates[0].map(([lng, lat]) => [lat, lng]), style);
+  layer.bindTooltip(fence.name || fence.title || fence.job_id || fence.geofence_id);
+  layer.fence = fence;
+  fenceLayer.addLayer(layer);
+  fences.set(fence.geofence_id, layer);
+}
+
+function removeFence(id) {
+  fences.get(id)?.remove();
+  fences.delete(id);
+}
+
+function toast(event) {
+  toasts.push(event);
+  const div = document.createElement("div");
+  div.className = `toast ${event.event_type}`;
+  div.textContent = event.message; // text, never HTML: names come from the tenant's data
+  $("toasts").append(div);
+  setTimeout(() => div.remove(), Number(params.get("toast_ms") ?? 8000));
+  if (window.Notification?.permission === "granted") new Notification(event.message, { tag: event.geofence_id });
+}
+
+function onFenceMessage(m) {
+  if (m.type === "connected") {
+    fenceLayer.clearLayers(); // the fences come again after the initial state, as they are now
+    fences.clear();
+  } else if (m.type === "geofence_updated") drawFence(m.data);
+  else if (m.type === "geofence_removed") removeFence(m.data.geofence_id);
+  else if (m.type === "geofence_event") toast(m.data);
+}
+
+$("notify").addEventListener("click", async () => {
+  if (!window.Notification) return;
+  $("notify").textContent = (await Notification.requestPermission()) === "granted" ? "Notifications on" : "Notifications blocked";
+});
+
 function showMode() {
   const mode = replay ? replay.mode : client?.mode ?? "disconnected";
   const badge = $("badge");
@@ -116,6 +163,7 @@ function start(token) {
   client.addEventListener("status", showMode);
   client.addEventListener("message", (event) => {
     const m = event.detail;
+    onFenceMessage(m);
     updatesSeen += m.type === "location_update" ? 1 : m.type === "location_batch" ? m.data.length : 0;
   });
   if (document.querySelector('input[name="mode"]:checked').value === "polling") client.pollOnly();
@@ -206,7 +254,7 @@ setInterval(() => {
   for (const marker of markers.values()) marker.setTooltipContent(label(marker.technician)); // the ages move on
 }, 1000);
 
-window.locstreamMap = { map, markers, client, replay };
+window.locstreamMap = { map, markers, fences, toasts, client, replay };
 const now = new Date();
 $("replay-to").value = localInput(now);
 $("replay-from").value = localInput(new Date(now - 3600_000));
