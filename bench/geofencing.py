@@ -1,5 +1,6 @@
-"""The geofencing workload, shared by the ``geofencer`` bench scenario and the processor's crash test: fences
-around a city and technicians driving among them, deterministic for a seed.
+"""The ``geofencer`` scenario, and its workload (shared with the processor's crash test): fences around a city and
+technicians driving among them, deterministic for a seed. The scenario measures the rule alone in this process,
+then a geofencer process working through a backlog of the same fixes on a real broker.
 
 Each technician drives from job site to job site in steps of 20 to 120 m (a fix every 10 s), lingers a few fixes
 inside, and now and then sends a late fix (recorded before its latest): crossings happen often, some at the edge.
@@ -7,15 +8,28 @@ inside, and now and then sends a late fix (recorded before its latest): crossing
 
 from __future__ import annotations
 
+import asyncio
 import math
+import os
 import random
+import re
+import sys
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
-from domain.geofencing import EARTH_RADIUS_M
-from schemas.events import LocationData, LocationRecorded
-from schemas.geofences import Circle, GeofenceDefined
+import httpx
+
+from bench.procstats import cpu_seconds
+from bench.systems import JWT_SECRET, free_port
+from domain.geofencing import EARTH_RADIUS_M, FenceBook, TechnicianFences, evaluate
+from locstream.kafka import ensure_compacted_topic, ensure_topic, make_producer
+from locstream.settings import KafkaSettings
+from schemas.events import LocationData, LocationRecorded, encode_event
+from schemas.geofences import Circle, GeofenceDefined, encode_fence_event, fence_key
 
 CENTRE = (6.5244, 3.3792)
 T0 = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
@@ -105,3 +119,101 @@ def _drive(
             )
         )
     return fixes
+
+
+def measure_core(load: Workload) -> dict[str, float]:
+    """The rule alone, in this process: fixes evaluated per second and CPU-µs per fix (decoding excluded)."""
+    book = FenceBook()
+    for fence in load.fences:
+        book.apply(fence)
+    states: dict[tuple[str, str], TechnicianFences] = {}
+    crossings = 0
+    wall, cpu = time.perf_counter(), time.process_time()
+    for fix in load.fixes:
+        index = book.index(fix.tenant_id)
+        assert index is not None
+        state = states.setdefault((fix.tenant_id, fix.technician_id), TechnicianFences())
+        data = fix.data
+        for _ in evaluate(
+            state, index, fix.event_id, fix.recorded_at, data.latitude, data.longitude, data.accuracy_meters
+        ):
+            crossings += 1
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {
+        "core_fixes_per_second": round(len(load.fixes) / wall),
+        "core_cpu_us_per_fix": round(cpu / len(load.fixes) * 1e6, 2),
+        "crossings": crossings,
+    }
+
+
+async def measure(bootstrap: str, p: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """The workload's fences on a fences topic and its fixes on a fresh topic; then a geofencer process reads the
+    backlog from its beginning: fixes/s from its first evaluated fix to its last, and its CPU-µs per fix."""
+    load = workload(
+        tenants=1,
+        fences_per_tenant=p["fences"],
+        technicians_per_tenant=p["technicians"],
+        fixes_per_technician=p["fixes"] // p["technicians"],
+        spread_degrees=0.25,  # a metro area about 55 km across: job sites every few hundred metres
+        seed=p["fences"],
+    )
+    core = measure_core(load)
+    topic = f"bench.geofencer.{uuid.uuid4().hex[:8]}"
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, topic=topic, geofences_topic=f"{topic}.geofences")
+    await ensure_topic(kafka)
+    await ensure_compacted_topic(kafka, kafka.geofences_topic)
+    producer = make_producer(kafka, linger_ms=5)
+    await producer.start()
+    try:
+        sends = [
+            await producer.send(kafka.geofences_topic, encode_fence_event(f), key=fence_key(f.tenant_id, f.geofence_id))
+            for f in load.fences
+        ]
+        for fix in load.fixes:
+            sends.append(await producer.send(kafka.topic, encode_event(fix), key=fix.tenant_id.encode()))
+        await asyncio.gather(*sends)
+    finally:
+        await producer.stop()
+    port, metrics_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "LOCSTREAM_JWT_SECRET": JWT_SECRET,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_TOPIC": kafka.topic,
+        "KAFKA_GEOFENCES_TOPIC": kafka.geofences_topic,
+        "LOCSTREAM_DATA_DIR": str(workdir / topic),
+        "LOCSTREAM_GEOFENCER_START_FROM": "beginning",
+        "LOCSTREAM_METRICS_PORT": str(metrics_port),
+    }
+    with (workdir / f"{topic}.log").open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "launch.cli", "geofencer", "--port", str(port), env=env, stdout=log, stderr=log
+        )
+    try:
+        first: tuple[float, float, float] | None = None  # time, CPU, fixes when the first fixes were evaluated
+        evaluated = 0.0
+        deadline = time.monotonic() + 900
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            while evaluated < len(load.fixes) and time.monotonic() < deadline:
+                try:
+                    text = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+                    evaluated = float(re.search(r"^locstream_geofencer_fixes_total (\S+)$", text, re.M).group(1))  # type: ignore[union-attr]
+                except (httpx.HTTPError, AttributeError):
+                    evaluated = 0.0
+                if evaluated and first is None:
+                    first = (time.monotonic(), cpu_seconds(process.pid), evaluated)
+                await asyncio.sleep(0.02)
+        done, cpu = time.monotonic(), cpu_seconds(process.pid)
+        if first is None or evaluated < len(load.fixes):
+            raise RuntimeError(f"the geofencer evaluated {evaluated} of {len(load.fixes)} fixes")
+        counted = len(load.fixes) - first[2]
+        return {
+            "processor_fixes_per_second": round(counted / max(done - first[0], 1e-6)),
+            "processor_cpu_us_per_fix": round((cpu - first[1]) / counted * 1e6, 2),
+            **core,
+            "fences": len(load.fences),
+            "fixes": len(load.fixes),
+        }
+    finally:
+        process.terminate()
+        await process.wait()

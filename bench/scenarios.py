@@ -17,6 +17,7 @@ import httpx
 
 from bench.drivers import WsClients, http_load
 from bench.export import measure as measure_export
+from bench.geofencing import measure as measure_geofencer
 from bench.observer import KafkaObserver
 from bench.procstats import CpuWindow, rss_bytes, tcp_socket_memory_bytes
 from bench.projection import measure as measure_projection
@@ -324,6 +325,11 @@ async def export(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) ->
     return await measure_export(ctx.bootstrap, p["events"], p["tenants"], ctx.workdir)
 
 
+async def geofencer(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
+    """Fixes evaluated per second by one geofence processor with F fences in a tenant, and its CPU per fix."""
+    return await measure_geofencer(ctx.bootstrap, p, ctx.workdir)
+
+
 async def projection(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
     """A backlog of N events applied by a fresh projector into SQLite and PostgreSQL, a SQLite rebuild, and a pair."""
     return await measure_projection(ctx.bootstrap, await ctx.postgres(), p["events"], ctx.workdir)
@@ -463,6 +469,20 @@ SCENARIOS: dict[str, Scenario] = {
             headline="sqlite_events_per_second",
             what="a backlog of N events (2% retries) applied by a fresh projector process; then a SQLite rebuild;"
             " then two projector processes in one consumer group on a fresh SQLite file",
+            systems=("locstream",),
+            standalone=True,
+        ),
+        Scenario(
+            "geofencer",
+            geofencer,
+            {
+                "small": [{"fences": 1_000, "technicians": 100, "fixes": 5_000}],
+                "full": [{"fences": 10_000, "technicians": 1_000, "fixes": 300_000}],
+            },
+            headline="processor_fixes_per_second",
+            what="a backlog of N fixes of one tenant with F circular fences (60-250 m) across a metro area, read by"
+            " one geofencer process; and the rule alone in the bench's process (core_*)",
+            notes=["target: >= 50,000 fixes/s with 10,000 fences in a tenant (issue 19)"],
             systems=("locstream",),
             standalone=True,
         ),
