@@ -190,25 +190,40 @@ async def measure(bootstrap: str, p: dict[str, Any], workdir: Path) -> dict[str,
             sys.executable, "-m", "launch.cli", "geofencer", "--port", str(port), env=env, stdout=log, stderr=log
         )
     try:
-        first: tuple[float, float, float] | None = None  # time, CPU, fixes when the first fixes were evaluated
-        evaluated = 0.0
         deadline = time.monotonic() + 900
         async with httpx.AsyncClient(timeout=5.0) as client:
-            while evaluated < len(load.fixes) and time.monotonic() < deadline:
+
+            async def evaluated() -> float:
                 try:
                     text = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
-                    evaluated = float(re.search(r"^locstream_geofencer_fixes_total (\S+)$", text, re.M).group(1))  # type: ignore[union-attr]
-                except (httpx.HTTPError, AttributeError):
-                    evaluated = 0.0
-                if evaluated and first is None:
-                    first = (time.monotonic(), cpu_seconds(process.pid), evaluated)
-                await asyncio.sleep(0.02)
-        done, cpu = time.monotonic(), cpu_seconds(process.pid)
-        if first is None or evaluated < len(load.fixes):
-            raise RuntimeError(f"the geofencer evaluated {evaluated} of {len(load.fixes)} fixes")
+                except httpx.HTTPError:
+                    return 0.0
+                found = re.search(r"^locstream_geofencer_fixes_total (\S+)$", text, re.M)
+                return float(found.group(1)) if found else 0.0
+
+            while time.monotonic() < deadline:  # ready: its fences read, its consumer placed; the clock starts
+                try:
+                    if (await client.get(f"http://127.0.0.1:{metrics_port}/readyz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.01)
+            first = (time.monotonic(), cpu_seconds(process.pid), await evaluated())
+            done = first[2]
+            while done < len(load.fixes) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+                done = await evaluated()
+        finished, cpu = time.monotonic(), cpu_seconds(process.pid)
+        if done < len(load.fixes):
+            raise RuntimeError(f"the geofencer evaluated {done} of {len(load.fixes)} fixes")
         counted = len(load.fixes) - first[2]
+        if counted < len(load.fixes) / 2:
+            raise RuntimeError(
+                f"only {counted} of {len(load.fixes)} fixes fell after the clock started: too few to time"
+            )
+        done_at = finished
         return {
-            "processor_fixes_per_second": round(counted / max(done - first[0], 1e-6)),
+            "processor_fixes_per_second": round(counted / max(done_at - first[0], 1e-6)),
             "processor_cpu_us_per_fix": round((cpu - first[1]) / counted * 1e6, 2),
             **core,
             "fences": len(load.fences),

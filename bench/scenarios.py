@@ -476,7 +476,7 @@ SCENARIOS: dict[str, Scenario] = {
             "geofencer",
             geofencer,
             {
-                "small": [{"fences": 1_000, "technicians": 100, "fixes": 5_000}],
+                "small": [{"fences": 1_000, "technicians": 200, "fixes": 60_000}],
                 "full": [{"fences": 10_000, "technicians": 1_000, "fixes": 300_000}],
             },
             headline="processor_fixes_per_second",
