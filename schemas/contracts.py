@@ -17,7 +17,7 @@ import msgspec
 from pydantic import BaseModel
 
 from schemas import ws
-from schemas.events import LocationRecorded, TechnicianUpdated
+from schemas.events import GeofenceEntered, GeofenceExited, LocationRecorded, TechnicianUpdated
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "contracts"
 FEED_PATH = "/api/v1/field-service/ws/technician-locations"
@@ -25,6 +25,8 @@ FEED_PATH = "/api/v1/field-service/ws/technician-locations"
 EVENTS: dict[str, type[msgspec.Struct]] = {
     "LocationRecorded": LocationRecorded,
     "TechnicianUpdated": TechnicianUpdated,
+    "GeofenceEntered": GeofenceEntered,
+    "GeofenceExited": GeofenceExited,
 }
 SERVER_MESSAGES: dict[str, type[BaseModel]] = {
     "Connected": ws.Connected,
@@ -35,6 +37,9 @@ SERVER_MESSAGES: dict[str, type[BaseModel]] = {
     "TechnicianRemoved": ws.TechnicianRemoved,
     "TechnicianStatus": ws.TechnicianStatus,
     "ReplayDone": ws.ReplayDone,
+    "GeofenceEvent": ws.GeofenceEvent,
+    "GeofenceUpdated": ws.GeofenceUpdated,
+    "GeofenceRemoved": ws.GeofenceRemoved,
     "Error": ws.Error,
     "Pong": ws.Pong,
 }

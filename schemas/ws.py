@@ -118,6 +118,59 @@ class ReplayDone(BaseModel):
     events: int = Field(description="updates sent since the last initial_state")
 
 
+class GeofenceEventData(BaseModel):
+    technician_id: str
+    technician_name: str
+    geofence_id: str
+    job_id: str | None
+    event_type: Literal["enter", "exit"]
+    timestamp: AwareDatetime = Field(description="the crossing fix's device time")
+    distance_meters: float = Field(description="from the fence's centre")
+    message: str = Field(description='"Ada Obi arrived at Cabinet 12" (or "left")')
+
+
+class GeofenceEvent(BaseModel):
+    """A technician of the tenant entered or left a job site's fence (the origin's shape)."""
+
+    type: Literal["geofence_event"] = "geofence_event"
+    data: GeofenceEventData
+
+
+class GeofenceShape(BaseModel):
+    type: Literal["Circle", "Polygon"]
+    latitude: float | None = None
+    longitude: float | None = None
+    radius_meters: float | None = None
+    coordinates: list[list[list[float]]] | None = Field(default=None, description="Polygon: GeoJSON, one ring")
+
+
+class Geofence(BaseModel):
+    geofence_id: str
+    name: str | None
+    job_id: str | None
+    title: str | None
+    status: str | None
+    assigned_technician_id: str | None
+    geometry: GeofenceShape
+    updated_at: AwareDatetime
+
+
+class GeofenceUpdated(BaseModel):
+    """A fence of the tenant, defined or changed; every fence of the tenant comes so after the first frames."""
+
+    type: Literal["geofence_updated"] = "geofence_updated"
+    data: Geofence
+
+
+class GeofenceRemovedData(BaseModel):
+    geofence_id: str
+
+
+class GeofenceRemoved(BaseModel):
+    type: Literal["geofence_removed"] = "geofence_removed"
+    data: GeofenceRemovedData
+
+
 class ReplayControl(BaseModel):
     """Client -> server, during a paced replay: ``pause``, ``resume``, ``seek`` (to a time in the range: a fresh
     initial_state of that moment, then on from there) or ``speed`` (0 to 1000; 0: as fast as the client reads)."""

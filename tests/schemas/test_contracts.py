@@ -4,6 +4,7 @@ really send: events as the producers encode them, frames as the edge encodes the
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ import jsonschema
 import pytest
 
 from schemas.contracts import OUT, asyncapi, differences, json_schemas
-from schemas.events import encode_event
+from schemas.events import CrossingData, GeofenceEntered, encode_event
+from schemas.geofences import Circle, GeofenceDefined, Polygon, fence_wire
 from tests.support.events import location as location_recorded
 from tests.support.events import profile as technician_profile
 from ws_edge import messages
@@ -69,6 +71,19 @@ def test_real_events_and_frames_validate_against_their_schemas() -> None:
         jsonschema.Draft202012Validator.check_schema(schema)
     fix = location_recorded("a", "t1", NOW, 6.5, 3.3, accuracy_meters=5.0)
     named = technician_profile("a", "t1", NOW, name="Ada", status="on_job")
+    crossing = GeofenceEntered(
+        event_id=uuid.uuid4(),
+        tenant_id="a",
+        technician_id="t1",
+        recorded_at=NOW,
+        received_at=NOW,
+        data=CrossingData(geofence_id="site-1", job_id="j1", distance_meters=12.5, fix_event_id=fix.event_id),
+    )
+    circle = GeofenceDefined(
+        tenant_id="a", geofence_id="site-1", at=NOW, shape=Circle(latitude=6.5, longitude=3.3), job_id="j1"
+    )
+    ring = [[3.3, 6.5], [3.31, 6.5], [3.31, 6.51], [3.3, 6.5]]
+    polygon = GeofenceDefined(tenant_id="a", geofence_id="yard", at=NOW, shape=Polygon(coordinates=[ring]))
     jsonschema.validate(json.loads(encode_event(fix)), schemas["events/LocationRecorded.json"])
     jsonschema.validate(json.loads(encode_event(named)), schemas["events/TechnicianUpdated.json"])
     location = {
@@ -89,9 +104,14 @@ def test_real_events_and_frames_validate_against_their_schemas() -> None:
         "ws/ReplayDone.json": messages.replay_done(3),
         "ws/TechnicianStatus.json": messages.technician_status("t1", stale=True),
         "ws/Pong.json": messages.PONG,
+        "ws/GeofenceEvent.json": messages.geofence_event(crossing, "Ada"),
+        "ws/GeofenceUpdated.json": messages.geofence_updated(fence_wire(circle)),
+        "ws/GeofenceUpdated.json#polygon": messages.geofence_updated(fence_wire(polygon)),
+        "ws/GeofenceRemoved.json": messages.geofence_removed("site-1"),
     }
+    jsonschema.validate(json.loads(encode_event(crossing)), schemas["events/GeofenceEntered.json"])
     for name, text in sent.items():
-        jsonschema.validate(json.loads(text), schemas[name])
+        jsonschema.validate(json.loads(text), schemas[name.split("#")[0]])
     bad = json.loads(encode_event(fix))
     bad["data"]["latitude"] = 91
     with pytest.raises(jsonschema.ValidationError, match="91"):

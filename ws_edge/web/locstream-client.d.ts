@@ -20,6 +20,30 @@ export interface Filter {
   status?: string[];
 }
 
+export interface Geofence {
+  geofence_id: string;
+  name: string | null;
+  job_id: string | null;
+  title: string | null;
+  status: string | null;
+  assigned_technician_id: string | null;
+  geometry:
+    | { type: "Circle"; latitude: number; longitude: number; radius_meters: number }
+    | { type: "Polygon"; coordinates: number[][][] }; // GeoJSON: [longitude, latitude], one ring
+  updated_at: string;
+}
+
+export interface GeofenceEvent {
+  technician_id: string;
+  technician_name: string;
+  geofence_id: string;
+  job_id: string | null;
+  event_type: "enter" | "exit";
+  timestamp: string; // the crossing fix's device time
+  distance_meters: number;
+  message: string; // "Ada Obi arrived at Cabinet 12"
+}
+
 export type ServerMessage =
   | { type: "connected"; connection_id: string; tenant_id: string; protocol: 1 | 2 }
   | { type: "initial_state"; data: TechnicianLocation[]; cursor: string; resumed?: boolean; filter?: Filter }
@@ -30,7 +54,10 @@ export type ServerMessage =
   | { type: "technician_status"; technician_id: string; stale: boolean }
   | { type: "replay_done"; events: number }
   | { type: "error"; message: string }
-  | { type: "pong" };
+  | { type: "pong" }
+  | { type: "geofence_event"; data: GeofenceEvent }
+  | { type: "geofence_updated"; data: Geofence }
+  | { type: "geofence_removed"; data: { geofence_id: string } };
 
 export interface MapState {
   technicians: Map<string, TechnicianLocation>;
