@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -26,6 +27,7 @@ from typing import Literal
 from schemas.geofences import Circle, FenceEvent, GeofenceDefined, GeofenceRemoved
 
 EARTH_RADIUS_M = 6_371_008.8
+_METRES_PER_DEGREE = math.pi / 180 * EARTH_RADIUS_M
 EXIT_MARGIN_M = 25.0
 CELL_DEGREES = 0.01  # the grid: about 1.1 km north-south
 MAX_CELLS_PER_FENCE = 400  # a fence wider than this many cells is checked against every fix of its tenant
@@ -55,6 +57,14 @@ class Fence:
     job_id: str | None = None
     name: str | None = None
     _xy: tuple[tuple[float, float], ...] = field(default=(), compare=False, repr=False)
+    # Kept for the quick look of ``evaluate``: metres per degree of longitude here, and how far the fence reaches.
+    _metres_per_lon: float = field(default=0.0, compare=False, repr=False)
+    _reach: float = field(default=0.0, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_metres_per_lon", _METRES_PER_DEGREE * math.cos(math.radians(self.latitude)))
+        reach = self.radius_m if self.ring is None else max(math.hypot(x, y) for x, y in self._xy)
+        object.__setattr__(self, "_reach", reach)
 
     @staticmethod
     def circle(
@@ -101,9 +111,7 @@ class Fence:
 
     def reach_m(self) -> float:
         """How far from the centre the fence reaches (the circle's radius, the polygon's farthest vertex)."""
-        if self.ring is None:
-            return self.radius_m
-        return max(math.hypot(x, y) for x, y in self._xy)
+        return self._reach
 
 
 def _project(lat: float, lon: float, lat0: float, lon0: float) -> tuple[float, float]:
@@ -171,10 +179,15 @@ class FenceIndex:
                 del self._cells[cell]
         return fence
 
-    def near(self, latitude: float, longitude: float) -> set[str]:
-        """Ids of the fences a fix at this point could be inside."""
+    def near(self, latitude: float, longitude: float) -> AbstractSet[str]:
+        """Ids of the fences a fix at this point could be inside (a view: not to be changed)."""
         found = self._cells.get((_cell(latitude), _cell(longitude)))
-        return (found | self._wide) if found else set(self._wide)
+        if not self._wide:
+            return found or _NONE
+        return (found | self._wide) if found else self._wide
+
+
+_NONE: frozenset[str] = frozenset()
 
 
 def _cell(degrees: float) -> int:
@@ -214,20 +227,41 @@ def evaluate(
     if state.latest is not None and recorded_at <= state.latest:
         return
     state.latest = recorded_at
-    gone = {geofence_id for geofence_id in state.inside if geofence_id not in index.fences}
-    state.inside -= gone  # a removed fence is left without an exit
-    for geofence_id in sorted(index.near(latitude, longitude) | state.inside):
-        fence = index.fences[geofence_id]
-        if accuracy_m is not None and accuracy_m > fence.radius_m:
+    inside = state.inside
+    fences = index.fences
+    if inside:
+        gone = {geofence_id for geofence_id in inside if geofence_id not in fences}
+        inside -= gone  # a removed fence is left without an exit
+    near = index.near(latitude, longitude)
+    crossings: list[Crossing] = []
+    metres_north = latitude * _METRES_PER_DEGREE
+    for geofence_id in (near | inside) if inside else near:
+        fence = fences[geofence_id]
+        radius = fence.radius_m
+        if accuracy_m is not None and accuracy_m > radius:
             continue
-        outside_by, centre = fence.outside_by(latitude, longitude)
-        if geofence_id not in state.inside:
+        if geofence_id not in inside:
+            # A cheap look first (no trigonometry): most fences near a fix are not reached by it.
+            dy = metres_north - fence.latitude * _METRES_PER_DEGREE
+            dx = (longitude - fence.longitude) * fence._metres_per_lon
+            reach = fence._reach * 1.01 + 1.0
+            if dx * dx + dy * dy > reach * reach:
+                continue
+            outside_by, centre = fence.outside_by(latitude, longitude)
             if outside_by == 0.0:
-                state.inside.add(geofence_id)
-                yield Crossing(crossing_id(fix_event_id, geofence_id, "enter"), "enter", fence, centre)
-        elif outside_by > max(EXIT_MARGIN_M, accuracy_m or 0.0):
-            state.inside.discard(geofence_id)
-            yield Crossing(crossing_id(fix_event_id, geofence_id, "exit"), "exit", fence, centre)
+                crossings.append(Crossing(crossing_id(fix_event_id, geofence_id, "enter"), "enter", fence, centre))
+        else:
+            outside_by, centre = fence.outside_by(latitude, longitude)
+            if outside_by > max(EXIT_MARGIN_M, accuracy_m or 0.0):
+                crossings.append(Crossing(crossing_id(fix_event_id, geofence_id, "exit"), "exit", fence, centre))
+    if len(crossings) > 1:
+        crossings.sort(key=lambda crossing: crossing.fence.geofence_id)  # a fence's id decides the order
+    for crossing in crossings:
+        if crossing.kind == "enter":
+            inside.add(crossing.fence.geofence_id)
+        else:
+            inside.discard(crossing.fence.geofence_id)
+        yield crossing
 
 
 def fence_of(definition: GeofenceDefined) -> Fence:

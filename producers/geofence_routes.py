@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaError
 from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from msgspec import Meta, Struct
 
+from domain.geofencing import Fence
 from locstream.http import Claims, require_role
 from producers.models import technician_id_problem
 from producers.openapi import body_of
@@ -70,6 +71,9 @@ def shape_of(body: GeofenceBody) -> Circle | Polygon:
     if body.geometry is not None:
         if (problem := ring_problem(body.geometry)) is not None:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"geometry: {problem}")
+        ring = [(position[0], position[1]) for position in body.geometry.coordinates[0]]
+        if Fence.polygon("", "", ring).radius_m < 1.0:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="geometry: the polygon encloses no area")
         return body.geometry
     if body.latitude is None or body.longitude is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="body: a circle needs latitude and longitude")
@@ -102,6 +106,10 @@ async def put_geofence(geofence_id: FenceId, request: Request, claims: Claims) -
     require_role(claims, FENCE_ROLES, "define geofences")
     ingest = ingest_of(request)
     body = await ingest.read(request, GeofenceBody)
+    held = ingest.fences.book.definitions.get(claims.tenant_id, {})
+    if geofence_id not in held and len(held) >= ingest.settings.max_geofences_per_tenant:
+        detail = f"geofence_id: at most {ingest.settings.max_geofences_per_tenant} fences per tenant"
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=detail)
     if body.assigned_technician_id is not None and (problem := technician_id_problem(body.assigned_technician_id)):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"assigned_{problem}")
     definition = GeofenceDefined(

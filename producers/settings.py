@@ -17,6 +17,8 @@ class ProducersSettings(ServiceSettings):
     """Seconds a client should wait before retrying after a 503."""
     max_batch_items: int = Field(default=1_000, ge=1, le=100_000)
     """Fixes per batch request (more: 413)."""
+    max_geofences_per_tenant: int = Field(default=50_000, ge=1)
+    """Fences a tenant may define (every service holds every tenant's fences in memory)."""
     max_body_bytes: int = Field(default=1_048_576, ge=1_024)
     """Request body size (more: 413, enforced while the body streams in)."""
     body_timeout_seconds: float = Field(default=30.0, gt=0, le=600)

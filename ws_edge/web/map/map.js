@@ -97,7 +97,9 @@ function drawFence(fence) {
   const layer = g.type === "Circle"
     ? L.circle([g.latitude, g.longitude], { ...style, radius: g.radius_meters })
     : L.polygon(g.coordinates[0].map(([lng, lat]) => [lat, lng]), style);
-  layer.bindTooltip(fence.name || fence.title || fence.job_id || fence.geofence_id);
+  const name = document.createElement("span");
+  name.textContent = fence.name || fence.title || fence.job_id || fence.geofence_id; // text: a string would be HTML
+  layer.bindTooltip(name);
   layer.fence = fence;
   fenceLayer.addLayer(layer);
   fences.set(fence.geofence_id, layer);

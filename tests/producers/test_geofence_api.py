@@ -1,0 +1,99 @@
+"""The fences API under attack: tokens and roles, malformed and hostile bodies, another tenant's ids, the
+per-tenant cap; every refusal a 4xx with a reason, and nothing of a refused request on the fences topic."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from locstream.kafka import ensure_compacted_topic, make_consumer
+from locstream.settings import KafkaSettings
+from schemas.claims import Role
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+PATH = "/api/v1/field-service/geofences"
+CIRCLE = {"latitude": 6.5, "longitude": 3.4, "radius_meters": 100, "name": "Cabinet 12", "job_id": "j12"}
+
+
+async def _records(kafka: KafkaSettings) -> int:
+    partition = await ensure_compacted_topic(kafka, kafka.geofences_topic)
+    consumer = make_consumer(kafka, group_id=None)
+    await consumer.start()
+    try:
+        return int((await consumer.end_offsets([partition]))[partition])
+    finally:
+        await consumer.stop()
+
+
+def _nested(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+async def test_fences_refuse_bad_tokens_roles_bodies_and_other_tenants_and_write_nothing_then(stack: Stack) -> None:
+    api = await stack.start("producers", env={"LOCSTREAM_PRODUCERS_MAX_GEOFENCES_PER_TENANT": "2"})
+    dispatcher = {"Authorization": f"Bearer {stack.token('tenant-a', Role.DISPATCHER)}"}
+    open_ring = [[3.4, 6.5], [3.41, 6.5], [3.41, 6.51], [3.4, 6.52]]
+    line = [[3.4, 6.5], [3.41, 6.5], [3.42, 6.5], [3.4, 6.5]]
+    big_ring = [[3.4 + i * 1e-5, 6.5 + (i % 2) * 1e-5] for i in range(1_001)] + [[3.4, 6.5]]
+    bodies: list[tuple[str, Any, int, str]] = [
+        ("both shapes", {**CIRCLE, "geometry": {"type": "Polygon", "coordinates": [line]}}, 422, "give latitude"),
+        ("no shape", {"name": "x"}, 422, "give latitude"),
+        ("latitude alone", {"latitude": 6.5}, 422, "latitude and longitude"),
+        ("radius 0", {**CIRCLE, "radius_meters": 0}, 422, "radius_meters"),
+        ("radius 60 km", {**CIRCLE, "radius_meters": 60_000}, 422, "radius_meters"),
+        ("latitude 91", {**CIRCLE, "latitude": 91}, 422, "latitude"),
+        ("unknown field", {**CIRCLE, "colour": "red"}, 422, "colour"),
+        ("open ring", {"geometry": {"type": "Polygon", "coordinates": [open_ring]}}, 422, "closed"),
+        ("no area", {"geometry": {"type": "Polygon", "coordinates": [line]}}, 422, "no area"),
+        ("1,002 positions", {"geometry": {"type": "Polygon", "coordinates": [big_ring]}}, 422, "geometry"),
+        ("a hole", {"geometry": {"type": "Polygon", "coordinates": [line, line]}}, 422, "geometry"),
+        (
+            "a point of 4 numbers",
+            {"geometry": {"type": "Polygon", "coordinates": [[[1, 2, 3, 4]] * 4]}},
+            422,
+            "geometry",
+        ),
+        ("another type", {"geometry": {"type": "MultiPolygon", "coordinates": []}}, 422, "geometry"),
+        ("bad technician id", {**CIRCLE, "assigned_technician_id": "a b/c"}, 422, "technician_id"),
+        ("nested 5,000 deep", '{"geometry": {"type": "Polygon", "coordinates": ' + _nested(5_000) + "}}", 422, "body"),
+        ("2 MB", {**CIRCLE, "name": "x" * 2_000_000}, 413, "bytes"),
+        ("not JSON", "{", 422, "body"),
+    ]
+    before = await _records(stack.kafka)
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+        assert (await http.put(f"{PATH}/f1", json=CIRCLE)).status_code == 401
+        forged = {"Authorization": f"Bearer {stack.token('tenant-a')[:-3]}AAA"}
+        assert (await http.put(f"{PATH}/f1", json=CIRCLE, headers=forged)).status_code == 401
+        for role in (Role.TECHNICIAN, Role.DEVICE_GATEWAY, Role.ANALYST):
+            refused = await http.put(
+                f"{PATH}/f1", json=CIRCLE, headers={"Authorization": f"Bearer {stack.token('tenant-a', role)}"}
+            )
+            assert refused.status_code == 403 and "may not define geofences" in refused.json()["message"], role
+        for case, body, status, reason in bodies:
+            content = body if isinstance(body, str) else json.dumps(body)
+            answer = await http.put(
+                f"{PATH}/f1", content=content, headers={**dispatcher, "Content-Type": "application/json"}
+            )
+            assert answer.status_code == status and reason in answer.json()["message"], (case, answer.text[:200])
+        assert await _records(stack.kafka) == before  # nothing of a refused request on the topic
+        assert (await http.put(f"{PATH}/f1", json=CIRCLE, headers=dispatcher)).status_code == 200
+        assert (await http.put(f"{PATH}/f2", json=CIRCLE, headers=dispatcher)).status_code == 200
+        capped = await http.put(f"{PATH}/f3", json=CIRCLE, headers=dispatcher)
+        assert capped.status_code == 422 and "at most 2 fences" in capped.json()["message"]
+        assert (
+            await http.put(f"{PATH}/f2", json={**CIRCLE, "radius_meters": 50}, headers=dispatcher)
+        ).status_code == 200
+        other = {"Authorization": f"Bearer {stack.token('tenant-b', Role.ADMIN)}"}
+        assert (await http.delete(f"{PATH}/f1", headers=other)).status_code == 404  # tenant-a's id, tenant-b's token
+        assert (await http.get(PATH, headers=other)).json() == []
+        analyst = {"Authorization": f"Bearer {stack.token('tenant-a', Role.ANALYST)}"}
+        listed = (await http.get(PATH, headers=analyst)).json()
+        assert [(f["geofence_id"], f["geometry"]["radius_meters"]) for f in listed] == [("f1", 100), ("f2", 50)]
+        assert (await http.delete(f"{PATH}/f1", headers=dispatcher)).status_code == 204
+        assert (await http.delete(f"{PATH}/f1", headers=dispatcher)).status_code == 404
+        assert [f["geofence_id"] for f in (await http.get(PATH, headers=dispatcher)).json()] == ["f2"]
