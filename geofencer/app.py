@@ -21,7 +21,7 @@ def create_app(settings: GeofencerSettings | None = None) -> FastAPI:
     app.state.services = [geofencer, probe]
 
     def problems() -> list[str]:
-        return probe.problems() + ([] if geofencer.running else ["not started"])
+        return probe.problems() + geofencer.problems()
 
     add_operations(app, Operations(problems, [geofencer.metrics.registry]), settings.metrics)
     return app

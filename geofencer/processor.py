@@ -3,15 +3,18 @@
 One instance reads every partition of the location topic (assigned, not a group: its state is local, so a
 partition must not move to another instance). For each batch: decode, evaluate each fix against its tenant's fences
 (``domain.geofencing.evaluate``), append every crossing to the fix's own partition (so it stays in order with the
-fixes around it) and wait for Kafka's acknowledgements, then store the technicians' state and the next offsets in
-one transaction (``state.py``). Its own crossings come back through the topic and are passed over.
+fixes around it); then, in the background while the next batch is evaluated, wait for Kafka's acknowledgements and
+store the technicians' state (as it was after the batch) and the next offsets in one transaction (``state.py``), on
+a thread of its own, one batch after the other. Its own crossings come back through the topic and are passed over.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -80,6 +83,8 @@ class Geofencer:
         self._consumer: Any = None
         self._producer: Any = None
         self._task: asyncio.Task[None] | None = None
+        self._settling: asyncio.Task[None] | None = None  # the last batch's acks and commit, under way
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geofencer-state")
 
     async def start(self) -> None:
         self.state.open()
@@ -112,12 +117,23 @@ class Geofencer:
         self.running = False
         await cancel_and_wait(self._task)
         self._task = None
+        if self._settling is not None:  # the last batch's state: committed if its crossings were acknowledged
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._settling), 10)
+        self._committer.shutdown(wait=True)
         for client in (self._consumer, self._producer):
             if client is not None:
                 await client.stop()
         self._consumer = self._producer = None
         await self.fences.stop()
         self.state.close()
+
+    def problems(self) -> list[str]:
+        if not self.running:
+            return ["not started"]
+        if self._task is not None and self._task.done():
+            return [f"the loop stopped: {self._task.exception()!r}"[:200]]
+        return []
 
     async def _run(self) -> None:
         while True:
@@ -168,9 +184,18 @@ class Geofencer:
                     self.metrics.crossings.labels(crossing.kind).inc()
                 changed[key] = state
             next_offsets[tp.partition] = records[-1].offset + 1
-        if sends:
-            await asyncio.gather(*sends)  # every crossing acknowledged (acks=all) before the state moves past it
-        self.state.commit(changed.items(), next_offsets)
-        self.positions.update(next_offsets)
+        rows = self.state.rows(changed.items())
         self.metrics.fixes.inc(fixes)
+        if self._settling is not None:  # the batch before settles while this one is evaluated, never two at once
+            await self._settling  # its failure ends the loop: nothing is committed past an unacknowledged send
+        self._settling = asyncio.create_task(self._settle(sends, rows, next_offsets, began))
+
+    async def _settle(
+        self, sends: list[Any], rows: list[tuple[str, str, str | None, str]], next_offsets: dict[int, int], began: float
+    ) -> None:
+        """Every crossing of the batch acknowledged (acks=all), then the state and offsets after it committed."""
+        if sends:
+            await asyncio.gather(*sends)
+        await asyncio.get_running_loop().run_in_executor(self._committer, self.state.commit, rows, next_offsets)
+        self.positions.update(next_offsets)
         self.metrics.batch_seconds.observe(time.perf_counter() - began)

