@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -222,10 +222,10 @@ def evaluate(
     latitude: float,
     longitude: float,
     accuracy_m: float | None,
-) -> Iterator[Crossing]:
-    """The crossings one fix makes (and ``state`` updated); nothing for a fix not newer than the latest."""
+) -> Sequence[Crossing]:
+    """The crossings one fix makes (and ``state`` updated); none for a fix not newer than the latest."""
     if state.latest is not None and recorded_at <= state.latest:
-        return
+        return ()
     state.latest = recorded_at
     inside = state.inside
     fences = index.fences
@@ -261,7 +261,7 @@ def evaluate(
             inside.add(crossing.fence.geofence_id)
         else:
             inside.discard(crossing.fence.geofence_id)
-        yield crossing
+    return crossings
 
 
 def fence_of(definition: GeofenceDefined) -> Fence:

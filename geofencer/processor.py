@@ -43,9 +43,10 @@ class GeofencerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.fixes = Counter("locstream_geofencer_fixes", "Fixes evaluated", registry=self.registry)
-        self.crossings = Counter(
+        crossings = Counter(
             "locstream_geofencer_crossings", "Crossings appended", ["event_type"], registry=self.registry
         )
+        self.crossings = {kind: crossings.labels(kind) for kind in ("enter", "exit")}  # bound once: labels() costs
         self.batch_seconds = Histogram(
             "locstream_geofencer_batch_seconds", "One batch: evaluated, appended, stored", registry=self.registry
         )
@@ -91,9 +92,15 @@ class Geofencer:
         self.technicians, stored = self.state.load()
         partitions = await ensure_topic(self.settings.kafka)
         await self.fences.start()
-        self._producer = make_producer(self.settings.kafka)
+        self._producer = make_producer(self.settings.kafka, linger_ms=5)  # crossings go out in batches
         await self._producer.start()
-        self._consumer = make_consumer(self.settings.kafka, group_id=None, max_poll_records=self.settings.max_batch)
+        # A tenant's fixes all come from one partition: fetch more of it at a time than the 1 MiB default.
+        self._consumer = make_consumer(
+            self.settings.kafka,
+            group_id=None,
+            max_poll_records=self.settings.max_batch,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
         await self._consumer.start()
         self._consumer.assign(partitions)
         for tp in partitions:
@@ -117,8 +124,8 @@ class Geofencer:
         self.running = False
         await cancel_and_wait(self._task)
         self._task = None
-        if self._settling is not None:  # the last batch's state: committed if its crossings were acknowledged
-            with contextlib.suppress(Exception):
+        if self._settling is not None and not self._settling.done():  # the last batch: committed once acknowledged
+            with contextlib.suppress(Exception):  # a failed one is repeated by the next start, same ids
                 await asyncio.wait_for(asyncio.shield(self._settling), 10)
         self._committer.shutdown(wait=True)
         for client in (self._consumer, self._producer):
@@ -181,13 +188,15 @@ class Geofencer:
                             partition=tp.partition,
                         )
                     )
-                    self.metrics.crossings.labels(crossing.kind).inc()
+                    self.metrics.crossings[crossing.kind].inc()
                 changed[key] = state
             next_offsets[tp.partition] = records[-1].offset + 1
         rows = self.state.rows(changed.items())
         self.metrics.fixes.inc(fixes)
         if self._settling is not None:  # the batch before settles while this one is evaluated, never two at once
-            await self._settling  # its failure ends the loop: nothing is committed past an unacknowledged send
+            # Its failure ends the loop (nothing is committed past an unacknowledged send); shielded, so a stop that
+            # cancels the loop here does not cancel the settle under way.
+            await asyncio.shield(self._settling)
         self._settling = asyncio.create_task(self._settle(sends, rows, next_offsets, began))
 
     async def _settle(
