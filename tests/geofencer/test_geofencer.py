@@ -3,7 +3,9 @@ crossings on the topic and on the maps of the fence's tenant only."""
 
 from __future__ import annotations
 
+import asyncio
 import math
+import signal
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -172,3 +174,18 @@ async def test_nearby_jobs_are_ordered_by_distance_and_flag_the_assigned_one(sta
     assert [round(job["distance_meters"]) for job in body["nearby_jobs"]] == [150, 400, 900]
     assert body["search_radius_meters"] == 1000 and body["nearby_jobs"][0]["title"] == "Title job-near"
     assert body["current_location"]["latitude"] == pytest.approx(SITE[0])
+
+
+async def test_sigterm_stops_the_processor_cleanly_mid_stream(stack: Stack) -> None:
+    api = await stack.start("producers")
+    geofencer = await stack.start("geofencer")
+    token = stack.token("tenant-a", Role.TECHNICIAN, sub="ada")
+    t0 = datetime.now(UTC) - timedelta(minutes=5)
+    for second in range(20):
+        await _post(api, token, "ada", second * 10.0, t0 + timedelta(seconds=second))
+    geofencer.process.send_signal(signal.SIGTERM)
+    code = await asyncio.to_thread(geofencer.process.wait, 15)
+    assert code in (0, -signal.SIGTERM)  # uvicorn raises the signal again once it has shut down
+    log = geofencer.log()
+    assert "Finished server process" in log  # the lifespan ran to its end: the processor stopped, not killed
+    assert "Traceback" not in log and " ERROR " not in log, log[-2_000:]
