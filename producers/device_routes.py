@@ -80,15 +80,15 @@ def _info(device: Device) -> DeviceInfo:
 
 
 @asynccontextmanager
-async def _kafka_unavailable_is_503(request: Request) -> AsyncIterator[None]:
-    """A registration or revocation Kafka did not take (or this process did not see applied) in time: 503, nothing
-    promised; the caller retries."""
+async def table_unavailable_is_503(request: Request, table: str) -> AsyncIterator[None]:
+    """A change of a compacted table (devices, geofences) that Kafka did not take, or this process did not see
+    applied, in time: 503, nothing promised; the caller retries."""
     try:
         yield
     except (KafkaError, TimeoutError) as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail=f"the devices topic did not take it in time: {exc!r}"[:200],
+            detail=f"the {table} topic did not take it in time: {exc!r}"[:200],
             headers={"Retry-After": str(ingest_of(request).settings.retry_after_seconds)},
         ) from exc
 
@@ -112,7 +112,7 @@ async def register_device(body: NewDevice, request: Request, claims: Claims) -> 
     require_role(claims, ADMIN, "register devices")
     if (problem := technician_id_problem(body.technician_id)) is not None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=problem)
-    async with _kafka_unavailable_is_503(request):
+    async with table_unavailable_is_503(request, "devices"):
         device, key = await ingest_of(request).devices.register(claims.tenant_id, body.technician_id, body.label)
     base = str(request.base_url).rstrip("/")
     return RegisteredDevice(**_info(device).model_dump(), key=key, setup=setup(base, key))
@@ -127,7 +127,7 @@ async def list_devices(request: Request, claims: Claims) -> list[DeviceInfo]:
 @devices_router.delete("/devices/{device_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke a device")
 async def revoke_device(device_id: str, request: Request, claims: Claims) -> Response:
     require_role(claims, ADMIN, "revoke devices")
-    async with _kafka_unavailable_is_503(request):
+    async with table_unavailable_is_503(request, "devices"):
         revoked = await ingest_of(request).devices.revoke(claims.tenant_id, device_id)
     if not revoked:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"device_id: no active device {device_id[:40]!r}")

@@ -6,18 +6,16 @@ processor, the edge and the projector follow; the answer comes once this process
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
-from aiokafka.errors import KafkaError
 from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from msgspec import Meta, Struct
 
 from domain.geofencing import Fence
 from locstream.http import Claims, require_role
+from producers.device_routes import table_unavailable_is_503
 from producers.models import technician_id_problem
 from producers.openapi import body_of
 from producers.routes import PREFIX, ingest_of, problem_doc
@@ -82,18 +80,6 @@ def shape_of(body: GeofenceBody) -> Circle | Polygon:
     )
 
 
-@asynccontextmanager
-async def _kafka_unavailable_is_503(request: Request) -> AsyncIterator[None]:
-    try:
-        yield
-    except (KafkaError, TimeoutError) as exc:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail=f"the geofences topic did not take it in time: {exc!r}"[:200],
-            headers={"Retry-After": str(ingest_of(request).settings.retry_after_seconds)},
-        ) from exc
-
-
 _EXAMPLE = {"latitude": 6.5244, "longitude": 3.3792, "radius_meters": 100, "name": "Cabinet 12", "job_id": "job-12"}
 
 
@@ -123,7 +109,7 @@ async def put_geofence(geofence_id: FenceId, request: Request, claims: Claims) -
         status=body.status,
         assigned_technician_id=body.assigned_technician_id,
     )
-    async with _kafka_unavailable_is_503(request):
+    async with table_unavailable_is_503(request, "geofences"):
         await ingest.fences.put(definition)
     return fence_wire(definition)
 
@@ -133,7 +119,7 @@ async def put_geofence(geofence_id: FenceId, request: Request, claims: Claims) -
 )
 async def delete_geofence(geofence_id: FenceId, request: Request, claims: Claims) -> Response:
     require_role(claims, FENCE_ROLES, "remove geofences")
-    async with _kafka_unavailable_is_503(request):
+    async with table_unavailable_is_503(request, "geofences"):
         removed = await ingest_of(request).fences.remove(claims.tenant_id, geofence_id)
     if not removed:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"geofence_id: no geofence {geofence_id[:40]!r}")

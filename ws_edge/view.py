@@ -75,14 +75,20 @@ class LiveView:
                 self._watch_staleness(state)
         return turned
 
-    def apply(self, event: Event, position: Position) -> Location | None:
-        """Apply one event; returns the technician's new map entry when what the map shows changed."""
+    def _first_sight(self, event: Event) -> bool:
+        """Whether this event's identity is new to the dedupe window (and now remembered in it)."""
         seen = identity(event)
         if seen in self._seen:
-            return None
+            return False
         self._seen[seen] = None
         if len(self._seen) > self._dedupe_window:
             self._seen.popitem(last=False)
+        return True
+
+    def apply(self, event: Event, position: Position) -> Location | None:
+        """Apply one event; returns the technician's new map entry when what the map shows changed."""
+        if not self._first_sight(event):
+            return None
         technicians = self._tenants.setdefault(event.tenant_id, {})
         before = technicians.get(event.technician_id)
         after = apply(before, event, position)
@@ -101,12 +107,8 @@ class LiveView:
     def crossing(self, event: Crossed) -> str | None:
         """The ``geofence_event`` frame of a crossing, once per event id (a geofence processor that repeated a
         batch after a crash appended it again)."""
-        seen = identity(event)
-        if seen in self._seen:
+        if not self._first_sight(event):
             return None
-        self._seen[seen] = None
-        if len(self._seen) > self._dedupe_window:
-            self._seen.popitem(last=False)
         state = self._tenants.get(event.tenant_id, {}).get(event.technician_id)
         return geofence_event(event, state.display_name if state else event.technician_id)
 
