@@ -1,5 +1,5 @@
 # The locstream services for compose.yaml (the broker comes from the apache/kafka image there). One image; the
-# command picks the service: locstream producers | projector | ws-edge | replay | dev.
+# command picks the service: locstream producers | projector | ws-edge | geofencer | replay | dev.
 FROM node:20-slim AS web
 WORKDIR /web
 COPY ws_edge/web/package.json ws_edge/web/package-lock.json ./
