@@ -36,6 +36,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: problem_doc("Missing, malformed, forged or expired token", "token expired"),
     403: problem_doc("Only a dispatcher or an admin manages fences", "role technician may not define geofences"),
     404: problem_doc("No such fence in the token's tenant", "geofence_id: no geofence 'cabinet-12'"),
+    413: problem_doc("Body larger than allowed", "body: 2000100 bytes, at most 1048576"),
+    415: problem_doc("Content-Type is not application/json", "body: Content-Type must be application/json"),
     422: problem_doc("The body is invalid; `message` names the field", "radius_meters: Expected `float` <= 50000"),
     503: problem_doc("Kafka did not take the change in time; retry", "the geofences topic did not take it in time"),
 }

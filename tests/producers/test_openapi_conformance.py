@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 EXAMPLES = 500
 # Each operation, the role of the token it is called with, and the answers that show a generated request was taken
-# by the route itself (not only refused by validation): a random device id is no device, so DELETE's is a 404.
+# by the route itself (not only refused by validation): a random device or fence id is none, so DELETE's is a 404.
 OPERATIONS = [
     ("/api/v1/field-service/technicians/{technician_id}/location", "POST", Role.DEVICE_GATEWAY, {202}),
     ("/api/v1/field-service/locations/batch", "POST", Role.DEVICE_GATEWAY, {202}),
@@ -34,6 +34,9 @@ OPERATIONS = [
     ("/api/v1/field-service/devices", "POST", Role.ADMIN, {201}),
     ("/api/v1/field-service/devices", "GET", Role.ADMIN, {200}),
     ("/api/v1/field-service/devices/{device_id}", "DELETE", Role.ADMIN, {204, 404}),
+    ("/api/v1/field-service/geofences/{geofence_id}", "PUT", Role.DISPATCHER, {200}),
+    ("/api/v1/field-service/geofences", "GET", Role.DISPATCHER, {200}),
+    ("/api/v1/field-service/geofences/{geofence_id}", "DELETE", Role.DISPATCHER, {204, 404}),
 ]
 CHECKS = [
     not_a_server_error,
@@ -86,7 +89,7 @@ async def test_generated_requests_get_no_server_error_and_answers_match_the_docu
         document = (await client.get("/openapi.json")).json()
     documented = {(p, m.upper()) for p, ops in document["paths"].items() for m in ops}
     assert documented == {(path, method) for path, method, _, _ in OPERATIONS}  # every documented operation is run
-    tokens = {role: stack.token("tenant-a", role) for role in (Role.DEVICE_GATEWAY, Role.ADMIN)}
+    tokens = {role: stack.token("tenant-a", role) for role in (Role.DEVICE_GATEWAY, Role.ADMIN, Role.DISPATCHER)}
     seen = await asyncio.to_thread(_run, api.url, tokens)
     for path, method, _, taken in OPERATIONS:
         statuses = seen[f"{method} {path}"]
