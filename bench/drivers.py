@@ -63,9 +63,11 @@ class WsClients:
         self.ready = await self._line("ready")
         return self.ready
 
-    async def report(self) -> dict[str, Any]:
+    async def report(self, keep_samples: bool = False) -> dict[str, Any]:
+        """Counters, and the latency of the samples since the last report; ``keep_samples``: counters only, the
+        samples kept for the next report."""
         assert self.process is not None and self.process.stdin is not None
-        self.process.stdin.write(b"report\n")
+        self.process.stdin.write(b"count\n" if keep_samples else b"report\n")
         await self.process.stdin.drain()
         return await self._line("report")
 

@@ -105,19 +105,21 @@ async def _prime(system: RunningSystem, clients: WsClients, timeout: float = 60.
 
 
 async def _drain(clients: WsClients, before: int, expected: int, timeout: float = 15.0) -> dict[str, Any]:
-    """Wait until the clients have ``expected`` more updates, or until nothing more arrives."""
+    """Wait until the clients have ``expected`` more updates, or until nothing more arrives; then one report, whose
+    latency covers every sample since the load began (the polls in between keep them: before, each poll took the
+    samples so far with it, and a system whose last frames came late was judged on a handful)."""
     deadline = time.monotonic() + timeout
     last, still = -1, 0
     while True:
-        report = await clients.report()
-        got = report["updates"] - before
+        got = (await clients.report(keep_samples=True))["updates"] - before
         if got >= expected or time.monotonic() > deadline:
-            return report
+            break
         still = still + 1 if got == last else 0
         if still >= 10:  # 1 s without a single new frame: what is missing is lost
-            return report
+            break
         last = got
         await asyncio.sleep(0.1)
+    return await clients.report()
 
 
 async def ingest(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:

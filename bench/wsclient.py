@@ -6,6 +6,8 @@ the harness through stdin/stdout (one JSON object per line):
 
 - it prints ``{"event": "ready", ...}`` once every connection has its initial_state (or failed);
 - ``report`` on stdin prints cumulative counters and the latency percentiles of the samples since the last report;
+  ``count`` prints the same counters and keeps the samples for the next ``report`` (a harness waiting for the
+  last frames polls with it, so the samples of the whole load reach one report);
 - ``stop`` (or end of input) closes everything and exits.
 
 ``python -m bench.wsclient --url ws://127.0.0.1:8003/api/v1/field-service/ws/technician-locations --token T
@@ -211,8 +213,10 @@ async def run(args: argparse.Namespace) -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while True:
         line = (await reader.readline()).decode().strip()
-        if line == "report":
-            latencies, stats.latencies = stats.latencies, []
+        if line in ("report", "count"):
+            latencies = stats.latencies
+            if line == "report":
+                stats.latencies = []
             _emit(
                 {
                     "event": "report",
@@ -221,7 +225,7 @@ async def run(args: argparse.Namespace) -> None:
                     "open": sum(1 for c in clients if c.transport and not c.transport.is_closing()),
                     "per_connection_min": min((c.updates for c in clients if not c.slow), default=0),
                     "per_connection_max": max((c.updates for c in clients if not c.slow), default=0),
-                    "latency": percentiles(latencies),
+                    "latency": percentiles(latencies) if line == "report" else {"count": len(latencies)},
                 }
             )
         elif line in ("stop", ""):

@@ -40,4 +40,9 @@ def test_every_scenario_runs_small_against_every_system(tmp_path: Path) -> None:
             locstream_runs = point["systems"]["locstream"]["runs"]
             for run in locstream_runs:
                 assert run.get("frames_lost", 0) == 0, (scenario["name"], run)
+            if scenario["name"] == "latency":  # every client samples every frame here: the figure rests on them all
+                for name, result in point["systems"].items():
+                    for run in result["runs"]:
+                        frames = run["events_accepted"] * point["params"]["clients"] - run["frames_lost"]
+                        assert run["samples"] >= 0.95 * frames, (name, run)
     assert (tmp_path / "results.md").read_text().startswith("# Benchmark results (small)")
