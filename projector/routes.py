@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from pydantic import AwareDatetime, BaseModel
 
-from domain.geofencing import FenceBook, distance_m, fence_of
+from domain.geofencing import FenceBook, distance_m
 from domain.visits import formatted, time_on_site
 from locstream.http import Claims, require_role
 from projector.store import HistoryPoint, ProjectionStore
@@ -98,7 +98,9 @@ async def nearby_jobs(
         return NearbyJobs(
             technician_id=technician_id, current_location=None, search_radius_meters=radius_meters, nearby_jobs=[]
         )
-    fences: FenceBook = request.app.state.fences.book
+    book: FenceBook = request.app.state.fences.book
+    index = book.index(claims.tenant_id)
+    placed = index.fences if index is not None else {}  # the book's own fences (centres), not built again
     jobs = [
         NearbyJob(
             job_id=fence.job_id,
@@ -108,9 +110,9 @@ async def nearby_jobs(
             distance_meters=round(distance, 1),
             is_assigned_to_me=fence.assigned_technician_id == technician_id,
         )
-        for fence in fences.of(claims.tenant_id)
+        for fence in book.of(claims.tenant_id)
         if fence.job_id is not None
-        for centre in [fence_of(fence)]
+        for centre in [placed[fence.geofence_id]]
         for distance in [distance_m(fix.latitude, fix.longitude, centre.latitude, centre.longitude)]
         if distance <= radius_meters
     ]
