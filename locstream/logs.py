@@ -94,7 +94,7 @@ class TransientKafkaErrorsAsInfo(logging.Filter):
 
 class JsonLines(logging.Formatter):
     """One JSON object per record: time, level, logger, message, and the ``connection_id`` a connection's
-    ``LoggerAdapter`` adds (``ws_edge/session.py``); an exception goes in ``exc_info`` as text."""
+    lines carry (``ws_edge/session.py``); an exception goes in ``exc_info`` as text."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {

@@ -8,8 +8,11 @@ timeout only starts after a response). So every service runs on subclasses of uv
   complete, or, for a WebSocket, until the app has verified its token (``mark_authenticated``);
 - close a connection whose head is not complete ``head_timeout_seconds`` after it opened or its request began
   (408), and a WebSocket not authenticated ``handshake_timeout_seconds`` after its upgrade request;
-- hand the app its WebSocket's transport (``TRANSPORT_EXTENSION``) so frames encoded once for many clients are
-  written straight to it (``ws_edge/wire.py``).
+- hand a WebSocket upgrade request to the app's own protocol when it has one for it (``WebSocketTakeover``,
+  ``app.state.websocket_takeover``): the edge's live feed (``ws_edge/session.py``) serves each connection as one
+  small object with callbacks, not through ASGI, on the same host and port as every HTTP endpoint;
+- hand the app the transport of any other WebSocket (``TRANSPORT_EXTENSION``) so frames encoded once for many
+  clients are written straight to it (``ws_edge/wire.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import asyncio
 import logging
 import resource
 import socket
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 from fastapi import FastAPI
@@ -29,6 +32,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from locstream.admission import PendingGate, pending_cap
 from locstream.http import OperationsPort
 from locstream.settings import ServerSettings
+from locstream.websocket_upgrade import UpgradeRequest
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,16 @@ TRANSPORT_EXTENSION = "locstream.transport"
 
 _REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 _SHED = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\nretry-after: 1\r\n\r\n"
+
+
+class WebSocketTakeover(Protocol):
+    """An app's own protocol for some WebSocket upgrade requests (``app.state.websocket_takeover``)."""
+
+    access_log: bool
+
+    def take_over(self, request: UpgradeRequest, gate: PendingGate, pending_seconds: float) -> asyncio.Protocol | None:
+        """The protocol that answers ``request`` and serves the connection from now on, pending in ``gate`` until
+        it has verified its peer (at most ``pending_seconds``); None leaves the request to the ASGI app."""
 
 
 class TransportWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -105,6 +119,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     gate: PendingGate
     limits: ServerSettings
+    takeover: WebSocketTakeover | None = None
+    operations_port: int | None = None  # no takeover there: that port serves the operations endpoints alone
     _head_timer: asyncio.TimerHandle | None = None
     _pending = False
 
@@ -124,6 +140,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def handle_websocket_upgrade(self) -> None:
         pending = self._pending
         self._head_arrived()
+        if self.takeover is not None and (self.server is None or self.server[1] != self.operations_port):
+            client = f"{self.client[0]}:{self.client[1]}" if self.client else "-"
+            headers = list(self.scope["headers"])
+            request = UpgradeRequest.parse(self.scope["method"], self.url, headers, client)
+            taken = self.takeover.take_over(request, self.gate, self.limits.handshake_timeout_seconds)
+            if taken is not None:  # from now on the connection is the app's protocol's
+                self.connections.discard(self)
+                self.transport.set_protocol(taken)
+                taken.connection_made(self.transport)
+                return
         super().handle_websocket_upgrade()
         protocol = self.transport.get_protocol()
         if pending and isinstance(protocol, TransportWebSocketProtocol):
@@ -182,7 +208,9 @@ def abort(scope: Scope) -> None:
         extension["protocol"].transport.abort()
 
 
-def _guarded(limits: ServerSettings) -> tuple[type[GuardedHttpProtocol], type[TransportWebSocketProtocol]]:
+def _guarded(
+    limits: ServerSettings, takeover: WebSocketTakeover | None = None, operations_port: int | None = None
+) -> tuple[type[GuardedHttpProtocol], type[TransportWebSocketProtocol]]:
     """Protocol classes sharing one gate, for one server."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     cap = pending_cap(limits.max_pending_connections, soft if soft != resource.RLIM_INFINITY else 1 << 20)
@@ -191,7 +219,9 @@ def _guarded(limits: ServerSettings) -> tuple[type[GuardedHttpProtocol], type[Tr
         "at most %d connections pending at once (no complete request head or token yet; %d descriptors)", cap, soft
     )
     shared = {"gate": gate, "limits": limits}
-    http = type("HttpProtocol", (GuardedHttpProtocol,), shared)
+    http = type(
+        "HttpProtocol", (GuardedHttpProtocol,), {**shared, "takeover": takeover, "operations_port": operations_port}
+    )
     ws = type("WebSocketProtocol", (TransportWebSocketProtocol,), shared)
     return http, ws
 
@@ -209,7 +239,10 @@ def serve(
     for dead and closed. ``metrics_port``: a second listening socket of the same server, for the operations
     endpoints only (``locstream.http.OperationsPort``)."""
     limits = limits or ServerSettings()
-    http, ws = _guarded(limits)
+    takeover: WebSocketTakeover | None = getattr(app.state, "websocket_takeover", None)
+    if takeover is not None:
+        takeover.access_log = access_log
+    http, ws = _guarded(limits, takeover, metrics_port)
     config = uvicorn.Config(
         app if metrics_port is None else OperationsPort(app, metrics_port),
         host=host,

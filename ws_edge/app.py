@@ -1,4 +1,9 @@
-"""The WebSocket edge process: ``create_app(settings)`` wires the feed, view and fan-out into FastAPI."""
+"""The WebSocket edge process: ``create_app(settings)`` wires the feed, view and fan-out into FastAPI.
+
+The live feed's connections are not ASGI's: ``locstream/serve.py`` hands their upgrade requests to the edge's
+``Sessions`` (``ws_edge/session.py``, ``app.state.websocket_takeover``). Paced replays, on the same URL, go through
+the route below.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +14,26 @@ from datetime import timedelta
 
 from fastapi import APIRouter, FastAPI, Request, Response, WebSocket
 
+from locstream.auth import TokenVerifier
 from locstream.fences import FenceRegistry
 from locstream.http import Claims, Operations, add_operations, require_role, service_app, token_verifier
 from locstream.lifecycle import cancel_and_wait
 from locstream.readiness import BrokerProbe
 from schemas.claims import VIEWER_ROLES, Role
 from schemas.geofences import GeofenceDefined, fence_wire
-from schemas.ws import CLOSE_SERVICE_RESTART, TechnicianLocation
+from schemas.ws import CLOSE_INTERNAL_ERROR, CLOSE_SERVICE_RESTART, TechnicianLocation
 from ws_edge import messages
 from ws_edge.fanout import Fanout, SlowConsumerLimits
 from ws_edge.live_feed import LiveFeed
 from ws_edge.map_page import install as install_map_page
-from ws_edge.metrics import SAMPLE_ONE_CONNECTION_IN, EdgeMetrics
+from ws_edge.metrics import EdgeMetrics
 from ws_edge.replay_session import ReplaySession, is_replay
-from ws_edge.session import ClientSession
+from ws_edge.session import Sessions
 from ws_edge.settings import EdgeSettings
 from ws_edge.view import LiveView
 
 router = APIRouter(prefix="/api/v1/field-service")
+SHUTDOWN_CLOSE_SECONDS = 3.0  # clients that have not answered their 1012 close by then are dropped
 
 
 @dataclass
@@ -39,19 +46,21 @@ class Edge:
     feed: LiveFeed
     metrics: EdgeMetrics
     fences: FenceRegistry
+    sessions: Sessions
     started_at: float = 0.0
-    connections_started: int = 0
     replays: set[ReplaySession] = field(default_factory=set)  # paced replays under way, each with its own consumer
 
     @classmethod
-    def build(cls, settings: EdgeSettings) -> Edge:
+    def build(cls, settings: EdgeSettings, verifier: TokenVerifier) -> Edge:
         view = LiveView(stale_after=timedelta(seconds=settings.stale_after_seconds))
         limits = SlowConsumerLimits(settings.slow_consumer_bytes, settings.slow_consumer_seconds)
         fanout = Fanout(limits, settings.max_connections_per_tenant, settings.resume_buffer_size)
         feed = LiveFeed(settings, view, fanout)
         replays: set[ReplaySession] = set()
         fences = FenceRegistry(settings.kafka)
-        edge = cls(settings, view, fanout, feed, EdgeMetrics(fanout, feed, replays.__len__), fences, replays=replays)
+        metrics = EdgeMetrics(fanout, feed, replays.__len__)
+        sessions = Sessions(settings, feed, fanout, view, verifier, fences.book, metrics.delivery_seconds)
+        edge = cls(settings, view, fanout, feed, metrics, fences, sessions, replays=replays)
         fences.on_change = edge.fence_changed
         return edge
 
@@ -72,9 +81,11 @@ class Edge:
         self._sweeper = asyncio.create_task(self._sweep(), name="edge-sweeper")
 
     async def stop(self) -> None:
-        self.fanout.close_all(CLOSE_SERVICE_RESTART, "edge shutting down: reconnect with your cursor")
         for replay in list(self.replays):
             replay.close(CLOSE_SERVICE_RESTART, "edge shutting down")
+        await self.sessions.close_all(
+            CLOSE_SERVICE_RESTART, "edge shutting down: reconnect with your cursor", SHUTDOWN_CLOSE_SECONDS
+        )
         await cancel_and_wait(self._sweeper)
         await self.feed.stop()
         await self.fences.stop()
@@ -105,23 +116,17 @@ def _edge(request_or_ws: Request | WebSocket) -> Edge:
 
 @router.websocket("/ws/technician-locations")
 async def technician_locations(websocket: WebSocket) -> None:
+    """Paced replays (``replay_from``...): the live feed's requests never get here under ``locstream.serve``."""
     edge = _edge(websocket)
-    if is_replay(websocket.query_params):  # an analyst's paced replay of the history, not the live feed
-        replay = ReplaySession(websocket, edge.settings, token_verifier(websocket))
-        edge.replays.add(replay)
-        try:
-            await replay.run()
-        finally:
-            edge.replays.discard(replay)
+    if not is_replay(websocket.query_params):  # served by another ASGI server: the live feed needs locstream's
+        await websocket.close(code=CLOSE_INTERNAL_ERROR, reason="the live feed is served by locstream's own server")
         return
-    edge.connections_started += 1
-    sampled = edge.connections_started % SAMPLE_ONE_CONNECTION_IN == 1
-    latency = edge.metrics.delivery_seconds if sampled else None
-    verifier = token_verifier(websocket)
-    session = ClientSession(
-        websocket, edge.settings, edge.feed, edge.fanout, edge.view, verifier, latency, edge.fences.book
-    )
-    await session.run()
+    replay = ReplaySession(websocket, edge.settings, token_verifier(websocket))
+    edge.replays.add(replay)
+    try:
+        await replay.run()
+    finally:
+        edge.replays.discard(replay)
 
 
 @router.get(
@@ -154,6 +159,7 @@ async def ws_stats(request: Request, claims: Claims) -> dict[str, object]:
             "messages_sent": edge.fanout.messages_sent,
             "conflated_updates": edge.fanout.conflated(),
             "slow_disconnects": edge.fanout.slow_disconnects,
+            "tasks": len(asyncio.all_tasks()),  # the process's asyncio tasks: none per live-feed connection
             "uptime_seconds": uptime,
         }
     return {
@@ -166,8 +172,9 @@ async def ws_stats(request: Request, claims: Claims) -> dict[str, object]:
 
 def install(app: FastAPI, settings: EdgeSettings) -> Edge:
     """Add the edge's routes to ``app``; the caller starts and stops the returned edge."""
-    edge = Edge.build(settings)
+    edge = Edge.build(settings, app.state.token_verifier)
     app.state.edge = edge
+    app.state.websocket_takeover = edge.sessions  # locstream/serve.py hands it the live feed's upgrades
     app.include_router(router)
     install_map_page(app)
     return edge

@@ -14,6 +14,7 @@ chose, never a token. ``refreshed_claims`` is the rule for a fresh token sent in
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -106,26 +107,42 @@ def auth_message(text: str) -> tuple[str, str | None]:
     return message["token"], cursor if isinstance(cursor, str) else None
 
 
-def _offered_token(subprotocols: list[str]) -> str | None:
-    for subprotocol in subprotocols:
-        if subprotocol.startswith(SUBPROTOCOL_TOKEN_PREFIX):
-            return subprotocol[len(SUBPROTOCOL_TOKEN_PREFIX) :]
-    return None
+@dataclass(frozen=True, slots=True)
+class Offered:
+    """What an upgrade request brings before any frame: its token (if it came in the request), the protocol version,
+    the subprotocol to echo, and a cursor to resume from."""
+
+    token: str | None
+    protocol: int  # 1 or 2
+    subprotocol: str | None  # the version subprotocol the edge echoes, never a token
+    cursor: str | None
+
+
+def offered(query: Mapping[str, str], subprotocols: list[str], cookies: Mapping[str, str]) -> Offered:
+    """The token (``?token=``, a ``locstream.bearer.`` subprotocol, an ``access_token`` cookie, in that order), the
+    version (``locstream.v2`` offered or ``?protocol=2``) and the cursor of an upgrade request."""
+    chosen = (
+        SUBPROTOCOL_V2 if SUBPROTOCOL_V2 in subprotocols else SUBPROTOCOL_V1 if SUBPROTOCOL_V1 in subprotocols else None
+    )
+    asked_v2 = chosen is None and query.get("protocol") == "2"
+    protocol = 2 if chosen == SUBPROTOCOL_V2 or asked_v2 else 1
+    bearer = next(
+        (p[len(SUBPROTOCOL_TOKEN_PREFIX) :] for p in subprotocols if p.startswith(SUBPROTOCOL_TOKEN_PREFIX)), None
+    )
+    token = query.get("token") or bearer or cookies.get("access_token")
+    return Offered(token or None, protocol, chosen, query.get("cursor"))
 
 
 async def handshake(websocket: WebSocket, settings: EdgeSettings, verifier: TokenVerifier) -> Handshake | None:
-    """Accept the upgrade and return who connected, or close (or refuse) with the reason and return None."""
+    """Accept the upgrade and return who connected, or close (or refuse) with the reason and return None. ASGI:
+    the paced replays' way in; the live feed does the same in ``ws_edge/session.py``."""
     origin = websocket.headers.get("origin")
     if origin is not None and not origin_allowed(origin, websocket.headers.get("host"), settings.allowed_origins):
         await websocket.close(code=CLOSE_POLICY_VIOLATION, reason="origin not allowed")  # before accept: HTTP 403
         return None
-    offered: list[str] = list(websocket.scope.get("subprotocols", []))
-    chosen = SUBPROTOCOL_V2 if SUBPROTOCOL_V2 in offered else SUBPROTOCOL_V1 if SUBPROTOCOL_V1 in offered else None
-    asked_v2 = chosen is None and websocket.query_params.get("protocol") == "2"
-    protocol = 2 if chosen == SUBPROTOCOL_V2 or asked_v2 else 1
-    token = websocket.query_params.get("token") or _offered_token(offered) or websocket.cookies.get("access_token")
-    cursor = websocket.query_params.get("cursor")
-    await websocket.accept(subprotocol=chosen)
+    offer = offered(websocket.query_params, list(websocket.scope.get("subprotocols", [])), websocket.cookies)
+    token, cursor = offer.token, offer.cursor
+    await websocket.accept(subprotocol=offer.subprotocol)
     if not token:
         try:
             message = await asyncio.wait_for(websocket.receive(), settings.auth_timeout_seconds)
@@ -149,4 +166,4 @@ async def handshake(websocket: WebSocket, settings: EdgeSettings, verifier: Toke
         await websocket.close(code=CLOSE_POLICY_VIOLATION, reason=exc.reason[:120])
         return None
     mark_authenticated(websocket.scope)  # no longer pending in the server's gate (locstream/serve.py)
-    return Handshake(claims, protocol, cursor)
+    return Handshake(claims, offer.protocol, cursor)

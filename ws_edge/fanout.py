@@ -1,8 +1,8 @@
 """Fan-out: one Kafka consumer per edge feeds every connected client of a tenant.
 
 ``publish`` appends an update, encoded once per tenant, to the tenant's resume buffer and never awaits; ``wake``
-(once per batch of records) wakes the writers that wait. Each client's writer then takes everything from its
-position on (``ws_edge/outbox.py``), filtered by its subscription: a technician that stops matching a client's
+(once per batch of records) writes through to every client's socket that can take it. Each client takes everything
+from its position on (``ws_edge/outbox.py``), filtered by its subscription: a technician that stops matching a client's
 filter is sent ``technician_removed`` once. A subscriber that is behind past its limits (a write unfinished for
 too long, or too many bytes yet to get) is closed as a slow consumer (4008) and may resume with its cursor;
 ``sweep`` checks those limits once a second. One whose next updates were evicted before it took them (a burst
@@ -38,12 +38,12 @@ class TooManyConnectionsError(Exception):
 
 
 class DirectWriter(Protocol):
-    """A connection's socket as the fan-out may write to it without a task switch (``ClientSession``)."""
+    """A connection's socket as the fan-out writes to it (``ws_edge/session.py``)."""
 
     batched: bool  # protocol v2
 
     def write_now(self, data: bytes, received_at: float) -> bool:
-        """Write ``data`` at once; False when the socket's buffer is full (the connection's writer waits for it)."""
+        """Write ``data`` at once; False when the socket's buffer is full (its session goes on once it drains)."""
 
 
 class Subscriber:
@@ -77,8 +77,8 @@ class Subscriber:
         self.direct: DirectWriter | None = None  # set once its first frames are out
 
     def write_through(self, now: float) -> bool:
-        """Write what it has yet to get straight to its socket, when nothing is under way for it; False: its writer
-        is to do it (a write in progress, no direct socket, or entries evicted meanwhile)."""
+        """Write what it has yet to get straight to its socket, when nothing is under way for it; False: its session
+        is to do it (a write in progress, no socket yet, or entries evicted meanwhile)."""
         direct, outbox = self.direct, self.outbox
         if direct is None or outbox.writing_since is not None or self.close_code is not None:
             return False
@@ -87,7 +87,7 @@ class Subscriber:
             return False
         try:
             written = not taken[0] or direct.write_now(*taken)
-        except Exception:  # a socket going away mid-write must not stop the others' writes: its writer finds out
+        except Exception:  # a socket going away mid-write must not stop the others' writes: its session finds out
             written = False
         if not written:
             outbox.writing_since = now
@@ -104,9 +104,6 @@ class Subscriber:
     def has_work(self) -> bool:
         """Entries to take, or a write through its socket that is yet to drain."""
         return self.outbox.position < self.log.next_seq or self.outbox.writing_since is not None
-
-    async def wait(self) -> None:
-        await self.outbox.wait(self.has_work)
 
     def take(self, now: float) -> list[Frame] | None:
         """Everything this connection has yet to write, in order, filtered; None when some of it was evicted from
@@ -207,7 +204,15 @@ class Fanout:
 
     @contextmanager
     def subscribe(self, tenant_id: str, floor: int, on_close: Callable[[], None]) -> Iterator[Subscriber]:
-        """Register a subscriber, positioned at the end of the tenant's stream, for the block's duration.
+        """``add`` for the block's duration."""
+        subscriber = self.add(tenant_id, floor, on_close)
+        try:
+            yield subscriber
+        finally:
+            self.remove(subscriber)
+
+    def add(self, tenant_id: str, floor: int, on_close: Callable[[], None]) -> Subscriber:
+        """Register a subscriber, positioned at the end of the tenant's stream, until ``remove``.
         ``floor``: as for ``ResumeBuffer.of``."""
         subscribers = self._by_tenant.setdefault(tenant_id, set())
         if self.max_per_tenant and len(subscribers) >= self.max_per_tenant:
@@ -223,17 +228,22 @@ class Fanout:
 
         subscriber = Subscriber(tenant_id, self.resume_buffer.of(tenant_id, floor), self.limits, closing)
         subscribers.add(subscriber)
-        try:
-            yield subscriber
-        finally:
-            self._conflated_before += subscriber.outbox.conflated
-            self._conflated_before_by_tenant[tenant_id] += subscriber.outbox.conflated
-            subscribers.discard(subscriber)
-            if not subscribers:
-                self._by_tenant.pop(tenant_id, None)
+        return subscriber
+
+    def remove(self, subscriber: Subscriber) -> None:
+        """The connection is gone. Idempotent."""
+        tenant_id = subscriber.tenant_id
+        subscribers = self._by_tenant.get(tenant_id)
+        if subscribers is None or subscriber not in subscribers:
+            return
+        self._conflated_before += subscriber.outbox.conflated
+        self._conflated_before_by_tenant[tenant_id] += subscriber.outbox.conflated
+        subscribers.discard(subscriber)
+        if not subscribers:
+            del self._by_tenant[tenant_id]
 
     def publish(self, tenant_id: str, update: Update, floor: int) -> None:
-        """Append ``update`` to the tenant's stream; ``wake()`` lets the writers know."""
+        """Append ``update`` to the tenant's stream; ``wake()`` writes it out."""
         self._append(tenant_id, update, floor)
 
     def notify(self, tenant_id: str, technician_id: str, text: str, floor: int) -> None:
@@ -256,7 +266,7 @@ class Fanout:
 
     def wake(self) -> None:
         """Write to the subscribers of the tenants whose streams grew (once per batch of records, not per update):
-        straight to their sockets when they can take it, else by waking their writers."""
+        straight to their sockets when they can take it; the others' sessions go on when their sockets drain."""
         now = time.monotonic()
         for tenant_id in self._touched:
             for subscriber in self._by_tenant.get(tenant_id, ()):

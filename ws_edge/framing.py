@@ -1,8 +1,13 @@
-"""WebSocket framing of the edge's outbound text (RFC 6455, section 5.2). Pure.
+"""WebSocket framing (RFC 6455, section 5): the edge's outbound frames, and ``FrameReader`` for a client's. Pure.
 
 A server's frames are not masked, so a frame's bytes are the same for every client that gets it: the edge frames a
 ``location_update`` once per tenant and an ``initial_state`` once per map version (``ws_edge/messages.py``), and
 writes the same bytes to every socket (``ws_edge/wire.py``).
+
+A client's frames are masked; ``FrameReader`` takes the bytes as they come and gives whole messages (fragments
+joined) and control frames in order, or ``FramingError`` with the close code a violation earns: 1002 for a broken
+frame, 1007 for text that is not UTF-8, 1009 for a message over the limit (refused from its header, before its
+payload is read).
 """
 
 from __future__ import annotations
@@ -10,7 +15,125 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
+from websockets.frames import apply_mask  # type: ignore[attr-defined]  # C, from websockets' speedups
+
 _TEXT = 0x81  # FIN and the text opcode
+OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+CLOSE_PROTOCOL_ERROR = 1002
+_NO_STATUS = 1005  # a close frame without a code (never sent on the wire)
+
+
+class FramingError(Exception):
+    """A client's bytes broke RFC 6455 or a limit: close with ``code``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class FrameReader:
+    """One connection's inbound frames. ``feed`` returns ``(opcode, payload)`` for each complete message (text as
+    ``str``, binary as ``bytes``) and control frame (``bytes``), in order. Holds only what is yet incomplete."""
+
+    __slots__ = ("_fragments", "_fragments_opcode", "_fragments_size", "_partial", "max_size")
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self._partial = b""  # the start of a frame whose end has not come yet
+        self._fragments: list[bytes] | None = None  # a fragmented message so far
+        self._fragments_opcode = 0
+        self._fragments_size = 0
+
+    def feed(self, data: bytes) -> list[tuple[int, str | bytes]]:
+        buffer = self._partial + data if self._partial else data
+        messages: list[tuple[int, str | bytes]] = []
+        at, end = 0, len(buffer)
+        while end - at >= 2:
+            first, second = buffer[at], buffer[at + 1]
+            opcode, size, header = first & 0x0F, second & 0x7F, 2
+            if first & 0x70:
+                raise FramingError(CLOSE_PROTOCOL_ERROR, "reserved bits set without an extension")
+            if not second & 0x80:
+                raise FramingError(CLOSE_PROTOCOL_ERROR, "a client's frames must be masked")
+            if opcode >= OP_CLOSE:
+                if not first & 0x80 or size > 125:
+                    raise FramingError(CLOSE_PROTOCOL_ERROR, "a control frame must be whole and at most 125 bytes")
+                if opcode > OP_PONG:
+                    raise FramingError(CLOSE_PROTOCOL_ERROR, f"unknown opcode {opcode}")
+            elif opcode > OP_BINARY:
+                raise FramingError(CLOSE_PROTOCOL_ERROR, f"unknown opcode {opcode}")
+            if size == 126:
+                if end - at < 4:
+                    break
+                size, header = struct.unpack_from("!H", buffer, at + 2)[0], 4
+            elif size == 127:
+                if end - at < 10:
+                    break
+                size, header = struct.unpack_from("!Q", buffer, at + 2)[0], 10
+            if size + (self._fragments_size if opcode == OP_CONTINUATION else 0) > self.max_size:
+                raise FramingError(1009, f"a message over {self.max_size} bytes")
+            if end - at < header + 4 + size:
+                break
+            mask = buffer[at + header : at + header + 4]
+            start = at + header + 4
+            payload = apply_mask(buffer[start : start + size], mask) if size else b""
+            at = start + size
+            message = self._message(first & 0x80 != 0, opcode, payload)
+            if message is not None:
+                messages.append(message)
+        self._partial = buffer[at:] if at < end else b""
+        return messages
+
+    def _message(self, fin: bool, opcode: int, payload: bytes) -> tuple[int, str | bytes] | None:
+        if opcode >= OP_CLOSE:
+            return opcode, payload
+        if opcode == OP_CONTINUATION:
+            if self._fragments is None:
+                raise FramingError(CLOSE_PROTOCOL_ERROR, "a continuation frame without a message to continue")
+            self._fragments.append(payload)
+            self._fragments_size += len(payload)
+            if not fin:
+                return None
+            opcode, payload = self._fragments_opcode, b"".join(self._fragments)
+            self._fragments, self._fragments_size = None, 0
+        elif self._fragments is not None:
+            raise FramingError(CLOSE_PROTOCOL_ERROR, "a new message before the last one ended")
+        elif not fin:
+            self._fragments, self._fragments_opcode, self._fragments_size = [payload], opcode, len(payload)
+            return None
+        if opcode == OP_BINARY:
+            return opcode, payload
+        try:
+            return opcode, payload.decode()
+        except UnicodeDecodeError:
+            raise FramingError(1007, "a text message that is not UTF-8") from None
+
+
+def close_payload(payload: bytes) -> tuple[int, str]:
+    """The code and reason of a client's close frame (1005: none given); ``FramingError`` for a malformed one."""
+    if not payload:
+        return _NO_STATUS, ""
+    if len(payload) == 1:
+        raise FramingError(CLOSE_PROTOCOL_ERROR, "a close frame of one byte")
+    code = struct.unpack_from("!H", payload)[0]
+    if not ((1000 <= code <= 1014 and code not in (1004, 1005, 1006)) or 3000 <= code <= 4999):
+        raise FramingError(CLOSE_PROTOCOL_ERROR, f"close code {code} is not one a peer may send")
+    try:
+        return code, payload[2:].decode()
+    except UnicodeDecodeError:
+        raise FramingError(1007, "a close reason that is not UTF-8") from None
+
+
+def control_frame(opcode: int, payload: bytes = b"") -> bytes:
+    """An unmasked control frame (``payload`` at most 125 bytes)."""
+    return bytes((0x80 | opcode, len(payload))) + payload
+
+
+def close_frame(code: int, reason: str = "") -> bytes:
+    """A close frame; the reason is cut to fit the 125 bytes of a control frame, on a character boundary."""
+    encoded = reason.encode()[:123].decode(errors="ignore").encode()
+    return control_frame(OP_CLOSE, struct.pack("!H", code) + encoded)
 
 
 def text_frame(payload: bytes) -> bytes:

@@ -1,7 +1,7 @@
 """A connection's outbound frames: its position in its tenant's resume buffer, plus frames of its own.
 
 Publishing an update appends it once to the tenant's resume buffer (``ws_edge/resume_buffer.py``); no per-client
-work happens then, except waking the writers that wait. A connection's writer takes, at once, its own frames (a
+work happens then. A connection's session takes, at once, its own frames (a
 pong, an answer to ``subscribe``) and every entry from its position on, in topic order, so the cursor of the last
 frame written covers everything before it. A client that keeps up gets every update; one that is behind gets what
 the conflation policy leaves (``ws_edge/conflation.py``).
@@ -12,7 +12,6 @@ long, too many bytes yet to get, or a position the buffer has already evicted.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -48,34 +47,26 @@ class Note:
 
 
 Entry = Update | Note  # what a tenant's resume buffer holds
-Frame = Update | str  # what a writer writes: an update, or any other frame already encoded
+Frame = Update | str  # what a session writes: an update, or any other frame already encoded
 
 
 class Outbox:
-    __slots__ = ("_waiter", "conflated", "exact_until", "extras", "position", "writing_since")
+    __slots__ = ("conflated", "exact_until", "extras", "on_work", "position", "writing_since")
 
     def __init__(self, position: int) -> None:
         self.position = position  # seq of the next entry of the tenant's buffer this connection has not taken
         self.exact_until = position  # entries before this seq are never conflated (what a resuming client missed)
         self.extras: list[str] = []  # frames of its own, written before the entries
-        self._waiter: asyncio.Future[None] | None = None
+        self.on_work: Callable[[], None] | None = None  # its session writes when called (``ws_edge/session.py``)
         self.writing_since: float | None = None  # a write is under way since then
         self.conflated = 0  # updates left out because a newer one of the same technician was taken with them
 
     def wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        """There is something to write that the fan-out could not write through: a frame of its own, or entries its
+        session is to take once its socket drains (or afresh, when they were evicted)."""
+        if self.on_work is not None:
+            self.on_work()
 
     def add(self, text: str) -> None:
         self.extras.append(text)
         self.wake()
-
-    async def wait(self, has_work: Callable[[], bool]) -> None:
-        """Until there is something to do: frames of its own to write, or ``has_work()``."""
-        while not self.extras and not has_work():
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None

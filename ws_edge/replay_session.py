@@ -22,6 +22,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -68,7 +69,7 @@ class ReplayRequest:
     speed: float
 
 
-def is_replay(query: QueryParams) -> bool:
+def is_replay(query: Mapping[str, str]) -> bool:
     return any(name in query for name in REPLAY_PARAMETERS)
 
 

@@ -1,17 +1,25 @@
-"""One dispatcher connection, from the auth handshake to its close.
+"""One dispatcher connection on the live feed, from its upgrade request to its close.
+
+A ``ClientSession`` is an ``asyncio.Protocol``: it takes the connection over from uvicorn's HTTP protocol once the
+upgrade request is parsed (``locstream/serve.py``), answers it (``locstream/websocket_upgrade.py``), and from then
+on the connection is this one object, its subscriber in the fan-out and the kernel's buffers. No task runs for it in
+the steady state: the fan-out writes through to its transport when records arrive, the transport calls
+``resume_writing`` when a full buffer drains, client frames arrive in ``data_received``, and timers handle pings
+and the token's expiry. Only the opening (verifying the token, which may fetch the provider's keys, and waiting for
+the edge to catch up with the topic) and an in-band token refresh run as short-lived tasks.
 
 Order on the wire: ``connected``, then either ``initial_state`` (the tenant's map and its cursor) or, for a client
-back with a cursor the resume buffer still covers, ``resumed`` and exactly the updates it missed; then every update
-of the tenant that matches its filter. Subscribing and taking the snapshot (or the missed updates) happen in one
-step with no await between them, and the live feed applies and publishes in one step too, so every change is
-either in what the client got first or queued after it.
+back with a cursor the resume buffer still covers, ``resumed`` and exactly the updates it missed; then the tenant's
+fences, then every update that matches its filter. Subscribing and taking the snapshot (or the missed updates)
+happen in one step with no await between them, and the live feed applies and publishes in one step too, so every
+change is either in what the client got first or queued after it.
 
-Two tasks per connection: this one reads (pings, ``subscribe``, ``auth`` refreshes) and a writer writes the first
-frames, then what the connection has yet to get (``ws_edge/outbox.py``), to the wire (``ws_edge/wire.py``). The
-reader runs from the moment the connection is subscribed, so what a client sends and when its token expires count
-even while it has not read its first frames. Closing for the edge's reasons (slow consumer, token expired, a policy
-violation, shutdown) cancels the writer, which then sends the close frame; a client that does not read it within
-the slow-consumer deadline is dropped, so a close always ends the connection.
+Writing: data is handed to the transport ``WRITE_PIECE`` at a time while it takes it; the rest of a frame waits in
+the session's backlog until the transport drains (a big tenant's ``initial_state``, shared by every client
+connecting meanwhile, is never copied per connection). Control frames (pong, ping, close) never cut into a frame:
+they wait in the backlog too. Closing for the edge's reasons (slow consumer, token expired, a policy violation,
+shutdown) writes the close frame behind what was handed over; a client that has not completed the close handshake
+within the slow-consumer deadline is dropped, so a close always ends the connection.
 """
 
 from __future__ import annotations
@@ -21,14 +29,18 @@ import contextlib
 import logging
 import time
 import uuid
+from enum import Enum
+from typing import cast
 
-from fastapi import WebSocket, WebSocketDisconnect
 from prometheus_client import Histogram
 
 from domain.geofencing import FenceBook
 from locstream import bounded_json
+from locstream.admission import PendingGate
 from locstream.auth import TokenVerifier
+from locstream.websocket_upgrade import UpgradeRequest, http_error, refusal, switching_protocols
 from schemas.claims import TokenClaims
+from schemas.contracts import FEED_PATH
 from schemas.cursor import Cursor, InvalidCursorError, decode_cursor
 from schemas.geofences import fence_wire
 from schemas.ws import (
@@ -40,220 +52,381 @@ from schemas.ws import (
     PING_TEXT,
 )
 from ws_edge import messages
-from ws_edge.auth_handshake import Handshake, ViewerRefusedError, expires_in, handshake, refreshed_claims
+from ws_edge.auth_handshake import (
+    ViewerRefusedError,
+    auth_message,
+    expires_in,
+    offered,
+    origin_allowed,
+    refreshed_claims,
+    viewer_claims,
+)
 from ws_edge.fanout import Fanout, Subscriber, TooManyConnectionsError
 from ws_edge.filters import EVERYTHING, FilterError, described, parse_subscribe
-from ws_edge.framing import text_frame
+from ws_edge.framing import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    FrameReader,
+    FramingError,
+    close_frame,
+    close_payload,
+    control_frame,
+    text_frame,
+)
 from ws_edge.inbound import InboundRule
 from ws_edge.live_feed import LiveFeed
+from ws_edge.metrics import SAMPLE_ONE_CONNECTION_IN
 from ws_edge.outbox import Frame
+from ws_edge.replay_session import is_replay
 from ws_edge.settings import EdgeSettings
 from ws_edge.view import LiveView
-from ws_edge.wire import RawWire, close_within, encode, wire_of
+from ws_edge.wire import WRITE_PIECE, encode
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("uvicorn.access")  # the same logger (and token redaction) as every HTTP request
 
-MAX_CLIENT_MESSAGE_CHARS = 64 * 1024
+MAX_CLIENT_MESSAGE_BYTES = 64 * 1024  # an inbound message over this closes with 1009
+MAX_EARLY_MESSAGES = 16  # client messages kept while the session opens; more: 1008
 
 
-class ClientSession:
-    def __init__(
-        self,
-        websocket: WebSocket,
-        settings: EdgeSettings,
-        feed: LiveFeed,
-        fanout: Fanout,
-        view: LiveView,
-        verifier: TokenVerifier,
-        latency: Histogram | None = None,
-        fences: FenceBook | None = None,
-    ) -> None:
-        self.websocket = websocket
-        self.verifier = verifier
+class Phase(Enum):
+    OPENING = 1  # upgraded; the token is being waited for or verified, the first frames not written yet
+    LIVE = 2  # subscribed: the fan-out writes to it
+    CLOSING = 3  # a close frame was sent or is waiting in the backlog
+    GONE = 4
+
+
+class ClientSession(asyncio.Protocol):
+    """One live-feed connection (``Sessions.take_over`` makes it)."""
+
+    __slots__ = (
+        "_awaiting_pong",
+        "_backlog",
+        "_close_deadline",
+        "_early",
+        "_early_waiter",
+        "_expiry",
+        "_liveness",
+        "_opening",
+        "_paused",
+        "_pending_deadline",
+        "_refreshing",
+        "_rule",
+        "batched",
+        "claims",
+        "connection_id",
+        "latency",
+        "phase",
+        "reader",
+        "request",
+        "sessions",
+        "subscriber",
+        "transport",
+    )
+
+    def __init__(self, sessions: Sessions, request: UpgradeRequest, latency: Histogram | None) -> None:
+        self.sessions = sessions
         self.latency = latency  # a sampled connection observes each write's end-to-end latency
-        self.settings = settings
-        self.feed = feed
-        self.fanout = fanout
-        self.view = view
+        self.request: UpgradeRequest | None = request  # dropped once the session is open
         self.connection_id = str(uuid.uuid4())
-        self.log = logging.LoggerAdapter(log, {"connection_id": self.connection_id})  # JSON logs carry it
-        self.wire = wire_of(websocket)
-        self.fences = fences  # the tenant's fences are sent after the first frames
+        self.transport: asyncio.Transport | None = None
+        self.phase = Phase.OPENING
+        self.reader = FrameReader(MAX_CLIENT_MESSAGE_BYTES)
         self.batched = False  # protocol v2, as the handshake agreed
-        self._writer: asyncio.Task[None] | None = None
-        self._writer_running = False
+        self.claims: TokenClaims | None = None
+        self.subscriber: Subscriber | None = None
+        self._rule = InboundRule(sessions.settings.client_message_rate, time.monotonic())
+        self._opening: asyncio.Task[None] | None = None
+        self._refreshing: asyncio.Task[None] | None = None
+        self._early: list[str] | None = None  # client messages that came while the session opened
+        self._early_waiter: asyncio.Future[None] | None = None
+        self._backlog: list[bytes | memoryview] | None = None  # what waits for the transport to drain, in order
+        self._paused = False  # the transport's buffer is above its high-water mark
         self._expiry: asyncio.TimerHandle | None = None
+        self._liveness: asyncio.TimerHandle | None = None
+        self._awaiting_pong = False
+        self._close_deadline: asyncio.TimerHandle | None = None
+        self._pending_deadline: asyncio.TimerHandle | None = None  # the server's deadline for verifying a token
 
-    async def run(self) -> None:
-        """Serve the connection until the client leaves or must be closed; a client vanishing is not an error."""
-        with contextlib.suppress(WebSocketDisconnect):
-            await self._run()
+    # -- the opening handshake ------------------------------------------------------------------------------------
 
-    async def _run(self) -> None:
-        hello = await handshake(self.websocket, self.settings, self.verifier)
-        if hello is None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert self.request is not None
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's TCPTransport: one, not a subclass
+        transport = self.transport
+        request, settings = self.request, self.sessions.settings
+        bad = refusal(request)
+        origin = request.headers.get("origin")
+        if (
+            bad is None
+            and origin is not None
+            and not origin_allowed(origin, request.headers.get("host"), settings.allowed_origins)
+        ):
+            bad = 403, "origin not allowed"
+        if bad is not None:
+            self._access(bad[0])
+            transport.write(http_error(*bad))
+            transport.close()
             return
-        tenant_id, self.batched = hello.claims.tenant_id, hello.protocol == 2
-        if not self.feed.serves(tenant_id):
-            await self.websocket.close(code=CLOSE_POLICY_VIOLATION, reason="tenant served by another edge node")
-            return
-        await self.websocket.send_text(messages.connected(self.connection_id, tenant_id, hello.protocol))
+        offer = offered(request.query, request.header_list("sec-websocket-protocol"), request.cookies())
+        self.batched = offer.protocol == 2
+        transport.write(switching_protocols(request, offer.subprotocol))
+        self._access(101)
+        self.sessions.admit(self)  # pending in the server's gate until its token is verified
+        if offer.token:
+            self._opening = asyncio.create_task(self._open(offer.token, offer.cursor), name="edge-session-open")
+        else:  # the token comes as the first message
+            self._opening = asyncio.create_task(self._await_auth(offer.cursor), name="edge-session-auth")
+
+    def _log(self, message: str, *args: object) -> None:
+        """An INFO line about this connection: its id first in ``message``, and as a field of JSON logs."""
+        log.info(message, self.connection_id, *args, extra={"connection_id": self.connection_id})
+
+    def _access(self, status: int) -> None:
+        request = self.request
+        if request is not None and self.sessions.access_log:
+            access_log.info('%s - "WebSocket %s" %d', request.client, request.target, status)
+
+    async def _await_auth(self, cursor: str | None) -> None:
+        """Wait for ``{"type": "auth", "token": ...}`` as the first message (``data_received`` hands it over)."""
+        self._early = []
+        waiter = self._early_waiter = asyncio.get_running_loop().create_future()
         try:
-            await asyncio.wait_for(self.feed.ready.wait(), self.settings.bootstrap_timeout_seconds)
+            async with asyncio.timeout(self.sessions.settings.auth_timeout_seconds):
+                await waiter
         except TimeoutError:
-            await self.websocket.close(code=CLOSE_INTERNAL_ERROR, reason="edge not caught up with the topic")
+            self.close(CLOSE_UNAUTHENTICATED, "no token in time")
             return
-        cursor = await self._resumable_cursor(hello)
+        finally:
+            self._early_waiter = None
+        first = self._early.pop(0)
         try:
-            with self.fanout.subscribe(tenant_id, self.feed.floor_of(tenant_id), self._on_close) as subscriber:
-                self._watch_expiry(subscriber, hello.claims)
-                first = self._first_frames(subscriber, tenant_id, hello.cursor, cursor)
-                for fence in self.fences.of(tenant_id) if self.fences is not None else ():  # after the first frames
-                    subscriber.outbox.add(messages.geofence_updated(fence_wire(fence)))
-                self._writer = asyncio.create_task(self._write(subscriber, first))
-                del first  # the writer drops it once written: a big tenant's map is not kept per connection
-                self.log.info(
-                    "connection %s of tenant %s subscribed (protocol %d)", self.connection_id, tenant_id, hello.protocol
-                )
-                try:
-                    await self._read(subscriber, hello.claims)
-                finally:
-                    if self._expiry is not None:
-                        self._expiry.cancel()
-                    self._writer.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, OSError):
-                        await self._writer
-                self.log.info("connection %s closed (code %s)", self.connection_id, subscriber.close_code)
-        except TooManyConnectionsError as exc:
-            await self.websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason=str(exc)[:120])
+            token, in_message_cursor = auth_message(first)
+        except bounded_json.TooDeepError as exc:
+            self.close(CLOSE_INVALID_PAYLOAD, str(exc))
+            return
+        except ValueError as exc:
+            self.close(CLOSE_UNAUTHENTICATED, str(exc))
+            return
+        await self._open(token, in_message_cursor or cursor)
 
-    async def _resumable_cursor(self, hello: Handshake) -> Cursor | None:
+    async def _open(self, token: str, cursor: str | None) -> None:
+        sessions, settings = self.sessions, self.sessions.settings
+        try:
+            claims = await viewer_claims(token, sessions.verifier)
+        except ViewerRefusedError as exc:
+            self.close(CLOSE_POLICY_VIOLATION, exc.reason)
+            return
+        sessions.authenticated(self)
+        self.claims = claims
+        tenant_id = claims.tenant_id
+        feed = sessions.feed
+        if not feed.serves(tenant_id):
+            self.close(CLOSE_POLICY_VIOLATION, "tenant served by another edge node")
+            return
+        self._write(text_frame(messages.connected(self.connection_id, tenant_id, 2 if self.batched else 1).encode()))
+        try:
+            await asyncio.wait_for(feed.ready.wait(), settings.bootstrap_timeout_seconds)
+        except TimeoutError:
+            self.close(CLOSE_INTERNAL_ERROR, "edge not caught up with the topic")
+            return
+        resumable = await self._resumable_cursor(tenant_id, cursor)
+        if self.phase is not Phase.OPENING:
+            return
+        try:
+            subscriber = sessions.fanout.add(tenant_id, feed.floor_of(tenant_id), self._closed_by_edge)
+        except TooManyConnectionsError as exc:
+            self.close(CLOSE_TRY_AGAIN_LATER, str(exc))
+            return
+        self.subscriber = subscriber
+        self._watch_expiry(claims)
+        first = self._first_frames(subscriber, tenant_id, cursor, resumable)
+        for fence in sessions.fences.of(tenant_id) if sessions.fences is not None else ():  # after the first frames
+            subscriber.outbox.add(messages.geofence_updated(fence_wire(fence)))
+        self.phase = Phase.LIVE
+        self.request = None
+        subscriber.outbox.on_work = self._flush_soon
+        self._log("connection %s of tenant %s subscribed (protocol %d)", tenant_id, 2 if self.batched else 1)
+        now = time.monotonic()
+        if not self._write(first):
+            subscriber.outbox.writing_since = now  # the sweep's deadline: a client that does not read is slow
+        del first  # a big tenant's map is not kept per connection once handed over
+        subscriber.direct = self
+        self._ping_later()
+        early, self._early = self._early or [], None
+        for text in early:
+            self._handle(text)
+        self.flush(now)
+
+    async def _resumable_cursor(self, tenant_id: str, asked: str | None) -> Cursor | None:
         """The client's cursor, decoded, once this edge has applied up to it (None: no cursor or not one of ours)."""
-        if hello.cursor is None:
+        if asked is None:
             return None
         try:
-            cursor = decode_cursor(hello.cursor)
+            cursor = decode_cursor(asked)
         except InvalidCursorError:
             return None
         with contextlib.suppress(TimeoutError):  # not caught up in time: missed_since says it cannot resume
-            async with asyncio.timeout(self.settings.resume_wait_seconds):
-                await self.feed.reach(hello.claims.tenant_id, cursor.offset)
+            async with asyncio.timeout(self.sessions.settings.resume_wait_seconds):
+                await self.sessions.feed.reach(tenant_id, cursor.offset)
         return cursor
 
     def _first_frames(self, subscriber: Subscriber, tenant_id: str, asked: str | None, cursor: Cursor | None) -> bytes:
         """What the client gets before the live stream, as WebSocket frames; positions it for a resume. No await
         here. An initial_state is the view's encoding, shared with every client connecting meanwhile."""
-        position = self.feed.resume_position(tenant_id, cursor) if cursor is not None else None
+        feed = self.sessions.feed
+        position = feed.resume_position(tenant_id, cursor) if cursor is not None else None
         if position is None:
             resumed = False if asked is not None else None
-            return self.view.initial_state_frame(tenant_id, self.feed.cursor_of(tenant_id), resumed)
+            return self.sessions.view.initial_state_frame(tenant_id, feed.cursor_of(tenant_id), resumed)
         missed = subscriber.log.next_seq - position
         subscriber.outbox.position = position  # every update it missed comes next, none left out
         subscriber.outbox.exact_until = subscriber.log.next_seq
         return text_frame(messages.resumed(asked or "", missed).encode())
 
+    # -- writing --------------------------------------------------------------------------------------------------
+
+    def _write(self, data: bytes | memoryview) -> bool:
+        """Hand ``data`` to the transport (behind whatever waits in the backlog); True when all of it was handed
+        over and the transport has room for more."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return False
+        if self._backlog is not None:
+            self._backlog.append(data)
+            return False
+        return self._hand_over(data)
+
+    def _hand_over(self, data: bytes | memoryview) -> bool:
+        """``WRITE_PIECE`` at a time while the transport takes it; what it does not take goes to the backlog."""
+        transport = self.transport
+        assert transport is not None
+        if len(data) <= WRITE_PIECE:
+            transport.write(data)
+            return not self._paused
+        whole = memoryview(data)
+        at = 0
+        while at < len(whole) and not self._paused:
+            transport.write(whole[at : at + WRITE_PIECE])
+            at += WRITE_PIECE
+        if at < len(whole):
+            self._backlog = [whole[at:]]
+            return False
+        return not self._paused
+
+    def write_now(self, data: bytes, received_at: float) -> bool:
+        """For the fan-out (``Subscriber.write_through``): False when the transport's buffer is full (this session
+        goes on when it drains) or the connection is closing."""
+        if self.phase is not Phase.LIVE:
+            return False
+        writable = self._write(data)
+        if self.latency is not None and received_at:
+            self.latency.observe(time.time() - received_at)
+        return writable
+
+    def flush(self, now: float) -> None:
+        """Write what the connection has yet to get, when nothing is under way for it: after a frame of its own was
+        queued, and when its transport drained."""
+        subscriber = self.subscriber
+        if self.phase is not Phase.LIVE or subscriber is None or self._paused or self._backlog is not None:
+            return
+        if subscriber.write_through(now):
+            return
+        if subscriber.outbox.writing_since is not None or subscriber.close_code is not None:
+            return  # it goes on when the transport drains; or it is closing
+        # Only this leaves it here: its next entries were evicted before it took them. The map afresh, then on.
+        if not self._write(encode(self._refreshed(subscriber), self.batched)):
+            subscriber.outbox.writing_since = now
+
+    def _flush_soon(self) -> None:
+        """The outbox got a frame of the connection's own (a pong, an answer, a fence): write it after the current
+        callback, with whatever else comes meanwhile."""
+        asyncio.get_running_loop().call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self.flush(time.monotonic())
+
     def _refreshed(self, subscriber: Subscriber) -> list[Frame]:
         """Its own frames, then a fresh initial_state (``resumed: false``); it goes on from the end of the stream."""
         tenant_id, own = subscriber.tenant_id, list(subscriber.outbox.extras)
-        shown = subscriber.refilter(subscriber.filter, self.view.locations(tenant_id))
-        return [*own, messages.initial_state(shown, self.feed.cursor_of(tenant_id), resumed=False)]
+        shown = subscriber.refilter(subscriber.filter, self.sessions.view.locations(tenant_id))
+        return [*own, messages.initial_state(shown, self.sessions.feed.cursor_of(tenant_id), resumed=False)]
 
-    def _on_close(self) -> None:
-        # A writer that has not run yet finds the close by itself: cancelled before its first step, it would skip its
-        # whole body, the close frame included (the reader can decide a close before the writer ever ran).
-        if self._writer is not None and self._writer_running:
-            self._writer.cancel()
+    def pause_writing(self) -> None:
+        self._paused = True
 
-    def _watch_expiry(self, subscriber: Subscriber, claims: TokenClaims) -> None:
-        if self._expiry is not None:
-            self._expiry.cancel()
-        delay = expires_in(claims, self.settings.token_expiry_leeway_seconds, time.time())
-        self._expiry = asyncio.get_running_loop().call_later(
-            delay, subscriber.close, CLOSE_UNAUTHENTICATED, "token expired"
-        )
-
-    def write_now(self, data: bytes, received_at: float) -> bool:
-        """For the fan-out (``Subscriber.write_through``): False when the socket's buffer is full or it is gone;
-        the writer then waits for it to drain (or finds it gone)."""
-        try:
-            writable = self.wire.write_now(data)  # type: ignore[union-attr]  # only a RawWire is written through
-        except (WebSocketDisconnect, RuntimeError, OSError):  # gone or closing: the writer finds out and ends
-            return False
-        self._observe(received_at)
-        return writable
-
-    def _observe(self, received_at: float) -> None:
-        if self.latency is not None and received_at:
-            self.latency.observe(time.time() - received_at)
-
-    async def _write(self, subscriber: Subscriber, first: bytes) -> None:
-        """Write the first frames, then what the connection has yet to get as fast as the socket takes it
-        (``ws_edge/wire.py``), when the fan-out could not write it through; v2 writes the updates of one take as one
-        batch. A client whose first frames (megabytes for a big tenant) make no progress for the slow-consumer
-        deadline is a slow consumer like any other (the sweep's deadline on ``writing_since``, moved on as each piece
-        is taken: a slow link that keeps reading is not one)."""
-        self._writer_running = True
-        outbox, wire = subscriber.outbox, self.wire
-
-        def progressed() -> None:
-            outbox.writing_since = time.monotonic()
-
-        try:
-            if subscriber.close_code is None:
-                outbox.writing_since = time.monotonic()
-                await wire.write(first, progressed)
-                outbox.writing_since = None
-                if isinstance(wire, RawWire):
-                    subscriber.direct = self  # from now on the fan-out may write through
-            first = b""  # not kept while the connection lives
-            while subscriber.close_code is None:  # it may have been closed while its first frames went out
-                await subscriber.wait()
-                if outbox.writing_since is not None:  # written through, yet to drain
-                    await wire.drained()
-                    outbox.writing_since = None
-                taken = subscriber.take_wire(time.monotonic(), self.batched)
-                if taken is None:  # what it had yet to get was evicted: the map as it is now, then on from there
-                    taken = encode(self._refreshed(subscriber), self.batched), 0.0
-                data, received_at = taken
-                if not data:
-                    continue
-                outbox.writing_since = time.monotonic()
-                await wire.write(data)
-                outbox.writing_since = None
-                self._observe(received_at)
-        except asyncio.CancelledError:
-            if subscriber.close_code is None:
-                raise
-        await self._close(subscriber.close_code, subscriber.close_reason)
-
-    async def _close(self, code: int, reason: str) -> None:
-        if not await close_within(self.websocket, self.wire, code, reason, self.settings.slow_consumer_seconds):
-            self.log.info(
-                "connection %s dropped: it did not take its close frame (%d) in time", self.connection_id, code
-            )
-
-    async def _read(self, subscriber: Subscriber, claims: TokenClaims) -> None:
-        rule = InboundRule(self.settings.client_message_rate, time.monotonic())
-        while True:
-            message = await self.websocket.receive()
-            if message["type"] == "websocket.disconnect":
+    def resume_writing(self) -> None:
+        self._paused = False
+        subscriber, now = self.subscriber, time.monotonic()
+        if subscriber is not None:
+            subscriber.outbox.writing_since = now  # progress: the sweep's deadline starts again
+        backlog, self._backlog = self._backlog, None
+        for at, data in enumerate(backlog or ()):
+            if not self._hand_over(data):
+                left = backlog[at + 1 :]  # type: ignore[index]
+                if left:
+                    self._backlog = [*(self._backlog or ()), *left]
                 return
-            now = time.monotonic()
-            if (refused := rule.refusal(message, now)) is not None:
-                subscriber.close(*refused)
-                continue
-            text: str = message["text"]
-            if text.strip() == PING_TEXT:
-                subscriber.send(messages.PONG)
-            else:
-                await self._handle(subscriber, claims, text, now)
+        if self.phase is Phase.LIVE and subscriber is not None:
+            subscriber.outbox.writing_since = None
+            self.flush(now)
 
-    async def _handle(self, subscriber: Subscriber, claims: TokenClaims, text: str, now: float) -> None:
-        """A client message other than ping: ``subscribe`` or a fresh ``auth``; anything else gets an error frame."""
+    # -- reading --------------------------------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.phase is Phase.GONE:
+            return
         try:
-            message = bounded_json.loads(text) if len(text) <= MAX_CLIENT_MESSAGE_CHARS else None
+            frames = self.reader.feed(data)
+        except FramingError as exc:
+            self.close(exc.code, exc.reason)
+            return
+        for opcode, payload in frames:
+            if opcode == OP_CLOSE:
+                self._peer_closed(payload)  # type: ignore[arg-type]
+                return
+            if opcode == OP_PING:
+                self._write(control_frame(OP_PONG, payload))  # type: ignore[arg-type]
+            elif opcode == OP_PONG:
+                self._awaiting_pong = False
+            elif self.phase is Phase.CLOSING:
+                continue  # nothing a closing client says matters any more
+            elif (
+                refused := self._rule.refusal({"text": payload if opcode != OP_BINARY else None}, time.monotonic())
+            ) is not None:
+                self.close(*refused)
+                return
+            elif self.phase is Phase.OPENING:
+                self._early_message(payload)  # type: ignore[arg-type]
+            else:
+                self._handle(payload)  # type: ignore[arg-type]
+
+    def _early_message(self, text: str) -> None:
+        early = self._early
+        if early is None:
+            self._early = early = []
+        if len(early) >= MAX_EARLY_MESSAGES:
+            self.close(CLOSE_POLICY_VIOLATION, "messages sent too fast")
+            return
+        early.append(text)
+        waiter = self._early_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _handle(self, text: str) -> None:
+        """A client message on a live session: ping, ``subscribe`` or a fresh ``auth``; anything else gets an error
+        frame."""
+        subscriber = self.subscriber
+        assert subscriber is not None
+        if text.strip() == PING_TEXT:
+            subscriber.send(messages.PONG)
+            return
+        try:
+            message = bounded_json.loads(text)
         except bounded_json.TooDeepError as exc:
-            subscriber.close(CLOSE_INVALID_PAYLOAD, str(exc))
+            self.close(CLOSE_INVALID_PAYLOAD, str(exc))
             return
         except ValueError:
             message = None
@@ -267,19 +440,219 @@ class ClientSession:
             except FilterError as exc:
                 subscriber.send(messages.error(str(exc)))
                 return
-            tenant_id = subscriber.tenant_id
-            shown = subscriber.refilter(None if wanted == EVERYTHING else wanted, self.view.locations(tenant_id))
-            answer = messages.initial_state(shown, self.feed.cursor_of(tenant_id), answers=described(wanted))
+            tenant_id, sessions = subscriber.tenant_id, self.sessions
+            shown = subscriber.refilter(None if wanted == EVERYTHING else wanted, sessions.view.locations(tenant_id))
+            answer = messages.initial_state(shown, sessions.feed.cursor_of(tenant_id), answers=described(wanted))
             subscriber.send(answer)
         elif kind == "auth":
-            try:
-                fresh = await refreshed_claims(text, claims, self.verifier)
-            except bounded_json.TooDeepError as exc:
-                subscriber.close(CLOSE_INVALID_PAYLOAD, str(exc))
-                return
-            except ViewerRefusedError as exc:
-                subscriber.close(CLOSE_POLICY_VIOLATION, exc.reason)
-                return
-            self._watch_expiry(subscriber, fresh)
+            previous = self._refreshing
+            self._refreshing = asyncio.create_task(self._refresh(text, previous), name="edge-session-refresh")
         else:
             subscriber.send(messages.error('expected "ping", {"type":"subscribe"} or {"type":"auth"}'))
+
+    async def _refresh(self, text: str, previous: asyncio.Task[None] | None) -> None:
+        """A fresh token in-band: of the same tenant and a viewer's, it moves the session's expiry."""
+        if previous is not None:  # refreshes take effect in the order they came
+            with contextlib.suppress(asyncio.CancelledError):
+                await previous
+        assert self.claims is not None
+        try:
+            fresh = await refreshed_claims(text, self.claims, self.sessions.verifier)
+        except bounded_json.TooDeepError as exc:
+            self.close(CLOSE_INVALID_PAYLOAD, str(exc))
+            return
+        except ViewerRefusedError as exc:
+            self.close(CLOSE_POLICY_VIOLATION, exc.reason)
+            return
+        if self.phase is Phase.LIVE:
+            self.claims = fresh
+            self._watch_expiry(fresh)
+
+    # -- timers: the token's expiry, server pings -----------------------------------------------------------------
+
+    def _watch_expiry(self, claims: TokenClaims) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        delay = expires_in(claims, self.sessions.settings.token_expiry_leeway_seconds, time.time())
+        self._expiry = asyncio.get_running_loop().call_later(delay, self.close, CLOSE_UNAUTHENTICATED, "token expired")
+
+    def _ping_later(self) -> None:
+        settings = self.sessions.settings
+        self._liveness = asyncio.get_running_loop().call_later(settings.ping_interval_seconds, self._ping)
+
+    def _ping(self) -> None:
+        """Ping; a peer that has not answered within the ping timeout is taken for dead."""
+        if self.phase is not Phase.LIVE:
+            return
+        self._awaiting_pong = True
+        self._write(control_frame(OP_PING))
+        timeout = self.sessions.settings.ping_timeout_seconds
+        self._liveness = asyncio.get_running_loop().call_later(timeout, self._pong_due)
+
+    def _pong_due(self) -> None:
+        if self.phase is not Phase.LIVE:
+            return
+        if self._awaiting_pong:
+            self._log("connection %s dropped: no pong within the ping timeout")
+            self._drop()
+            return
+        settings = self.sessions.settings
+        wait = max(0.0, settings.ping_interval_seconds - settings.ping_timeout_seconds)
+        self._liveness = asyncio.get_running_loop().call_later(wait, self._ping)
+
+    # -- closing --------------------------------------------------------------------------------------------------
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Close for the edge's reasons: through the subscriber once live, so the fan-out counts it."""
+        if self.subscriber is not None and self.subscriber.close_code is None:
+            self.subscriber.close(code, reason)  # calls _closed_by_edge
+        else:
+            self._send_close(code, reason)
+
+    def _closed_by_edge(self) -> None:
+        subscriber = self.subscriber
+        assert subscriber is not None and subscriber.close_code is not None
+        self._send_close(subscriber.close_code, subscriber.close_reason)
+
+    def _send_close(self, code: int, reason: str) -> None:
+        if self.phase in (Phase.CLOSING, Phase.GONE):
+            return
+        self.phase = Phase.CLOSING
+        self._write(close_frame(code, reason[:120]))
+        seconds = self.sessions.settings.slow_consumer_seconds
+        self._close_deadline = asyncio.get_running_loop().call_later(seconds, self._close_late, code)
+
+    def _close_late(self, code: int) -> None:
+        self._close_deadline = None
+        if self.phase is Phase.CLOSING:
+            self._log("connection %s dropped: it did not take its close frame (%d) in time", code)
+            self._drop()
+
+    def _peer_closed(self, payload: bytes) -> None:
+        """The client's close frame: answered with its code unless it answers ours, then the server ends the TCP
+        connection (RFC 6455, 7.1.1) once what it was handed is written."""
+        try:
+            code, _ = close_payload(payload)
+            answer = control_frame(OP_CLOSE, payload[:2])
+        except FramingError as exc:
+            code, answer = exc.code, close_frame(exc.code, exc.reason)
+        transport = self.transport
+        assert transport is not None
+        if self.phase is not Phase.CLOSING:
+            self.phase = Phase.CLOSING
+            subscriber = self.subscriber
+            if subscriber is not None and subscriber.close_code is None:
+                subscriber.close_code, subscriber.close_reason = code, "closed by the client"
+            if self._backlog is not None:  # no close answer can come before the rest of a frame: drop it
+                self._drop()
+                return
+            transport.write(answer)
+        transport.close()
+        if self._close_deadline is None:  # a peer that does not read what is left is dropped
+            self._close_deadline = asyncio.get_running_loop().call_later(
+                self.sessions.settings.slow_consumer_seconds, self._close_late, code
+            )
+
+    def _drop(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def shed(self) -> None:
+        """The server's gate needs this pending connection's place (``locstream/admission.py``)."""
+        self._drop()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.phase = Phase.GONE
+        for timer in (self._expiry, self._liveness, self._close_deadline, self._pending_deadline):
+            if timer is not None:
+                timer.cancel()
+        self._expiry = self._liveness = self._close_deadline = self._pending_deadline = None
+        self._backlog, self._early = None, None
+        for task in (self._opening, self._refreshing):
+            if task is not None and not task.done():
+                task.cancel()
+        subscriber = self.subscriber
+        if subscriber is not None:
+            subscriber.direct = None
+            subscriber.outbox.on_work = None
+            self.sessions.fanout.remove(subscriber)
+            self._log("connection %s closed (code %s)", subscriber.close_code)
+        self.sessions.gone(self)
+
+
+class Sessions:
+    """Every live-feed session of one edge node: what they share, the server's gate they are pending in until
+    their token is verified, and the set a shutdown closes. ``take_over`` is what ``locstream/serve.py`` asks for
+    each WebSocket upgrade request (``app.state.websocket_takeover``)."""
+
+    def __init__(
+        self,
+        settings: EdgeSettings,
+        feed: LiveFeed,
+        fanout: Fanout,
+        view: LiveView,
+        verifier: TokenVerifier,
+        fences: FenceBook | None,
+        latency: Histogram,
+    ) -> None:
+        self.settings = settings
+        self.feed = feed
+        self.fanout = fanout
+        self.view = view
+        self.verifier = verifier
+        self.fences = fences
+        self.latency = latency  # observed by one connection in SAMPLE_ONE_CONNECTION_IN
+        self.access_log = True
+        self.live: set[ClientSession] = set()
+        self._none_left: asyncio.Event | None = None  # while closing them all
+        self.started = 0
+        self._gate: PendingGate | None = None
+        self._pending_seconds = 0.0
+
+    def take_over(self, request: UpgradeRequest, gate: PendingGate, pending_seconds: float) -> ClientSession | None:
+        """A session for a live-feed upgrade request; None for any other (a paced replay goes through the app)."""
+        if request.path != FEED_PATH or is_replay(request.query):
+            return None
+        self._gate, self._pending_seconds = gate, pending_seconds
+        self.started += 1
+        sampled = self.started % SAMPLE_ONE_CONNECTION_IN == 1
+        session = ClientSession(self, request, self.latency if sampled else None)
+        self.live.add(session)
+        return session
+
+    def admit(self, session: ClientSession) -> None:
+        if self._gate is None:
+            return
+        self._gate.admit(session)
+        session._pending_deadline = asyncio.get_running_loop().call_later(self._pending_seconds, self._late, session)
+
+    def _late(self, session: ClientSession) -> None:
+        session._pending_deadline = None
+        if self._gate is not None:
+            self._gate.timed_out(session)
+        session.shed()
+
+    def authenticated(self, session: ClientSession) -> None:
+        if session._pending_deadline is not None:
+            session._pending_deadline.cancel()
+            session._pending_deadline = None
+        if self._gate is not None:
+            self._gate.release(session)
+
+    def gone(self, session: ClientSession) -> None:
+        self.authenticated(session)
+        self.live.discard(session)
+        if not self.live and self._none_left is not None:
+            self._none_left.set()
+
+    async def close_all(self, code: int, reason: str, within: float) -> None:
+        """Close every session; those that have not completed the close handshake ``within`` seconds are dropped."""
+        self._none_left = asyncio.Event()
+        for session in list(self.live):
+            session.close(code, reason)
+        if self.live:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(within):
+                    await self._none_left.wait()
+        for session in list(self.live):
+            session.shed()

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from launch import broker
+from locstream.auth import TokenVerifier
 from locstream.readiness import ProgressWatch
 from producers.metrics import IngestMetrics
 from projector.metrics import ProjectorMetrics
@@ -99,7 +100,8 @@ def test_the_dashboard_and_the_docs_name_only_metrics_the_services_export() -> N
     registries = [IngestMetrics().registry, ProjectorMetrics().registry]
     with pytest.MonkeyPatch.context() as env:
         env.setenv("LOCSTREAM_DEV", "1")
-        registries.append(Edge.build(EdgeSettings()).metrics.registry)
+        settings = EdgeSettings()
+        registries.append(Edge.build(settings, TokenVerifier(settings.auth)).metrics.registry)
     for registry in registries:
         for metric in registry.collect():
             suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"]}.get(metric.type, [""])

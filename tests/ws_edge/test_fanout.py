@@ -67,16 +67,16 @@ async def test_publish_reaches_only_the_tenants_subscribers_and_unsubscribes_on_
     assert fanout.connection_count() == 0
 
 
-async def test_a_waiting_writer_is_woken_once_per_batch_of_records() -> None:
+async def test_a_session_without_a_socket_is_woken_once_per_batch_of_records() -> None:
     fanout = Fanout(LIMITS)
     with fanout.subscribe("a", 0, lambda: None) as client:
-        waiting = asyncio.create_task(client.wait())
-        await asyncio.sleep(0)
+        woken: list[None] = []
+        client.outbox.on_work = lambda: woken.append(None)
         for offset in range(3):
             fanout.publish("a", _update(f"t{offset}", offset), 0)
-        assert not waiting.done()
+        assert woken == []
         fanout.wake()
-        await asyncio.wait_for(waiting, 1)
+        assert len(woken) == 1
         assert _offsets(_take(client)) == [0, 1, 2]
 
 
@@ -96,8 +96,8 @@ async def test_wake_writes_through_sockets_that_take_it_and_leaves_full_ones_to_
     fanout = Fanout(LIMITS)
     with fanout.subscribe("a", 0, lambda: None) as v1, fanout.subscribe("a", 0, lambda: None) as v2:
         v1.direct, v2.direct = _Socket(batched=False, room=1), _Socket(batched=True, room=9)
-        waiting = asyncio.create_task(v1.wait())
-        await asyncio.sleep(0)
+        woken: list[None] = []
+        v1.outbox.on_work = lambda: woken.append(None)
         for offset in range(3):
             fanout.publish("a", _update(f"t{offset}", offset), 0)
         fanout.wake()
@@ -105,8 +105,8 @@ async def test_wake_writes_through_sockets_that_take_it_and_leaves_full_ones_to_
         batch = [json.loads(p) for p in framing.payloads(v2.direct.written)]
         assert kinds == ["location_update"] * 3 and batch[0]["type"] == "location_batch" and len(batch) == 1
         assert [item["technician_id"] for item in batch[0]["data"]] == ["t0", "t1", "t2"]
-        # v1's socket is full now: its writer is woken to wait for it to drain; nothing more is written through
-        await asyncio.wait_for(waiting, 1)
+        # v1's socket is full now: its session goes on when it drains; nothing more is written through
+        assert len(woken) == 1
         assert v1.outbox.writing_since is not None and v1.has_work() and not v2.has_work()
         fanout.publish("a", _update("t0", 3), 0)
         fanout.wake()
@@ -127,7 +127,7 @@ async def test_a_socket_failing_mid_write_leaves_the_others_written_and_its_writ
         fanout.publish("a", _update("t2", 1), 0)
         fanout.wake()
         assert len(list(framing.payloads(fine.direct.written))) == 2
-        assert broken.outbox.writing_since is not None and broken.has_work()  # its writer takes it from here
+        assert broken.outbox.writing_since is not None and broken.has_work()  # its session takes it from here
 
 
 async def test_a_client_keeping_up_gets_every_update_and_one_behind_only_the_latest_per_technician() -> None:

@@ -1,15 +1,17 @@
-"""A client session: pings get pongs, frames outside the protocol close the connection."""
+"""A client session: pings get pongs, frames outside the protocol close the connection, no task per session."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+from typing import Any
 
+import httpx
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from tests.support.stack import Stack
+from tests.support.stack import Stack, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -44,3 +46,52 @@ async def test_sigterm_closes_every_socket_with_1012_and_the_edge_exits_within_1
     # uvicorn re-raises the signal once it has shut down: -15 is the exit of a clean shutdown on SIGTERM
     assert await asyncio.to_thread(edge.process.wait, 10) in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in edge.log()
+
+
+async def test_open_sessions_hold_no_task_and_one_that_goes_away_leaves_nothing(stack: Stack) -> None:
+    edge = await stack.start("ws-edge")
+
+    async def stats() -> dict[str, int]:
+        async with httpx.AsyncClient(base_url=edge.url, headers=edge.admin_headers) as http:
+            return dict((await http.get("/api/v1/field-service/ws/stats")).json())
+
+    before = await stats()
+    clients = [await websockets.connect(f"{edge.ws_url}{WS_PATH}?token={stack.token('tenant-a')}") for _ in range(60)]
+    for ws in clients:
+        assert '"connected"' in str(await ws.recv()) and '"initial_state"' in str(await ws.recv())
+    during = await stats()
+    assert during["active_connections"] == 60
+    assert during["tasks"] <= before["tasks"] + 2, (before, during)  # 60 connections, no task of their own
+    for ws in clients[:30]:
+        ws.transport.abort()  # vanish without a close
+    await clients[30].close(code=4100, reason="bye")  # a close of its own: answered, then ended
+    assert clients[30].close_code == 4100
+    assert await eventually(lambda: _active(stats, 29), timeout=10, what="the vanished clients to be forgotten")
+
+
+async def _active(stats: Any, count: int) -> bool:
+    figures = await stats()
+    return bool(figures["active_connections"] == count)
+
+
+async def test_frames_against_the_rfc_and_bad_upgrades_get_their_codes_and_reasons(stack: Stack) -> None:
+    edge = await stack.start("ws-edge")
+    reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
+    writer.write(f"GET {WS_PATH} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n".encode())
+    answer = await asyncio.wait_for(reader.read(), 10)  # no version, no key: refused, and the connection ends
+    assert answer.startswith(b"HTTP/1.1 426 ") and answer.endswith(b"only WebSocket version 13 is supported")
+    writer.close()
+    ws = await websockets.connect(f"{edge.ws_url}{WS_PATH}?token={stack.token('tenant-a')}")
+    assert '"connected"' in str(await ws.recv()) and '"initial_state"' in str(await ws.recv())
+    ws.transport.write(bytes((0x81, 0x02)) + b"hi")  # an unmasked client frame
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1002
+    assert "masked" in closed.value.rcvd.reason
+    ws = await websockets.connect(f"{edge.ws_url}{WS_PATH}?token={stack.token('tenant-a')}")
+    assert '"connected"' in str(await ws.recv()) and '"initial_state"' in str(await ws.recv())
+    ws.transport.write(bytes((0x81, 0x80 | 127)) + (1 << 40).to_bytes(8, "big") + b"\x00" * 4)  # a terabyte, said
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    assert "Traceback" not in edge.log()
