@@ -2,7 +2,10 @@
 connection over from uvicorn's HTTP protocol once its upgrade request is parsed (``locstream/serve.py``). Pure.
 
 ``UpgradeRequest`` is the request as the taking protocol sees it; ``refusal`` checks what RFC 6455 requires of it;
-``switching_protocols`` and ``http_error`` are the bytes of the answer.
+``switching_protocols`` and ``http_error`` are the bytes of the answer. ``deflate_accepted`` says whether the client
+offered permessage-deflate (RFC 7692) in a form the server takes: without context takeover on either side
+(``PER_MESSAGE_DEFLATE``), which lets a server compress a message once for many clients and keep no compressor per
+connection.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from websockets.utils import accept_key
 
+PER_MESSAGE_DEFLATE = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
 _REASONS = {400: "Bad Request", 403: "Forbidden", 426: "Upgrade Required", 503: "Service Unavailable"}
 
 
@@ -72,8 +76,25 @@ def refusal(request: UpgradeRequest) -> tuple[int, str] | None:
     return None
 
 
-def switching_protocols(request: UpgradeRequest, subprotocol: str | None) -> bytes:
-    """The 101 answer accepting ``request`` (``refusal`` returned None for it), naming ``subprotocol`` if any."""
+def deflate_accepted(request: UpgradeRequest) -> bool:
+    """Whether one of the client's permessage-deflate offers can be accepted as ``PER_MESSAGE_DEFLATE``: any offer
+    whose parameters are known, except one limiting the server's window (the server compresses with 15 bits)."""
+    for offer in request.header_list("sec-websocket-extensions"):
+        name, *parameters = [part.strip() for part in offer.split(";")]
+        if name.lower() != "permessage-deflate":
+            continue
+        names = [parameter.split("=", 1)[0].strip().lower() for parameter in parameters]
+        values = [parameter.split("=", 1)[1].strip().strip('"') if "=" in parameter else "" for parameter in parameters]
+        known = {"server_no_context_takeover", "client_no_context_takeover", "client_max_window_bits"}
+        window_ok = all(value == "15" for n, value in zip(names, values, strict=True) if n == "server_max_window_bits")
+        if len(set(names)) == len(names) and window_ok and set(names) <= known | {"server_max_window_bits"}:
+            return True
+    return False
+
+
+def switching_protocols(request: UpgradeRequest, subprotocol: str | None, extensions: str | None = None) -> bytes:
+    """The 101 answer accepting ``request`` (``refusal`` returned None for it), naming ``subprotocol`` and
+    ``extensions`` if any."""
     lines = [
         "HTTP/1.1 101 Switching Protocols",
         "Upgrade: websocket",
@@ -82,6 +103,8 @@ def switching_protocols(request: UpgradeRequest, subprotocol: str | None) -> byt
     ]
     if subprotocol is not None:
         lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
+    if extensions is not None:
+        lines.append(f"Sec-WebSocket-Extensions: {extensions}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 

@@ -103,6 +103,7 @@ class Edge:
             await asyncio.sleep(1.0)
             self.fanout.sweep()
             self.view.forget_encodings()
+            self.sessions.initial_states.forget()
             for tenant_id, technician_id in self.view.turned_stale():
                 status = messages.technician_status(technician_id, stale=True)
                 self.fanout.notify(tenant_id, technician_id, status, self.feed.floor_of(tenant_id))

@@ -64,6 +64,18 @@ def initial_state(
     return f'{{"type":"initial_state","data":{data},"cursor":"{cursor}"{extra}}}'
 
 
+def initial_state_parts(cursor: str, resumed: bool | None = None) -> tuple[bytes, bytes]:
+    """What goes before and after the locations of an ``initial_state`` built from encoded pieces
+    (``ws_edge/initial_state.py``): the same text as ``initial_state``."""
+    before, after = initial_state("[]", cursor, resumed).split('"data":[]', 1)
+    return f'{before}"data":['.encode(), f"]{after}".encode()
+
+
+def locations_json_items(locations: list[Location]) -> bytes:
+    """``locations`` as the items of a JSON list, without its brackets (empty: no item)."""
+    return orjson.dumps(locations, option=_OPTIONS)[1:-1]
+
+
 def resumed(cursor: str, missed: int) -> str:
     """The client's cursor was served: ``missed`` updates follow, then the live stream."""
     return encode({"type": "resumed", "cursor": cursor, "missed": missed})

@@ -38,7 +38,14 @@ from domain.geofencing import FenceBook
 from locstream import bounded_json
 from locstream.admission import PendingGate
 from locstream.auth import TokenVerifier
-from locstream.websocket_upgrade import UpgradeRequest, http_error, refusal, switching_protocols
+from locstream.websocket_upgrade import (
+    PER_MESSAGE_DEFLATE,
+    UpgradeRequest,
+    deflate_accepted,
+    http_error,
+    refusal,
+    switching_protocols,
+)
 from schemas.claims import TokenClaims
 from schemas.contracts import FEED_PATH
 from schemas.cursor import Cursor, InvalidCursorError, decode_cursor
@@ -76,6 +83,7 @@ from ws_edge.framing import (
     text_frame,
 )
 from ws_edge.inbound import InboundRule
+from ws_edge.initial_state import InitialStates, SharedInitialState
 from ws_edge.live_feed import LiveFeed
 from ws_edge.metrics import SAMPLE_ONE_CONNECTION_IN
 from ws_edge.outbox import Frame
@@ -117,6 +125,7 @@ class ClientSession(asyncio.Protocol):
         "batched",
         "claims",
         "connection_id",
+        "deflate",
         "latency",
         "phase",
         "reader",
@@ -135,6 +144,7 @@ class ClientSession(asyncio.Protocol):
         self.phase = Phase.OPENING
         self.reader = FrameReader(MAX_CLIENT_MESSAGE_BYTES)
         self.batched = False  # protocol v2, as the handshake agreed
+        self.deflate = False  # permessage-deflate negotiated: a big initial_state goes out compressed
         self.claims: TokenClaims | None = None
         self.subscriber: Subscriber | None = None
         self._rule = InboundRule(sessions.settings.client_message_rate, time.monotonic())
@@ -172,7 +182,9 @@ class ClientSession(asyncio.Protocol):
             return
         offer = offered(request.query, request.header_list("sec-websocket-protocol"), request.cookies())
         self.batched = offer.protocol == 2
-        transport.write(switching_protocols(request, offer.subprotocol))
+        self.deflate = self.reader.inflate = deflate_accepted(request)
+        extensions = PER_MESSAGE_DEFLATE if self.deflate else None
+        transport.write(switching_protocols(request, offer.subprotocol, extensions))
         self._access(101)
         self.sessions.admit(self)  # pending in the server's gate until its token is verified
         if offer.token:
@@ -242,9 +254,13 @@ class ClientSession(asyncio.Protocol):
             return
         self.subscriber = subscriber
         self._watch_expiry(claims)
-        first = self._first_frames(subscriber, tenant_id, cursor, resumable)
+        first = self._first_frames(subscriber, tenant_id, cursor, resumable)  # in the subscription's step
         for fence in sessions.fences.of(tenant_id) if sessions.fences is not None else ():  # after the first frames
             subscriber.outbox.add(messages.geofence_updated(fence_wire(fence)))
+        if isinstance(first, SharedInitialState):  # a big map is encoded in slices, shared with the crowd
+            first = await first.frame(self.deflate)
+            if self.phase is not Phase.OPENING:
+                return
         self.phase = Phase.LIVE
         self.request = None
         subscriber.outbox.on_work = self._flush_soon
@@ -273,14 +289,16 @@ class ClientSession(asyncio.Protocol):
                 await self.sessions.feed.reach(tenant_id, cursor.offset)
         return cursor
 
-    def _first_frames(self, subscriber: Subscriber, tenant_id: str, asked: str | None, cursor: Cursor | None) -> bytes:
-        """What the client gets before the live stream, as WebSocket frames; positions it for a resume. No await
-        here. An initial_state is the view's encoding, shared with every client connecting meanwhile."""
+    def _first_frames(
+        self, subscriber: Subscriber, tenant_id: str, asked: str | None, cursor: Cursor | None
+    ) -> bytes | SharedInitialState:
+        """What the client gets before the live stream: the ``resumed`` frame (it is positioned for the missed
+        updates), or the tenant's initial state at this snapshot (``ws_edge/initial_state.py``). No await here."""
         feed = self.sessions.feed
         position = feed.resume_position(tenant_id, cursor) if cursor is not None else None
         if position is None:
             resumed = False if asked is not None else None
-            return self.sessions.view.initial_state_frame(tenant_id, feed.cursor_of(tenant_id), resumed)
+            return self.sessions.initial_states.at_snapshot(tenant_id, feed.cursor_of(tenant_id), resumed)
         missed = subscriber.log.next_seq - position
         subscriber.outbox.position = position  # every update it missed comes next, none left out
         subscriber.outbox.exact_until = subscriber.log.next_seq
@@ -602,6 +620,7 @@ class Sessions:
         self.verifier = verifier
         self.fences = fences
         self.latency = latency  # observed by one connection in SAMPLE_ONE_CONNECTION_IN
+        self.initial_states = InitialStates(view)
         self.access_log = True
         self.live: set[ClientSession] = set()
         self._none_left: asyncio.Event | None = None  # while closing them all

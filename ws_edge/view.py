@@ -16,8 +16,7 @@ from domain.identity import EventIdentity, identity
 from domain.position import Position
 from domain.projection import TechnicianState, apply
 from schemas.events import Crossed, Event
-from ws_edge.framing import text_frame
-from ws_edge.messages import Location, encode, geofence_event, initial_state, location_of
+from ws_edge.messages import Location, encode, geofence_event, location_of
 
 
 class LiveView:
@@ -40,10 +39,21 @@ class LiveView:
         self._watched: set[tuple[str, str]] = set()
         self._versions: dict[str, int] = {}  # tenant -> changes of its map so far
         self._encoded: dict[str, tuple[int, int, str]] = {}  # tenant -> (version, second, locations_json)
-        self._first_frames: dict[str, tuple[tuple[int, int, str, bool | None], bytes]] = {}  # tenant -> (key, frame)
 
     def _stale_before(self) -> datetime:
         return self.clock() - self.stale_after
+
+    def stale_before(self) -> datetime:
+        """A fix recorded before this is stale now."""
+        return self._stale_before()
+
+    def version(self, tenant_id: str) -> int:
+        """Changes of the tenant's map so far: equal versions, equal maps."""
+        return self._versions.get(tenant_id, 0)
+
+    def snapshot(self, tenant_id: str) -> list[TechnicianState]:
+        """The tenant's technicians now, in no order (the states are immutable: the list stays as it is)."""
+        return list(self._tenants.get(tenant_id, {}).values())
 
     def load(self, states: Iterable[TechnicianState]) -> None:
         stale_before = self._stale_before()
@@ -129,23 +139,10 @@ class LiveView:
         self._encoded[tenant_id] = (version, second, text)
         return text
 
-    def initial_state_frame(self, tenant_id: str, cursor: str, resumed: bool | None = None) -> bytes:
-        """The tenant's ``initial_state`` at ``cursor`` as a WebSocket frame, encoded once for every client that
-        connects while the map and the cursor stay as they are (and for at most a second). A big tenant's map is
-        megabytes: its clients share this one encoding, and none keeps it once written (``ws_edge/session.py``)."""
-        key = (self._versions.get(tenant_id, 0), int(time.monotonic()), cursor, resumed)
-        cached = self._first_frames.get(tenant_id)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        frame = text_frame(initial_state(self.locations_json(tenant_id), cursor, resumed).encode())
-        self._first_frames[tenant_id] = (key, frame)
-        return frame
-
     def forget_encodings(self) -> None:
         """Drop the encodings older than a second (the edge's sweep): a tenant nobody connects to keeps none."""
         second = int(time.monotonic())
         self._encoded = {tenant: entry for tenant, entry in self._encoded.items() if entry[1] == second}
-        self._first_frames = {tenant: entry for tenant, entry in self._first_frames.items() if entry[0][1] == second}
 
     def tenant_count(self) -> int:
         return len(self._tenants)

@@ -1,5 +1,6 @@
 """A tenant of thousands of technicians: its initial_state is megabytes. Clients that never read it are still closed
-for what they send and when their token expires, and a crowd of dispatchers does not cost a copy of it each."""
+for what they send and when their token expires, a crowd of dispatchers does not cost a copy of it each, and a client
+that negotiated permessage-deflate gets it compressed."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import socket
 import struct
 import time
+import zlib
 
 import httpx
 import pytest
@@ -146,3 +148,39 @@ async def test_a_crowd_of_dispatchers_costs_one_encoding_of_a_big_tenants_map_no
     assert grown < 80 * 2**20, f"{grown / 2**20:.0f} MB more for 200 dispatchers"
     for ws in [warm, *crowd]:
         await ws.close()
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One server frame (unmasked): its first byte and payload."""
+    first, second = await reader.readexactly(2)
+    size = second & 0x7F
+    if size == 126:
+        size = struct.unpack("!H", await reader.readexactly(2))[0]
+    elif size == 127:
+        size = struct.unpack("!Q", await reader.readexactly(8))[0]
+    return first, await reader.readexactly(size)
+
+
+async def test_a_client_that_negotiated_deflate_gets_the_big_map_compressed_under_a_megabyte(stack: Stack) -> None:
+    await _big_tenant(stack, 20_000)
+    edge = await stack.start("ws-edge")
+    reader, writer = await asyncio.open_connection("127.0.0.1", edge.port, limit=2**24)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET {WS_PATH}?token={stack.token(TENANT)} HTTP/1.1\r\nHost: 127.0.0.1:{edge.port}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Protocol: locstream.v2\r\n"
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n".encode()
+    )
+    head = (await reader.readuntil(b"\r\n\r\n")).decode().lower()
+    assert head.startswith("http/1.1 101") and "sec-websocket-protocol: locstream.v2" in head
+    assert "permessage-deflate; server_no_context_takeover; client_no_context_takeover" in head
+    first, connected = await _read_frame(reader)
+    assert first == 0x81 and json.loads(connected)["type"] == "connected"  # small frames go out as they are
+    first, compressed = await asyncio.wait_for(_read_frame(reader), 60)
+    assert first == 0xC1  # FIN, RSV1 (compressed), text
+    message = json.loads(zlib.decompressobj(-15).decompress(compressed + b"\x00\x00\xff\xff"))
+    assert message["type"] == "initial_state" and len(message["data"]) == 20_000
+    plain = len(json.dumps(message, separators=(",", ":")))
+    assert len(compressed) < 1_000_000 and len(compressed) * 3 < plain, (len(compressed), plain)
+    writer.close()
