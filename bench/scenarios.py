@@ -6,6 +6,8 @@ A run returns flat metrics; the harness repeats runs, takes medians and spread, 
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -15,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from bench.big_tenant import measure as measure_big_tenant
 from bench.drivers import WsClients, http_load
 from bench.export import measure as measure_export
 from bench.geofencing import measure as measure_geofencer
@@ -179,31 +182,63 @@ async def fanout(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) ->
     """N dispatchers of one tenant, a fixed event rate: deliveries/s, CPU per delivery, frames lost."""
     sources = max(1, p["clients"] // 20_000 + 1)
     url = system.ws_url + ("?protocol=2" if p.get("protocol") == 2 else "")  # v2: locstream's batched frames
-    async with _with_pilot(system), WsClients(url, _viewer(), p["clients"], sources=sources) as clients:
-        primed = await _prime(system, clients)
-        before = (await clients.report())["updates"]
-        window = CpuWindow(system.pids())
-        window.start()
-        began = time.monotonic()
-        load = await http_load(system.api_url, _writer(), duration=p["duration"], rate=p["rate"], technicians=UNIQUE)
-        expected = load["accepted"] * clients.ready["connected"]
-        report = await _drain(clients, before, expected)
-        elapsed = time.monotonic() - began
-        cpu = window.stop()
+    pid = system.processes[system.fanout_role].pid
+    async with _with_pilot(system):
+        rss_before = rss_bytes(pid)
+        async with WsClients(url, _viewer(), p["clients"], sources=sources) as clients:
+            rss_connected = rss_bytes(pid)
+            return await _fan_out(system, p, clients, (rss_connected - rss_before) / p["clients"])
+
+
+async def _fan_out(system: RunningSystem, p: dict[str, Any], clients: WsClients, rss_per_client: float) -> Metrics:
+    """The measured window of ``fanout``, with ``clients`` connected and the fan-out's RSS growth for them."""
+    primed = await _prime(system, clients)
+    before = (await clients.report())["updates"]
+    window = CpuWindow(system.pids())
+    window.start()
+    began = time.monotonic()
+    load = await http_load(system.api_url, _writer(), duration=p["duration"], rate=p["rate"], technicians=UNIQUE)
+    expected = load["accepted"] * clients.ready["connected"]
+    report = await _drain(clients, before, expected)
+    elapsed = time.monotonic() - began
+    cpu = window.stop()
     delivered = report["updates"] - before
     fanout_cpu = cpu[system.fanout_role]
+    per_delivery = fanout_cpu / max(delivered, 1) * 1e6
+    floor = await send_floor(min(p["clients"], 1000)) if p.get("protocol") != 2 else None
     return {
         "deliveries_per_second": round(delivered / elapsed, 1),
         "deliveries_per_cpu_second": round(delivered / fanout_cpu, 1) if fanout_cpu else None,
-        "cpu_us_per_delivery": round(fanout_cpu / max(delivered, 1) * 1e6, 3),
+        "cpu_us_per_delivery": round(per_delivery, 3),
+        "floor_us_per_send": floor["us_per_send"] if floor else None,  # bench/send_floor.py, right after the window
+        "cpu_vs_floor": round(per_delivery / floor["us_per_send"], 3) if floor else None,
         "frames_lost": expected - delivered,
         "events_accepted": load["accepted"],
         "connected": clients.ready["connected"],
+        "rss_bytes_per_connection": round(rss_per_client),  # the fan-out process's, connected and idle
         "prime_seconds": primed,
         "closes": report["closes"],
         "latency": report["latency"],
         "cpu_seconds": cpu,
     }
+
+
+async def send_floor(sockets: int, rounds: int = 100) -> dict[str, float]:
+    """``bench/send_floor.py`` as a process of its own: CPU per ``send()`` of a 250-byte frame to ``sockets``."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.send_floor",
+        "--sockets",
+        str(sockets),
+        "--rounds",
+        str(rounds),
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await process.communicate()
+    floor: dict[str, float] = json.loads(out)
+    return floor
 
 
 async def latency(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
@@ -332,6 +367,11 @@ async def geofencer(system: RunningSystem, p: dict[str, Any], ctx: BenchContext)
     return await measure_geofencer(ctx.bootstrap, p, ctx.workdir)
 
 
+async def big_tenant(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
+    """Initial states of tenants of tens of thousands of technicians on one edge process (``bench/big_tenant.py``)."""
+    return await measure_big_tenant(ctx.bootstrap, p, ctx.workdir)
+
+
 async def projection(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
     """A backlog of N events applied by a fresh projector into SQLite and PostgreSQL, a SQLite rebuild, and a pair."""
     return await measure_projection(ctx.bootstrap, await ctx.postgres(), p["events"], ctx.workdir)
@@ -392,6 +432,24 @@ SCENARIOS: dict[str, Scenario] = {
             what="one tenant, N dispatchers, a fixed event rate (N x rate = 50,000 deliveries/s offered)",
         ),
         Scenario(
+            "edge-scale",
+            fanout,
+            {
+                "small": [{"clients": 20, "rate": 10, "duration": 2}, {"clients": 60, "rate": 4, "duration": 2}],
+                "full": [
+                    {"clients": 1000, "rate": 50, "duration": 10},
+                    {"clients": 5000, "rate": 10, "duration": 10},
+                    {"clients": 15000, "rate": 3.4, "duration": 10},
+                ],
+            },
+            headline="cpu_us_per_delivery",
+            higher_is_better=False,
+            what="v1 fanout at 1k, 5k and 15k dispatchers of one tenant, about 50,000 deliveries/s offered at each:"
+            " CPU-µs per delivery against the send() floor of the same moment, and RSS per connection; 50,000"
+            " connections cannot be held here (one process may open 20,000 descriptors, a hard limit)",
+            fresh_per_run=True,
+        ),
+        Scenario(
             "fanout-v2",
             fanout,
             {
@@ -423,7 +481,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "connections",
             connections,
-            {"small": [{"clients": 200}], "full": [{"clients": 5000}, {"clients": 15000}]},
+            {"small": [{"clients": 200}], "full": [{"clients": 1000}, {"clients": 5000}, {"clients": 15000}]},
             headline="rss_bytes_per_connection",
             higher_is_better=False,
             fresh_per_run=True,  # a process that already held N connections keeps that memory in its allocator
@@ -450,6 +508,25 @@ SCENARIOS: dict[str, Scenario] = {
             headline="seconds_until_all_initial_state",
             higher_is_better=False,
             what="N dispatchers connect at once to a tenant of 200 technicians; time until all have initial_state",
+        ),
+        Scenario(
+            "big-tenant",
+            big_tenant,
+            {
+                "small": [{"big": 3_000, "crowd_tenant": 2_000, "dispatchers": 10}],
+                "full": [{"big": 50_000, "crowd_tenant": 20_000, "dispatchers": 200}],
+            },
+            headline="loop_hold_max_ms_v1",
+            higher_is_better=False,
+            what="a tenant of N technicians: the longest pong wait of another client while one dispatcher reads its"
+            " initial_state (v1; v2 with permessage-deflate); its size on the wire; 200 dispatchers of a tenant of"
+            " M at once: the edge's RSS growth against one encoding of that map",
+            notes=[
+                "targets (issue 20): the loop held <= 50 ms at a time for 50,000; RSS growth <= one shared encoding for"
+                " 200 dispatchers of 20,000; v2 initial_state <= 1 MB for 20,000"
+            ],
+            systems=("locstream",),
+            standalone=True,
         ),
         Scenario(
             "export",
