@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -155,7 +156,10 @@ async def test_a_poison_record_is_dead_lettered_counted_and_skipped(stack: Stack
     assert state.fix is not None and state.fix.latitude == 2.0  # the record after the poison was applied
     async with httpx.AsyncClient() as client:
         metrics = (await client.get(f"{projector.url}/metrics", headers=stack.admin_headers())).text
-    assert 'locstream_projector_events_total{outcome="dead_lettered"} 3.0' in metrics, metrics
+    # Each poison record once, or twice when a rebalance made the projector read the batch again before it
+    # committed (docs/projector.md: "it may be copied twice"); a loaded CI machine does that now and then.
+    counted = re.search(r'locstream_projector_events_total\{outcome="dead_lettered"\} (\S+)', metrics)
+    assert counted is not None and float(counted.group(1)) in (3.0, 6.0), metrics
     dlq = stack.kafka.model_copy(update={"topic": stack.kafka.topic + ".dlq"})
     consumer = make_consumer(dlq, group_id=None)
     await consumer.start()
@@ -164,11 +168,12 @@ async def test_a_poison_record_is_dead_lettered_counted_and_skipped(stack: Stack
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         dead: list[tuple[bytes, dict[str, bytes]]] = []
-        while len(dead) < 3:
+        while len({headers["locstream.source"] for _, headers in dead}) < 3:
             for records in (await consumer.getmany(timeout_ms=2000)).values():
                 dead += [(r.value, dict(r.headers)) for r in records]
     finally:
         await consumer.stop()
-    reasons = sorted(headers["locstream.error"].decode() for _, headers in dead)
+    by_source = {headers["locstream.source"]: headers["locstream.error"].decode() for _, headers in dead}
+    reasons = sorted(by_source.values())  # each poison record once, whatever the copies
     assert reasons == ["undecodable", "unknown_type", "unsupported_schema_version"]
     assert all(headers["locstream.source"].decode().startswith(stack.kafka.topic + "/") for _, headers in dead)
