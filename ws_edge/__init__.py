@@ -9,10 +9,14 @@
   that is behind gets instead of every update;
 - ``filters.py``: ``subscribe`` filters (bbox, technician ids, status);
 - ``auth_handshake.py``: Origin, token sources and roles, before any data frame; in-band token refreshes;
-- ``session.py``: one client connection from handshake to close (reader, writer, token expiry);
-- ``wire.py``: frames encoded once, written straight to the transport, closes bounded by the write deadline;
+- ``session.py``: one live-feed connection from its upgrade request to its close, as one protocol object with
+  callbacks (no task in the steady state); ``Sessions``, every session of the edge, which ``locstream/serve.py``
+  hands the upgrade requests to;
+- ``initial_state.py``: a tenant's initial_state, encoded in slices once per snapshot, deflated once;
+- ``wire.py``: frames encoded once (``encode``); the paced replays' ASGI wire, closes bounded by the write deadline;
   ``replay_session.py``: a paced replay of the history (``replay/``) on the same URL;
-- ``messages.py``: the messages, encoded once per tenant; ``framing.py``: WebSocket framing (RFC 6455);
+- ``messages.py``: the messages, encoded once per tenant; ``framing.py``: WebSocket framing (RFC 6455) both ways,
+  permessage-deflate without context takeover;
   ``metrics.py``: ``/metrics``;
 - ``map_page.py``: ``/map`` and ``/client/...``, files of ``web/`` (the JS client, its React hook, the map page).
 """

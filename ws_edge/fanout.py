@@ -46,6 +46,11 @@ class DirectWriter(Protocol):
         """Write ``data`` at once; False when the socket's buffer is full (its session goes on once it drains)."""
 
 
+# What the first subscriber at a position took: the frames and the received_at of their last update, the position
+# after them, the updates conflation left out. By (position, v2).
+Alike = dict[tuple[int, bool], tuple[tuple[bytes, float], int, int]]
+
+
 class Subscriber:
     """One connection as the fan-out sees it: where it is in its tenant's stream, its filter and what its map shows."""
 
@@ -76,15 +81,32 @@ class Subscriber:
         self._on_close = on_close
         self.direct: DirectWriter | None = None  # set once its first frames are out
 
-    def write_through(self, now: float) -> bool:
+    def write_through(self, now: float, alike: Alike | None = None) -> bool:
         """Write what it has yet to get straight to its socket, when nothing is under way for it; False: its session
-        is to do it (a write in progress, no socket yet, or entries evicted meanwhile)."""
+        is to do it (a write in progress, no socket yet, or entries evicted meanwhile).
+
+        ``alike`` (``Fanout.wake``): what the subscribers of the tenant that take the whole stream from the same
+        position took, by position and protocol. Such a subscriber takes exactly what the first of them took (the
+        same frames, the same conflation), so it is taken once, not once per subscriber."""
         direct, outbox = self.direct, self.outbox
         if direct is None or outbox.writing_since is not None or self.close_code is not None:
             return False
-        taken = self.take_wire(now, direct.batched)
-        if taken is None:
-            return False
+        if alike is not None and self.filter is None and not outbox.extras and outbox.exact_until <= outbox.position:
+            key = (outbox.position, direct.batched)
+            took = alike.get(key)
+            if took is None:
+                conflated = outbox.conflated
+                taken = self.take_wire(now, direct.batched)
+                if taken is None:
+                    return False
+                alike[key] = took = (taken, outbox.position, outbox.conflated - conflated)
+            else:
+                taken, outbox.position = took[0], took[1]
+                outbox.conflated += took[2]
+        else:
+            taken = self.take_wire(now, direct.batched)
+            if taken is None:
+                return False
         try:
             written = not taken[0] or direct.write_now(*taken)
         except Exception:  # a socket going away mid-write must not stop the others' writes: its session finds out
@@ -269,8 +291,9 @@ class Fanout:
         straight to their sockets when they can take it; the others' sessions go on when their sockets drain."""
         now = time.monotonic()
         for tenant_id in self._touched:
+            alike: Alike = {}
             for subscriber in self._by_tenant.get(tenant_id, ()):
-                if not subscriber.write_through(now):
+                if not subscriber.write_through(now, alike):
                     subscriber.outbox.wake()
         self._touched.clear()
 

@@ -24,7 +24,7 @@ from operator import attrgetter
 
 from domain.projection import TechnicianState
 from ws_edge import messages
-from ws_edge.framing import Deflater, frame_header, header_size
+from ws_edge.framing import Deflater, frame_header
 from ws_edge.view import LiveView
 
 SLICE = 2_000  # technicians encoded per step (about 7 ms here)
@@ -35,21 +35,26 @@ _BY_ID = attrgetter("technician_id")
 Key = tuple[int, int, str, bool | None]  # map version, second, cursor, resumed
 
 
+Frame = tuple[bytes, ...]  # one WebSocket frame in pieces, written one after the other
+
+
 @dataclass
 class SharedInitialState:
-    """One tenant's ``initial_state`` at one snapshot, as frames."""
+    """One tenant's ``initial_state`` at one snapshot, as a frame. The plain frame stays in pieces (a header, the
+    encoded slices, a tail): joining them would copy the whole map once more, and the allocator would keep that
+    memory after the pieces are freed."""
 
     key: Key
     states: list[TechnicianState]
     stale_before: datetime
     cursor: str
     resumed: bool | None
-    _plain: asyncio.Task[bytes] | None = None
-    _plain_frame: bytes | None = None
-    _deflated: asyncio.Task[bytes] | None = None
-    _deflated_frame: bytes | None = None
+    _plain: asyncio.Task[Frame] | None = None
+    _plain_frame: Frame | None = None
+    _deflated: asyncio.Task[Frame] | None = None
+    _deflated_frame: Frame | None = None
 
-    async def frame(self, deflate: bool) -> bytes:
+    async def frame(self, deflate: bool) -> Frame:
         """The frame to write: compressed when the client negotiated permessage-deflate and it is worth it."""
         plain = self._plain_frame
         if plain is None:
@@ -59,7 +64,7 @@ class SharedInitialState:
                 if self._plain is None:
                     self._plain = asyncio.create_task(self._encode(), name="edge-initial-state")
                 plain = await asyncio.shield(self._plain)  # a client going away leaves it to the others
-        if not deflate or len(plain) < DEFLATE_AT_LEAST:
+        if not deflate or sum(map(len, plain)) < DEFLATE_AT_LEAST:
             return plain
         if self._deflated_frame is not None:
             return self._deflated_frame
@@ -67,12 +72,12 @@ class SharedInitialState:
             self._deflated = asyncio.create_task(self._deflate(plain), name="edge-initial-state-deflate")
         return await asyncio.shield(self._deflated)
 
-    def _encode_now(self) -> bytes:
+    def _encode_now(self) -> Frame:
         locations = [messages.location_of(state, self.stale_before) for state in sorted(self.states, key=_BY_ID)]
         self.states = []
         return self._framed([messages.locations_json_items([loc for loc in locations if loc is not None])])
 
-    async def _encode(self) -> bytes:
+    async def _encode(self) -> Frame:
         states = sorted(self.states, key=_BY_ID)
         self.states = []  # the encoding keeps what it needs
         items: list[bytes] = []
@@ -82,21 +87,24 @@ class SharedInitialState:
             part = messages.locations_json_items([loc for loc in found if loc is not None])
             if part:
                 items.append(part)
-        await asyncio.sleep(0)
         self._plain_frame = self._framed(items)
         return self._plain_frame
 
-    def _framed(self, items: list[bytes]) -> bytes:
+    def _framed(self, items: list[bytes]) -> Frame:
         before, after = messages.initial_state_parts(self.cursor, self.resumed)
-        body = b",".join(items)
-        return b"".join((frame_header(len(before) + len(body) + len(after)), before, body, after))
+        pieces = [before]
+        for at, item in enumerate(items):
+            pieces.append(b"," + item if at else item)  # a comma on the slice, not a copy of the map
+        pieces.append(after)
+        return (frame_header(sum(map(len, pieces))), *pieces)
 
-    async def _deflate(self, plain: bytes) -> bytes:
-        deflater, payload = Deflater(), memoryview(plain)[header_size(plain) :]
-        for at in range(0, len(payload), DEFLATE_SLICE):
-            await asyncio.sleep(0)
-            deflater.feed(payload[at : at + DEFLATE_SLICE])
-        self._deflated_frame = deflater.frame()
+    async def _deflate(self, plain: Frame) -> Frame:
+        deflater = Deflater()
+        for piece in plain[1:]:  # the payload: everything after the header
+            for at in range(0, len(piece), DEFLATE_SLICE):
+                await asyncio.sleep(0)
+                deflater.feed(memoryview(piece)[at : at + DEFLATE_SLICE])
+        self._deflated_frame = (deflater.frame(),)
         return self._deflated_frame
 
 

@@ -191,6 +191,20 @@ class ClientSession(asyncio.Protocol):
             self._opening = asyncio.create_task(self._open(offer.token, offer.cursor), name="edge-session-open")
         else:  # the token comes as the first message
             self._opening = asyncio.create_task(self._await_auth(offer.cursor), name="edge-session-auth")
+        self._opening.add_done_callback(self._task_ended)
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """A bug in the opening or a refresh closes the connection (1011) and is logged, never left unretrieved."""
+        if task.cancelled() or task.exception() is None:
+            return
+        log.error(
+            "connection %s: %s failed",
+            self.connection_id,
+            task.get_name(),
+            exc_info=task.exception(),
+            extra={"connection_id": self.connection_id},
+        )
+        self.close(CLOSE_INTERNAL_ERROR, "internal error")
 
     def _log(self, message: str, *args: object) -> None:
         """An INFO line about this connection: its id first in ``message``, and as a field of JSON logs."""
@@ -258,17 +272,21 @@ class ClientSession(asyncio.Protocol):
         for fence in sessions.fences.of(tenant_id) if sessions.fences is not None else ():  # after the first frames
             subscriber.outbox.add(messages.geofence_updated(fence_wire(fence)))
         if isinstance(first, SharedInitialState):  # a big map is encoded in slices, shared with the crowd
-            first = await first.frame(self.deflate)
+            pieces = await first.frame(self.deflate)
             if self.phase is not Phase.OPENING:
                 return
+        else:
+            pieces = (first,)
+        del first
         self.phase = Phase.LIVE
         self.request = None
         subscriber.outbox.on_work = self._flush_soon
         self._log("connection %s of tenant %s subscribed (protocol %d)", tenant_id, 2 if self.batched else 1)
         now = time.monotonic()
-        if not self._write(first):
+        written = [self._write(piece) for piece in pieces]
+        if not written[-1]:
             subscriber.outbox.writing_since = now  # the sweep's deadline: a client that does not read is slow
-        del first  # a big tenant's map is not kept per connection once handed over
+        del pieces  # a big tenant's map is not kept per connection once handed over
         subscriber.direct = self
         self._ping_later()
         early, self._early = self._early or [], None
@@ -465,6 +483,7 @@ class ClientSession(asyncio.Protocol):
         elif kind == "auth":
             previous = self._refreshing
             self._refreshing = asyncio.create_task(self._refresh(text, previous), name="edge-session-refresh")
+            self._refreshing.add_done_callback(self._task_ended)
         else:
             subscriber.send(messages.error('expected "ping", {"type":"subscribe"} or {"type":"auth"}'))
 

@@ -273,3 +273,45 @@ async def test_a_technician_turning_stale_is_reported_once_to_subscribers_that_s
         fanout.publish("a", _update("t2", 5), 0)  # a newer fix after it: the map ends fresh
         taken = _take(filtered)
         assert len(taken) == 2 and isinstance(taken[1], Update) and taken[1].offset == 5
+
+
+async def test_subscribers_at_one_position_take_once_yet_each_gets_what_it_alone_would() -> None:
+    fanout = Fanout(LIMITS)
+    with (
+        fanout.subscribe("a", 0, lambda: None) as first,
+        fanout.subscribe("a", 0, lambda: None) as second,
+        fanout.subscribe("a", 0, lambda: None) as batched,
+        fanout.subscribe("a", 0, lambda: None) as filtered,
+        fanout.subscribe("a", 0, lambda: None) as ponged,
+        fanout.subscribe("a", 0, lambda: None) as behind,
+    ):
+        filtered.refilter(Filter(technician_ids=frozenset({"t1"})), [])
+        for subscriber, v2 in ((first, False), (second, False), (batched, True), (filtered, False), (ponged, False)):
+            subscriber.direct = _Socket(batched=v2, room=99)
+        fanout.publish("a", _update("t0", 0), 0)
+        behind.direct = _Socket(batched=False, room=99)  # it joins the writes one update later than the others
+        behind.outbox.position = 0
+        fanout.wake()
+        for subscriber in (first, second, batched, filtered, ponged):  # the others, in step again
+            assert subscriber.outbox.position == 1
+        ponged.send(messages.PONG)  # a frame of its own: it does not take what the others took
+        for offset in range(1, 4):  # t1 three times, then t2, all behind by more than a second: conflated
+            fanout.publish("a", _update("t1" if offset < 3 else "t2", offset), 0)
+        fanout.resume_buffer.of("a", 0).appended_at[1] -= 5
+        fanout.wake()
+
+        def kinds(subscriber: Subscriber) -> list[tuple[str, list[str]]]:
+            assert isinstance(subscriber.direct, _Socket)
+            messages_ = [json.loads(p) for p in framing.payloads(subscriber.direct.written)]
+            items = [m.get("data", []) for m in messages_]
+            ids = [[d["technician_id"] for d in (data if isinstance(data, list) else [data])] for data in items]
+            return [(m["type"], found) for m, found in zip(messages_, ids, strict=True)]
+
+        assert first.direct.written == second.direct.written  # type: ignore[union-attr]
+        assert kinds(first) == [("location_update", ["t0"]), ("location_update", ["t1"]), ("location_update", ["t2"])]
+        assert first.outbox.conflated == second.outbox.conflated == 1
+        assert kinds(batched) == [("location_batch", ["t0"]), ("location_batch", ["t1", "t2"])]
+        assert batched.outbox.conflated == 1
+        assert kinds(filtered) == [("location_update", ["t1"])]  # t1 only, its latest
+        assert kinds(ponged)[1] == ("pong", []) and kinds(ponged)[2:] == kinds(first)[1:]
+        assert len(kinds(behind)) == 3 and behind.outbox.position == first.outbox.position == 4
