@@ -205,13 +205,17 @@ async def _fan_out(system: RunningSystem, p: dict[str, Any], clients: WsClients,
     delivered = report["updates"] - before
     fanout_cpu = cpu[system.fanout_role]
     per_delivery = fanout_cpu / max(delivered, 1) * 1e6
-    floor = await send_floor(min(p["clients"], 1000)) if p.get("protocol") != 2 else None
+    v1, sockets = p.get("protocol") != 2, min(p["clients"], 1000)
+    floor = await send_floor(sockets) if v1 else None
+    paced = await send_floor(sockets, rounds=max(20, min(100, int(p["rate"] * 2))), rate=p["rate"]) if v1 else None
     return {
         "deliveries_per_second": round(delivered / elapsed, 1),
         "deliveries_per_cpu_second": round(delivered / fanout_cpu, 1) if fanout_cpu else None,
         "cpu_us_per_delivery": round(per_delivery, 3),
         "floor_us_per_send": floor["us_per_send"] if floor else None,  # bench/send_floor.py, right after the window
         "cpu_vs_floor": round(per_delivery / floor["us_per_send"], 3) if floor else None,
+        "paced_floor_us_per_send": paced["us_per_send"] if paced else None,  # at the event rate, to a sleeping reader
+        "cpu_vs_paced_floor": round(per_delivery / paced["us_per_send"], 3) if paced else None,
         "frames_lost": expected - delivered,
         "events_accepted": load["accepted"],
         "connected": clients.ready["connected"],
@@ -223,17 +227,12 @@ async def _fan_out(system: RunningSystem, p: dict[str, Any], clients: WsClients,
     }
 
 
-async def send_floor(sockets: int, rounds: int = 100) -> dict[str, float]:
-    """``bench/send_floor.py`` as a process of its own: CPU per ``send()`` of a 250-byte frame to ``sockets``."""
+async def send_floor(sockets: int, rounds: int = 100, rate: float = 0.0) -> dict[str, float]:
+    """``bench/send_floor.py`` as a process of its own: CPU per ``send()`` of a 250-byte frame to ``sockets``, back
+    to back or ``rate`` rounds a second."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.send_floor",
-        "--sockets",
-        str(sockets),
-        "--rounds",
-        str(rounds),
-        "--json",
+        *(sys.executable, "-m", "bench.send_floor", "--sockets", str(sockets), "--rounds", str(rounds)),
+        *("--rate", str(rate), "--json"),
         stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await process.communicate()
