@@ -9,6 +9,10 @@ the pending connection that has waited longest: an honest client sends its head 
 never the oldest, so under attack new clients still get in while the attacker's connections are shed. Each pending
 connection also has a deadline of its own (``locstream/serve.py``).
 
+A burst of honest clients (an edge restarted: thousands of dispatchers reconnecting within a second) goes over the
+cap for a moment: over it, only a connection pending for longer than ``grace_seconds`` is shed. Up to ``limit`` (the
+bound from the descriptors) the youngest are let be; at ``limit`` the oldest is shed whatever its age.
+
 ``locstream/serve.py`` wires this into uvicorn's protocols; this module only counts, chooses and reports.
 """
 
@@ -41,11 +45,20 @@ def pending_cap(configured: int, descriptor_limit: int) -> int:
 class PendingGate:
     """The pending connections of one server, in the order they came, at most ``cap`` of them."""
 
-    def __init__(self, cap: int, report_every: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        cap: int,
+        report_every: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        limit: int | None = None,
+        grace_seconds: float = 0.0,
+    ) -> None:
         self.cap = cap
+        self.limit = max(cap, limit if limit is not None else cap)  # never more pending than this, whatever their age
+        self.grace_seconds = grace_seconds
         self.shed_total = 0  # connections shed to make room
         self.timed_out_total = 0  # connections closed because their deadline passed
-        self._pending: OrderedDict[Pending, None] = OrderedDict()
+        self._pending: OrderedDict[Pending, float] = OrderedDict()  # -> when it was admitted
         self._report_every = report_every
         self._clock = clock
         self._last_report: float | None = None
@@ -55,15 +68,20 @@ class PendingGate:
         return len(self._pending)
 
     def admit(self, connection: Pending) -> None:
-        """``connection`` is pending now; when that makes one too many, the one that has waited longest is shed."""
+        """``connection`` is pending now; when that makes one too many, the one that has waited longest is shed (over
+        the cap, once it has waited ``grace_seconds``; at ``limit``, at once)."""
         if connection in self._pending:
             return
-        while len(self._pending) >= self.cap:
+        now = self._clock()
+        while self._pending and (
+            len(self._pending) >= self.limit
+            or (len(self._pending) >= self.cap and now - next(iter(self._pending.values())) >= self.grace_seconds)
+        ):
             oldest, _ = self._pending.popitem(last=False)
             self.shed_total += 1
             self._count(shed=1)
             oldest.shed()
-        self._pending[connection] = None
+        self._pending[connection] = now
 
     def release(self, connection: Pending) -> None:
         """``connection`` is no longer pending (it showed who it is, or it is gone). Idempotent."""

@@ -42,6 +42,9 @@ WS_MAX_SIZE = 64 * 1024
 # client, not once per tenant, and each connection would carry zlib's state (hundreds of KB), against the edge's
 # budget of 10 KB per connection.
 WS_PER_MESSAGE_DEFLATE = False
+# Over the cap of pending connections, only one pending for longer than this is shed (locstream/admission.py): a
+# reconnect storm of honest clients, each through its handshake within a second, is let in.
+PENDING_GRACE_SECONDS = 1.0
 # The ASGI scope extension under which ``TransportWebSocketProtocol`` hands the app its connection.
 TRANSPORT_EXTENSION = "locstream.transport"
 
@@ -213,10 +216,16 @@ def _guarded(
 ) -> tuple[type[GuardedHttpProtocol], type[TransportWebSocketProtocol]]:
     """Protocol classes sharing one gate, for one server."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    cap = pending_cap(limits.max_pending_connections, soft if soft != resource.RLIM_INFINITY else 1 << 20)
-    gate = PendingGate(cap)
+    descriptors = soft if soft != resource.RLIM_INFINITY else 1 << 20
+    cap = pending_cap(limits.max_pending_connections, descriptors)
+    limit = pending_cap(1 << 30, descriptors)  # half the free descriptors: a reconnect storm may go over the cap
+    gate = PendingGate(cap, limit=limit, grace_seconds=PENDING_GRACE_SECONDS)
     log.info(
-        "at most %d connections pending at once (no complete request head or token yet; %d descriptors)", cap, soft
+        "at most %d connections pending at once (no complete request head or token yet), %d for a moment; %d"
+        " descriptors",
+        cap,
+        limit,
+        soft,
     )
     shared = {"gate": gate, "limits": limits}
     http = type(

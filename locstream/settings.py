@@ -240,6 +240,7 @@ class ServerSettings(BaseSettings):
     closed (a backstop: the edge closes with 4001 after LOCSTREAM_EDGE_AUTH_TIMEOUT_SECONDS first)."""
     max_pending_connections: int = Field(default=1_000, ge=16)
     """Connections at once without a complete request head or an authenticated WebSocket (held to half the
-    process's free descriptors); past it, the one that has waited longest is closed to make room."""
+    process's free descriptors); past it, the one that has waited longest is closed to make room once it has waited
+    1 s (a reconnect storm goes over it for a moment, up to half the free descriptors)."""
     keep_alive_seconds: int = Field(default=5, ge=1, le=300)
     """An idle keep-alive HTTP connection is closed after this."""

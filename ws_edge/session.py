@@ -217,16 +217,18 @@ class ClientSession(asyncio.Protocol):
 
     async def _await_auth(self, cursor: str | None) -> None:
         """Wait for ``{"type": "auth", "token": ...}`` as the first message (``data_received`` hands it over)."""
-        self._early = []
-        waiter = self._early_waiter = asyncio.get_running_loop().create_future()
-        try:
-            async with asyncio.timeout(self.sessions.settings.auth_timeout_seconds):
-                await waiter
-        except TimeoutError:
-            self.close(CLOSE_UNAUTHENTICATED, "no token in time")
-            return
-        finally:
-            self._early_waiter = None
+        if self._early is None:
+            self._early = []
+        if not self._early:  # (it may have come already, before this task's first step)
+            waiter = self._early_waiter = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(self.sessions.settings.auth_timeout_seconds):
+                    await waiter
+            except TimeoutError:
+                self.close(CLOSE_UNAUTHENTICATED, "no token in time")
+                return
+            finally:
+                self._early_waiter = None
         first = self._early.pop(0)
         try:
             token, in_message_cursor = auth_message(first)
@@ -245,6 +247,8 @@ class ClientSession(asyncio.Protocol):
         except ViewerRefusedError as exc:
             self.close(CLOSE_POLICY_VIOLATION, exc.reason)
             return
+        if self.phase is not Phase.OPENING:  # closed meanwhile (a shutdown): nothing may follow its close frame
+            return
         sessions.authenticated(self)
         self.claims = claims
         tenant_id = claims.tenant_id
@@ -258,7 +262,7 @@ class ClientSession(asyncio.Protocol):
         except TimeoutError:
             self.close(CLOSE_INTERNAL_ERROR, "edge not caught up with the topic")
             return
-        resumable = await self._resumable_cursor(tenant_id, cursor)
+        resumable = await self._resumable_cursor(tenant_id, cursor) if self.phase is Phase.OPENING else None
         if self.phase is not Phase.OPENING:
             return
         try:
@@ -424,7 +428,8 @@ class ClientSession(asyncio.Protocol):
                 self._peer_closed(payload)  # type: ignore[arg-type]
                 return
             if opcode == OP_PING:
-                self._write(control_frame(OP_PONG, payload))  # type: ignore[arg-type]
+                if self.phase is not Phase.CLOSING:  # nothing follows a close frame of ours
+                    self._write(control_frame(OP_PONG, payload))  # type: ignore[arg-type]
             elif opcode == OP_PONG:
                 self._awaiting_pong = False
             elif self.phase is Phase.CLOSING:

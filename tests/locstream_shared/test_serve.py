@@ -42,6 +42,22 @@ def test_the_gate_sheds_the_connection_that_waited_longest_and_counts_deadlines(
     assert pending_cap(1_000, 20_000) == 1_000 and pending_cap(1_000, 256) == 96 and pending_cap(1_000, 10) == 16
 
 
+def test_a_burst_goes_over_the_cap_for_a_moment_but_never_past_the_limit() -> None:
+    now = [0.0]
+    gate = PendingGate(cap=2, clock=lambda: now[0], limit=4, grace_seconds=1.0)
+    peers = [_Peer(str(i)) for i in range(6)]
+    for peer in peers[:4]:  # a reconnect storm: all within the grace, over the cap, up to the limit
+        gate.admit(peer)
+    assert [p.shed_count for p in peers[:4]] == [0, 0, 0, 0] and len(gate) == 4
+    gate.admit(peers[4])  # at the limit: the oldest goes, young as it is
+    assert peers[0].shed_count == 1 and len(gate) == 4
+    gate.release(peers[2])
+    gate.release(peers[3])
+    now[0] = 1.5  # the ones left have waited past the grace: over the cap, the oldest goes
+    gate.admit(peers[5])
+    assert peers[1].shed_count == 1 and peers[4].shed_count == 0 and len(gate) == 2 and gate.shed_total == 2
+
+
 async def _half_open(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
     """A connection that sends part of a request head and then nothing (None: the connect itself failed)."""
     try:
