@@ -21,6 +21,12 @@ COLOURS = {"locstream": "#1f77b4", "seed": "#d62728", "broadcaster": "#2ca02c", 
 WIDTH, HEIGHT, PANEL = 900, 380, 400
 
 
+def _median(figure: Any) -> float | None:
+    """A figure of results.json: ``{"median": ..., "min": ..., ...}`` (a number in older files)."""
+    value = figure.get("median") if isinstance(figure, dict) else figure
+    return None if value is None else float(value)
+
+
 def series(results: list[dict[str, Any]]) -> tuple[Series, Series]:
     """(RSS bytes per connection, CPU-µs per delivery) by system, from results.json documents."""
     memory: dict[str, dict[float, float]] = defaultdict(dict)
@@ -32,20 +38,21 @@ def series(results: list[dict[str, Any]]) -> tuple[Series, Series]:
             for point in scenario["points"]:
                 clients = float(point["params"]["clients"])
                 for system, result in point["systems"].items():
-                    figures = result.get("figures", {})
-                    rss = figures.get("rss_bytes_per_connection")
-                    if rss is not None:
-                        memory[system][clients] = float(rss)
-                    if scenario["name"] == "edge-scale" and figures.get("cpu_us_per_delivery") is not None:
-                        cpu[system][clients] = float(figures["cpu_us_per_delivery"])
-                        if figures.get("paced_floor_us_per_send") is not None:
-                            cpu["send() floor, paced"][clients] = float(figures["paced_floor_us_per_send"])
+                    figures = {name: _median(value) for name, value in result.get("figures", {}).items()}
+                    rss, per_delivery = figures.get("rss_bytes_per_connection"), figures.get("cpu_us_per_delivery")
+                    if rss is not None and (scenario["name"] == "connections" or clients not in memory[system]):
+                        memory[system][clients] = rss  # idle (connections) over connected-before-the-load (scale)
+                    if scenario["name"] == "edge-scale" and per_delivery is not None:
+                        cpu[system][clients] = per_delivery
+                        paced = figures.get("paced_floor_us_per_send")
+                        if paced is not None:
+                            cpu["send() floor, paced"][clients] = paced
     ordered = ({name: sorted(points.items()) for name, points in found.items()} for found in (memory, cpu))
     return next(ordered), next(ordered)
 
 
 def _panel(x0: float, title: str, unit: str, data: Series) -> list[str]:
-    top, left, width, height = 40.0, x0 + 60, PANEL - 80, HEIGHT - 100
+    top, left, width, height = 40.0, x0 + 70, PANEL - 90, HEIGHT - 100
     xs = [x for points in data.values() for x, _ in points] or [1.0]
     ys = [y for points in data.values() for _, y in points] or [1.0]
     lo, hi = math.log10(min(xs)), math.log10(max(xs))
@@ -62,7 +69,7 @@ def _panel(x0: float, title: str, unit: str, data: Series) -> list[str]:
         f'<text x="{x0 + PANEL / 2}" y="22" text-anchor="middle" font-size="14">{title}</text>',
         f'<line x1="{left}" y1="{top + height}" x2="{left + width}" y2="{top + height}" stroke="#333"/>',
         f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + height}" stroke="#333"/>',
-        f'<text x="{x0 + 14}" y="{top + height / 2}" font-size="11" transform="rotate(-90 {x0 + 14} '
+        f'<text x="{x0 + 6}" y="{top + height / 2}" font-size="11" transform="rotate(-90 {x0 + 6} '
         f'{top + height / 2})" text-anchor="middle">{unit}</text>',
         f'<text x="{left + width / 2}" y="{top + height + 36}" font-size="11" text-anchor="middle">'
         "connections to one edge process (log scale)</text>",
@@ -71,7 +78,8 @@ def _panel(x0: float, title: str, unit: str, data: Series) -> list[str]:
         out.append(f'<text x="{px(x):.1f}" y="{top + height + 16}" font-size="10" text-anchor="middle">{x:,.0f}</text>')
     for step in range(5):
         y = top_y * step / 4
-        out.append(f'<text x="{left - 6}" y="{py(y) + 3:.1f}" font-size="10" text-anchor="end">{y:,.3g}</text>')
+        label = f"{y:,.0f}" if top_y >= 100 else f"{y:.3g}"
+        out.append(f'<text x="{left - 6}" y="{py(y) + 3:.1f}" font-size="10" text-anchor="end">{label}</text>')
         out.append(f'<line x1="{left}" y1="{py(y):.1f}" x2="{left + width}" y2="{py(y):.1f}" stroke="#eee"/>')
     for row, (name, points) in enumerate(sorted(data.items())):
         colour = COLOURS.get(name, "#9467bd")

@@ -8,7 +8,12 @@ from bench.plot import figure, series
 
 
 def _point(clients: int, systems: dict[str, dict[str, float]]) -> dict[str, object]:
-    return {"params": {"clients": clients}, "systems": {name: {"figures": f} for name, f in systems.items()}}
+    """A point as results.json has it: each figure's median, min, max and spread."""
+    figures = {
+        name: {key: {"median": value, "min": value, "max": value} for key, value in f.items()}
+        for name, f in systems.items()
+    }
+    return {"params": {"clients": clients}, "systems": {name: {"figures": f} for name, f in figures.items()}}
 
 
 def test_each_system_gets_a_line_per_panel_from_the_scale_and_connections_results() -> None:
