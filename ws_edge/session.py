@@ -427,18 +427,19 @@ class ClientSession(asyncio.Protocol):
             if opcode == OP_CLOSE:
                 self._peer_closed(payload)  # type: ignore[arg-type]
                 return
+            if self.phase is Phase.CLOSING:
+                continue  # nothing a closing client says matters any more, and nothing follows our close frame
+            # Every frame counts against the message rate, pings and pongs too: a flood of pings would make the edge
+            # queue a pong for each, for a client that need not read them.
+            text = payload if opcode != OP_BINARY else None
+            if (refused := self._rule.refusal({"text": text}, time.monotonic())) is not None:
+                self.close(*refused)
+                return
             if opcode == OP_PING:
-                if self.phase is not Phase.CLOSING:  # nothing follows a close frame of ours
+                if not self._paused:  # a client that does not read gets no pong (RFC 6455 5.5.3 allows skipping)
                     self._write(control_frame(OP_PONG, payload))  # type: ignore[arg-type]
             elif opcode == OP_PONG:
                 self._awaiting_pong = False
-            elif self.phase is Phase.CLOSING:
-                continue  # nothing a closing client says matters any more
-            elif (
-                refused := self._rule.refusal({"text": payload if opcode != OP_BINARY else None}, time.monotonic())
-            ) is not None:
-                self.close(*refused)
-                return
             elif self.phase is Phase.OPENING:
                 self._early_message(payload)  # type: ignore[arg-type]
             else:

@@ -34,7 +34,8 @@ class EdgeSettings(ConsumingServiceSettings):
     """At a token's exp plus this many seconds the connection is closed with 4001, unless the client sent a fresh
     token with {"type":"auth"} before."""
     client_message_rate: float = Field(default=20.0, ge=0)
-    """Inbound messages per second a connection may send (burst 4x); over it: 1008. 0 disables."""
+    """Inbound frames per second a connection may send, messages, pings and pongs alike (burst 4x); over it: 1008.
+    0 disables."""
     max_connections_per_tenant: int = Field(default=25_000, ge=0)
     """Connections per tenant on this edge; over it: 1013 (try again later). 0 disables."""
     ping_interval_seconds: float = Field(default=25.0, gt=0)

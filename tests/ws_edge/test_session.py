@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import zlib
 from typing import Any
 
 import httpx
@@ -94,4 +95,64 @@ async def test_frames_against_the_rfc_and_bad_upgrades_get_their_codes_and_reaso
     with pytest.raises(ConnectionClosed) as closed:
         await asyncio.wait_for(ws.recv(), 10)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    ws = await websockets.connect(f"{edge.ws_url}{WS_PATH}?token={stack.token('tenant-a')}")
+    assert '"connected"' in str(await ws.recv()) and '"initial_state"' in str(await ws.recv())
+    for _ in range(200):  # a ping flood: each would queue a pong for a client that need not read them
+        ws.transport.write(bytes((0x89, 0x80)) + b"\x00" * 4)
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
     assert "Traceback" not in edge.log()
+
+
+async def _raw_upgrade(
+    port: int, token: str, extensions: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, str]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2**22)
+    writer.write(
+        f"GET {WS_PATH}?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        f"{extensions}\r\n".encode()
+    )
+    head = (await reader.readuntil(b"\r\n\r\n")).decode().lower()
+    return reader, writer, head
+
+
+async def _close_code(reader: asyncio.StreamReader) -> int:
+    """Read server frames until its close frame; its code."""
+    while True:
+        first, second = await asyncio.wait_for(reader.readexactly(2), 10)
+        size = second & 0x7F
+        if size == 126:
+            size = int.from_bytes(await reader.readexactly(2), "big")
+        elif size == 127:
+            size = int.from_bytes(await reader.readexactly(8), "big")
+        payload = await reader.readexactly(size)
+        if first & 0x0F == 0x8:
+            return int.from_bytes(payload[:2], "big")
+
+
+async def test_compressed_messages_are_bounded_once_inflated_and_refused_without_the_extension(stack: Stack) -> None:
+    edge = await stack.start("ws-edge")
+    token = stack.token("tenant-a")
+    bomb = zlib.compressobj(9, zlib.DEFLATED, -15)
+    body = bomb.compress(b" " * 1_000_000) + bomb.flush(zlib.Z_SYNC_FLUSH)
+    body = body[:-4]  # a megabyte of spaces in about a kilobyte: over 64 KiB once inflated
+    frame = bytes((0xC1, 0x80 | 126)) + len(body).to_bytes(2, "big") + b"\x00" * 4 + body
+    reader, writer, head = await _raw_upgrade(edge.port, token, "Sec-WebSocket-Extensions: permessage-deflate\r\n")
+    assert "permessage-deflate" in head
+    writer.write(frame)
+    assert await _close_code(reader) == 1009
+    writer.close()
+    reader, writer, head = await _raw_upgrade(edge.port, token, "")  # no extension negotiated: RSV1 is a violation
+    assert head.startswith("http/1.1 101") and "permessage-deflate" not in head
+    writer.write(frame)
+    assert await _close_code(reader) == 1002
+    writer.close()
+    offer = "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=8\r\n"  # the server cannot: declined
+    reader, writer, head = await _raw_upgrade(edge.port, token, offer)
+    assert head.startswith("http/1.1 101") and "permessage-deflate" not in head
+    writer.write(bytes((0x88, 0x82)) + b"\x00" * 4 + (1005).to_bytes(2, "big"))  # a code no peer may send
+    assert await _close_code(reader) == 1002
+    writer.close()
