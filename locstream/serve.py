@@ -204,13 +204,6 @@ def mark_authenticated(scope: Scope) -> None:
         extension["protocol"].authenticated()
 
 
-def abort(scope: Scope) -> None:
-    """Drop the WebSocket of ``scope`` at once, without a close handshake (a peer that does not read any more)."""
-    extension = scope.get("extensions", {}).get(TRANSPORT_EXTENSION)
-    if extension is not None:
-        extension["protocol"].transport.abort()
-
-
 def _guarded(
     limits: ServerSettings, takeover: WebSocketTakeover | None = None, operations_port: int | None = None
 ) -> tuple[type[GuardedHttpProtocol], type[TransportWebSocketProtocol]]:

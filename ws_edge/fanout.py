@@ -304,11 +304,6 @@ class Fanout:
             for subscriber in list(subscribers):
                 subscriber.check(now)
 
-    def close_all(self, code: int, reason: str = "") -> None:
-        for subscribers in list(self._by_tenant.values()):
-            for subscriber in list(subscribers):
-                subscriber.close(code, reason)
-
     def connection_count(self) -> int:
         return sum(len(subscribers) for subscribers in self._by_tenant.values())
 

@@ -1,10 +1,10 @@
-"""Frames on the wire: what a writer takes, encoded as WebSocket frames, and written to the client's socket.
+"""Frames on the wire: what a session takes, encoded as WebSocket frames (``encode``); and the paced replays' wire.
 
 A server's frames are not masked, so a frame's bytes are the same for every client that gets it: a
 ``location_update`` is framed once per tenant (``Update.frame``), and a run of the tenant's stream that many
-clients take alike is encoded once for all of them (``TenantResumeBuffer.encoded``). Writing is then one
-``transport.write`` per client and take, whatever the number of frames in it, when the edge runs under
-``locstream.serve`` (``RawWire``); under another server, the frames go through ASGI one by one (``AsgiWire``).
+clients take alike is encoded once for all of them (``TenantResumeBuffer.encoded``). A live-feed session writes them
+to its transport itself (``ws_edge/session.py``); a paced replay, an ASGI WebSocket, writes through ``RawWire`` under
+``locstream.serve`` (its transport, via uvicorn's protocol) and through ASGI one by one elsewhere (``AsgiWire``).
 """
 
 from __future__ import annotations
