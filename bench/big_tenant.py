@@ -33,7 +33,7 @@ import orjson
 
 from bench.procstats import rss_bytes
 from bench.stats import percentiles
-from bench.systems import JWT_SECRET, free_port
+from bench.systems import JWT_SECRET, answered_ok, free_port
 from locstream.auth import issue_token
 from locstream.kafka import ensure_topic, make_producer
 from locstream.settings import AuthSettings, KafkaSettings
@@ -55,25 +55,23 @@ def _fleet(tenant: str, technicians: int, rng: random.Random) -> list[Event]:
         status = rng.choice(_STATUSES)
         profile = TechnicianData(name=name, status=status)
         position = LocationData(latitude=6.3 + rng.random() * 0.5, longitude=3.1 + rng.random() * 0.6)
-        for event in (
-            TechnicianUpdated(
-                event_id=uuid.uuid4(),
-                tenant_id=tenant,
-                technician_id=technician,
-                recorded_at=at,
-                received_at=at,
-                data=profile,
-            ),
-            LocationRecorded(
-                event_id=uuid.uuid4(),
-                tenant_id=tenant,
-                technician_id=technician,
-                recorded_at=at,
-                received_at=at,
-                data=position,
-            ),
-        ):
-            events.append(event)
+        update = TechnicianUpdated(
+            event_id=uuid.uuid4(),
+            tenant_id=tenant,
+            technician_id=technician,
+            recorded_at=at,
+            received_at=at,
+            data=profile,
+        )
+        fix = LocationRecorded(
+            event_id=uuid.uuid4(),
+            tenant_id=tenant,
+            technician_id=technician,
+            recorded_at=at,
+            received_at=at,
+            data=position,
+        )
+        events += [update, fix]
     return events
 
 
@@ -215,15 +213,7 @@ async def measure(bootstrap: str, p: dict[str, Any], workdir: Path) -> dict[str,
         )
     try:
         async with httpx.AsyncClient(timeout=5.0) as http:
-            deadline = time.monotonic() + 300
-            while time.monotonic() < deadline:
-                try:
-                    if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.05)
-            else:
+            if not await answered_ok(http, f"http://127.0.0.1:{port}/readyz", time.monotonic() + 300, 0.05):
                 raise RuntimeError("the edge did not get ready")
         _, idle = await _while_probed(port, token("probe"), asyncio.sleep(1.0))
 

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from bench.procstats import cpu_seconds
-from bench.systems import JWT_SECRET, free_port
+from bench.systems import JWT_SECRET, answered_ok, free_port
 from domain.geofencing import EARTH_RADIUS_M, FenceBook, TechnicianFences, evaluate
 from locstream.kafka import ensure_compacted_topic, ensure_topic, make_producer
 from locstream.settings import KafkaSettings
@@ -201,13 +201,8 @@ async def measure(bootstrap: str, p: dict[str, Any], workdir: Path) -> dict[str,
                 found = re.search(r"^locstream_geofencer_fixes_total (\S+)$", text, re.M)
                 return float(found.group(1)) if found else 0.0
 
-            while time.monotonic() < deadline:  # serving: its start (fences read, consumer placed) is done
-                try:
-                    if (await client.get(f"http://127.0.0.1:{metrics_port}/healthz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.01)
+            # serving: its start (fences read, consumer placed) is done
+            await answered_ok(client, f"http://127.0.0.1:{metrics_port}/healthz", deadline, 0.01)
             first = (time.monotonic(), cpu_seconds(process.pid), await evaluated())
             done = first[2]
             while done < len(load.fixes) and time.monotonic() < deadline:

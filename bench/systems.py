@@ -9,6 +9,7 @@ Every system serves the seed's URLs, so the same load generators drive all of th
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -70,6 +71,18 @@ class RunningSystem:
 
 
 WS_PATH = "/api/v1/field-service/ws/technician-locations"
+
+
+async def answered_ok(client: httpx.AsyncClient, url: str, deadline: float, every: float) -> bool:
+    """Poll ``url`` every ``every`` seconds until it answers 200 (True) or the monotonic ``deadline`` passes."""
+    while time.monotonic() < deadline:
+        try:
+            if (await client.get(url)).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(every)
+    return False
 
 
 def _start(role: str, command: list[str], env: dict[str, str], port: int, workdir: Path) -> Process:

@@ -186,12 +186,34 @@ class ClientSession(asyncio.Protocol):
         extensions = PER_MESSAGE_DEFLATE if self.deflate else None
         transport.write(switching_protocols(request, offer.subprotocol, extensions))
         self._access(101)
-        self.sessions.admit(self)  # pending in the server's gate until its token is verified
+        self._pending()
         if offer.token:
             self._opening = asyncio.create_task(self._open(offer.token, offer.cursor), name="edge-session-open")
         else:  # the token comes as the first message
             self._opening = asyncio.create_task(self._await_auth(offer.cursor), name="edge-session-auth")
         self._opening.add_done_callback(self._task_ended)
+
+    def _pending(self) -> None:
+        """Pending in the server's gate (``locstream/admission.py``) until its token is verified, for at most the
+        server's handshake deadline."""
+        gate = self.sessions.gate
+        if gate is not None:
+            gate.admit(self)
+            seconds = self.sessions.pending_seconds
+            self._pending_deadline = asyncio.get_running_loop().call_later(seconds, self._verification_late)
+
+    def _verification_late(self) -> None:
+        self._pending_deadline = None
+        if self.sessions.gate is not None:
+            self.sessions.gate.timed_out(self)
+        self.shed()
+
+    def _not_pending(self) -> None:
+        if self._pending_deadline is not None:
+            self._pending_deadline.cancel()
+            self._pending_deadline = None
+        if self.sessions.gate is not None:
+            self.sessions.gate.release(self)
 
     def _task_ended(self, task: asyncio.Task[None]) -> None:
         """A bug in the opening or a refresh closes the connection (1011) and is logged, never left unretrieved."""
@@ -249,7 +271,7 @@ class ClientSession(asyncio.Protocol):
             return
         if self.phase is not Phase.OPENING:  # closed meanwhile (a shutdown): nothing may follow its close frame
             return
-        sessions.authenticated(self)
+        self._not_pending()
         self.claims = claims
         tenant_id = claims.tenant_id
         feed = sessions.feed
@@ -606,10 +628,11 @@ class ClientSession(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.phase = Phase.GONE
-        for timer in (self._expiry, self._liveness, self._close_deadline, self._pending_deadline):
+        self._not_pending()
+        for timer in (self._expiry, self._liveness, self._close_deadline):
             if timer is not None:
                 timer.cancel()
-        self._expiry = self._liveness = self._close_deadline = self._pending_deadline = None
+        self._expiry = self._liveness = self._close_deadline = None
         self._backlog, self._early = None, None
         for task in (self._opening, self._refreshing):
             if task is not None and not task.done():
@@ -650,41 +673,21 @@ class Sessions:
         self.live: set[ClientSession] = set()
         self._none_left: asyncio.Event | None = None  # while closing them all
         self.started = 0
-        self._gate: PendingGate | None = None
-        self._pending_seconds = 0.0
+        self.gate: PendingGate | None = None  # the server's, given with each upgrade request
+        self.pending_seconds = 0.0
 
     def take_over(self, request: UpgradeRequest, gate: PendingGate, pending_seconds: float) -> ClientSession | None:
         """A session for a live-feed upgrade request; None for any other (a paced replay goes through the app)."""
         if request.path != FEED_PATH or is_replay(request.query):
             return None
-        self._gate, self._pending_seconds = gate, pending_seconds
+        self.gate, self.pending_seconds = gate, pending_seconds
         self.started += 1
         sampled = self.started % SAMPLE_ONE_CONNECTION_IN == 1
         session = ClientSession(self, request, self.latency if sampled else None)
         self.live.add(session)
         return session
 
-    def admit(self, session: ClientSession) -> None:
-        if self._gate is None:
-            return
-        self._gate.admit(session)
-        session._pending_deadline = asyncio.get_running_loop().call_later(self._pending_seconds, self._late, session)
-
-    def _late(self, session: ClientSession) -> None:
-        session._pending_deadline = None
-        if self._gate is not None:
-            self._gate.timed_out(session)
-        session.shed()
-
-    def authenticated(self, session: ClientSession) -> None:
-        if session._pending_deadline is not None:
-            session._pending_deadline.cancel()
-            session._pending_deadline = None
-        if self._gate is not None:
-            self._gate.release(session)
-
     def gone(self, session: ClientSession) -> None:
-        self.authenticated(session)
         self.live.discard(session)
         if not self.live and self._none_left is not None:
             self._none_left.set()
