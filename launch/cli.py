@@ -19,6 +19,17 @@ def _broker_config(args: argparse.Namespace) -> broker.BrokerConfig:
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
+    data_dir = Path(args.data_dir).resolve()
+    cluster = broker.ClusterConfig.load(data_dir)  # a cluster started here before: stop, status, start again
+    if args.nodes < 1:
+        print("error: --nodes must be 1 or more", file=sys.stderr)
+        return 2
+    if args.action == "start" and (args.nodes > 1 or args.tls or args.mtls):  # --mtls implies --tls
+        cluster = broker.ClusterConfig(
+            data_dir, args.port, args.nodes, tls=True if args.mtls else args.tls, mtls=args.mtls
+        )
+    if cluster is not None:
+        return _cmd_cluster(args, cluster)
     config = _broker_config(args)
     try:
         if args.action == "start":
@@ -37,6 +48,30 @@ def cmd_broker(args: argparse.Namespace) -> int:
         return 0
     print(f"broker not answering on {config.bootstrap}", file=sys.stderr)
     return 1
+
+
+def _cmd_cluster(args: argparse.Namespace, cluster: broker.ClusterConfig) -> int:
+    """Several nodes (or one with a TLS listener): ``data_dir/cluster.json`` remembers them for stop and status."""
+    try:
+        if args.action == "start":
+            started = broker.start_cluster(cluster)
+            print(f"{cluster.nodes} node(s) {'started' if started else 'already running'}: {cluster.bootstrap}")
+            if cluster.tls_files is not None:
+                tls = cluster.tls_files
+                print(
+                    f"TLS listeners: {cluster.tls_bootstrap} (CA {tls.ca}"
+                    + (f"; client certificate {tls.client_cert}, key {tls.client_key})" if cluster.mtls else ")")
+                )
+            return 0
+        if args.action == "stop":
+            print("cluster stopped" if broker.stop_cluster(cluster) else "cluster was not running")
+            return 0
+    except broker.BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    healthy, lines = broker.cluster_status(cluster)
+    print("\n".join(lines))
+    return 0 if healthy else 1
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -214,10 +249,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="locstream", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p_broker = sub.add_parser("broker", help="run a local single-node Kafka broker (Java 17 + Maven)")
+    p_broker = sub.add_parser("broker", help="run a local Kafka broker or cluster (Java 17 + Maven)")
     p_broker.add_argument("action", choices=["start", "stop", "status"])
     p_broker.add_argument("--data-dir", default=".data/broker")
-    p_broker.add_argument("--port", type=int, default=9092)
+    p_broker.add_argument("--port", type=int, default=9092, help="the first node's; node N uses port + 2(N-1)")
+    p_broker.add_argument("--nodes", type=int, default=1, help="KRaft nodes, each broker and controller (voter)")
+    p_broker.add_argument(
+        "--tls", action="store_true", help="a TLS listener per node, certificates made in DATA_DIR/tls"
+    )
+    p_broker.add_argument(
+        "--mtls",
+        action="store_true",
+        help="TLS listeners that ask clients for a certificate the CA signed (implies --tls)",
+    )
     p_broker.set_defaults(func=cmd_broker)
 
     p_token = sub.add_parser("token", help="print a JWT signed with LOCSTREAM_JWT_SECRET")
