@@ -23,5 +23,7 @@ def create_app(settings: GeofencerSettings | None = None) -> FastAPI:
     def problems() -> list[str]:
         return probe.problems() + geofencer.problems()
 
-    add_operations(app, Operations(problems, [geofencer.metrics.registry]), settings.metrics)
+    add_operations(
+        app, Operations(problems, [geofencer.metrics.registry], readiness_details=probe.details), settings.metrics
+    )
     return app

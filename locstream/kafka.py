@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
 from locstream.settings import KafkaSettings
@@ -27,13 +28,67 @@ def connection_options(settings: KafkaSettings) -> dict[str, Any]:
         "security_protocol": settings.security_protocol,
     }
     if settings.security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = create_ssl_context(cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None)
+        options["ssl_context"] = tls_context(settings)
     if settings.security_protocol.startswith("SASL_"):
         assert settings.sasl_password is not None  # checked by the settings
         options["sasl_mechanism"] = settings.sasl_mechanism
         options["sasl_plain_username"] = settings.sasl_username
         options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
     return options
+
+
+def tls_context(settings: KafkaSettings) -> ssl.SSLContext:
+    """Verify the brokers with KAFKA_SSL_CAFILE (else the system's CAs); show KAFKA_SSL_CERTFILE when asked."""
+    context: ssl.SSLContext = create_ssl_context(
+        cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None,
+        certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
+        keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
+    )
+    return context
+
+
+class KafkaUnreachableError(ConnectionError):
+    """No broker could be reached; the message says why as far as it can be told (refused, TLS, certificate)."""
+
+
+async def why_unreachable(settings: KafkaSettings, seconds_each: float = 5.0) -> str:
+    """Why the bootstrap brokers cannot be reached, found by connecting to each the way the clients do: refused,
+    silent, or (SSL, SASL_SSL) the TLS handshake's own complaint, such as a certificate the CA does not trust."""
+    reasons = []
+    secure = settings.security_protocol in ("SSL", "SASL_SSL")
+    for address in settings.bootstrap_servers.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            async with asyncio.timeout(seconds_each):
+                _, writer = await asyncio.open_connection(
+                    host, int(port), ssl=tls_context(settings) if secure else None
+                )
+            writer.close()
+            reasons.append(f"{address}: connects ({settings.security_protocol})")
+        except ssl.SSLCertVerificationError as exc:
+            trusted = f"KAFKA_SSL_CAFILE={settings.ssl_cafile}" if settings.ssl_cafile else "the system's CAs"
+            reasons.append(
+                f"{address}: TLS: the broker's certificate is not trusted by {trusted} ({exc.verify_message})"
+            )
+        except ssl.SSLError as exc:
+            reasons.append(f"{address}: TLS: {exc.reason or exc}")
+        except TimeoutError:
+            reasons.append(f"{address}: no answer within {seconds_each:g} s")
+        except OSError as exc:
+            reasons.append(f"{address}: {exc.strerror or exc}")
+    return "; ".join(reasons)
+
+
+async def started(client: Any, settings: KafkaSettings) -> None:
+    """``client.start()``; when no broker can be reached, ``KafkaUnreachableError`` saying why (the log line and
+    ``/readyz``'s reason an operator reads, instead of aiokafka's "Unable to bootstrap")."""
+    try:
+        await client.start()
+    except KafkaConnectionError as exc:
+        raise KafkaUnreachableError(
+            f"cannot reach Kafka at {settings.bootstrap_servers} over {settings.security_protocol}: "
+            + await why_unreachable(settings)
+        ) from exc
 
 
 def make_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
@@ -60,14 +115,19 @@ def make_consumer(settings: KafkaSettings, *, group_id: str | None, **overrides:
         "group_id": group_id,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
-        "request_timeout_ms": max(settings.request_timeout_ms, 40_000),
+        # In a group, JoinGroup may wait for a whole rebalance: aiokafka's 40 s at least. Without one, this timeout
+        # bounds how long a fetch to a frozen leader holds the partitions it led (KAFKA_FETCH_REQUEST_TIMEOUT_MS).
+        "request_timeout_ms": (
+            settings.fetch_request_timeout_ms if group_id is None else max(settings.request_timeout_ms, 40_000)
+        ),
         "isolation_level": "read_uncommitted",
     }
     options.update(overrides)
     return AIOKafkaConsumer(**options)
 
 
-def _admin(settings: KafkaSettings) -> AIOKafkaAdminClient:
+def admin_client(settings: KafkaSettings) -> AIOKafkaAdminClient:
+    """An admin client (not started) reaching the brokers as every other client does."""
     return AIOKafkaAdminClient(
         **connection_options(settings),
         client_id=f"{settings.client_id}-admin",
@@ -75,20 +135,34 @@ def _admin(settings: KafkaSettings) -> AIOKafkaAdminClient:
     )
 
 
+async def replication(admin: AIOKafkaAdminClient, settings: KafkaSettings) -> tuple[int, dict[str, str]]:
+    """The replication factor and topic configs for a topic the services create: as configured, else 3 replicas and
+    ``min.insync.replicas=2`` on a cluster of three brokers or more (acks=all then survives one broker lost)."""
+    factor = settings.replication_factor
+    if factor is None:
+        brokers = len((await admin.describe_cluster())["brokers"])
+        factor = 3 if brokers >= 3 else 1
+    min_isr = settings.min_insync_replicas or (2 if factor >= 3 else None)
+    return factor, {} if min_isr is None else {"min.insync.replicas": str(min_isr)}
+
+
 async def ensure_topic(settings: KafkaSettings, wait_seconds: float = 30.0) -> list[TopicPartition]:
     """Create the events topic if it is missing (the broker does not auto-create topics).
 
     Returns its partitions once every one has a leader, so consumers can be assigned right away.
     """
-    admin = _admin(settings)
-    await admin.start()
+    admin = admin_client(settings)
+    await started(admin, settings)
     try:
         if settings.topic not in await admin.list_topics():
-            configs = {**TOPIC_CONFIG, "retention.ms": str(int(settings.retention_days * 86_400_000))}
-            topic = NewTopic(settings.topic, settings.partitions, settings.replication_factor, topic_configs=configs)
+            factor, durability = await replication(admin, settings)
+            configs = {**TOPIC_CONFIG, **durability, "retention.ms": str(int(settings.retention_days * 86_400_000))}
+            topic = NewTopic(settings.topic, settings.partitions, factor, topic_configs=configs)
             try:
                 await admin.create_topics([topic])
-                log.info("created topic %s with %d partitions", settings.topic, settings.partitions)
+                log.info(
+                    "created topic %s with %d partitions on %d replicas", settings.topic, settings.partitions, factor
+                )
             except TopicAlreadyExistsError:
                 pass
         return await _led_partitions(admin, settings.topic, wait_seconds)
@@ -99,11 +173,12 @@ async def ensure_topic(settings: KafkaSettings, wait_seconds: float = 30.0) -> l
 async def ensure_compacted_topic(settings: KafkaSettings, name: str, wait_seconds: float = 30.0) -> TopicPartition:
     """A one-partition topic that keeps the latest record per key (a table as a log: the devices), created when
     missing; its partition once it has a leader."""
-    admin = _admin(settings)
-    await admin.start()
+    admin = admin_client(settings)
+    await started(admin, settings)
     try:
         if name not in await admin.list_topics():
-            topic = NewTopic(name, 1, settings.replication_factor, topic_configs={"cleanup.policy": "compact"})
+            factor, durability = await replication(admin, settings)
+            topic = NewTopic(name, 1, factor, topic_configs={"cleanup.policy": "compact", **durability})
             try:
                 await admin.create_topics([topic])
                 log.info("created compacted topic %s", name)
@@ -117,8 +192,8 @@ async def ensure_compacted_topic(settings: KafkaSettings, name: str, wait_second
 
 async def topic_partitions(settings: KafkaSettings, wait_seconds: float = 30.0) -> list[TopicPartition]:
     """The partitions of the events topic, which must exist (readers of the history do not create it)."""
-    admin = _admin(settings)
-    await admin.start()
+    admin = admin_client(settings)
+    await started(admin, settings)
     try:
         if settings.topic not in await admin.list_topics():
             raise LookupError(f"topic {settings.topic} does not exist")

@@ -38,12 +38,23 @@ class KafkaSettings(BaseSettings):
     """The fences topic (compacted, one partition): job sites' definitions and removals, read by every service."""
     partitions: int = Field(default=6, ge=1)
     """Partitions when the services create the topic."""
-    replication_factor: int = Field(default=1, ge=1)
-    """Replication factor when the services create the topic."""
+    replication_factor: int | None = Field(default=None, ge=1)
+    """Replication factor of the topics the services create; unset: 3 on a cluster of three brokers or more, else
+    1 (a single broker cannot do better, and loses what it had when its disk does)."""
+    min_insync_replicas: int | None = Field(default=None, ge=1)
+    """min.insync.replicas of the topics the services create: a write is acknowledged (202) only once this many
+    replicas have it. Unset: 2 when the replication factor is 3 or more, else the broker's default."""
     client_id: str = "locstream"
     """Client id prefix."""
-    request_timeout_ms: int = Field(default=10_000, ge=1_000)
-    """Kafka client request timeout."""
+    request_timeout_ms: int = Field(default=5_000, ge=1_000)
+    """Kafka client request timeout (producers, admin; the projector's group consumer takes 40 s at least). A
+    produce request to a leader that froze fails after this and goes to the new leader: more than the ingest API's
+    ack timeout (5 s) only keeps a fix waiting on a frozen broker after its 503."""
+    fetch_request_timeout_ms: int = Field(default=4_000, ge=1_000)
+    """Request timeout of the live consumers outside a group (the edge's feed, the readiness probes, the
+    geofencer): a leader that freezes without closing its connections (a long GC pause, a stopped VM) holds the
+    partitions it led about twice this before the consumer asks the new one (docs/operations.md, "Broker
+    faults")."""
     retention_days: float = Field(default=30.0, gt=0)
     """How long the topic keeps events (its retention.ms, set when a service creates it). The ingest API refuses
     fixes recorded longer ago than this: they would be deleted before anyone could replay them."""
@@ -61,11 +72,17 @@ class KafkaSettings(BaseSettings):
     """With SASL_PLAINTEXT or SASL_SSL; never logged."""
     ssl_cafile: Path | None = None
     """A CA bundle (PEM) to verify the brokers with, for SSL and SASL_SSL; unset: the system's CAs."""
+    ssl_certfile: Path | None = None
+    """This client's certificate (PEM, its chain after it) for brokers that ask for one (mutual TLS)."""
+    ssl_keyfile: Path | None = None
+    """The private key of KAFKA_SSL_CERTFILE (PEM, unencrypted); unset: the key is in the certificate's file."""
 
     @model_validator(mode="after")
     def _credentials_with_sasl(self) -> KafkaSettings:
         if self.security_protocol.startswith("SASL_") and (not self.sasl_username or self.sasl_password is None):
             raise ValueError("KAFKA_SECURITY_PROTOCOL=SASL_* needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ValueError("KAFKA_SSL_KEYFILE needs KAFKA_SSL_CERTFILE: the certificate the key belongs to")
         return self
 
 

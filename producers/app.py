@@ -33,5 +33,9 @@ def create_app(settings: ProducersSettings | None = None) -> FastAPI:
     ingest = install(app, settings)
     probe = BrokerProbe(settings.kafka)  # ready: the broker answers (``locstream/readiness.py``)
     app.state.services = [ingest, probe]
-    add_operations(app, Operations(probe.problems, [ingest.publisher.metrics.registry]), settings.metrics)
+    add_operations(
+        app,
+        Operations(probe.problems, [ingest.publisher.metrics.registry], readiness_details=probe.details),
+        settings.metrics,
+    )
     return app

@@ -46,4 +46,6 @@ def operations(projector: Projector, probe: BrokerProbe) -> Operations:
     def health() -> dict[str, object]:
         return {"applied": projector.applied, "duplicates": projector.duplicates, "dead_lettered": projector.skipped}
 
-    return Operations(problems, [projector.metrics.registry], health, lambda: {"lag": projector.lag()})
+    return Operations(
+        problems, [projector.metrics.registry], health, lambda: {"lag": projector.lag(), **probe.details()}
+    )

@@ -44,8 +44,13 @@ class HistoryReader:
 
     def __init__(self, kafka: KafkaSettings) -> None:
         self.kafka = kafka
+        # Bulk reads of up to 64 MiB a fetch, maybe from far away: not the live feed's short request timeout.
         self._consumer = make_consumer(
-            kafka, group_id=None, max_partition_fetch_bytes=8 * 2**20, fetch_max_bytes=64 * 2**20
+            kafka,
+            group_id=None,
+            max_partition_fetch_bytes=8 * 2**20,
+            fetch_max_bytes=64 * 2**20,
+            request_timeout_ms=max(kafka.request_timeout_ms, 30_000),
         )
         self._partition_count: int | None = None
 

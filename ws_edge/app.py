@@ -197,4 +197,4 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
 
 def operations(edge: Edge, probe: BrokerProbe) -> Operations:
     """Ready: bootstrapped and caught up with the topic, the broker answers, the consumer is not stuck."""
-    return Operations(lambda: edge.problems() + probe.problems(), [edge.metrics.registry], edge.health)
+    return Operations(lambda: edge.problems() + probe.problems(), [edge.metrics.registry], edge.health, probe.details)
