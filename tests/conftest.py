@@ -29,7 +29,7 @@ TEST_JWT_SECRET = "test-secret-for-locstream-integration-tests-0123456789"
 
 # Fixtures that start or reach a real service: a test that uses one (even through another fixture) is an integration
 # test, whatever its module says, so ``make unit`` (``-m "not integration"``) runs only what needs none.
-_SERVICE_FIXTURES = frozenset({"kafka_bootstrap", "postgres_server", "keycloak"})
+_SERVICE_FIXTURES = frozenset({"kafka_bootstrap", "postgres_server", "keycloak", "fault_cluster"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
