@@ -98,6 +98,7 @@ def test_metrics_stay_off_the_public_proxy(compose: dict[str, Any]) -> None:
         metrics_port = int(service["environment"]["LOCSTREAM_METRICS_PORT"])
         assert metrics_port not in upstream_ports and "ports" not in service, name  # never proxied nor published
     assert re.search(r"location = /metrics \{ return 404; \}", conf)
+    assert re.search(r"location = /readyz \{ return 404; \}", conf)  # its reasons name the brokers
 
 
 def test_the_image_copies_every_package_below_the_benchmark() -> None:

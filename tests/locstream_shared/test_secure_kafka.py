@@ -110,3 +110,15 @@ def test_sasl_needs_credentials_and_tls_takes_a_ca_bundle() -> None:
     assert options["security_protocol"] == "SASL_SSL" and options["sasl_mechanism"] == "PLAIN"
     assert options["ssl_context"].verify_mode.name == "CERT_REQUIRED" and options["sasl_plain_password"] == "p" * 12
     assert "p" * 12 not in repr(settings)  # the password never shows in a log of the settings
+
+
+async def test_an_unreachable_broker_is_explained_per_address() -> None:
+    from locstream.kafka import why_unreachable
+
+    nobody = free_port()
+    reason = await why_unreachable(KafkaSettings(bootstrap_servers=f"127.0.0.1:{nobody},nohost.invalid:9092"))
+    first, second = reason.split("; ")
+    assert first == f"127.0.0.1:{nobody}: connection refused (nothing listens there)"
+    assert second.startswith("nohost.invalid:9092: ") and "connects" not in second
+    with pytest.raises(ValueError, match="KAFKA_SSL_KEYFILE needs KAFKA_SSL_CERTFILE"):
+        KafkaSettings(security_protocol="SSL", ssl_keyfile=Path("client-key.pem"))
