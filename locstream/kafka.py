@@ -10,7 +10,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
 from locstream.settings import KafkaSettings
@@ -61,12 +62,15 @@ async def why_unreachable(settings: KafkaSettings, seconds_each: float = 2.0) ->
 
 
 async def _try_connecting(settings: KafkaSettings, address: str, seconds: float) -> str:
+    """One connection as the clients open it (TCP, TLS, the SASL login), with aiokafka's own ``create_conn``,
+    whose errors its bootstrap only logs."""
     host, _, port = address.rpartition(":")
-    secure = settings.security_protocol in ("SSL", "SASL_SSL")
+    options = connection_options(settings)
+    del options["bootstrap_servers"]
     try:
         async with asyncio.timeout(seconds):
-            _, writer = await asyncio.open_connection(host, int(port), ssl=tls_context(settings) if secure else None)
-        writer.close()
+            connection = await create_conn(host, int(port), request_timeout_ms=int(seconds * 1000), **options)
+        connection.close()
         return f"connects ({settings.security_protocol})"
     except ssl.SSLCertVerificationError as exc:
         trusted = f"KAFKA_SSL_CAFILE={settings.ssl_cafile}" if settings.ssl_cafile else "the system's CAs"
@@ -77,6 +81,8 @@ async def _try_connecting(settings: KafkaSettings, address: str, seconds: float)
         return f"no answer within {seconds:g} s"
     except ConnectionRefusedError:
         return "connection refused (nothing listens there)"
+    except KafkaError as exc:  # a refused SASL login, a listener of another protocol
+        return f"{settings.security_protocol}: {exc}"
     except (OSError, ValueError) as exc:
         return str(getattr(exc, "strerror", None) or exc)
 

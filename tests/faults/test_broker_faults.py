@@ -30,6 +30,7 @@ from tests.faults.harness import (
     settle_and_check,
 )
 from tests.support.kafka_io import end_offsets
+from tests.support.maps import close_all
 from tests.support.stack import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -94,6 +95,7 @@ async def run_case(rig: Rig, name: str, fault: Callable[[Load], Awaitable[float]
     finally:
         await cancel_all(tasks)
         await load.stop()
+        await close_all()  # in this module's loop: later tests' cleanup must not find these sockets open
 
     oks = [a.answered for a in load.attempts if a.status == 202 and a.sent >= fault_began]
     updates = [f.at for c in clients for f in c.frames if f.kind == "location_update" and f.at >= fault_began]

@@ -21,7 +21,7 @@ import pytest
 from pydantic import SecretStr
 
 from launch import broker, certificates
-from locstream.kafka import ensure_topic, make_producer, started, why_unreachable
+from locstream.kafka import KafkaUnreachableError, ensure_topic, make_producer, started, why_unreachable
 from locstream.settings import KafkaSettings
 from schemas.claims import Role
 from schemas.events import Event
@@ -168,6 +168,14 @@ async def test_the_tls_listener_asks_for_a_client_certificate(tls_broker: broker
         async with asyncio.timeout(20):
             await started(producer, without)
             await producer.send_and_wait(without.topic, b"{}")
+    await producer.stop()
+
+
+async def test_a_wrong_scram_password_over_tls_is_named_as_such(tls_broker: broker.ClusterConfig) -> None:
+    wrong = secure(tls_broker, "SASL_SSL").model_copy(update={"sasl_password": SecretStr("not-the-password")})
+    producer = make_producer(wrong)
+    with pytest.raises(KafkaUnreachableError, match=r"SaslAuthenticationFailed.*invalid credentials"):
+        await started(producer, wrong)
     await producer.stop()
 
 
