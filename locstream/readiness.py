@@ -131,7 +131,7 @@ class BrokerProbe:
                     if self._positions is not None:
                         self._watch.observe(self.ends, self._positions(), time.monotonic())
                 except Exception as exc:  # any failure: not reachable, and fresh clients next time
-                    error = _reason(exc)
+                    error = reason_of(exc)
                     if self.reachable or error != self.error:
                         log.warning("broker probe failed: %s", error)
                     self.reachable, self.error = False, error
@@ -150,16 +150,16 @@ class BrokerProbe:
             return None
 
 
-def _reason(exc: BaseException) -> str:
+def reason_of(exc: BaseException) -> str:
     """What went wrong, as an operator can act on it: the innermost cause (an SSL verification error, a refused
     SASL login) rather than aiokafka's wrapper around it; ``KafkaUnreachableError`` already says it."""
     if isinstance(exc, KafkaUnreachableError):
         return str(exc)
+    if isinstance(exc, TimeoutError):  # the probe's own deadline (its context: the call it cancelled)
+        return "no answer within the probe's time"
     seen = exc
     while seen.__cause__ is not None or seen.__context__ is not None:
         seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
-    if isinstance(exc, TimeoutError) and seen is exc:
-        return "no answer within the probe's time"
     text = str(seen) or type(seen).__name__
     return f"{type(seen).__name__}: {text}" if text != type(seen).__name__ else text
 

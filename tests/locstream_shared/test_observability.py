@@ -36,6 +36,30 @@ def test_a_consumer_whose_position_stands_while_records_wait_is_stuck_and_one_th
     assert watch.stuck({2: 7}, {}, now=1000) == []
 
 
+def test_a_probe_failure_is_told_by_its_innermost_cause_and_a_timeout_as_one() -> None:
+    from aiokafka.errors import KafkaConnectionError
+
+    from locstream.kafka import KafkaUnreachableError
+    from locstream.readiness import reason_of
+
+    def raised(outer: BaseException, inner: BaseException) -> BaseException:
+        try:
+            try:
+                raise inner
+            except BaseException as exc:
+                raise outer from exc
+        except BaseException as exc:
+            return exc
+
+    wrapped = raised(KafkaConnectionError("Unable to bootstrap"), ConnectionResetError("reset by peer"))
+    assert reason_of(wrapped) == "ConnectionResetError: reset by peer"
+    assert reason_of(raised(TimeoutError(), asyncio.CancelledError())) == "no answer within the probe's time"
+    told = KafkaUnreachableError(
+        "cannot reach Kafka at a:1 over SSL: a:1: TLS: the broker's certificate is not trusted"
+    )
+    assert reason_of(raised(told, KafkaConnectionError("x"))) == str(told)
+
+
 @pytest.mark.integration
 async def test_readyz_follows_the_broker_and_metrics_count_what_was_acknowledged(tmp_path: Path, stack: Stack) -> None:
     own = broker.BrokerConfig(data_dir=tmp_path / "broker", port=broker.free_port_pair())
