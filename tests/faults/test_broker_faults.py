@@ -92,6 +92,7 @@ async def run_case(rig: Rig, name: str, fault: Callable[[Load], Awaitable[float]
         await load.stop()
         ended = time.monotonic()
         await settle_and_check(rig.stack, load, clients, rig.dsn, rig.scratch)
+        assert all(c.connects >= 2 for c in clients), "a map client never resumed on the other edge"
     finally:
         await cancel_all(tasks)
         await load.stop()
