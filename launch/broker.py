@@ -26,7 +26,7 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient
 
 from launch.certificates import TlsFiles
-from locstream.kafka_cluster import ClusterView, describe
+from locstream.kafka_cluster import describe_at
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 POM = PROJECT_ROOT / "broker" / "pom.xml"
@@ -448,16 +448,6 @@ def pid_of(config: BrokerConfig) -> int | None:
     return _read_pid(config)
 
 
-async def _describe(bootstrap: str) -> ClusterView:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    try:
-        async with asyncio.timeout(10):
-            await admin.start()
-            return await describe(admin)
-    finally:
-        await admin.close()
-
-
 def cluster_status(cluster: ClusterConfig) -> tuple[bool, list[str]]:
     """Whether every node runs and answers, and a line per node (role, partitions led) then the partitions with
     fewer in-sync replicas than replicas."""
@@ -466,7 +456,7 @@ def cluster_status(cluster: ClusterConfig) -> tuple[bool, list[str]]:
     view = None
     if running:
         try:
-            view = asyncio.run(_describe(",".join(node.bootstrap for node in running)))
+            view = asyncio.run(describe_at(",".join(node.bootstrap for node in running), seconds=10.0))
         except Exception as exc:  # no node answers: say which run
             lines.append(f"the cluster does not answer: {exc!r}")
     for node in cluster.members:

@@ -8,6 +8,7 @@ so any broker answers it, as ``kafka-metadata-quorum.sh --bootstrap-server`` rel
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -151,6 +152,18 @@ async def describe(admin: AIOKafkaAdminClient, topics: list[str] | None = None, 
         quorum = None
     brokers = tuple(sorted(b["node_id"] for b in cluster["brokers"]))
     return ClusterView(brokers, quorum, partitions_from(described))
+
+
+async def describe_at(bootstrap: str, topics: list[str] | None = None, seconds: float = 15.0) -> ClusterView:
+    """The cluster at ``bootstrap`` (plaintext), through whichever node answers within ``seconds``: what the local
+    cluster's ``status`` and the fault suite look at."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, client_id="locstream-admin")
+    try:
+        async with asyncio.timeout(seconds):
+            await admin.start()
+            return await describe(admin, topics)
+    finally:
+        await admin.close()
 
 
 async def _again(call: Callable[[], Awaitable[T]], attempts: int) -> T:

@@ -20,10 +20,11 @@ import pytest_asyncio
 
 from launch import broker
 from launch.postgres_local import fresh_database
+from locstream.kafka_cluster import describe_at
 from locstream.settings import KafkaSettings
 from schemas.claims import Role
 from tests.conftest import TEST_JWT_SECRET
-from tests.faults.drivers import CommandFaults, FaultDriver, LocalCluster, view
+from tests.faults.drivers import CommandFaults, FaultDriver, LocalCluster
 from tests.support.ports import free_port
 from tests.support.stack import Service, Stack
 
@@ -82,7 +83,7 @@ async def rig(
 ) -> AsyncIterator[Rig]:
     """Two ingest processes, two projectors on PostgreSQL and two edges on a topic of their own."""
     if isinstance(fault_cluster, CommandFaults):
-        fault_cluster.nodes = (await view(fault_cluster.bootstrap)).brokers
+        fault_cluster.nodes = (await describe_at(fault_cluster.bootstrap)).brokers
     scratch = tmp_path_factory.mktemp("faults")
     topic = f"locations.faults.{uuid.uuid4().hex[:8]}"
     kafka = KafkaSettings(bootstrap_servers=fault_cluster.bootstrap, topic=topic)

@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from launch import broker
-from locstream.kafka import admin_client
-from locstream.kafka_cluster import ClusterView, describe
-from locstream.settings import KafkaSettings
+from locstream.kafka_cluster import ClusterView, describe_at
 
 
 class FaultDriver(Protocol):
@@ -104,19 +102,9 @@ class CommandFaults:
         await self._run("resume", node)
 
 
-async def view(bootstrap: str, topics: list[str] | None = None) -> ClusterView:
-    """The cluster now, through whichever node answers (``view_or_none`` for a probe that polls)."""
-    admin = admin_client(KafkaSettings(bootstrap_servers=bootstrap, request_timeout_ms=5000))
-    try:
-        async with asyncio.timeout(15):
-            await admin.start()
-            return await describe(admin, topics)
-    finally:
-        await admin.close()
-
-
 async def view_or_none(bootstrap: str, topics: list[str] | None = None) -> ClusterView | None:
+    """The cluster now (``describe_at``), or None when no node answered this time: for probes that poll."""
     try:
-        return await view(bootstrap, topics)
+        return await describe_at(bootstrap, topics)
     except Exception:  # no node answered this time
         return None

@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from domain.position import Position
 from domain.projection import TechnicianState
+from locstream.settings import DataSettings
 from projector.backends import make_store
 from projector.rebuild import rebuild
 from projector.settings import ProjectorSettings
@@ -284,7 +285,7 @@ async def settle_and_check(
 
     await eventually(clients_caught_up, timeout=60, what="every map client to reach its tenant's last change")
 
-    store = make_store(stack_data(stack, dsn), stack.kafka.topic)
+    store = make_store(DataSettings(database_url=dsn), stack.kafka.topic)
     await store.open()
     try:
         by_technician: dict[tuple[str, str], set[str]] = {}
@@ -301,9 +302,9 @@ async def settle_and_check(
         await store.close()
 
     replay_dir = scratch / f"replay-{uuid.uuid4().hex[:8]}"
-    settings = ProjectorSettings(kafka=stack.kafka, data=stack_data(stack, None, replay_dir), auth=stack.auth)
+    settings = ProjectorSettings(kafka=stack.kafka, data=DataSettings(data_dir=replay_dir), auth=stack.auth)
     await rebuild(settings, out=io.StringIO())
-    fresh = make_store(stack_data(stack, None, replay_dir), stack.kafka.topic)
+    fresh = make_store(settings.data, stack.kafka.topic)
     await fresh.open()
     try:
         replayed = await fresh.snapshot()
@@ -320,12 +321,6 @@ async def settle_and_check(
 
 def _table(snapshot: Snapshot) -> dict[tuple[str, str], TechnicianState]:
     return {(s.tenant_id, s.technician_id): s for s in snapshot.states}
-
-
-def stack_data(stack: Stack, dsn: str | None, data_dir: Path | None = None) -> Any:
-    from locstream.settings import DataSettings
-
-    return DataSettings(data_dir=data_dir or stack.data_dir, database_url=dsn)
 
 
 async def cancel_all(tasks: list[asyncio.Task[Any]]) -> None:

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from locstream.kafka_cluster import describe_at
 from tests.faults.conftest import TECHNICIANS, TENANTS, Rig
-from tests.faults.drivers import view, view_or_none
+from tests.faults.drivers import view_or_none
 from tests.faults.harness import (
     CaseFigures,
     Load,
@@ -55,14 +56,16 @@ async def busiest_leader(rig: Rig) -> int:
     ends = await end_offsets(rig.stack.kafka)
     busiest = max(ends, key=lambda p: ends[p])
     (partition,) = [
-        p for p in (await view(rig.cluster.bootstrap, [rig.stack.kafka.topic])).partitions if p.partition == busiest
+        p
+        for p in (await describe_at(rig.cluster.bootstrap, [rig.stack.kafka.topic])).partitions
+        if p.partition == busiest
     ]
     return partition.leader
 
 
 async def role_of(rig: Rig, node: int) -> str:
     """What the node was when hurt: a partition leader only, or the active controller as well."""
-    now = await view(rig.cluster.bootstrap)
+    now = await describe_at(rig.cluster.bootstrap)
     controller = now.quorum is not None and now.quorum.leader_id == node
     return f"node {node}" + (", the active controller" if controller else ", not the active controller")
 
@@ -165,7 +168,7 @@ async def test_the_rf3_topic_is_written_to_two_replicas_at_least(rig: Rig) -> No
 
     from locstream.kafka import admin_client
 
-    now = await view(rig.cluster.bootstrap, [rig.stack.kafka.topic])
+    now = await describe_at(rig.cluster.bootstrap, [rig.stack.kafka.topic])
     assert {len(p.replicas) for p in now.partitions} == {3}
     admin = admin_client(rig.stack.kafka)
     await admin.start()
@@ -213,7 +216,7 @@ async def test_pausing_a_broker_for_20_seconds(rig: Rig) -> None:
 
 async def test_killing_the_active_controller(rig: Rig) -> None:
     async def fault(load: Load) -> float:
-        before = await view(rig.cluster.bootstrap)
+        before = await describe_at(rig.cluster.bootstrap)
         assert before.quorum is not None, "DescribeQuorum answered nothing"
         victim = before.quorum.leader_id
         began = time.monotonic()

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import certifi
-import httpx
 import pytest
 from aiokafka.errors import KafkaError
 from pydantic import SecretStr
@@ -16,10 +15,9 @@ from pydantic import SecretStr
 from launch import broker
 from locstream.kafka import connection_options, make_producer
 from locstream.settings import KafkaSettings
-from schemas.claims import Role
 from tests.conftest import TEST_JWT_SECRET
 from tests.support.kafka_io import read_all
-from tests.support.maps import open_map, updates_until
+from tests.support.maps import one_fix_through_the_services
 from tests.support.ports import free_port
 from tests.support.stack import Stack
 
@@ -71,22 +69,9 @@ async def test_the_services_run_through_a_scram_listener_and_a_wrong_password_is
     }
     stack = Stack(env=env, kafka=kafka, data_dir=tmp_path / "data", log_dir=tmp_path, port=free_port)
     try:
-        await stack.start("projector")
-        api = await stack.start("producers")
-        edge = await stack.start("ws-edge")
-        client, _ = await open_map(edge, stack.token("acme-fiber"))
-        async with httpx.AsyncClient(timeout=10) as http:
-            answer = await http.post(
-                f"{api.url}/api/v1/field-service/technicians/tech-ada/location",
-                json={"latitude": 6.52, "longitude": 3.38},
-                headers={"Authorization": f"Bearer {stack.token('acme-fiber', Role.DEVICE_GATEWAY)}"},
-            )
-        assert answer.status_code == 202, answer.text
-        (update,) = await updates_until(client, lambda got: len(got) >= 1)
-        assert update["data"]["technician_id"] == "tech-ada" and update["data"]["latitude"] == 6.52
-        await client.close()
+        event_id = await one_fix_through_the_services(stack)
         events = await read_all(_scram(scram_broker, "SCRAM-SHA-256"))  # an observer through the other mechanism
-        assert [str(e.event_id) for e, _ in events] == [answer.json()["event_id"]]
+        assert [str(e.event_id) for e, _ in events] == [event_id]
     finally:
         await stack.close()
     wrong = make_producer(_scram(scram_broker, "SCRAM-SHA-512", password="not-the-password"))

@@ -28,7 +28,7 @@ from schemas.events import Event
 from tests.conftest import TEST_JWT_SECRET
 from tests.support.events import location
 from tests.support.kafka_io import append, read_all
-from tests.support.maps import open_map, updates_until
+from tests.support.maps import one_fix_through_the_services
 from tests.support.ports import free_port
 from tests.support.stack import Stack, eventually
 
@@ -123,21 +123,8 @@ async def test_the_services_and_the_replay_cli_run_over_tls(
         env=env_of(kafka, tmp_path / "data"), kafka=kafka, data_dir=tmp_path / "data", log_dir=tmp_path, port=free_port
     )
     try:
-        await stack.start("projector")
-        api = await stack.start("producers")
-        edge = await stack.start("ws-edge")
-        client, _ = await open_map(edge, stack.token("acme-fiber"))
         began = datetime.now(UTC) - timedelta(seconds=1)
-        async with httpx.AsyncClient(timeout=10) as http:
-            answer = await http.post(
-                f"{api.url}/api/v1/field-service/technicians/tech-ada/location",
-                json={"latitude": 6.52, "longitude": 3.38},
-                headers={"Authorization": f"Bearer {stack.token('acme-fiber', Role.DEVICE_GATEWAY)}"},
-            )
-        assert answer.status_code == 202, answer.text
-        (update,) = await updates_until(client, lambda got: len(got) >= 1)
-        assert update["data"]["technician_id"] == "tech-ada" and update["data"]["latitude"] == 6.52
-        await client.close()
+        event_id = await one_fix_through_the_services(stack)
 
         out = tmp_path / "export.ndjson"
         end = datetime.now(UTC) + timedelta(seconds=1)
@@ -154,7 +141,7 @@ async def test_the_services_and_the_replay_cli_run_over_tls(
         )
         assert code == 0, stderr
         lines = [json.loads(line) for line in out.read_text().splitlines()]
-        assert [line["event_id"] for line in lines] == [answer.json()["event_id"]]
+        assert [line["event_id"] for line in lines] == [event_id]
         for service in stack.services:  # every service's clients went through the TLS listener, no other
             assert "CERTIFICATE_VERIFY_FAILED" not in service.log()
     finally:

@@ -8,13 +8,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from schemas.claims import Role
 from schemas.cursor import decode_cursor
 from schemas.events import LocationRecorded
 from tests.support.events import T0, location
-from tests.support.stack import Service
+from tests.support.stack import Service, Stack
 
 WS_PATH = "/api/v1/field-service/ws/technician-locations"
 
@@ -106,3 +108,23 @@ class MapView:
 
     def positions(self) -> dict[str, tuple[float, float]]:
         return {technician: (loc["latitude"], loc["longitude"]) for technician, loc in self.locations.items()}
+
+
+async def one_fix_through_the_services(stack: Stack) -> str:
+    """Start the projector, the ingest API and the edge on ``stack``; a device's fix (acme-fiber, tech-ada) is
+    answered 202 and reaches a dispatcher's map. Returns its event id (what the tests then look for elsewhere)."""
+    await stack.start("projector")
+    api = await stack.start("producers")
+    edge = await stack.start("ws-edge")
+    client, _ = await open_map(edge, stack.token("acme-fiber"))
+    async with httpx.AsyncClient(timeout=10) as http:
+        answer = await http.post(
+            f"{api.url}/api/v1/field-service/technicians/tech-ada/location",
+            json={"latitude": 6.52, "longitude": 3.38},
+            headers={"Authorization": f"Bearer {stack.token('acme-fiber', Role.DEVICE_GATEWAY)}"},
+        )
+    assert answer.status_code == 202, answer.text
+    (update,) = await updates_until(client, lambda got: len(got) >= 1)
+    assert update["data"]["technician_id"] == "tech-ada" and update["data"]["latitude"] == 6.52
+    await client.close()
+    return str(answer.json()["event_id"])
