@@ -12,6 +12,11 @@ export interface TechnicianLocation {
   status: string;
   stale?: boolean;
   backfill?: boolean;
+  // Only when known (the fix carried them; battery from a device app's report):
+  accuracy_meters?: number;
+  speed_kmh?: number;
+  heading?: number;
+  battery_percent?: number;
 }
 
 export interface Filter {
@@ -64,6 +69,9 @@ export interface MapState {
   cursor: string | null;
 }
 
+/** Merges in place; the ids changed, null when the whole map was replaced, [] when nothing changed. */
+export function mergeMessage(technicians: Map<string, TechnicianLocation>, message: ServerMessage): string[] | null;
+
 export function applyMessage(state: MapState, message: ServerMessage): MapState;
 
 export function backoffDelay(
@@ -96,11 +104,12 @@ export interface ClientOptions {
 
 export type Mode = "live" | "connecting" | "polling" | "disconnected";
 
-/** Events: "change" (the map changed), "status" (connection state changed), "message" (CustomEvent, every message). */
+/** Events: "change" (CustomEvent, detail.changed: the ids changed or null for all), "status" (connection state changed), "message" (CustomEvent, every message). */
 export class LocstreamClient extends EventTarget {
   constructor(options?: ClientOptions);
   readonly options: Required<ClientOptions>;
-  technicians: Map<string, TechnicianLocation>;
+  technicians: Map<string, TechnicianLocation>; // mutated in place
+  version: number; // counts the changes of `technicians`
   cursor: string | null;
   isConnected: boolean;
   isConnecting: boolean;

@@ -39,7 +39,7 @@ export const useWebSocketTechnicianLocations = useTechnicianLocations;
 const snapshots = new WeakMap();
 
 function snapshotOf(client) {
-  const key = [client.technicians, client.isConnected, client.isConnecting, client.isPolling, client.error];
+  const key = [client.version, client.isConnected, client.isConnecting, client.isPolling, client.error];
   const previous = snapshots.get(client);
   if (previous && previous.key.every((value, i) => value === key[i])) return previous.value;
   const value = {

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { mock, test } from "node:test";
 
-import { applyMessage, backoffDelay, LocstreamClient } from "../locstream-client.js";
+import { applyMessage, backoffDelay, LocstreamClient, mergeMessage } from "../locstream-client.js";
 
 const ada = { technician_id: "t1", technician_name: "Ada", latitude: 1, longitude: 2, last_update: "x", status: "on_job" };
 const bo = { ...ada, technician_id: "t2", technician_name: "Bo" };
@@ -25,6 +25,19 @@ test("initial_state replaces the map; updates, batches, removals and status merg
   assert.deepEqual([...state.technicians.keys()], ["t2"]);
   const same = applyMessage(state, { type: "pong" });
   assert.equal(same, state);
+});
+
+test("mergeMessage changes the map in place and names what it changed", () => {
+  const technicians = new Map([["old", ada]]);
+  assert.equal(mergeMessage(technicians, { type: "initial_state", data: [ada, bo], cursor: "c1" }), null);
+  assert.deepEqual([...technicians.keys()], ["t1", "t2"]);
+  assert.deepEqual(mergeMessage(technicians, { type: "location_batch", data: [{ ...bo, latitude: 5 }], cursor: "c2" }), ["t2"]);
+  assert.equal(technicians.get("t2").latitude, 5);
+  assert.deepEqual(mergeMessage(technicians, { type: "technician_status", technician_id: "nobody", stale: true }), []);
+  assert.deepEqual(mergeMessage(technicians, { type: "technician_removed", technician_id: "t1" }), ["t1"]);
+  assert.deepEqual(mergeMessage(technicians, { type: "technician_removed", technician_id: "t1" }), []);
+  assert.deepEqual(mergeMessage(technicians, { type: "pong" }), []);
+  assert.deepEqual([...technicians.keys()], ["t2"]);
 });
 
 test("backoff is full jitter below a doubling ceiling capped at 30 s, and never under 1 s", () => {
