@@ -17,8 +17,9 @@ agree on what "current" means:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from domain.identity import EventIdentity, identity
 from domain.position import Position
@@ -42,6 +43,9 @@ class Fix:
     heading: float | None = None
     activity: str | None = None
     job_id: str | None = None
+    # What the device app reported with the fix (its metadata's battery_percent). Not part of the projection's
+    # table, so it is left out of equality: a state read back from the table equals the one folded from the log.
+    battery_percent: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,7 @@ def apply(state: TechnicianState | None, event: Event, position: Position) -> Te
                 heading=data.heading,
                 activity=data.activity,
                 job_id=data.job_id,
+                battery_percent=_battery(data.metadata),
             ),
         )
     assert isinstance(event, TechnicianUpdated)
@@ -94,6 +99,13 @@ def apply(state: TechnicianState | None, event: Event, position: Position) -> Te
     if status is not None and (state.status_at is None or stamp > state.status_at):
         new = replace(new, status=status, status_at=stamp)
     return new
+
+
+def _battery(metadata: dict[str, Any] | None) -> float | None:
+    level = metadata.get("battery_percent") if metadata else None
+    if isinstance(level, (int, float)) and not isinstance(level, bool) and 0 <= level <= 100:
+        return float(level)
+    return None
 
 
 Key = tuple[str, str]  # (tenant_id, technician_id)

@@ -52,6 +52,11 @@ class TechnicianLocation(BaseModel):
     status: str
     stale: bool = False  # no fix for longer than the edge's stale threshold; the status is the last one known
     backfill: bool = False  # a late fix from a device's buffer: show it without animating the marker
+    # Only when the last fix had them (the map's details panel); a battery level only from the live feed:
+    accuracy_meters: float | None = None
+    speed_kmh: float | None = None
+    heading: float | None = None
+    battery_percent: float | None = None
 
 
 class Connected(BaseModel):

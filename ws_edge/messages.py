@@ -26,12 +26,14 @@ def location_of(state: TechnicianState, stale_before: datetime | None = None) ->
     """The map's view of a technician; None until it has a position.
 
     ``stale`` is true when its last fix was recorded before ``stale_before`` (now minus the stale threshold);
-    the technician keeps its last status.
+    the technician keeps its last status. ``accuracy_meters``, ``speed_kmh``, ``heading`` and ``battery_percent``
+    are there only when the last fix had them (a battery level is known from the live feed only: the projection's
+    table does not keep it).
     """
     fix = state.fix
     if fix is None:
         return None
-    return {
+    location: Location = {
         "technician_id": state.technician_id,
         "technician_name": state.display_name,
         "latitude": fix.latitude,
@@ -40,6 +42,14 @@ def location_of(state: TechnicianState, stale_before: datetime | None = None) ->
         "status": state.status,
         "stale": stale_before is not None and fix.recorded_at < stale_before,
     }
+    for name in _DETAILS:  # the details panel's fields, only when the fix had them
+        value = getattr(fix, name)
+        if value is not None:
+            location[name] = value
+    return location
+
+
+_DETAILS = ("accuracy_meters", "speed_kmh", "heading", "battery_percent")
 
 
 def encode(message: dict[str, Any] | list[Location]) -> str:

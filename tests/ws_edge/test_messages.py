@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from domain.position import Position
-from domain.projection import Fix, TechnicianState
+from domain.projection import Fix, TechnicianState, apply
 from schemas.ws import (
     Connected,
     InitialState,
@@ -17,6 +18,7 @@ from schemas.ws import (
     TechnicianRemoved,
     TechnicianStatus,
 )
+from tests.support.events import T0, location
 from ws_edge import messages
 
 STATE = TechnicianState(
@@ -68,3 +70,22 @@ def test_a_technician_whose_last_fix_is_older_than_the_threshold_is_stale_and_ke
     within = messages.location_of(STATE, stale_before=STATE.fix.recorded_at)
     assert older is not None and older["stale"] is True and older["status"] == "on_job"
     assert within is not None and within["stale"] is False
+
+
+def test_a_map_entry_carries_the_details_the_fix_had_and_the_battery_a_device_app_reported() -> None:
+    bare = messages.location_of(STATE)
+    assert bare is not None and not {"accuracy_meters", "speed_kmh", "heading", "battery_percent"} & bare.keys()
+    event = location("a", "t1", T0, 6.5, 3.4, speed_kmh=42.0, heading=90.0, metadata={"battery_percent": 77})
+    state = apply(None, event, Position(0, 2))
+    entry = messages.location_of(state)
+    assert entry is not None
+    assert (entry["speed_kmh"], entry["heading"], entry["battery_percent"]) == (42.0, 90.0, 77.0)
+    assert "accuracy_meters" not in entry
+    LocationUpdate.model_validate({"type": "location_update", "data": entry, "cursor": "c"})  # the contract has them
+    for odd in ("77", True, 140, -1):  # not a percentage: no battery shown
+        odd_state = apply(None, location("a", "t1", T0, 6.5, 3.4, metadata={"battery_percent": odd}), Position(0, 3))
+        assert "battery_percent" not in (messages.location_of(odd_state) or {})
+    without = TechnicianState(
+        tenant_id="a", technician_id="t1", fix=state.fix and replace(state.fix, battery_percent=None)
+    )
+    assert without == state  # the table does not keep it: equal states either way
