@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from locstream.fences import FenceRegistry
 from locstream.http import Operations, add_operations, service_app
@@ -22,6 +23,14 @@ def install(app: FastAPI, settings: ProjectorSettings) -> Projector:
     app.state.fences = FenceRegistry(settings.kafka)  # started by the caller, with the projector
     app.include_router(router)
     install_history_export(app, settings.kafka)
+    if settings.allowed_origins:  # the map on another origin fetches trails and exports with its bearer token
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.allowed_origins,
+            allow_methods=["GET"],
+            allow_headers=["Authorization"],
+            expose_headers=["Content-Disposition", "X-Locstream-Offsets"],
+        )
     return projector
 
 

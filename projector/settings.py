@@ -23,6 +23,10 @@ class ProjectorSettings(ConsumingServiceSettings):
     """How often history older than history_retention_days is deleted."""
     ready_max_lag: int = Field(default=10_000, ge=0)
     """/readyz fails while any assigned partition is further behind than this many records."""
+    allowed_origins: list[str] = Field(default_factory=list)
+    """Browser origins that may read the history and its export (CORS), when the dispatch map is served from
+    another origin than this process (LOCSTREAM_EDGE_MAP_HISTORY_BASE); empty: same origin only, as behind the
+    proxy."""
     dlq_suffix: str = ".dlq"
     """Dead-letter topic = events topic + this suffix."""
     port: int = 8002

@@ -1,6 +1,6 @@
 """The dispatch map page (``/map``) and the JavaScript client (``/client/...``), served as files from
-``ws_edge/web/`` (docs/client.md). Leaflet comes from ``ws_edge/web/node_modules``, installed by ``make run`` and
-``make test`` with npm, not vendored."""
+``ws_edge/web/`` (docs/client.md). Leaflet, supercluster, topojson-client and world-atlas come from
+``ws_edge/web/node_modules``, installed by ``make run`` and ``make test`` with npm, not vendored."""
 
 from __future__ import annotations
 
@@ -14,8 +14,25 @@ from ws_edge.settings import EdgeSettings
 
 WEB = Path(__file__).parent / "web"
 CLIENT_FILES = ("locstream-client.js", "locstream-client.d.ts", "react.js", "react.d.ts")
-PAGE_FILES = ("map.js", "map.css")
-LEAFLET = WEB / "node_modules" / "leaflet" / "dist"
+PAGE_FILES = (
+    "map.js",
+    "map.css",
+    "fleet.js",
+    "fleet-layer.js",
+    "clusters.js",
+    "clusters-worker.js",
+    "geography.js",
+    "search.js",
+    "details.js",
+)
+MODULES = WEB / "node_modules"
+# Served from npm's install (package-lock): the map library, clustering, and the world's outlines with their reader.
+VENDOR = {
+    "leaflet": MODULES / "leaflet" / "dist",
+    "supercluster": MODULES / "supercluster" / "dist",
+    "topojson-client": MODULES / "topojson-client" / "dist",
+    "world-atlas": MODULES / "world-atlas",
+}
 
 router = APIRouter(include_in_schema=False)
 
@@ -31,6 +48,7 @@ async def map_config(request: Request) -> dict[str, object]:
     return {
         "feed_url": settings.map_feed_url,
         "api_base": settings.map_api_base,
+        "history_base": settings.map_history_base,
         "tile_url": settings.map_tile_url,
         "tile_attribution": settings.map_tile_attribution,
         "center": [20.0, 0.0],
@@ -55,5 +73,6 @@ async def client_file(name: str) -> FileResponse:
 
 def install(app: FastAPI) -> None:
     app.include_router(router)
-    # check_dir=False: without npm's install the page still loads and says Leaflet is missing.
-    app.mount("/map/vendor/leaflet", StaticFiles(directory=LEAFLET, check_dir=False), name="leaflet")
+    # check_dir=False: without npm's install the page still loads and says what is missing.
+    for name, directory in VENDOR.items():
+        app.mount(f"/map/vendor/{name}", StaticFiles(directory=directory, check_dir=False), name=name)

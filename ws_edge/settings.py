@@ -50,6 +50,10 @@ class EdgeSettings(ConsumingServiceSettings):
     """The dispatch map page's (/map) live feed, a ws(s):// URL of another node or the proxy (empty: this edge)."""
     map_api_base: str = ""
     """Where the map page polls /technicians/locations/active while the feed is down (empty: this origin)."""
+    map_history_base: str = ""
+    """Where the map page reads trails and history exports (the projector's /technicians/{id}/location-history and
+    /history/export; empty: this origin, as behind the proxy). Another origin must list the page's in
+    LOCSTREAM_PROJECTOR_ALLOWED_ORIGINS."""
     map_tile_url: str = ""
     """Map tiles, a {z}/{x}/{y} URL; empty: a plain background with a graticule."""
     map_tile_attribution: str = ""
