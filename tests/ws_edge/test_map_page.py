@@ -7,52 +7,37 @@ a screenshot to ``test-artifacts/browser/`` (``LOCSTREAM_TEST_ARTIFACTS``).
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page, WebSocket
 
 from schemas.claims import Role
+from schemas.events import Event
+from tests.support.browser import mode as _mode
+from tests.support.browser import shot as _shot
+from tests.support.events import location, profile
+from tests.support.kafka_io import produce
 from tests.support.maps import WS_PATH
 from tests.support.stack import Service, Stack
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = os.environ.get("LOCSTREAM_CHROMIUM", "/usr/bin/chromium")
-HAS_CHROMIUM = Path(CHROMIUM).exists()
-ARTIFACTS = Path(os.environ.get("LOCSTREAM_TEST_ARTIFACTS", "test-artifacts")) / "browser"
 TENANT = "acme-fiber"
 LAGOS = {"tech-ada": (6.5244, 3.3792), "tech-bola": (6.45, 3.40)}
 BERLIN = {"tech-dora": (52.52, 13.405)}
+NAMES = {
+    "tech-ada": ("Ada Obi", "on_job"),
+    "tech-bola": ("Bola Ade", "available"),
+    "tech-dora": ("Dora Weber", "en_route"),
+}
 # Timing knobs of the page (read from its URL): retry fast, poll after 2 failed connects, every half second.
 QUICK = "reconnect_ms=200&max_reconnect_ms=800&poll_after=2&poll_ms=500"
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    assert HAS_CHROMIUM, f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)"
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
+API = "/api/v1/field-service"
 
 
 @dataclass
@@ -61,14 +46,24 @@ class Fleet:
     feed: Service  # edge A: the live feed
     page_edge: Service  # edge B: the page and the polling fallback
     api: Service
+    projector: Service  # the history the trails and the exports read (CORS: it allows B's origin)
 
-    async def post(self, technician: str, latitude: float, longitude: float) -> None:
+    async def post(self, technician: str, latitude: float, longitude: float, **fields: Any) -> None:
         token = self.stack.token(TENANT, Role.DEVICE_GATEWAY)
         async with httpx.AsyncClient(timeout=10) as client:
             answer = await client.post(
-                f"{self.api.url}/api/v1/field-service/technicians/{technician}/location",
-                json={"latitude": latitude, "longitude": longitude},
+                f"{self.api.url}{API}/technicians/{technician}/location",
+                json={"latitude": latitude, "longitude": longitude, **fields},
                 headers={"Authorization": f"Bearer {token}"},
+            )
+        assert answer.status_code == 202, answer.text
+
+    async def name(self, technician: str, name: str, status: str) -> None:
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.put(
+                f"{self.api.url}{API}/technicians/{technician}",
+                json={"name": name, "status": status},
+                headers={"Authorization": f"Bearer {self.stack.token(TENANT, Role.ADMIN)}"},
             )
         assert answer.status_code == 202, answer.text
 
@@ -76,48 +71,52 @@ class Fleet:
         self.feed = await self.stack.start("ws-edge", port=self.feed.port)
 
 
-async def _fleet(stack: Stack) -> Fleet:
-    await stack.start("projector")
-    api = await stack.start("producers")
+async def _fleet(stack: Stack, **page_env: str) -> Fleet:
     feed_port, page_port = stack.port(), stack.port()
-    stack.env["LOCSTREAM_EDGE_ALLOWED_ORIGINS"] = f'["http://127.0.0.1:{page_port}"]'  # the page's origin, on A
+    origin = f'["http://127.0.0.1:{page_port}"]'  # the page's origin: allowed on A's feed and the projector's history
+    projector = await stack.start("projector", env={"LOCSTREAM_PROJECTOR_ALLOWED_ORIGINS": origin})
+    api = await stack.start("producers")
+    stack.env["LOCSTREAM_EDGE_ALLOWED_ORIGINS"] = origin
     feed = await stack.start("ws-edge", port=feed_port)
     page_edge = await stack.start(
         "ws-edge",
         port=page_port,
-        env={"LOCSTREAM_EDGE_MAP_FEED_URL": f"ws://127.0.0.1:{feed_port}{WS_PATH}"},
+        env={
+            "LOCSTREAM_EDGE_MAP_FEED_URL": f"ws://127.0.0.1:{feed_port}{WS_PATH}",
+            "LOCSTREAM_EDGE_MAP_HISTORY_BASE": projector.url,
+            **page_env,
+        },
     )
-    fleet = Fleet(stack, feed, page_edge, api)
+    fleet = Fleet(stack, feed, page_edge, api, projector)
     for technician, (lat, lon) in (LAGOS | BERLIN).items():
         await fleet.post(technician, lat, lon)
+        await fleet.name(technician, *NAMES[technician])
     return fleet
 
 
-async def _open_map(browser: Browser, fleet: Fleet, role: Role = Role.DISPATCHER) -> Page:
+async def _open_map(browser: Browser, fleet: Fleet, role: Role = Role.DISPATCHER, technicians: int = 3) -> Page:
     page = await browser.new_page(viewport={"width": 1200, "height": 800})
     await page.goto(f"{fleet.page_edge.url}/map?{QUICK}")
     await page.fill("#token", fleet.stack.token(TENANT, role, ttl=3600))
     await page.click("#login button[type=submit]")
     await _mode(page, "live")
-    await page.wait_for_function("window.locstreamMap.markers.size === 3")
+    await page.wait_for_function(f"window.locstreamMap.fleet.size === {technicians}")
     return page
 
 
-async def _mode(page: Page, mode: str, timeout: float = 20_000) -> None:
-    await page.wait_for_function(f"document.getElementById('badge').dataset.mode === '{mode}'", timeout=timeout)
-
-
-async def _shot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    await page.screenshot(path=str(path))
-    assert path.stat().st_size > 10_000
-
-
-def _at(technician: str, lat: float, lon: float) -> str:
+def _at(technician: str, lat: float, lon: float, *, drawn: bool = False) -> str:
+    """JS: the technician's latest fix (or, ``drawn``, where its marker is drawn now) is at lat, lon."""
+    where = "shown" if drawn else "at"
     return (
-        f"(() => {{ const m = window.locstreamMap.markers.get('{technician}'); if (!m) return false;"
-        f" const p = m.getLatLng(); return Math.abs(p.lat - {lat}) < 1e-9 && Math.abs(p.lng - {lon}) < 1e-9; }})()"
+        f"(() => {{ const p = window.locstreamMap.{where}('{technician}'); if (!p) return false;"
+        f" return Math.abs(p[0] - {lat}) < 1e-9 && Math.abs(p[1] - {lon}) < 1e-9; }})()"
+    )
+
+
+def _in_view(technician: str) -> str:
+    return (
+        f"(() => {{ const m = window.locstreamMap, p = m.shown('{technician}');"
+        " return Boolean(p) && m.map.getBounds().contains(p); })()"
     )
 
 
@@ -128,11 +127,14 @@ async def test_the_map_shows_live_and_a_posted_fix_moves_its_marker_within_a_sec
     page = await _open_map(browser, fleet)
     assert await page.text_content("#badge") == "Live" and await page.text_content("#count") == "3"
     assert "token" not in page.url and await page.evaluate("sessionStorage.getItem('locstream.token')")
+    before = await page.evaluate("window.locstreamMap.shown('tech-ada')")
     await fleet.post("tech-ada", 6.6, 3.5)
     posted = time.monotonic()
     await page.wait_for_function(_at("tech-ada", 6.6, 3.5), timeout=1_000)
     assert time.monotonic() - posted <= 1.0
-    assert await page.evaluate(_at("tech-bola", *LAGOS["tech-bola"]))  # the others stayed
+    assert await page.evaluate("window.locstreamMap.shown('tech-ada')") != before  # on its way
+    await page.wait_for_function(_at("tech-ada", 6.6, 3.5, drawn=True), timeout=11_000)  # a glide ends where the fix is
+    assert await page.evaluate(_at("tech-bola", *LAGOS["tech-bola"], drawn=True))  # the others stayed
     await _shot(page, "live")
 
 
@@ -173,13 +175,13 @@ async def test_the_viewport_filter_hides_technicians_outside_it(stack: Stack, br
     page = await _open_map(browser, fleet)
     await page.evaluate("window.locstreamMap.map.fitBounds([[6.3, 3.2], [6.7, 3.6]], {animate: false})")
     await page.check("#viewport")
-    await page.wait_for_function("window.locstreamMap.markers.size === 2")
-    shown = await page.evaluate("[...window.locstreamMap.markers.keys()].sort()")
+    await page.wait_for_function("window.locstreamMap.fleet.size === 2")
+    shown = await page.evaluate("[...window.locstreamMap.fleet.tracks.keys()].sort()")
     assert shown == sorted(LAGOS)
     await fleet.post("tech-dora", 52.53, 13.41)  # outside the view: still not shown
     await fleet.post("tech-ada", 6.55, 3.39)
     await page.wait_for_function(_at("tech-ada", 6.55, 3.39), timeout=5_000)
-    assert await page.evaluate("!window.locstreamMap.markers.has('tech-dora')")
+    assert await page.evaluate("!window.locstreamMap.fleet.tracks.has('tech-dora')")
     await _shot(page, "viewport")
 
 
@@ -220,7 +222,7 @@ async def test_a_fence_is_drawn_and_an_arrival_shows_a_toast_and_a_notification(
     dispatcher = fleet.stack.token(TENANT, Role.DISPATCHER)
     async with httpx.AsyncClient(timeout=10) as client:
         put = await client.put(
-            f"{fleet.api.url}/api/v1/field-service/geofences/cabinet-12",
+            f"{fleet.api.url}{API}/geofences/cabinet-12",
             json=fence,
             headers={"Authorization": f"Bearer {dispatcher}"},
         )
@@ -246,8 +248,8 @@ async def test_a_fence_is_drawn_and_an_arrival_shows_a_toast_and_a_notification(
     await page.wait_for_function("document.getElementById('notify').textContent === 'Notifications on'")
     await fleet.post("tech-ada", site[0] + 0.01, site[1])  # into the fence
     await page.wait_for_function("window.locstreamMap.toasts.length === 1", timeout=20_000)
-    assert await page.inner_text("#toasts .toast.enter") == "tech-ada arrived at Cabinet 12"
-    assert await page.evaluate("window.shownNotifications") == ["tech-ada arrived at Cabinet 12"]
+    assert await page.inner_text("#toasts .toast.enter") == "Ada Obi arrived at Cabinet 12"
+    assert await page.evaluate("window.shownNotifications") == ["Ada Obi arrived at Cabinet 12"]
     await page.evaluate(f"window.locstreamMap.map.setView([{site[0] + 0.01}, {site[1]}], 15, {{animate: false}})")
     await _shot(page, "geofence-arrival")
     async with httpx.AsyncClient(timeout=10) as client:  # a removed fence leaves the map
@@ -258,3 +260,258 @@ async def test_a_fence_is_drawn_and_an_arrival_shows_a_toast_and_a_notification(
     assert removed.status_code == 204
     await page.wait_for_function("window.locstreamMap.fences.size === 0")
     await context.close()
+
+
+async def test_land_and_borders_are_drawn_without_tiles_and_a_tile_url_wins(stack: Stack, browser: Browser) -> None:
+    fleet = await _fleet(stack)
+    page = await _open_map(browser, fleet)
+    await page.wait_for_function("document.querySelector('.leaflet-geography-pane canvas') !== null")
+    drawn = await page.evaluate(  # land is drawn: some pixels of the geography canvas are not transparent
+        """(() => { const c = document.querySelector('.leaflet-geography-pane canvas');
+                    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                    let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; })()"""
+    )
+    assert drawn > 10_000
+    tiles = f"{fleet.page_edge.url}/map/vendor/leaflet/images/layers.png?{{z}}/{{x}}/{{y}}"
+    tiled = await stack.start(
+        "ws-edge",
+        env={
+            "LOCSTREAM_EDGE_MAP_TILE_URL": tiles,
+            "LOCSTREAM_EDGE_MAP_FEED_URL": fleet.feed.url.replace("http", "ws") + WS_PATH,
+        },
+    )
+    other = await browser.new_page(viewport={"width": 1200, "height": 800})
+    await other.goto(f"{tiled.url}/map")
+    await other.wait_for_function("document.querySelectorAll('img.leaflet-tile-loaded').length > 0")
+    assert await other.evaluate("document.querySelector('.leaflet-geography-pane') === null")
+
+
+async def _crowd(stack: Stack, count: int) -> None:
+    """``count`` technicians around Lagos, straight into the topic (a crowd the API would take long to post)."""
+    at = datetime.now(UTC) - timedelta(seconds=30)
+    statuses = ("available", "on_job", "en_route", "break", "offline", "training")
+    events: list[Event] = []
+    for i in range(count):
+        events.append(profile(TENANT, f"crowd-{i:04d}", at, status=statuses[i % len(statuses)]))
+        events.append(location(TENANT, f"crowd-{i:04d}", at, 6.40 + (i % 20) * 0.012, 3.25 + (i // 20) * 0.012))
+    await produce(stack.kafka, events)
+
+
+async def test_clusters_split_on_zoom_and_a_click_zooms_into_one(stack: Stack, browser: Browser) -> None:
+    fleet = await _fleet(stack)
+    await _crowd(stack, 400)
+    page = await _open_map(browser, fleet, technicians=403)
+    counted = """async (zoom) => { const m = window.locstreamMap; m.map.setView([6.5, 3.37], zoom, {animate: false});
+        const answers = m.clusters.answers;
+        m.clusters.query([-180, -85, 180, 85], zoom);
+        const seq = m.clusters.seq;
+        await new Promise((ok) => { const f = () => m.clusters.answers > answers && m.clusters.seq === seq
+            ? ok() : setTimeout(f, 20); f(); });
+        const miscounted = m.clusters.clusters.filter((c) => c.counts.reduce((a, b) => a + b, 0) !== c.count);
+        return { clusters: m.clusters.clusters.length, singles: m.clusters.singles.length,
+                 miscounted: miscounted.length,
+                 total: m.clusters.clusters.reduce((n, c) => n + c.count, 0) + m.clusters.singles.length }; }"""
+    await page.wait_for_function("window.locstreamMap.clusters.answers > 0")
+    by_zoom = {zoom: await page.evaluate(counted, zoom) for zoom in (8, 11, 13, 17)}
+    assert all(figure["total"] == 403 for figure in by_zoom.values()), by_zoom  # every technician, once
+    assert all(figure["miscounted"] == 0 for figure in by_zoom.values()), by_zoom  # statuses add up to the count
+    assert by_zoom[8]["clusters"] <= 2, by_zoom  # one crowd at a glance (Berlin's one is alone)
+    assert by_zoom[8]["clusters"] < by_zoom[11]["clusters"] < by_zoom[13]["clusters"] + by_zoom[13]["singles"]
+    assert by_zoom[17]["clusters"] == 0, by_zoom  # past the clustering zoom, everyone alone
+    await page.evaluate("window.locstreamMap.map.setView([6.5, 3.37], 11, {animate: false})")
+    await page.wait_for_function(
+        "window.locstreamMap.clusters.view.zoom === 11 && window.locstreamMap.clusters.clusters.length > 1"
+    )
+    await page.wait_for_function("window.locstreamMap.layer.frames > 0")
+    target = await page.evaluate(
+        """(() => { const m = window.locstreamMap, c = m.clusters.clusters.find((c) => c.count > 4);
+                    const p = m.map.latLngToContainerPoint([c.lat, c.lng]);
+                    const box = m.map.getContainer().getBoundingClientRect();
+                    return { x: box.left + p.x, y: box.top + p.y, expand: c.expand, count: c.count }; })()"""
+    )
+    await _shot(page, "clusters")
+    await page.mouse.click(target["x"], target["y"])
+    await page.wait_for_function(f"window.locstreamMap.map.getZoom() === {target['expand']}")
+    assert target["expand"] > 11
+
+
+async def test_a_trail_matches_the_history_and_grows_live_and_a_backfilled_fix_jumps(
+    stack: Stack, browser: Browser
+) -> None:
+    fleet = await _fleet(stack)
+    start = datetime.now(UTC) - timedelta(minutes=10)
+    for step in range(6):  # a winding drive through Berlin's west, a fix a minute
+        at = (start + timedelta(minutes=step)).isoformat()
+        lat, lon = 52.50 + step * 0.004 + (0.003 if step % 2 else 0.0), 13.28 + step * 0.009
+        await fleet.post("tech-trail", lat, lon, recorded_at=at, speed_kmh=30.0, heading=60.0)
+    await fleet.name("tech-trail", "Tunde Trail", "en_route")
+    page = await _open_map(browser, fleet, technicians=4)
+    await page.select_option("#trails", "15")
+    await page.fill("#search", "tunde")
+    await page.keyboard.press("Enter")
+    await page.wait_for_function("window.locstreamMap.trails.loaded.has('tech-trail')")
+    trail = await page.evaluate(
+        "window.locstreamMap.trails.points('tech-trail', Date.now()).map((p) => [p.lat, p.lng, p.t])"
+    )
+    async with httpx.AsyncClient(timeout=10) as client:
+        history = (
+            await client.get(
+                f"{fleet.projector.url}{API}/technicians/tech-trail/location-history",
+                params={"start_time": (datetime.now(UTC) - timedelta(minutes=15)).isoformat()},
+                headers={"Authorization": f"Bearer {stack.token(TENANT)}"},
+            )
+        ).json()["locations"]
+    expected = [
+        [p["latitude"], p["longitude"], int(datetime.fromisoformat(p["recorded_at"]).timestamp() * 1000)]
+        for p in reversed(history)
+    ]
+    assert len(expected) == 6 and trail == expected
+    await page.evaluate(
+        "(t) => window.locstreamMap.map.fitBounds(t.map((p) => [p[0], p[1]]), {padding: [80, 80], animate: false})",
+        trail,
+    )
+    await _shot(page, "trail")
+
+    later = (start + timedelta(minutes=8)).isoformat()  # 3 min after the last: a glide of the longest (10 s)
+    await fleet.post("tech-trail", 52.532, 13.34, recorded_at=later)
+    await page.wait_for_function(_at("tech-trail", 52.532, 13.34))
+    assert not await page.evaluate(_at("tech-trail", 52.532, 13.34, drawn=True)), "a live fix glides"
+    await page.wait_for_function("window.locstreamMap.trails.points('tech-trail', Date.now()).length === 7")
+    backfilled = (start + timedelta(minutes=9)).isoformat()
+    await fleet.post("tech-trail", 52.536, 13.35, recorded_at=backfilled, backfill=True)
+    await page.wait_for_function(_at("tech-trail", 52.536, 13.35))
+    assert await page.evaluate(_at("tech-trail", 52.536, 13.35, drawn=True)), (
+        "a backfilled fix is drawn where it is at once"
+    )
+    assert await page.evaluate("window.locstreamMap.trails.points('tech-trail', Date.now()).length") == 8
+
+
+async def test_follow_keeps_the_technician_in_view_through_20_updates_until_the_user_pans(
+    stack: Stack, browser: Browser
+) -> None:
+    fleet = await _fleet(stack)
+    page = await _open_map(browser, fleet)
+    await page.evaluate("window.locstreamMap.select('tech-ada')")
+    await page.click("#follow")
+    assert await page.get_attribute("#follow", "aria-pressed") == "true"
+    lat, lon = LAGOS["tech-ada"]
+    for step in range(1, 21):  # 20 fixes, each ~1.1 km further east: a few hundred pixels at the zoom it opened at
+        await fleet.post("tech-ada", lat, lon + step * 0.01)
+        await page.wait_for_function(_at("tech-ada", lat, lon + step * 0.01))
+        await page.wait_for_function(_at("tech-ada", lat, lon + step * 0.01, drawn=True), timeout=15_000)
+        assert await page.evaluate(_in_view("tech-ada")), f"out of view after update {step}"
+    assert await page.evaluate("window.locstreamMap.following") == "tech-ada"
+    assert await page.evaluate("(p) => window.locstreamMap.map.getBounds().contains(p)", [lat, lon]) is False
+    box = await page.locator("#map").bounding_box()
+    assert box is not None
+    await page.mouse.move(box["x"] + 300, box["y"] + 300)
+    await page.mouse.down()
+    await page.mouse.move(box["x"] + 500, box["y"] + 350, steps=5)
+    await page.mouse.up()
+    assert await page.evaluate("window.locstreamMap.following") is None
+    assert await page.get_attribute("#follow", "aria-pressed") == "false"
+
+
+async def test_search_finds_by_name_and_the_panel_shows_the_details_and_exports(stack: Stack, browser: Browser) -> None:
+    fleet = await _fleet(stack)
+    await fleet.post(
+        "tech-bola", 6.451, 3.401, speed_kmh=42.5, heading=90.0, accuracy_meters=6.0, metadata={"battery_percent": 77}
+    )
+    hostile = '<img src=x onerror="window.pwned=1">'  # names are the tenant's data: text, never markup
+    await fleet.name("tech-dora", hostile, "en_route")
+    page = await _open_map(browser, fleet, Role.ANALYST)
+    await page.fill("#search", "<img")
+    assert await page.locator("#search-results [role=option]").all_inner_texts() == [
+        f"{hostile} (tech-dora) · en_route"
+    ]
+    await page.evaluate("window.locstreamMap.select('tech-dora')")
+    assert await page.text_content("#details-title") == hostile
+    assert await page.evaluate(
+        "window.pwned === undefined && !document.querySelector('#details img, #search-results img')"
+    )
+    await page.fill("#search", "bola")
+    options = await page.locator("#search-results [role=option]").all_inner_texts()
+    assert options == ["Bola Ade (tech-bola) · available"]
+    await page.keyboard.press("Enter")
+    await page.wait_for_function("!document.getElementById('details').hidden")
+    rows = await page.evaluate(
+        "Object.fromEntries([...document.querySelectorAll('#details-rows dt')].map((dt) => [dt.textContent,"
+        " dt.nextElementSibling.textContent]))"
+    )
+    assert rows["Name"] == "Bola Ade" and rows["Status"] == "available"
+    assert rows["Speed"] == "42.5 km/h" and rows["Heading"] == "90° E" and rows["Accuracy"] == "± 6 m"
+    assert rows["Battery"] == "77 %" and rows["Last fix"].endswith(")")
+    assert await page.evaluate("window.locstreamMap.selected") == "tech-bola"
+    async with page.expect_download() as download:
+        await page.click("#details-links a:has-text('GPX')")
+    saved = await (await download.value).path()
+    gpx = saved.read_text()
+    assert "<gpx" in gpx and "tech-bola" in gpx and 'lat="6.451"' in gpx
+    await _shot(page, "details")
+    dispatcher = await _open_map(browser, fleet, Role.DISPATCHER)  # may not export: the panel says why
+    await dispatcher.evaluate("window.locstreamMap.select('tech-bola')")
+    await dispatcher.click("#details-links a:has-text('CSV')")
+    await dispatcher.wait_for_function("document.getElementById('details-status').textContent.includes('HTTP 403')")
+
+
+async def test_status_chips_send_a_subscribe_and_change_what_arrives(stack: Stack, browser: Browser) -> None:
+    fleet = await _fleet(stack)
+    page = await browser.new_page(viewport={"width": 1200, "height": 800})
+    sent: list[str] = []
+
+    def watch(socket: WebSocket) -> None:
+        socket.on("framesent", lambda payload: sent.append(payload if isinstance(payload, str) else payload.decode()))
+
+    page.on("websocket", watch)
+    await page.goto(f"{fleet.page_edge.url}/map?{QUICK}")
+    await page.fill("#token", fleet.stack.token(TENANT, Role.DISPATCHER, ttl=3600))
+    await page.click("#login button[type=submit]")
+    await _mode(page, "live")
+    await page.wait_for_function("window.locstreamMap.fleet.size === 3")
+    await page.click("#chips [data-status=on_job]")  # Ada is on a job: she goes
+    assert await page.get_attribute("#chips [data-status=on_job]", "aria-pressed") == "false"
+    await page.wait_for_function("window.locstreamMap.fleet.size === 2")
+    subscribes = [frame for frame in sent if '"subscribe"' in frame]
+    assert subscribes and '"status":["available","en_route","break","offline"]' in subscribes[-1], subscribes
+    await fleet.post("tech-ada", 6.53, 3.38)  # not what the chips ask for: it does not arrive
+    await fleet.post("tech-bola", 6.46, 3.41)
+    await page.wait_for_function(_at("tech-bola", 6.46, 3.41))
+    assert await page.evaluate("!window.locstreamMap.fleet.tracks.has('tech-ada')")
+    await page.click("#chips [data-status=on_job]")
+    await page.wait_for_function(_at("tech-ada", 6.53, 3.38))
+    assert '"status"' not in sent[-1] or "on_job" in sent[-1]
+
+
+async def test_everything_works_by_keyboard_and_the_badge_is_announced(stack: Stack, browser: Browser) -> None:
+    fleet = await _fleet(stack)
+    page = await _open_map(browser, fleet)
+    assert await page.get_attribute("#badge", "aria-live") == "polite"
+    assert await page.get_attribute("#badge", "role") == "status"
+    await page.focus("#search")
+    await page.keyboard.type("dora")
+    await page.keyboard.press("Enter")
+    await page.wait_for_function("window.locstreamMap.selected === 'tech-dora'")
+    await page.focus("#follow")
+    await page.keyboard.press("Enter")
+    assert await page.get_attribute("#follow", "aria-pressed") == "true"
+    await page.keyboard.press("Escape")
+    assert await page.evaluate("document.getElementById('details').hidden")
+    await page.focus("#chips [data-status=en_route]")
+    await page.keyboard.press("Space")
+    await page.wait_for_function("window.locstreamMap.fleet.size === 2")  # Dora is en route
+    await page.keyboard.press("Space")
+    await page.wait_for_function("window.locstreamMap.fleet.size === 3")
+    await page.focus("#trails")
+    await page.keyboard.press("ArrowDown")
+    assert await page.evaluate("window.locstreamMap.trails.minutes") == 5
+    await page.evaluate("window.locstreamMap.map.setView([6.5244, 3.3792], 13, {animate: false})")
+    await page.focus("#map")
+    zoom = await page.evaluate("window.locstreamMap.map.getZoom()")
+    await page.keyboard.press("Equal")  # "+": Leaflet's keyboard zoom
+    await page.wait_for_function(f"window.locstreamMap.map.getZoom() > {zoom}")
+    await page.wait_for_function(f"window.locstreamMap.clusters.view.zoom > {zoom}")
+    await page.wait_for_function(
+        "window.locstreamMap.layer.frames > 0 && window.locstreamMap.clusters.singles.length > 0"
+    )
+    await page.keyboard.press("Enter")  # opens what is nearest the centre: Ada
+    await page.wait_for_function("window.locstreamMap.selected === 'tech-ada'")

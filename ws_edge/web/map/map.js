@@ -1,26 +1,47 @@
-// The dispatch map page (served by ws_edge at /map): Leaflet markers fed by locstream-client.
+// The dispatch map page (served by ws_edge at /map), fed by locstream-client: the fleet clustered by zoom on one
+// canvas (fleet-layer.js, clusters.js), gliding markers and trails (fleet.js), search, status chips, follow and a
+// details panel (search.js, details.js), land and borders when no tile server is set (geography.js).
 import { LocstreamClient } from "/client/locstream-client.js";
+import { ClusterIndex, COLOURS, STATUSES } from "./clusters.js";
+import { detailRows, historyLinks } from "./details.js";
+import { FleetLayer } from "./fleet-layer.js";
+import { Fleet, GLIDE_MAX_MS, Trails } from "./fleet.js";
+import { drawGeography } from "./geography.js";
+import { SearchBox } from "./search.js";
 
 const L = window.L;
 if (!L) {
   document.getElementById("error").textContent = "Leaflet is not installed on this edge: run `make run` (npm ci).";
   throw new Error("Leaflet missing");
 }
-const STATUS_COLOURS = { available: "#1f9d55", on_job: "#2b6cb0", en_route: "#d69e2e", break: "#805ad5", offline: "#718096" };
+const STATUS_LABELS = { available: "Available", on_job: "On job", en_route: "En route", break: "Break", offline: "Offline" };
+const TRAIL_LIMIT = 100; // technicians whose trails are fetched for one view
+const CLUSTER_EVERY_MS = 500; // the index is rebuilt at most this often while positions change
 const TOKEN_KEY = "locstream.token";
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search); // only timing knobs are read from the URL, never a token or URL
 
 const config = await (await fetch("/map/config.json")).json();
-const map = L.map("map", { worldCopyJump: true }).setView(config.center, config.zoom);
+const map = L.map("map", { worldCopyJump: true, maxZoom: 19 }).setView(config.center, config.zoom);
+const historyBase = config.history_base || "";
 if (config.tile_url) {
   L.tileLayer(config.tile_url, { attribution: config.tile_attribution, maxZoom: 19 }).addTo(map);
+} else {
+  drawGeography(map).catch((error) => { $("error").textContent = `No land drawn: ${error.message}`; });
 }
 const graticule = L.layerGroup().addTo(map);
 drawGraticule();
 map.on("moveend", drawGraticule);
 
-const markers = new Map(); // technician_id -> marker
+const fleet = new Fleet({ glideMaxMs: Number(params.get("glide_max_ms") ?? GLIDE_MAX_MS) });
+const trails = new Trails(0);
+const clusters = new ClusterIndex("/map/static/clusters-worker.js");
+let following = null; // the technician the view tracks, until the user pans
+let selected = null; // the technician in the details panel
+const layer = new FleetLayer({
+  fleet, clusters, trails, onSelect: (id) => select(id), isFollowing: () => Boolean(following), beforeDraw: keepFollowing,
+});
+layer.addTo(map);
 const fences = new Map(); // geofence_id -> its circle or polygon layer
 const fenceLayer = L.layerGroup().addTo(map);
 const toasts = []; // the geofence events shown, newest last (tests read them)
@@ -28,6 +49,7 @@ let client = null;
 let replay = null;
 let updatesSeen = 0;
 let fitted = false; // the view goes to the fleet once, when it first shows
+let clustersDirty = false;
 
 function drawGraticule() {
   // Lines every few degrees (finer as one zooms in): the map reads without any tile server.
@@ -45,48 +67,238 @@ function drawGraticule() {
   }
 }
 
-function age(iso) {
-  const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
-  if (seconds < 90) return `${seconds} s ago`;
-  if (seconds < 5400) return `${Math.round(seconds / 60)} min ago`;
-  return `${Math.round(seconds / 3600)} h ago`;
+function source() {
+  return replay ?? client;
 }
 
-function label(t) {
-  const name = document.createElement("span");
-  name.textContent = `${t.technician_name} · ${t.status}${t.stale ? " (stale)" : ""} · ${age(t.last_update)}`;
-  return name;
-}
-
-function render(technicians) {
-  for (const [id, marker] of markers) {
-    if (!technicians.has(id)) {
-      marker.remove();
-      markers.delete(id);
+/** The fleet after a change of the client's map (`changed`: the ids, or null when it was replaced). */
+function onChange(technicians, changed) {
+  const now = performance.now();
+  if (changed === null) {
+    fleet.reset(technicians, now);
+    trails.clear();
+  } else {
+    for (const id of changed) {
+      const t = technicians.get(id);
+      if (!t) fleet.remove(id);
+      else {
+        fleet.update(t, now);
+        trails.add(t);
+      }
     }
   }
-  for (const [id, t] of technicians) {
-    const colour = t.stale ? "#a0aec0" : STATUS_COLOURS[t.status] ?? "#2d3748";
-    const style = { radius: 8, color: "#1a202c", weight: 1, fillColor: colour, fillOpacity: t.stale ? 0.5 : 0.9 };
-    let marker = markers.get(id);
-    if (!marker) {
-      marker = L.circleMarker([t.latitude, t.longitude], style);
-      marker.technician = t;
-      marker.bindTooltip(label(t), { permanent: true, direction: "right", offset: [8, 0] }).addTo(map);
-      markers.set(id, marker);
-    } else {
-      marker.setLatLng([t.latitude, t.longitude]);
-      marker.setStyle(style);
-    }
-    marker.technician = t;
-    marker.setTooltipContent(label(t));
-  }
-  $("count").textContent = String(technicians.size);
-  if (!fitted && technicians.size) {
+  clustersDirty = true;
+  $("count").textContent = String(fleet.size);
+  if (selected && (changed === null || changed.includes(selected))) showDetails();
+  if (!fitted && fleet.size) {
     fitted = true;
-    map.fitBounds(L.latLngBounds([...technicians.values()].map((t) => [t.latitude, t.longitude])).pad(0.3), { maxZoom: 14, animate: false });
+    let south = 90, west = 180, north = -90, east = -180;
+    for (const t of technicians.values()) {
+      south = Math.min(south, t.latitude); north = Math.max(north, t.latitude);
+      west = Math.min(west, t.longitude); east = Math.max(east, t.longitude);
+    }
+    map.fitBounds(L.latLngBounds([south, west], [north, east]).pad(0.3), { maxZoom: 14, animate: false });
+  }
+  layer.redraw();
+}
+
+function askClusters() {
+  const b = map.getBounds();
+  const bbox = [Math.max(-180, b.getWest()), Math.max(-90, b.getSouth()), Math.min(180, b.getEast()), Math.min(90, b.getNorth())];
+  clusters.query(b.getEast() - b.getWest() >= 360 ? [-180, bbox[1], 180, bbox[3]] : bbox, Math.round(map.getZoom()));
+}
+
+setInterval(() => {
+  if (!clustersDirty) return;
+  clustersDirty = false;
+  clusters.load(fleet.tracks);
+}, CLUSTER_EVERY_MS);
+map.on("moveend", askClusters);
+clusters.addEventListener("answer", () => fetchTrails());
+askClusters();
+
+// Trails: the last N minutes of each technician shown alone (and the selected one), from the history endpoint once,
+// then extended by the live updates (Trails.add); a few requests at a time.
+const trailQueue = [];
+let trailFetches = 0;
+function fetchTrails() {
+  if (!trails.minutes) return;
+  const wanted = [...(selected ? [selected] : []), ...clusters.singles].slice(0, TRAIL_LIMIT);
+  for (const id of wanted) {
+    if (trails.has(id)) continue;
+    trails.begin(id);
+    trailQueue.push(id);
+  }
+  pumpTrails();
+}
+
+async function pumpTrails() {
+  while (trailFetches < 4 && trailQueue.length) {
+    const id = trailQueue.shift();
+    trailFetches += 1;
+    const minutes = trails.minutes;
+    const query = new URLSearchParams({ start_time: new Date(Date.now() - minutes * 60_000).toISOString(), limit: "1000" });
+    const url = `${historyBase}/api/v1/field-service/technicians/${encodeURIComponent(id)}/location-history?${query}`;
+    authorizedFetch(url)
+      .then(async (response) => {
+        if (response.ok && trails.minutes === minutes) trails.loadHistory(id, (await response.json()).locations);
+        else if (!response.ok) $("error").textContent = `Trail of ${id}: HTTP ${response.status}`;
+      })
+      .catch((error) => { $("error").textContent = `Trail of ${id}: ${error.message}`; })
+      .finally(() => {
+        trailFetches -= 1;
+        layer.redraw();
+        pumpTrails();
+      });
   }
 }
+
+function authorizedFetch(url) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return fetch(url, { headers: token ? { Authorization: `Bearer ${token}` } : {}, credentials: "same-origin" });
+}
+
+$("trails").addEventListener("change", () => {
+  trails.setMinutes(Number($("trails").value));
+  trailQueue.length = 0;
+  fetchTrails();
+  layer.redraw();
+});
+
+// Selection, details and follow.
+function select(id) {
+  selected = id;
+  layer.select(id);
+  const shown = fleet.shown(id, performance.now());
+  if (shown) map.setView(shown, Math.max(map.getZoom(), 15), { animate: false });
+  $("details").hidden = false;
+  showDetails();
+  showLinks();
+  fetchTrails();
+}
+
+function showDetails() {
+  const t = fleet.tracks.get(selected)?.location;
+  if (!t) {
+    $("details-status").textContent = selected ? `${selected} is not on the map now` : "";
+    return;
+  }
+  $("details-title").textContent = t.technician_name;
+  $("details-rows").replaceChildren(...detailRows(t).flatMap(([label, value]) => {
+    const dt = document.createElement("dt");
+    const dd = document.createElement("dd");
+    dt.textContent = label;
+    dd.textContent = value; // text: names come from the tenant's data
+    return [dt, dd];
+  }));
+  $("details-status").textContent = "";
+}
+
+function showLinks() {
+  $("details-links").replaceChildren(...historyLinks(historyBase, selected).map(({ label, href, filename }) => {
+    const item = document.createElement("li");
+    const link = document.createElement("a");
+    link.href = href;
+    link.textContent = label;
+    link.dataset.filename = filename;
+    item.append(link);
+    return item;
+  }));
+}
+
+// The links need the bearer token: a click fetches with it and saves what came (the address stays copyable).
+$("details-links").addEventListener("click", async (event) => {
+  const link = event.target.closest("a");
+  if (!link) return;
+  event.preventDefault();
+  $("details-status").textContent = `Fetching ${link.textContent}…`;
+  try {
+    const response = await authorizedFetch(link.href);
+    if (!response.ok) {
+      const reason = await response.json().then((body) => body.detail ?? body.message, () => "");
+      $("details-status").textContent = `${link.textContent}: HTTP ${response.status} ${reason ?? ""}`.trim();
+      return;
+    }
+    const blob = await response.blob();
+    const save = document.createElement("a");
+    save.href = URL.createObjectURL(blob);
+    save.download = link.dataset.filename;
+    save.click();
+    setTimeout(() => URL.revokeObjectURL(save.href), 10_000);
+    $("details-status").textContent = `${link.textContent}: ${blob.size} bytes saved`;
+  } catch (error) {
+    $("details-status").textContent = `${link.textContent}: ${error.message}`;
+  }
+});
+
+function setFollowing(id) {
+  following = id;
+  $("follow").setAttribute("aria-pressed", String(Boolean(id)));
+  $("follow").textContent = id ? "Following" : "Follow";
+  layer.redraw();
+}
+
+function closeDetails() {
+  selected = null;
+  setFollowing(null);
+  layer.select(null);
+  $("details").hidden = true;
+}
+
+$("follow").addEventListener("click", () => setFollowing(following ? null : selected));
+$("details-close").addEventListener("click", closeDetails);
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && !$("details").hidden && event.target.id !== "search") closeDetails();
+});
+// Follow: keep the technician inside the middle of the view; the user's own pan ends it.
+map.on("dragstart", () => setFollowing(null));
+map.getContainer().addEventListener("keydown", (event) => {
+  if (event.key.startsWith("Arrow")) setFollowing(null);
+  if (event.key === "Enter" && event.target === map.getContainer()) {
+    layer.open(layer.nearest(map.getSize().divideBy(2)));
+  }
+});
+/** Called by the layer before each draw: the followed technician back into the middle half of the view. */
+function keepFollowing(now) {
+  const shown = following && fleet.shown(following, now);
+  if (!shown) return;
+  const point = map.latLngToContainerPoint(shown);
+  const size = map.getSize();
+  const inside = point.x > size.x * 0.25 && point.x < size.x * 0.75 && point.y > size.y * 0.25 && point.y < size.y * 0.75;
+  if (!inside) map.panTo(shown, { animate: false });
+}
+
+// Status chips: each one pressed shows that status; the edge sends only what the chips ask for (a subscribe).
+const chips = new Map();
+for (const status of STATUSES) {
+  const chip = document.createElement("button");
+  chip.type = "button";
+  chip.className = "chip";
+  chip.dataset.status = status;
+  chip.setAttribute("aria-pressed", "true");
+  chip.style.setProperty("--colour", COLOURS[STATUSES.indexOf(status)]);
+  chip.textContent = STATUS_LABELS[status];
+  chip.addEventListener("click", () => {
+    chip.setAttribute("aria-pressed", String(chip.getAttribute("aria-pressed") !== "true"));
+    client?.subscribe(currentFilter());
+  });
+  chips.set(status, chip);
+  $("chips").append(chip);
+}
+
+function chipCounts() {
+  const counts = new Map(STATUSES.map((status) => [status, 0]));
+  for (const track of fleet.tracks.values()) {
+    const status = track.location.status;
+    if (counts.has(status)) counts.set(status, counts.get(status) + 1);
+  }
+  for (const [status, chip] of chips) chip.textContent = `${STATUS_LABELS[status]} ${counts.get(status).toLocaleString()}`;
+}
+
+new SearchBox($("search"), $("search-results"), {
+  source: () => [...fleet.tracks.values()].map((track) => track.location),
+  onPick: (id) => select(id),
+});
 
 // Job sites: the edge sends the tenant's fences after the initial state, then each change; arrivals and departures
 // come as geofence_event (a toast, and a browser notification when the dispatcher allowed them).
@@ -143,10 +355,16 @@ function showMode() {
   $("error").textContent = (replay ?? client)?.error ?? "";
 }
 
-function viewportFilter() {
-  if (!$("viewport").checked) return null;
-  const b = map.getBounds();
-  return { bbox: [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map((v) => Math.round(v * 1e6) / 1e6) };
+/** What the client watches: the view when "only what is in view" is on, the statuses of the pressed chips. */
+function currentFilter() {
+  const filter = {};
+  if ($("viewport").checked) {
+    const b = map.getBounds();
+    filter.bbox = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map((v) => Math.round(v * 1e6) / 1e6);
+  }
+  const pressed = [...chips.values()].filter((chip) => chip.getAttribute("aria-pressed") === "true");
+  if (pressed.length < chips.size) filter.status = pressed.map((chip) => chip.dataset.status);
+  return Object.keys(filter).length ? filter : null;
 }
 
 function start(token) {
@@ -160,8 +378,8 @@ function start(token) {
     pollAfterFailures: Number(params.get("poll_after") ?? 3),
     pollInterval: Number(params.get("poll_ms") ?? 15000),
   });
-  client.filter = viewportFilter();
-  client.addEventListener("change", () => replay || render(client.technicians));
+  client.filter = currentFilter();
+  client.addEventListener("change", (event) => replay || onChange(client.technicians, event.detail.changed));
   client.addEventListener("status", showMode);
   client.addEventListener("message", (event) => {
     const m = event.detail;
@@ -193,7 +411,8 @@ $("logout").addEventListener("click", () => {
   sessionStorage.removeItem(TOKEN_KEY);
   client?.close();
   client = null;
-  render(new Map());
+  onChange(new Map(), null);
+  closeDetails();
   showMode();
   $("login").hidden = false;
 });
@@ -204,9 +423,9 @@ for (const radio of document.querySelectorAll('input[name="mode"]')) {
     if (radio.value === "live" && radio.checked) client.connect();
   });
 }
-$("viewport").addEventListener("change", () => client?.subscribe(viewportFilter()));
+$("viewport").addEventListener("change", () => client?.subscribe(currentFilter()));
 map.on("moveend", () => {
-  if ($("viewport").checked) client?.subscribe(viewportFilter());
+  if ($("viewport").checked) client?.subscribe(currentFilter());
 });
 
 // Replay: a second connection to the same URL with replay_from/replay_to/speed; the live map waits meanwhile.
@@ -223,7 +442,7 @@ $("replay").addEventListener("submit", (event) => {
     url: config.feed_url || null, token: sessionStorage.getItem(TOKEN_KEY), query: query.toString(),
     autoReconnect: false, resume: false,
   });
-  replay.addEventListener("change", () => render(replay.technicians));
+  replay.addEventListener("change", (e) => onChange(replay.technicians, e.detail.changed));
   replay.addEventListener("status", showMode);
   replay.addEventListener("message", (e) => {
     if (e.detail.type === "initial_state") $("replay-status").textContent = "replaying…";
@@ -246,17 +465,26 @@ $("replay-stop").addEventListener("click", () => {
   $("replay-status").textContent = "";
   $("replay-pause").disabled = true;
   $("replay-stop").disabled = true;
-  render(client?.technicians ?? new Map());
+  onChange(client?.technicians ?? new Map(), null);
   showMode();
 });
 
 setInterval(() => {
   $("rate").textContent = String(updatesSeen);
   updatesSeen = 0;
-  for (const marker of markers.values()) marker.setTooltipContent(label(marker.technician)); // the ages move on
+  chipCounts();
+  if (selected) showDetails(); // the time since the last fix moves on
+  layer.redraw(); // and so do the ages in the labels
 }, 1000);
 
-window.locstreamMap = { map, markers, fences, toasts, client, replay };
+window.locstreamMap = {
+  map, fleet, clusters, trails, layer, fences, toasts, client, replay, select,
+  /** Where a technician's latest fix is, and where its marker is drawn now ([lat, lng]; null when not shown). */
+  at: (id) => fleet.tracks.get(id)?.to ?? null,
+  shown: (id) => fleet.shown(id, performance.now()),
+  get following() { return following; },
+  get selected() { return selected; },
+};
 const now = new Date();
 $("replay-to").value = localInput(now);
 $("replay-from").value = localInput(new Date(now - 3600_000));
