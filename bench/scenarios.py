@@ -21,6 +21,7 @@ from bench.big_tenant import measure as measure_big_tenant
 from bench.drivers import WsClients, http_load
 from bench.export import measure as measure_export
 from bench.geofencing import measure as measure_geofencer
+from bench.map_page import measure as measure_map_page
 from bench.observer import KafkaObserver
 from bench.procstats import CpuWindow, rss_bytes, tcp_socket_memory_bytes
 from bench.projection import measure as measure_projection
@@ -371,6 +372,11 @@ async def big_tenant(system: RunningSystem, p: dict[str, Any], ctx: BenchContext
     return await measure_big_tenant(ctx.bootstrap, p, ctx.workdir)
 
 
+async def map_page(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
+    """The dispatch map in headless Chromium with N technicians and R updates/s, and plain Leaflet beside it."""
+    return await measure_map_page(ctx.bootstrap, p, ctx.workdir)
+
+
 async def projection(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
     """A backlog of N events applied by a fresh projector into SQLite and PostgreSQL, a SQLite rebuild, and a pair."""
     return await measure_projection(ctx.bootstrap, await ctx.postgres(), p["events"], ctx.workdir)
@@ -523,6 +529,25 @@ SCENARIOS: dict[str, Scenario] = {
             notes=[
                 "targets (issue 20): the loop held <= 50 ms at a time for 50,000; RSS growth <= one shared encoding for"
                 " 200 dispatchers of 20,000; v2 initial_state <= 1 MB for 20,000"
+            ],
+            systems=("locstream",),
+            standalone=True,
+        ),
+        Scenario(
+            "map-page",
+            map_page,
+            {
+                "small": [{"technicians": 500, "per_second": 100, "seconds": 3}],
+                "full": [{"technicians": 10_000, "per_second": 1_000, "seconds": 60}],
+            },
+            headline="frame_ms_p95",
+            higher_is_better=False,
+            what="/map in headless Chromium: a tenant of N technicians, then R updates/s over v2 for S s; frame time,"
+            " long tasks and JS heap measured in the page; then the same for plain Leaflet (one canvas circle marker"
+            " per technician, moved on every update)",
+            notes=[
+                "target (issue 22): p95 frame time <= 33 ms, no long task over 100 ms, heap <= 200 MB at 10,000"
+                " technicians and 1,000 updates/s"
             ],
             systems=("locstream",),
             standalone=True,

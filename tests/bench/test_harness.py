@@ -19,6 +19,7 @@ from bench.systems import SYSTEMS
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.timeout(900)  # every scenario in turn (about 4.5 minutes here), not one test's worth
 def test_every_scenario_runs_small_against_every_system(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench", "all", "--size", "small", "--out", str(tmp_path)],

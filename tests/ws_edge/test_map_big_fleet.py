@@ -5,7 +5,8 @@ Measured in the page with the browser's own instruments while the updates flow: 
 (``requestAnimationFrame``), long tasks (``PerformanceObserver``, every task over 50 ms) and the JavaScript heap
 (``performance.memory``, precise with ``--enable-precise-memory-info``). Then every marker's latest fix must be
 the projector's table's, and every marker drawn where its fix is once the glides are over. The figures go to
-``test-artifacts/browser/big-fleet.json`` (docs/benchmarks.md quotes them).
+``test-artifacts/browser/big-fleet.json`` (docs/benchmarks.md quotes them). The workload and the probe are the
+``map-page`` benchmark's (``bench/map_page.py``), which also measures plain Leaflet beside it.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import httpx
 import pytest
 from playwright.async_api import Browser
 
+from bench import map_page
+from bench.map_page import FRAME_PROBE, figures, fleet
 from locstream.kafka import ensure_topic
 from schemas.claims import Role
-from schemas.events import Event, LocationRecorded
+from schemas.events import LocationRecorded
 from tests.support.browser import ARTIFACTS, shot, sign_in
-from tests.support.events import location, profile
 from tests.support.kafka_io import produce
 from tests.support.stack import Stack, eventually
 
@@ -33,72 +35,13 @@ TENANT = "bigfleet"
 TECHNICIANS = 10_000
 PER_SECOND = 1_000
 SECONDS = 60
-STATUSES = ("available", "on_job", "en_route", "break", "offline")
-CENTRE = (52.52, 13.40)  # a metropolitan area: about 60 x 70 km around Berlin
-SPREAD = (0.27, 0.5)
-
-PROBE = """() => {
-  const frames = [], longTasks = [], heap = [];
-  let last = null, running = true;
-  const tick = (t) => { if (last !== null) frames.push(t - last); last = t; if (running) requestAnimationFrame(tick); };
-  requestAnimationFrame(tick);
-  const observer = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) longTasks.push(e.duration);
-  });
-  observer.observe({ type: "longtask" });
-  const sample = () => heap.push(performance.memory.usedJSHeapSize);
-  const sampler = setInterval(sample, 1000);
-  const client = window.locstreamMap.client, received = client.updatesReceived;
-  const drawn = window.locstreamMap.layer.frames;
-  window.bigFleetProbe = { stop() {
-    running = false; observer.disconnect(); clearInterval(sampler); sample();
-    return { frames, longTasks, heap, updates: client.updatesReceived - received,
-             draws: window.locstreamMap.layer.frames - drawn };
-  } };
-}"""
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def _fleet(rng: random.Random) -> tuple[list[Event], dict[str, list[float]]]:
-    """Every technician's name, status and first fix, recorded a minute ago."""
-    at = datetime.now(UTC) - timedelta(minutes=1)
-    events: list[Event] = []
-    positions: dict[str, list[float]] = {}
-    for i in range(TECHNICIANS):
-        technician = f"tech-{i:05d}"
-        lat = CENTRE[0] + rng.uniform(-SPREAD[0], SPREAD[0])
-        lon = CENTRE[1] + rng.uniform(-SPREAD[1], SPREAD[1])
-        positions[technician] = [lat, lon]
-        events.append(profile(TENANT, technician, at, name=f"Technician {i:05d}", status=rng.choice(STATUSES)))
-        events.append(location(TENANT, technician, at, lat, lon, speed_kmh=0.0, accuracy_meters=8.0))
-    return events, positions
-
-
-def _updates(rng: random.Random, positions: dict[str, list[float]]) -> list[Event]:
-    """``PER_SECOND * SECONDS`` fixes of technicians picked at random, each a step of up to ~100 m from its last,
-    device times on the schedule they are sent at."""
-    began = datetime.now(UTC)
-    ids = list(positions)
-    events: list[Event] = []
-    for n in range(PER_SECOND * SECONDS):
-        technician = rng.choice(ids)
-        here = positions[technician]
-        here[0] += rng.uniform(-0.0009, 0.0009)
-        here[1] += rng.uniform(-0.0009, 0.0009)
-        at = began + timedelta(seconds=n / PER_SECOND)
-        events.append(location(TENANT, technician, at, here[0], here[1], speed_kmh=rng.uniform(0, 60), heading=0.0))
-    return events
 
 
 async def test_ten_thousand_technicians_at_a_thousand_updates_a_second_stay_smooth(
     stack: Stack, browser: Browser
 ) -> None:
     rng = random.Random(22)
-    first, positions = _fleet(rng)
+    first, positions = fleet(TENANT, TECHNICIANS, rng, datetime.now(UTC) - timedelta(minutes=1))
     await ensure_topic(stack.kafka)
     await produce(stack.kafka, first)
     await stack.start("projector")
@@ -123,8 +66,8 @@ async def test_ten_thousand_technicians_at_a_thousand_updates_a_second_stay_smoo
     )
     await shot(page, "big-fleet-start")
 
-    updates = _updates(rng, positions)
-    await page.evaluate(PROBE)
+    updates = map_page.updates(TENANT, PER_SECOND * SECONDS, PER_SECOND, rng, positions)
+    await page.evaluate(FRAME_PROBE)
     began = time.monotonic()
     await produce(stack.kafka, updates, per_second=PER_SECOND)
     sent_for = time.monotonic() - began
@@ -135,7 +78,7 @@ async def test_ten_thousand_technicians_at_a_thousand_updates_a_second_stay_smoo
         arg=[last.technician_id, last.data.latitude, last.data.longitude],
         timeout=30_000,
     )
-    measured = await page.evaluate("window.bigFleetProbe.stop()")
+    measured = figures(await page.evaluate("window.framesProbe.stop()"))
     await shot(page, "big-fleet")
 
     snapshot = await stack.snapshot()
@@ -152,28 +95,13 @@ async def test_ten_thousand_technicians_at_a_thousand_updates_a_second_stay_smoo
     )
     assert drawn == table, "every marker is drawn where its fix is once the glides are over"
 
-    frames = measured["frames"]
-    figures = {
-        "technicians": TECHNICIANS,
-        "updates_sent": len(updates),
-        "sent_in_seconds": round(sent_for, 1),
-        "updates_received": measured["updates"],
-        "frames": len(frames),
-        "frame_ms_p50": round(_percentile(frames, 0.50), 1),
-        "frame_ms_p95": round(_percentile(frames, 0.95), 1),
-        "frame_ms_p99": round(_percentile(frames, 0.99), 1),
-        "frame_ms_max": round(max(frames), 1),
-        "draws": measured["draws"],
-        "long_tasks": len(measured["longTasks"]),
-        "long_task_ms_max": round(max(measured["longTasks"], default=0.0), 1),
-        "heap_mb_max": round(max(measured["heap"]) / 2**20, 1),
-        "heap_mb_end": round(measured["heap"][-1] / 2**20, 1),
-    }
+    results = {"technicians": TECHNICIANS, "updates_sent": len(updates), "sent_in_seconds": round(sent_for, 1)}
+    results |= measured
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    (ARTIFACTS / "big-fleet.json").write_text(json.dumps(figures, indent=2) + "\n")
+    (ARTIFACTS / "big-fleet.json").write_text(json.dumps(results, indent=2) + "\n")
     # Every update reaches the page unless the edge conflated a slow client's (two fixes of one technician in one
     # batch); the positions above are the proof that nothing was lost.
-    assert figures["updates_received"] >= len(updates) * 0.95, figures
-    assert figures["frame_ms_p95"] <= 33.0, figures
-    assert figures["long_task_ms_max"] <= 100.0, figures
-    assert figures["heap_mb_max"] <= 200.0, figures
+    assert results["updates_received"] >= len(updates) * 0.95, results
+    assert results["frame_ms_p95"] <= 33.0, results
+    assert results["long_task_ms_max"] <= 100.0, results
+    assert results["heap_mb_max"] <= 200.0, results

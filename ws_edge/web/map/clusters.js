@@ -22,6 +22,11 @@ export class ClusterIndex extends EventTarget {
     super();
     this.worker = new Worker(workerUrl);
     this.worker.onmessage = (event) => this._answered(event.data);
+    this.worker.onerror = (event) => {
+      this.error = `clustering stopped: ${event.message || "the worker could not start (is supercluster installed?)"}`;
+      this.dispatchEvent(new Event("error"));
+    };
+    this.error = null;
     this.generation = 0;
     this.ids = new Map(); // generation -> the ids its point indexes stand for
     this.seq = 0;

@@ -33,7 +33,8 @@ const graticule = L.layerGroup().addTo(map);
 drawGraticule();
 map.on("moveend", drawGraticule);
 
-const fleet = new Fleet({ glideMaxMs: Number(params.get("glide_max_ms") ?? GLIDE_MAX_MS) });
+const glideMaxMs = Number(params.get("glide_max_ms") ?? GLIDE_MAX_MS);
+const fleet = new Fleet({ glideMaxMs: Number.isFinite(glideMaxMs) && glideMaxMs >= 0 ? glideMaxMs : GLIDE_MAX_MS });
 const trails = new Trails(0);
 const clusters = new ClusterIndex("/map/static/clusters-worker.js");
 let following = null; // the technician the view tracks, until the user pans
@@ -65,10 +66,6 @@ function drawGraticule() {
   for (let lng = Math.ceil(b.getWest() / step) * step; lng <= b.getEast(); lng += step) {
     graticule.addLayer(L.polyline([[Math.max(-85, b.getSouth()), lng], [Math.min(85, b.getNorth()), lng]], style));
   }
-}
-
-function source() {
-  return replay ?? client;
 }
 
 /** The fleet after a change of the client's map (`changed`: the ids, or null when it was replaced). */
@@ -115,6 +112,7 @@ setInterval(() => {
 }, CLUSTER_EVERY_MS);
 map.on("moveend", askClusters);
 clusters.addEventListener("answer", () => fetchTrails());
+clusters.addEventListener("error", () => { $("error").textContent = clusters.error; });
 askClusters();
 
 // Trails: the last N minutes of each technician shown alone (and the selected one), from the history endpoint once,
@@ -172,6 +170,7 @@ function select(id) {
   const shown = fleet.shown(id, performance.now());
   if (shown) map.setView(shown, Math.max(map.getZoom(), 15), { animate: false });
   $("details").hidden = false;
+  $("details-status").textContent = "";
   showDetails();
   showLinks();
   fetchTrails();
@@ -191,14 +190,14 @@ function showDetails() {
     dd.textContent = value; // text: names come from the tenant's data
     return [dt, dd];
   }));
-  $("details-status").textContent = "";
 }
 
 function showLinks() {
-  $("details-links").replaceChildren(...historyLinks(historyBase, selected).map(({ label, href, filename }) => {
+  $("details-links").replaceChildren(...historyLinks(historyBase, selected).map(({ label, href, filename }, i) => {
     const item = document.createElement("li");
     const link = document.createElement("a");
     link.href = href;
+    link.dataset.index = String(i);
     link.textContent = label;
     link.dataset.filename = filename;
     item.append(link);
@@ -211,6 +210,7 @@ $("details-links").addEventListener("click", async (event) => {
   const link = event.target.closest("a");
   if (!link) return;
   event.preventDefault();
+  link.href = historyLinks(historyBase, selected)[Number(link.dataset.index)].href; // up to now, not to the select
   $("details-status").textContent = `Fetching ${link.textContent}…`;
   try {
     const response = await authorizedFetch(link.href);
