@@ -101,8 +101,10 @@ function onChange(technicians, changed) {
 
 function askClusters() {
   const b = map.getBounds();
-  const bbox = [Math.max(-180, b.getWest()), Math.max(-90, b.getSouth()), Math.min(180, b.getEast()), Math.min(90, b.getNorth())];
-  clusters.query(b.getEast() - b.getWest() >= 360 ? [-180, bbox[1], 180, bbox[3]] : bbox, Math.round(map.getZoom()));
+  const [south, north] = [Math.max(-90, b.getSouth()), Math.min(90, b.getNorth())];
+  // supercluster wraps longitudes itself (a view across the antimeridian is asked as its two halves)
+  const bbox = b.getEast() - b.getWest() >= 360 ? [-180, south, 180, north] : [b.getWest(), south, b.getEast(), north];
+  clusters.query(bbox, Math.round(map.getZoom()));
 }
 
 setInterval(() => {
