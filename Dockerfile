@@ -17,8 +17,12 @@ COPY projector ./projector
 COPY ws_edge ./ws_edge
 COPY replay ./replay
 COPY geofencer ./geofencer
-# The map page's Leaflet, from npm (not vendored); an editable install serves it from ws_edge/web.
+# What the map page loads from npm (not vendored; ws_edge/map_page.py VENDOR); an editable install serves it from
+# ws_edge/web.
 COPY --from=web /web/node_modules/leaflet ./ws_edge/web/node_modules/leaflet
+COPY --from=web /web/node_modules/supercluster ./ws_edge/web/node_modules/supercluster
+COPY --from=web /web/node_modules/topojson-client ./ws_edge/web/node_modules/topojson-client
+COPY --from=web /web/node_modules/world-atlas ./ws_edge/web/node_modules/world-atlas
 RUN pip install --no-cache-dir -e ".[parquet]"
 ENV LOCSTREAM_DATA_DIR=/data
 VOLUME /data

@@ -18,6 +18,7 @@ from launch.config_docs import render
 from producers.settings import ProducersSettings
 from projector.settings import ProjectorSettings
 from tests.test_layers import LAYERS
+from ws_edge.map_page import VENDOR
 from ws_edge.settings import EdgeSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,3 +106,10 @@ def test_the_image_copies_every_package_below_the_benchmark() -> None:
     copied = set(re.findall(r"^COPY (\w+) \./\1$", (ROOT / "Dockerfile").read_text(), re.MULTILINE))
     packages = set().union(*LAYERS) - {"bench"}  # the image runs the services, not the benchmarks
     assert copied == packages
+
+
+def test_the_image_copies_every_npm_package_the_map_page_loads() -> None:
+    copied = set(
+        re.findall(r"^COPY --from=web /web/node_modules/([\w-]+) ", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    )
+    assert copied == set(VENDOR)
