@@ -132,8 +132,7 @@ async def http_load(
         str(batch),
         "--protocol",
         protocol,
-        "--device-key",
-        device_key,
+        f"--device-key={device_key}",  # one argument: a key may begin with "-" (token_urlsafe)
         stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await process.communicate()
