@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from schemas.claims import Role, TokenClaims
+from schemas.claims import Role, TokenClaims, claim_id_problem
 
 MAX_ROLES = 256  # names in the roles claim that are looked at; providers put a few, attackers many
 _ROLE_NAMES = {role.value for role in Role}
@@ -87,6 +87,8 @@ class ClaimMapping:
             raise ClaimError(f"no tenant in claim {self.tenant_claim}")
         if not isinstance(tenant, str):
             raise ClaimError(f"claim {self.tenant_claim} must be a string")
+        if (problem := claim_id_problem(tenant)) is not None:  # refused at the door: CR/LF never reach a header
+            raise ClaimError(f"claim {self.tenant_claim}: {problem}")
         subject = payload.get("sub", payload.get("user_id"))  # the seed's tokens name the subject user_id
         try:
             return TokenClaims.model_validate(

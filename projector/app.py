@@ -8,6 +8,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from locstream.fences import FenceRegistry
 from locstream.http import Operations, add_operations, service_app
 from locstream.readiness import BrokerProbe
+from locstream.work_slots import WorkSlots
 from projector.routes import router
 from projector.runner import Projector
 from projector.settings import ProjectorSettings
@@ -22,7 +23,9 @@ def install(app: FastAPI, settings: ProjectorSettings) -> Projector:
     app.state.projection_store = projector.store
     app.state.fences = FenceRegistry(settings.kafka)  # started by the caller, with the projector
     app.include_router(router)
-    install_history_export(app, settings.kafka)
+    install_history_export(
+        app, settings.kafka, WorkSlots("exports", settings.max_exports_per_tenant, settings.max_exports)
+    )
     if settings.allowed_origins:  # the map on another origin fetches trails and exports with its bearer token
         app.add_middleware(
             CORSMiddleware,

@@ -27,6 +27,10 @@ class ProjectorSettings(ConsumingServiceSettings):
     """Browser origins that may read the history and its export (CORS), when the dispatch map is served from
     another origin than this process (LOCSTREAM_EDGE_MAP_HISTORY_BASE); empty: same origin only, as behind the
     proxy."""
+    max_exports_per_tenant: int = Field(default=2, ge=1)
+    """History exports (GET /history/export) running at once for one tenant; more get 429 with Retry-After."""
+    max_exports: int = Field(default=6, ge=1)
+    """History exports running at once in this process, every tenant's; more get 429 with Retry-After."""
     dlq_suffix: str = ".dlq"
     """Dead-letter topic = events topic + this suffix."""
     port: int = 8002

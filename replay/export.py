@@ -108,6 +108,16 @@ async def chunks(
     reader: HistoryReader, plan: ExportPlan, out: Exporter, stats: ExportStats, span: Span
 ) -> AsyncIterator[bytes]:
     """The export's bytes: one chunk per fetch for the formats that stream, the rest at the end."""
+    try:
+        async for data in _chunks(reader, plan, out, stats, span):
+            yield data
+    finally:
+        out.close()  # a client gone mid-stream: the temporary file goes now, not whenever this is collected
+
+
+async def _chunks(
+    reader: HistoryReader, plan: ExportPlan, out: Exporter, stats: ExportStats, span: Span
+) -> AsyncIterator[bytes]:
     keep = Deduplicated(plan.technicians)
     head = out.begin()
     if head:
@@ -131,9 +141,9 @@ async def chunks(
         if data:
             yield data
     stats.records_read = span.size  # the span is read to its end, the other tenants' records after the last one too
-    tail = out.end()
-    if tail:
-        yield tail
+    for tail in out.end():
+        if tail:
+            yield tail
 
 
 async def run_cli(

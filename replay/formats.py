@@ -1,6 +1,7 @@
 """Export formats of the location history, written as a stream of byte chunks: ``begin()``, ``add()`` per event,
-``end()``. NDJSON and CSV stream event by event; GeoJSON, GPX and Parquet group by technician or column and come
-out at ``end()``. Pure: the caller reads the topic and writes the bytes (a file, stdout, an HTTP body).
+``end()``. NDJSON and CSV stream event by event, Parquet a row group at a time; GeoJSON and GPX group by
+technician, so their fixes wait in a temporary SQLite file and come out at ``end()`` in chunks: no format holds an
+export in memory. The caller reads the topic and writes the bytes (a file, stdout, an HTTP body).
 
 - ``ndjson``: every event as the topic holds it, plus ``partition``, ``offset`` and ``appended_at``, in log order;
 - ``csv``: one row per event, both event types, in log order (a header row first);
@@ -15,7 +16,8 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, Protocol
 from xml.sax.saxutils import escape, quoteattr
@@ -63,11 +65,16 @@ class FormatError(ValueError):
 
 
 class Exporter(Protocol):
+    """``begin()``, ``add()`` per event, then the rest from ``end()`` a chunk at a time; ``close()`` lets go of what
+    an export that ends early (a client gone) holds."""
+
     def begin(self) -> bytes: ...
 
     def add(self, record: HistoryRecord) -> bytes: ...
 
-    def end(self) -> bytes: ...
+    def end(self) -> Iterator[bytes]: ...
+
+    def close(self) -> None: ...
 
 
 def exporter(name: str) -> Exporter:
@@ -109,8 +116,11 @@ class NdjsonExporter:
         position = f',"partition":{record.partition},"offset":{record.offset},"appended_at":"{appended}"}}\n'
         return record.value.rstrip()[:-1] + position.encode()
 
-    def end(self) -> bytes:
-        return b""
+    def end(self) -> Iterator[bytes]:
+        return iter(())
+
+    def close(self) -> None:
+        pass
 
 
 def _row(record: HistoryRecord) -> dict[str, Any]:
@@ -175,30 +185,81 @@ class CsvExporter:
         self._writer.writerow({k: _iso(v) if isinstance(v, datetime) else spreadsheet_safe(v) for k, v in row.items()})
         return self._take()
 
-    def end(self) -> bytes:
-        return b""
+    def end(self) -> Iterator[bytes]:
+        return iter(())
+
+    def close(self) -> None:
+        pass
 
 
 class _Tracks:
-    """Fixes per technician (and the names profile updates gave them), for the formats that group by track."""
+    """Fixes per technician (and the names profile updates gave them), for the formats that group by track.
+
+    The fixes go to a private temporary SQLite file (deleted when it is closed) as they come, and come back per
+    technician in device-time order: an export of any size holds at most SQLite's page cache and one chunk in
+    memory, not its fixes."""
 
     def __init__(self) -> None:
-        self.fixes: dict[str, list[tuple[datetime, int, LocationRecorded]]] = {}
+        # "" is SQLite's private temporary database on disk; the page cache is kept small.
+        self._db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
+        self._db.execute(f"PRAGMA cache_size = -{_SPILL_CACHE_KIB}")
+        self._db.execute("PRAGMA journal_mode = OFF")
+        self._db.execute("PRAGMA synchronous = OFF")
+        self._db.execute(
+            "CREATE TABLE fix (technician_id TEXT, recorded_us INTEGER, offset INTEGER, longitude REAL, latitude REAL,"
+            " altitude REAL, recorded_at TEXT, properties BLOB)"
+        )
+        self._db.execute("BEGIN")
         self.names: dict[str, str] = {}
 
     def add(self, record: HistoryRecord) -> None:
         event = record.event()
         if isinstance(event, LocationRecorded):
-            self.fixes.setdefault(event.technician_id, []).append((event.recorded_at, record.offset, event))
+            data, at = event.data, event.recorded_at
+            self._db.execute(
+                "INSERT INTO fix VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    event.technician_id,
+                    _micros(at),
+                    record.offset,
+                    data.longitude,
+                    data.latitude,
+                    data.altitude,
+                    _iso(at),
+                    orjson.dumps(_point_properties(event)),
+                ),
+            )
         elif isinstance(event, TechnicianUpdated) and event.data.name:
             self.names[event.technician_id] = event.data.name
 
-    def tracks(self) -> list[tuple[str, list[LocationRecorded]]]:
-        """Per technician (sorted by id), its fixes in device-time order (log order among equal times)."""
-        return [
-            (technician_id, [fix for _, _, fix in sorted(fixes, key=lambda f: f[:2])])
-            for technician_id, fixes in sorted(self.fixes.items())
-        ]
+    def technicians(self) -> Iterator[tuple[str, int]]:
+        """Each technician with fixes (sorted by id) and how many."""
+        self._db.execute("COMMIT")
+        self._db.execute("CREATE INDEX fix_order ON fix (technician_id, recorded_us, offset)")
+        yield from self._db.execute("SELECT technician_id, count(*) FROM fix GROUP BY technician_id ORDER BY 1")
+
+    def fixes(self, technician_id: str | None = None) -> Iterator[list[tuple[Any, ...]]]:
+        """``(technician_id, longitude, latitude, altitude, recorded_at, properties)`` rows in device-time order (log
+        order among equal times), per technician (sorted by id) or of one, ``_CHUNK_ROWS`` at a time."""
+        columns = "technician_id, longitude, latitude, altitude, recorded_at, properties"
+        order = "ORDER BY technician_id, recorded_us, offset"
+        if technician_id is None:
+            cursor = self._db.execute(f"SELECT {columns} FROM fix {order}")
+        else:
+            cursor = self._db.execute(f"SELECT {columns} FROM fix WHERE technician_id = ? {order}", (technician_id,))
+        while rows := cursor.fetchmany(_CHUNK_ROWS):
+            yield rows
+
+    def close(self) -> None:
+        self._db.close()
+
+
+_SPILL_CACHE_KIB = 2048
+_CHUNK_ROWS = 1_000  # rows per chunk of the grouped formats' output
+
+
+def _micros(moment: datetime) -> int:
+    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
 
 
 def _point_properties(fix: LocationRecorded) -> dict[str, Any]:
@@ -215,7 +276,7 @@ def _point_properties(fix: LocationRecorded) -> dict[str, Any]:
 
 
 class _TrackExporter:
-    """The formats that group fixes by technician: everything comes out at ``end()``."""
+    """The formats that group fixes by technician: they come out at ``end()``, a chunk at a time."""
 
     def __init__(self) -> None:
         self._tracks = _Tracks()
@@ -227,78 +288,115 @@ class _TrackExporter:
         self._tracks.add(record)
         return b""
 
+    def end(self) -> Iterator[bytes]:
+        try:
+            yield from self._grouped()
+        finally:
+            self._tracks.close()
+
+    def close(self) -> None:
+        self._tracks.close()
+
+    def _grouped(self) -> Iterator[bytes]:
+        raise NotImplementedError
+
 
 class GeoJsonExporter(_TrackExporter):
-    def end(self) -> bytes:
-        lines: list[dict[str, Any]] = []
-        points: list[dict[str, Any]] = []
-        for technician_id, fixes in self._tracks.tracks():
-            coordinates = [[fix.data.longitude, fix.data.latitude] for fix in fixes]
-            properties = {
-                "technician_id": technician_id,
-                "technician_name": self._tracks.names.get(technician_id),
-                "fixes": len(fixes),
-                "times": [_iso(fix.recorded_at) for fix in fixes],
-            }
-            geometry = (
-                {"type": "LineString", "coordinates": coordinates}
-                if len(coordinates) > 1
-                else {"type": "Point", "coordinates": coordinates[0]}
+    """A FeatureCollection: per technician a LineString (a Point for one fix) with its fixes' times, then one Point
+    per fix with its properties; written piece by piece, never whole in memory."""
+
+    def _grouped(self) -> Iterator[bytes]:
+        tracks, dumps = self._tracks, orjson.dumps
+        yield b'{"type":"FeatureCollection","features":['
+        first = True
+        for technician_id, count in list(tracks.technicians()):
+            kind = b"LineString" if count > 1 else b"Point"
+            opening = b'{"type":"Feature","geometry":{"type":"' + kind + b'","coordinates":' + b"[" * (count > 1)
+            yield (b"" if first else b",") + opening
+            first = False
+            sep = b""
+            for rows in tracks.fixes(technician_id):
+                yield sep + b",".join(dumps([row[1], row[2]]) for row in rows)
+                sep = b","
+            name = dumps(tracks.names.get(technician_id))
+            yield (b"]" * (count > 1)) + (
+                b'},"properties":{"technician_id":%b,"technician_name":%b,"fixes":%d,"times":['
+                % (dumps(technician_id), name, count)
             )
-            lines.append({"type": "Feature", "geometry": geometry, "properties": properties})
-            points.extend(
-                {
-                    "type": "Feature",
-                    "geometry": {"type": "Point", "coordinates": coordinate},
-                    "properties": _point_properties(fix),
-                }
-                for coordinate, fix in zip(coordinates, fixes, strict=True)
+            sep = b""
+            for rows in tracks.fixes(technician_id):
+                yield sep + b",".join(dumps(row[4]) for row in rows)
+                sep = b","
+            yield b"]}}"
+        for rows in tracks.fixes():
+            yield b"".join(
+                (b"" if first and at == 0 else b",")
+                + b'{"type":"Feature","geometry":{"type":"Point","coordinates":%b},"properties":%b}'
+                % (dumps([row[1], row[2]]), row[5])
+                for at, row in enumerate(rows)
             )
-        return orjson.dumps({"type": "FeatureCollection", "features": lines + points}) + b"\n"
+            first = False
+        yield b"]}\n"
 
 
 class GpxExporter(_TrackExporter):
-    def end(self) -> bytes:
-        out = [
-            '<?xml version="1.0" encoding="UTF-8"?>\n'
-            '<gpx version="1.1" creator="locstream" xmlns="http://www.topografix.com/GPX/1/1">\n'
-        ]
-        for technician_id, fixes in self._tracks.tracks():
-            name = self._tracks.names.get(technician_id, technician_id)
-            out.append(f"  <trk><name>{xml_text(name)}</name><src>{xml_text(technician_id)}</src><trkseg>\n")
-            for fix in fixes:
-                data = fix.data
-                elevation = f"<ele>{data.altitude}</ele>" if data.altitude is not None else ""
-                out.append(
-                    f"    <trkpt lat={quoteattr(repr(data.latitude))} lon={quoteattr(repr(data.longitude))}>"
-                    f"{elevation}<time>{_iso(fix.recorded_at)}</time></trkpt>\n"
-                )
-            out.append("  </trkseg></trk>\n")
-        out.append("</gpx>\n")
-        return "".join(out).encode()
+    def _grouped(self) -> Iterator[bytes]:
+        tracks = self._tracks
+        yield (
+            b'<?xml version="1.0" encoding="UTF-8"?>\n'
+            b'<gpx version="1.1" creator="locstream" xmlns="http://www.topografix.com/GPX/1/1">\n'
+        )
+        for technician_id, _ in list(tracks.technicians()):
+            name = tracks.names.get(technician_id, technician_id)
+            yield f"  <trk><name>{xml_text(name)}</name><src>{xml_text(technician_id)}</src><trkseg>\n".encode()
+            for rows in tracks.fixes(technician_id):
+                yield "".join(
+                    f"    <trkpt lat={quoteattr(repr(latitude))} lon={quoteattr(repr(longitude))}>"
+                    f"{f'<ele>{altitude}</ele>' if altitude is not None else ''}<time>{at}</time></trkpt>\n"
+                    for _, longitude, latitude, altitude, at, _ in rows
+                ).encode()
+            yield b"  </trkseg></trk>\n"
+        yield b"</gpx>\n"
+
+
+class _Sink(io.RawIOBase):
+    """Where pyarrow writes a Parquet file: the bytes are taken away as they come (``take``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parts: list[bytes] = []
+        self._position = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._parts.append(bytes(data))
+        self._position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._position
+
+    def take(self) -> bytes:
+        data, self._parts = b"".join(self._parts), []
+        return data
+
+
+PARQUET_ROW_GROUP = 10_000  # rows held before they are written as a row group (about 10 MB of rows)
 
 
 class ParquetExporter:
+    """One row per event, typed columns, written a row group at a time as the rows come."""
+
     def __init__(self) -> None:
         try:
-            import pyarrow  # noqa: F401
+            import pyarrow as pa
+            import pyarrow.parquet as pq
         except ImportError as exc:
             raise FormatError("parquet needs pyarrow: pip install 'locstream[parquet]'") from exc
-        self._rows: list[dict[str, Any]] = []
-
-    def begin(self) -> bytes:
-        return b""
-
-    def add(self, record: HistoryRecord) -> bytes:
-        self._rows.append(_row(record))
-        return b""
-
-    def end(self) -> bytes:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         moment = pa.timestamp("us", tz="UTC")
-        schema = pa.schema(
+        self._schema = pa.schema(
             [
                 ("offset", pa.int64()),
                 ("appended_at", moment),
@@ -320,7 +418,31 @@ class ParquetExporter:
                 ("status", pa.string()),
             ]
         )
-        table = pa.Table.from_pylist(self._rows, schema=schema)
-        sink = io.BytesIO()
-        pq.write_table(table, sink)
-        return sink.getvalue()
+        self._sink = _Sink()
+        self._writer = pq.ParquetWriter(self._sink, self._schema)
+        self._rows: list[dict[str, Any]] = []
+
+    def begin(self) -> bytes:
+        return self._sink.take()
+
+    def add(self, record: HistoryRecord) -> bytes:
+        self._rows.append(_row(record))
+        if len(self._rows) < PARQUET_ROW_GROUP:
+            return b""
+        return self._row_group()
+
+    def _row_group(self) -> bytes:
+        import pyarrow as pa
+
+        rows, self._rows = self._rows, []
+        self._writer.write_table(pa.Table.from_pylist(rows, schema=self._schema))
+        return self._sink.take()
+
+    def end(self) -> Iterator[bytes]:
+        if self._rows:
+            yield self._row_group()
+        self._writer.close()
+        yield self._sink.take()
+
+    def close(self) -> None:
+        self._rows = []

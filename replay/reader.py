@@ -23,6 +23,8 @@ from replay.history_record import HistoryRecord, RecordIdentity, identities
 from replay.time_range import to_ms
 
 MAX_RECORDS_PER_READ = 10_000
+EXPORT_FETCH_BYTES = 8 * 2**20  # an export reads as fast as it writes: big fetches
+PACED_FETCH_BYTES = 2**20  # a paced replay holds its fetch while the clock runs: one per session
 
 
 @dataclass(frozen=True)
@@ -42,14 +44,15 @@ class HistoryReader:
     """A consumer without a group, for one read of the history: ``start()``/``stop()`` or ``async with``. One
     ``batches`` per reader: assigning and seeking again could hand back records the consumer had fetched ahead."""
 
-    def __init__(self, kafka: KafkaSettings) -> None:
+    def __init__(self, kafka: KafkaSettings, fetch_bytes: int = EXPORT_FETCH_BYTES) -> None:
         self.kafka = kafka
-        # Bulk reads of up to 64 MiB a fetch, maybe from far away: not the live feed's short request timeout.
+        # Bulk reads of one partition, maybe from far away: not the live feed's short request timeout. What a fetch
+        # brings is held until it is read: ``fetch_bytes`` is most of a reader's memory.
         self._consumer = make_consumer(
             kafka,
             group_id=None,
-            max_partition_fetch_bytes=8 * 2**20,
-            fetch_max_bytes=64 * 2**20,
+            max_partition_fetch_bytes=fetch_bytes,
+            fetch_max_bytes=fetch_bytes,
             request_timeout_ms=max(kafka.request_timeout_ms, 30_000),
         )
         self._partition_count: int | None = None
@@ -118,19 +121,24 @@ class HistoryReader:
 
 
 class Deduplicated:
-    """Drops the events whose identity was seen before in this read: a retried fix appears once."""
+    """Drops the events whose identity was seen before in this read: a retried fix appears once.
+
+    What it remembers is each identity's 64-bit hash, about 60 bytes an event instead of about 250 for the identity
+    itself: two of a million events share a hash with a chance of about 3 in 100 million (the birthday bound), and
+    that would drop one of them from this one export, never from the log."""
 
     def __init__(self, technicians: Collection[str] | None = None) -> None:
         self.technicians = frozenset(technicians) if technicians else None
         self.duplicates = 0
-        self._seen: set[RecordIdentity] = set()
+        self._seen: set[int] = set()
 
     def keep(self, record: HistoryRecord) -> bool:
         identity = record.identity()
         if self.technicians is not None and identity.technician_id not in self.technicians:
             return False
-        if identity in self._seen:
+        seen, key = self._seen, hash(identity)
+        if key in seen:
             self.duplicates += 1
             return False
-        self._seen.add(identity)
+        seen.add(key)
         return True

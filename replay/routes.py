@@ -9,17 +9,20 @@ whole one.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import quote
 
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from locstream.http import Claims, require_role
 from locstream.settings import KafkaSettings
-from replay.export import ExportPlan, ExportRefusedError, ExportStats, chunks, plan, writer_for
-from replay.formats import MEDIA_TYPES, SUFFIXES, Exporter
-from replay.reader import HistoryReader, Span
+from locstream.work_slots import NoSlotError, Slot, WorkSlots
+from replay.export import ExportRefusedError, ExportStats, chunks, plan, writer_for
+from replay.formats import MEDIA_TYPES, SUFFIXES
+from replay.reader import HistoryReader
 from schemas.claims import HISTORY_ROLES
 
 router = APIRouter(prefix="/api/v1/field-service", tags=["history"])
@@ -34,6 +37,7 @@ router = APIRouter(prefix="/api/v1/field-service", tags=["history"])
         400: {"description": "Unknown format"},
         403: {"description": "Not an analyst or admin"},
         422: {"description": "Malformed times, from not before to, or a range outside retention"},
+        429: {"description": "Too many exports at once for the tenant or the process; retry after Retry-After s"},
         503: {"description": "The broker did not answer"},
     },
 )
@@ -52,33 +56,64 @@ async def history_export(
         out = writer_for(the_plan)
     except ExportRefusedError as exc:
         raise HTTPException(exc.status, exc.reason) from exc
+    try:
+        slot = request.app.state.export_slots.take(claims.tenant_id)
+    except NoSlotError as exc:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS, exc.reason, headers={"Retry-After": str(exc.retry_after)}
+        ) from exc
     reader = HistoryReader(kafka)
     try:
         await reader.start()
         span = await reader.span(claims.tenant_id, the_plan.range.start, the_plan.range.end)
+        name = f"{claims.tenant_id}-{the_plan.range.start:%Y%m%dT%H%M%SZ}.{SUFFIXES[format]}"
+        response = _ExportResponse(
+            chunks(reader, the_plan, out, ExportStats(), span),
+            reader,
+            slot,
+            media_type=MEDIA_TYPES[format],
+            headers={"Content-Disposition": attachment(name), "X-Locstream-Offsets": f"{span.first}-{span.end}"},
+        )
     except (KafkaError, LookupError, OSError) as exc:
-        await reader.stop()
+        await _release(reader, slot)
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"the broker did not answer: {exc!r}") from exc
-    name = f"{claims.tenant_id}-{the_plan.range.start:%Y%m%dT%H%M%SZ}.{SUFFIXES[format]}"
-    return StreamingResponse(
-        _body(reader, the_plan, span, out),
-        media_type=MEDIA_TYPES[format],
-        headers={
-            "Content-Disposition": f'attachment; filename="{name}"',
-            "X-Locstream-Offsets": f"{span.first}-{span.end}",
-        },
-    )  # the reader stops when the body ends, however it ends
+    except BaseException:
+        await _release(reader, slot)
+        raise
+    return response
 
 
-async def _body(reader: HistoryReader, the_plan: ExportPlan, span: Span, out: Exporter) -> AsyncIterator[bytes]:
+async def _release(reader: HistoryReader, slot: Slot) -> None:
     try:
-        async for data in chunks(reader, the_plan, out, ExportStats(), span):
-            yield data
-    finally:
         await reader.stop()
+    finally:
+        slot.release()
 
 
-def install(app: FastAPI, kafka: KafkaSettings) -> None:
-    """Add the export route; it reads ``kafka``'s topic."""
+class _ExportResponse(StreamingResponse):
+    """Stops the export's reader and frees its slot however the response ends: a body never started (the client
+    left before the headers went out) never runs its generator's ``finally``, so they are released here."""
+
+    def __init__(self, content: AsyncIterator[bytes], reader: HistoryReader, slot: Slot, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._reader, self._slot = reader, slot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await _release(self._reader, self._slot)
+
+
+def attachment(name: str) -> str:
+    """``Content-Disposition`` for a download named ``name`` in any script (RFC 6266): ``filename*`` in UTF-8
+    (RFC 8187), and an ASCII ``filename`` for the clients that read only that one."""
+    fallback = "".join(char if " " <= char <= "~" and char not in '"\\%' else "_" for char in name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def install(app: FastAPI, kafka: KafkaSettings, slots: WorkSlots) -> None:
+    """Add the export route; it reads ``kafka``'s topic, as many exports at once as ``slots`` allows."""
     app.state.history_kafka = kafka
+    app.state.export_slots = slots
     app.include_router(router)

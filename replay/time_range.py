@@ -45,7 +45,10 @@ def parse_time(text: str, name: str) -> datetime:
         raise RangeError(f"{name}: {text!r} is not an ISO 8601 time (e.g. 2026-11-26T08:00:00Z)") from exc
     if moment.tzinfo is None:
         raise RangeError(f"{name}: {text!r} has no UTC offset; add Z or +HH:MM")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-23:59 is in year 10000 in UTC; 0001-01-01T00:00+14:00 in year 0
+        raise RangeError(f"{name}: {text!r} is outside the years 1 to 9999 once in UTC") from None
 
 
 def time_range(start: str, end: str, retention: timedelta, now: datetime | None = None) -> TimeRange:

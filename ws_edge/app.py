@@ -19,6 +19,7 @@ from locstream.fences import FenceRegistry
 from locstream.http import Claims, Operations, add_operations, require_role, service_app, token_verifier
 from locstream.lifecycle import cancel_and_wait
 from locstream.readiness import BrokerProbe
+from locstream.work_slots import WorkSlots
 from schemas.claims import VIEWER_ROLES, Role
 from schemas.geofences import GeofenceDefined, fence_wire
 from schemas.ws import CLOSE_INTERNAL_ERROR, CLOSE_SERVICE_RESTART, TechnicianLocation
@@ -47,6 +48,7 @@ class Edge:
     metrics: EdgeMetrics
     fences: FenceRegistry
     sessions: Sessions
+    replay_slots: WorkSlots  # caps on paced replays, per tenant and for the node
     started_at: float = 0.0
     replays: set[ReplaySession] = field(default_factory=set)  # paced replays under way, each with its own consumer
 
@@ -60,7 +62,8 @@ class Edge:
         fences = FenceRegistry(settings.kafka)
         metrics = EdgeMetrics(fanout, feed, replays.__len__)
         sessions = Sessions(settings, feed, fanout, view, verifier, fences.book, metrics.delivery_seconds)
-        edge = cls(settings, view, fanout, feed, metrics, fences, sessions, replays=replays)
+        slots = WorkSlots("replays", settings.max_replays_per_tenant, settings.max_replays)
+        edge = cls(settings, view, fanout, feed, metrics, fences, sessions, replays=replays, replay_slots=slots)
         fences.on_change = edge.fence_changed
         return edge
 
@@ -122,7 +125,7 @@ async def technician_locations(websocket: WebSocket) -> None:
     if not is_replay(websocket.query_params):  # served by another ASGI server: the live feed needs locstream's
         await websocket.close(code=CLOSE_INTERNAL_ERROR, reason="the live feed is served by locstream's own server")
         return
-    replay = ReplaySession(websocket, edge.settings, token_verifier(websocket))
+    replay = ReplaySession(websocket, edge.settings, token_verifier(websocket), edge.replay_slots)
     edge.replays.add(replay)
     try:
         await replay.run()

@@ -35,9 +35,10 @@ from domain.position import Position
 from locstream import bounded_json
 from locstream.auth import TokenVerifier
 from locstream.settings import KafkaSettings
+from locstream.work_slots import NoSlotError, WorkSlots
 from replay.history_record import HistoryRecord
 from replay.pacing import MAX_SPEED, ReplayClock
-from replay.reader import HistoryReader
+from replay.reader import PACED_FETCH_BYTES, HistoryReader
 from replay.time_range import RangeError, TimeRange, time_range, to_ms
 from schemas.claims import HISTORY_ROLES, TokenClaims, refusal
 from schemas.cursor import Cursor
@@ -46,6 +47,7 @@ from schemas.ws import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_INVALID_PAYLOAD,
     CLOSE_POLICY_VIOLATION,
+    CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNAUTHENTICATED,
     PING_TEXT,
     ReplayControl,
@@ -93,8 +95,9 @@ class _SeekError(Exception):
 
 
 class ReplaySession:
-    def __init__(self, websocket: WebSocket, settings: EdgeSettings, verifier: TokenVerifier) -> None:
+    def __init__(self, websocket: WebSocket, settings: EdgeSettings, verifier: TokenVerifier, slots: WorkSlots) -> None:
         self.websocket = websocket
+        self.slots = slots
         self.verifier = verifier
         self.settings = settings
         self.connection_id = str(uuid.uuid4())
@@ -133,14 +136,26 @@ class ReplaySession:
             await self.websocket.close(CLOSE_POLICY_VIOLATION, reason)
             return
         tenant_id = hello.claims.tenant_id
+        try:
+            slot = self.slots.take(tenant_id)
+        except NoSlotError as exc:
+            await self.websocket.close(CLOSE_TRY_AGAIN_LATER, f"{exc.reason}: retry in {exc.retry_after} s")
+            return
+        try:
+            await self._replay(hello.claims, request)
+        finally:
+            slot.release()
+
+    async def _replay(self, claims: TokenClaims, request: ReplayRequest) -> None:
+        tenant_id = claims.tenant_id
         await self.websocket.send_text(messages.connected(self.connection_id, tenant_id, 1))
         self._clock = ReplayClock(request.range.start, request.speed, time.monotonic())
         self._range = request.range
-        self._watch_expiry(hello.claims)
+        self._watch_expiry(claims)
         if self.close_code is None:  # not closed meanwhile (the edge shutting down)
             self._tasks = [
                 asyncio.create_task(self._player(tenant_id, request.range), name=f"replay-player-{self.connection_id}"),
-                asyncio.create_task(self._read_controls(hello.claims), name=f"replay-reader-{self.connection_id}"),
+                asyncio.create_task(self._read_controls(claims), name=f"replay-reader-{self.connection_id}"),
             ]
         try:
             if self._tasks:
@@ -199,7 +214,7 @@ class ReplaySession:
         view = LiveView(timedelta(seconds=self.settings.stale_after_seconds), clock=lambda: clock.at(time.monotonic()))
         epoch, start_ms = self.settings.kafka.topic_epoch, to_ms(start)
         sent, played = 0, False
-        self.reader = HistoryReader(self.settings.kafka)
+        self.reader = HistoryReader(self.settings.kafka, PACED_FETCH_BYTES)
         async with self.reader as reader:
             span = await reader.span(tenant_id, None, whole.end)
             partition = span.partition.partition

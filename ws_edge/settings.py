@@ -38,6 +38,10 @@ class EdgeSettings(ConsumingServiceSettings):
     0 disables."""
     max_connections_per_tenant: int = Field(default=25_000, ge=0)
     """Connections per tenant on this edge; over it: 1013 (try again later). 0 disables."""
+    max_replays_per_tenant: int = Field(default=4, ge=1)
+    """Paced replays running at once for one tenant on this edge; more are closed with 1013 and a retry hint."""
+    max_replays: int = Field(default=40, ge=1)
+    """Paced replays running at once on this edge, every tenant's; more are closed with 1013 and a retry hint."""
     ping_interval_seconds: float = Field(default=25.0, gt=0)
     """Server pings (a dead peer is closed after ping interval + timeout)."""
     ping_timeout_seconds: float = Field(default=20.0, gt=0)

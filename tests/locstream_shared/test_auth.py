@@ -57,7 +57,12 @@ def test_the_seeds_user_id_stands_in_for_sub() -> None:
         (encode(base_claims(role=["superuser", 7])), "no locstream role in claim role (it has: superuser)"),
         (encode(base_claims(role={"dispatcher": True})), "no roles in claim role"),
         (encode(base_claims(tenant_id=42)), "claim tenant_id must be a string"),
-        (encode(base_claims(tenant_id="")), "invalid claims: tenant_id"),
+        (encode(base_claims(tenant_id="")), "claim tenant_id: 1 to 128 characters"),
+        (encode(base_claims(tenant_id="acme\r\nX-Injected: 1")), "claim tenant_id: 1 to 128 characters"),
+        (encode(base_claims(tenant_id="acme\u202e")), "claim tenant_id: 1 to 128 characters"),  # a bidi override
+        (encode(base_claims(tenant_id=" acme")), "claim tenant_id: 1 to 128 characters"),
+        (encode(base_claims(tenant_id="t" * 129)), "claim tenant_id: 1 to 128 characters"),
+        (encode(base_claims(sub="u1\n")), "invalid claims: sub"),
         ("x" * 9000, "token too large"),
     ],
 )
@@ -65,6 +70,10 @@ def test_bad_tokens_are_refused_with_a_reason(token: str | None, reason: str) ->
     with pytest.raises(AuthError) as refused:
         verify_token(token, SETTINGS)
     assert refused.value.reason.startswith(reason)
+
+
+def test_a_tenant_named_in_any_script_is_welcome() -> None:
+    assert verify_token(encode(base_claims(tenant_id="Тенант-東京 fibre")), SETTINGS).tenant_id == "Тенант-東京 fibre"
 
 
 def test_the_secret_is_required_outside_dev_mode(monkeypatch: pytest.MonkeyPatch) -> None:

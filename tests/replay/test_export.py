@@ -244,6 +244,8 @@ async def test_the_http_export_streams_the_same_bytes_and_refuses_bad_input_with
         refusals = [
             ({"from": history.end, "to": history.start}, token, 422, "must be before"),
             ({**window, "format": "kml"}, token, 400, "unknown format"),
+            ({**window, "to": "9999-12-31T23:59:59-23:59"}, token, 422, "years 1 to 9999"),  # was 500: overflow
+            ({**window, "from": "0001-01-01T00:00:00+14:00"}, token, 422, "years 1 to 9999"),
             (window, stack.token(TENANT, Role.DISPATCHER), 403, "may not export"),
             (window, None, 401, "token"),
         ]

@@ -23,6 +23,12 @@ def test_times_need_an_offset_and_are_kept_in_utc() -> None:
         parse_time("yesterday", "to")
 
 
+@pytest.mark.parametrize("text", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+14:00"])
+def test_a_time_that_leaves_the_calendar_in_utc_is_refused_not_an_overflow(text: str) -> None:
+    with pytest.raises(RangeError, match="outside the years 1 to 9999"):
+        parse_time(text, "to")
+
+
 @pytest.mark.parametrize(
     ("start", "end", "reason"),
     [

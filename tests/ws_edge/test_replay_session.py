@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from domain.projection import TechnicianState
 from locstream.auth import TokenVerifier
 from locstream.kafka import ensure_topic
+from locstream.work_slots import WorkSlots
 from schemas.claims import Role
 from schemas.events import Event
 from tests.support.events import location
@@ -150,6 +151,10 @@ async def test_a_replay_needs_a_valid_range_and_an_analyst_or_admin(stack: Stack
     with pytest.raises(InvalidStatus) as too_fast:
         await connect(edge, stack.token(TENANT, Role.ANALYST), _query(now - timedelta(minutes=1), now, 5000))
     assert too_fast.value.response.status_code == 422
+    for start, end in (("0001-01-01T00:00:00+14:00", now.isoformat()), (now.isoformat(), "9999-12-31T23:59:59-23:59")):
+        with pytest.raises(InvalidStatus) as overflow:  # was a 500: OverflowError in the range's parsing
+            await connect(edge, stack.token(TENANT, Role.ANALYST), urlencode({"replay_from": start, "replay_to": end}))
+        assert overflow.value.response.status_code == 422 and b"years 1 to 9999" in overflow.value.response.body
     ws = await connect(edge, stack.token(TENANT, Role.DISPATCHER), _query(now - timedelta(minutes=1), now, 60))
     with pytest.raises(ConnectionClosed) as closed:
         await recv_json(ws)
@@ -208,7 +213,7 @@ async def _zero(edge: Service) -> bool:
 
 
 async def test_nested_controls_close_1007_and_every_session_lets_go_of_its_consumer(stack: Stack) -> None:
-    edge = await stack.start("ws-edge")
+    edge = await stack.start("ws-edge", env={"LOCSTREAM_EDGE_MAX_REPLAYS_PER_TENANT": "5"})
     now = datetime.now(UTC)
     nested = "[" * 5_000 + "]" * 5_000
     for _ in range(30):
@@ -227,6 +232,30 @@ async def test_nested_controls_close_1007_and_every_session_lets_go_of_its_consu
         code, _ = await _closed_with(ws)
         assert code == 1012
     assert "Traceback" not in edge.log()
+
+
+async def test_replays_are_capped_per_tenant_and_per_node_with_1013_and_a_retry_hint(stack: Stack) -> None:
+    edge = await stack.start(
+        "ws-edge", env={"LOCSTREAM_EDGE_MAX_REPLAYS_PER_TENANT": "2", "LOCSTREAM_EDGE_MAX_REPLAYS": "3"}
+    )
+    now = datetime.now(UTC)
+    playing = [(await _open_replay(edge, stack.token(TENANT, Role.ANALYST), _endless(now)))[0] for _ in range(2)]
+    ws = await connect(edge, stack.token(TENANT, Role.ANALYST), _endless(now))
+    code, reason = await _closed_with(ws)
+    assert code == 1013 and "per tenant" in reason and "retry in" in reason
+    other, _ = await _open_replay(edge, stack.token("other-fleet", Role.ANALYST), _endless(now))  # not kept out
+    ws = await connect(edge, stack.token("third-fleet", Role.ANALYST), _endless(now))
+    code, reason = await _closed_with(ws)
+    assert code == 1013 and "on this node" in reason
+    await playing[0].close()  # one ends: its place is free again
+    await eventually(lambda: _count(edge, 2), timeout=10, what="the ended replay's slot to be freed")
+    again, _ = await _open_replay(edge, stack.token(TENANT, Role.ANALYST), _endless(now))
+    for ws in (again, other, playing[1]):
+        await ws.close()
+
+
+async def _count(edge: Service, sessions: int) -> bool:
+    return await _replay_sessions(edge) == sessions
 
 
 class _ReaderKiller:
@@ -266,8 +295,11 @@ async def test_a_reader_killed_by_an_exception_ends_the_session_and_closes_its_c
         "subprotocols": [],
     }
     asgi = _ReaderKiller()
-    session = ReplaySession(WebSocket(scope, asgi.receive, asgi.send), settings, TokenVerifier(stack.auth))
+    slots = WorkSlots("replays", 1, 1)
+    websocket = WebSocket(scope, asgi.receive, asgi.send)
+    session = ReplaySession(websocket, settings, TokenVerifier(stack.auth), slots)
     await asyncio.wait_for(session.run(), 30)  # ends: the player does not outlive the reader
     assert session.reader is not None and session.reader.closed  # its Kafka consumer was stopped
     assert asgi.sent[-1] == {"type": "websocket.close", "code": 1011, "reason": "replay failed"}
+    assert slots.total == 0  # its slot was given back
     assert "the control reader dies" in caplog.text
