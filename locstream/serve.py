@@ -21,8 +21,10 @@ import asyncio
 import logging
 import resource
 import socket
+import sys
 from typing import Any, Protocol
 
+import httptools
 import uvicorn
 from fastapi import FastAPI
 from starlette.types import Scope
@@ -126,6 +128,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     operations_port: int | None = None  # no takeover there: that port serves the operations endpoints alone
     _head_timer: asyncio.TimerHandle | None = None
     _pending = False
+    _received = b""  # the data being fed to the parser
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -152,11 +155,30 @@ class GuardedHttpProtocol(HttpToolsProtocol):
                 self.connections.discard(self)
                 self.transport.set_protocol(taken)
                 taken.connection_made(self.transport)
+                early = self._after_head()
+                if early and not self.transport.is_closing():
+                    taken.data_received(early)  # frames the client sent before it saw the 101: not lost
                 return
         super().handle_websocket_upgrade()
         protocol = self.transport.get_protocol()
         if pending and isinstance(protocol, TransportWebSocketProtocol):
             protocol.await_authentication()  # pending again, now until the app has verified its token
+
+    def data_received(self, data: bytes) -> None:
+        self._received = data
+        try:
+            super().data_received(data)
+        finally:
+            self._received = b""
+
+    def _after_head(self) -> bytes:
+        """What came in the same read after an upgrade request's head. uvicorn's ``data_received`` calls
+        ``handle_websocket_upgrade`` while handling httptools' ``HttpParserUpgrade``, whose argument is where the
+        head ended in the data fed."""
+        upgrade = sys.exc_info()[1]
+        if isinstance(upgrade, httptools.HttpParserUpgrade) and upgrade.args and isinstance(upgrade.args[0], int):
+            return self._received[upgrade.args[0] :]
+        return b""
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._head_arrived()

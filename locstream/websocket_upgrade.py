@@ -77,19 +77,39 @@ def refusal(request: UpgradeRequest) -> tuple[int, str] | None:
 
 
 def deflate_accepted(request: UpgradeRequest) -> bool:
-    """Whether one of the client's permessage-deflate offers can be accepted as ``PER_MESSAGE_DEFLATE``: any offer
-    whose parameters are known, except one limiting the server's window (the server compresses with 15 bits)."""
+    """Whether one of the client's permessage-deflate offers can be accepted as ``PER_MESSAGE_DEFLATE``: an offer
+    whose parameters are valid after RFC 7692 (7.1), except one limiting the server's window below 15 bits (the
+    server compresses with 15). An invalid offer is declined, not accepted loosely: the client may offer another."""
     for offer in request.header_list("sec-websocket-extensions"):
         name, *parameters = [part.strip() for part in offer.split(";")]
-        if name.lower() != "permessage-deflate":
-            continue
-        names = [parameter.split("=", 1)[0].strip().lower() for parameter in parameters]
-        values = [parameter.split("=", 1)[1].strip().strip('"') if "=" in parameter else "" for parameter in parameters]
-        known = {"server_no_context_takeover", "client_no_context_takeover", "client_max_window_bits"}
-        window_ok = all(value == "15" for n, value in zip(names, values, strict=True) if n == "server_max_window_bits")
-        if len(set(names)) == len(names) and window_ok and set(names) <= known | {"server_max_window_bits"}:
+        if name.lower() == "permessage-deflate" and _deflate_parameters_valid(parameters):
             return True
     return False
+
+
+_WINDOW_BITS = frozenset(str(bits) for bits in range(8, 16))  # "8" to "15", no sign, no leading zero
+
+
+def _deflate_parameters_valid(parameters: list[str]) -> bool:
+    seen: set[str] = set()
+    for parameter in parameters:
+        key, has_value, text = (part.strip() for part in parameter.partition("="))
+        name, value = key.lower(), text.strip('"') if has_value else None
+        if name in seen:
+            return False
+        seen.add(name)
+        if name in ("server_no_context_takeover", "client_no_context_takeover"):
+            if value is not None:
+                return False
+        elif name == "client_max_window_bits":  # the edge inflates with 15 bits: any client window fits
+            if value is not None and value not in _WINDOW_BITS:
+                return False
+        elif name == "server_max_window_bits":
+            if value != "15":
+                return False
+        else:
+            return False
+    return True
 
 
 def switching_protocols(request: UpgradeRequest, subprotocol: str | None, extensions: str | None = None) -> bytes:

@@ -40,15 +40,34 @@ class FramingError(Exception):
         self.reason = reason
 
 
+MAX_FRAGMENTS = 64  # frames of one message; more: 1009. Browsers send a message whole; a flood of empty
+# continuation frames (6 bytes each) would otherwise grow a list without growing the message's size.
+
+
 class FrameReader:
     """One connection's inbound frames. ``feed`` returns ``(opcode, payload)`` for each complete message (text as
-    ``str``, binary as ``bytes``) and control frame (``bytes``), in order. Holds only what is yet incomplete."""
+    ``str``, binary as ``bytes``) and control frame (``bytes``), in order. Holds only what is yet incomplete.
 
-    __slots__ = ("_fragments", "_fragments_opcode", "_fragments_size", "_partial", "inflate", "max_size")
+    ``frames`` counts every frame read, fragments and control frames alike, for the connection's rate. Once
+    ``discarding`` (the connection's close is decided) data frames are skipped unread and only control frames come
+    out: a closing peer can make the reader hold nothing."""
+
+    __slots__ = (
+        "_fragments",
+        "_fragments_opcode",
+        "_fragments_size",
+        "_partial",
+        "discarding",
+        "frames",
+        "inflate",
+        "max_size",
+    )
 
     def __init__(self, max_size: int, inflate: bool = False) -> None:
         self.max_size = max_size
         self.inflate = inflate  # permessage-deflate was negotiated: RSV1 marks a compressed message
+        self.frames = 0
+        self.discarding = False
         self._partial = b""  # the start of a frame whose end has not come yet
         self._fragments: list[bytes] | None = None  # a fragmented message so far
         self._fragments_opcode = 0
@@ -86,8 +105,12 @@ class FrameReader:
                 raise FramingError(1009, f"a message over {self.max_size} bytes")
             if end - at < header + 4 + size:
                 break
-            mask = buffer[at + header : at + header + 4]
+            self.frames += 1
             start = at + header + 4
+            if self.discarding and opcode < OP_CLOSE:
+                at = start + size
+                continue
+            mask = buffer[at + header : at + header + 4]
             payload = apply_mask(buffer[start : start + size], mask) if size else b""
             at = start + size
             message = self._message(first & 0x80 != 0, opcode | (first & 0x40), payload)
@@ -103,6 +126,8 @@ class FrameReader:
         if opcode == OP_CONTINUATION:
             if self._fragments is None:
                 raise FramingError(CLOSE_PROTOCOL_ERROR, "a continuation frame without a message to continue")
+            if len(self._fragments) >= MAX_FRAGMENTS:
+                raise FramingError(1009, f"a message in more than {MAX_FRAGMENTS} frames")
             self._fragments.append(payload)
             self._fragments_size += len(payload)
             if not fin:

@@ -23,9 +23,15 @@ class InboundRule:
         """The close code and reason a received ``websocket.receive`` message earns, or None when it may be read."""
         if message.get("text") is None:
             return CLOSE_UNSUPPORTED_DATA, "binary frames are not part of the protocol"
+        return self.too_fast(1, now)
+
+    def too_fast(self, frames: int, now: float) -> tuple[int, str] | None:
+        """The close code and reason when ``frames`` more frames (of messages, fragments, pings, pongs) go over the
+        rate, or None (they are counted)."""
         bucket = self._bucket
-        if bucket is not None:
-            if bucket.wait_for(1, now) > 0:
-                return CLOSE_POLICY_VIOLATION, "messages sent too fast"
-            bucket.take(1, now)
+        if bucket is None or frames == 0:
+            return None
+        if bucket.wait_for(frames, now) > 0:
+            return CLOSE_POLICY_VIOLATION, "messages sent too fast"
+        bucket.take(frames, now)
         return None

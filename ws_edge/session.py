@@ -56,6 +56,7 @@ from schemas.ws import (
     CLOSE_POLICY_VIOLATION,
     CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNAUTHENTICATED,
+    CLOSE_UNSUPPORTED_DATA,
     PING_TEXT,
 )
 from ws_edge import messages
@@ -97,6 +98,7 @@ access_log = logging.getLogger("uvicorn.access")  # the same logger (and token r
 
 MAX_CLIENT_MESSAGE_BYTES = 64 * 1024  # an inbound message over this closes with 1009
 MAX_EARLY_MESSAGES = 16  # client messages kept while the session opens; more: 1008
+MAX_BYTES_AFTER_CLOSE = 2 * MAX_CLIENT_MESSAGE_BYTES  # read while waiting for a client's close frame; more: dropped
 
 
 class Phase(Enum):
@@ -120,6 +122,7 @@ class ClientSession(asyncio.Protocol):
         "_opening",
         "_paused",
         "_pending_deadline",
+        "_read_after_close",
         "_refreshing",
         "_rule",
         "batched",
@@ -159,6 +162,7 @@ class ClientSession(asyncio.Protocol):
         self._awaiting_pong = False
         self._close_deadline: asyncio.TimerHandle | None = None
         self._pending_deadline: asyncio.TimerHandle | None = None  # the server's deadline for verifying a token
+        self._read_after_close = 0
 
     # -- the opening handshake ------------------------------------------------------------------------------------
 
@@ -440,22 +444,36 @@ class ClientSession(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.phase is Phase.GONE:
             return
+        reader = self.reader
+        if self.phase is Phase.CLOSING:  # only its close frame is looked for, in what may still be in flight
+            self._read_after_close += len(data)
+            if self._read_after_close > MAX_BYTES_AFTER_CLOSE:
+                self._log("connection %s dropped: it went on sending after its close")
+                self._drop()
+                return
+        counted = reader.frames
         try:
-            frames = self.reader.feed(data)
+            frames = reader.feed(data)
         except FramingError as exc:
-            self.close(exc.code, exc.reason)
+            if self.phase is Phase.CLOSING:
+                self._drop()
+            else:
+                self.close(exc.code, exc.reason)
             return
+        # Every frame counts against the rate, fragments, pings and pongs too: empty continuation frames would
+        # otherwise cost the edge without ever making a message, and a flood of pings a pong each.
+        if self.phase is not Phase.CLOSING:
+            if (refused := self._rule.too_fast(reader.frames - counted, time.monotonic())) is not None:
+                self.close(*refused)
+                return
         for opcode, payload in frames:
             if opcode == OP_CLOSE:
                 self._peer_closed(payload)  # type: ignore[arg-type]
                 return
             if self.phase is Phase.CLOSING:
                 continue  # nothing a closing client says matters any more, and nothing follows our close frame
-            # Every frame counts against the message rate, pings and pongs too: a flood of pings would make the edge
-            # queue a pong for each, for a client that need not read them.
-            text = payload if opcode != OP_BINARY else None
-            if (refused := self._rule.refusal({"text": text}, time.monotonic())) is not None:
-                self.close(*refused)
+            if opcode == OP_BINARY:
+                self.close(CLOSE_UNSUPPORTED_DATA, "binary frames are not part of the protocol")
                 return
             if opcode == OP_PING:
                 if not self._paused:  # a client that does not read gets no pong (RFC 6455 5.5.3 allows skipping)
@@ -583,6 +601,7 @@ class ClientSession(asyncio.Protocol):
         if self.phase in (Phase.CLOSING, Phase.GONE):
             return
         self.phase = Phase.CLOSING
+        self.reader.discarding = True  # from now on its data frames are skipped unread
         self._write(close_frame(code, reason[:120]))
         seconds = self.sessions.settings.slow_consumer_seconds
         self._close_deadline = asyncio.get_running_loop().call_later(seconds, self._close_late, code)

@@ -7,7 +7,7 @@ import base64
 import pytest
 from websockets.utils import accept_key
 
-from locstream.websocket_upgrade import UpgradeRequest, http_error, refusal, switching_protocols
+from locstream.websocket_upgrade import UpgradeRequest, deflate_accepted, http_error, refusal, switching_protocols
 
 KEY = base64.b64encode(b"0123456789abcdef").decode()
 
@@ -67,3 +67,27 @@ def test_a_request_breaking_the_rfc_is_refused_with_a_reason(changes: dict[str, 
     answer = http_error(*refused).decode()
     assert answer.startswith(f"HTTP/1.1 {status} ") and answer.endswith(refused[1])
     assert f"content-length: {len(refused[1].encode())}" in answer
+
+
+@pytest.mark.parametrize(
+    ("offer", "accepted"),
+    [
+        ("permessage-deflate", True),
+        ("permessage-deflate; client_max_window_bits", True),
+        ("permessage-deflate; client_max_window_bits=8", True),
+        ('permessage-deflate; client_max_window_bits="12"; server_no_context_takeover', True),
+        ("permessage-deflate; server_max_window_bits=15; client_no_context_takeover", True),
+        ("permessage-deflate; client_max_window_bits=0", False),  # RFC 7692 7.1.2.2: 8 to 15
+        ("permessage-deflate; client_max_window_bits=99", False),
+        ("permessage-deflate; client_max_window_bits=08", False),
+        ("permessage-deflate; client_max_window_bits=-9", False),
+        ("permessage-deflate; server_max_window_bits", False),  # needs a value
+        ("permessage-deflate; server_max_window_bits=8", False),  # the server compresses with 15
+        ("permessage-deflate; server_no_context_takeover=1", False),  # takes no value
+        ("permessage-deflate; client_max_window_bits; client_max_window_bits", False),
+        ("permessage-deflate; x_unknown", False),
+        ("permessage-deflate; client_max_window_bits=99, permessage-deflate", True),  # the next offer is valid
+    ],
+)
+def test_deflate_offers_are_accepted_only_with_valid_parameters(offer: str, accepted: bool) -> None:
+    assert deflate_accepted(_request(sec_websocket_extensions=offer)) is accepted

@@ -9,6 +9,7 @@ import pytest
 from websockets.frames import Frame, Opcode
 
 from ws_edge.framing import (
+    MAX_FRAGMENTS,
     OP_BINARY,
     OP_CLOSE,
     OP_PING,
@@ -94,3 +95,36 @@ def test_close_frames_both_ways() -> None:
     assert sent[0] == 0x80 | OP_CLOSE and len(sent) - 2 <= 125
     code, reason = close_payload(sent[2:])
     assert code == 4008 and reason and set(reason) == {"ü"}
+
+
+EMPTY_CONTINUATION = b"\x00\x80\x00\x00\x00\x00"  # the attack's 6 bytes: FIN=0, continuation, masked, empty
+
+
+def test_a_flood_of_empty_continuation_frames_is_refused_and_every_frame_is_counted() -> None:
+    reader = FrameReader(LIMIT)
+    assert reader.feed(_masked(Opcode.TEXT, b"x", fin=False) + EMPTY_CONTINUATION * (MAX_FRAGMENTS - 2)) == []
+    assert reader.frames == MAX_FRAGMENTS - 1  # counted though no message came of them
+    with pytest.raises(FramingError) as refused:
+        reader.feed(EMPTY_CONTINUATION * 2)
+    assert refused.value.code == 1009 and "frames" in refused.value.reason
+    pinged = FrameReader(LIMIT)  # pings between the empty continuations: still one message's fragments
+    flood = _masked(Opcode.TEXT, b"x", fin=False) + (EMPTY_CONTINUATION + _masked(Opcode.PING, b"")) * MAX_FRAGMENTS
+    with pytest.raises(FramingError):
+        pinged.feed(flood)
+
+
+def test_a_message_in_many_fragments_within_the_cap_reads_whole() -> None:
+    parts = [_masked(Opcode.TEXT, b"a", fin=False)]
+    parts += [_masked(Opcode.CONT, b"b", fin=False)] * (MAX_FRAGMENTS - 2) + [_masked(Opcode.CONT, b"c")]
+    reader = FrameReader(LIMIT)
+    assert reader.feed(b"".join(parts)) == [(OP_TEXT, "a" + "b" * (MAX_FRAGMENTS - 2) + "c")]
+    assert reader.frames == MAX_FRAGMENTS
+
+
+def test_once_discarding_data_frames_are_skipped_and_only_control_frames_come_out() -> None:
+    reader = FrameReader(LIMIT)
+    reader.feed(_masked(Opcode.TEXT, b"half", fin=False))
+    reader.discarding = True  # the connection's close was decided
+    data = EMPTY_CONTINUATION * 10_000 + _masked(Opcode.TEXT, b"x" * 1000) + _masked(Opcode.CLOSE, b"\x03\xe8")
+    assert reader.feed(data) == [(OP_CLOSE, b"\x03\xe8")]
+    assert reader.frames == 1 + 10_000 + 2

@@ -11,8 +11,10 @@ import httpx
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 
 from tests.support.stack import Stack, eventually
+from ws_edge.framing import MAX_FRAGMENTS
 
 pytestmark = pytest.mark.integration
 
@@ -155,4 +157,90 @@ async def test_compressed_messages_are_bounded_once_inflated_and_refused_without
     assert head.startswith("http/1.1 101") and "permessage-deflate" not in head
     writer.write(bytes((0x88, 0x82)) + b"\x00" * 4 + (1005).to_bytes(2, "big"))  # a code no peer may send
     assert await _close_code(reader) == 1002
+    writer.close()
+
+
+EMPTY_CONTINUATION = b"\x00\x80\x00\x00\x00\x00"  # FIN=0, continuation, masked, empty: 6 bytes
+
+
+def _masked(opcode: Opcode, data: bytes, fin: bool = True, rsv1: bool = False) -> bytes:
+    return Frame(opcode, data, fin=fin, rsv1=rsv1).serialize(mask=True, extensions=[])
+
+
+async def _flood(writer: asyncio.StreamWriter, piece: bytes, total: int) -> int:
+    """Send ``piece`` until ``total`` bytes went or the edge ends the connection; how many bytes went."""
+    sent = 0
+    try:
+        while sent < total:
+            writer.write(piece)
+            await writer.drain()
+            sent += len(piece)
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    return sent
+
+
+async def _ended(reader: asyncio.StreamReader) -> list[int]:
+    """Every close code the edge sent until it ended the connection (EOF or reset)."""
+    codes: list[int] = []
+    try:
+        while True:
+            first, second = await asyncio.wait_for(reader.readexactly(2), 10)
+            size = second & 0x7F
+            if size == 126:
+                size = int.from_bytes(await reader.readexactly(2), "big")
+            elif size == 127:
+                size = int.from_bytes(await reader.readexactly(8), "big")
+            payload = await reader.readexactly(size)
+            if first & 0x0F == 0x8:
+                codes.append(int.from_bytes(payload[:2], "big"))
+    except (asyncio.IncompleteReadError, ConnectionResetError):
+        return codes
+
+
+@pytest.mark.parametrize("variant", ["plain", "pings between", "under deflate", "after the 4001 close"])
+async def test_a_flood_of_empty_continuation_frames_is_cut_off_with_or_without_a_token(
+    stack: Stack, variant: str
+) -> None:
+    """The attack grew the edge by 22 MiB/s and starved its loop, without a token, and went on after its 4001."""
+    edge = await stack.start("ws-edge", env={"LOCSTREAM_EDGE_AUTH_TIMEOUT_SECONDS": "1"})
+    rss = edge.rss_bytes()
+    extensions = "Sec-WebSocket-Extensions: permessage-deflate\r\n" if variant == "under deflate" else ""
+    reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
+    writer.write(  # no token: it would come as the first message
+        f"GET {WS_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{edge.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extensions}\r\n".encode()
+    )
+    head = (await reader.readuntil(b"\r\n\r\n")).decode().lower()
+    assert head.startswith("http/1.1 101") and ("permessage-deflate" in head) == (variant == "under deflate")
+    if variant == "after the 4001 close":
+        assert await _close_code(reader) == 4001  # no token within a second
+    else:  # one message's first frame, then empty continuations (and pings): refused long before the token is due
+        first = bytes((0x41 if variant == "under deflate" else 0x01, 0x81)) + b"\x00" * 4 + b"{"  # FIN=0, masked
+        between = _masked(Opcode.PING, b"") if variant == "pings between" else b""
+        writer.write(first + (EMPTY_CONTINUATION + between) * MAX_FRAGMENTS)
+        assert await _close_code(reader) in (1008, 1009)  # too many frames, or too fast
+    # Its close decided, the edge reads no more than what may have been in flight: the flood is cut off.
+    sent = await asyncio.wait_for(_flood(writer, EMPTY_CONTINUATION * 10_000, 200 * 2**20), 60)
+    await _ended(reader)
+    writer.close()
+    assert sent < 20 * 2**20, f"{sent:,} bytes of empty frames went in before the edge let go"
+    assert edge.rss_bytes() < rss + 16 * 2**20
+    assert "Traceback" not in edge.log()
+
+
+async def test_an_auth_message_sent_before_the_101_is_read_not_lost(stack: Stack) -> None:
+    edge = await stack.start("ws-edge")
+    token = stack.token("tenant-a")
+    reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
+    writer.write(  # the request and the auth message in one write, before any answer
+        f"GET {WS_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{edge.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode()
+        + _masked(Opcode.TEXT, f'{{"type": "auth", "token": "{token}"}}'.encode())
+    )
+    head = (await reader.readuntil(b"\r\n\r\n")).decode().lower()
+    assert head.startswith("http/1.1 101")
+    first, second = await asyncio.wait_for(reader.readexactly(2), 10)
+    payload = await reader.readexactly(second & 0x7F if second & 0x7F < 126 else 0)
+    assert first == 0x81 and b'"connected"' in payload  # opened at once, not 4001 after the auth timeout
     writer.close()
