@@ -23,7 +23,7 @@ from locstream.lifecycle import running
 from locstream.settings import AuthSettings, MetricsSettings
 from schemas.claims import Role, TokenClaims, refusal
 
-_bearer = HTTPBearer(
+bearer_scheme = HTTPBearer(
     auto_error=False, description="A JWT: from the identity provider (JWKS), or `locstream token ...` (HS256)."
 )
 
@@ -52,7 +52,7 @@ async def verified_claims(request: HTTPConnection, token: str | None) -> TokenCl
 
 
 async def get_claims(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 ) -> TokenClaims:
     """The verified claims of the request's bearer token, or 401 with the reason."""
     return await verified_claims(request, credentials.credentials if credentials else None)

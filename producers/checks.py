@@ -1,7 +1,9 @@
-"""What a fix must satisfy beyond its schema: a plausible device time and a bounded ``metadata``. Pure."""
+"""What a fix must satisfy beyond its schema: a plausible device time, a bounded ``metadata``, and a battery level
+(``metadata.battery_percent``, where the apps' protocols put it) from 0 to 100. Pure."""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,9 +22,16 @@ def fix_problem(
     if recorded_at < now - max_age:
         return f"recorded_at: {recorded_at.isoformat()} is older than the topic's retention ({max_age.days} days)"
     if metadata is not None:
+        battery = metadata.get("battery_percent")
+        if battery is not None and not (_real(battery) and 0 <= battery <= 100):
+            return f"metadata.battery_percent: {str(battery)[:20]} is not a battery level from 0 to 100"
         if bounded_json.depth(metadata) >= bounded_json.MAX_DEPTH:  # metadata itself is one level of the body
             return f"metadata: nested deeper than {bounded_json.MAX_DEPTH - 1} levels"
         size = len(msgspec.json.encode(metadata))
         if size > MAX_METADATA_BYTES:
             return f"metadata: {size} bytes as JSON, at most {MAX_METADATA_BYTES}"
     return None
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

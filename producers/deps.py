@@ -2,4 +2,26 @@
 
 from __future__ import annotations
 
-from locstream.http import Claims as Claims
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials
+
+from locstream.http import bearer_scheme, verified_claims
+from schemas.claims import TokenClaims
+
+if TYPE_CHECKING:
+    from producers.routes import Ingest
+
+
+async def get_claims(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+) -> TokenClaims:
+    """The verified claims of the request's bearer token, or 401 with the reason; 429 for an address that failed
+    too often lately (``Ingest.authenticating``)."""
+    ingest: Ingest = request.app.state.ingest
+    async with ingest.authenticating(request):
+        return await verified_claims(request, credentials.credentials if credentials else None)
+
+
+Claims = Annotated[TokenClaims, Depends(get_claims)]

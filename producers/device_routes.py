@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -24,15 +25,18 @@ from pydantic import BaseModel, Field
 
 from domain.devices import Device, fix_event_id
 from domain.identity import identity
-from locstream.http import Claims, bearer_token, require_role
+from locstream.http import bearer_token, require_role
 from producers.body import BodyError, field_message, read_body
 from producers.checks import fix_problem
+from producers.deps import Claims
 from producers.models import LocationFixBody, technician_id_problem
 from producers.osmand import OsmAndError, parse
 from producers.routes import PREFIX, EventHeader, ingest_of, location_event, problem_doc
 from producers.trackers import TrackerError, overland_fixes, owntracks_fix
 from schemas.claims import Role
 from schemas.events import LocationRecorded
+
+log = logging.getLogger(__name__)
 
 ADMIN = frozenset({Role.ADMIN})
 # The apps say nothing of a fix being late: one recorded longer ago than this comes from the phone's offline queue,
@@ -134,13 +138,16 @@ async def revoke_device(device_id: str, request: Request, claims: Claims) -> Res
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-def _device(request: Request, key: str | None, *, basic: bool = False) -> Device:
-    """The active device of ``key``, or 401 with the reason (never the key)."""
-    device = ingest_of(request).devices.device(key) if key else None
-    if device is None:
-        reason = "unknown or revoked device key" if key else "the device key is missing"
-        headers = {"WWW-Authenticate": 'Basic realm="locstream"'} if basic else None
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=reason, headers=headers)
+async def _device(request: Request, key: str | None, *, basic: bool = False) -> Device:
+    """The active device of ``key``, or 401 with the reason (never the key); 429 for an address that failed too
+    often lately."""
+    ingest = ingest_of(request)
+    async with ingest.authenticating(request):
+        device = ingest.devices.device(key) if key else None
+        if device is None:
+            reason = "unknown or revoked device key" if key else "the device key is missing"
+            headers = {"WWW-Authenticate": 'Basic realm="locstream"'} if basic else None
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=reason, headers=headers)
     return device
 
 
@@ -165,10 +172,11 @@ async def osmand(request: Request) -> Response:
         parsed = parse(request.query_params, request.headers.get("content-type", ""), raw)
     except OsmAndError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
-    device = _device(request, parsed.key)
+    device = await _device(request, parsed.key)
     if parsed.fields is not None:
-        events, rejected = _events(request, device, [parsed.fields])
+        events, rejected = _events(request, device, [("", parsed.fields)])
         if rejected:
+            _count_rejected(request, "osmand", rejected)
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=rejected[0])
         await _publish(request, device, events)
     return Response(status_code=status.HTTP_200_OK)
@@ -176,14 +184,15 @@ async def osmand(request: Request) -> Response:
 
 @protocols_router.post("/owntracks", summary="OwnTracks (HTTP mode)")
 async def owntracks(request: Request) -> Response:
-    device = _device(request, _basic_password(request), basic=True)
+    device = await _device(request, _basic_password(request), basic=True)
     try:
         fields = owntracks_fix(await _body(request, json_only=True))
     except TrackerError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
     if fields is not None:
-        events, rejected = _events(request, device, [fields])
+        events, rejected = _events(request, device, [("", fields)])
         if rejected:
+            _count_rejected(request, "owntracks", rejected)
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=rejected[0])
         await _publish(request, device, events)
     return Response(b"[]", media_type="application/json")  # the app shows what the array holds: nothing
@@ -191,17 +200,18 @@ async def owntracks(request: Request) -> Response:
 
 @protocols_router.post("/overland", summary="Overland (GeoJSON batches)")
 async def overland(request: Request) -> Response:
-    device = _device(request, bearer_token(request) or request.query_params.get("token"))
+    device = await _device(request, bearer_token(request) or request.query_params.get("token"))
     try:
-        fixes = overland_fixes(await _body(request, json_only=True))
+        fixes, unreadable = overland_fixes(await _body(request, json_only=True))
     except TrackerError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
-    events, rejected = _events(request, device, fixes)
+    events, invalid = _events(request, device, fixes)
     await _publish(request, device, events)
-    # {"result": "ok"} is what makes the app drop the batch: only once every valid fix is acknowledged. A fix that
-    # can never be taken is dropped with its reason (resending it would block the app's queue for ever).
+    # {"result": "ok"} is what makes the app drop the batch: only once every valid fix is acknowledged. A feature
+    # that can never be taken is dropped with its reason (resending it would block the app's queue for ever).
     answer: dict[str, Any] = {"result": "ok"}
-    if rejected:
+    if rejected := unreadable + invalid:
+        _count_rejected(request, "overland", rejected)
         answer["rejected"] = rejected
     return Response(msgspec.json.encode(answer), media_type="application/json")
 
@@ -217,14 +227,23 @@ def _basic_password(request: Request) -> str | None:
     return password or None
 
 
-def _events(request: Request, device: Device, fixes: list[dict[str, Any]]) -> tuple[list[LocationRecorded], list[str]]:
-    """The device's fixes validated as native ones (``LocationFixBody`` and ``fix_problem``), as events with ids
-    derived from the device and the fix; the reasons of those that cannot be taken."""
+def _count_rejected(request: Request, protocol: str, reasons: list[str]) -> None:
+    """Fixes an app sent that can never be taken: counted per protocol, and the first reason logged, so an operator
+    sees a misbehaving app without the app's queue being blocked by them."""
+    ingest_of(request).publisher.metrics.device_rejects.labels(protocol).inc(len(reasons))
+    log.warning("%s: %d fix(es) rejected, the first: %s", protocol, len(reasons), reasons[0][:200])
+
+
+def _events(
+    request: Request, device: Device, fixes: list[tuple[str, dict[str, Any]]]
+) -> tuple[list[LocationRecorded], list[str]]:
+    """The device's fixes (each with its place in the request, for the reasons) validated as native ones
+    (``LocationFixBody`` and ``fix_problem``), as events with ids derived from the device and the fix; the reasons
+    of those that cannot be taken."""
     ingest, now = ingest_of(request), datetime.now(UTC)
     events: list[LocationRecorded] = []
     rejected: list[str] = []
-    for index, fields in enumerate(fixes):
-        prefix = f"fixes[{index}]." if len(fixes) > 1 else ""
+    for prefix, fields in fixes:
         try:
             fix = msgspec.convert(fields, LocationFixBody, strict=True)
         except msgspec.ValidationError as exc:

@@ -14,7 +14,8 @@ from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from msgspec import Meta, Struct
 
 from domain.geofencing import Fence
-from locstream.http import Claims, require_role
+from locstream.http import require_role
+from producers.deps import Claims
 from producers.device_routes import table_unavailable_is_503
 from producers.models import technician_id_problem
 from producers.openapi import body_of

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from locstream.http import bearer_token, problem_response, verified_claims
 from producers.models import technician_id_problem
-from producers.routes import PREFIX, post_batch, post_location
+from producers.routes import PREFIX, ingest_of, post_batch, post_location
 
 _LOCATION = re.compile(re.escape(PREFIX) + r"/technicians/(?P<technician_id>[^/]*)/location")
 _BATCH = PREFIX + "/locations/batch"
@@ -51,7 +51,8 @@ class HotPath:
         response: Response
         try:
             technician_id = _checked_technician_id(location["technician_id"]) if location is not None else None
-            claims = await verified_claims(request, bearer_token(request))
+            async with ingest_of(request).authenticating(request):
+                claims = await verified_claims(request, bearer_token(request))
             if technician_id is None:
                 response = await post_batch(request, claims)
             else:

@@ -19,6 +19,12 @@ class IngestMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.device_rejects = Counter(
+            "locstream_ingest_device_fixes_rejected_total",
+            "Fixes a tracking app sent that could never be taken (unreadable or invalid), by protocol",
+            ["protocol"],
+            registry=self.registry,
+        )
         self.produce_seconds = Histogram(
             "locstream_ingest_produce_seconds",
             "From handing events to the producer to Kafka's acknowledgement",

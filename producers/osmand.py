@@ -13,7 +13,6 @@ unknown. Battery and charging go to the fix's metadata.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from locstream import bounded_json
+from locstream.strict_numbers import decimal
 
 KNOTS_TO_KMH = 1.852
 MS_TO_KMH = 3.6
@@ -62,12 +62,9 @@ def _number(values: Mapping[str, str], *names: str) -> float | None:
         if text is None or text == "":
             continue
         try:
-            number = float(text)
+            return decimal(text)
         except ValueError as exc:
-            raise OsmAndError(f"{name}: {text[:40]!r} is not a number") from exc
-        if not math.isfinite(number):
-            raise OsmAndError(f"{name}: {text[:40]!r} is not a finite number")
-        return number
+            raise OsmAndError(f"{name}: {exc}") from exc
     return None
 
 
@@ -75,7 +72,7 @@ def recorded_at(text: str) -> datetime:
     """A timestamp as Traccar reads it: unix seconds, milliseconds, ISO 8601, or ``yyyy-MM-dd HH:mm:ss`` (UTC)."""
     text = text.strip()
     try:
-        if text.isdigit():
+        if text.isascii() and text.isdigit():  # ASCII digits only: int() would read other scripts' digits too
             value = int(text)
             return datetime.fromtimestamp(value if value < _SECONDS_LIMIT else value / 1000, UTC)
         if "T" in text:
@@ -113,8 +110,8 @@ def _parse_fields(values: Mapping[str, str]) -> OsmAndRequest:
             fields[field] = value
     metadata: dict[str, Any] = {}
     battery = _number(values, "batt")
-    if battery is not None:
-        metadata["battery_percent"] = battery
+    if battery is not None and battery != -1:  # -1: the app does not know
+        metadata["battery_percent"] = battery  # 0 to 100, checked with every path's fixes (producers/checks.py)
     if values.get("charge") is not None:
         metadata["charging"] = values["charge"].lower() == "true"
     if metadata:
@@ -154,8 +151,8 @@ def _parse_json(body: bytes) -> OsmAndRequest:
     metadata: dict[str, Any] = {}
     if isinstance(battery, dict):
         level = battery.get("level")
-        if isinstance(level, (int, float)) and not isinstance(level, bool) and 0 <= level <= 1:
-            metadata["battery_percent"] = round(level * 100, 1)
+        if isinstance(level, (int, float)) and not isinstance(level, bool) and level != -1:  # -1: unknown
+            metadata["battery_percent"] = round(level * 100, 1)  # outside 0..1: refused (producers/checks.py)
         if isinstance(battery.get("is_charging"), bool):
             metadata["charging"] = battery["is_charging"]
     if metadata:

@@ -42,3 +42,22 @@ def admit(checks: list[tuple[RateLimiter, str]], amount: int, now: float) -> flo
     for bucket in buckets:
         bucket.take(amount, now)
     return 0.0
+
+
+class FailedAuthentications:
+    """Failed authentications per client address, a token bucket each: an address that spent its budget is refused
+    (``wait`` > 0) before its next credentials are even checked, so guessing keys or replaying a dead token costs the
+    API next to nothing. Its honest requests wait too: an address is all that is known before the credentials."""
+
+    def __init__(self, rate: float, burst: int, max_keys: int = 100_000) -> None:
+        self._limiter = RateLimiter(rate, burst, max_keys)
+
+    def wait(self, address: str, now: float) -> float:
+        """Seconds until ``address`` may try again (0: now)."""
+        if not self._limiter.enabled:
+            return 0.0
+        return self._limiter.bucket(address, now).wait_for(1, now)
+
+    def failed(self, address: str, now: float) -> None:
+        if self._limiter.enabled:
+            self._limiter.bucket(address, now).take(1, now)

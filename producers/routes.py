@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
@@ -16,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, HTTPException, Path, Request, Response, status
+from starlette.requests import HTTPConnection
 
 from domain.identity import identity
 from domain.position import Position
@@ -39,7 +41,7 @@ from producers.models import (
 )
 from producers.openapi import body_of
 from producers.publisher import EventPublisher, ProducerRenewedError, PublishTimeoutError
-from producers.rate_limits import RateLimiter, admit
+from producers.rate_limits import FailedAuthentications, RateLimiter, admit
 from producers.recent import RecentFixes
 from producers.settings import ProducersSettings
 from schemas.claims import WRITER_ROLES, Role, TokenClaims, only_technician
@@ -103,6 +105,7 @@ class Ingest:
         self.recent = RecentFixes(settings.recent_fixes)
         self.per_token = RateLimiter(settings.token_rate, settings.token_burst)
         self.per_tenant = RateLimiter(settings.tenant_rate, settings.tenant_burst)
+        self.failed_auth = FailedAuthentications(settings.failed_auth_rate, settings.failed_auth_burst)
         self.max_future = timedelta(seconds=settings.max_future_skew_seconds)
         self.max_age = timedelta(days=settings.kafka.retention_days)
 
@@ -135,6 +138,25 @@ class Ingest:
             raise HTTPException(
                 exc.status, detail=exc.message, headers={"Connection": "close"} if exc.close else None
             ) from exc
+
+    @asynccontextmanager
+    async def authenticating(self, request: HTTPConnection) -> AsyncIterator[None]:
+        """Around checking a request's credentials: 429 when its address failed too often lately; a 401 inside
+        counts as one more failure of that address."""
+        address, now = request.client.host if request.client else "-", time.monotonic()
+        wait = self.failed_auth.wait(address, now)
+        if wait > 0:
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                detail="too many failed authentications from this address: wait before trying again",
+                headers={"Retry-After": str(max(1, int(wait + 0.999)))},
+            )
+        try:
+            yield
+        except HTTPException as exc:
+            if exc.status_code == status.HTTP_401_UNAUTHORIZED:
+                self.failed_auth.failed(address, now)
+            raise
 
     def limit(self, request: Request, claims: TokenClaims, fixes: int) -> None:
         # Keyed by the token itself, as the verifier read it: spaces or a scheme spelt otherwise in the header make

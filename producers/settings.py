@@ -34,6 +34,13 @@ class ProducersSettings(ServiceSettings):
     """Fixes per second per tenant, per API process; 0 disables."""
     tenant_burst: int = Field(default=20_000, ge=1)
     """Burst of tenant_rate."""
+    failed_auth_rate: float = Field(default=2.0, ge=0)
+    """Failed authentications (a wrong device key, a bad token) per second per client address, burst
+    failed_auth_burst; past it every ingest request of that address gets 429 until its budget refills; 0 disables.
+    Behind a proxy the address is the client's only where uvicorn trusts the proxy's X-Forwarded-For
+    (FORWARDED_ALLOW_IPS, 127.0.0.1 by default)."""
+    failed_auth_burst: int = Field(default=20, ge=1)
+    """Burst of failed_auth_rate."""
     recent_fixes: int = Field(default=200_000, ge=0)
     """Identities of recently acknowledged fixes each API process remembers, to answer a retry "duplicate" without
     appending it again (retries it does not remember are appended and dropped by every consumer)."""

@@ -84,42 +84,58 @@ def owntracks_fix(body: bytes) -> dict[str, Any] | None:
     return fields
 
 
-def overland_fixes(body: bytes) -> list[dict[str, Any]]:
-    """The fixes of an Overland batch, in its order (features without a point are skipped)."""
+def overland_fixes(body: bytes) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+    """The fixes of an Overland batch, in its order, each with its place (``locations[3].``), and the reasons of the
+    features that cannot be read (features without a point are actions and skipped). Only a body that is not a batch
+    at all raises ``TrackerError``: one bad feature must not make the app resend the whole batch for ever."""
     document = _json(body)
     if not isinstance(document, dict) or not isinstance(document.get("locations"), list):
         raise TrackerError('body: expected {"locations": [...]}')
-    fixes: list[dict[str, Any]] = []
+    fixes: list[tuple[str, dict[str, Any]]] = []
+    rejected: list[str] = []
     for index, feature in enumerate(document["locations"]):
-        if not isinstance(feature, dict):
-            raise TrackerError(f"locations[{index}]: expected a GeoJSON Feature")
-        geometry: Any = feature.get("geometry")
-        properties: Any = feature.get("properties") or {}
-        if not isinstance(geometry, dict) or geometry.get("type") != "Point":
-            continue  # an action (will_terminate...), not a position
-        coordinates = geometry.get("coordinates")
-        if not isinstance(coordinates, list) or len(coordinates) < 2 or not isinstance(properties, dict):
-            raise TrackerError(f"locations[{index}].geometry: expected a Point [lon, lat]")
-        fields: dict[str, Any] = {"longitude": coordinates[0], "latitude": coordinates[1]}
-        if "timestamp" in properties:
-            fields["recorded_at"] = _time(properties["timestamp"], f"locations[{index}].properties.timestamp")
-        speed, course = _number(properties, "speed"), _number(properties, "course")
-        if speed is not None and speed >= 0:
-            fields["speed_kmh"] = round(speed * MS_TO_KMH, 3)
-        if course is not None and course >= 0:
-            fields["heading"] = course % 360
-        accuracy, altitude = _number(properties, "horizontal_accuracy"), _number(properties, "altitude")
-        if accuracy is not None and accuracy >= 0:  # -1: unknown
-            fields["accuracy_meters"] = accuracy
-        if altitude is not None:
-            fields["altitude"] = altitude
-        metadata: dict[str, Any] = {}
-        level = _number(properties, "battery_level")
-        if level is not None and 0 <= level <= 1:
-            metadata["battery_percent"] = round(level * 100, 1)
-        if properties.get("battery_state") in ("charging", "full", "unplugged"):
-            metadata["charging"] = properties["battery_state"] != "unplugged"
-        if metadata:
-            fields["metadata"] = metadata
-        fixes.append(fields)
-    return fixes
+        place = f"locations[{index}]."
+        try:
+            fields = _overland_fix(feature, place)
+        except TrackerError as exc:
+            rejected.append(str(exc))
+            continue
+        if fields is not None:
+            fixes.append((place, fields))
+    return fixes, rejected
+
+
+def _overland_fix(feature: Any, place: str) -> dict[str, Any] | None:
+    if not isinstance(feature, dict):
+        raise TrackerError(f"{place[:-1]}: expected a GeoJSON Feature")
+    geometry: Any = feature.get("geometry")
+    properties: Any = feature.get("properties") or {}
+    if not isinstance(geometry, dict) or geometry.get("type") != "Point":
+        return None  # an action (will_terminate...), not a position
+    if not isinstance(properties, dict):
+        raise TrackerError(f"{place}properties: expected an object")
+    coordinates = geometry.get("coordinates")
+    if not isinstance(coordinates, list) or len(coordinates) < 2:
+        raise TrackerError(f"{place}geometry: expected a Point [lon, lat]")
+    fields: dict[str, Any] = {"longitude": coordinates[0], "latitude": coordinates[1]}
+    if "timestamp" in properties:
+        fields["recorded_at"] = _time(properties["timestamp"], f"{place}properties.timestamp")
+    speed, course = _number(properties, "speed"), _number(properties, "course")
+    if speed is not None and speed >= 0:
+        fields["speed_kmh"] = round(speed * MS_TO_KMH, 3)
+    if course is not None and course >= 0:
+        fields["heading"] = course % 360
+    accuracy, altitude = _number(properties, "horizontal_accuracy"), _number(properties, "altitude")
+    if accuracy is not None and accuracy >= 0:  # -1: unknown
+        fields["accuracy_meters"] = accuracy
+    if altitude is not None:
+        fields["altitude"] = altitude
+    metadata: dict[str, Any] = {}
+    level = _number(properties, "battery_level")
+    if level is not None and level != -1:  # -1: unknown; outside 0..1 the fix is refused (producers/checks.py)
+        metadata["battery_percent"] = round(level * 100, 1)
+    if properties.get("battery_state") in ("charging", "full", "unplugged"):
+        metadata["charging"] = properties["battery_state"] != "unplugged"
+    if metadata:
+        fields["metadata"] = metadata
+    return fields

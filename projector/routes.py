@@ -11,6 +11,7 @@ from pydantic import AwareDatetime, BaseModel
 from domain.geofencing import FenceBook, distance_m
 from domain.visits import formatted, time_on_site
 from locstream.http import Claims, require_role
+from locstream.strict_numbers import DecimalText, WholeText
 from projector.store import HistoryPoint, ProjectionStore
 from schemas.claims import VIEWER_ROLES, Role, only_technician
 
@@ -38,7 +39,7 @@ async def location_history(
     technician_id: Annotated[str, Path(min_length=1, max_length=128)],
     start_time: Annotated[AwareDatetime | None, Query(description="inclusive, ISO 8601 with offset")] = None,
     end_time: Annotated[AwareDatetime | None, Query(description="exclusive, ISO 8601 with offset")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    limit: Annotated[WholeText, Query(ge=1, le=MAX_LIMIT)] = 100,
 ) -> LocationHistory:
     require_role(claims, VIEWER_ROLES, "read history")
     if start_time and end_time and start_time >= end_time:
@@ -86,7 +87,7 @@ async def nearby_jobs(
     request: Request,
     claims: Claims,
     technician_id: Annotated[str, Query(min_length=1, max_length=128)],
-    radius_meters: Annotated[float, Query(gt=0, le=100_000)] = 1_000.0,
+    radius_meters: Annotated[DecimalText, Query(gt=0, le=100_000)] = 1_000.0,
 ) -> NearbyJobs:
     require_role(claims, VIEWER_ROLES | {Role.TECHNICIAN}, "look for nearby jobs")
     if only_technician(claims) and claims.sub != technician_id:

@@ -35,6 +35,7 @@ from domain.position import Position
 from locstream import bounded_json
 from locstream.auth import TokenVerifier
 from locstream.settings import KafkaSettings
+from locstream.strict_numbers import decimal
 from locstream.work_slots import NoSlotError, WorkSlots
 from replay.history_record import HistoryRecord
 from replay.pacing import MAX_SPEED, ReplayClock
@@ -81,9 +82,9 @@ def replay_request(query: QueryParams, kafka: KafkaSettings) -> ReplayRequest:
     if not start or not end:
         raise RangeError("a replay needs both replay_from and replay_to (ISO 8601 with offset)")
     try:
-        speed = float(query.get("speed", "1"))
+        speed = decimal(query.get("speed", "1"))
     except ValueError as exc:
-        raise RangeError(f"speed: {query.get('speed')!r} is not a number") from exc
+        raise RangeError(f"speed: {exc}") from exc
     if not 0 <= speed <= MAX_SPEED:
         raise RangeError(f"speed must be between 0 and {MAX_SPEED:g} (0: as fast as the client reads)")
     return ReplayRequest(time_range(start, end, timedelta(days=kafka.retention_days)), speed)

@@ -164,3 +164,39 @@ async def test_concurrent_big_batches_on_a_healthy_broker_are_all_acknowledged(s
     assert failed == [], f"{len(failed)} of 80 failed: {failed[:2]}"
     after = await end_offsets(stack.kafka)
     assert sum(after.values()) - sum(before.values()) == 80_000
+
+
+async def test_failed_authentications_are_limited_per_client_address_on_every_ingest_path(stack: Stack) -> None:
+    """Wrong device keys were answered 401 at 404 tries a second, for ever: each try costs the API a lookup."""
+    api = await stack.start("producers", env={"LOCSTREAM_PRODUCERS_FAILED_AUTH_BURST": "10"})
+    admin = {"Authorization": f"Bearer {stack.token('tenant-a', Role.ADMIN)}"}
+    technician = {"Authorization": f"Bearer {stack.token('tenant-a', Role.TECHNICIAN, sub='tech-1')}"}
+    fix = {"latitude": 6.5, "longitude": 3.3}
+    location = f"{PREFIX}/technicians/tech-1/location"
+    async with httpx.AsyncClient(base_url=api.url) as http:
+        key = (await http.post(f"{PREFIX}/devices", json={"technician_id": "tech-1"}, headers=admin)).json()["key"]
+        before = await end_offsets(stack.kafka)
+        guesses = [await http.get(f"/api/v1/ingest/osmand?id=guess-{i}&lat=1&lon=2") for i in range(10)]
+        assert [answer.status_code for answer in guesses] == [401] * 10
+        limited = [
+            await http.get(f"/api/v1/ingest/osmand?id={key}&lat=1&lon=2"),  # even the right key, from this address
+            await http.post("/api/v1/ingest/overland", json={"locations": []}, headers={"Authorization": "Bearer x"}),
+            await http.post("/api/v1/ingest/owntracks", json={}, headers={"Authorization": "Basic eDp5"}),
+            await http.post(location, json=fix, headers={"Authorization": "Bearer forged"}),
+            await http.post(location, json=fix, headers=technician),
+            await http.post(BATCH, json=_batch(1), headers=technician),
+        ]
+        for answer in limited:
+            assert answer.status_code == 429 and "failed authentications" in answer.text, answer.text
+            assert int(answer.headers["retry-after"]) >= 1
+        assert await end_offsets(stack.kafka) == before  # nothing recorded while the address was limited
+    # Another address is not held back by this one's failures.
+    elsewhere = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+    async with httpx.AsyncClient(base_url=api.url, transport=elsewhere) as http:
+        assert (await http.post(location, json=fix, headers=technician)).status_code == 202
+    async with httpx.AsyncClient(base_url=api.url) as http:
+
+        async def let_in() -> bool:  # the budget refills at 2 failures a second
+            return (await http.post(location, json=fix, headers=technician)).status_code == 202
+
+        await eventually(let_in, timeout=10, what="the address's failure budget to refill")

@@ -34,14 +34,22 @@ class Case:
 
 
 BAD_NUMBERS = {
-    "lat": ["91", "-90.5", "abc", "nan", "inf", "-inf", "1e999", "0x10", "1,5"],
-    "lon": ["181", "-180.01", "x", "NaN"],
-    "speed": ["fast", "nan"],
+    # 6_5 was stored as 65.0 (Python's float reads underscores), and other scripts' digits read as ASCII ones
+    "lat": ["91", "-90.5", "abc", "nan", "inf", "-inf", "1e999", "0x10", "1,5", "6_5", "\u0666", "+-6"],
+    "lon": ["181", "-180.01", "x", "NaN", "3_4"],
+    "speed": ["fast", "nan", "1_0"],
     "bearing": ["north", "inf"],
     "accuracy": ["-1", "precise", "200000"],
     "altitude": ["99999", "-5000", "high"],
-    "batt": ["full"],
-    "timestamp": ["yesterday", "2099-01-01 00:00:00", "946684800", "99999999999999999999", "2026-13-45T00:00:00Z"],
+    "batt": ["full", "500", "-5", "100.5", "5_0"],  # a battery level is 0 to 100 (-1: unknown)
+    "timestamp": [
+        "yesterday",
+        "2099-01-01 00:00:00",
+        "946684800",
+        "99999999999999999999",
+        "2026-13-45T00:00:00Z",
+        "\u0661\u0667\u0660\u0660\u0660\u0660\u0660\u0660\u0660\u0660",  # 1700000000 in Arabic-Indic digits
+    ],
 }
 
 
@@ -138,6 +146,8 @@ def corpus(key: str) -> list[Case]:
         ("tst", 4_102_444_800),
         ("tst", 946_684_800),
         ("batt", "full"),
+        ("batt", 500),
+        ("batt", -3),
     ]:
         message = {**location, name: bad}
         cases.append(Case(f"owntracks {name}={bad}", "POST", OWNTRACKS, json.dumps(message).encode(), basic))
@@ -160,6 +170,16 @@ def corpus(key: str) -> list[Case]:
         "overland broken json": b'{"locations": [',
         "overland nested": b'{"locations": ' + b"[" * 60 + b"]" * 60 + b"}",
         "overland bad timestamp": json.dumps({"locations": [feature([1.0, 2.0], timestamp="later")]}).encode(),
+        "overland timestamp true": json.dumps({"locations": [feature([1.0, 2.0], timestamp=True)]}).encode(),
+        "overland properties a list": json.dumps(
+            {
+                "locations": [
+                    {"type": "Feature", "geometry": {"type": "Point", "coordinates": [1, 2]}, "properties": [1]}
+                ]
+            }
+        ).encode(),
+        "overland a string for a feature": b'{"locations": ["Feature"]}',
+        "overland battery 150%": json.dumps({"locations": [feature([1.0, 2.0], battery_level=1.5)]}).encode(),
     }
     cases += [Case(name, "POST", OVERLAND, body, bearer) for name, body in batches.items()]
     cases += [

@@ -263,6 +263,21 @@ async def test_owntracks_and_overland_messages_land_as_the_devices_fixes_once_ea
                 "geometry": {"type": "Point", "coordinates": [-122.4195, 91.0]},
                 "properties": {"timestamp": iso},
             },
+            # Features that cannot be read: each refused alone, the batch still taken (it was 422 for all, and
+            # Overland resends a refused batch for ever)
+            "a string, not a feature",
+            {"type": "Feature", "geometry": {"type": "Point", "coordinates": [3.6]}, "properties": {}},
+            {"type": "Feature", "geometry": {"type": "Point", "coordinates": [3.6, 6.5]}, "properties": [1]},
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [3.6, 6.5]},
+                "properties": {"timestamp": True},
+            },
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [3.6, 6.5]},
+                "properties": {"timestamp": "yesterday"},
+            },
         ],
         "current": {"type": "Feature"},
     }
@@ -277,11 +292,20 @@ async def test_owntracks_and_overland_messages_land_as_the_devices_fixes_once_ea
                 assert (answer.status_code, answer.json()) == (200, [])
             answer = await http.post(OVERLAND, json=batch, headers={"Authorization": f"Bearer {key}"})
             assert answer.status_code == 200 and answer.json()["result"] == "ok"
-            assert answer.json()["rejected"] == ["fixes[1].latitude: Expected `float` <= 90.0"]
+            assert answer.json()["rejected"] == [
+                "locations[3]: expected a GeoJSON Feature",
+                "locations[4].geometry: expected a Point [lon, lat]",
+                "locations[5].properties: expected an object",
+                "locations[6].properties.timestamp: expected a time",
+                "locations[7].properties.timestamp: 'yesterday' is not an ISO 8601 time",
+                "locations[2].latitude: Expected `float` <= 90.0",
+            ]
         refused = await http.post(OWNTRACKS, json=location)
         assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Basic")
         assert (await http.post(OVERLAND, json=batch)).status_code == 401
         assert (await http.post(f"{OVERLAND}?token={key}", json={"locations": []})).json() == {"result": "ok"}
+        metrics = (await http.get("/metrics", headers=api.admin_headers)).text
+        assert 'locstream_ingest_device_fixes_rejected_total{protocol="overland"} 12.0' in metrics  # 6 a batch, twice
     from_owntracks, from_overland = _fixes(await read_all(stack.kafka))
     assert (
         from_owntracks.recorded_at == datetime.fromtimestamp(now - 30, UTC) and from_owntracks.technician_id == "tech-9"

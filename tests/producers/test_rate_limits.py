@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from producers.rate_limits import RateLimiter, admit
+from producers.rate_limits import FailedAuthentications, RateLimiter, admit
 
 
 def test_a_bucket_admits_its_burst_then_the_rate() -> None:
@@ -34,3 +34,17 @@ def test_the_least_recently_used_keys_are_forgotten_beyond_the_limit() -> None:
     admit([(limiter, "c")], 1, now=0.0)
     assert admit([(limiter, "a")], 1, now=0.0) == 0.0  # "a" was dropped: a full bucket again
     assert admit([(limiter, "c")], 1, now=0.0) == 1.0
+
+
+def test_an_address_that_failed_its_burst_waits_and_others_do_not() -> None:
+    failures = FailedAuthentications(rate=2.0, burst=3)
+    for _ in range(3):
+        assert failures.wait("10.0.0.1", 0.0) == 0
+        failures.failed("10.0.0.1", 0.0)
+    assert failures.wait("10.0.0.1", 0.0) == 0.5  # one failure's worth refills at 2 a second
+    assert failures.wait("10.0.0.2", 0.0) == 0
+    assert failures.wait("10.0.0.1", 0.5) == 0
+    off = FailedAuthentications(rate=0, burst=1)
+    off.failed("a", 0.0)
+    off.failed("a", 0.0)
+    assert off.wait("a", 0.0) == 0
