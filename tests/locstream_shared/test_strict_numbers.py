@@ -14,7 +14,23 @@ def test_decimal_notation_reads_as_python_would(text: str, number: float) -> Non
 
 @pytest.mark.parametrize(
     "text",
-    ["6_5", "\u0666", "\uff11\uff12", "nan", "inf", "-Infinity", "1e999", "0x10", "1,5", " 6.5", "6.5\n", "", ".", "e3", "--1"],
+    [
+        "6_5",
+        "\u0666",
+        "\uff11\uff12",
+        "nan",
+        "inf",
+        "-Infinity",
+        "1e999",
+        "0x10",
+        "1,5",
+        " 6.5",
+        "6.5\n",
+        "",
+        ".",
+        "e3",
+        "--1",
+    ],
 )
 def test_anything_else_is_refused(text: str) -> None:
     with pytest.raises(ValueError):
