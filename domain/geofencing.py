@@ -24,13 +24,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from schemas.geofences import Circle, FenceEvent, GeofenceDefined, GeofenceRemoved
+from domain.fence_shapes import EARTH_RADIUS_M as EARTH_RADIUS_M
+from domain.fence_shapes import METRES_PER_DEGREE, PolygonShape, longitude_offset, ring_frame
+from schemas.geofences import (
+    Circle,
+    FenceEvent,
+    GeofenceDefined,
+    GeofenceRemoved,
+    decode_fence_event,
+    encode_fence_event,
+    fence_cost,
+)
 
-EARTH_RADIUS_M = 6_371_008.8
-_METRES_PER_DEGREE = math.pi / 180 * EARTH_RADIUS_M
 EXIT_MARGIN_M = 25.0
 CELL_DEGREES = 0.01  # the grid: about 1.1 km north-south
-MAX_CELLS_PER_FENCE = 400  # a fence wider than this many cells is checked against every fix of its tenant
+_COLUMNS = round(360 / CELL_DEGREES)  # columns wrap round the globe: -180 and 180 are neighbours
+MAX_CELLS_PER_FENCE = 400  # a fence wider than this many cells is checked (by its box first) against every fix
 _CROSSING_NAMESPACE = uuid.UUID("6f1f3c2e-8d4b-4f0e-9a51-3c0de5e7a001")
 
 Kind = Literal["enter", "exit"]
@@ -46,25 +55,35 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Fence:
-    """A circle (``ring`` None) or a polygon (``ring``: its vertices as (longitude, latitude), GeoJSON order)."""
+    """A circle (``polygon`` None) or a polygon (``fence_shapes.PolygonShape``)."""
 
     tenant_id: str
     geofence_id: str
     latitude: float  # the circle's centre, or the polygon's vertex centroid
     longitude: float
     radius_m: float  # the circle's radius, or the polygon's equivalent: sqrt(area / pi)
-    ring: tuple[tuple[float, float], ...] | None = None
+    polygon: PolygonShape | None = None
     job_id: str | None = None
     name: str | None = None
-    _xy: tuple[tuple[float, float], ...] = field(default=(), compare=False, repr=False)
-    # Kept for the quick look of ``evaluate``: metres per degree of longitude here, and how far the fence reaches.
+    # West, south, east, north in degrees (west and east may pass ±180: the box is continuous), and for the quick
+    # look of ``evaluate``: metres per degree of longitude at the fence's poleward edge (an underestimate anywhere in
+    # it, so the look never skips a fix inside), and how far the fence reaches from its centre.
+    bbox: tuple[float, float, float, float] = field(default=(0.0, 0.0, 0.0, 0.0), compare=False, repr=False)
     _metres_per_lon: float = field(default=0.0, compare=False, repr=False)
     _reach: float = field(default=0.0, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_metres_per_lon", _METRES_PER_DEGREE * math.cos(math.radians(self.latitude)))
-        reach = self.radius_m if self.ring is None else max(math.hypot(x, y) for x, y in self._xy)
+        reach = self.radius_m if self.polygon is None else self.polygon.reach_m()
+        spread = reach / METRES_PER_DEGREE
+        poleward = min(90.0, abs(self.latitude) + spread)
+        object.__setattr__(self, "_metres_per_lon", METRES_PER_DEGREE * math.cos(math.radians(poleward)))
         object.__setattr__(self, "_reach", reach)
+        if self.polygon is not None:
+            object.__setattr__(self, "bbox", self.polygon.bbox())
+        else:
+            across = spread / max(1e-6, math.cos(math.radians(poleward)))
+            box = (self.longitude - across, self.latitude - spread, self.longitude + across, self.latitude + spread)
+            object.__setattr__(self, "bbox", box)
 
     @staticmethod
     def circle(
@@ -79,7 +98,7 @@ class Fence:
         return Fence(tenant_id, geofence_id, latitude, longitude, radius_m, None, job_id, name)
 
     @staticmethod
-    def polygon(
+    def polygon_of(
         tenant_id: str,
         geofence_id: str,
         ring: Iterable[tuple[float, float]],
@@ -87,62 +106,35 @@ class Fence:
         name: str | None = None,
     ) -> Fence:
         """From GeoJSON positions (longitude, latitude), closed or not."""
-        points = tuple((float(lon), float(lat)) for lon, lat in ring)
-        if points[0] == points[-1]:
-            points = points[:-1]
-        lat0 = sum(lat for _, lat in points) / len(points)
-        lon0 = sum(lon for lon, _ in points) / len(points)
-        xy = tuple(_project(lat, lon, lat0, lon0) for lon, lat in points)
-        area = abs(sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(xy, xy[1:] + xy[:1], strict=True))) / 2
-        radius = math.sqrt(area / math.pi)
-        return Fence(tenant_id, geofence_id, lat0, lon0, radius, points, job_id, name, xy)
+        shape = PolygonShape([(float(lon), float(lat)) for lon, lat in ring])
+        radius = math.sqrt(shape.area_m2() / math.pi)
+        return Fence(tenant_id, geofence_id, shape.latitude, shape.longitude, radius, shape, job_id, name)
 
-    def outside_by(self, latitude: float, longitude: float) -> tuple[float, float]:
-        """How far outside the fence a point is (0 inside), and its distance from the fence's centre."""
-        centre = distance_m(self.latitude, self.longitude, latitude, longitude)
-        if self.ring is None:
-            return max(0.0, centre - self.radius_m), centre
-        x, y = _project(latitude, longitude, self.latitude, self.longitude)
-        if _inside(x, y, self._xy):
-            return 0.0, centre
-        return min(
-            _segment_distance(x, y, a, b) for a, b in zip(self._xy, self._xy[1:] + self._xy[:1], strict=True)
-        ), centre
+    def contains(self, latitude: float, longitude: float) -> bool:
+        """Inside the fence (the entry test): a quick look first, without trigonometry."""
+        dy = (latitude - self.latitude) * METRES_PER_DEGREE
+        dx = longitude_offset(longitude, self.longitude) * self._metres_per_lon
+        reach = self._reach * 1.01 + 1.0
+        if dx * dx + dy * dy > reach * reach:
+            return False
+        if self.polygon is not None:
+            return self.polygon.contains(latitude, longitude)
+        return distance_m(self.latitude, self.longitude, latitude, longitude) <= self.radius_m
+
+    def outside_beyond(self, latitude: float, longitude: float, margin: float) -> bool:
+        """Outside by more than ``margin`` metres (the exit test)."""
+        if self.polygon is not None:
+            return self.polygon.outside_beyond(latitude, longitude, margin)
+        return distance_m(self.latitude, self.longitude, latitude, longitude) > self.radius_m + margin
 
     def reach_m(self) -> float:
         """How far from the centre the fence reaches (the circle's radius, the polygon's farthest vertex)."""
         return self._reach
 
 
-def _project(lat: float, lon: float, lat0: float, lon0: float) -> tuple[float, float]:
-    """Metres east and north of (lat0, lon0): equirectangular, exact enough at a job site's scale."""
-    k = math.pi / 180 * EARTH_RADIUS_M
-    return (lon - lon0) * k * math.cos(math.radians(lat0)), (lat - lat0) * k
-
-
-def _inside(x: float, y: float, ring: tuple[tuple[float, float], ...]) -> bool:
-    inside = False
-    j = len(ring) - 1
-    for i in range(len(ring)):
-        xi, yi = ring[i]
-        xj, yj = ring[j]
-        if (yi > y) != (yj > y) and x < (xj - xi) * (y - yi) / (yj - yi) + xi:
-            inside = not inside
-        j = i
-    return inside
-
-
-def _segment_distance(x: float, y: float, a: tuple[float, float], b: tuple[float, float]) -> float:
-    (ax, ay), (bx, by) = a, b
-    dx, dy = bx - ax, by - ay
-    length = dx * dx + dy * dy
-    t = 0.0 if length == 0 else max(0.0, min(1.0, ((x - ax) * dx + (y - ay) * dy) / length))
-    return math.hypot(x - ax - t * dx, y - ay - t * dy)
-
-
 class FenceIndex:
-    """A tenant's fences by grid cell: a fix is checked against the fences whose reach overlaps its cell (and the
-    few too wide to grid), not against all of them."""
+    """A tenant's fences by grid cell of their boxes: a fix is checked against the fences whose box overlaps its
+    cell (and the few too wide to grid, by their box first), not against all of them. Columns wrap at ±180°."""
 
     def __init__(self) -> None:
         self.fences: dict[str, Fence] = {}
@@ -156,15 +148,13 @@ class FenceIndex:
     def put(self, fence: Fence) -> None:
         self.remove(fence.geofence_id)
         self.fences[fence.geofence_id] = fence
-        reach = fence.reach_m()
-        dlat = math.degrees(reach / EARTH_RADIUS_M)
-        dlon = dlat / max(0.01, math.cos(math.radians(fence.latitude)))
-        rows = range(_cell(fence.latitude - dlat), _cell(fence.latitude + dlat) + 1)
-        cols = range(_cell(fence.longitude - dlon), _cell(fence.longitude + dlon) + 1)
-        if len(rows) * len(cols) > MAX_CELLS_PER_FENCE:
+        west, south, east, north = fence.bbox
+        rows = range(_cell(south), _cell(north) + 1)
+        columns = range(_cell(west), _cell(east) + 1)
+        if len(rows) * len(columns) > MAX_CELLS_PER_FENCE:
             self._wide.add(fence.geofence_id)
             return
-        cells = [(row, col) for row in rows for col in cols]
+        cells = [(row, column % _COLUMNS) for row in rows for column in columns]
         for cell in cells:
             self._cells.setdefault(cell, set()).add(fence.geofence_id)
         self._placed[fence.geofence_id] = cells
@@ -181,10 +171,18 @@ class FenceIndex:
 
     def near(self, latitude: float, longitude: float) -> AbstractSet[str]:
         """Ids of the fences a fix at this point could be inside (a view: not to be changed)."""
-        found = self._cells.get((_cell(latitude), _cell(longitude)))
+        found = self._cells.get((_cell(latitude), _cell(longitude) % _COLUMNS))
         if not self._wide:
             return found or _NONE
-        return (found | self._wide) if found else self._wide
+        wide = {
+            geofence_id for geofence_id in self._wide if _in_box(self.fences[geofence_id].bbox, latitude, longitude)
+        }
+        return (found | wide) if found else wide
+
+
+def _in_box(bbox: tuple[float, float, float, float], latitude: float, longitude: float) -> bool:
+    west, south, east, north = bbox
+    return south <= latitude <= north and (longitude - west) % 360.0 <= east - west
 
 
 _NONE: frozenset[str] = frozenset()
@@ -234,26 +232,17 @@ def evaluate(
         inside -= gone  # a removed fence is left without an exit
     near = index.near(latitude, longitude)
     crossings: list[Crossing] = []
-    metres_north = latitude * _METRES_PER_DEGREE
     for geofence_id in (near | inside) if inside else near:
         fence = fences[geofence_id]
-        radius = fence.radius_m
-        if accuracy_m is not None and accuracy_m > radius:
+        if accuracy_m is not None and accuracy_m > fence.radius_m:
             continue
         if geofence_id not in inside:
-            # A cheap look first (no trigonometry): most fences near a fix are not reached by it.
-            dy = metres_north - fence.latitude * _METRES_PER_DEGREE
-            dx = (longitude - fence.longitude) * fence._metres_per_lon
-            reach = fence._reach * 1.01 + 1.0
-            if dx * dx + dy * dy > reach * reach:
-                continue
-            outside_by, centre = fence.outside_by(latitude, longitude)
-            if outside_by == 0.0:
+            if fence.contains(latitude, longitude):  # entry asks "inside?" only: no distance to every edge
+                centre = distance_m(fence.latitude, fence.longitude, latitude, longitude)
                 crossings.append(Crossing(crossing_id(fix_event_id, geofence_id, "enter"), "enter", fence, centre))
-        else:
-            outside_by, centre = fence.outside_by(latitude, longitude)
-            if outside_by > max(EXIT_MARGIN_M, accuracy_m or 0.0):
-                crossings.append(Crossing(crossing_id(fix_event_id, geofence_id, "exit"), "exit", fence, centre))
+        elif fence.outside_beyond(latitude, longitude, max(EXIT_MARGIN_M, accuracy_m or 0.0)):
+            centre = distance_m(fence.latitude, fence.longitude, latitude, longitude)
+            crossings.append(Crossing(crossing_id(fix_event_id, geofence_id, "exit"), "exit", fence, centre))
     if len(crossings) > 1:
         crossings.sort(key=lambda crossing: crossing.fence.geofence_id)  # a fence's id decides the order
     for crossing in crossings:
@@ -277,36 +266,122 @@ def fence_of(definition: GeofenceDefined) -> Fence:
             definition.name or definition.title,
         )
     ring = [(position[0], position[1]) for position in shape.coordinates[0]]
-    return Fence.polygon(
+    return Fence.polygon_of(
         definition.tenant_id, definition.geofence_id, ring, definition.job_id, definition.name or definition.title
     )
 
 
-class FenceBook:
-    """Every tenant's fences as the fences topic has them: their definitions, and each tenant's grid."""
+@dataclass(frozen=True, slots=True)
+class FenceSummary:
+    """What every service keeps of a fence: the record as the topic holds it (decoded only when the whole definition
+    is asked for: a ring of 1,000 positions is about 22 KB so, and ten times that decoded), the fields the APIs
+    read, its centre, its box and how many positions it has."""
 
-    def __init__(self) -> None:
-        self.definitions: dict[str, dict[str, GeofenceDefined]] = {}
+    raw: bytes
+    geofence_id: str
+    job_id: str | None
+    title: str | None
+    name: str | None
+    status: str | None
+    assigned_technician_id: str | None
+    latitude: float
+    longitude: float
+    bbox: tuple[float, float, float, float]  # west, south, east, north; west and east may pass ±180
+    positions: int  # 1 for a circle
+
+    def definition(self) -> GeofenceDefined:
+        event = decode_fence_event(self.raw)
+        assert isinstance(event, GeofenceDefined)
+        return event
+
+
+def _summary(definition: GeofenceDefined, raw: bytes, fence: Fence | None) -> FenceSummary:
+    shape = definition.shape
+    if fence is not None:
+        latitude, longitude, bbox = fence.latitude, fence.longitude, fence.bbox
+    elif isinstance(shape, Circle):
+        latitude, longitude = shape.latitude, shape.longitude
+        bbox = Fence.circle("", "", latitude, longitude, shape.radius_meters).bbox
+    else:
+        latitude, longitude, bbox = ring_frame([(position[0], position[1]) for position in shape.coordinates[0]])
+    positions = 1 if isinstance(shape, Circle) else len(shape.coordinates[0])
+    return FenceSummary(
+        raw,
+        definition.geofence_id,
+        definition.job_id,
+        definition.title,
+        definition.name,
+        definition.status,
+        definition.assigned_technician_id,
+        latitude,
+        longitude,
+        bbox,
+        positions,
+    )
+
+
+def boxes_meet(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    """Whether two boxes (west, south, east, north; west and east continuous, maybe past ±180) overlap."""
+    if a[1] > b[3] or b[1] > a[3]:
+        return False
+    if a[2] - a[0] >= 360 or b[2] - b[0] >= 360:
+        return True
+    start = (b[0] - a[0]) % 360.0  # how far east of a's west b begins
+    return start <= a[2] - a[0] or start + (b[2] - b[0]) >= 360.0
+
+
+class FenceBook:
+    """Every tenant's fences as the fences topic has them: a summary of each (``FenceSummary``), what each tenant's
+    fences count against its budget of positions (``schemas.geofences.fence_cost``), and, with ``geometry`` (the
+    geofence processor, which evaluates fixes), each tenant's fences built for the rule and their grid."""
+
+    def __init__(self, geometry: bool = True) -> None:
+        self.geometry = geometry
+        self.summaries: dict[str, dict[str, FenceSummary]] = {}
+        self.cost: dict[str, int] = {}  # per tenant: the sum of its fences' costs
         self.indexes: dict[str, FenceIndex] = {}
 
-    def apply(self, event: FenceEvent) -> GeofenceDefined | None:
-        """Apply one record; the fence's definition now (None: removed)."""
-        tenant = self.definitions.setdefault(event.tenant_id, {})
-        index = self.indexes.setdefault(event.tenant_id, FenceIndex())
+    def apply(self, event: FenceEvent, raw: bytes | None = None) -> GeofenceDefined | None:
+        """Apply one record (``raw``: its bytes on the topic); the fence's definition now (None: removed)."""
+        tenant = self.summaries.setdefault(event.tenant_id, {})
+        index = self.indexes.setdefault(event.tenant_id, FenceIndex()) if self.geometry else None
+        held = tenant.pop(event.geofence_id, None)
+        if held is not None:
+            self.cost[event.tenant_id] -= fence_cost(held.positions)
         if isinstance(event, GeofenceRemoved):
-            tenant.pop(event.geofence_id, None)
-            index.remove(event.geofence_id)
+            if index is not None:
+                index.remove(event.geofence_id)
             return None
-        tenant[event.geofence_id] = event
-        index.put(fence_of(event))
+        fence = fence_of(event) if index is not None else None
+        summary = _summary(event, raw if raw is not None else encode_fence_event(event), fence)
+        tenant[event.geofence_id] = summary
+        self.cost[event.tenant_id] = self.cost.get(event.tenant_id, 0) + fence_cost(summary.positions)
+        if index is not None and fence is not None:
+            index.put(fence)
         return event
 
     def of(self, tenant_id: str) -> list[GeofenceDefined]:
-        """The tenant's fences, by id."""
-        return [fence for _, fence in sorted(self.definitions.get(tenant_id, {}).items())]
+        """The tenant's fences, by id, decoded."""
+        return [summary.definition() for _, summary in sorted(self.summaries.get(tenant_id, {}).items())]
+
+    def summaries_of(self, tenant_id: str) -> list[FenceSummary]:
+        return list(self.summaries.get(tenant_id, {}).values())
 
     def get(self, tenant_id: str, geofence_id: str) -> GeofenceDefined | None:
-        return self.definitions.get(tenant_id, {}).get(geofence_id)
+        summary = self.summaries.get(tenant_id, {}).get(geofence_id)
+        return summary.definition() if summary is not None else None
+
+    def count(self, tenant_id: str) -> int:
+        return len(self.summaries.get(tenant_id, ()))
+
+    def has(self, tenant_id: str, geofence_id: str) -> bool:
+        return geofence_id in self.summaries.get(tenant_id, {})
+
+    def in_view(self, tenant_id: str, bbox: tuple[float, float, float, float], limit: int) -> list[FenceSummary]:
+        """The tenant's fences whose boxes meet ``bbox``, by id, at most ``limit``."""
+        found = [s for s in self.summaries.get(tenant_id, {}).values() if boxes_meet(s.bbox, bbox)]
+        found.sort(key=lambda summary: summary.geofence_id)
+        return found[:limit]
 
     def index(self, tenant_id: str) -> FenceIndex | None:
         return self.indexes.get(tenant_id)

@@ -39,6 +39,9 @@ from schemas.events import (
 log = logging.getLogger(__name__)
 
 
+LOOP_TURN_SECONDS = 0.02  # evaluation gives the event loop a turn at least this often (it may share one: dev)
+
+
 class GeofencerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -75,7 +78,7 @@ class Geofencer:
 
     def __init__(self, settings: GeofencerSettings) -> None:
         self.settings = settings
-        self.fences = FenceRegistry(settings.kafka)
+        self.fences = FenceRegistry(settings.kafka, geometry=True)
         self.state = GeofencerState(settings.data.data_dir / "geofencer.sqlite3")
         self.metrics = GeofencerMetrics()
         self.technicians: dict[Key, TechnicianFences] = {}
@@ -155,8 +158,12 @@ class Geofencer:
         fixes = 0
         next_offsets: dict[int, int] = {}
         book = self.fences.book
+        turn = began
         for tp, records in batches.items():
             for record in records:
+                if time.perf_counter() - turn > LOOP_TURN_SECONDS:  # a big batch among big fences: let others run
+                    await asyncio.sleep(0)
+                    turn = time.perf_counter()
                 try:
                     event = decode_event(record.value)
                 except InvalidEventError:

@@ -23,8 +23,11 @@ Listener = Callable[[str, str, GeofenceDefined | None], None]
 
 
 class FenceRegistry:
-    def __init__(self, kafka: KafkaSettings, on_change: Listener | None = None) -> None:
-        self.book = FenceBook()
+    """``geometry``: build each fence for the geofence rule (only the processor evaluates fixes); every other
+    service keeps summaries (``domain.geofencing.FenceSummary``), a tenth of the memory."""
+
+    def __init__(self, kafka: KafkaSettings, on_change: Listener | None = None, *, geometry: bool = False) -> None:
+        self.book = FenceBook(geometry)
         self.table = CompactedTopic(kafka, kafka.geofences_topic, self._apply)
         self.ready = self.table.ready
         self.on_change = on_change
@@ -41,7 +44,7 @@ class FenceRegistry:
         except msgspec.MsgspecError:
             log.warning("skipping an undecodable geofences record")
             return
-        definition = self.book.apply(event)
+        definition = self.book.apply(event, value)
         if self.on_change is not None and self.ready.is_set():
             self.on_change(event.tenant_id, event.geofence_id, definition)
 
@@ -51,7 +54,7 @@ class FenceRegistry:
 
     async def remove(self, tenant_id: str, geofence_id: str) -> bool:
         """False when the tenant has no such fence (another tenant's id is the same as none)."""
-        if self.book.get(tenant_id, geofence_id) is None:
+        if not self.book.has(tenant_id, geofence_id):
             return False
         event = GeofenceRemoved(tenant_id=tenant_id, geofence_id=geofence_id, at=datetime.now(UTC))
         await self.table.append(fence_key(tenant_id, geofence_id), encode_fence_event(event))

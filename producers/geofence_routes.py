@@ -13,6 +13,7 @@ import msgspec
 from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from msgspec import Meta, Struct
 
+from domain.fence_shapes import circle_problem, polygon_problem
 from domain.geofencing import Fence
 from locstream.http import require_role
 from producers.deps import Claims
@@ -24,10 +25,12 @@ from schemas.claims import Role
 from schemas.events import LIMITS
 from schemas.geofences import (
     DEFAULT_RADIUS_M,
+    MIN_FENCE_COST,
     RADIUS_LIMITS,
     Circle,
     GeofenceDefined,
     Polygon,
+    fence_cost,
     fence_wire,
     ring_problem,
 )
@@ -73,14 +76,17 @@ def shape_of(body: GeofenceBody) -> Circle | Polygon:
         if (problem := ring_problem(body.geometry)) is not None:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"geometry: {problem}")
         ring = [(position[0], position[1]) for position in body.geometry.coordinates[0]]
-        if Fence.polygon("", "", ring).radius_m < 1.0:
+        if (problem := polygon_problem(ring)) is not None:  # round a pole, past 85 degrees, too wide
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"geometry: {problem}")
+        if Fence.polygon_of("", "", ring).radius_m < 1.0:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="geometry: the polygon encloses no area")
         return body.geometry
     if body.latitude is None or body.longitude is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="body: a circle needs latitude and longitude")
-    return Circle(
-        latitude=body.latitude, longitude=body.longitude, radius_meters=body.radius_meters or DEFAULT_RADIUS_M
-    )
+    radius = body.radius_meters or DEFAULT_RADIUS_M
+    if (problem := circle_problem(body.latitude, radius)) is not None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"body: {problem}")
+    return Circle(latitude=body.latitude, longitude=body.longitude, radius_meters=radius)
 
 
 _EXAMPLE = {"latitude": 6.5244, "longitude": 3.3792, "radius_meters": 100, "name": "Cabinet 12", "job_id": "job-12"}
@@ -95,17 +101,27 @@ async def put_geofence(geofence_id: FenceId, request: Request, claims: Claims) -
     require_role(claims, FENCE_ROLES, "define geofences")
     ingest = ingest_of(request)
     body = await ingest.read(request, GeofenceBody)
-    held = ingest.fences.book.definitions.get(claims.tenant_id, {})
-    if geofence_id not in held and len(held) >= ingest.settings.max_geofences_per_tenant:
-        detail = f"geofence_id: at most {ingest.settings.max_geofences_per_tenant} fences per tenant"
+    book, settings = ingest.fences.book, ingest.settings
+    held = book.summaries.get(claims.tenant_id, {}).get(geofence_id)
+    if held is None and book.count(claims.tenant_id) >= settings.max_geofences_per_tenant:
+        detail = f"geofence_id: at most {settings.max_geofences_per_tenant} fences per tenant"
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=detail)
     if body.assigned_technician_id is not None and (problem := technician_id_problem(body.assigned_technician_id)):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"assigned_{problem}")
+    shape = shape_of(body)
+    positions = len(shape.coordinates[0]) if isinstance(shape, Polygon) else 1
+    cost = book.cost.get(claims.tenant_id, 0) - (fence_cost(held.positions) if held else 0) + fence_cost(positions)
+    if cost > settings.max_fence_positions_per_tenant:
+        detail = (
+            f"geometry: the tenant's fences would hold {cost:,} positions (each fence counts {MIN_FENCE_COST} at "
+            f"least); the budget is {settings.max_fence_positions_per_tenant:,}"
+        )
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=detail)
     definition = GeofenceDefined(
         tenant_id=claims.tenant_id,
         geofence_id=geofence_id,
         at=datetime.now(UTC),
-        shape=shape_of(body),
+        shape=shape,
         name=body.name,
         job_id=body.job_id,
         title=body.title,

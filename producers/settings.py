@@ -17,8 +17,12 @@ class ProducersSettings(ServiceSettings):
     """Seconds a client should wait before retrying after a 503."""
     max_batch_items: int = Field(default=1_000, ge=1, le=100_000)
     """Fixes per batch request (more: 413)."""
-    max_geofences_per_tenant: int = Field(default=50_000, ge=1)
+    max_geofences_per_tenant: int = Field(default=10_000, ge=1)
     """Fences a tenant may define (every service holds every tenant's fences in memory)."""
+    max_fence_positions_per_tenant: int = Field(default=1_000_000, ge=100)
+    """A tenant's budget of fence positions: each polygon counts its positions and each fence at least 100 (a
+    circle too). Past it, 422. At the budget the geofence processor holds about 28 MB of the tenant's fences and the
+    other services about 22 MB, and a fix among stacked fences costs at most a few ms (docs/geofences.md)."""
     max_body_bytes: int = Field(default=1_048_576, ge=1_024)
     """Request body size (more: 413, enforced while the body streams in)."""
     body_timeout_seconds: float = Field(default=30.0, gt=0, le=600)

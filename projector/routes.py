@@ -100,21 +100,18 @@ async def nearby_jobs(
             technician_id=technician_id, current_location=None, search_radius_meters=radius_meters, nearby_jobs=[]
         )
     book: FenceBook = request.app.state.fences.book
-    index = book.index(claims.tenant_id)
-    placed = index.fences if index is not None else {}  # the book's own fences (centres), not built again
     jobs = [
         NearbyJob(
             job_id=fence.job_id,
             title=fence.title or fence.name,
             status=fence.status,
-            location=Point(latitude=centre.latitude, longitude=centre.longitude),
+            location=Point(latitude=fence.latitude, longitude=fence.longitude),
             distance_meters=round(distance, 1),
             is_assigned_to_me=fence.assigned_technician_id == technician_id,
         )
-        for fence in book.of(claims.tenant_id)
+        for fence in book.summaries_of(claims.tenant_id)
         if fence.job_id is not None
-        for centre in [placed[fence.geofence_id]]
-        for distance in [distance_m(fix.latitude, fix.longitude, centre.latitude, centre.longitude)]
+        for distance in [distance_m(fix.latitude, fix.longitude, fence.latitude, fence.longitude)]
         if distance <= radius_meters
     ]
     jobs.sort(key=lambda job: (job.distance_meters, job.job_id))

@@ -46,6 +46,7 @@ SERVER_MESSAGES: dict[str, type[BaseModel]] = {
 CLIENT_MESSAGES: dict[str, type[BaseModel]] = {
     "Auth": ws.Auth,
     "Subscribe": ws.Subscribe,
+    "Fences": ws.Fences,
     "ReplayControl": ws.ReplayControl,
 }
 V1_ONLY, V2_ONLY = {"LocationUpdate"}, {"LocationBatch"}

@@ -20,6 +20,15 @@ Longitude = Annotated[float, Meta(**LIMITS["longitude"])]
 RADIUS_LIMITS: Final = {"gt": 0, "le": 50_000}
 DEFAULT_RADIUS_M: Final = 100.0
 MAX_POLYGON_POINTS: Final = 1_000
+MIN_FENCE_COST: Final = 100  # what a fence counts against its tenant's position budget at least (a circle too)
+
+
+def fence_cost(positions: int) -> int:
+    """What a fence of ``positions`` counts against its tenant's budget of positions: its positions, at least
+    ``MIN_FENCE_COST``, since each fence costs every fix near it a test whatever its size."""
+    return max(positions, MIN_FENCE_COST)
+
+
 Position = Annotated[list[float], Meta(min_length=2, max_length=3)]  # GeoJSON: longitude, latitude[, altitude]
 
 

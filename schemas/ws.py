@@ -203,4 +203,12 @@ class Subscribe(BaseModel):
     status: list[str] | None = None
 
 
+class Fences(BaseModel):
+    """Client -> server: the tenant's fences whose boxes meet this view, as geofence_updated (a tenant with many
+    gets none up front); at most one answer every 0.5 s, at most 50,000 positions' worth an answer, by id."""
+
+    type: Literal["fences"] = "fences"
+    bbox: tuple[float, float, float, float] = Field(description="west, south, east, north; west > east crosses 180")
+
+
 PING_TEXT = "ping"

@@ -61,13 +61,13 @@ def parse_subscribe(message: Mapping[str, Any]) -> Filter:
     if unknown:
         raise FilterError(f"subscribe: unknown field {sorted(unknown)[0]!r}")
     return Filter(
-        bbox=_bbox(message["bbox"]) if message.get("bbox") is not None else None,
+        bbox=parse_bbox(message["bbox"]) if message.get("bbox") is not None else None,
         technician_ids=_strings(message, "technician_ids"),
         statuses=_strings(message, "status"),
     )
 
 
-def _bbox(value: Any) -> tuple[float, float, float, float]:
+def parse_bbox(value: Any) -> tuple[float, float, float, float]:
     if not isinstance(value, list) or len(value) != 4:
         raise FilterError("bbox: [west, south, east, north] expected")
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):

@@ -10,7 +10,8 @@ the edge to catch up with the topic) and an in-band token refresh run as short-l
 
 Order on the wire: ``connected``, then either ``initial_state`` (the tenant's map and its cursor) or, for a client
 back with a cursor the resume buffer still covers, ``resumed`` and exactly the updates it missed; then the tenant's
-fences, then every update that matches its filter. Subscribing and taking the snapshot (or the missed updates)
+fences (all of them for a tenant with few; else the map asks for those in its view: ``ws_edge/fence_views.py``),
+then every update that matches its filter. Subscribing and taking the snapshot (or the missed updates)
 happen in one step with no await between them, and the live feed applies and publishes in one step too, so every
 change is either in what the client got first or queued after it.
 
@@ -49,7 +50,6 @@ from locstream.websocket_upgrade import (
 from schemas.claims import TokenClaims
 from schemas.contracts import FEED_PATH
 from schemas.cursor import Cursor, InvalidCursorError, decode_cursor
-from schemas.geofences import fence_wire
 from schemas.ws import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_INVALID_PAYLOAD,
@@ -70,6 +70,7 @@ from ws_edge.auth_handshake import (
     viewer_claims,
 )
 from ws_edge.fanout import Fanout, Subscriber, TooManyConnectionsError
+from ws_edge.fence_views import FENCES_INTERVAL, fences_in_view, fences_up_front
 from ws_edge.filters import EVERYTHING, FilterError, described, parse_subscribe
 from ws_edge.framing import (
     OP_BINARY,
@@ -118,6 +119,7 @@ class ClientSession(asyncio.Protocol):
         "_early",
         "_early_waiter",
         "_expiry",
+        "_fences_asked",
         "_liveness",
         "_opening",
         "_paused",
@@ -163,6 +165,7 @@ class ClientSession(asyncio.Protocol):
         self._close_deadline: asyncio.TimerHandle | None = None
         self._pending_deadline: asyncio.TimerHandle | None = None  # the server's deadline for verifying a token
         self._read_after_close = 0
+        self._fences_asked = -FENCES_INTERVAL
 
     # -- the opening handshake ------------------------------------------------------------------------------------
 
@@ -299,8 +302,8 @@ class ClientSession(asyncio.Protocol):
         self.subscriber = subscriber
         self._watch_expiry(claims)
         first = self._first_frames(subscriber, tenant_id, cursor, resumable)  # in the subscription's step
-        for fence in sessions.fences.of(tenant_id) if sessions.fences is not None else ():  # after the first frames
-            subscriber.outbox.add(messages.geofence_updated(fence_wire(fence)))
+        for frame in fences_up_front(sessions.fences, tenant_id):  # after the first frames
+            subscriber.outbox.add(frame)
         if isinstance(first, SharedInitialState):  # a big map is encoded in slices, shared with the crowd
             pieces = await first.frame(self.deflate)
             if self.phase is not Phase.OPENING:
@@ -526,12 +529,33 @@ class ClientSession(asyncio.Protocol):
             shown = subscriber.refilter(None if wanted == EVERYTHING else wanted, sessions.view.locations(tenant_id))
             answer = messages.initial_state(shown, sessions.feed.cursor_of(tenant_id), answers=described(wanted))
             subscriber.send(answer)
+        elif kind == "fences":
+            assert isinstance(message, dict)
+            self._fences_in_view(subscriber, message)
         elif kind == "auth":
             previous = self._refreshing
             self._refreshing = asyncio.create_task(self._refresh(text, previous), name="edge-session-refresh")
             self._refreshing.add_done_callback(self._task_ended)
         else:
-            subscriber.send(messages.error('expected "ping", {"type":"subscribe"} or {"type":"auth"}'))
+            subscriber.send(
+                messages.error('expected "ping", {"type":"subscribe"}, {"type":"fences"} or {"type":"auth"}')
+            )
+
+    def _fences_in_view(self, subscriber: Subscriber, message: dict[str, object]) -> None:
+        """``{"type": "fences", "bbox": [w, s, e, n]}``: the tenant's fences in that view as ``geofence_updated``
+        frames (``ws_edge/fence_views.py``), at most one answer every ``FENCES_INTERVAL`` seconds."""
+        now = time.monotonic()
+        if now - self._fences_asked < FENCES_INTERVAL:
+            subscriber.send(messages.error(f"fences: at most one request every {FENCES_INTERVAL:g} s"))
+            return
+        self._fences_asked = now
+        try:
+            frames = fences_in_view(self.sessions.fences, subscriber.tenant_id, message.get("bbox"))
+        except FilterError as exc:
+            subscriber.send(messages.error(f"fences: {exc}"))
+            return
+        for frame in frames:
+            subscriber.send(frame)
 
     async def _refresh(self, text: str, previous: asyncio.Task[None] | None) -> None:
         """A fresh token in-band: of the same tenant and a viewer's, it moves the session's expiry."""

@@ -72,7 +72,7 @@ def test_a_polygon_is_entered_inside_and_left_25_m_beyond_its_edge() -> None:
         (lon + half / k, lat + half),
         (lon - half / k, lat + half),
     ]
-    index = site_index(Fence.polygon("t", "yard", [*ring, ring[0]]))
+    index = site_index(Fence.polygon_of("t", "yard", [*ring, ring[0]]))
     assert [c.kind for c in drive(index, [150, 90, 115, 140])] == ["enter", "exit"]  # edge at 100: 115 stays inside
 
 

@@ -4,6 +4,7 @@ per-tenant cap; every refusal a 4xx with a reason, and nothing of a refused requ
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import httpx
@@ -18,6 +19,10 @@ pytestmark = pytest.mark.integration
 
 PATH = "/api/v1/field-service/geofences"
 CIRCLE = {"latitude": 6.5, "longitude": 3.4, "radius_meters": 100, "name": "Cabinet 12", "job_id": "j12"}
+POLAR = [[0, 80], [120, 80], [-120, 80], [0, 80]]
+NORTH = [[10, 86], [10.1, 86], [10.1, 86.1], [10, 86]]
+WIDE = [[3, 6], [4.5, 6], [4.5, 6.5], [3, 6]]
+ACROSS_180 = [[179.99, 0], [-179.99, 0], [-179.99, 0.01], [179.99, 0.01], [179.99, 0]]  # the box
 
 
 async def _records(kafka: KafkaSettings) -> int:
@@ -60,6 +65,10 @@ async def test_fences_refuse_bad_tokens_roles_bodies_and_other_tenants_and_write
         ),
         ("another type", {"geometry": {"type": "MultiPolygon", "coordinates": []}}, 422, "geometry"),
         ("bad technician id", {**CIRCLE, "assigned_technician_id": "a b/c"}, 422, "technician_id"),
+        ("round a pole", {"geometry": {"type": "Polygon", "coordinates": [POLAR]}}, 422, "winds round a pole"),
+        ("past 85 degrees", {"geometry": {"type": "Polygon", "coordinates": [NORTH]}}, 422, "beyond 85 degrees"),
+        ("a circle at the pole", {**CIRCLE, "latitude": 89.9}, 422, "beyond 85 degrees"),
+        ("a region", {"geometry": {"type": "Polygon", "coordinates": [WIDE]}}, 422, "more than 1 degree"),
         ("nested 5,000 deep", '{"geometry": {"type": "Polygon", "coordinates": ' + _nested(5_000) + "}}", 422, "geo"),
         ("2 MB", {**CIRCLE, "name": "x" * 2_000_000}, 413, "bytes"),
         ("not JSON", "{", 422, "body"),
@@ -97,3 +106,26 @@ async def test_fences_refuse_bad_tokens_roles_bodies_and_other_tenants_and_write
         assert (await http.delete(f"{PATH}/f1", headers=dispatcher)).status_code == 204
         assert (await http.delete(f"{PATH}/f1", headers=dispatcher)).status_code == 404
         assert [f["geofence_id"] for f in (await http.get(PATH, headers=dispatcher)).json()] == ["f2"]
+
+
+async def test_a_tenants_fences_are_held_to_its_budget_of_positions_and_a_box_across_180_is_taken(
+    stack: Stack,
+) -> None:
+    api = await stack.start("producers", env={"LOCSTREAM_PRODUCERS_MAX_FENCE_POSITIONS_PER_TENANT": "450"})
+    dispatcher = {"Authorization": f"Bearer {stack.token('tenant-a', Role.DISPATCHER)}"}
+    ring = [[3.4 + 0.001 * math.cos(i / 40 * math.tau), 6.5 + 0.001 * math.sin(i / 40 * math.tau)] for i in range(200)]
+    ring.append(ring[0])
+    polygon = {"geometry": {"type": "Polygon", "coordinates": [ring]}}
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+        assert (await http.put(f"{PATH}/site-1", json=polygon, headers=dispatcher)).status_code == 200  # 201
+        assert (await http.put(f"{PATH}/cabinet", json=CIRCLE, headers=dispatcher)).status_code == 200  # counts 100
+        box = {"geometry": {"type": "Polygon", "coordinates": [ACROSS_180]}}  # 5 positions, counts 100: at 401
+        taken = await http.put(f"{PATH}/dateline", json=box, headers=dispatcher)
+        assert taken.status_code == 200, taken.text
+        over = await http.put(f"{PATH}/site-2", json=polygon, headers=dispatcher)
+        assert over.status_code == 422 and "would hold 602 positions" in over.json()["message"]
+        assert "the budget is 450" in over.json()["message"]
+        again = await http.put(f"{PATH}/site-1", json=polygon, headers=dispatcher)  # redefined: counted once
+        assert again.status_code == 200
+        other = {"Authorization": f"Bearer {stack.token('tenant-b', Role.DISPATCHER)}"}
+        assert (await http.put(f"{PATH}/site-2", json=polygon, headers=other)).status_code == 200  # its own budget

@@ -123,5 +123,10 @@ export class LocstreamClient extends EventTarget {
   reconnect(): void;
   close(): void;
   subscribe(filter: Filter | null): void;
-  sendControl(message: { type: "pause" | "resume" | "seek" | "speed"; to?: string; speed?: number }): void;
+  /** A paced replay's control, or on the live feed {type: "fences", bbox}: the tenant's fences in that view. */
+  sendControl(
+    message:
+      | { type: "pause" | "resume" | "seek" | "speed"; to?: string; speed?: number }
+      | { type: "fences"; bbox: [number, number, number, number] },
+  ): void;
 }

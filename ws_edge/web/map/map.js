@@ -302,7 +302,8 @@ new SearchBox($("search"), $("search-results"), {
   onPick: (id) => select(id),
 });
 
-// Job sites: the edge sends the tenant's fences after the initial state, then each change; arrivals and departures
+// Job sites: the edge sends the tenant's fences after the initial state (or those of the view the map asks for, for
+// a tenant with many: askFences), then each change; arrivals and departures
 // come as geofence_event (a toast, and a browser notification when the dispatcher allowed them).
 function drawFence(fence) {
   fences.get(fence.geofence_id)?.remove();
@@ -334,11 +335,41 @@ function toast(event) {
   if (window.Notification?.permission === "granted") new Notification(event.message, { tag: event.geofence_id });
 }
 
+// A tenant with many fences sends none up front: the map asks for those of its view (padded by half a view each
+// way), again whenever the view leaves what it asked for, at most every FENCES_EVERY_MS (the edge answers one
+// request every 500 ms).
+const FENCES_EVERY_MS = 600;
+let fencesAsked = null; // the padded bounds last asked for
+let fencesAskedAt = 0;
+let fencesTimer = null;
+
+function askFences(force) {
+  if (!client || replay) return;
+  if (!force && fencesAsked && fencesAsked.contains(map.getBounds())) return;
+  const wait = fencesAskedAt + FENCES_EVERY_MS - Date.now();
+  if (wait > 0) {
+    clearTimeout(fencesTimer);
+    fencesTimer = setTimeout(() => askFences(force), wait);
+    return;
+  }
+  const padded = map.getBounds().pad(0.5);
+  const [south, north] = [Math.max(-90, padded.getSouth()), Math.min(90, padded.getNorth())];
+  const wrap = (lng) => ((((lng + 180) % 360) + 360) % 360) - 180; // into [-180, 180): west > east crosses 180
+  const bbox = padded.getEast() - padded.getWest() >= 360
+    ? [-180, south, 180, north]
+    : [wrap(padded.getWest()), south, wrap(padded.getEast()), north];
+  fencesAsked = padded;
+  fencesAskedAt = Date.now();
+  client.sendControl({ type: "fences", bbox: bbox.map((v) => Math.round(v * 1e6) / 1e6) });
+}
+
 function onFenceMessage(m) {
   if (m.type === "connected") {
     fenceLayer.clearLayers(); // the fences come again after the initial state, as they are now
     fences.clear();
-  } else if (m.type === "geofence_updated") drawFence(m.data);
+    fencesAsked = null;
+  } else if (m.type === "initial_state" && !m.answers) askFences(true);
+  else if (m.type === "geofence_updated") drawFence(m.data);
   else if (m.type === "geofence_removed") removeFence(m.data.geofence_id);
   else if (m.type === "geofence_event") toast(m.data);
 }
@@ -428,6 +459,7 @@ for (const radio of document.querySelectorAll('input[name="mode"]')) {
 $("viewport").addEventListener("change", () => client?.subscribe(currentFilter()));
 map.on("moveend", () => {
   if ($("viewport").checked) client?.subscribe(currentFilter());
+  askFences(false);
 });
 
 // Replay: a second connection to the same URL with replay_from/replay_to/speed; the live map waits meanwhile.

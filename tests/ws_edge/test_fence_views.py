@@ -1,0 +1,103 @@
+"""Fences on the map, against a real broker and edge: a tenant with few gets them all after its first frames; a
+tenant with many gets none up front and asks for its view's (a new dispatcher got 53 MB of fence frames before),
+across the antimeridian too, at most one answer every half second."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from locstream.kafka import ensure_compacted_topic, make_producer
+from locstream.settings import KafkaSettings
+from schemas.claims import Role
+from schemas.geofences import Circle, GeofenceDefined, Polygon, encode_fence_event, fence_key
+from tests.support.maps import open_map, recv_json
+from tests.support.stack import Stack
+from ws_edge.fence_views import UP_FRONT_POSITIONS, VIEW_POSITIONS
+
+pytestmark = pytest.mark.integration
+
+AT = datetime(2026, 11, 30, tzinfo=UTC)
+
+
+def _ring(lat: float, lon: float, positions: int) -> list[list[float]]:
+    ring = [
+        [lon + 0.002 * math.cos(i / positions * math.tau), lat + 0.002 * math.sin(i / positions * math.tau)]
+        for i in range(positions - 1)
+    ]
+    return [*ring, ring[0]]
+
+
+def _polygon(tenant: str, fence_id: str, lat: float, lon: float) -> GeofenceDefined:
+    return GeofenceDefined(
+        tenant_id=tenant, geofence_id=fence_id, at=AT, shape=Polygon(coordinates=[_ring(lat, lon, 1_000)])
+    )
+
+
+async def _define(kafka: KafkaSettings, fences: list[GeofenceDefined]) -> None:
+    await ensure_compacted_topic(kafka, kafka.geofences_topic)
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        acks = [
+            await producer.send(kafka.geofences_topic, encode_fence_event(f), key=fence_key(f.tenant_id, f.geofence_id))
+            for f in fences
+        ]
+        await asyncio.gather(*acks)
+    finally:
+        await producer.stop()
+
+
+async def _until_pong(ws: Any) -> list[dict[str, Any]]:
+    """What the edge sent before the pong to a ping sent now (whatever was queued before it comes first)."""
+    await ws.send("ping")
+    seen = []
+    while (message := await recv_json(ws)).get("type") != "pong":
+        seen.append(message)
+    return seen
+
+
+async def test_a_big_tenant_gets_fences_by_view_and_a_small_one_all_of_them_up_front(stack: Stack) -> None:
+    many = UP_FRONT_POSITIONS // 1_000 + 10  # more positions than go up front
+    lagos = [_polygon("big", f"lagos-{i:03d}", 6.5 + i * 0.001, 3.4) for i in range(many)]
+    berlin = [_polygon("big", f"berlin-{i:03d}", 52.5, 13.4 + i * 0.001) for i in range(5)]
+    dateline = [_polygon("big", "dateline", 0.0, 179.999)]  # its box crosses 180
+    small = [
+        GeofenceDefined(tenant_id="small", geofence_id=f"c{i}", at=AT, shape=Circle(latitude=6.5, longitude=3.4))
+        for i in range(3)
+    ]
+    await _define(stack.kafka, lagos + berlin + dateline + small)
+    edge = await stack.start("ws-edge")
+
+    ws, first = await open_map(edge, stack.token("small", Role.DISPATCHER))
+    assert first["type"] == "initial_state"
+    up_front = await _until_pong(ws)
+    assert sorted(m["data"]["geofence_id"] for m in up_front if m["type"] == "geofence_updated") == ["c0", "c1", "c2"]
+
+    ws, first = await open_map(edge, stack.token("big", Role.DISPATCHER))
+    assert first["type"] == "initial_state"
+    assert [m for m in await _until_pong(ws) if m["type"] == "geofence_updated"] == []  # none up front
+    await ws.send('{"type": "fences", "bbox": [13.3, 52.4, 13.5, 52.6]}')
+    berlin_ids = [m["data"]["geofence_id"] for m in await _until_pong(ws) if m["type"] == "geofence_updated"]
+    assert berlin_ids == [f"berlin-{i:03d}" for i in range(5)]  # only the view's, by id
+    await ws.send('{"type": "fences", "bbox": [179.9, -1, -179.9, 1]}')  # too soon after the last one
+    refused = await _until_pong(ws)
+    assert [m["type"] for m in refused] == ["error"] and "at most one request" in refused[0]["message"]
+    await asyncio.sleep(0.5)  # the documented interval between two answers
+    await ws.send('{"type": "fences", "bbox": [179.9, -1, -179.9, 1]}')  # west > east: across the antimeridian
+    across = [m["data"]["geofence_id"] for m in await _until_pong(ws) if m["type"] == "geofence_updated"]
+    assert across == ["dateline"]
+    await asyncio.sleep(0.5)
+    await ws.send('{"type": "fences", "bbox": [3.3, 6.4, 3.5, 6.7]}')
+    lagos_ids = [m["data"]["geofence_id"] for m in await _until_pong(ws) if m["type"] == "geofence_updated"]
+    assert lagos_ids == [f"lagos-{i:03d}" for i in range(VIEW_POSITIONS // 1_000)]  # one answer's worth at most
+    await asyncio.sleep(0.5)
+    for bad in ('{"type": "fences"}', '{"type": "fences", "bbox": [1, 2, 3]}', '{"type": "fences", "bbox": "x"}'):
+        await ws.send(bad)
+        answer = await _until_pong(ws)
+        assert [m["type"] for m in answer] == ["error"] and answer[0]["message"].startswith("fences"), answer
+        await asyncio.sleep(0.5)
