@@ -6,6 +6,7 @@ processor, the edge and the projector follow; the answer comes once this process
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -101,35 +102,38 @@ async def put_geofence(geofence_id: FenceId, request: Request, claims: Claims) -
     require_role(claims, FENCE_ROLES, "define geofences")
     ingest = ingest_of(request)
     body = await ingest.read(request, GeofenceBody)
-    book, settings = ingest.fences.book, ingest.settings
-    held = book.summaries.get(claims.tenant_id, {}).get(geofence_id)
-    if held is None and book.count(claims.tenant_id) >= settings.max_geofences_per_tenant:
-        detail = f"geofence_id: at most {settings.max_geofences_per_tenant} fences per tenant"
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=detail)
+    shape = shape_of(body)
     if body.assigned_technician_id is not None and (problem := technician_id_problem(body.assigned_technician_id)):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"assigned_{problem}")
-    shape = shape_of(body)
-    positions = len(shape.coordinates[0]) if isinstance(shape, Polygon) else 1
-    cost = book.cost.get(claims.tenant_id, 0) - (fence_cost(held.positions) if held else 0) + fence_cost(positions)
-    if cost > settings.max_fence_positions_per_tenant:
-        detail = (
-            f"geometry: the tenant's fences would hold {cost:,} positions (each fence counts {MIN_FENCE_COST} at "
-            f"least); the budget is {settings.max_fence_positions_per_tenant:,}"
+    # One definition of a tenant at a time in this process, from its budget check until it is applied here: the
+    # checks of concurrent definitions would otherwise all pass against the same book and overshoot the budget.
+    async with ingest.fence_definitions.setdefault(claims.tenant_id, asyncio.Lock()):
+        book, settings = ingest.fences.book, ingest.settings
+        held = book.summaries.get(claims.tenant_id, {}).get(geofence_id)
+        if held is None and book.count(claims.tenant_id) >= settings.max_geofences_per_tenant:
+            detail = f"geofence_id: at most {settings.max_geofences_per_tenant} fences per tenant"
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=detail)
+        positions = len(shape.coordinates[0]) if isinstance(shape, Polygon) else 1
+        cost = book.cost.get(claims.tenant_id, 0) - (fence_cost(held.positions) if held else 0) + fence_cost(positions)
+        if cost > settings.max_fence_positions_per_tenant:
+            detail = (
+                f"geometry: the tenant's fences would hold {cost:,} positions (each fence counts {MIN_FENCE_COST} at "
+                f"least); the budget is {settings.max_fence_positions_per_tenant:,}"
+            )
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=detail)
+        definition = GeofenceDefined(
+            tenant_id=claims.tenant_id,
+            geofence_id=geofence_id,
+            at=datetime.now(UTC),
+            shape=shape,
+            name=body.name,
+            job_id=body.job_id,
+            title=body.title,
+            status=body.status,
+            assigned_technician_id=body.assigned_technician_id,
         )
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=detail)
-    definition = GeofenceDefined(
-        tenant_id=claims.tenant_id,
-        geofence_id=geofence_id,
-        at=datetime.now(UTC),
-        shape=shape,
-        name=body.name,
-        job_id=body.job_id,
-        title=body.title,
-        status=body.status,
-        assigned_technician_id=body.assigned_technician_id,
-    )
-    async with table_unavailable_is_503(request, "geofences"):
-        await ingest.fences.put(definition)
+        async with table_unavailable_is_503(request, "geofences"):
+            await ingest.fences.put(definition)
     return fence_wire(definition)
 
 

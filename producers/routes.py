@@ -6,6 +6,7 @@ checks, then one publish that answers 202 only once Kafka acknowledged every eve
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -102,6 +103,7 @@ class Ingest:
         self.publisher = EventPublisher(settings)
         self.devices = DeviceRegistry(settings.kafka)
         self.fences = FenceRegistry(settings.kafka)
+        self.fence_definitions: dict[str, asyncio.Lock] = {}  # per tenant: its definitions one at a time
         self.recent = RecentFixes(settings.recent_fixes)
         self.per_token = RateLimiter(settings.token_rate, settings.token_burst)
         self.per_tenant = RateLimiter(settings.tenant_rate, settings.tenant_burst)

@@ -25,6 +25,7 @@ from replay.time_range import to_ms
 MAX_RECORDS_PER_READ = 10_000
 EXPORT_FETCH_BYTES = 8 * 2**20  # an export reads as fast as it writes: big fetches
 PACED_FETCH_BYTES = 2**20  # a paced replay holds its fetch while the clock runs: one per session
+PACED_RECORDS_PER_READ = 1_000  # dozens of replays share the edge's loop with the live maps: small steps
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,11 @@ class HistoryReader:
     """A consumer without a group, for one read of the history: ``start()``/``stop()`` or ``async with``. One
     ``batches`` per reader: assigning and seeking again could hand back records the consumer had fetched ahead."""
 
-    def __init__(self, kafka: KafkaSettings, fetch_bytes: int = EXPORT_FETCH_BYTES) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, fetch_bytes: int = EXPORT_FETCH_BYTES, records_per_read: int = MAX_RECORDS_PER_READ
+    ) -> None:
         self.kafka = kafka
+        self.records_per_read = records_per_read  # what one step of ``batches`` builds without a turn of the loop
         # Bulk reads of one partition, maybe from far away: not the live feed's short request timeout. What a fetch
         # brings is held until it is read: ``fetch_bytes`` is most of a reader's memory.
         self._consumer = make_consumer(
@@ -103,7 +107,7 @@ class HistoryReader:
         self._consumer.seek(tp, span.first)
         position = span.first
         while position < span.end:
-            fetched = await self._consumer.getmany(tp, timeout_ms=1_000, max_records=MAX_RECORDS_PER_READ)
+            fetched = await self._consumer.getmany(tp, timeout_ms=1_000, max_records=self.records_per_read)
             records = fetched.get(tp, [])
             if not records:
                 if await self._consumer.position(tp) >= span.end:  # the rest were not records (markers)

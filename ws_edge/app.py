@@ -16,6 +16,7 @@ from fastapi import APIRouter, FastAPI, Request, Response, WebSocket
 
 from locstream.auth import TokenVerifier
 from locstream.fences import FenceRegistry
+from locstream.gc_tuning import tune_for_batches
 from locstream.http import Claims, Operations, add_operations, require_role, service_app, token_verifier
 from locstream.lifecycle import cancel_and_wait
 from locstream.readiness import BrokerProbe
@@ -79,6 +80,7 @@ class Edge:
 
     async def start(self) -> None:
         self.started_at = time.monotonic()
+        tune_for_batches(self.settings.gc_gen0_threshold)
         await self.fences.start()
         await self.feed.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="edge-sweeper")

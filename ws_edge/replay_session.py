@@ -39,7 +39,7 @@ from locstream.strict_numbers import decimal
 from locstream.work_slots import NoSlotError, WorkSlots
 from replay.history_record import HistoryRecord
 from replay.pacing import MAX_SPEED, ReplayClock
-from replay.reader import PACED_FETCH_BYTES, HistoryReader
+from replay.reader import PACED_FETCH_BYTES, PACED_RECORDS_PER_READ, HistoryReader
 from replay.time_range import RangeError, TimeRange, time_range, to_ms
 from schemas.claims import HISTORY_ROLES, TokenClaims, refusal
 from schemas.cursor import Cursor
@@ -88,6 +88,9 @@ def replay_request(query: QueryParams, kafka: KafkaSettings) -> ReplayRequest:
     if not 0 <= speed <= MAX_SPEED:
         raise RangeError(f"speed must be between 0 and {MAX_SPEED:g} (0: as fast as the client reads)")
     return ReplayRequest(time_range(start, end, timedelta(days=kafka.retention_days)), speed)
+
+
+LOOP_TURN_SECONDS = 0.005  # a replay catching up gives the edge's loop a turn at least this often
 
 
 class _SeekError(Exception):
@@ -215,13 +218,17 @@ class ReplaySession:
         view = LiveView(timedelta(seconds=self.settings.stale_after_seconds), clock=lambda: clock.at(time.monotonic()))
         epoch, start_ms = self.settings.kafka.topic_epoch, to_ms(start)
         sent, played = 0, False
-        self.reader = HistoryReader(self.settings.kafka, PACED_FETCH_BYTES)
+        self.reader = HistoryReader(self.settings.kafka, PACED_FETCH_BYTES, PACED_RECORDS_PER_READ)
         async with self.reader as reader:
             span = await reader.span(tenant_id, None, whole.end)
             partition = span.partition.partition
             last_before = span.first - 1
+            turn = time.perf_counter()
             async for batch in reader.batches(span, tenant_id):
                 for record in batch:
+                    if time.perf_counter() - turn > LOOP_TURN_SECONDS:  # the edge serves live maps meanwhile
+                        await asyncio.sleep(0)
+                        turn = time.perf_counter()
                     if record.appended_ms < start_ms:
                         last_before = record.offset
                         with contextlib.suppress(InvalidEventError):

@@ -30,6 +30,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from enum import Enum
 from typing import cast
 
@@ -270,7 +271,7 @@ class ClientSession(asyncio.Protocol):
         await self._open(token, in_message_cursor or cursor)
 
     async def _open(self, token: str, cursor: str | None) -> None:
-        sessions, settings = self.sessions, self.sessions.settings
+        sessions = self.sessions
         try:
             claims = await viewer_claims(token, sessions.verifier)
         except ViewerRefusedError as exc:
@@ -286,6 +287,13 @@ class ClientSession(asyncio.Protocol):
             self.close(CLOSE_POLICY_VIOLATION, "tenant served by another edge node")
             return
         self._write(text_frame(messages.connected(self.connection_id, tenant_id, 2 if self.batched else 1).encode()))
+        async with sessions.openings.slot(tenant_id):  # a tenant's crowd opens a few at a time: others go on meanwhile
+            await self._subscribe(claims, cursor)
+
+    async def _subscribe(self, claims: TokenClaims, cursor: str | None) -> None:
+        """Wait for the edge to be caught up, subscribe, and write the first frames."""
+        sessions, settings = self.sessions, self.sessions.settings
+        tenant_id, feed = claims.tenant_id, sessions.feed
         try:
             await asyncio.wait_for(feed.ready.wait(), settings.bootstrap_timeout_seconds)
         except TimeoutError:
@@ -689,6 +697,33 @@ class ClientSession(asyncio.Protocol):
         self.sessions.gone(self)
 
 
+class OpeningsPerTenant:
+    """At most ``limit`` sessions of one tenant open at once (their first frames being made and written); the rest
+    wait their turn. 10,000 connections of one tenant at once made the edge's loop run hundreds of openings between
+    two turns of anything else: another tenant's live frames came a second late."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._waiting: dict[str, tuple[asyncio.Semaphore, int]] = {}  # per tenant: its semaphore and its users
+
+    @contextlib.asynccontextmanager
+    async def slot(self, tenant_id: str) -> AsyncIterator[None]:
+        semaphore, users = self._waiting.get(tenant_id) or (asyncio.Semaphore(self.limit), 0)
+        self._waiting[tenant_id] = semaphore, users + 1
+        try:
+            async with semaphore:
+                yield
+        finally:
+            semaphore, users = self._waiting[tenant_id]
+            if users == 1:
+                del self._waiting[tenant_id]
+            else:
+                self._waiting[tenant_id] = semaphore, users - 1
+
+
+OPENINGS_PER_TENANT = 16
+
+
 class Sessions:
     """Every live-feed session of one edge node: what they share, the server's gate they are pending in until
     their token is verified, and the set a shutdown closes. ``take_over`` is what ``locstream/serve.py`` asks for
@@ -712,6 +747,7 @@ class Sessions:
         self.fences = fences
         self.latency = latency  # observed by one connection in SAMPLE_ONE_CONNECTION_IN
         self.initial_states = InitialStates(view)
+        self.openings = OpeningsPerTenant(OPENINGS_PER_TENANT)
         self.access_log = True
         self.live: set[ClientSession] = set()
         self._none_left: asyncio.Event | None = None  # while closing them all
