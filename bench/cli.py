@@ -52,6 +52,8 @@ def _versions() -> dict[str, str]:
 async def _run_point(
     scenario: Scenario, point: dict[str, Any], system: str, ctx: BenchContext, runs: int, warmup: int
 ) -> dict[str, Any]:
+    if scenario.once:
+        runs, warmup = 1, 0
     if scenario.fresh_per_run:
         results = []
         for i in range(runs):

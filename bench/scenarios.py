@@ -25,6 +25,7 @@ from bench.map_page import measure as measure_map_page
 from bench.observer import KafkaObserver
 from bench.procstats import CpuWindow, rss_bytes, tcp_socket_memory_bytes
 from bench.projection import measure as measure_projection
+from bench.soak import measure_soak
 from bench.systems import RunningSystem, token
 from locstream.lifecycle import cancel_and_wait
 from schemas.claims import Role
@@ -57,6 +58,7 @@ class Scenario:
     systems: tuple[str, ...] | None = None  # None: every system; else only these
     standalone: bool = False  # the run starts what it measures itself; no system is started for it
     fresh_per_run: bool = False  # start the system anew for every run, with no warm-up (memory figures)
+    once: bool = False  # one run, no warm-up, whatever --runs says (an hour-long soak)
 
 
 def _viewer() -> str:
@@ -377,6 +379,11 @@ async def map_page(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) 
     return await measure_map_page(ctx.bootstrap, p, ctx.workdir)
 
 
+async def soak(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
+    """An ordinary working day at a fixed load, and every service's memory over it (``bench/soak.py``)."""
+    return await measure_soak(system, p)
+
+
 async def projection(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
     """A backlog of N events applied by a fresh projector into SQLite and PostgreSQL, a SQLite rebuild, and a pair."""
     return await measure_projection(ctx.bootstrap, await ctx.postgres(), p["events"], ctx.workdir)
@@ -588,6 +595,25 @@ SCENARIOS: dict[str, Scenario] = {
             notes=["target: >= 50,000 fixes/s with 10,000 fences in a tenant (issue 19)"],
             systems=("locstream",),
             standalone=True,
+        ),
+        Scenario(
+            "soak",
+            soak,
+            {
+                "small": [
+                    {"duration": 120, "sample_seconds": 10, "technicians": 50, "dispatchers": 100, "reconnecting": 2}
+                ],
+                "full": [
+                    {"duration": 3600, "sample_seconds": 30, "technicians": 50, "dispatchers": 100, "reconnecting": 2}
+                ],
+            },
+            headline="ws-edge_rss_end_mb",
+            higher_is_better=False,
+            once=True,
+            what="an hour (small: 2 minutes) of 50 technicians at a fix a second, 100 dispatchers (2 reconnecting every"
+            " 10 s), an export and a paced replay every minute; each service's RSS every 30 s (small: 10 s) and whether"
+            " it reached a plateau; soak.svg beside the results draws the curve",
+            systems=("locstream",),
         ),
     )
 }

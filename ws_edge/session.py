@@ -287,21 +287,22 @@ class ClientSession(asyncio.Protocol):
             self.close(CLOSE_POLICY_VIOLATION, "tenant served by another edge node")
             return
         self._write(text_frame(messages.connected(self.connection_id, tenant_id, 2 if self.batched else 1).encode()))
-        async with sessions.openings.slot(tenant_id):  # a tenant's crowd opens a few at a time: others go on meanwhile
-            await self._subscribe(claims, cursor)
-
-    async def _subscribe(self, claims: TokenClaims, cursor: str | None) -> None:
-        """Wait for the edge to be caught up, subscribe, and write the first frames."""
-        sessions, settings = self.sessions, self.sessions.settings
-        tenant_id, feed = claims.tenant_id, sessions.feed
         try:
-            await asyncio.wait_for(feed.ready.wait(), settings.bootstrap_timeout_seconds)
+            await asyncio.wait_for(feed.ready.wait(), sessions.settings.bootstrap_timeout_seconds)
         except TimeoutError:
             self.close(CLOSE_INTERNAL_ERROR, "edge not caught up with the topic")
             return
         resumable = await self._resumable_cursor(tenant_id, cursor) if self.phase is Phase.OPENING else None
-        if self.phase is not Phase.OPENING:
-            return
+        # Its first frames are made and written a few of a tenant's crowd at a time, while others go on. Waiting here
+        # is harmless: the edge only moves further past a cursor it had reached.
+        async with sessions.openings.slot(tenant_id):
+            if self.phase is Phase.OPENING:
+                await self._subscribe(claims, cursor, resumable)
+
+    async def _subscribe(self, claims: TokenClaims, cursor: str | None, resumable: Cursor | None) -> None:
+        """Subscribe, and write the first frames."""
+        sessions = self.sessions
+        tenant_id, feed = claims.tenant_id, sessions.feed
         try:
             subscriber = sessions.fanout.add(tenant_id, feed.floor_of(tenant_id), self._closed_by_edge)
         except TooManyConnectionsError as exc:
