@@ -12,30 +12,15 @@ from pathlib import Path
 import pytest
 
 from bench.geofencing import workload
-from locstream.kafka import ensure_compacted_topic, ensure_topic, make_producer
+from locstream.kafka import ensure_topic
 from locstream.settings import KafkaSettings
 from schemas.events import Event, GeofenceEntered, GeofenceExited
-from schemas.geofences import GeofenceDefined, encode_fence_event, fence_key
-from tests.support.kafka_io import end_offsets, produce, read_all
+from tests.support.kafka_io import define_fences, end_offsets, produce, read_all
 from tests.support.stack import Service, Stack, eventually
 
 pytestmark = pytest.mark.integration
 
 KILLS = 20
-
-
-async def _define(kafka: KafkaSettings, fences: list[GeofenceDefined]) -> None:
-    await ensure_compacted_topic(kafka, kafka.geofences_topic)
-    producer = make_producer(kafka)
-    await producer.start()
-    try:
-        acks = [
-            await producer.send(kafka.geofences_topic, encode_fence_event(f), key=fence_key(f.tenant_id, f.geofence_id))
-            for f in fences
-        ]
-        await asyncio.gather(*acks)
-    finally:
-        await producer.stop()
 
 
 def _stored_offsets(data_dir: Path) -> dict[int, int]:
@@ -63,7 +48,7 @@ async def test_twenty_kill_9s_append_the_crossings_of_one_uninterrupted_run_each
     load = workload(tenants=4, fences_per_tenant=250, technicians_per_tenant=50, fixes_per_technician=250, seed=19)
     assert len(load.fences) == 1_000 and len(load.fixes) == 50_000
     reference = kafka.model_copy(update={"topic": kafka.topic + ".reference"})
-    await _define(kafka, load.fences)
+    await define_fences(kafka, load.fences)
     for target in (reference, kafka):
         await ensure_topic(target)
     await produce(reference, list(load.fixes))

@@ -7,9 +7,10 @@ import time
 from typing import Any
 
 from domain.position import Position
-from locstream.kafka import ensure_topic, make_consumer, make_producer
+from locstream.kafka import ensure_compacted_topic, ensure_topic, make_consumer, make_producer
 from locstream.settings import KafkaSettings
 from schemas.events import Event, decode_event, encode_event
+from schemas.geofences import GeofenceDefined, encode_fence_event, fence_key
 
 
 async def end_offsets(kafka: KafkaSettings) -> dict[int, int]:
@@ -81,3 +82,18 @@ async def clock_past(ms: int) -> None:
     The condition is the clock itself, so this waits for the time left."""
     await asyncio.sleep(max(0.0, (ms + 2) / 1000 - time.time()))
     assert time.time() * 1000 > ms
+
+
+async def define_fences(kafka: KafkaSettings, fences: list[GeofenceDefined]) -> None:
+    """Append fence definitions to the fences topic, as the ingest API would, and wait for every ack."""
+    await ensure_compacted_topic(kafka, kafka.geofences_topic)
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        acks = [
+            await producer.send(kafka.geofences_topic, encode_fence_event(f), key=fence_key(f.tenant_id, f.geofence_id))
+            for f in fences
+        ]
+        await asyncio.gather(*acks)
+    finally:
+        await producer.stop()

@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 
-from locstream.kafka import ensure_compacted_topic, make_producer
-from locstream.settings import KafkaSettings
 from schemas.claims import Role
-from schemas.geofences import Circle, GeofenceDefined, Polygon, encode_fence_event, fence_key
+from schemas.geofences import Circle, GeofenceDefined, Polygon
+from tests.support.kafka_io import define_fences
 from tests.support.maps import open_map, recv_json
 from tests.support.stack import Stack
 from ws_edge.fence_views import UP_FRONT_POSITIONS, VIEW_POSITIONS
@@ -38,20 +37,6 @@ def _polygon(tenant: str, fence_id: str, lat: float, lon: float) -> GeofenceDefi
     )
 
 
-async def _define(kafka: KafkaSettings, fences: list[GeofenceDefined]) -> None:
-    await ensure_compacted_topic(kafka, kafka.geofences_topic)
-    producer = make_producer(kafka)
-    await producer.start()
-    try:
-        acks = [
-            await producer.send(kafka.geofences_topic, encode_fence_event(f), key=fence_key(f.tenant_id, f.geofence_id))
-            for f in fences
-        ]
-        await asyncio.gather(*acks)
-    finally:
-        await producer.stop()
-
-
 async def _until_pong(ws: Any) -> list[dict[str, Any]]:
     """What the edge sent before the pong to a ping sent now (whatever was queued before it comes first)."""
     await ws.send("ping")
@@ -70,7 +55,7 @@ async def test_a_big_tenant_gets_fences_by_view_and_a_small_one_all_of_them_up_f
         GeofenceDefined(tenant_id="small", geofence_id=f"c{i}", at=AT, shape=Circle(latitude=6.5, longitude=3.4))
         for i in range(3)
     ]
-    await _define(stack.kafka, lagos + berlin + dateline + small)
+    await define_fences(stack.kafka, lagos + berlin + dateline + small)
     edge = await stack.start("ws-edge")
 
     ws, first = await open_map(edge, stack.token("small", Role.DISPATCHER))

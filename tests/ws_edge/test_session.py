@@ -121,17 +121,22 @@ async def _raw_upgrade(
     return reader, writer, head
 
 
+async def _server_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """The next frame the server sent: its opcode and payload."""
+    first, second = await asyncio.wait_for(reader.readexactly(2), 10)
+    size = second & 0x7F
+    if size == 126:
+        size = int.from_bytes(await reader.readexactly(2), "big")
+    elif size == 127:
+        size = int.from_bytes(await reader.readexactly(8), "big")
+    return first & 0x0F, await reader.readexactly(size)
+
+
 async def _close_code(reader: asyncio.StreamReader) -> int:
     """Read server frames until its close frame; its code."""
     while True:
-        first, second = await asyncio.wait_for(reader.readexactly(2), 10)
-        size = second & 0x7F
-        if size == 126:
-            size = int.from_bytes(await reader.readexactly(2), "big")
-        elif size == 127:
-            size = int.from_bytes(await reader.readexactly(8), "big")
-        payload = await reader.readexactly(size)
-        if first & 0x0F == 0x8:
+        opcode, payload = await _server_frame(reader)
+        if opcode == 0x8:
             return int.from_bytes(payload[:2], "big")
 
 
@@ -185,14 +190,8 @@ async def _ended(reader: asyncio.StreamReader) -> list[int]:
     codes: list[int] = []
     try:
         while True:
-            first, second = await asyncio.wait_for(reader.readexactly(2), 10)
-            size = second & 0x7F
-            if size == 126:
-                size = int.from_bytes(await reader.readexactly(2), "big")
-            elif size == 127:
-                size = int.from_bytes(await reader.readexactly(8), "big")
-            payload = await reader.readexactly(size)
-            if first & 0x0F == 0x8:
+            opcode, payload = await _server_frame(reader)
+            if opcode == 0x8:
                 codes.append(int.from_bytes(payload[:2], "big"))
     except (asyncio.IncompleteReadError, ConnectionResetError):
         return codes
