@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 ALGORITHM = "HS256"
 _REQUIRED = ["exp", "iat"]
 MAX_TOKEN_BYTES = 8 * 1024
+KEYS_UNAVAILABLE = "the identity provider's signing keys are unavailable"  # the provider's fault, not the client's
 
 
 class AuthError(Exception):
@@ -125,6 +126,11 @@ class TokenVerifier:
         if keys is not None and not secure_enough(keys.url):
             log.warning("the JWKS is fetched over plain HTTP from %s: anyone on the path could forge tokens", keys.url)
 
+    def knows(self, token: str | None) -> bool:
+        """Whether ``token`` was verified lately and has not expired: ``verify`` will take it without checking it."""
+        claims = self._claims.get(token) if token else None
+        return claims is not None and claims.exp + self.settings.jwt_leeway_seconds > self.clock()
+
     async def verify(self, token: str | None) -> TokenClaims:
         """The token's claims; ``AuthError`` with a reason safe to show."""
         if token:
@@ -150,7 +156,7 @@ class TokenVerifier:
         except UnknownKeyError as exc:
             raise AuthError(f"invalid token: {exc.reason}") from exc
         except UnavailableKeysError as exc:
-            raise AuthError("the identity provider's signing keys are unavailable") from exc
+            raise AuthError(KEYS_UNAVAILABLE) from exc
         return _decode(token, key, alg, self.settings)
 
 

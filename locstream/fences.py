@@ -12,10 +12,18 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from domain.fence_shapes import polygon_problem
 from domain.geofencing import FenceBook
 from locstream.compacted_topic import CompactedTopic
 from locstream.settings import KafkaSettings
-from schemas.geofences import GeofenceDefined, GeofenceRemoved, decode_fence_event, encode_fence_event, fence_key
+from schemas.geofences import (
+    GeofenceDefined,
+    GeofenceRemoved,
+    Polygon,
+    decode_fence_event,
+    encode_fence_event,
+    fence_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +52,12 @@ class FenceRegistry:
         except msgspec.MsgspecError:
             log.warning("skipping an undecodable geofences record")
             return
+        if isinstance(event, GeofenceDefined) and isinstance(event.shape, Polygon):  # defined before today's rules
+            ring = [(position[0], position[1]) for position in event.shape.coordinates[0]]
+            if (problem := polygon_problem(ring)) is not None:
+                log.warning(
+                    "fence %s of tenant %s: %s (kept, read the short way)", event.geofence_id, event.tenant_id, problem
+                )
         definition = self.book.apply(event, value)
         if self.on_change is not None and self.ready.is_set():
             self.on_change(event.tenant_id, event.geofence_id, definition)

@@ -1,5 +1,6 @@
 """What a fix must satisfy beyond its schema: a plausible device time, a bounded ``metadata``, and a battery level
-(``metadata.battery_percent``, where the apps' protocols put it) from 0 to 100. Pure."""
+(``metadata.battery_percent``) from 0 to 100. The apps' parsers leave an impossible level out rather than refuse
+the fix (an app would resend it for ever); a native client is told. Pure."""
 
 from __future__ import annotations
 

@@ -142,8 +142,8 @@ async def _device(request: Request, key: str | None, *, basic: bool = False) -> 
     """The active device of ``key``, or 401 with the reason (never the key); 429 for an address that failed too
     often lately."""
     ingest = ingest_of(request)
-    async with ingest.authenticating(request):
-        device = ingest.devices.device(key) if key else None
+    device = ingest.devices.device(key) if key else None  # a hash and a look-up: cheaper than refusing it
+    async with ingest.authenticating(request, known=device is not None):
         if device is None:
             reason = "unknown or revoked device key" if key else "the device key is missing"
             headers = {"WWW-Authenticate": 'Basic realm="locstream"'} if basic else None

@@ -110,8 +110,8 @@ def _parse_fields(values: Mapping[str, str]) -> OsmAndRequest:
             fields[field] = value
     metadata: dict[str, Any] = {}
     battery = _number(values, "batt")
-    if battery is not None and battery != -1:  # -1: the app does not know
-        metadata["battery_percent"] = battery  # 0 to 100, checked with every path's fixes (producers/checks.py)
+    if battery is not None and 0 <= battery <= 100:  # else not a battery level (-1: the app does not know): left out
+        metadata["battery_percent"] = battery
     if values.get("charge") is not None:
         metadata["charging"] = values["charge"].lower() == "true"
     if metadata:
@@ -151,8 +151,8 @@ def _parse_json(body: bytes) -> OsmAndRequest:
     metadata: dict[str, Any] = {}
     if isinstance(battery, dict):
         level = battery.get("level")
-        if isinstance(level, (int, float)) and not isinstance(level, bool) and level != -1:  # -1: unknown
-            metadata["battery_percent"] = round(level * 100, 1)  # outside 0..1: refused (producers/checks.py)
+        if isinstance(level, (int, float)) and not isinstance(level, bool) and 0 <= level <= 1:  # else left out
+            metadata["battery_percent"] = round(level * 100, 1)
         if isinstance(battery.get("is_charging"), bool):
             metadata["charging"] = battery["is_charging"]
     if metadata:

@@ -6,7 +6,10 @@ N processes behind a load balancer a client gets up to N times the rate, which t
 
 from __future__ import annotations
 
+import ipaddress
 from collections import OrderedDict
+
+from starlette.requests import HTTPConnection
 
 from locstream.token_bucket import TokenBucket
 
@@ -61,3 +64,18 @@ class FailedAuthentications:
     def failed(self, address: str, now: float) -> None:
         if self._limiter.enabled:
             self._limiter.bucket(address, now).take(1, now)
+
+
+def failure_key(request: HTTPConnection) -> str:
+    """Whose failures a request's count among: its client address, an IPv6 one by its /64 (a host is given a /64,
+    and would otherwise get a fresh budget from each of its addresses)."""
+    host = request.client.host if request.client else "-"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)

@@ -22,6 +22,7 @@ from starlette.requests import HTTPConnection
 
 from domain.identity import identity
 from domain.position import Position
+from locstream.auth import KEYS_UNAVAILABLE
 from locstream.fences import FenceRegistry
 from locstream.gc_tuning import tune_for_batches
 from locstream.http import bearer_token, require_role
@@ -42,7 +43,7 @@ from producers.models import (
 )
 from producers.openapi import body_of
 from producers.publisher import EventPublisher, ProducerRenewedError, PublishTimeoutError
-from producers.rate_limits import FailedAuthentications, RateLimiter, admit
+from producers.rate_limits import FailedAuthentications, RateLimiter, admit, failure_key
 from producers.recent import RecentFixes
 from producers.settings import ProducersSettings
 from schemas.claims import WRITER_ROLES, Role, TokenClaims, only_technician
@@ -142,11 +143,13 @@ class Ingest:
             ) from exc
 
     @asynccontextmanager
-    async def authenticating(self, request: HTTPConnection) -> AsyncIterator[None]:
-        """Around checking a request's credentials: 429 when its address failed too often lately; a 401 inside
-        counts as one more failure of that address."""
-        address, now = request.client.host if request.client else "-", time.monotonic()
-        wait = self.failed_auth.wait(address, now)
+    async def authenticating(self, request: HTTPConnection, known: bool = False) -> AsyncIterator[None]:
+        """Around checking a request's credentials: 429 when its address failed too often lately, unless they are
+        ``known`` good (a token verified lately): clients behind one address, a NAT or a proxy, are not locked out by
+        a neighbour's failures. A 401 inside counts as one more failure of the address, but not one the identity
+        provider caused (its keys unavailable)."""
+        address, now = failure_key(request), time.monotonic()
+        wait = 0.0 if known else self.failed_auth.wait(address, now)
         if wait > 0:
             raise HTTPException(
                 status.HTTP_429_TOO_MANY_REQUESTS,
@@ -156,7 +159,7 @@ class Ingest:
         try:
             yield
         except HTTPException as exc:
-            if exc.status_code == status.HTTP_401_UNAUTHORIZED:
+            if exc.status_code == status.HTTP_401_UNAUTHORIZED and exc.detail != KEYS_UNAVAILABLE:
                 self.failed_auth.failed(address, now)
             raise
 

@@ -76,7 +76,8 @@ def owntracks_fix(body: bytes) -> dict[str, Any] | None:
     if message.get("batt") is not None:
         if not _real(message["batt"]):
             raise TrackerError(f"batt: {message['batt']!r} is not a number")
-        metadata["battery_percent"] = message["batt"]
+        if 0 <= message["batt"] <= 100:  # else not a battery level: left out, the fix taken
+            metadata["battery_percent"] = message["batt"]
     if message.get("bs") in (1, 2, 3):
         metadata["charging"] = message["bs"] in (2, 3)
     if metadata:
@@ -132,7 +133,7 @@ def _overland_fix(feature: Any, place: str) -> dict[str, Any] | None:
         fields["altitude"] = altitude
     metadata: dict[str, Any] = {}
     level = _number(properties, "battery_level")
-    if level is not None and level != -1:  # -1: unknown; outside 0..1 the fix is refused (producers/checks.py)
+    if level is not None and 0 <= level <= 1:  # else not a battery level (-1: unknown): left out
         metadata["battery_percent"] = round(level * 100, 1)
     if properties.get("battery_state") in ("charging", "full", "unplugged"):
         metadata["charging"] = properties["battery_state"] != "unplugged"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -148,6 +149,7 @@ async def _chunks(
         if data:
             yield data
     stats.records_read = span.size  # the span is read to its end, the other tenants' records after the last one too
+    await asyncio.to_thread(out.prepare)  # sorting a grouped format's fixes: not on the loop
     for tail in out.end():
         if tail:
             yield tail
@@ -194,7 +196,7 @@ async def run_cli(
         if partial and target:
             partial.replace(target)
         complete = True
-    except (OSError, LookupError, KafkaError) as exc:
+    except (OSError, LookupError, KafkaError, sqlite3.Error) as exc:  # sqlite3: the spill's disk full
         print(f"error: the export failed and was not kept: {exc!r}", file=err)
     finally:
         if not complete and partial is not None:

@@ -65,12 +65,15 @@ class FormatError(ValueError):
 
 
 class Exporter(Protocol):
-    """``begin()``, ``add()`` per event, then the rest from ``end()`` a chunk at a time; ``close()`` lets go of what
-    an export that ends early (a client gone) holds."""
+    """``begin()``, ``add()`` per event, ``prepare()`` (what the end needs done first, blocking: the caller may run
+    it in a thread), then the rest from ``end()`` a chunk at a time; ``close()`` lets go of what an export that ends
+    early (a client gone) holds."""
 
     def begin(self) -> bytes: ...
 
     def add(self, record: HistoryRecord) -> bytes: ...
+
+    def prepare(self) -> None: ...
 
     def end(self) -> Iterator[bytes]: ...
 
@@ -115,6 +118,9 @@ class NdjsonExporter:
         appended = self._appended[1]
         position = f',"partition":{record.partition},"offset":{record.offset},"appended_at":"{appended}"}}\n'
         return record.value.rstrip()[:-1] + position.encode()
+
+    def prepare(self) -> None:
+        pass
 
     def end(self) -> Iterator[bytes]:
         return iter(())
@@ -185,6 +191,9 @@ class CsvExporter:
         self._writer.writerow({k: _iso(v) if isinstance(v, datetime) else spreadsheet_safe(v) for k, v in row.items()})
         return self._take()
 
+    def prepare(self) -> None:
+        pass
+
     def end(self) -> Iterator[bytes]:
         return iter(())
 
@@ -211,6 +220,7 @@ class _Tracks:
         )
         self._db.execute("BEGIN")
         self.names: dict[str, str] = {}
+        self._technicians: list[tuple[str, int]] | None = None
 
     def add(self, record: HistoryRecord) -> None:
         event = record.event()
@@ -232,11 +242,20 @@ class _Tracks:
         elif isinstance(event, TechnicianUpdated) and event.data.name:
             self.names[event.technician_id] = event.data.name
 
-    def technicians(self) -> Iterator[tuple[str, int]]:
+    def sort(self) -> None:
+        """Index the fixes in track order and count each technician's: the one step that costs time in proportion to
+        the export (about a second per 500,000 fixes), so the caller runs it in a thread. Idempotent."""
+        if self._technicians is None:
+            self._db.execute("COMMIT")
+            self._db.execute("CREATE INDEX fix_order ON fix (technician_id, recorded_us, offset)")
+            query = "SELECT technician_id, count(*) FROM fix GROUP BY technician_id ORDER BY 1"
+            self._technicians = list(self._db.execute(query))
+
+    def technicians(self) -> list[tuple[str, int]]:
         """Each technician with fixes (sorted by id) and how many."""
-        self._db.execute("COMMIT")
-        self._db.execute("CREATE INDEX fix_order ON fix (technician_id, recorded_us, offset)")
-        yield from self._db.execute("SELECT technician_id, count(*) FROM fix GROUP BY technician_id ORDER BY 1")
+        self.sort()
+        assert self._technicians is not None
+        return self._technicians
 
     def fixes(self, technician_id: str | None = None) -> Iterator[list[tuple[Any, ...]]]:
         """``(technician_id, longitude, latitude, altitude, recorded_at, properties)`` rows in device-time order (log
@@ -288,6 +307,9 @@ class _TrackExporter:
         self._tracks.add(record)
         return b""
 
+    def prepare(self) -> None:
+        self._tracks.sort()
+
     def end(self) -> Iterator[bytes]:
         try:
             yield from self._grouped()
@@ -309,7 +331,7 @@ class GeoJsonExporter(_TrackExporter):
         tracks, dumps = self._tracks, orjson.dumps
         yield b'{"type":"FeatureCollection","features":['
         first = True
-        for technician_id, count in list(tracks.technicians()):
+        for technician_id, count in tracks.technicians():
             kind = b"LineString" if count > 1 else b"Point"
             opening = b'{"type":"Feature","geometry":{"type":"' + kind + b'","coordinates":' + b"[" * (count > 1)
             yield (b"" if first else b",") + opening
@@ -346,7 +368,7 @@ class GpxExporter(_TrackExporter):
             b'<?xml version="1.0" encoding="UTF-8"?>\n'
             b'<gpx version="1.1" creator="locstream" xmlns="http://www.topografix.com/GPX/1/1">\n'
         )
-        for technician_id, _ in list(tracks.technicians()):
+        for technician_id, _ in tracks.technicians():
             name = tracks.names.get(technician_id, technician_id)
             yield f"  <trk><name>{xml_text(name)}</name><src>{xml_text(technician_id)}</src><trkseg>\n".encode()
             for rows in tracks.fixes(technician_id):
@@ -437,6 +459,9 @@ class ParquetExporter:
         rows, self._rows = self._rows, []
         self._writer.write_table(pa.Table.from_pylist(rows, schema=self._schema))
         return self._sink.take()
+
+    def prepare(self) -> None:
+        pass
 
     def end(self) -> Iterator[bytes]:
         if self._rows:

@@ -1,27 +1,30 @@
 """``GET /api/v1/field-service/history/export``: the same exports as ``locstream replay``, streamed over HTTP.
 
 Everything that can be refused is refused before the response starts (401/403 for the token, 400 for the format,
-422 for the range, 503 when the broker does not answer). Once it has started, the body is sent chunked as it is
-read; a failure then aborts the connection before the last chunk, so a client never takes a cut export for a
-whole one.
+422 for the range, 429 past the exports at once per tenant or per process, 503 when the broker does not answer).
+Once it has started, the body is sent chunked as it is read; a failure then aborts the connection before the last
+chunk, so a client never takes a cut export for a whole one. However it ends, the export's slot, consumer and
+temporary file are let go (``_Export``).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from locstream.http import Claims, require_role
 from locstream.settings import KafkaSettings
 from locstream.work_slots import NoSlotError, Slot, WorkSlots
 from replay.export import ExportRefusedError, ExportStats, chunks, plan, writer_for
-from replay.formats import MEDIA_TYPES, SUFFIXES
+from replay.formats import MEDIA_TYPES, SUFFIXES, Exporter
 from replay.reader import HistoryReader
 from schemas.claims import HISTORY_ROLES
 
@@ -53,56 +56,77 @@ async def history_export(
     kafka: KafkaSettings = request.app.state.history_kafka
     try:
         the_plan = plan(claims.tenant_id, start, end, format, technician_id or [], kafka)
-        out = writer_for(the_plan)
     except ExportRefusedError as exc:
         raise HTTPException(exc.status, exc.reason) from exc
     try:
-        slot = request.app.state.export_slots.take(claims.tenant_id)
+        export = _Export(request.app.state.export_slots.take(claims.tenant_id))
     except NoSlotError as exc:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS, exc.reason, headers={"Retry-After": str(exc.retry_after)}
         ) from exc
-    reader = HistoryReader(kafka)
     try:
+        out = export.out = writer_for(the_plan)
+        reader = export.reader = HistoryReader(kafka)
         await reader.start()
         span = await reader.span(claims.tenant_id, the_plan.range.start, the_plan.range.end)
         name = f"{claims.tenant_id}-{the_plan.range.start:%Y%m%dT%H%M%SZ}.{SUFFIXES[format]}"
-        response = _ExportResponse(
+        return _ExportResponse(
             chunks(reader, the_plan, out, ExportStats(), span),
-            reader,
-            slot,
+            export,
             media_type=MEDIA_TYPES[format],
             headers={"Content-Disposition": attachment(name), "X-Locstream-Offsets": f"{span.first}-{span.end}"},
         )
+    except ExportRefusedError as exc:
+        await export.release()
+        raise HTTPException(exc.status, exc.reason) from exc
     except (KafkaError, LookupError, OSError) as exc:
-        await _release(reader, slot)
+        await export.release()
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"the broker did not answer: {exc!r}") from exc
     except BaseException:
-        await _release(reader, slot)
+        await export.release()
         raise
-    return response
 
 
-async def _release(reader: HistoryReader, slot: Slot) -> None:
-    try:
-        await reader.stop()
-    finally:
-        slot.release()
+EXPORT_STALL_SECONDS = 30.0  # a client that takes nothing of the body for this long loses its export and its slot
+
+
+@dataclass
+class _Export:
+    """What one export holds: its place among the exports at once, its format's writer (a temporary file for the
+    grouped formats) and its Kafka consumer; ``release`` lets go of all three, once, whatever happened."""
+
+    slot: Slot
+    out: Exporter | None = None
+    reader: HistoryReader | None = None
+
+    async def release(self) -> None:
+        try:
+            if self.out is not None:
+                self.out.close()
+            if self.reader is not None:
+                await self.reader.stop()
+        finally:
+            self.slot.release()
 
 
 class _ExportResponse(StreamingResponse):
-    """Stops the export's reader and frees its slot however the response ends: a body never started (the client
-    left before the headers went out) never runs its generator's ``finally``, so they are released here."""
+    """Releases the export however the response ends: a body never started (the client left before the headers
+    went out) never runs its generator's ``finally``, so it is released here; and a client that stops reading for
+    ``EXPORT_STALL_SECONDS`` is dropped, so a few slow readers cannot hold every place of the process."""
 
-    def __init__(self, content: AsyncIterator[bytes], reader: HistoryReader, slot: Slot, **kwargs: Any) -> None:
+    def __init__(self, content: AsyncIterator[bytes], export: _Export, **kwargs: Any) -> None:
         super().__init__(content, **kwargs)
-        self._reader, self._slot = reader, slot
+        self._export = export
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_in_time(message: Message) -> None:
+            async with asyncio.timeout(EXPORT_STALL_SECONDS):
+                await send(message)
+
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, send_in_time)
         finally:
-            await _release(self._reader, self._slot)
+            await self._export.release()
 
 
 def attachment(name: str) -> str:

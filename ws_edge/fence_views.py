@@ -2,10 +2,11 @@
 for with ``{"type": "fences", "bbox": [west, south, east, north]}``.
 
 A tenant of 2,300 fences of 1,000 positions each made every new dispatcher's first frames 53 MB, encoded afresh for
-each. Now a new map gets its tenant's fences up front only while they hold at most ``UP_FRONT_POSITIONS`` positions
-(about 1 MB of frames); beyond that it asks for the fences of its view, and gets at most ``VIEW_POSITIONS``
-positions' worth (about 1 MB) an answer, the fences whose boxes meet the view, by id. Changes still reach every map
-of the tenant as they happen (one frame, encoded once).
+each. Now a new map gets its tenant's fences up front only while they cost at most ``UP_FRONT_POSITIONS`` (each
+fence its positions, at least 100: ``schemas.geofences.fence_cost``, so 500 circles at most; about 1 MB of
+frames); beyond that it asks for the fences of its view, and gets at most ``VIEW_POSITIONS`` positions' worth
+(about 1 MB) an answer, the fences whose boxes meet the view, by id. Changes still reach every map of the tenant as
+they happen (one frame, encoded once).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from domain.geofencing import FenceBook, FenceSummary
-from schemas.geofences import fence_wire
+from schemas.geofences import fence_cost, fence_wire
 from ws_edge import messages
 from ws_edge.filters import parse_bbox
 
@@ -28,7 +29,7 @@ def fences_up_front(book: FenceBook | None, tenant_id: str) -> list[str]:
     if book is None:
         return []
     summaries = book.summaries_of(tenant_id)
-    if sum(summary.positions for summary in summaries) > UP_FRONT_POSITIONS:
+    if sum(fence_cost(summary.positions) for summary in summaries) > UP_FRONT_POSITIONS:
         return []
     return list(_frames(sorted(summaries, key=lambda summary: summary.geofence_id)))
 

@@ -7,14 +7,16 @@ import asyncio
 import base64
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
 from domain.devices import DeviceBook, fix_event_id, key_sha256
+from producers.checks import fix_problem
 from producers.osmand import OsmAndError, parse, recorded_at
+from producers.trackers import overland_fixes, owntracks_fix
 from schemas.claims import Role
 from schemas.devices import DeviceRegistered, DeviceRevoked
 from schemas.events import LocationRecorded
@@ -359,3 +361,24 @@ async def test_an_offline_burst_goes_to_history_and_never_moves_a_marker_back(st
     assert len(seen) == 301  # the 199 fixes older than the live one moved nothing (one ties it, later in the log)
     old = [u for u in seen if datetime.fromisoformat(u["data"]["last_update"]).timestamp() < now - 70]
     assert old and all(update["data"].get("backfill") is True for update in old)  # drawn, not animated
+
+
+def test_an_impossible_battery_level_is_left_out_of_an_apps_fix_and_refused_from_a_native_one() -> None:
+    """batt=500 was stored as 500 %. An app's fix is still taken (refused, the app would resend it for ever)."""
+    query = {"id": "k", "lat": "6.5", "lon": "3.4"}
+    for batt, kept in (("500", None), ("-1", None), ("-5", None), ("100", 100.0), ("0", 0.0)):
+        fields = parse({**query, "batt": batt}, "", b"").fields
+        assert fields is not None and fields["latitude"] == 6.5
+        assert (fields.get("metadata") or {}).get("battery_percent") == kept, batt
+    document = {"device_id": "k", "location": {"coords": {"latitude": 6.5, "longitude": 3.4}, "battery": {"level": 5}}}
+    assert "metadata" not in (parse({}, "application/json", json.dumps(document).encode()).fields or {})
+    owntracks = owntracks_fix(json.dumps({"_type": "location", "lat": 6.5, "lon": 3.4, "batt": 500}).encode())
+    assert owntracks is not None and "metadata" not in owntracks
+    feature = {"type": "Feature", "geometry": {"type": "Point", "coordinates": [3.4, 6.5]}, "properties": {}}
+    feature["properties"] = {"battery_level": 1.5}
+    (place, fields), *_ = overland_fixes(json.dumps({"locations": [feature]}).encode())[0]
+    assert place == "locations[0]." and "metadata" not in fields
+    now = datetime.now(UTC)
+    problem = fix_problem(now, {"battery_percent": 500}, now, timedelta(minutes=2), timedelta(days=7))
+    assert problem is not None and "battery_percent" in problem
+    assert fix_problem(now, {"battery_percent": 55.5}, now, timedelta(minutes=2), timedelta(days=7)) is None

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
+from typing import cast
 
-from producers.rate_limits import FailedAuthentications, RateLimiter, admit
+from starlette.requests import HTTPConnection
+
+from producers.rate_limits import FailedAuthentications, RateLimiter, admit, failure_key
 
 
 def test_a_bucket_admits_its_burst_then_the_rate() -> None:
@@ -48,3 +52,13 @@ def test_an_address_that_failed_its_burst_waits_and_others_do_not() -> None:
     off.failed("a", 0.0)
     off.failed("a", 0.0)
     assert off.wait("a", 0.0) == 0
+
+
+def test_failures_count_by_address_and_an_ipv6_host_by_its_64() -> None:
+    def key(host: str) -> str:
+        return failure_key(cast(HTTPConnection, SimpleNamespace(client=SimpleNamespace(host=host))))
+
+    assert key("203.0.113.7") == "203.0.113.7"
+    assert key("2001:db8:1:2:aaaa::1") == key("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
+    assert key("2001:db8:1:3::1") != key("2001:db8:1:2::1")
+    assert key("::ffff:203.0.113.7") == "203.0.113.7"

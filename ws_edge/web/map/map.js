@@ -368,7 +368,7 @@ function onFenceMessage(m) {
     fenceLayer.clearLayers(); // the fences come again after the initial state, as they are now
     fences.clear();
     fencesAsked = null;
-  } else if (m.type === "initial_state" && !m.answers) askFences(true);
+  } else if ((m.type === "initial_state" && !m.answers) || m.type === "resumed") askFences(true);
   else if (m.type === "geofence_updated") drawFence(m.data);
   else if (m.type === "geofence_removed") removeFence(m.data.geofence_id);
   else if (m.type === "geofence_event") toast(m.data);
