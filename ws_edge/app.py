@@ -106,6 +106,7 @@ class Edge:
         subscribers which technicians turned stale."""
         while True:
             await asyncio.sleep(1.0)
+            self.sessions.report_vanished()
             self.fanout.sweep()
             self.view.forget_encodings()
             self.sessions.initial_states.forget()

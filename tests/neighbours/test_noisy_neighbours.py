@@ -247,6 +247,7 @@ async def test_no_tenant_slows_down_another(stack: Stack) -> None:
             outcomes: Counter[str] = Counter()
             peaks: dict[str, int] = dict.fromkeys(services, 0)
             watching = asyncio.create_task(_watch_rss(services, peaks))
+            await asyncio.to_thread(_mark, name)
             began, started = time.time(), time.monotonic()
             # The attacker's own clients run at the lowest CPU priority: on a machine of 2 cores that holds the
             # services, the broker and the attacker, what is measured is the services' cost of serving the attacker,
@@ -287,6 +288,12 @@ async def test_no_tenant_slows_down_another(stack: Stack) -> None:
     for process in services.values():
         assert "Traceback" not in process.log(), process.name
     assert failures == [], json.dumps(figures, indent=1)
+
+
+def _mark(phase: str) -> None:
+    """The phase under way, for whoever watches the run (a profiler to attach at the right moment)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "neighbours-phase.txt").write_text(phase + "\n")
 
 
 def _keep(figures: dict[str, Any]) -> None:
