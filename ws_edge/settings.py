@@ -44,7 +44,7 @@ class EdgeSettings(ConsumingServiceSettings):
     every 1.5 s while a tenant opened 10,000 connections and another tenant's frames waited behind each."""
     max_replays_per_tenant: int = Field(default=4, ge=1)
     """Paced replays running at once for one tenant on this edge; more are closed with 1013 and a retry hint."""
-    max_replays: int = Field(default=40, ge=1)
+    max_replays: int = Field(default=20, ge=1)
     """Paced replays running at once on this edge, every tenant's; more are closed with 1013 and a retry hint."""
     ping_interval_seconds: float = Field(default=25.0, gt=0)
     """Server pings (a dead peer is closed after ping interval + timeout)."""
