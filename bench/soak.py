@@ -4,8 +4,8 @@ every service's memory reaches a plateau.
 The load: ``technicians`` technicians posting a fix a second each, ``dispatchers`` dispatchers watching the map,
 ``reconnecting`` of them dropping their socket and coming back every 10 s, an export of the last hour and a paced
 replay of the last minutes every minute. Every ``sample_seconds`` each service's RSS is sampled (``bench.procstats``).
-The figures: the curve, each service's RSS at the end against the largest of the second half (a plateau: the end
-is no higher than what the second half already reached, within ``PLATEAU_TOLERANCE``), and an SVG of the curve
+The figures: the curve, each service's RSS at the start and the end, and whether it levelled off (the last
+quarter's largest sample within ``PLATEAU_TOLERANCE`` of the third quarter's), and an SVG of the curve
 (``svg``): ``python -m bench.soak RESULTS.json --out FIGURE.svg`` draws it from what ``make bench SCENARIO=soak``
 wrote.
 """
@@ -29,7 +29,7 @@ from bench.procstats import rss_bytes
 from bench.systems import RunningSystem, token
 from schemas.claims import Role
 
-PLATEAU_TOLERANCE = 0.05  # the end may be 5% above the second half's largest sample and still be a plateau
+PLATEAU_TOLERANCE = 0.05  # the last quarter may reach 5% above the third quarter's largest sample: a plateau
 WIDTH, HEIGHT = 760, 360
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 
@@ -72,18 +72,20 @@ def _sample(system: RunningSystem, began: float) -> dict[str, Any]:
 
 
 def plateaus(curve: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per service: its RSS at the start, the largest of the second half, at the end, and whether the end is a
-    plateau (no higher than the second half's largest, within the tolerance)."""
+    """Per service: its RSS at the start, the largest of the run's third and last quarters, at the end, and whether
+    it levelled off: the last quarter's largest sample no more than ``PLATEAU_TOLERANCE`` above the third quarter's
+    (a curve still climbing at the end is no plateau, however high it has climbed)."""
     roles = [key for key in curve[0] if key != "t"]
-    half = curve[len(curve) // 2 :]
+    quarter = max(1, len(curve) // 4)
+    third, last = curve[-2 * quarter : -quarter] or curve[:1], curve[-quarter:]
     figures: dict[str, Any] = {}
     for role in roles:
-        second_half_max = max(sample[role] for sample in half[:-1] or half)
-        end = curve[-1][role]
+        before, after = max(sample[role] for sample in third), max(sample[role] for sample in last)
         figures[f"{role}_rss_start_mb"] = round(curve[0][role] / 2**20, 1)
-        figures[f"{role}_rss_second_half_max_mb"] = round(second_half_max / 2**20, 1)
-        figures[f"{role}_rss_end_mb"] = round(end / 2**20, 1)
-        figures[f"{role}_plateau"] = end <= second_half_max * (1 + PLATEAU_TOLERANCE)
+        figures[f"{role}_rss_third_quarter_max_mb"] = round(before / 2**20, 1)
+        figures[f"{role}_rss_last_quarter_max_mb"] = round(after / 2**20, 1)
+        figures[f"{role}_rss_end_mb"] = round(curve[-1][role] / 2**20, 1)
+        figures[f"{role}_plateau"] = after <= before * (1 + PLATEAU_TOLERANCE)
     return figures
 
 

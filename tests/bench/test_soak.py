@@ -17,8 +17,10 @@ def _curve(edge: list[float], api: list[float]) -> list[dict[str, Any]]:
 
 def test_a_curve_that_levels_off_is_a_plateau_and_one_that_keeps_growing_is_not() -> None:
     figures = plateaus(_curve([80, 90, 95, 96, 96, 97, 96, 97], [70, 80, 90, 100, 110, 120, 130, 140]))
-    assert figures["ws-edge_plateau"] is True and figures["producers_plateau"] is False
-    assert figures["producers_rss_end_mb"] == 140 and figures["producers_rss_second_half_max_mb"] == 130
+    assert figures["ws-edge_plateau"] is True and figures["producers_plateau"] is False  # still climbing at the end
+    assert figures["producers_rss_end_mb"] == 140 and figures["producers_rss_third_quarter_max_mb"] == 120
+    peaked = plateaus(_curve([80, 90, 120, 100, 95, 96, 97, 96], [70, 71, 72, 73, 74, 74, 74, 74]))
+    assert peaked["ws-edge_plateau"] is True and peaked["producers_plateau"] is True
 
 
 def test_the_figure_draws_one_line_per_service_over_the_whole_run() -> None:
