@@ -103,7 +103,20 @@ def _appended(record: HistoryRecord) -> str:
     return _iso(record.appended_at, "milliseconds")
 
 
-class NdjsonExporter:
+class _EventByEvent:
+    """The formats that write each event as it comes: nothing to prepare, nothing left at the end, nothing held."""
+
+    def prepare(self) -> None:
+        pass
+
+    def end(self) -> Iterator[bytes]:
+        return iter(())
+
+    def close(self) -> None:
+        pass
+
+
+class NdjsonExporter(_EventByEvent):
     """The record's own bytes with the log position spliced in: no decoding and re-encoding of the event."""
 
     def __init__(self) -> None:
@@ -118,15 +131,6 @@ class NdjsonExporter:
         appended = self._appended[1]
         position = f',"partition":{record.partition},"offset":{record.offset},"appended_at":"{appended}"}}\n'
         return record.value.rstrip()[:-1] + position.encode()
-
-    def prepare(self) -> None:
-        pass
-
-    def end(self) -> Iterator[bytes]:
-        return iter(())
-
-    def close(self) -> None:
-        pass
 
 
 def _row(record: HistoryRecord) -> dict[str, Any]:
@@ -170,7 +174,7 @@ def xml_text(value: str) -> str:
     return escape(_NOT_XML.sub("\ufffd", value))
 
 
-class CsvExporter:
+class CsvExporter(_EventByEvent):
     def __init__(self) -> None:
         self._buffer = io.StringIO()
         self._writer = csv.DictWriter(self._buffer, CSV_COLUMNS, lineterminator="\n")
@@ -190,15 +194,6 @@ class CsvExporter:
         row["appended_at"] = _appended(record)
         self._writer.writerow({k: _iso(v) if isinstance(v, datetime) else spreadsheet_safe(v) for k, v in row.items()})
         return self._take()
-
-    def prepare(self) -> None:
-        pass
-
-    def end(self) -> Iterator[bytes]:
-        return iter(())
-
-    def close(self) -> None:
-        pass
 
 
 class _Tracks:
