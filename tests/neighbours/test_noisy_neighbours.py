@@ -44,11 +44,12 @@ pytestmark = pytest.mark.integration
 NOISY = "noisy-fleet"
 PHASE_SECONDS = 12.0
 P99_LIMIT = 0.250
-# Phases whose p99 is still over the target on this machine (docs/benchmarks.md, "Noisy neighbours": measured 0.6 to
-# 1.0 s, the edge's loop running a burst of openings or of 10,000 abrupt closes; the ingest API and the broker at a
-# tenant's full rate on 2 cores shared with every service). Held to a looser bound so that they cannot get worse
-# unnoticed: the attack that prompted this suite made another tenant's fixes 3.4 to 10 s late.
-NOT_YET_MET = {"10,000 connections": 1.5, "ingest burst": 1.5}
+# Phases whose p99 is still over the target on this machine (docs/benchmarks.md, "Noisy neighbours": 0.5 to 1.2 s
+# measured for the connections, the edge's loop running a burst of openings or of 10,000 abrupt closes; 0.27 to
+# 0.52 s for the burst, the ingest API and the broker at a tenant's full rate on 2 cores shared with every service).
+# Held to looser bounds, about twice the worst run, so that they cannot get worse unnoticed: the attack that prompted
+# this suite made another tenant's fixes 3.4 to 10 s late.
+NOT_YET_MET = {"10,000 connections": 2.5, "ingest burst": 1.2}
 # Each service's resident memory may not pass this during any phase (measured: docs/benchmarks.md).
 RSS_CEILING = {"producers": 400 * 2**20, "projector": 600 * 2**20, "ws-edge": 700 * 2**20, "geofencer": 400 * 2**20}
 WS_PATH = "/api/v1/field-service/ws/technician-locations"
