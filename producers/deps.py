@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
 
-from locstream.http import bearer_scheme, token_verifier, verified_claims
+from locstream.http import bearer_scheme
 from schemas.claims import TokenClaims
 
 if TYPE_CHECKING:
@@ -20,9 +20,7 @@ async def get_claims(
     """The verified claims of the request's bearer token, or 401 with the reason; 429 for an address that failed
     too often lately (``Ingest.authenticating``)."""
     ingest: Ingest = request.app.state.ingest
-    token = credentials.credentials if credentials else None
-    async with ingest.authenticating(request, known=token_verifier(request).knows(token)):
-        return await verified_claims(request, token)
+    return await ingest.claims_of(request, credentials.credentials if credentials else None)
 
 
 Claims = Annotated[TokenClaims, Depends(get_claims)]

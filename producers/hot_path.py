@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from locstream.http import bearer_token, problem_response, token_verifier, verified_claims
+from locstream.http import bearer_token, problem_response
 from producers.models import technician_id_problem
 from producers.routes import PREFIX, ingest_of, post_batch, post_location
 
@@ -51,9 +51,7 @@ class HotPath:
         response: Response
         try:
             technician_id = _checked_technician_id(location["technician_id"]) if location is not None else None
-            token = bearer_token(request)
-            async with ingest_of(request).authenticating(request, known=token_verifier(request).knows(token)):
-                claims = await verified_claims(request, token)
+            claims = await ingest_of(request).claims_of(request, bearer_token(request))
             if technician_id is None:
                 response = await post_batch(request, claims)
             else:

@@ -25,7 +25,7 @@ from domain.position import Position
 from locstream.auth import KEYS_UNAVAILABLE
 from locstream.fences import FenceRegistry
 from locstream.gc_tuning import tune_for_batches
-from locstream.http import bearer_token, require_role
+from locstream.http import bearer_token, require_role, token_verifier, verified_claims
 from producers.body import BodyError, decode, read_json
 from producers.checks import fix_problem
 from producers.deps import Claims
@@ -162,6 +162,11 @@ class Ingest:
             if exc.status_code == status.HTTP_401_UNAUTHORIZED and exc.detail != KEYS_UNAVAILABLE:
                 self.failed_auth.failed(address, now)
             raise
+
+    async def claims_of(self, request: HTTPConnection, token: str | None) -> TokenClaims:
+        """The verified claims of ``token`` (401 with the reason), within the address's failure budget (429)."""
+        async with self.authenticating(request, known=token_verifier(request).knows(token)):
+            return await verified_claims(request, token)
 
     def limit(self, request: Request, claims: TokenClaims, fixes: int) -> None:
         # Keyed by the token itself, as the verifier read it: spaces or a scheme spelt otherwise in the header make
