@@ -229,17 +229,39 @@ async def test_a_flood_of_empty_continuation_frames_is_cut_off_with_or_without_a
 
 
 async def test_an_auth_message_sent_before_the_101_is_read_not_lost(stack: Stack) -> None:
+    """200 clients at once, each with its auth message in the same write as its upgrade request and a ping right
+    after: the edge answers a few upgrades per turn of its loop (``ws_edge/turn_budget.py``), and what a waiting
+    connection sent meanwhile is read once its turn comes, in order."""
     edge = await stack.start("ws-edge")
     token = stack.token("tenant-a")
-    reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
-    writer.write(  # the request and the auth message in one write, before any answer
-        f"GET {WS_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{edge.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode()
-        + _masked(Opcode.TEXT, f'{{"type": "auth", "token": "{token}"}}'.encode())
-    )
-    head = (await reader.readuntil(b"\r\n\r\n")).decode().lower()
-    assert head.startswith("http/1.1 101")
-    first, second = await asyncio.wait_for(reader.readexactly(2), 10)
-    payload = await reader.readexactly(second & 0x7F if second & 0x7F < 126 else 0)
-    assert first == 0x81 and b'"connected"' in payload  # opened at once, not 4001 after the auth timeout
-    writer.close()
+
+    async def one() -> list[bytes]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
+        writer.write(  # the request and the auth message in one write, before any answer
+            f"GET {WS_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{edge.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode()
+            + _masked(Opcode.TEXT, f'{{"type": "auth", "token": "{token}"}}'.encode())
+        )
+        await writer.drain()
+        writer.write(_masked(Opcode.TEXT, b'{"type": "ping"}'))
+        try:
+            head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)).decode().lower()
+            assert head.startswith("http/1.1 101")
+            return [await asyncio.wait_for(_text_frame(reader), 30) for _ in range(3)]
+        finally:
+            writer.close()
+
+    for frames in await asyncio.gather(*(one() for _ in range(200))):
+        # opened at once, not 4001 after the auth timeout; then the ping, read after the auth message
+        assert b'"connected"' in frames[0] and b'"initial_state"' in frames[1] and frames[2] == b'{"type":"pong"}'
+
+
+async def _text_frame(reader: asyncio.StreamReader) -> bytes:
+    first, second = await reader.readexactly(2)
+    assert first == 0x81 and not second & 0x80, (first, second)  # a whole text frame, unmasked
+    size = second & 0x7F
+    if size == 126:
+        size = int.from_bytes(await reader.readexactly(2))
+    elif size == 127:
+        size = int.from_bytes(await reader.readexactly(8))
+    return await reader.readexactly(size)
