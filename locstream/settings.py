@@ -177,6 +177,10 @@ class DataSettings(BaseSettings):
     """Holds projection.sqlite3; the edge bootstraps from the same file."""
     database_url: str | None = None
     """postgresql://user:pass@host/db for production; unset: SQLite at <data_dir>/projection.sqlite3."""
+    sqlite_cache_mib: int = Field(default=256, ge=1)
+    """Page cache of the projector's SQLite connection, in MiB: the history's indexes are updated at random places,
+    and pages kept in memory are not read again. The projector's RSS grows with its database up to about this
+    much above its start (docs/operations.md, "Limits")."""
 
     @property
     def projection_db(self) -> Path:

@@ -46,8 +46,9 @@ class ProducersSettings(ServiceSettings):
     failed_auth_burst: int = Field(default=20, ge=1)
     """Burst of failed_auth_rate."""
     recent_fixes: int = Field(default=200_000, ge=0)
-    """Identities of recently acknowledged fixes each API process remembers, to answer a retry "duplicate" without
-    appending it again (retries it does not remember are appended and dropped by every consumer)."""
+    """Identities of recently acknowledged fixes each API process remembers (at least the last half of this many,
+    never more; about 120 bytes each), to answer a retry "duplicate" without appending it again (retries it does not
+    remember are appended and dropped by every consumer)."""
     gc_gen0_threshold: int = Field(default=50_000, ge=0)
     """Young-generation GC threshold (locstream/gc_tuning.py): a batch request allocates thousands of objects."""
     access_log: bool = False

@@ -16,7 +16,7 @@ def make_store(data: DataSettings, topic: str) -> ProjectionStore:
     if url and url.startswith(("postgresql://", "postgres://")):
         return PostgresProjectionStore(url, topic)
     if url and url.startswith("sqlite:///"):
-        return SqliteProjectionStore(Path(url.removeprefix("sqlite:///")), topic)
+        return SqliteProjectionStore(Path(url.removeprefix("sqlite:///")), topic, data.sqlite_cache_mib)
     if url:
         raise ValueError(f"LOCSTREAM_DATABASE_URL must start with postgresql:// or sqlite:///, not {url.split(':')[0]}")
-    return SqliteProjectionStore(data.projection_db, topic)
+    return SqliteProjectionStore(data.projection_db, topic, data.sqlite_cache_mib)

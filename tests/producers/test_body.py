@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from domain.position import Position
 from producers.body import BodyError, decode
 from producers.checks import fix_problem
 from producers.models import BatchFix, LocationFixBody, RawBatchBody
@@ -52,12 +53,38 @@ def test_cursors_round_trip_and_junk_is_refused() -> None:
             decode_cursor(junk)
 
 
-def test_recent_fixes_are_bounded_oldest_first() -> None:
+def test_recent_fixes_keep_at_least_half_the_capacity_never_more_and_forget_the_oldest() -> None:
     from datetime import UTC, datetime
     from uuid import uuid4
 
-    recent = RecentFixes(capacity=2)
-    ids = [("a", "t", datetime.now(UTC), uuid4()) for _ in range(3)]
+    recent = RecentFixes(capacity=4)
+    ids = [("a", "t", datetime.now(UTC), uuid4()) for _ in range(11)]
     for i, identity in enumerate(ids):
-        recent.remember(identity, f"c{i}")
-    assert [recent.cursor_of(identity) for identity in ids] == [None, "c1", "c2"]
+        recent.remember(identity, Position(i % 3, 2**40 + i))
+        assert len(recent) <= 4
+        remembered = [n for n, seen in enumerate(ids[: i + 1]) if recent.cursor_of(seen) is not None]
+        assert remembered == list(range(i + 1 - len(remembered), i + 1)), remembered  # the newest, without a gap
+        assert min(i + 1, 2) <= len(remembered) <= 4, remembered
+    assert [recent.cursor_of(identity) for identity in ids[-2:]] == [Position(0, 2**40 + 9), Position(1, 2**40 + 10)]
+    assert recent.cursor_of(ids[0]) is None
+    assert recent.cursor_of(("b", "t", ids[-1][2], ids[-1][3])) is None  # another tenant's same event id: not it
+
+
+def test_recent_fixes_cost_about_a_hundred_bytes_each() -> None:
+    """The soak's hour (docs/benchmarks.md): kept as its strings and objects, a fix cost about 500 bytes."""
+    import tracemalloc
+    from datetime import UTC, datetime
+    from uuid import uuid4
+
+    now = datetime.now(UTC)
+    ids = [("tenant-a", f"tech-{i % 50}", now, uuid4()) for i in range(50_000)]
+    tracemalloc.start()
+    try:
+        recent = RecentFixes(capacity=100_000)
+        before = tracemalloc.get_traced_memory()[0]
+        for i, identity in enumerate(ids):
+            recent.remember(identity, Position(3, 10_000_000 + i))
+        each = (tracemalloc.get_traced_memory()[0] - before) / len(ids)
+    finally:
+        tracemalloc.stop()
+    assert each < 150, f"{each:.0f} bytes a fix"
