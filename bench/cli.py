@@ -57,14 +57,14 @@ async def _run_point(
     if scenario.fresh_per_run:
         results = []
         for i in range(runs):
-            with running_system(system, ctx.bootstrap, ctx.workdir / f"run-{i}") as running:
+            with running_system(system, ctx.bootstrap, ctx.workdir / f"run-{i}", scenario.settings) as running:
                 results.append(await scenario.run(running, point, ctx))
         return {"runs": results, "figures": report.numeric_figures(results)}
     with ExitStack() as stack:
         running = (
             RunningSystem(system, api_url="", ws_url="")
             if scenario.standalone
-            else stack.enter_context(running_system(system, ctx.bootstrap, ctx.workdir))
+            else stack.enter_context(running_system(system, ctx.bootstrap, ctx.workdir, scenario.settings))
         )
         for _ in range(0 if scenario.standalone else warmup):  # a standalone run sets up everything anew
             await scenario.run(running, point, ctx)

@@ -120,8 +120,11 @@ def _stop(processes: dict[str, Process]) -> None:
 
 
 @contextmanager
-def running_system(name: str, bootstrap: str, workdir: Path) -> Iterator[RunningSystem]:
-    """Start system ``name`` fresh (its own topic, database and ports) and stop it afterwards."""
+def running_system(
+    name: str, bootstrap: str, workdir: Path, settings: dict[str, str] | None = None
+) -> Iterator[RunningSystem]:
+    """Start system ``name`` fresh (its own topic, database and ports) and stop it afterwards; ``settings``: more
+    environment for locstream's services."""
     workdir.mkdir(parents=True, exist_ok=True)
     run_id = uuid.uuid4().hex[:8]
     python = sys.executable
@@ -135,6 +138,7 @@ def running_system(name: str, bootstrap: str, workdir: Path) -> Iterator[Running
                 # one load generator, one token: measure the API, not its rate limits
                 "LOCSTREAM_PRODUCERS_TOKEN_RATE": "0",
                 "LOCSTREAM_PRODUCERS_TENANT_RATE": "0",
+                **(settings or {}),
             }
             for role in ("producers", "projector", "ws-edge"):
                 port = free_port()
