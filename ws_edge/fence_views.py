@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from domain.geofencing import FenceBook, FenceSummary
-from schemas.geofences import fence_cost, fence_wire
+from schemas.geofences import fence_wire
 from ws_edge import messages
 from ws_edge.filters import parse_bbox
 
@@ -26,11 +26,11 @@ FENCES_INTERVAL = 0.5  # seconds between two answers to one connection's fences 
 def fences_up_front(book: FenceBook | None, tenant_id: str) -> list[str]:
     """The ``geofence_updated`` frames a new map gets after its first frames: all its tenant's, or none when they
     hold more than ``UP_FRONT_POSITIONS`` positions (the map then asks for its view's)."""
-    if book is None:
+    # The book keeps each tenant's cost as fences come and go: summed here per new map, 10,000 maps of a tenant of
+    # 1,000 fences made 10,000,000 calls and turns of the edge's loop of 0.3 s.
+    if book is None or book.cost.get(tenant_id, 0) > UP_FRONT_POSITIONS:
         return []
     summaries = book.summaries_of(tenant_id)
-    if sum(fence_cost(summary.positions) for summary in summaries) > UP_FRONT_POSITIONS:
-        return []
     return list(_frames(sorted(summaries, key=lambda summary: summary.geofence_id)))
 
 
