@@ -44,12 +44,6 @@ pytestmark = pytest.mark.integration
 NOISY = "noisy-fleet"
 PHASE_SECONDS = 12.0
 P99_LIMIT = 0.250
-# Phases whose p99 is still over the target on this machine (docs/benchmarks.md, "Noisy neighbours": 0.5 to 1.2 s
-# measured for the connections, the edge's loop running a burst of openings or of 10,000 abrupt closes; 0.27 to
-# 0.52 s for the burst, the ingest API and the broker at a tenant's full rate on 2 cores shared with every service).
-# Held to looser bounds, about twice the worst run, so that they cannot get worse unnoticed: the attack that prompted
-# this suite made another tenant's fixes 3.4 to 10 s late.
-NOT_YET_MET = {"10,000 connections": 2.5, "ingest burst": 1.2}
 # Each service's resident memory may not pass this during any phase (measured: docs/benchmarks.md).
 RSS_CEILING = {"producers": 400 * 2**20, "projector": 600 * 2**20, "ws-edge": 700 * 2**20, "geofencer": 400 * 2**20}
 WS_PATH = "/api/v1/field-service/ws/technician-locations"
@@ -216,6 +210,19 @@ async def test_no_tenant_slows_down_another(stack: Stack) -> None:
         "geofencer": await stack.start("geofencer"),
     }
     api, projector, edge = services["producers"], services["projector"], services["ws-edge"]
+    attacks: dict[str, Callable[[float, Counter[str]], Awaitable[None]]] = {
+        "fragment flood": lambda deadline, out: _fragment_flood(edge, deadline, out),
+        "50 exports at once": lambda deadline, out: _exports(projector, stack, deadline, out),
+        "150 replays": lambda deadline, out: _replays(edge, stack, deadline, out),
+        "1,100 large fences": lambda deadline, out: _fences(api, stack, deadline, out),
+        "10,000 connections": lambda deadline, out: _connections(edge, stack, deadline, out),
+        "ingest burst": lambda deadline, out: _burst(api, stack, deadline, out),
+    }
+    only = os.environ.get("NEIGHBOURS_ONLY")  # phases named, separated by "|": to measure or profile them alone
+    if only:
+        named = {name: attack for name, attack in attacks.items() if name in only.split("|")}
+        assert named, f"NEIGHBOURS_ONLY={only!r} names no phase of {list(attacks)}"
+        attacks = named
     samples_path = stack.log_dir / "victim.jsonl"
     victim = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -230,14 +237,6 @@ async def test_no_tenant_slows_down_another(stack: Stack) -> None:
     )
     assert victim.stdout is not None
     assert (await asyncio.wait_for(victim.stdout.readline(), 30)) == b"ready\n"
-    attacks: dict[str, Callable[[float, Counter[str]], Awaitable[None]]] = {
-        "fragment flood": lambda deadline, out: _fragment_flood(edge, deadline, out),
-        "50 exports at once": lambda deadline, out: _exports(projector, stack, deadline, out),
-        "150 replays": lambda deadline, out: _replays(edge, stack, deadline, out),
-        "1,100 large fences": lambda deadline, out: _fences(api, stack, deadline, out),
-        "10,000 connections": lambda deadline, out: _connections(edge, stack, deadline, out),
-        "ingest burst": lambda deadline, out: _burst(api, stack, deadline, out),
-    }
     figures: dict[str, Any] = {}
     failures: list[str] = []
     try:
@@ -272,9 +271,8 @@ async def test_no_tenant_slows_down_another(stack: Stack) -> None:
             }
             if window.errors:
                 failures.append(f"{name}: the unrelated tenant saw {window.errors[:3]}")
-            limit = NOT_YET_MET.get(name, P99_LIMIT)
-            if window.p99() > limit:
-                failures.append(f"{name}: POST -> frame p99 {window.p99() * 1000:.0f} ms, over {limit * 1000:.0f}")
+            if window.p99() > P99_LIMIT:
+                failures.append(f"{name}: POST -> frame p99 {window.p99() * 1000:.0f} ms, over {P99_LIMIT * 1000:.0f}")
             if window.posts < PHASE_SECONDS * 5:
                 failures.append(f"{name}: the unrelated tenant posted only {window.posts} fixes")
             if any(status.startswith("5") for status in outcomes):

@@ -1,5 +1,6 @@
 """The unrelated tenant of the noisy-neighbour suite: one technician posting a fix every ``interval`` and one
-dispatcher's map watching for each, with the time from sending the POST to the frame on the map.
+dispatcher's map watching for each, with the time from sending the POST to the frame on the map (and to the POST's
+answer, which tells the ingest API's share from the rest of the way).
 
 It runs as a process of its own (``python -m tests.neighbours.victim API_URL EDGE_WS_URL TECHNICIAN_TOKEN
 DISPATCHER_TOKEN OUT``), so that the attacks the suite drives from its own process (10,000 handshakes...) do not
@@ -34,6 +35,7 @@ class Window:
     """What the victim saw during one phase."""
 
     latencies: list[float] = field(default_factory=list)  # POST sent -> frame on the map, seconds
+    answers: list[float] = field(default_factory=list)  # POST sent -> its 202 (the ingest API's share), seconds
     errors: list[str] = field(default_factory=list)  # 5xx, failed POSTs, the map closed
     posts: int = 0
 
@@ -49,6 +51,7 @@ class Window:
             "p50_ms": round(ordered[len(ordered) // 2] * 1000, 1) if ordered else None,
             "p99_ms": round(self.p99() * 1000, 1) if ordered else None,
             "max_ms": round(ordered[-1] * 1000, 1) if ordered else None,
+            "post_max_ms": round(max(self.answers) * 1000, 1) if self.answers else None,
             "errors": self.errors[:10],
         }
 
@@ -66,6 +69,8 @@ def samples(path: Path, start: float, end: float) -> Window:
             window.posts += 1
             if sample.get("latency") is not None:
                 window.latencies.append(sample["latency"])
+            if sample.get("post") is not None:
+                window.answers.append(sample["post"])
     return window
 
 
@@ -74,6 +79,7 @@ class _Victim:
         self.api, self.edge, self.technician, self.dispatcher, self.out = api, edge, technician, dispatcher, out
         self._sent: dict[int, float] = {}
         self._posted: dict[int, float] = {}  # sequence -> wall time of the POST
+        self._answered: dict[int, float] = {}  # sequence -> seconds the POST took to be answered 202
 
     def _write(self, sample: dict[str, Any]) -> None:
         self.out.write(json.dumps(sample) + "\n")
@@ -96,10 +102,13 @@ class _Victim:
             while True:
                 began = time.monotonic()
                 sequence += 1
-                self._sent[sequence], self._posted[sequence] = time.perf_counter(), time.time()
+                sent = self._sent[sequence] = time.perf_counter()
+                self._posted[sequence] = time.time()
                 body = {"latitude": _BASE_LATITUDE + sequence * _STEP, "longitude": 3.0}
                 try:
                     answer = await http.post(url, json=body, headers=headers)
+                    if sequence in self._sent:  # its frame not come yet
+                        self._answered[sequence] = time.perf_counter() - sent
                     if answer.status_code != 202:
                         self._write({"t": time.time(), "error": f"POST {answer.status_code}: {answer.text[:120]}"})
                 except httpx.HTTPError as exc:
@@ -115,8 +124,8 @@ class _Victim:
                     continue
                 sequence = round((message["data"]["latitude"] - _BASE_LATITUDE) / _STEP)
                 sent, posted = self._sent.pop(sequence, None), self._posted.pop(sequence, None)
-                if sent is not None and posted is not None:
-                    self._write({"t": posted, "latency": arrived - sent})
+                if sent is not None and posted is not None:  # (a frame may come before its POST's answer)
+                    self._write({"t": posted, "latency": arrived - sent, "post": self._answered.pop(sequence, None)})
         except ConnectionClosed as exc:
             self._write({"t": time.time(), "error": f"map closed: {exc.rcvd.code if exc.rcvd else 'no close frame'}"})
             raise
