@@ -6,7 +6,9 @@ on the connection is this one object, its subscriber in the fan-out and the kern
 the steady state: the fan-out writes through to its transport when records arrive, the transport calls
 ``resume_writing`` when a full buffer drains, client frames arrive in ``data_received``, and timers handle pings
 and the token's expiry. Only the opening (verifying the token, which may fetch the provider's keys, and waiting for
-the edge to catch up with the topic) and an in-band token refresh run as short-lived tasks.
+the edge to catch up with the topic) and an in-band token refresh run as short-lived tasks. A crowd arriving or
+leaving at once is served a few per turn of the event loop (``ws_edge/turn_budget.py``): upgrades are answered, and
+connections whose client ended its side are dropped, in their budget's turn.
 
 Order on the wire: ``connected``, then either ``initial_state`` (the tenant's map and its cursor) or, for a client
 back with a cursor the resume buffer still covers, ``resumed`` and exactly the updates it missed; then the tenant's
