@@ -7,6 +7,7 @@ a screenshot to ``test-artifacts/browser/`` (``LOCSTREAM_TEST_ARTIFACTS``).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,12 +19,14 @@ from playwright.async_api import Browser, Page, WebSocket
 
 from schemas.claims import Role
 from schemas.events import Event
+from schemas.geofences import GeofenceDefined, Polygon, fence_cost
 from tests.support.browser import mode as _mode
 from tests.support.browser import shot as _shot
 from tests.support.events import location, profile
-from tests.support.kafka_io import produce
+from tests.support.kafka_io import define_fences, produce
 from tests.support.maps import WS_PATH
 from tests.support.stack import Service, Stack
+from ws_edge.fence_views import UP_FRONT_POSITIONS
 
 pytestmark = pytest.mark.integration
 
@@ -173,7 +176,7 @@ async def test_stopping_the_feed_shows_disconnected_then_polling_then_live_with_
 async def test_the_viewport_filter_hides_technicians_outside_it(stack: Stack, browser: Browser) -> None:
     fleet = await _fleet(stack)
     page = await _open_map(browser, fleet)
-    await page.evaluate("window.locstreamMap.map.fitBounds([[6.3, 3.2], [6.7, 3.6]], {animate: false})")
+    await page.evaluate("void window.locstreamMap.map.fitBounds([[6.3, 3.2], [6.7, 3.6]], {animate: false})")
     await page.check("#viewport")
     await page.wait_for_function("window.locstreamMap.fleet.size === 2")
     shown = await page.evaluate("[...window.locstreamMap.fleet.tracks.keys()].sort()")
@@ -250,7 +253,7 @@ async def test_a_fence_is_drawn_and_an_arrival_shows_a_toast_and_a_notification(
     await page.wait_for_function("window.locstreamMap.toasts.length === 1", timeout=20_000)
     assert await page.inner_text("#toasts .toast.enter") == "Ada Obi arrived at Cabinet 12"
     assert await page.evaluate("window.shownNotifications") == ["Ada Obi arrived at Cabinet 12"]
-    await page.evaluate(f"window.locstreamMap.map.setView([{site[0] + 0.01}, {site[1]}], 15, {{animate: false}})")
+    await page.evaluate(f"void window.locstreamMap.map.setView([{site[0] + 0.01}, {site[1]}], 15, {{animate: false}})")
     await _shot(page, "geofence-arrival")
     async with httpx.AsyncClient(timeout=10) as client:  # a removed fence leaves the map
         removed = await client.delete(
@@ -260,6 +263,41 @@ async def test_a_fence_is_drawn_and_an_arrival_shows_a_toast_and_a_notification(
     assert removed.status_code == 204
     await page.wait_for_function("window.locstreamMap.fences.size === 0")
     await context.close()
+
+
+async def test_a_tenant_with_many_fences_gets_its_views_fences_and_another_places_when_the_map_goes_there(
+    stack: Stack, browser: Browser
+) -> None:
+    """60 polygons of 1,000 positions: more than go up front (``ws_edge/fence_views.py``). The map, fitted to the
+    fleet (Lagos, Berlin), asks for its view's and draws Lagos's 40; Suva's 20 come when the map is taken there."""
+    lat, lon = LAGOS["tech-ada"]
+    lagos = [_polygon(f"lagos-{i:03d}", lat + 0.002 * i, lon) for i in range(40)]
+    suva = [_polygon(f"suva-{i:03d}", -18.14 + 0.002 * i, 178.44) for i in range(20)]
+    assert sum(fence_cost(1_000) for _ in lagos + suva) > UP_FRONT_POSITIONS
+    await define_fences(stack.kafka, lagos + suva)
+    fleet = await _fleet(stack)
+    page = await _open_map(browser, fleet)
+    # what the map asks for: its view padded by half a view each way; Suva is outside it
+    assert not await page.evaluate("window.locstreamMap.map.getBounds().pad(0.5).contains([-18.14, 178.44])")
+    await page.wait_for_function("window.locstreamMap.fences.size === 40")
+    await fleet.post("tech-ada", lat + 0.001, lon)  # its frame comes after the whole answer: nothing more is on the way
+    await page.wait_for_function(_at("tech-ada", lat + 0.001, lon))
+    drawn = await page.evaluate("[...window.locstreamMap.fences.keys()].sort()")
+    assert drawn == [fence.geofence_id for fence in lagos]  # its view's, none of Suva's
+    # void: setView returns the map, which Playwright would serialise with every layer (34 s here)
+    await page.evaluate("void window.locstreamMap.map.setView([-18.13, 178.44], 13, {animate: false})")
+    await page.wait_for_function("window.locstreamMap.fences.has('suva-019')")
+    assert await page.evaluate("window.locstreamMap.fences.size") == 60
+    await _shot(page, "fences-by-view")
+
+
+def _polygon(fence_id: str, lat: float, lon: float) -> GeofenceDefined:
+    ring = [
+        [lon + 0.0008 * math.cos(i / 999 * math.tau), lat + 0.0008 * math.sin(i / 999 * math.tau)] for i in range(999)
+    ]
+    return GeofenceDefined(
+        tenant_id=TENANT, geofence_id=fence_id, at=datetime.now(UTC), shape=Polygon(coordinates=[[*ring, ring[0]]])
+    )
 
 
 async def test_land_and_borders_are_drawn_without_tiles_and_a_tile_url_wins(stack: Stack, browser: Browser) -> None:
@@ -318,7 +356,7 @@ async def test_clusters_split_on_zoom_and_a_click_zooms_into_one(stack: Stack, b
     assert by_zoom[8]["clusters"] <= 2, by_zoom  # one crowd at a glance (Berlin's one is alone)
     assert by_zoom[8]["clusters"] < by_zoom[11]["clusters"] < by_zoom[13]["clusters"] + by_zoom[13]["singles"]
     assert by_zoom[17]["clusters"] == 0, by_zoom  # past the clustering zoom, everyone alone
-    await page.evaluate("window.locstreamMap.map.setView([6.5, 3.37], 11, {animate: false})")
+    await page.evaluate("void window.locstreamMap.map.setView([6.5, 3.37], 11, {animate: false})")
     await page.wait_for_function(
         "window.locstreamMap.clusters.view.zoom === 11 && window.locstreamMap.clusters.clusters.length > 1"
     )
@@ -504,7 +542,7 @@ async def test_everything_works_by_keyboard_and_the_badge_is_announced(stack: St
     await page.focus("#trails")
     await page.keyboard.press("ArrowDown")
     assert await page.evaluate("window.locstreamMap.trails.minutes") == 5
-    await page.evaluate("window.locstreamMap.map.setView([6.5244, 3.3792], 13, {animate: false})")
+    await page.evaluate("void window.locstreamMap.map.setView([6.5244, 3.3792], 13, {animate: false})")
     await page.focus("#map")
     zoom = await page.evaluate("window.locstreamMap.map.getZoom()")
     await page.keyboard.press("Equal")  # "+": Leaflet's keyboard zoom

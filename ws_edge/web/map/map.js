@@ -368,7 +368,11 @@ function onFenceMessage(m) {
     fenceLayer.clearLayers(); // the fences come again after the initial state, as they are now
     fences.clear();
     fencesAsked = null;
-  } else if ((m.type === "initial_state" && !m.answers) || m.type === "resumed") askFences(true);
+  } else if ((m.type === "initial_state" && !m.answers) || m.type === "resumed") {
+    // After the map has gone to the fleet (on the same message's change, a first time), not for the world view it
+    // showed before: that asked for the first fences by id anywhere. Unless the move itself asked already.
+    setTimeout(() => fencesAsked === null && askFences(true), 0);
+  }
   else if (m.type === "geofence_updated") drawFence(m.data);
   else if (m.type === "geofence_removed") removeFence(m.data.geofence_id);
   else if (m.type === "geofence_event") toast(m.data);
