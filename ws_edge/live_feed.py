@@ -112,21 +112,24 @@ class LiveFeed:
         partitions = list(consumer.assignment())
         while True:
             batches = await consumer.getmany(timeout_ms=1000, max_records=RECORDS_PER_ROUND)
-            while batches:  # rounds until what was fetched is applied: each partition's next records, in turn
-                for tp, records in batches.items():
-                    self._apply(tp, records)
-                self.fanout.wake()
-                self._advanced.set()
-                self._advanced = asyncio.Event()
+            while True:  # rounds until what was fetched is applied: each partition's next records, in turn
+                if batches:
+                    for tp, records in batches.items():
+                        self._apply(tp, records)
+                    self.fanout.wake()
+                    self._advanced.set()
+                    self._advanced = asyncio.Event()
+                if self._catch_up:  # every round: a stream that never pauses must not keep the edge from ready
+                    for tp in list(self._catch_up):
+                        if await consumer.position(tp) >= self._catch_up[tp]:
+                            del self._catch_up[tp]
+                    self._check_caught_up()
+                if not batches:
+                    break
                 await asyncio.sleep(0)  # a turn of the loop between two rounds: sockets are read and written
                 batches = {}
                 for tp in partitions:
                     batches.update(await consumer.getmany(tp, timeout_ms=0, max_records=RECORDS_PER_ROUND))
-            if self._catch_up:
-                for tp in list(self._catch_up):
-                    if await self._consumer.position(tp) >= self._catch_up[tp]:
-                        del self._catch_up[tp]
-                self._check_caught_up()
 
     def _apply(self, tp: TopicPartition, records: list[Any]) -> None:
         """Apply and publish without awaiting: a subscriber sees either the state before or the update."""
