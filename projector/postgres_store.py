@@ -27,6 +27,7 @@ from projector.store import (
     GenerationChangedError,
     HistoryPoint,
     Snapshot,
+    beyond_stored,
     crossing_to_row,
     event_to_row,
     plan_batch,
@@ -207,6 +208,7 @@ class PostgresProjectionStore:
         generation: int,
         crossings: Sequence[tuple[Crossed, Position]] = (),
     ) -> BatchResult:
+        received = len(events)
         async with self.pool.acquire() as conn, conn.transaction():
             for partition in sorted({position.partition for _, position in events} | set(next_offsets)):
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_PARTITION_BASE + partition)
@@ -215,6 +217,8 @@ class PostgresProjectionStore:
             if generation < current:  # a rebuild writes the next one before switching
                 raise GenerationChangedError(generation)
             g = generation
+            stored = await self._offsets(conn, g)  # under the partitions' locks: no batch commits meanwhile
+            events, crossings = beyond_stored(events, stored), beyond_stored(crossings, stored)
             fresh = await self._insert_fresh(conn, g, events)
             current = await self._load(conn, g, {(e.tenant_id, e.technician_id) for e, _ in fresh})
             changed = plan_batch(current, fresh)
@@ -238,7 +242,7 @@ class PostgresProjectionStore:
                     f"ON CONFLICT (event_id) DO NOTHING",
                     [crossing_to_row(event, position) for event, position in crossings],
                 )
-        return BatchResult(applied=len(fresh), duplicates=len(events) - len(fresh), changed=len(changed))
+        return BatchResult(applied=len(fresh), duplicates=received - len(fresh), changed=len(changed))
 
     @staticmethod
     async def _insert_fresh(

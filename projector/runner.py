@@ -52,6 +52,9 @@ class Projector:
         self._dlq: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._positions: dict[int, int] = {}  # partition -> next offset applied (or sought to)
+        # A rebalance seeks from the coordinator's task: it waits for the batch being written, so the offsets it
+        # seeks to include that batch's (the store also drops records below them: ``store.beyond_stored``).
+        self._writing = asyncio.Lock()
 
     @property
     def applied(self) -> int:
@@ -97,6 +100,10 @@ class Projector:
         await self.store.close()
 
     async def seek_to_stored(self, partitions: list[TopicPartition]) -> None:
+        async with self._writing:
+            await self._seek_to_stored(partitions)
+
+    async def _seek_to_stored(self, partitions: list[TopicPartition]) -> None:
         stored = await self.store.stored_offsets(self.generation)
         for tp in partitions:
             if tp.partition in stored:
@@ -141,7 +148,8 @@ class Projector:
             batches = await self._consumer.getmany(timeout_ms=1000, max_records=self.settings.max_batch)
             if batches:
                 try:
-                    await self._apply(batches)
+                    async with self._writing:
+                        await self._apply(batches)
                 except GenerationChangedError:
                     await self._follow_new_generation()
                 except ConcurrentWriteError as exc:  # another projector wrote these partitions (a rebalance)

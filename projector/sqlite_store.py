@@ -31,6 +31,7 @@ from projector.store import (
     GenerationChangedError,
     HistoryPoint,
     Snapshot,
+    beyond_stored,
     crossing_to_row,
     from_micros,
     plan_batch,
@@ -268,6 +269,10 @@ class SqliteProjectionStore:
         g = generation
         batch = group_by_technician(events)
         read = await self._run(self._read_for_batch, g, batch, list(next_offsets))
+        unapplied = beyond_stored(events, read.offsets)
+        if len(unapplied) < len(events):  # a seek raced a commit: some records were applied already
+            batch = group_by_technician(unapplied)
+            crossings = beyond_stored(crossings, read.offsets)
         changed: dict[Key, TechnicianState] = {}
         rows: list[tuple[Any, ...]] = []
         fresh = 0

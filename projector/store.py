@@ -12,8 +12,9 @@ Three tables per *generation* (``rebuild`` fills a new generation, then switches
 ``projection_meta`` holds the current generation and the schema version (``SCHEMA_VERSION``): a store that finds
 an older schema starts a fresh generation, which the projector fills by replaying the topic from its beginning.
 
-Every batch runs in one transaction: insert the batch into the history (a known event id is skipped), apply the
-new events with the pure rule, upsert the states and the offsets (never moving an offset backwards), commit.
+Every batch runs in one transaction: drop the records below their partition's stored offset (applied already:
+``beyond_stored``), insert the rest into the history (a known event id is skipped), apply the new events with the
+pure rule, upsert the states and the offsets (never moving an offset backwards), commit.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import chain
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from domain.position import Position
 from domain.projection import Fix, Key, Stamp, TechnicianState, apply
@@ -31,6 +32,7 @@ from domain.visits import Crossing
 from schemas.events import Crossed, Event, GeofenceEntered, LocationRecorded, TechnicianUpdated
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 STATE_COLUMNS = (
     "tenant_id",
@@ -293,6 +295,16 @@ def event_to_row(event: Event, position: Position) -> tuple[Any, ...]:
         )
     assert isinstance(event, TechnicianUpdated)
     return (*common, *(None,) * 8, event.data.name, event.data.status)
+
+
+def beyond_stored(positioned: Iterable[tuple[T, Position]], stored: dict[int, int]) -> list[tuple[T, Position]]:
+    """The records of a batch that its partitions' stored offsets do not already cover.
+
+    A record below its partition's stored next offset was applied in the transaction that stored that offset.
+    It can come again when a seek races a commit (a rebalance reads the offsets while a batch is being written);
+    the history's event ids would not catch it once retention has pruned the event, so the offsets decide.
+    """
+    return [(item, position) for item, position in positioned if position.offset >= stored.get(position.partition, 0)]
 
 
 def plan_batch(

@@ -97,6 +97,22 @@ async def test_a_retried_event_id_is_a_no_op_and_offsets_never_move_back(store: 
     assert history is not None and len(history) == 2
 
 
+async def test_records_below_the_stored_offsets_are_never_applied_again_even_once_pruned(
+    store: ProjectionStore,
+) -> None:
+    """A seek that raced a commit redelivers records already applied; the offsets, not the history, refuse them."""
+    g = await store.generation()
+    older, newer = fix(0, 1.0), fix(10, 2.0)
+    await store.apply_batch(log_of(older, newer), {2: 2}, g)
+    assert await store.prune_history(T0 + timedelta(days=1)) == 2  # past retention: their event ids are gone
+    redelivered = log_of(older, newer, fix(5, 3.0), start=0)  # offsets 0 and 1 again, then a new late fix at 2
+    result = await store.apply_batch(redelivered, {2: 3}, g)
+    assert (result.applied, result.duplicates) == (1, 2)
+    assert [p.latitude for p in await store.history("a", "t1", None, None, 10) or []] == [3.0]
+    assert [s.fix.latitude for s in (await store.snapshot()).states if s.fix] == [2.0]
+    assert await store.stored_offsets() == {2: 3}
+
+
 async def test_an_event_id_reused_for_another_tenant_technician_or_time_is_another_event(
     store: ProjectionStore,
 ) -> None:
