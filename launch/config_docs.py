@@ -16,7 +16,7 @@ from typing import Any
 
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel
-from pydantic.fields import PydanticUndefined
+from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
 
 from geofencer.settings import GeofencerSettings
