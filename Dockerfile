@@ -1,5 +1,5 @@
 # The locstream services for compose.yaml (the broker comes from the apache/kafka image there). One image; the
-# command picks the service: locstream producers | projector | ws-edge | geofencer | replay | dev.
+# command picks the service: locstream producers | projector | ws-edge | geofencer | replay.
 FROM node:20-slim AS web
 WORKDIR /web
 COPY ws_edge/web/package.json ws_edge/web/package-lock.json ./
@@ -27,4 +27,6 @@ RUN pip install --no-cache-dir -e ".[parquet]"
 ENV LOCSTREAM_DATA_DIR=/data
 VOLUME /data
 EXPOSE 8000
-CMD ["locstream", "dev", "--host", "0.0.0.0"]
+# No service by default: compose.yaml names one per container. (`locstream dev` is for a laptop: the well-known dev
+# secret and a broker of its own, which this image cannot run; it has no Java.)
+CMD ["locstream", "--help"]

@@ -120,34 +120,41 @@ class BrokerConfig:
         return self.data_dir / "kraft"
 
 
-def server_properties(config: BrokerConfig) -> str:
-    """A node as broker and controller, static quorum, tuned for a single machine.
+def durability_properties(cluster_size: int) -> dict[str, str]:
+    """How a cluster keeps what it acknowledged; compose.yaml passes the same to its three nodes (tested).
 
     On a cluster of three or more, everything is kept on three replicas and written to two at least: the
     internal topics, and topics created without saying (``default.replication.factor``, ``min.insync.replicas``).
     """
-    replicas, min_isr = str(min(3, config.cluster_size)), str(min(2, config.cluster_size))
-    props = {
+    replicas, min_isr = str(min(3, cluster_size)), str(min(2, cluster_size))
+    return {
         "process.roles": "broker,controller",
-        "node.id": str(config.node_id),
-        "controller.quorum.voters": config.voters or f"{config.node_id}@127.0.0.1:{config.controller_port}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{config.port},CONTROLLER://127.0.0.1:{config.controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{config.port}",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        "log.dirs": str(config.log_dirs),
-        "num.partitions": "6",
         "default.replication.factor": replicas,
         "min.insync.replicas": min_isr,
         "offsets.topic.replication.factor": replicas,
-        "offsets.topic.num.partitions": "1",  # the default 50 slows the first group join
         "transaction.state.log.replication.factor": replicas,
         "transaction.state.log.min.isr": min_isr,
         "share.coordinator.state.topic.replication.factor": replicas,
         "share.coordinator.state.topic.min.isr": min_isr,
-        "group.initial.rebalance.delay.ms": "0",
         "auto.create.topics.enable": "false",
+    }
+
+
+def server_properties(config: BrokerConfig) -> str:
+    """A node as broker and controller, static quorum, tuned for a single machine (``durability_properties``)."""
+    props = {
+        **durability_properties(config.cluster_size),
+        "node.id": str(config.node_id),
+        "controller.quorum.voters": config.voters or f"{config.node_id}@127.0.0.1:{config.controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{config.port},CONTROLLER://127.0.0.1:{config.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{config.port}",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(config.log_dirs),
+        "num.partitions": "6",
+        "offsets.topic.num.partitions": "1",  # the default 50 slows the first group join
+        "group.initial.rebalance.delay.ms": "0",
     }
     if config.tls is not None:
         props["listeners"] += f",SSL://127.0.0.1:{config.tls_port}"

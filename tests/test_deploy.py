@@ -1,10 +1,18 @@
-"""compose.yaml and deploy/: valid against the compose-spec schema, and naming only commands, settings and
-services that exist (there is no Docker engine here to run them, so this is what can be checked)."""
+"""compose.yaml, the Dockerfile and deploy/: valid against the compose-spec schema, naming only commands, settings
+and services that exist, passing the brokers the settings the native cluster is tested with, and running their own
+healthcheck against a real service (there is no Docker engine here to run the containers, so this is what can be
+checked; tests/test_proxy.py runs deploy/nginx.conf itself)."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
+import os
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +21,12 @@ import pytest
 import yaml
 
 from geofencer.settings import GeofencerSettings
+from launch.broker import BrokerConfig, durability_properties, format_storage, resolve_jars, server_properties
 from launch.cli import build_parser
 from launch.config_docs import render
 from producers.settings import ProducersSettings
 from projector.settings import ProjectorSettings
+from tests.support.stack import Stack, eventually
 from tests.test_layers import LAYERS
 from ws_edge.map_page import VENDOR
 from ws_edge.settings import EdgeSettings
@@ -113,3 +123,88 @@ def test_the_image_copies_every_npm_package_the_map_page_loads() -> None:
         re.findall(r"^COPY --from=web /web/node_modules/([\w-]+) ", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
     )
     assert copied == set(VENDOR)
+
+
+def _kafka_nodes(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: s for name, s in compose["services"].items() if s.get("image", "").startswith("apache/kafka")}
+
+
+def test_the_brokers_run_the_durability_settings_the_native_cluster_is_tested_with(compose: dict[str, Any]) -> None:
+    # The apache/kafka image turns KAFKA_A_B into a.b; the native cluster (tests/faults) takes these from one function.
+    for name, node in _kafka_nodes(compose).items():
+        passed = {key[len("KAFKA_") :].lower().replace("_", "."): value for key, value in node["environment"].items()}
+        expected = durability_properties(3)
+        assert {key: passed.get(key) for key in expected} == expected, name
+
+
+def test_every_volume_is_mounted_where_its_image_writes(compose: dict[str, Any]) -> None:
+    image_env = dict(re.findall(r"^ENV (\w+)=(\S+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE))
+    writes = {  # where each image keeps its data, unless its environment says otherwise
+        "apache/kafka": lambda env: env.get("KAFKA_LOG_DIRS", "/tmp/kraft-combined-logs"),
+        "postgres:17": lambda env: env.get("PGDATA", "/var/lib/postgresql/data"),
+        "locstream": lambda env: env.get("LOCSTREAM_DATA_DIR", image_env["LOCSTREAM_DATA_DIR"]),
+    }
+    named = set(compose["volumes"])
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            source, target = volume.split(":")[:2]
+            if source not in named:
+                continue  # a file of this repository (the proxy's configuration)
+            image = next(prefix for prefix in writes if service["image"].startswith(prefix))
+            assert target == writes[image](service.get("environment", {})), f"{name}: {volume}"
+    mounted = {v.split(":")[0] for s in compose["services"].values() for v in s.get("volumes", [])}
+    assert named <= mounted
+
+
+def test_the_cluster_id_formats_a_kraft_log_dir_with_the_brokers_own_storage_tool(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    ids = {node["environment"]["CLUSTER_ID"] for node in _kafka_nodes(compose).values()}
+    assert len(ids) == 1
+    (cluster_id,) = ids
+    # What `kafka-storage.sh random-uuid` prints: 16 random bytes, base64url without padding (Kafka's Uuid). The
+    # storage tool of 4.x formats any string, so the shape is checked here, and the format below.
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", cluster_id) and len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
+    config = BrokerConfig(data_dir=tmp_path, port=29092)
+    config.properties_file.write_text(server_properties(config))
+    format_storage(config, f"{resolve_jars()}/*", cluster_id)  # kafka.tools.StorageTool, as kafka-storage.sh runs it
+    meta = (config.log_dirs / "meta.properties").read_text()
+    assert f"cluster.id={cluster_id}" in meta
+
+
+def test_the_services_are_healthy_by_readyz_and_the_proxy_waits_for_them(compose: dict[str, Any]) -> None:
+    for name, service in _ours(compose).items():
+        check = service["healthcheck"]["test"]
+        assert check[0] == "CMD" and "/readyz" in " ".join(check), name
+    waits = compose["services"]["proxy"]["depends_on"]
+    assert waits == {name: {"condition": "service_healthy"} for name in _ours(compose)}
+
+
+async def test_the_healthcheck_passes_on_a_ready_service_and_fails_on_one_that_is_not(
+    compose: dict[str, Any], stack: Stack
+) -> None:
+    check: list[str] = compose["services"]["producers"]["healthcheck"]["test"][1:]
+    assert check[0] == "python"
+    argv = [sys.executable, *check[1:]]
+    api = await stack.start("producers")  # without LOCSTREAM_METRICS_PORT: /readyz on its own port
+    env = {**os.environ, "LOCSTREAM_METRICS_PORT": str(api.port)}
+
+    def healthcheck() -> int:
+        return subprocess.run(argv, env=env, capture_output=True, check=False).returncode
+
+    async def healthy() -> bool:
+        return await asyncio.to_thread(healthcheck) == 0
+
+    await eventually(healthy, timeout=30, what="the healthcheck to pass once the API is ready")
+    api.kill9()
+    assert healthcheck() != 0, shlex.join(argv)
+
+
+def test_the_image_runs_no_service_by_default_and_never_dev_mode() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    (command,) = re.findall(r"^CMD (.+)$", dockerfile, re.MULTILINE)
+    argv: list[str] = json.loads(command)
+    assert argv[0] == "locstream" and "dev" not in argv
+    with pytest.raises(SystemExit) as exited:  # --help: prints the services and exits 0
+        build_parser().parse_args(argv[1:])
+    assert exited.value.code == 0
