@@ -281,6 +281,8 @@ def serve(
         ws_ping_timeout=ping[1],
         ws_per_message_deflate=WS_PER_MESSAGE_DEFLATE,
         timeout_keep_alive=limits.keep_alive_seconds,
+        proxy_headers=True,
+        forwarded_allow_ips=limits.trusted_proxies,
     )
     sockets = [config.bind_socket()]
     if metrics_port is not None:

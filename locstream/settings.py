@@ -265,3 +265,8 @@ class ServerSettings(BaseSettings):
     1 s (a reconnect storm goes over it for a moment, up to half the free descriptors)."""
     keep_alive_seconds: int = Field(default=5, ge=1, le=300)
     """An idle keep-alive HTTP connection is closed after this."""
+    trusted_proxies: str = Field(default="127.0.0.1", min_length=1)
+    """The reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed: addresses or networks,
+    comma-separated (`*`: any peer, only where nothing else can reach the port). A request from one of them gets
+    the client's address (per-address rate limits, logs) and scheme (device set-up URLs) from those headers; any
+    other peer's are ignored. uvicorn's forwarded_allow_ips; compose.yaml lists its proxy's address."""

@@ -42,7 +42,7 @@ class ProducersSettings(ServiceSettings):
     """Failed authentications (a wrong device key, a bad token) per second per client address, burst
     failed_auth_burst; past it every ingest request of that address gets 429 until its budget refills; 0 disables.
     Behind a proxy the address is the client's only where uvicorn trusts the proxy's X-Forwarded-For
-    (FORWARDED_ALLOW_IPS, 127.0.0.1 by default)."""
+    (LOCSTREAM_SERVER_TRUSTED_PROXIES)."""
     failed_auth_burst: int = Field(default=20, ge=1)
     """Burst of failed_auth_rate."""
     recent_fixes: int = Field(default=200_000, ge=0)

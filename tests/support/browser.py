@@ -26,10 +26,11 @@ FLAGS = [
 
 
 @asynccontextmanager
-async def chromium() -> AsyncIterator[Browser]:
+async def chromium(*extra_flags: str) -> AsyncIterator[Browser]:
+    """``extra_flags``: e.g. ``--host-resolver-rules=MAP fleet.example.test 127.0.0.1`` (a public name on loopback)."""
     assert HAS_CHROMIUM, f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)"
     async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=[*FLAGS, *extra_flags])
         try:
             yield launched
         finally:
