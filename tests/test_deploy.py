@@ -91,11 +91,12 @@ def test_kafka_is_three_kraft_nodes_with_min_insync_two(compose: dict[str, Any])
         assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3" and env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
 
 
-UPSTREAMS = (ROOT / "deploy/nginx/upstreams.conf").read_text()
+UPSTREAMS = (ROOT / "deploy/nginx/site/upstreams.conf").read_text()
+ROUTES = (ROOT / "deploy/nginx/routes.conf").read_text()
 
 
 def test_the_proxy_routes_websockets_with_upgrade_and_long_idle_timeouts(compose: dict[str, Any]) -> None:
-    conf = (ROOT / "deploy/nginx.conf").read_text()
+    conf = ROUTES
     upstream_hosts = set(re.findall(r"server ([a-z0-9-]+):\d+", UPSTREAMS))
     assert upstream_hosts <= set(compose["services"]), upstream_hosts
     feed = conf[conf.index("location /api/v1/field-service/ws/") :].split("}", 1)[0]
@@ -103,13 +104,13 @@ def test_the_proxy_routes_websockets_with_upgrade_and_long_idle_timeouts(compose
     assert re.findall(r"proxy_http_version [\d.]+;", conf) == ["proxy_http_version 1.1;"]  # server-wide, inherited
     ping = EdgeSettings.model_fields["ping_interval_seconds"].default
     assert int(re.search(r"proxy_read_timeout (\d+)s", feed).group(1)) > 2 * ping  # type: ignore[union-attr]
-    listen = (ROOT / "deploy/nginx/listen.conf").read_text()
+    listen = (ROOT / "deploy/nginx/site/listen.conf").read_text()
     assert compose["services"]["proxy"]["ports"] == ["127.0.0.1:8000:8000"] and "listen 8000;" in listen
     assert "./deploy/nginx:/etc/nginx/locstream:ro" in compose["services"]["proxy"]["volumes"]
 
 
 def _blocks(conf: str) -> list[str]:
-    """The text of the server block and of each location, each without the blocks nested in it."""
+    """The text of each block (and of the top level), each without the blocks nested in it."""
     blocks, stack = [], [""]
     for char in conf:
         if char == "{":
@@ -118,22 +119,22 @@ def _blocks(conf: str) -> list[str]:
             blocks.append(stack.pop())
         else:
             stack[-1] += char
-    return blocks
+    return [*blocks, *stack]
 
 
 def test_every_proxy_block_that_sets_a_header_forwards_host_and_the_client() -> None:
     # nginx inherits proxy_set_header only into a block that sets none of its own: one that sets Upgrade alone
     # sends the upstream's name as Host, and the edge then refuses every Origin (issue 30).
-    conf = "\n".join(line.split("#", 1)[0] for line in (ROOT / "deploy/nginx.conf").read_text().splitlines())
+    conf = "\n".join(line.split("#", 1)[0] for line in ROUTES.splitlines())
     setting = [block for block in _blocks(conf) if "proxy_set_header" in block]
-    assert setting
+    assert len(setting) == 2  # the server level (routes.conf's top) and the WebSocket location
     for block in setting:
         for header in ("Host $http_host", "X-Forwarded-For $proxy_add_x_forwarded_for", "X-Forwarded-Proto $scheme"):
             assert f"proxy_set_header {header};" in block, (header, block)
 
 
 def test_metrics_stay_off_the_public_proxy(compose: dict[str, Any]) -> None:
-    conf = (ROOT / "deploy/nginx.conf").read_text()
+    conf = ROUTES
     upstream_ports = {int(port) for port in re.findall(r"server [a-z0-9-]+:(\d+)", UPSTREAMS)}
     for name, service in _ours(compose).items():
         metrics_port = int(service["environment"]["LOCSTREAM_METRICS_PORT"])

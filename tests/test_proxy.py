@@ -9,18 +9,27 @@ on PostgreSQL, two edges and the geofencer. Chromium resolves ``fleet.example.te
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import shutil
 import signal
+import ssl
 import subprocess
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from launch.certificates import TlsFiles, generate
 from schemas.claims import Role
 from tests.support.browser import chromium, shot, sign_in
+from tests.support.maps import WS_PATH
 from tests.support.ports import free_port
 from tests.support.stack import Service, Stack, eventually
 
@@ -37,33 +46,67 @@ API = "/api/v1/field-service"
 @dataclass
 class Proxied:
     stack: Stack
-    port: int
+    port: int  # plain HTTP (deploy/nginx.conf serves on it; deploy/nginx-tls.conf redirects from it)
     producers: list[Service]
     projector: Service
     edges: list[Service]
     geofencer: Service
+    tls_port: int | None = None
+    tls: TlsFiles | None = None
 
     @property
     def public(self) -> str:
+        """The site as its users reach it."""
+        if self.tls_port is not None:
+            return f"https://{PUBLIC}:{self.tls_port}"
         return f"http://{PUBLIC}:{self.port}"
 
     def client(self) -> httpx.AsyncClient:
-        """To the proxy on loopback, with the public name as Host (what a browser there would send)."""
+        """To the proxy on loopback, with the public name as Host (what a browser there would send); over TLS, the
+        certificate is verified against the test's CA (it names 127.0.0.1 too)."""
+        if self.tls_port is not None and self.tls is not None:
+            return httpx.AsyncClient(
+                base_url=f"https://127.0.0.1:{self.tls_port}",
+                headers={"Host": f"{PUBLIC}:{self.tls_port}"},
+                verify=ssl.create_default_context(cafile=str(self.tls.ca)),
+                timeout=15,
+            )
         return httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{self.port}", headers={"Host": f"{PUBLIC}:{self.port}"}, timeout=15
         )
 
 
-def nginx_config(directory: Path, listen: int, upstreams: dict[str, list[int]]) -> Path:
-    """A main nginx.conf that includes deploy/nginx.conf unchanged, and the two includes of this deployment."""
-    (directory / "locstream").mkdir(parents=True)
-    (directory / "locstream/listen.conf").write_text(f"listen 127.0.0.1:{listen};\n")
-    (directory / "locstream/upstreams.conf").write_text(
-        "".join(
-            f"upstream {name} {{ {' '.join(f'server 127.0.0.1:{port};' for port in ports)} keepalive 8; }}\n"
-            for name, ports in upstreams.items()
+@dataclass(frozen=True)
+class Site:
+    """This deployment's deploy/nginx/site/: where the services are and where the proxy listens."""
+
+    listen: int
+    upstreams: dict[str, list[int]]
+    tls_port: int | None = None
+    tls: TlsFiles | None = None
+
+    def write(self, directory: Path) -> None:
+        directory.mkdir(parents=True)
+        (directory / "listen.conf").write_text(f"listen 127.0.0.1:{self.listen};\n")
+        (directory / "upstreams.conf").write_text(
+            "".join(
+                f"upstream {name} {{ {' '.join(f'server 127.0.0.1:{port};' for port in ports)} keepalive 8; }}\n"
+                for name, ports in self.upstreams.items()
+            )
         )
-    )
+        if self.tls is not None:
+            (directory / "tls.conf").write_text(
+                f"listen 127.0.0.1:{self.tls_port} ssl;\nserver_name {PUBLIC};\n"
+                f"ssl_certificate {self.tls.broker};\nssl_certificate_key {self.tls.broker};\n"
+            )
+            (directory / "redirect.conf").write_text(f"return 301 https://{PUBLIC}:{self.tls_port}$request_uri;\n")
+
+
+def nginx_config(directory: Path, site_conf: str, site: Site) -> Path:
+    """A main nginx.conf including ``deploy/<site_conf>`` unchanged, deploy/nginx as ``locstream/`` (as compose
+    mounts it) with this deployment's ``site/``."""
+    shutil.copytree(ROOT / "deploy/nginx", directory / "locstream", ignore=shutil.ignore_patterns("site"))
+    site.write(directory / "locstream/site")
     main = directory / "nginx.conf"
     temp = directory / "temp"
     temp.mkdir()
@@ -81,31 +124,29 @@ http {{
   fastcgi_temp_path {temp}/fastcgi;
   uwsgi_temp_path {temp}/uwsgi;
   scgi_temp_path {temp}/scgi;
-  include {ROOT}/deploy/nginx.conf;
+  include {ROOT}/deploy/{site_conf};
 }}
 """
     )
     return main
 
 
-@pytest.fixture
-async def proxied(stack: Stack, postgres_dsn: str, tmp_path: Path) -> AsyncIterator[Proxied]:
+@asynccontextmanager
+async def _proxy(stack: Stack, postgres_dsn: str, directory: Path, *, tls: bool) -> AsyncIterator[Proxied]:
     assert HAS_NGINX, "no nginx (apt-get install nginx; .ci/run does)"
     stack.env["LOCSTREAM_DATABASE_URL"] = postgres_dsn
     projector, *others = await asyncio.gather(
         *(stack.start(name) for name in ("projector", "producers", "producers", "ws-edge", "ws-edge", "geofencer"))
     )
     producers, edges, geofencer = others[0:2], others[2:4], others[4]
-    port = free_port()
-    main = nginx_config(
-        tmp_path / "nginx",
-        port,
-        {
-            "producers": [s.port for s in producers],
-            "projector": [projector.port],
-            "edges": [s.port for s in edges],
-        },
-    )
+    upstreams = {
+        "producers": [s.port for s in producers],
+        "projector": [projector.port],
+        "edges": [s.port for s in edges],
+    }
+    files = generate(directory / "certificates", hosts=(PUBLIC, "127.0.0.1")) if tls else None
+    site = Site(free_port(), upstreams, free_port() if tls else None, files)
+    main = nginx_config(directory / "nginx", "nginx-tls.conf" if tls else "nginx.conf", site)
     check = await asyncio.to_thread(
         subprocess.run, [NGINX, "-t", "-c", str(main)], capture_output=True, text=True, check=False
     )
@@ -116,13 +157,13 @@ async def proxied(stack: Stack, postgres_dsn: str, tmp_path: Path) -> AsyncItera
         async def answers() -> bool:
             try:
                 async with httpx.AsyncClient() as client:
-                    await client.get(f"http://127.0.0.1:{port}/map")
+                    await client.get(f"http://127.0.0.1:{site.listen}/map")
             except httpx.TransportError:
                 return False
             return True
 
         await eventually(answers, timeout=15, what="nginx to listen")
-        yield Proxied(stack, port, producers, projector, edges, geofencer)
+        yield Proxied(stack, site.listen, producers, projector, edges, geofencer, site.tls_port, files)
     finally:
         nginx.send_signal(signal.SIGQUIT)  # graceful: lets workers close the WebSockets
         try:
@@ -130,6 +171,20 @@ async def proxied(stack: Stack, postgres_dsn: str, tmp_path: Path) -> AsyncItera
         except subprocess.TimeoutExpired:
             nginx.kill()
             nginx.wait()
+
+
+@pytest.fixture
+async def proxied(stack: Stack, postgres_dsn: str, tmp_path: Path) -> AsyncIterator[Proxied]:
+    """deploy/nginx.conf: plain HTTP."""
+    async with _proxy(stack, postgres_dsn, tmp_path, tls=False) as running:
+        yield running
+
+
+@pytest.fixture
+async def proxied_tls(stack: Stack, postgres_dsn: str, tmp_path: Path) -> AsyncIterator[Proxied]:
+    """deploy/nginx-tls.conf: HTTPS with a certificate for fleet.example.test that the test's CA signed."""
+    async with _proxy(stack, postgres_dsn, tmp_path, tls=True) as running:
+        yield running
 
 
 async def _post_fix(proxied: Proxied, technician: str, latitude: float, longitude: float) -> None:
@@ -150,9 +205,9 @@ def _at(technician: str, lat: float, lon: float) -> str:
     )
 
 
-async def test_the_map_on_a_public_name_goes_live_sees_a_fix_and_survives_an_edge_killed(proxied: Proxied) -> None:
+async def _map_goes_live_and_survives_each_edge_killed(proxied: Proxied, *flags: str) -> None:
     await _post_fix(proxied, "tech-ada", 6.5244, 3.3792)
-    async with chromium(f"--host-resolver-rules=MAP {PUBLIC} 127.0.0.1") as browser:
+    async with chromium(f"--host-resolver-rules=MAP {PUBLIC} 127.0.0.1", *flags) as browser:
         page = await browser.new_page(viewport={"width": 1000, "height": 700})
         token = proxied.stack.token(TENANT, Role.DISPATCHER, ttl=3600)
         await sign_in(page, f"{proxied.public}/map?reconnect_ms=200&max_reconnect_ms=800", token)
@@ -161,15 +216,66 @@ async def test_the_map_on_a_public_name_goes_live_sees_a_fix_and_survives_an_edg
         await page.wait_for_function(_at("tech-ada", 6.53, 3.38), timeout=10_000)
 
         # Kill each edge in turn behind the proxy: the page resumes on the other, and a fix posted meanwhile arrives.
-        stack = proxied.stack
         for number in range(2):
             proxied.edges[number].kill9()
             latitude = 6.54 + number / 100
             await _post_fix(proxied, "tech-ada", latitude, 3.39)
             await page.wait_for_function(_at("tech-ada", latitude, 3.39), timeout=20_000)
-            proxied.edges[number] = await stack.start("ws-edge", port=proxied.edges[number].port)
-        await shot(page, "proxy-map-live")
+            proxied.edges[number] = await proxied.stack.start("ws-edge", port=proxied.edges[number].port)
+        await shot(page, f"proxy-map-live-{urlsplit(proxied.public).scheme}")
         assert await page.text_content("#badge") == "Live"
+
+
+async def test_the_map_on_a_public_name_goes_live_sees_a_fix_and_survives_an_edge_killed(proxied: Proxied) -> None:
+    await _map_goes_live_and_survives_each_edge_killed(proxied)
+
+
+def _spki_pin(tls: TlsFiles) -> str:
+    """Chromium's --ignore-certificate-errors-spki-list value for the site's certificate (that one key alone)."""
+    certificate = x509.load_pem_x509_certificates(tls.broker.read_bytes())[0]
+    spki = certificate.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+async def test_over_tls_the_map_goes_live_on_wss_and_survives_an_edge_killed(proxied_tls: Proxied) -> None:
+    assert proxied_tls.tls is not None and proxied_tls.public.startswith("https://")
+    await _map_goes_live_and_survives_each_edge_killed(
+        proxied_tls, f"--ignore-certificate-errors-spki-list={_spki_pin(proxied_tls.tls)}"
+    )
+
+
+async def test_over_tls_answers_carry_hsts_set_up_urls_say_https_and_plain_http_redirects(proxied_tls: Proxied) -> None:
+    admin = {"Authorization": f"Bearer {proxied_tls.stack.token(TENANT, Role.ADMIN)}"}
+    async with proxied_tls.client() as client:
+        page = await client.get("/map")
+        assert page.status_code == 200 and page.headers["strict-transport-security"] == "max-age=31536000"
+        registered = await client.post(f"{API}/devices", json={"technician_id": "tech-ada"}, headers=admin)
+        assert registered.status_code == 201, registered.text
+        assert registered.headers["strict-transport-security"] == "max-age=31536000"
+        setup = registered.json()["setup"]
+        urls = [url for app in setup.values() for key, url in app.items() if "url" in key or "endpoint" in key]
+        assert urls and all(url.startswith(f"{proxied_tls.public}/api/v1/ingest/") for url in urls), urls
+
+        # Host header games: another name over the same listener is refused, never proxied.
+        for host in ("evil.example", f"evil.example:{proxied_tls.tls_port}", "127.0.0.1"):
+            other = await client.get("/map", headers={"Host": host})
+            assert other.status_code == 421, host
+        # A WebSocket upgrade from a foreign page is refused by the edge (its Origin is not the site's).
+        upgrade = {
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        }
+        foreign = await client.get(f"{WS_PATH}", headers={**upgrade, "Origin": "https://evil.example"})
+        assert foreign.status_code == 403
+
+    async with httpx.AsyncClient(timeout=15) as plain:
+        answer = await plain.get(
+            f"http://127.0.0.1:{proxied_tls.port}/map?x=1", headers={"Host": f"evil.example:{proxied_tls.port}"}
+        )
+    assert answer.status_code == 301
+    assert answer.headers["location"] == f"{proxied_tls.public}/map?x=1"  # its own name, not the client's
 
 
 async def test_device_set_up_urls_name_the_public_host_and_operators_endpoints_stay_inside(proxied: Proxied) -> None:
