@@ -15,21 +15,27 @@ import shutil
 import signal
 import ssl
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import websockets
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from launch.certificates import TlsFiles, generate
 from schemas.claims import Role
+from schemas.events import Event
 from tests.support.browser import chromium, shot, sign_in
-from tests.support.maps import WS_PATH
+from tests.support.events import location
+from tests.support.kafka_io import append, clock_past
+from tests.support.maps import WS_PATH, recv_json
 from tests.support.ports import free_port
 from tests.support.stack import Service, Stack, eventually
 
@@ -41,6 +47,8 @@ HAS_NGINX = Path(NGINX).exists()
 PUBLIC = "fleet.example.test"
 TENANT = "acme-fiber"
 API = "/api/v1/field-service"
+EXPORTED = 200_000
+PING_SECONDS = 2.0  # the edges' ping interval here (25 s in compose): an idle map is kept 3 intervals
 
 
 @dataclass
@@ -135,6 +143,7 @@ http {{
 async def _proxy(stack: Stack, postgres_dsn: str, directory: Path, *, tls: bool) -> AsyncIterator[Proxied]:
     assert HAS_NGINX, "no nginx (apt-get install nginx; .ci/run does)"
     stack.env["LOCSTREAM_DATABASE_URL"] = postgres_dsn
+    stack.env["LOCSTREAM_EDGE_PING_INTERVAL_SECONDS"] = str(PING_SECONDS)
     projector, *others = await asyncio.gather(
         *(stack.start(name) for name in ("projector", "producers", "producers", "ws-edge", "ws-edge", "geofencer"))
     )
@@ -358,3 +367,74 @@ async def test_an_upgrade_to_a_path_that_is_no_websocket_is_refused(proxied: Pro
         for path in ("/map", f"{API}/devices", "/client/locstream.js"):
             answer = await client.get(path, headers=headers)
             assert answer.status_code != 101, path
+
+
+async def test_an_idle_map_is_not_cut_by_the_proxy_for_three_ping_intervals(proxied: Proxied) -> None:
+    token = proxied.stack.token(TENANT, Role.DISPATCHER)
+    async with websockets.connect(
+        f"ws://{PUBLIC}:{proxied.port}{WS_PATH}?token={token}", host="127.0.0.1", port=proxied.port
+    ) as ws:
+        assert (await recv_json(ws))["type"] == "connected"
+        assert (await recv_json(ws))["type"] == "initial_state"
+        with pytest.raises(TimeoutError):  # idle: nothing to say but the edge's pings, which the client answers
+            await asyncio.wait_for(ws.recv(), timeout=3 * PING_SECONDS + 1)
+        await _post_fix(proxied, "tech-idle", 1.5, 2.5)
+        update = await recv_json(ws, timeout=15)
+        assert update["type"] in ("location_update", "location_batch")
+
+
+async def test_a_200000_fix_export_streams_through_the_proxy(proxied: Proxied) -> None:
+    kafka = proxied.stack.kafka
+    started = datetime.now(UTC)
+    events: list[Event] = [
+        location(TENANT, f"tech-{i % 50}", started + timedelta(milliseconds=i), 1.0 + i * 1e-6, 2.0)
+        for i in range(EXPORTED)
+    ]
+    stamps = await append(kafka, events)
+    await clock_past(max(stamps))
+    window = {
+        "from": datetime.fromtimestamp(min(stamps) / 1000, UTC).isoformat(),
+        "to": datetime.fromtimestamp((max(stamps) + 1) / 1000, UTC).isoformat(),
+    }
+    token = proxied.stack.token(TENANT, Role.ANALYST)
+    lines = 0
+    async with proxied.client() as client:
+        began = time.perf_counter()
+        first: float | None = None
+        async with client.stream(
+            "GET", f"{API}/history/export", params=window, headers={"Authorization": f"Bearer {token}"}, timeout=120
+        ) as answer:
+            assert answer.status_code == 200
+            async for chunk in answer.aiter_bytes():
+                first = first or time.perf_counter() - began
+                lines += chunk.count(b"\n")
+        took = time.perf_counter() - began
+    assert lines == EXPORTED
+    assert first is not None and first < took / 4, (first, took)  # streamed: not held until the end was read
+
+
+async def test_a_slowloris_and_oversized_headers_are_cut_by_the_proxy(proxied: Proxied) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxied.port)
+    writer.write(f"GET /map HTTP/1.1\r\nHost: {PUBLIC}\r\n".encode())
+    began = time.monotonic()
+
+    async def trickle() -> None:
+        for i in range(100):  # a header line every half second, never the blank line that ends the head
+            writer.write(f"X-Slow-{i}: a\r\n".encode())
+            await writer.drain()
+            await asyncio.sleep(0.5)
+
+    trickling = asyncio.create_task(trickle())
+    try:
+        answer = await asyncio.wait_for(reader.read(), timeout=30)  # until nginx closes the connection
+    finally:
+        trickling.cancel()
+        writer.close()
+    waited = time.monotonic() - began
+    assert waited < 20 and (answer == b"" or answer.startswith(b"HTTP/1.1 408")), (waited, answer[:80])
+    for service in proxied.producers:  # nginx never opened an upstream connection for it
+        assert "X-Slow" not in service.log()
+
+    async with proxied.client() as client:
+        huge = await client.get("/map", headers={"X-Huge": "a" * 20_000})
+    assert huge.status_code in (400, 431) and "<center>nginx" in huge.text
