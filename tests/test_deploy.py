@@ -245,3 +245,96 @@ def test_the_services_believe_forwarding_headers_from_the_proxy_alone(compose: d
     proxy_address = compose["services"]["proxy"]["networks"]["default"]["ipv4_address"]
     for name, service in _ours(compose).items():
         assert service["environment"]["LOCSTREAM_SERVER_TRUSTED_PROXIES"] == proxy_address, name
+
+
+GUIDE = ROOT / "docs/deploy.md"
+COMPOSE_SUBCOMMANDS_WITH_SERVICES = {"exec", "run", "stop", "up", "start", "restart", "logs", "build", "ps"}
+COMPOSE_OPTIONS_WITH_VALUES = {"-f", "-e", "--scale", "--ttl"}
+
+
+def _guide_commands() -> list[str]:
+    """Every command line of the guide's sh blocks (continuations joined; each $(...) as a command of its own)."""
+    text = GUIDE.read_text()
+    lines: list[str] = []
+    for block in re.findall(r"```sh\n(.*?)```", text, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            lines += re.findall(r"\$\(([^()]*)\)", line)
+            lines.append(re.sub(r"^[A-Z_]+=\S*\s+", "", line))  # a leading VAR=value is the command's environment
+    return lines
+
+
+def _check_compose(argv: list[str], services: set[str]) -> None:
+    rest = argv[2:]
+    while rest and rest[0] == "-f":
+        assert (ROOT / rest[1]).exists(), rest[1]
+        rest = rest[2:]
+    subcommand, rest = rest[0], rest[1:]
+    assert subcommand in COMPOSE_SUBCOMMANDS_WITH_SERVICES, subcommand
+    positional: list[str] = []
+    while rest:
+        word = rest.pop(0)
+        if word in COMPOSE_OPTIONS_WITH_VALUES:
+            value = rest.pop(0)
+            if word == "--scale":
+                assert value.split("=")[0] in services, value
+        elif not word.startswith("-"):
+            positional = [word, *rest]
+            break
+    if subcommand in ("exec", "run"):
+        assert positional and positional[0] in services, argv
+        command = positional[1:]
+        if command and command[0] == "locstream":
+            build_parser().parse_args(command[1:])  # exits (fails the test) on a wrong subcommand or option
+    else:
+        assert set(positional) <= services, argv
+
+
+def test_every_command_of_the_deploy_guide_names_real_files_services_and_cli_options(compose: dict[str, Any]) -> None:
+    services = set(compose["services"])
+    checked = {"docker compose": 0, "locstream": 0, "curl": 0}
+    for line in _guide_commands():
+        argv = shlex.split(line.split("&&")[0])
+        if argv[:2] == ["docker", "compose"]:
+            _check_compose(argv, services)
+            checked["docker compose"] += 1
+            checked["locstream"] += "locstream" in argv
+        elif argv[0] == "curl":
+            path = re.search(r"\$PUBLIC(/\S*?)[\"']?$", next(w for w in argv if "$PUBLIC" in w) + "")
+            assert path is not None and path.group(1).startswith("/api/v1/field-service/"), line
+            checked["curl"] += 1
+    assert all(checked.values()), checked
+
+
+def test_every_setting_the_deploy_guide_names_exists(compose: dict[str, Any]) -> None:
+    documented = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", render(), flags=re.M))
+    kafka_node = next(iter(_kafka_nodes(compose).values()))["environment"]
+    named = set(re.findall(r"\b((?:LOCSTREAM|KAFKA)_[A-Z0-9_]*[A-Z0-9]|CLUSTER_ID)\b(?!_\*)", GUIDE.read_text()))
+    unknown = named - documented - set(kafka_node)
+    assert not unknown, unknown
+
+
+def test_the_readme_links_the_deploy_guide_first() -> None:
+    readme = (ROOT / "README.md").read_text()
+    links = re.findall(r"\]\((docs/[^)#]+)", readme)
+    assert links and links[0] == "docs/deploy.md", links[:3]
+
+
+def test_the_tls_override_swaps_the_site_and_publishes_https(compose: dict[str, Any]) -> None:
+    override: dict[str, Any] = yaml.safe_load((ROOT / "compose.tls.yaml").read_text())
+    schema = json.loads(COMPOSE_SCHEMA.read_text())
+    jsonschema.Draft201909Validator(schema).validate(override)
+    proxy = override["services"]["proxy"]
+    (volume,) = proxy["volumes"]
+    source, target = volume.split(":")[:2]
+    base_targets = {v.split(":")[1]: v.split(":")[0] for v in compose["services"]["proxy"]["volumes"]}
+    assert source == "./deploy/nginx-tls.conf" and base_targets[target] == "./deploy/nginx.conf"  # replaced
+    tls_port = re.search(r"listen (\d+) ssl;", (ROOT / "deploy/nginx/site/tls.conf").read_text())
+    assert tls_port is not None and f"443:{tls_port.group(1)}" in proxy["ports"]
+    assert (
+        "ssl_certificate /etc/nginx/locstream/site/tls/fullchain.pem;"
+        in (ROOT / "deploy/nginx/site/tls.conf").read_text()
+    )
+    assert "deploy/nginx/site/tls/" in (ROOT / ".gitignore").read_text()  # private keys stay out of git

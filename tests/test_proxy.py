@@ -11,10 +11,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
+import os
+import re
 import shutil
 import signal
 import ssl
 import subprocess
+import textwrap
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -438,3 +442,32 @@ async def test_a_slowloris_and_oversized_headers_are_cut_by_the_proxy(proxied: P
     async with proxied.client() as client:
         huge = await client.get("/map", headers={"X-Huge": "a" * 20_000})
     assert huge.status_code in (400, 431) and "<center>nginx" in huge.text
+
+
+async def test_the_deploy_guides_device_registration_runs_against_the_tls_proxy(
+    proxied_tls: Proxied, tmp_path: Path
+) -> None:
+    """docs/deploy.md step 7, its curl as written, with the hostname swapped for the test's."""
+    guide = (ROOT / "docs/deploy.md").read_text()
+    step = guide[guide.index("**Register a device.**") :]
+    block = re.search(r"```sh\n(.*?)```", step, flags=re.S)
+    assert block is not None and "curl" in block.group(1)
+    assert proxied_tls.tls is not None and proxied_tls.tls_port is not None
+    script = textwrap.dedent(block.group(1)).replace("https://fleet.example.com", proxied_tls.public)
+    (tmp_path / "curl").mkdir()
+    (tmp_path / "curl/.curlrc").write_text(  # curl as on a machine whose DNS and trust store know the site
+        f"resolve = {PUBLIC}:{proxied_tls.tls_port}:127.0.0.1\ncacert = {proxied_tls.tls.ca}\n"
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "CURL_HOME": str(tmp_path / "curl"),
+        "ADMIN_TOKEN": proxied_tls.stack.token(TENANT, Role.ADMIN),
+    }
+    ran = await asyncio.to_thread(
+        subprocess.run, ["bash", "-euo", "pipefail", "-c", script], env=env, capture_output=True, text=True, check=False
+    )
+    assert ran.returncode == 0, ran.stderr
+    registered = json.loads(ran.stdout)
+    assert registered["technician_id"] == "tech-ada" and registered["key"]
+    endpoint = registered["setup"]["overland"]["receiver_endpoint"]
+    assert endpoint == f"{proxied_tls.public}/api/v1/ingest/overland"
