@@ -471,3 +471,59 @@ async def test_the_deploy_guides_device_registration_runs_against_the_tls_proxy(
     assert registered["technician_id"] == "tech-ada" and registered["key"]
     endpoint = registered["setup"]["overland"]["receiver_endpoint"]
     assert endpoint == f"{proxied_tls.public}/api/v1/ingest/overland"
+
+
+# The seed document's "Test WebSocket Connection" snippet for the browser console, as written there but for the
+# host (localhost:8000 there) and the token's source (localStorage there), and with its messages kept.
+SEED_SNIPPET = """
+async ([host, token]) => {
+  window.seedMessages = [];
+  const ws = new WebSocket(`ws://${host}/api/v1/field-service/ws/technician-locations?token=${token}`);
+  ws.onopen = () => console.log("Connected!");
+  ws.onmessage = (event) => window.seedMessages.push(JSON.parse(event.data));
+  ws.onerror = (error) => console.error("Error:", error);
+  ws.onclose = () => console.log("Disconnected");
+  await new Promise((resolve) => ws.addEventListener("open", resolve));
+  ws.send("ping");
+}
+"""
+# Its "Update Technician Location" curl, with the host and token of the test.
+SEED_CURL = """curl -X POST http://$HOST/api/v1/field-service/technicians/{TECH_ID}/location \\
+  -H "Content-Type: application/json" \\
+  -H "Authorization: Bearer $TOKEN" \\
+  -d '{
+    "latitude": 6.5244,
+    "longitude": 3.3792,
+    "activity": "on_site"
+  }'
+"""
+
+
+async def test_the_seeds_console_snippet_and_curl_work_through_the_proxy(proxied: Proxied, tmp_path: Path) -> None:
+    host = f"{PUBLIC}:{proxied.port}"
+    async with chromium(f"--host-resolver-rules=MAP {PUBLIC} 127.0.0.1") as browser:
+        page = await browser.new_page()
+        await page.goto(f"{proxied.public}/map")  # the console of a page of the site
+        await page.evaluate(SEED_SNIPPET, [host, proxied.stack.token(TENANT, Role.DISPATCHER)])
+        await page.wait_for_function("window.seedMessages.some((m) => m.type === 'pong')", timeout=10_000)
+        types = await page.evaluate("window.seedMessages.map((m) => m.type)")
+        assert types[:2] == ["connected", "initial_state"], types
+
+        (tmp_path / "curl").mkdir()
+        (tmp_path / "curl/.curlrc").write_text(f"resolve = {host}:127.0.0.1\n")
+        env = {
+            "PATH": os.environ["PATH"],
+            "CURL_HOME": str(tmp_path / "curl"),
+            "HOST": host,
+            "TOKEN": proxied.stack.token(TENANT, Role.DEVICE_GATEWAY),
+        }
+        script = SEED_CURL.replace("{TECH_ID}", "tech-seed")
+        ran = await asyncio.to_thread(
+            subprocess.run, ["bash", "-c", script], env=env, capture_output=True, text=True, check=False
+        )
+        assert ran.returncode == 0 and json.loads(ran.stdout)["status"] == "accepted", (ran.stdout, ran.stderr)
+        arrived = (
+            "window.seedMessages.some((m) => (m.type === 'location_update' && m.data.technician_id === 'tech-seed')"
+            " || (m.type === 'location_batch' && m.data.some((d) => d.technician_id === 'tech-seed')))"
+        )
+        await page.wait_for_function(arrived, timeout=10_000)
