@@ -34,18 +34,38 @@ from ws_edge.settings import EdgeSettings
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 
+# The services, by the name their settings' "Used by" line gives them.
+SERVICES: dict[str, type[BaseSettings]] = {
+    "producers": ProducersSettings,
+    "projector": ProjectorSettings,
+    "ws_edge": EdgeSettings,
+    "geofencer": GeofencerSettings,
+}
+# Title, class, and who else reads it. A shared group held as a field of a service's settings names those services
+# first (``reads``), so a service that starts reading a group is listed without anyone remembering to.
 GROUPS: list[tuple[str, type[BaseSettings], str]] = [
-    ("Kafka", KafkaSettings, "every service, `locstream replay` and the bench"),
-    ("Auth", AuthSettings, "producers, the projector's history endpoints, ws_edge, `locstream replay`"),
-    ("Data", DataSettings, "projector, ws_edge"),
+    ("Kafka", KafkaSettings, "`locstream replay` and the bench"),
+    ("Auth", AuthSettings, "`locstream replay`"),
+    ("Data", DataSettings, "`locstream dev`"),
     ("Logging", LogSettings, "every service and `locstream dev`"),
     ("Servers", ServerSettings, "every service and `locstream dev` (deadlines and caps against slow peers)"),
-    ("Metrics", MetricsSettings, "every service and `locstream dev` (who may read `/metrics`)"),
-    ("Ingest API (`locstream producers`)", ProducersSettings, "producers"),
-    ("Projector (`locstream projector`)", ProjectorSettings, "projector"),
-    ("WebSocket edge (`locstream ws-edge`)", EdgeSettings, "ws_edge"),
-    ("Geofence processor (`locstream geofencer`)", GeofencerSettings, "geofencer"),
+    ("Metrics", MetricsSettings, "`locstream dev` (who may read `/metrics`)"),
+    ("Ingest API (`locstream producers`)", ProducersSettings, ""),
+    ("Projector (`locstream projector`)", ProjectorSettings, ""),
+    ("WebSocket edge (`locstream ws-edge`)", EdgeSettings, ""),
+    ("Geofence processor (`locstream geofencer`)", GeofencerSettings, ""),
 ]
+
+
+def reads(group: type[BaseSettings]) -> list[str]:
+    """The services whose settings hold ``group`` (or are it)."""
+    return [
+        name
+        for name, settings in SERVICES.items()
+        if settings is group or any(field.annotation is group for field in settings.model_fields.values())
+    ]
+
+
 SHARED = (KafkaSettings, AuthSettings, DataSettings, LogSettings, ServerSettings, MetricsSettings)
 
 HEADER = """# Configuration
@@ -150,7 +170,8 @@ def render() -> str:
         prefix = settings.model_config.get("env_prefix", "")
         doc = " ".join((settings.__doc__ or "").split()).replace("``", "`") if settings in SHARED else ""
         parts.append(f"## {title}: prefix `{prefix}`\n")
-        parts.append(f"Used by {used_by}.{' ' + doc if doc else ''}\n")
+        users = ", ".join([*reads(settings), *([used_by] if used_by else [])])
+        parts.append(f"Used by {users}.{' ' + doc if doc else ''}\n")
         parts.append("\n".join(_table(settings)) + "\n")
         if settings is AuthSettings:
             parts.append(AUTH_EXAMPLE)

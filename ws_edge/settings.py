@@ -63,7 +63,8 @@ class EdgeSettings(ConsumingServiceSettings):
     /history/export; empty: this origin, as behind the proxy). Another origin must list the page's in
     LOCSTREAM_PROJECTOR_ALLOWED_ORIGINS."""
     map_tile_url: str = ""
-    """Map tiles, a {z}/{x}/{y} URL; empty: a plain background with a graticule."""
+    """Map tiles, a {z}/{x}/{y} URL; empty: land and borders drawn from world-atlas (no tile server), under the
+    graticule the map always draws."""
     map_tile_attribution: str = ""
     """Shown with the tiles."""
     port: int = 8003

@@ -10,15 +10,18 @@ from pathlib import Path
 import httpx
 import pytest
 
+from geofencer.processor import GeofencerMetrics
 from launch import broker
 from locstream.auth import TokenVerifier
 from locstream.readiness import ProgressWatch
 from producers.metrics import IngestMetrics
 from projector.metrics import ProjectorMetrics
+from schemas import ws as ws_messages
 from schemas.claims import Role
 from tests.support.maps import open_map
 from tests.support.stack import Stack, eventually
 from ws_edge.app import Edge
+from ws_edge.framing import CLOSE_PROTOCOL_ERROR
 from ws_edge.settings import EdgeSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,7 +124,8 @@ async def test_json_logs_carry_the_connection_id_on_a_connections_lines(stack: S
 
 def test_the_dashboard_and_the_docs_name_only_metrics_the_services_export() -> None:
     exported: set[str] = set()
-    registries = [IngestMetrics().registry, ProjectorMetrics().registry]
+    families: set[str] = set()  # as a scrape shows them: a counter with _total, a histogram by its name
+    registries = [IngestMetrics().registry, ProjectorMetrics().registry, GeofencerMetrics().registry]
     with pytest.MonkeyPatch.context() as env:
         env.setenv("LOCSTREAM_DEV", "1")
         settings = EdgeSettings()
@@ -130,6 +134,7 @@ def test_the_dashboard_and_the_docs_name_only_metrics_the_services_export() -> N
         for metric in registry.collect():
             suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"]}.get(metric.type, [""])
             exported.update(metric.name + suffix for suffix in suffixes)
+            families.add(metric.name + ("_total" if metric.type == "counter" else ""))
             if metric.type != "counter":
                 exported.add(metric.name)
     dashboard = json.loads((ROOT / "deploy/grafana-dashboard.json").read_text())
@@ -150,7 +155,25 @@ def test_the_dashboard_and_the_docs_name_only_metrics_the_services_export() -> N
         "conflated",
         "slow_disconnects",
         "delivery_seconds",
+        "geofencer_fixes",
+        "geofencer_crossings",
     ):
         assert any(topic in name for name in used), topic
-    documented = set(re.findall(r"`(locstream_[a-z_]+)`", (ROOT / "docs/operations.md").read_text()))
-    assert documented and documented <= exported, documented - exported
+    operations = set(re.findall(r"`(locstream_[a-z_]+)`", (ROOT / "docs/operations.md").read_text()))
+    assert families <= operations, f"operations.md's metrics table misses {families - operations}"
+    for page in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:  # every page names metrics as scraped
+        named = set(re.findall(r"`(locstream_[a-z_]+)`", page.read_text()))
+        assert named <= exported, f"{page.name} names {named - exported}"
+
+
+def test_the_close_codes_the_docs_give_are_the_ones_the_edge_sends() -> None:
+    sent = {value for name, value in vars(ws_messages).items() if name.startswith("CLOSE_")} | {CLOSE_PROTOCOL_ERROR}
+    edge_md = (ROOT / "docs/edge.md").read_text()
+    table = edge_md[edge_md.index("## Close codes") :].split("\n## ", 1)[0]
+    assert {int(code) for code in re.findall(r"^\| (\d{4}) \|", table, flags=re.M)} == sent
+    for page in ("docs/operations.md", "docs/client.md", "README.md"):
+        text = (ROOT / page).read_text()
+        named = {int(code) for code in re.findall(r"close `?(\d{4})`?", text)}
+        assert named <= sent, f"{page} names close codes the edge never sends: {named - sent}"
+    operations = (ROOT / "docs/operations.md").read_text()
+    assert not re.search(r"any close the edge decides: \d", operations), "a partial list: link edge.md's table"
