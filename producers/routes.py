@@ -200,10 +200,10 @@ def ingest_of(request: Request) -> Ingest:
     return ingest
 
 
-def _may_write_for(claims: TokenClaims, technician_id: str, allowed: frozenset[Role]) -> None:
+def _may_write_for(claims: TokenClaims, technician_id: str, allowed: frozenset[Role], action: str) -> None:
     if (problem := technician_id_problem(technician_id)) is not None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=problem)
-    require_role(claims, allowed, "do this")
+    require_role(claims, allowed, action)
     if (problem := _own_technician(claims, technician_id)) is not None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=problem)
 
@@ -255,7 +255,7 @@ def location_event(envelope: EventHeader, fix: LocationFixBody | BatchFix) -> Lo
 )
 async def post_location(technician_id: TechnicianId, request: Request, claims: Claims) -> Accepted:
     ingest = ingest_of(request)
-    _may_write_for(claims, technician_id, WRITER_ROLES)
+    _may_write_for(claims, technician_id, WRITER_ROLES, "post fixes")
     fix = await ingest.read(request, LocationFixBody)
     now = datetime.now(UTC)
     try:
@@ -306,7 +306,7 @@ async def post_location(technician_id: TechnicianId, request: Request, claims: C
 )
 async def post_batch(request: Request, claims: Claims) -> Response:
     ingest = ingest_of(request)
-    require_role(claims, WRITER_ROLES, "do this")
+    require_role(claims, WRITER_ROLES, "post fixes")
     # A batch of valid fixes decodes in one pass; otherwise the items stay raw and are validated one by one.
     envelope: BatchBody | RawBatchBody = await ingest.read(request, BatchBody, fallback=RawBatchBody)
     limit = ingest.settings.max_batch_items
@@ -374,7 +374,7 @@ async def post_batch(request: Request, claims: Claims) -> Response:
 )
 async def put_technician(technician_id: TechnicianId, request: Request, claims: Claims) -> Accepted:
     ingest = ingest_of(request)
-    _may_write_for(claims, technician_id, _PROFILE_WRITER_ROLES)
+    _may_write_for(claims, technician_id, _PROFILE_WRITER_ROLES, "set a technician's name and status")
     body = await ingest.read(request, TechnicianUpdateBody)
     if body.name is None and body.status is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="body: name or status is required")

@@ -82,7 +82,7 @@ async def authorize(token: str | None, tenant_id: str | None, auth: AuthSettings
         claims = await TokenVerifier(auth).verify(token)
     except AuthError as exc:
         raise ExportRefusedError(401, exc.reason) from exc
-    if (reason := refusal(claims, HISTORY_ROLES, "export history (analyst or admin)")) is not None:
+    if (reason := refusal(claims, HISTORY_ROLES, "export history")) is not None:
         raise ExportRefusedError(403, reason)
     if tenant_id is not None and tenant_id != claims.tenant_id:
         raise ExportRefusedError(403, "the token is of another tenant")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from schemas.claims import Role
 from tests.test_layers import LAYERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,3 +76,39 @@ def test_the_code_a_design_doc_names_exists(page: str) -> None:
         if name not in DEFINED:
             dangling.append(f"{name}()")
     assert not dangling, f"docs/{page} names code that does not exist: {sorted(dangling)}"
+
+
+ROLE_CHECKS = {"require_role", "refusal", "_may_write_for"}
+
+
+def _role_checks() -> dict[str, set[str]]:
+    """Action -> the roles allowed, from every role check in the code whose action is a literal."""
+    checks: dict[str, set[str]] = {}
+    for path in SOURCES:
+        if path.relative_to(ROOT).parts[0] == "bench":
+            continue  # the benchmark's peers check roles of their own
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ROLE_CHECKS):
+                continue
+            action = node.args[-1]
+            if not (isinstance(action, ast.Constant) and isinstance(action.value, str)):
+                continue  # the check's own definition, passing its argument on
+            module = importlib.import_module(".".join(path.relative_to(ROOT).with_suffix("").parts))
+            try:
+                allowed = eval(ast.unparse(node.args[-2]), vars(module))  # a name or a | of names, ours
+            except NameError:
+                continue  # the roles are its caller's (a fresh token keeps the session's own roles)
+            checks.setdefault(action.value, set()).update(role.value for role in allowed)
+    return checks
+
+
+def test_the_roles_table_is_the_role_checks_of_the_code() -> None:
+    text = (ROOT / "docs/architecture.md").read_text()
+    section = text[text.index("## Roles") :].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| ([^|`][^|]*?) \| (.*) \|$", section, flags=re.M)
+    names = {role.value for role in Role}
+    documented = {action: set(re.findall(r"`([a-z_]+)`", roles)) & names for action, roles in rows if action != "may"}
+    checks = _role_checks()
+    assert len(checks) >= 15
+    assert documented == checks

@@ -58,7 +58,7 @@ async def viewer_claims(token: str | None, verifier: TokenVerifier) -> TokenClai
         claims = await verifier.verify(token)
     except AuthError as exc:
         raise ViewerRefusedError(exc.reason) from exc
-    if (reason := refusal(claims, VIEWER_ROLES, "subscribe")) is not None:
+    if (reason := refusal(claims, VIEWER_ROLES, "view the map")) is not None:
         raise ViewerRefusedError(reason)
     return claims
 
@@ -78,7 +78,7 @@ async def refreshed_claims(
     fresh = await viewer_claims(token, verifier)
     if fresh.tenant_id != current.tenant_id:
         raise ViewerRefusedError("a fresh token must be of the same tenant")
-    if (reason := refusal(fresh, roles, "do this")) is not None:
+    if (reason := refusal(fresh, roles, "keep this session")) is not None:
         raise ViewerRefusedError(reason)
     return fresh
 
