@@ -1,4 +1,4 @@
-"""The ``locstream`` command: the local broker, tokens, the three services and the dev stack."""
+"""The ``locstream`` command: the local broker, tokens, the four services and the dev stack."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.scenarios import SCENARIOS
 from schemas.claims import Role
 from tests.test_layers import LAYERS
 
@@ -112,3 +113,15 @@ def test_the_roles_table_is_the_role_checks_of_the_code() -> None:
     checks = _role_checks()
     assert len(checks) >= 15
     assert documented == checks
+
+
+def test_the_readme_names_every_package_every_bench_scenario_and_the_services_as_they_are() -> None:
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout") :]
+    assert {package for package in PACKAGES if f"`{package}/`" not in layout} == set()
+    bench = readme[readme.index("## Benchmarks") :].split("\n## ", 1)[0]
+    listed = set(re.findall(r"`([a-z0-9-]+)`", bench[bench.index("runs one scenario") : bench.index("against")]))
+    assert listed == {*SCENARIOS, "all"}
+    flat = " ".join(readme.split())
+    for stale in ("three services", "all three", "two of each"):
+        assert stale not in flat, stale
