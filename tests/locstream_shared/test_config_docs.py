@@ -4,12 +4,15 @@ services read."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
 
 from launch.config_docs import GROUPS, OUT, render
 from ws_edge.settings import EdgeSettings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_configuration_reference_is_current() -> None:
@@ -34,3 +37,15 @@ def test_the_documented_names_are_the_ones_the_services_read(monkeypatch: pytest
     settings = EdgeSettings()
     assert settings.resume_buffer_size == 123 and settings.kafka.topic == "elsewhere"
     assert "`LOCSTREAM_EDGE_RESUME_BUFFER_SIZE`" in render() and "`KAFKA_TOPIC`" in render()
+
+
+def test_every_variable_the_code_reads_directly_is_documented() -> None:
+    reads = re.compile(r"""(?:environ\.get|getenv|environ\[)\(?\s*["']([A-Z][A-Z0-9_]+)["']""")
+    found: set[str] = set()
+    for path in ROOT.rglob("*.py"):
+        if {".venv", "node_modules", "target"} & set(path.parts):
+            continue
+        found.update(reads.findall(path.read_text()))
+    ours = {name for name in found if name.startswith(("LOCSTREAM_", "KAFKA_", "NEIGHBOURS_"))}
+    documented = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", render(), flags=re.M))
+    assert "LOCSTREAM_BROKER_LIB" in ours and ours - documented == set(), ours - documented
