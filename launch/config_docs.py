@@ -166,20 +166,42 @@ def _table(settings: type[BaseSettings]) -> list[str]:
 
 # Read from the environment directly, not through a settings class: the tools around the services, and the tests.
 # tests/locstream_shared/test_config_docs.py finds every such read in the code and looks for it here.
-TOOLS = """## Tools and tests: read from the environment directly
-
-| variable | read by | meaning |
-|---|---|---|
-| `LOCSTREAM_TOKEN` | `locstream replay` | the bearer token, when `--token` is not given |
-| `LOCSTREAM_BROKER_LIB` | `locstream broker`, the tests | a directory of the Kafka broker's jars to use instead of fetching them with Maven into `broker/target/lib` |
-| `LOCSTREAM_KEYCLOAK_JAVA_HOME` | `launch/keycloak.py` (the identity-provider tests) | a JDK 21+ for Keycloak; else `JAVA_HOME`, else the newest JDK under `/usr/lib/jvm` |
-| `LOCSTREAM_CHROMIUM` | the browser tests, `bench map-page` | the Chromium binary Playwright drives (default `/usr/bin/chromium`; nothing is downloaded) |
-| `LOCSTREAM_TEST_POSTGRES_DSN` | the tests | an admin DSN of a PostgreSQL server to use instead of starting a throwaway cluster |
-| `LOCSTREAM_TEST_ARTIFACTS` | the tests | where screenshots and measurements go (default `test-artifacts/`) |
-| `LOCSTREAM_FAULT_COMMAND` | `tests/faults` | a command that hurts the brokers of the cluster at `KAFKA_BOOTSTRAP_SERVERS` ([operations.md](operations.md)) instead of a local three-node cluster |
-| `KAFKA_BOOTSTRAP_SERVERS` | the tests | a broker already running, instead of one the tests start |
-| `NEIGHBOURS_ONLY` | `tests/neighbours` | run only the noisy-neighbour phases named, separated by `\\|` (to measure or profile one) |
-"""
+TOOLS: list[tuple[str, str, str]] = [
+    ("LOCSTREAM_TOKEN", "`locstream replay`", "the bearer token, when `--token` is not given"),
+    (
+        "LOCSTREAM_BROKER_LIB",
+        "`locstream broker`, the tests",
+        "a directory of the Kafka broker's jars to use instead of fetching them with Maven into `broker/target/lib`",
+    ),
+    (
+        "LOCSTREAM_KEYCLOAK_JAVA_HOME",
+        "`launch/keycloak.py` (the identity-provider tests)",
+        "a JDK 21+ for Keycloak; else `JAVA_HOME`, else the newest JDK under `/usr/lib/jvm`",
+    ),
+    (
+        "LOCSTREAM_CHROMIUM",
+        "the browser tests, `bench map-page`",
+        "the Chromium binary Playwright drives (default `/usr/bin/chromium`; nothing is downloaded)",
+    ),
+    (
+        "LOCSTREAM_TEST_POSTGRES_DSN",
+        "the tests",
+        "an admin DSN of a PostgreSQL server to use instead of starting a throwaway cluster",
+    ),
+    ("LOCSTREAM_TEST_ARTIFACTS", "the tests", "where screenshots and measurements go (default `test-artifacts/`)"),
+    (
+        "LOCSTREAM_FAULT_COMMAND",
+        "`tests/faults`",
+        "a command that hurts the brokers of the cluster at `KAFKA_BOOTSTRAP_SERVERS` ([operations.md](operations.md))"
+        " instead of a local three-node cluster",
+    ),
+    ("KAFKA_BOOTSTRAP_SERVERS", "the tests", "a broker already running, instead of one the tests start"),
+    (
+        "NEIGHBOURS_ONLY",
+        "`tests/neighbours`",
+        "run only the noisy-neighbour phases named, separated by `\\|` (to measure or profile one)",
+    ),
+]
 
 
 def render() -> str:
@@ -193,7 +215,9 @@ def render() -> str:
         parts.append("\n".join(_table(settings)) + "\n")
         if settings is AuthSettings:
             parts.append(AUTH_EXAMPLE)
-    parts.append(TOOLS)
+    parts.append("## Tools and tests: read from the environment directly\n")
+    rows = [f"| `{name}` | {reader} | {meaning} |" for name, reader, meaning in TOOLS]
+    parts.append("\n".join(["| variable | read by | meaning |", "|---|---|---|", *rows]) + "\n")
     return "\n".join(parts)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from fastapi import APIRouter, FastAPI, Request, Response, WebSocket
+from fastapi.middleware.cors import CORSMiddleware
 
 from locstream.auth import TokenVerifier
 from locstream.fences import FenceRegistry
@@ -184,6 +185,13 @@ def install(app: FastAPI, settings: EdgeSettings) -> Edge:
     app.state.websocket_takeover = edge.sessions  # locstream/serve.py hands it the live feed's upgrades
     app.include_router(router)
     install_map_page(app)
+    if settings.allowed_origins:  # a map on a listed origin polls /locations/active with its bearer token
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.allowed_origins,
+            allow_methods=["GET"],
+            allow_headers=["Authorization"],
+        )
     return edge
 
 

@@ -29,7 +29,8 @@ class EdgeSettings(ConsumingServiceSettings):
     (4001)."""
     allowed_origins: list[str] = Field(default_factory=list)
     """Browser origins allowed to connect besides the edge's own (an Origin header naming this host); "*" allows
-    any. Clients that send no Origin (not browsers) are not affected."""
+    any. Clients that send no Origin (not browsers) are not affected. The same origins may read the polling
+    fallback (/technicians/locations/active) across origins (CORS)."""
     token_expiry_leeway_seconds: float = Field(default=10.0, ge=0, le=30)
     """At a token's exp plus this many seconds the connection is closed with 4001, unless the client sent a fresh
     token with {"type":"auth"} before."""
