@@ -45,7 +45,9 @@ def test_the_packed_client_installs_and_both_entry_points_import(tmp_path: Path)
     # The hook without React to resolve: refused by its bare specifier, as a browser without an import map would.
     hook = _import(app, "locstream-client/react")
     assert hook.returncode != 0 and "react" in hook.stderr and "ERR_MODULE_NOT_FOUND" in hook.stderr
-    (app / "node_modules/react").symlink_to(WEB / "node_modules/react")  # what a React app has already
+    react = WEB / "node_modules/react"
+    assert react.exists(), "npm ci --prefix ws_edge/web (make test does) installs React for this test"
+    (app / "node_modules/react").symlink_to(react)  # what a React app has already
     hook = _import(app, "locstream-client/react")
     assert hook.returncode == 0, hook.stderr
     assert "useTechnicianLocations" in json.loads(hook.stdout)
