@@ -11,6 +11,7 @@ import httpx
 from locstream.settings import AuthSettings, DataSettings, KafkaSettings
 from projector.app import create_app
 from projector.settings import ProjectorSettings
+from tests.support.cors import assert_listed_origin_may_read_with_its_token, assert_no_grant, preflight
 
 MAP = "http://map.example:8003"
 HISTORY = "/api/v1/field-service/technicians/tech-ada/location-history"
@@ -26,26 +27,15 @@ def _client(tmp_path: Path, origins: list[str]) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(settings)), base_url="http://projector")
 
 
-def _preflight(origin: str) -> dict[str, str]:
-    return {"Origin": origin, "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization"}
-
-
 async def test_a_listed_origin_may_send_its_bearer_token_and_read_the_answer(tmp_path: Path) -> None:
     async with _client(tmp_path, [MAP]) as client:
-        preflight = await client.options(HISTORY, headers=_preflight(MAP))
-        assert preflight.status_code == 200
-        assert preflight.headers["access-control-allow-origin"] == MAP
-        assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
-        refused = await client.get(HISTORY, headers={"Origin": MAP})  # no token: 401, readable by the page
-        assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == MAP
+        await assert_listed_origin_may_read_with_its_token(client, HISTORY, MAP)
 
 
 async def test_another_origin_or_no_list_gets_no_cors_headers(tmp_path: Path) -> None:
     async with _client(tmp_path, [MAP]) as client:
-        other = await client.options(HISTORY, headers=_preflight("http://evil.example"))
-        assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
-        write = await client.options(HISTORY, headers={**_preflight(MAP), "Access-Control-Request-Method": "DELETE"})
+        await assert_no_grant(client, HISTORY, "http://evil.example")
+        write = await client.options(HISTORY, headers=preflight(MAP, method="DELETE"))
         assert write.status_code == 400  # GET only
     async with _client(tmp_path, []) as client:
-        answer = await client.get(HISTORY, headers={"Origin": MAP})
-        assert answer.status_code == 401 and "access-control-allow-origin" not in answer.headers
+        await assert_no_grant(client, HISTORY, MAP)

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 
 from locstream.settings import AuthSettings, DataSettings, KafkaSettings
+from tests.support.cors import assert_listed_origin_may_read_with_its_token, assert_no_grant
 from ws_edge.app import create_app
 from ws_edge.settings import EdgeSettings
 
@@ -26,25 +27,13 @@ def _client(tmp_path: Path, origins: list[str]) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(settings)), base_url="http://edge")
 
 
-def _preflight(origin: str) -> dict[str, str]:
-    return {"Origin": origin, "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization"}
-
-
 async def test_a_listed_origin_may_poll_with_its_bearer_token(tmp_path: Path) -> None:
     async with _client(tmp_path, [MAP]) as client:
-        preflight = await client.options(ACTIVE, headers=_preflight(MAP))
-        assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == MAP
-        assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
-        refused = await client.get(ACTIVE, headers={"Origin": MAP})  # no token: 401, readable by the page
-        assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == MAP
+        await assert_listed_origin_may_read_with_its_token(client, ACTIVE, MAP)
 
 
 async def test_an_unlisted_origin_gets_no_cors_grant(tmp_path: Path) -> None:
     async with _client(tmp_path, [MAP]) as client:
-        preflight = await client.options(ACTIVE, headers=_preflight("https://evil.example"))
-        assert "access-control-allow-origin" not in preflight.headers
-        answer = await client.get(ACTIVE, headers={"Origin": "https://evil.example"})
-        assert "access-control-allow-origin" not in answer.headers
+        await assert_no_grant(client, ACTIVE, "https://evil.example")
     async with _client(tmp_path, []) as client:  # nothing listed: same-origin only
-        preflight = await client.options(ACTIVE, headers=_preflight(MAP))
-        assert "access-control-allow-origin" not in preflight.headers
+        await assert_no_grant(client, ACTIVE, MAP)
