@@ -272,7 +272,7 @@ class SqliteProjectionStore:
         unapplied = beyond_stored(events, read.offsets)
         if len(unapplied) < len(events):  # a seek raced a commit: some records were applied already
             batch = group_by_technician(unapplied)
-            crossings = beyond_stored(crossings, read.offsets)
+        crossings = beyond_stored(crossings, read.offsets)
         changed: dict[Key, TechnicianState] = {}
         rows: list[tuple[Any, ...]] = []
         fresh = 0
