@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from launch.certificates import TlsFiles, generate
 from schemas.claims import Role
 from schemas.events import Event
-from tests.support.browser import chromium, shot, sign_in
+from tests.support.browser import chromium, fix_at, shot, sign_in
 from tests.support.events import location
 from tests.support.kafka_io import append, clock_past
 from tests.support.maps import WS_PATH, recv_json
@@ -211,29 +211,22 @@ async def _post_fix(proxied: Proxied, technician: str, latitude: float, longitud
     assert answer.status_code == 202, answer.text
 
 
-def _at(technician: str, lat: float, lon: float) -> str:
-    return (
-        f"(() => {{ const p = window.locstreamMap.at('{technician}'); if (!p) return false;"
-        f" return Math.abs(p[0] - {lat}) < 1e-9 && Math.abs(p[1] - {lon}) < 1e-9; }})()"
-    )
-
-
 async def _map_goes_live_and_survives_each_edge_killed(proxied: Proxied, *flags: str) -> None:
     await _post_fix(proxied, "tech-ada", 6.5244, 3.3792)
     async with chromium(f"--host-resolver-rules=MAP {PUBLIC} 127.0.0.1", *flags) as browser:
         page = await browser.new_page(viewport={"width": 1000, "height": 700})
         token = proxied.stack.token(TENANT, Role.DISPATCHER, ttl=3600)
         await sign_in(page, f"{proxied.public}/map?reconnect_ms=200&max_reconnect_ms=800", token)
-        await page.wait_for_function(_at("tech-ada", 6.5244, 3.3792), timeout=15_000)
+        await page.wait_for_function(fix_at("tech-ada", 6.5244, 3.3792), timeout=15_000)
         await _post_fix(proxied, "tech-ada", 6.5300, 3.3800)  # through the proxy, to either ingest process
-        await page.wait_for_function(_at("tech-ada", 6.53, 3.38), timeout=10_000)
+        await page.wait_for_function(fix_at("tech-ada", 6.53, 3.38), timeout=10_000)
 
         # Kill each edge in turn behind the proxy: the page resumes on the other, and a fix posted meanwhile arrives.
         for number in range(2):
             proxied.edges[number].kill9()
             latitude = 6.54 + number / 100
             await _post_fix(proxied, "tech-ada", latitude, 3.39)
-            await page.wait_for_function(_at("tech-ada", latitude, 3.39), timeout=20_000)
+            await page.wait_for_function(fix_at("tech-ada", latitude, 3.39), timeout=20_000)
             proxied.edges[number] = await proxied.stack.start("ws-edge", port=proxied.edges[number].port)
         await shot(page, f"proxy-map-live-{urlsplit(proxied.public).scheme}")
         assert await page.text_content("#badge") == "Live"

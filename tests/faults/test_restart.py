@@ -96,12 +96,7 @@ class Deployment:
 
     async def caught_up(self) -> bool:
         ends = await end_offsets(self.stack.kafka)
-        store = PostgresProjectionStore(self.dsn, self.stack.kafka.topic)
-        await store.open()
-        try:
-            stored = await store.stored_offsets()
-        finally:
-            await store.close()
+        stored = (await self.stack.snapshot()).offsets  # the projection LOCSTREAM_DATABASE_URL points to
         return all(stored.get(partition, 0) >= end for partition, end in ends.items())
 
     async def history(self, technician: str) -> list[HistoryPoint]:

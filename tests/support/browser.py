@@ -55,3 +55,12 @@ async def shot(page: Page, name: str) -> Path:
     await page.screenshot(path=str(path))
     assert path.stat().st_size > 10_000
     return path
+
+
+def fix_at(technician: str, lat: float, lon: float, *, drawn: bool = False) -> str:
+    """JS: the technician's latest fix (or, ``drawn``, where its marker is drawn now) is at lat, lon."""
+    where = "shown" if drawn else "at"
+    return (
+        f"(() => {{ const p = window.locstreamMap.{where}('{technician}'); if (!p) return false;"
+        f" return Math.abs(p[0] - {lat}) < 1e-9 && Math.abs(p[1] - {lon}) < 1e-9; }})()"
+    )

@@ -20,6 +20,7 @@ from playwright.async_api import Browser, Page, WebSocket
 from schemas.claims import Role
 from schemas.events import Event
 from schemas.geofences import GeofenceDefined, Polygon, fence_cost
+from tests.support.browser import fix_at
 from tests.support.browser import mode as _mode
 from tests.support.browser import shot as _shot
 from tests.support.events import location, profile
@@ -107,15 +108,6 @@ async def _open_map(browser: Browser, fleet: Fleet, role: Role = Role.DISPATCHER
     return page
 
 
-def _at(technician: str, lat: float, lon: float, *, drawn: bool = False) -> str:
-    """JS: the technician's latest fix (or, ``drawn``, where its marker is drawn now) is at lat, lon."""
-    where = "shown" if drawn else "at"
-    return (
-        f"(() => {{ const p = window.locstreamMap.{where}('{technician}'); if (!p) return false;"
-        f" return Math.abs(p[0] - {lat}) < 1e-9 && Math.abs(p[1] - {lon}) < 1e-9; }})()"
-    )
-
-
 def _in_view(technician: str) -> str:
     return (
         f"(() => {{ const m = window.locstreamMap, p = m.shown('{technician}');"
@@ -133,11 +125,13 @@ async def test_the_map_shows_live_and_a_posted_fix_moves_its_marker_within_a_sec
     before = await page.evaluate("window.locstreamMap.shown('tech-ada')")
     await fleet.post("tech-ada", 6.6, 3.5)
     posted = time.monotonic()
-    await page.wait_for_function(_at("tech-ada", 6.6, 3.5), timeout=1_000)
+    await page.wait_for_function(fix_at("tech-ada", 6.6, 3.5), timeout=1_000)
     assert time.monotonic() - posted <= 1.0
     assert await page.evaluate("window.locstreamMap.shown('tech-ada')") != before  # on its way
-    await page.wait_for_function(_at("tech-ada", 6.6, 3.5, drawn=True), timeout=11_000)  # a glide ends where the fix is
-    assert await page.evaluate(_at("tech-bola", *LAGOS["tech-bola"], drawn=True))  # the others stayed
+    await page.wait_for_function(
+        fix_at("tech-ada", 6.6, 3.5, drawn=True), timeout=11_000
+    )  # a glide ends where the fix is
+    assert await page.evaluate(fix_at("tech-bola", *LAGOS["tech-bola"], drawn=True))  # the others stayed
     await _shot(page, "live")
 
 
@@ -156,11 +150,11 @@ async def test_stopping_the_feed_shows_disconnected_then_polling_then_live_with_
     assert seen[0] == "disconnected" and "polling" in seen, seen
     await _shot(page, "polling")
     await fleet.post("tech-bola", 6.47, 3.42)  # while the feed is down: polling shows it
-    await page.wait_for_function(_at("tech-bola", 6.47, 3.42), timeout=10_000)
+    await page.wait_for_function(fix_at("tech-bola", 6.47, 3.42), timeout=10_000)
     await fleet.restart_feed()
     await fleet.post("tech-ada", 6.61, 3.51)
     await _mode(page, "live", timeout=30_000)
-    await page.wait_for_function(_at("tech-ada", 6.61, 3.51), timeout=10_000)
+    await page.wait_for_function(fix_at("tech-ada", 6.61, 3.51), timeout=10_000)
     async with httpx.AsyncClient(timeout=10) as client:
         table = (
             await client.get(
@@ -169,7 +163,7 @@ async def test_stopping_the_feed_shows_disconnected_then_polling_then_live_with_
             )
         ).json()
     for entry in table:  # every technician where the service has it: nothing missed while the feed was down
-        assert await page.evaluate(_at(entry["technician_id"], entry["latitude"], entry["longitude"])), entry
+        assert await page.evaluate(fix_at(entry["technician_id"], entry["latitude"], entry["longitude"])), entry
     await _shot(page, "live-again")
 
 
@@ -183,7 +177,7 @@ async def test_the_viewport_filter_hides_technicians_outside_it(stack: Stack, br
     assert shown == sorted(LAGOS)
     await fleet.post("tech-dora", 52.53, 13.41)  # outside the view: still not shown
     await fleet.post("tech-ada", 6.55, 3.39)
-    await page.wait_for_function(_at("tech-ada", 6.55, 3.39), timeout=5_000)
+    await page.wait_for_function(fix_at("tech-ada", 6.55, 3.39), timeout=5_000)
     assert await page.evaluate("!window.locstreamMap.fleet.tracks.has('tech-dora')")
     await _shot(page, "viewport")
 
@@ -207,7 +201,7 @@ async def test_a_replay_from_the_panel_plays_to_its_end(stack: Stack, browser: B
     await page.wait_for_function(
         "document.getElementById('replay-status').textContent.startsWith('replay done')", timeout=20_000
     )
-    assert await page.evaluate(_at("tech-ada", 6.5744, 3.3792))  # where the last replayed fix put it
+    assert await page.evaluate(fix_at("tech-ada", 6.5744, 3.3792))  # where the last replayed fix put it
     await _shot(page, "replay")
 
 
@@ -281,7 +275,7 @@ async def test_a_tenant_with_many_fences_gets_its_views_fences_and_another_place
     assert not await page.evaluate("window.locstreamMap.map.getBounds().pad(0.5).contains([-18.14, 178.44])")
     await page.wait_for_function("window.locstreamMap.fences.size === 40")
     await fleet.post("tech-ada", lat + 0.001, lon)  # its frame comes after the whole answer: nothing more is on the way
-    await page.wait_for_function(_at("tech-ada", lat + 0.001, lon))
+    await page.wait_for_function(fix_at("tech-ada", lat + 0.001, lon))
     drawn = await page.evaluate("[...window.locstreamMap.fences.keys()].sort()")
     assert drawn == [fence.geofence_id for fence in lagos]  # its view's, none of Suva's
     # void: setView returns the map, which Playwright would serialise with every layer (34 s here)
@@ -412,13 +406,13 @@ async def test_a_trail_matches_the_history_and_grows_live_and_a_backfilled_fix_j
 
     later = (start + timedelta(minutes=8)).isoformat()  # 3 min after the last: a glide of the longest (10 s)
     await fleet.post("tech-trail", 52.532, 13.34, recorded_at=later)
-    await page.wait_for_function(_at("tech-trail", 52.532, 13.34))
-    assert not await page.evaluate(_at("tech-trail", 52.532, 13.34, drawn=True)), "a live fix glides"
+    await page.wait_for_function(fix_at("tech-trail", 52.532, 13.34))
+    assert not await page.evaluate(fix_at("tech-trail", 52.532, 13.34, drawn=True)), "a live fix glides"
     await page.wait_for_function("window.locstreamMap.trails.points('tech-trail', Date.now()).length === 7")
     backfilled = (start + timedelta(minutes=9)).isoformat()
     await fleet.post("tech-trail", 52.536, 13.35, recorded_at=backfilled, backfill=True)
-    await page.wait_for_function(_at("tech-trail", 52.536, 13.35))
-    assert await page.evaluate(_at("tech-trail", 52.536, 13.35, drawn=True)), (
+    await page.wait_for_function(fix_at("tech-trail", 52.536, 13.35))
+    assert await page.evaluate(fix_at("tech-trail", 52.536, 13.35, drawn=True)), (
         "a backfilled fix is drawn where it is at once"
     )
     assert await page.evaluate("window.locstreamMap.trails.points('tech-trail', Date.now()).length") == 8
@@ -435,8 +429,8 @@ async def test_follow_keeps_the_technician_in_view_through_20_updates_until_the_
     lat, lon = LAGOS["tech-ada"]
     for step in range(1, 21):  # 20 fixes, each ~1.1 km further east: a few hundred pixels at the zoom it opened at
         await fleet.post("tech-ada", lat, lon + step * 0.01)
-        await page.wait_for_function(_at("tech-ada", lat, lon + step * 0.01))
-        await page.wait_for_function(_at("tech-ada", lat, lon + step * 0.01, drawn=True), timeout=15_000)
+        await page.wait_for_function(fix_at("tech-ada", lat, lon + step * 0.01))
+        await page.wait_for_function(fix_at("tech-ada", lat, lon + step * 0.01, drawn=True), timeout=15_000)
         assert await page.evaluate(_in_view("tech-ada")), f"out of view after update {step}"
     assert await page.evaluate("window.locstreamMap.following") == "tech-ada"
     assert await page.evaluate("(p) => window.locstreamMap.map.getBounds().contains(p)", [lat, lon]) is False
@@ -513,10 +507,10 @@ async def test_status_chips_send_a_subscribe_and_change_what_arrives(stack: Stac
     assert subscribes and '"status":["available","en_route","break","offline"]' in subscribes[-1], subscribes
     await fleet.post("tech-ada", 6.53, 3.38)  # not what the chips ask for: it does not arrive
     await fleet.post("tech-bola", 6.46, 3.41)
-    await page.wait_for_function(_at("tech-bola", 6.46, 3.41))
+    await page.wait_for_function(fix_at("tech-bola", 6.46, 3.41))
     assert await page.evaluate("!window.locstreamMap.fleet.tracks.has('tech-ada')")
     await page.click("#chips [data-status=on_job]")
-    await page.wait_for_function(_at("tech-ada", 6.53, 3.38))
+    await page.wait_for_function(fix_at("tech-ada", 6.53, 3.38))
     assert '"status"' not in sent[-1] or "on_job" in sent[-1]
 
 
