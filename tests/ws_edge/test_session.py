@@ -265,3 +265,48 @@ async def _text_frame(reader: asyncio.StreamReader) -> bytes:
     elif size == 127:
         size = int.from_bytes(await reader.readexactly(8))
     return await reader.readexactly(size)
+
+
+async def test_a_crowd_closing_at_once_gets_each_its_own_code_back_and_is_forgotten(stack: Stack) -> None:
+    """200 clients send their close frames at the same moment: the edge answers them a few per turn of its loop
+    (``ws_edge/turn_budget.py``), each with the code it sent, and forgets every one. A client whose message is cut
+    where its next piece starts with a close frame's first byte is read on, in order, not taken for a closing one."""
+    edge = await stack.start("ws-edge")
+    token = stack.token("tenant-a")
+
+    async def stats() -> dict[str, int]:
+        async with httpx.AsyncClient(base_url=edge.url, headers=edge.admin_headers) as http:
+            return dict((await http.get("/api/v1/field-service/ws/stats")).json())
+
+    async def opened() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer, head = await _raw_upgrade(edge.port, token, "")
+        assert head.startswith("http/1.1 101")
+        assert b'"connected"' in await _text_frame(reader) and b'"initial_state"' in await _text_frame(reader)
+        return reader, writer
+
+    crowd = await asyncio.gather(*(opened() for _ in range(200)))
+    go = asyncio.Event()
+
+    async def close(i: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
+        await go.wait()
+        writer.write(_masked(Opcode.CLOSE, (4000 + i).to_bytes(2, "big")))
+        try:
+            return await _close_code(reader)
+        finally:
+            writer.close()
+
+    closing = [asyncio.create_task(close(i, *pair)) for i, pair in enumerate(crowd)]
+    go.set()
+    assert await asyncio.gather(*closing) == [4000 + i for i in range(200)]
+    assert await eventually(lambda: _active(stats, 0), timeout=10, what="the closed clients to be forgotten")
+
+    reader, writer = await opened()
+    mask = bytes((ord("p") ^ 0x88, 0, 0, 0))  # "ping" masked so that its payload starts with 0x88
+    pong = b'{"type":"pong"}'
+    writer.write(_masked(Opcode.TEXT, b"ping") + bytes((0x81, 0x84)) + mask)  # a ping, and the next one's head
+    assert await asyncio.wait_for(_text_frame(reader), 10) == pong  # so the edge read up to that head
+    writer.write(bytes(a ^ b for a, b in zip(b"ping", mask, strict=True)))  # the edge's next read starts with 0x88
+    assert await asyncio.wait_for(_text_frame(reader), 10) == pong
+    writer.write(_masked(Opcode.TEXT, b"ping"))  # and it reads on
+    assert await asyncio.wait_for(_text_frame(reader), 10) == pong
+    writer.close()
