@@ -18,6 +18,8 @@ from aiokafka.errors import KafkaConnectionError, NodeNotReadyError, RequestTime
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import CompactArray, CompactString, Int16, Int32, Int64, Schema, TaggedFields
 
+from locstream.kafka import metadata
+
 T = TypeVar("T")
 METADATA_TOPIC = "__cluster_metadata"  # KRaft's own log: its partition 0 is the quorum
 
@@ -143,15 +145,14 @@ async def describe(admin: AIOKafkaAdminClient, topics: list[str] | None = None, 
     aiokafka's admin asks a random broker of its metadata, which still lists a broker that just died: a call that
     finds its node down is asked again (another random pick) up to ``attempts`` times.
     """
-    cluster = await _again(admin.describe_cluster, attempts)
-    described = await _again(lambda: admin.describe_topics(topics), attempts)
+    cluster = await _again(lambda: metadata(admin, topics), attempts)
     try:
         answer = await _again(lambda: admin._send_request(DescribeQuorumRequest()), attempts)  # no public way
         quorum: Quorum | None = quorum_from(answer.to_object())
     except Exception:  # an old broker, or no quorum right now: the rest still tells a lot
         quorum = None
     brokers = tuple(sorted(b["node_id"] for b in cluster["brokers"]))
-    return ClusterView(brokers, quorum, partitions_from(described))
+    return ClusterView(brokers, quorum, partitions_from(cluster["topics"]))
 
 
 async def describe_at(bootstrap: str, topics: list[str] | None = None, seconds: float = 15.0) -> ClusterView:
