@@ -23,7 +23,7 @@ from typing import Any
 
 from domain.identity import EventIdentity, identity
 from domain.position import Position
-from schemas.events import Event, LocationRecorded, TechnicianUpdated
+from schemas.events import Event, LocationRecorded, TechnicianUpdated, fix_fields_of
 
 UNKNOWN_STATUS = "unknown"
 
@@ -33,6 +33,9 @@ Stamp = tuple[datetime, Position]  # (recorded_at, position): the order in which
 
 @dataclass(frozen=True, slots=True)
 class Fix:
+    """The technician's winning fix: its values (one attribute per ``schemas.events.FIX_FIELD_NAMES``; a test holds
+    them equal), its device time and its place in the log."""
+
     latitude: float
     longitude: float
     recorded_at: datetime
@@ -77,17 +80,10 @@ def apply(state: TechnicianState | None, event: Event, position: Position) -> Te
         return replace(
             state,
             fix=Fix(
-                latitude=data.latitude,
-                longitude=data.longitude,
                 recorded_at=event.recorded_at,
                 position=position,
-                accuracy_meters=data.accuracy_meters,
-                altitude=data.altitude,
-                speed_kmh=data.speed_kmh,
-                heading=data.heading,
-                activity=data.activity,
-                job_id=data.job_id,
                 battery_percent=_battery(data.metadata),
+                **fix_fields_of(data),
             ),
         )
     assert isinstance(event, TechnicianUpdated)

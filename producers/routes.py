@@ -1,6 +1,6 @@
 """The ingest endpoints (the seed's URLs plus the batch). The tenant comes only from the verified token.
 
-Every write goes the same way (``_Ingest``): role, body type and size, strict decoding, rate limits, per-fix
+Every write goes the same way (``Ingest``): role, body type and size, strict decoding, rate limits, per-fix
 checks, then one publish that answers 202 only once Kafka acknowledged every event it carries, 503 otherwise.
 """
 
@@ -48,7 +48,7 @@ from producers.recent import RecentFixes
 from producers.settings import ProducersSettings
 from schemas.claims import WRITER_ROLES, Role, TokenClaims, only_technician
 from schemas.cursor import Cursor
-from schemas.events import Event, LocationData, LocationRecorded, TechnicianData, TechnicianUpdated
+from schemas.events import Event, LocationData, LocationRecorded, TechnicianData, TechnicianUpdated, fix_fields_of
 
 T = TypeVar("T")
 
@@ -224,18 +224,7 @@ class EventHeader:
 
 
 def location_event(envelope: EventHeader, fix: LocationFixBody | BatchFix) -> LocationRecorded:
-    data = LocationData(
-        latitude=fix.latitude,
-        longitude=fix.longitude,
-        accuracy_meters=fix.accuracy_meters,
-        altitude=fix.altitude,
-        speed_kmh=fix.speed_kmh,
-        heading=fix.heading,
-        activity=fix.activity,
-        job_id=fix.job_id,
-        backfill=fix.backfill,
-        metadata=fix.metadata,
-    )
+    data = LocationData(**fix_fields_of(fix), backfill=fix.backfill, metadata=fix.metadata)
     return LocationRecorded(
         event_id=envelope.event_id,
         tenant_id=envelope.tenant_id,

@@ -6,8 +6,9 @@ batch and one UTC day of device time into a single row, so a backlog of 10,000 e
 in live operation batches are small and a chunk holds one or a few events. Pure functions; the store does the I/O.
 
 An item is a JSON array; its first four fields say which event it is and where it sits in the log:
-``[recorded_at µs, event_id hex, partition, offset, kind, ...]`` followed, for a fix, by latitude, longitude,
-accuracy_meters, altitude, speed_kmh, heading, activity, job_id; for a profile update, by name and status.
+``[recorded_at µs, event_id hex, partition, offset, kind, ...]`` followed, for a fix, by its values in
+``FIX_FIELD_NAMES`` order (``schemas/events.py``; an item written before a field was added lacks it: None); for a
+profile update, by name and status.
 ``(recorded_at, event_id)`` is the event's identity within its technician: a retry repeats both.
 """
 
@@ -23,10 +24,11 @@ import orjson
 
 from domain.position import Position
 from projector.store import HistoryPoint, from_micros, to_micros
-from schemas.events import Event, LocationRecorded, TechnicianUpdated
+from schemas.events import Event, LocationRecorded, TechnicianUpdated, fix_values
 
 DAY_US = 86_400_000_000
 FIX, PROFILE = 0, 1
+_VALUES_AT = 5  # where an item's own values begin, after its identity, its place in the log and its kind
 
 Item = list[Any]
 ChunkKey = tuple[int, str]  # (recorded_at µs, event_id hex)
@@ -45,22 +47,7 @@ class Chunk:
 def item_of(event: Event, position: Position) -> Item:
     recorded_at = to_micros(event.recorded_at)
     if isinstance(event, LocationRecorded):
-        d = event.data
-        return [
-            recorded_at,
-            event.event_id.hex,
-            position.partition,
-            position.offset,
-            FIX,
-            d.latitude,
-            d.longitude,
-            d.accuracy_meters,
-            d.altitude,
-            d.speed_kmh,
-            d.heading,
-            d.activity,
-            d.job_id,
-        ]
+        return [recorded_at, event.event_id.hex, position.partition, position.offset, FIX, *fix_values(event.data)]
     assert isinstance(event, TechnicianUpdated)
     return [
         recorded_at,
@@ -118,15 +105,4 @@ def newest_fixes(chunks: Iterable[tuple[int, bytes]], start: int, end: int, limi
 
 
 def _point(item: Item) -> HistoryPoint:
-    return HistoryPoint(
-        event_id=str(UUID(hex=item[1])),
-        latitude=item[5],
-        longitude=item[6],
-        accuracy_meters=item[7],
-        altitude=item[8],
-        speed_kmh=item[9],
-        heading=item[10],
-        activity=item[11],
-        job_id=item[12],
-        recorded_at=from_micros(item[0]),
-    )
+    return HistoryPoint.of(str(UUID(hex=item[1])), from_micros(item[0]), item[_VALUES_AT:])

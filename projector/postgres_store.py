@@ -30,12 +30,13 @@ from projector.store import (
     beyond_stored,
     crossing_to_row,
     event_to_row,
+    fix_column_definitions,
     plan_batch,
     schema_upgrade,
     state_from_row,
     state_to_row,
 )
-from schemas.events import Crossed, Event
+from schemas.events import FIX_FIELD_NAMES, FIX_FIELDS, Crossed, Event
 
 log = logging.getLogger(__name__)
 _LOCK_MIGRATE = 7_345_001  # advisory lock key for schema changes
@@ -49,15 +50,13 @@ def _tables(generation: int) -> list[str]:
             tenant_id text NOT NULL, technician_id text NOT NULL,
             name text, name_at timestamptz, name_partition int, name_offset bigint,
             status text NOT NULL, status_at timestamptz, status_partition int, status_offset bigint,
-            latitude float8, longitude float8, accuracy_meters float8, altitude float8, speed_kmh float8,
-            heading float8, activity text, job_id text, last_update timestamptz, fix_partition int, fix_offset bigint,
+            {fix_column_definitions(_TYPES)}, last_update timestamptz, fix_partition int, fix_offset bigint,
             PRIMARY KEY (tenant_id, technician_id))""",
         # The primary key is the event's identity (a retry repeats it) and serves the history queries too.
         f"""CREATE TABLE IF NOT EXISTS events_g{g} (
             event_id uuid NOT NULL, tenant_id text NOT NULL, technician_id text NOT NULL, type text NOT NULL,
             recorded_at timestamptz NOT NULL, received_at timestamptz NOT NULL, partition int NOT NULL,
-            offset_ bigint NOT NULL, latitude float8, longitude float8, accuracy_meters float8, altitude float8,
-            speed_kmh float8, heading float8, activity text, job_id text, name text, status text,
+            offset_ bigint NOT NULL, {fix_column_definitions(_TYPES)}, name text, status text,
             PRIMARY KEY (tenant_id, technician_id, recorded_at, event_id))""",
         f"CREATE INDEX IF NOT EXISTS events_g{g}_by_time ON events_g{g} (recorded_at)",
         f"""CREATE TABLE IF NOT EXISTS offsets_g{g} (
@@ -71,6 +70,8 @@ def _tables(generation: int) -> list[str]:
     ]
 
 
+_TYPES = {"float": "float8", "str": "text"}  # a fix value's column type, by its kind
+# The history's columns' types (EVENT_COLUMNS), for the batch insert's unnest.
 _EVENT_TYPES = (
     "uuid",
     "text",
@@ -80,14 +81,7 @@ _EVENT_TYPES = (
     "timestamptz",
     "int",
     "bigint",
-    "float8",
-    "float8",
-    "float8",
-    "float8",
-    "float8",
-    "float8",
-    "text",
-    "text",
+    *(_TYPES[field.kind] for field in FIX_FIELDS),
     "text",
     "text",
 )
@@ -188,8 +182,8 @@ class PostgresProjectionStore:
             if known is None:
                 return None
             rows = await conn.fetch(
-                f"SELECT event_id, latitude, longitude, accuracy_meters, altitude, speed_kmh, heading, activity,"
-                f" job_id, recorded_at FROM events_g{g} WHERE tenant_id = $1 AND technician_id = $2"
+                f"SELECT event_id, recorded_at, {', '.join(FIX_FIELD_NAMES)} FROM events_g{g}"
+                f" WHERE tenant_id = $1 AND technician_id = $2"
                 f" AND type = 'location_recorded' AND ($3::timestamptz IS NULL OR recorded_at >= $3)"
                 f" AND ($4::timestamptz IS NULL OR recorded_at < $4)"
                 f" ORDER BY recorded_at DESC, partition DESC, offset_ DESC LIMIT $5",
@@ -199,7 +193,7 @@ class PostgresProjectionStore:
                 end,
                 limit,
             )
-        return [HistoryPoint(str(row[0]), *tuple(row)[1:]) for row in rows]
+        return [HistoryPoint.of(str(row[0]), row[1], tuple(row)[2:]) for row in rows]
 
     async def apply_batch(
         self,

@@ -33,6 +33,7 @@ from projector.store import (
     Snapshot,
     beyond_stored,
     crossing_to_row,
+    fix_column_definitions,
     from_micros,
     plan_batch,
     schema_upgrade,
@@ -46,6 +47,9 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
+_TYPES = {"float": "REAL", "str": "TEXT"}  # a fix value's column type, by its kind
+
+
 def _tables(generation: int) -> str:
     g = int(generation)
     return f"""
@@ -53,8 +57,7 @@ CREATE TABLE IF NOT EXISTS technicians_g{g} (
     tenant_id TEXT NOT NULL, technician_id TEXT NOT NULL,
     name TEXT, name_at INTEGER, name_partition INTEGER, name_offset INTEGER,
     status TEXT NOT NULL, status_at INTEGER, status_partition INTEGER, status_offset INTEGER,
-    latitude REAL, longitude REAL, accuracy_meters REAL, altitude REAL, speed_kmh REAL, heading REAL,
-    activity TEXT, job_id TEXT, last_update INTEGER, fix_partition INTEGER, fix_offset INTEGER,
+    {fix_column_definitions(_TYPES)}, last_update INTEGER, fix_partition INTEGER, fix_offset INTEGER,
     PRIMARY KEY (tenant_id, technician_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS history_g{g} (

@@ -1,10 +1,12 @@
 """The projection's storage contract, shared by the SQLite and PostgreSQL backends.
 
-Three tables per *generation* (``rebuild`` fills a new generation, then switches to it in one transaction):
+Four tables per *generation* (``rebuild`` fills a new generation, then switches to it in one transaction):
 
 - ``technicians_g{n}``: the current state of each (tenant, technician);
-- ``events_g{n}``: every event applied, unique by ``(event_id, tenant_id)`` (the history, and the de-duplication
-  of retries; event ids come from clients, so one tenant's id never hides another tenant's event);
+- the history, every event applied, unique by ``(event_id, tenant_id)`` (and the de-duplication of retries; event
+  ids come from clients, so one tenant's id never hides another tenant's event): ``events_g{n}`` on PostgreSQL, a
+  row per event; ``history_g{n}`` on SQLite, a technician's events of a batch and a day packed in one row
+  (``projector/history_chunks.py``);
 - ``offsets_g{n}``: the next offset per partition, written in the same transaction as the rows it produced;
 - ``crossings_g{n}``: every geofence crossing (``geofence_entered``/``geofence_exited``), unique by event id, from
   which a job's time on site is computed (``domain.visits``).
@@ -29,12 +31,21 @@ from typing import Any, Protocol, TypeVar
 from domain.position import Position
 from domain.projection import Fix, Key, Stamp, TechnicianState, apply
 from domain.visits import Crossing
-from schemas.events import Crossed, Event, GeofenceEntered, LocationRecorded, TechnicianUpdated
+from schemas.events import (
+    FIX_FIELD_NAMES,
+    FIX_FIELDS,
+    Crossed,
+    Event,
+    GeofenceEntered,
+    LocationRecorded,
+    TechnicianUpdated,
+    fix_values,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-STATE_COLUMNS = (
+PROFILE_COLUMNS = (
     "tenant_id",
     "technician_id",
     "name",
@@ -45,18 +56,9 @@ STATE_COLUMNS = (
     "status_at",
     "status_partition",
     "status_offset",
-    "latitude",
-    "longitude",
-    "accuracy_meters",
-    "altitude",
-    "speed_kmh",
-    "heading",
-    "activity",
-    "job_id",
-    "last_update",
-    "fix_partition",
-    "fix_offset",
 )
+FIX_PLACE_COLUMNS = ("last_update", "fix_partition", "fix_offset")  # the fix's device time and place in the log
+STATE_COLUMNS = (*PROFILE_COLUMNS, *FIX_FIELD_NAMES, *FIX_PLACE_COLUMNS)
 SCHEMA_VERSION = 2  # 2: event ids unique per tenant; SQLite keeps ids as 16 bytes and times as integers
 
 
@@ -81,17 +83,15 @@ EVENT_COLUMNS = (
     "received_at",
     "partition",
     "offset_",
-    "latitude",
-    "longitude",
-    "accuracy_meters",
-    "altitude",
-    "speed_kmh",
-    "heading",
-    "activity",
-    "job_id",
+    *FIX_FIELD_NAMES,
     "name",
     "status",
 )
+
+
+def fix_column_definitions(types: dict[str, str]) -> str:
+    """The fix's value columns of a table: ``types`` maps a field's kind (float, str) to the backend's type."""
+    return ", ".join(f"{field.name} {types[field.kind]}" for field in FIX_FIELDS)
 
 
 class GenerationChangedError(Exception):
@@ -120,7 +120,8 @@ class BatchResult:
 
 @dataclass(frozen=True)
 class HistoryPoint:
-    """One recorded fix, as the seed's location-history endpoint lists it."""
+    """One recorded fix, as the seed's location-history endpoint lists it (a flat JSON object: its attributes are
+    the response's fields, so they are spelled out; a test holds them to ``FIX_FIELD_NAMES``)."""
 
     event_id: str
     latitude: float
@@ -132,6 +133,12 @@ class HistoryPoint:
     activity: str | None
     job_id: str | None
     recorded_at: datetime
+
+    @classmethod
+    def of(cls, event_id: str, recorded_at: datetime, values: Iterable[Any]) -> HistoryPoint:
+        """From the fix's values in ``FIX_FIELD_NAMES`` order; a row older than a field has None for it."""
+        named = {name: None for name in FIX_FIELD_NAMES} | dict(zip(FIX_FIELD_NAMES, values, strict=False))
+        return cls(event_id=event_id, recorded_at=recorded_at, **named)
 
 
 class ProjectionStore(Protocol):
@@ -189,21 +196,9 @@ def state_to_row(state: TechnicianState, when: Callable[[datetime], Any] = _same
     """Column values; ``when`` converts times to what the backend stores (datetimes by default)."""
     fix = state.fix
     fix_cols: tuple[Any, ...] = (
-        (
-            fix.latitude,
-            fix.longitude,
-            fix.accuracy_meters,
-            fix.altitude,
-            fix.speed_kmh,
-            fix.heading,
-            fix.activity,
-            fix.job_id,
-            when(fix.recorded_at),
-            fix.position.partition,
-            fix.position.offset,
-        )
+        (*fix_values(fix), when(fix.recorded_at), fix.position.partition, fix.position.offset)
         if fix is not None
-        else (None,) * 11
+        else (None,) * (len(FIX_FIELD_NAMES) + len(FIX_PLACE_COLUMNS))
     )
     return (
         state.tenant_id,
@@ -218,50 +213,24 @@ def state_to_row(state: TechnicianState, when: Callable[[datetime], Any] = _same
 
 def state_from_row(row: Sequence[Any], when: Callable[[Any], datetime] = _same) -> TechnicianState:
     """The inverse of ``state_to_row``; ``when`` turns a stored time back into a datetime."""
-    (
-        tenant_id,
-        technician_id,
-        name,
-        name_at,
-        name_p,
-        name_o,
-        status,
-        status_at,
-        status_p,
-        status_o,
-        lat,
-        lon,
-        acc,
-        alt,
-        speed,
-        heading,
-        activity,
-        job_id,
-        last_update,
-        fix_p,
-        fix_o,
-    ) = row
+    named = dict(zip(STATE_COLUMNS, row, strict=True))
     fix = None
-    if last_update is not None:
+    if named["last_update"] is not None:
         fix = Fix(
-            latitude=lat,
-            longitude=lon,
-            recorded_at=when(last_update),
-            position=Position(fix_p, fix_o),
-            accuracy_meters=acc,
-            altitude=alt,
-            speed_kmh=speed,
-            heading=heading,
-            activity=activity,
-            job_id=job_id,
+            recorded_at=when(named["last_update"]),
+            position=Position(named["fix_partition"], named["fix_offset"]),
+            **{name: named[name] for name in FIX_FIELD_NAMES},
         )
+    name_at, status_at = named["name_at"], named["status_at"]
     return TechnicianState(
-        tenant_id=tenant_id,
-        technician_id=technician_id,
-        name=name,
-        status=status,
-        name_at=_stamp(when(name_at) if name_at is not None else None, name_p, name_o),
-        status_at=_stamp(when(status_at) if status_at is not None else None, status_p, status_o),
+        tenant_id=named["tenant_id"],
+        technician_id=named["technician_id"],
+        name=named["name"],
+        status=named["status"],
+        name_at=_stamp(when(name_at) if name_at is not None else None, named["name_partition"], named["name_offset"]),
+        status_at=_stamp(
+            when(status_at) if status_at is not None else None, named["status_partition"], named["status_offset"]
+        ),
         fix=fix,
     )
 
@@ -279,22 +248,9 @@ def event_to_row(event: Event, position: Position) -> tuple[Any, ...]:
         position.offset,
     )
     if isinstance(event, LocationRecorded):
-        d = event.data
-        return (
-            *common,
-            d.latitude,
-            d.longitude,
-            d.accuracy_meters,
-            d.altitude,
-            d.speed_kmh,
-            d.heading,
-            d.activity,
-            d.job_id,
-            None,
-            None,
-        )
+        return (*common, *fix_values(event.data), None, None)
     assert isinstance(event, TechnicianUpdated)
-    return (*common, *(None,) * 8, event.data.name, event.data.status)
+    return (*common, *(None,) * len(FIX_FIELD_NAMES), event.data.name, event.data.status)
 
 
 def beyond_stored(positioned: Iterable[tuple[T, Position]], stored: dict[int, int]) -> list[tuple[T, Position]]:

@@ -25,7 +25,7 @@ from xml.sax.saxutils import escape, quoteattr
 import orjson
 
 from replay.history_record import HistoryRecord
-from schemas.events import LocationRecorded, TechnicianUpdated
+from schemas.events import FIX_FIELD_NAMES, FIX_FIELDS, LocationRecorded, TechnicianUpdated, fix_fields_of
 
 FORMATS = ("ndjson", "csv", "geojson", "gpx", "parquet")
 MEDIA_TYPES = {
@@ -45,19 +45,12 @@ CSV_COLUMNS = (
     "technician_id",
     "recorded_at",
     "received_at",
-    "latitude",
-    "longitude",
-    "accuracy_meters",
-    "altitude",
-    "speed_kmh",
-    "heading",
-    "activity",
-    "job_id",
+    *FIX_FIELD_NAMES,
     "backfill",
     "name",
     "status",
 )
-_FIX_FIELDS = ("accuracy_meters", "altitude", "speed_kmh", "heading", "activity", "job_id")
+_PROPERTIES = tuple(name for name in FIX_FIELD_NAMES if name not in ("latitude", "longitude"))  # the geometry has those
 
 
 class FormatError(ValueError):
@@ -145,9 +138,7 @@ def _row(record: HistoryRecord) -> dict[str, Any]:
         "received_at": event.received_at,
     }
     if isinstance(event, LocationRecorded):
-        data = event.data
-        row.update(latitude=data.latitude, longitude=data.longitude, backfill=data.backfill)
-        row.update({field: getattr(data, field) for field in _FIX_FIELDS})
+        row.update(fix_fields_of(event.data), backfill=event.data.backfill)
     elif isinstance(event, TechnicianUpdated):
         row.update(name=event.data.name, status=event.data.status)
     else:  # a geofence crossing: its type says which, its job the job
@@ -283,7 +274,7 @@ def _point_properties(fix: LocationRecorded) -> dict[str, Any]:
         "event_id": str(fix.event_id),
         "recorded_at": _iso(fix.recorded_at),
     }
-    properties.update({field: value for field in _FIX_FIELDS if (value := getattr(data, field)) is not None})
+    properties.update({field: value for field in _PROPERTIES if (value := getattr(data, field)) is not None})
     if data.backfill:
         properties["backfill"] = True
     return properties
@@ -422,14 +413,7 @@ class ParquetExporter:
                 ("technician_id", pa.string()),
                 ("recorded_at", moment),
                 ("received_at", moment),
-                ("latitude", pa.float64()),
-                ("longitude", pa.float64()),
-                ("accuracy_meters", pa.float64()),
-                ("altitude", pa.float64()),
-                ("speed_kmh", pa.float64()),
-                ("heading", pa.float64()),
-                ("activity", pa.string()),
-                ("job_id", pa.string()),
+                *((field.name, {"float": pa.float64(), "str": pa.string()}[field.kind]) for field in FIX_FIELDS),
                 ("backfill", pa.bool_()),
                 ("name", pa.string()),
                 ("status", pa.string()),

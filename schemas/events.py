@@ -13,11 +13,13 @@ and the topic accept the same values.
 
 from __future__ import annotations
 
+import operator
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal, NamedTuple
 
 import msgspec
+import msgspec.inspect
 from msgspec import Meta, Struct
 
 SCHEMA_VERSION: Final = 1
@@ -56,6 +58,44 @@ class LocationData(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw
     job_id: Annotated[str, Meta(**LIMITS["job_id"])] | None = None
     backfill: bool = False  # sent late from a device's buffer: history, but maps do not animate it
     metadata: dict[str, Any] | None = None  # the client's own fields, at most MAX_METADATA_BYTES
+
+
+class FixField(NamedTuple):
+    name: str
+    kind: Literal["float", "str"]
+
+
+def _fix_fields() -> tuple[FixField, ...]:
+    """The values a fix records, as ``LocationData`` declares them (its numbers and texts, in order)."""
+    fields = []
+    for field in msgspec.inspect.type_info(LocationData).fields:  # type: ignore[attr-defined]
+        kinds = field.type.types if isinstance(field.type, msgspec.inspect.UnionType) else (field.type,)
+        for kind in kinds:
+            if isinstance(kind, msgspec.inspect.FloatType):
+                fields.append(FixField(field.name, "float"))
+            elif isinstance(kind, msgspec.inspect.StrType):
+                fields.append(FixField(field.name, "str"))
+    return tuple(fields)
+
+
+# The one list of a fix's recorded values: the projection's tables and rows, the history's chunks and points, and
+# the exports' columns all derive from it (``backfill`` and ``metadata`` are the fix's flags, not values). A field
+# added to ``LocationData`` is a new column of the projection's tables: raise ``projector.store.SCHEMA_VERSION``.
+FIX_FIELDS: Final = _fix_fields()
+FIX_FIELD_NAMES: Final = tuple(field.name for field in FIX_FIELDS)
+_FIX_VALUES: Final = operator.attrgetter(*FIX_FIELD_NAMES)
+
+
+def fix_values(fix: object) -> tuple[Any, ...]:
+    """A fix's values in ``FIX_FIELD_NAMES`` order, from anything that holds them by name (``LocationData``, the
+    projection's ``Fix``, a request body)."""
+    values: tuple[Any, ...] = _FIX_VALUES(fix)
+    return values
+
+
+def fix_fields_of(fix: object) -> dict[str, Any]:
+    """A fix's values by name, to make another kind of fix of them (``Fix(**fix_fields_of(data), ...)``)."""
+    return dict(zip(FIX_FIELD_NAMES, _FIX_VALUES(fix), strict=True))
 
 
 class TechnicianData(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw_only=True):
