@@ -36,12 +36,6 @@ class AuthError(Exception):
         self.reason = reason
 
 
-def verify_token(token: str | None, settings: AuthSettings) -> TokenClaims:
-    """The claims of an HS256 token signed with ``LOCSTREAM_JWT_SECRET``; ``AuthError`` with the reason."""
-    payload = _decode(_bounded(token), settings.secret, ALGORITHM, settings)
-    return _mapped(payload, claim_mapping(settings))
-
-
 def _bounded(token: str | None) -> str:
     if not token:
         raise AuthError("missing token")

@@ -1,7 +1,7 @@
 """What both peers share, so that they differ only in how a location update reaches the sockets.
 
 - The HTTP and WebSocket contract of locstream (the seed's URLs and frames), with the same JWT verification
-  (``locstream.auth.verify_token`` through ``locstream.http``), the same body model and the same role rules.
+  (``locstream.auth.TokenVerifier`` through ``locstream.http``), the same body model and the same role rules.
 - The seed's persistence: one SQLite table of each technician's current position keyed by (tenant, technician),
   through aiosqlite (the async driver SQLAlchemy uses for SQLite, as the seed's ``await session.commit()``
   implies), one writer and one reader connection, with the projector's durability settings (WAL,

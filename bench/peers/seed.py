@@ -14,7 +14,7 @@ What the seed does, and so what this does:
   the database for this connection, then loops on ``receive_text`` answering ``ping`` with ``pong``.
 
 No Kafka, one process: what the seed runs. The only departures are the interface the benchmark needs: tokens are
-verified by locstream's ``verify_token`` with its role rules, a bad token is accepted-then-closed with 1008 (as
+verified by locstream's ``TokenVerifier`` with its role rules, a bad token is accepted-then-closed with 1008 (as
 locstream does) rather than refused before the upgrade, and ``last_update`` is the posted ``recorded_at`` with a
 trailing ``Z`` (the seed wrote ``isoformat()`` of its server time).
 

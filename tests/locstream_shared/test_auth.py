@@ -3,18 +3,24 @@ dev, the claim mapping applied to HS256 tokens too (the JWKS mode: test_jwks_aut
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import jwt
 import pytest
 from pydantic import ValidationError
 
-from locstream.auth import AuthError, TokenVerifier, issue_token, verify_token
+from locstream.auth import AuthError, TokenVerifier, issue_token
 from locstream.settings import DEV_JWT_SECRET, AuthSettings
-from schemas.claims import Role
+from schemas.claims import Role, TokenClaims
 
 SECRET = "unit-test-secret-" * 4  # 68 bytes: long enough for HS512 too
 SETTINGS = AuthSettings(jwt_secret=SECRET)
+
+
+def verify_token(token: str | None, settings: AuthSettings) -> TokenClaims:
+    """Through the services' one path (``TokenVerifier``), a fresh one each time: nothing remembered between cases."""
+    return asyncio.run(TokenVerifier(settings).verify(token))
 
 
 def encode(claims: dict[str, object], key: str = SECRET, algorithm: str = "HS256") -> str:
