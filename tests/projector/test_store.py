@@ -11,7 +11,7 @@ from domain.position import Position
 from domain.projection import Key, TechnicianState, apply
 from projector.store import from_micros, plan_batch, to_micros
 from schemas.events import Event
-from tests.projector.test_apply import fix, profile
+from tests.domain.test_projection import fix, profile
 
 batches = st.lists(
     st.tuples(st.sampled_from(["t1", "t2"]), st.integers(0, 6), st.sampled_from(["fix", "status"]), st.integers(0, 9)),

@@ -1,4 +1,4 @@
-// The details panel's content (pure: unit tests in test/fleet.test.js): what a dispatcher reads about one
+// The details panel's content (pure: unit tests in ws_edge/web/test/map.test.js): what a dispatcher reads about one
 // technician, and the links to its history and its export.
 import { age } from "./fleet.js";
 

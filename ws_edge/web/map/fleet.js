@@ -1,4 +1,4 @@
-// The fleet as the map draws it, pure (no DOM, no Leaflet; unit tests in test/fleet.test.js):
+// The fleet as the map draws it, pure (no DOM, no Leaflet; unit tests in ws_edge/web/test/map.test.js):
 // - Fleet: where each technician is shown at a moment. A new fix starts a glide from where the marker is shown
 //   towards the fix, over the interval since the previous fix (capped), and never past it (the seed's "client
 //   prediction", done as interpolation: nothing is extrapolated). A backfilled fix (from a device's buffer), the

@@ -1,4 +1,4 @@
-// Finding a technician by name or id (pure: unit tests in test/fleet.test.js), and the search box's keyboard
+// Finding a technician by name or id (pure: unit tests in ws_edge/web/test/map.test.js), and the search box's keyboard
 // behaviour (a combobox with a listbox: arrows move, Enter picks, Escape clears).
 
 /** The best matches of `query` among map locations: a name or id that starts with it first, then a word of the
