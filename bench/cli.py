@@ -24,6 +24,7 @@ from bench.procstats import cpu_model
 from bench.scenarios import SCENARIOS, BenchContext, Scenario
 from bench.systems import SYSTEMS, RunningSystem, free_port, running_system
 from launch import broker
+from launch.broker_config import BrokerConfig
 from launch.postgres_local import throwaway_cluster
 
 
@@ -99,7 +100,7 @@ async def run(
         "scenarios": [],
     }
     with tempfile.TemporaryDirectory(prefix="locstream-bench-") as tmp, ExitStack() as services:
-        config = broker.BrokerConfig(data_dir=Path(tmp) / "broker", port=broker.free_port_pair(), heap="1g")
+        config = BrokerConfig(data_dir=Path(tmp) / "broker", port=broker.free_port_pair(), heap="1g")
         await asyncio.to_thread(broker.start, config)
         postgres = _LazyPostgres(services)
         try:

@@ -10,24 +10,23 @@ import sys
 from pathlib import Path
 
 from launch import broker
+from launch.broker_config import BrokerConfig, ClusterConfig
 from locstream.logs import configure_logging
 from schemas.claims import Role
 
 
-def _broker_config(args: argparse.Namespace) -> broker.BrokerConfig:
-    return broker.BrokerConfig(data_dir=Path(args.data_dir).resolve(), port=args.port)
+def _broker_config(args: argparse.Namespace) -> BrokerConfig:
+    return BrokerConfig(data_dir=Path(args.data_dir).resolve(), port=args.port)
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
-    cluster = broker.ClusterConfig.load(data_dir)  # a cluster started here before: stop, status, start again
+    cluster = ClusterConfig.load(data_dir)  # a cluster started here before: stop, status, start again
     if args.nodes < 1:
         print("error: --nodes must be 1 or more", file=sys.stderr)
         return 2
     if args.action == "start" and (args.nodes > 1 or args.tls or args.mtls):  # --mtls implies --tls
-        cluster = broker.ClusterConfig(
-            data_dir, args.port, args.nodes, tls=True if args.mtls else args.tls, mtls=args.mtls
-        )
+        cluster = ClusterConfig(data_dir, args.port, args.nodes, tls=True if args.mtls else args.tls, mtls=args.mtls)
     if cluster is not None:
         return _cmd_cluster(args, cluster)
     config = _broker_config(args)
@@ -50,7 +49,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
     return 1
 
 
-def _cmd_cluster(args: argparse.Namespace, cluster: broker.ClusterConfig) -> int:
+def _cmd_cluster(args: argparse.Namespace, cluster: ClusterConfig) -> int:
     """Several nodes (or one with a TLS listener): ``data_dir/cluster.json`` remembers them for stop and status."""
     try:
         if args.action == "start":
@@ -137,9 +136,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
     if os.environ.get("LOCSTREAM_JWT_JWKS_URL"):  # before a broker is started for nothing
         print("error: locstream dev signs its own tokens (HS256); unset LOCSTREAM_JWT_JWKS_URL", file=sys.stderr)
         return 2
-    started_broker: broker.BrokerConfig | None = None
+    started_broker: BrokerConfig | None = None
     if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:  # otherwise the user brings a broker
-        config = broker.BrokerConfig(data_dir=Path(args.data_dir).resolve() / "broker", port=args.broker_port)
+        config = BrokerConfig(data_dir=Path(args.data_dir).resolve() / "broker", port=args.broker_port)
         print(f"starting the local Kafka broker on {config.bootstrap} (the first run fetches jars with Maven)")
         try:
             if broker.start(config):

@@ -18,6 +18,7 @@ import pytest
 
 from launch import broker
 from launch import keycloak as keycloak_local
+from launch.broker_config import BrokerConfig
 from launch.postgres_local import PostgresUnavailableError, fresh_database, throwaway_cluster
 from locstream.settings import KafkaSettings
 from tests.support.jwks_provider import JwksProvider
@@ -47,7 +48,7 @@ def kafka_bootstrap() -> Iterator[str]:
         yield external
         return
     with tempfile.TemporaryDirectory(prefix="locstream-test-broker-") as data_dir:
-        config = broker.BrokerConfig(data_dir=Path(data_dir), port=broker.free_port_pair())
+        config = BrokerConfig(data_dir=Path(data_dir), port=broker.free_port_pair())
         try:
             broker.start(config)
         except broker.BrokerError as exc:  # the data dir goes with this fixture: show the log's end here

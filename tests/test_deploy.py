@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from geofencer.settings import GeofencerSettings
-from launch.broker import BrokerConfig, durability_properties, format_storage, resolve_jars, server_properties
+from launch.broker import format_storage, resolve_jars
+from launch.broker_config import BrokerConfig, durability_properties, server_properties
 from launch.cli import build_parser
 from launch.config_docs import render
 from producers.settings import ProducersSettings

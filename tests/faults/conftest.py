@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 
 from launch import broker
+from launch.broker_config import ClusterConfig
 from launch.postgres_local import fresh_database
 from locstream.kafka_cluster import describe_at
 from locstream.settings import KafkaSettings
@@ -42,9 +43,7 @@ def fault_cluster() -> Iterator[FaultDriver]:
         yield CommandFaults(bootstrap, command)
         return
     with tempfile.TemporaryDirectory(prefix="locstream-faults-") as data_dir:
-        cluster = broker.ClusterConfig(
-            Path(data_dir), port=broker.free_port_run(broker.ClusterConfig.ports_needed(3)), nodes=3
-        )
+        cluster = ClusterConfig(Path(data_dir), port=broker.free_port_run(ClusterConfig.ports_needed(3)), nodes=3)
         try:
             broker.start_cluster(cluster)
         except broker.BrokerError as exc:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from launch import broker
+from launch.broker_config import ClusterConfig
 from locstream.kafka_cluster import ClusterView, describe_at
 
 
@@ -41,7 +42,7 @@ class FaultDriver(Protocol):
 
 @dataclass
 class LocalCluster:
-    cluster: broker.ClusterConfig
+    cluster: ClusterConfig
 
     @property
     def bootstrap(self) -> str:

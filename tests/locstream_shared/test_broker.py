@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from launch import broker
+from launch.broker_config import BrokerConfig, ClusterConfig, server_properties
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -43,21 +45,17 @@ def test_start_twice_status_stop_leaves_no_process(tmp_path: Path) -> None:
 
 def test_storage_formats_with_a_cluster_id_that_begins_with_a_dash(tmp_path: Path) -> None:
     # base64url ids begin with "-" once in 64 starts; passed as a separate argument, the format step refused it
-    from launch import broker
-
-    config = broker.BrokerConfig(data_dir=tmp_path, port=free_port())
+    config = BrokerConfig(data_dir=tmp_path, port=free_port())
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    config.properties_file.write_text(broker.server_properties(config))
+    config.properties_file.write_text(server_properties(config))
     broker.format_storage(config, f"{broker.resolve_jars()}/*", cluster_id="-dashFirstAbCdEfGhIjKlMn")
     assert "cluster.id=-dashFirstAbCdEfGhIjKlMn" in (config.log_dirs / "meta.properties").read_text()
 
 
 def test_a_cluster_node_is_a_voter_among_all_and_keeps_three_replicas_written_to_two(tmp_path: Path) -> None:
-    from launch import broker
-
-    cluster = broker.ClusterConfig(tmp_path, port=30000, nodes=3, tls=True, mtls=True)
+    cluster = ClusterConfig(tmp_path, port=30000, nodes=3, tls=True, mtls=True)
     node = cluster.node(2)
-    props = dict(line.split("=", 1) for line in broker.server_properties(node).splitlines())
+    props = dict(line.split("=", 1) for line in server_properties(node).splitlines())
     assert props["node.id"] == "2" and node.port == 30002 and node.controller_port == 30003
     assert props["controller.quorum.voters"] == "1@127.0.0.1:30001,2@127.0.0.1:30003,3@127.0.0.1:30005"
     assert props["default.replication.factor"] == props["offsets.topic.replication.factor"] == "3"
@@ -65,7 +63,7 @@ def test_a_cluster_node_is_a_voter_among_all_and_keeps_three_replicas_written_to
     assert f"SSL://127.0.0.1:{node.tls_port}" in props["listeners"] and node.tls_port == 30007
     assert props["listener.name.ssl.ssl.client.auth"] == "required"
     assert cluster.bootstrap == "127.0.0.1:30000,127.0.0.1:30002,127.0.0.1:30004"
-    single = dict(line.split("=", 1) for line in broker.server_properties(broker.BrokerConfig(tmp_path)).splitlines())
+    single = dict(line.split("=", 1) for line in server_properties(BrokerConfig(tmp_path)).splitlines())
     assert single["min.insync.replicas"] == "1" and single["controller.quorum.voters"] == "1@127.0.0.1:9093"
 
 

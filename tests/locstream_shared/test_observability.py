@@ -12,6 +12,7 @@ import pytest
 
 from geofencer.processor import GeofencerMetrics
 from launch import broker
+from launch.broker_config import BrokerConfig
 from locstream.auth import TokenVerifier
 from locstream.readiness import ProgressWatch
 from producers.metrics import IngestMetrics
@@ -65,7 +66,7 @@ def test_a_probe_failure_is_told_by_its_innermost_cause_and_a_timeout_as_one() -
 
 @pytest.mark.integration
 async def test_readyz_follows_the_broker_and_metrics_count_what_was_acknowledged(tmp_path: Path, stack: Stack) -> None:
-    own = broker.BrokerConfig(data_dir=tmp_path / "broker", port=broker.free_port_pair())
+    own = BrokerConfig(data_dir=tmp_path / "broker", port=broker.free_port_pair())
     await asyncio.to_thread(broker.start, own)
     try:
         env = {"KAFKA_BOOTSTRAP_SERVERS": own.bootstrap}

@@ -13,6 +13,7 @@ from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 
 from launch import broker
+from launch.broker_config import BrokerConfig
 from locstream.kafka import connection_options, make_producer
 from locstream.settings import KafkaSettings
 from tests.conftest import TEST_JWT_SECRET
@@ -27,8 +28,8 @@ USER, PASSWORD = "locstream-svc", "a-scram-password-for-the-test"
 
 
 @pytest.fixture
-def scram_broker(tmp_path: Path) -> Iterator[broker.BrokerConfig]:
-    config = broker.BrokerConfig(
+def scram_broker(tmp_path: Path) -> Iterator[BrokerConfig]:
+    config = BrokerConfig(
         data_dir=tmp_path / "broker", port=broker.free_port_pair(), scram=(USER, PASSWORD), scram_port=free_port()
     )
     try:
@@ -42,7 +43,7 @@ def scram_broker(tmp_path: Path) -> Iterator[broker.BrokerConfig]:
         broker.stop(config)
 
 
-def _scram(config: broker.BrokerConfig, mechanism: str, password: str = PASSWORD) -> KafkaSettings:
+def _scram(config: BrokerConfig, mechanism: str, password: str = PASSWORD) -> KafkaSettings:
     return KafkaSettings(
         bootstrap_servers=config.scram_bootstrap,
         topic="locations.secure",
@@ -54,7 +55,7 @@ def _scram(config: broker.BrokerConfig, mechanism: str, password: str = PASSWORD
 
 
 async def test_the_services_run_through_a_scram_listener_and_a_wrong_password_is_refused(
-    scram_broker: broker.BrokerConfig, tmp_path: Path
+    scram_broker: BrokerConfig, tmp_path: Path
 ) -> None:
     kafka = _scram(scram_broker, "SCRAM-SHA-512")
     env = {

@@ -21,6 +21,7 @@ import pytest
 from pydantic import SecretStr
 
 from launch import broker, certificates
+from launch.broker_config import ClusterConfig
 from locstream.kafka import KafkaUnreachableError, ensure_topic, make_producer, started, why_unreachable
 from locstream.settings import KafkaSettings
 from schemas.claims import Role
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.integration
 USER, PASSWORD = "locstream-svc", "a-scram-password-for-the-tls-test"
 
 
-def _start(cluster: broker.ClusterConfig) -> None:
+def _start(cluster: ClusterConfig) -> None:
     try:
         broker.start_cluster(cluster)
     except broker.BrokerError as exc:
@@ -50,11 +51,11 @@ def _start(cluster: broker.ClusterConfig) -> None:
 
 
 @pytest.fixture(scope="module")
-def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[broker.ClusterConfig]:
+def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterConfig]:
     """One node with a TLS listener that asks for client certificates, and SCRAM over TLS (SASL_SSL)."""
-    cluster = broker.ClusterConfig(
+    cluster = ClusterConfig(
         tmp_path_factory.mktemp("tls-broker"),
-        port=broker.free_port_run(broker.ClusterConfig.ports_needed(1)),
+        port=broker.free_port_run(ClusterConfig.ports_needed(1)),
         nodes=1,
         tls=True,
         mtls=True,
@@ -67,9 +68,7 @@ def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[broker.Clus
         broker.stop_cluster(cluster)
 
 
-def secure(
-    cluster: broker.ClusterConfig, protocol: str, topic: str = "locations.tls", **extra: object
-) -> KafkaSettings:
+def secure(cluster: ClusterConfig, protocol: str, topic: str = "locations.tls", **extra: object) -> KafkaSettings:
     """Settings for ``protocol``: SSL with this client's certificate, or SASL_SSL with SCRAM (no certificate)."""
     tls = cluster.tls_files
     assert tls is not None
@@ -116,7 +115,7 @@ def env_of(kafka: KafkaSettings, data_dir: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("protocol", ["SSL", "SASL_SSL"])
 async def test_the_services_and_the_replay_cli_run_over_tls(
-    tls_broker: broker.ClusterConfig, tmp_path: Path, protocol: str
+    tls_broker: ClusterConfig, tmp_path: Path, protocol: str
 ) -> None:
     kafka = secure(tls_broker, protocol, topic=f"locations.tls.{protocol.lower()}")
     stack = Stack(
@@ -148,7 +147,7 @@ async def test_the_services_and_the_replay_cli_run_over_tls(
         await stack.close()
 
 
-async def test_the_tls_listener_asks_for_a_client_certificate(tls_broker: broker.ClusterConfig) -> None:
+async def test_the_tls_listener_asks_for_a_client_certificate(tls_broker: ClusterConfig) -> None:
     without = secure(tls_broker, "SSL").model_copy(update={"ssl_certfile": None, "ssl_keyfile": None})
     producer = make_producer(without)
     with pytest.raises(Exception):  # noqa: B017 (refused in the handshake or at the first request)
@@ -158,7 +157,7 @@ async def test_the_tls_listener_asks_for_a_client_certificate(tls_broker: broker
     await producer.stop()
 
 
-async def test_a_wrong_scram_password_over_tls_is_named_as_such(tls_broker: broker.ClusterConfig) -> None:
+async def test_a_wrong_scram_password_over_tls_is_named_as_such(tls_broker: ClusterConfig) -> None:
     wrong = secure(tls_broker, "SASL_SSL").model_copy(update={"sasl_password": SecretStr("not-the-password")})
     producer = make_producer(wrong)
     with pytest.raises(KafkaUnreachableError, match=r"SaslAuthenticationFailed.*invalid credentials"):
@@ -167,8 +166,8 @@ async def test_a_wrong_scram_password_over_tls_is_named_as_such(tls_broker: brok
 
 
 async def test_a_client_trusting_another_ca_is_refused_with_the_reason_in_its_log_and_readyz(tmp_path: Path) -> None:
-    cluster = broker.ClusterConfig(
-        tmp_path / "broker", port=broker.free_port_run(broker.ClusterConfig.ports_needed(1)), nodes=1, tls=True
+    cluster = ClusterConfig(
+        tmp_path / "broker", port=broker.free_port_run(ClusterConfig.ports_needed(1)), nodes=1, tls=True
     )
     await asyncio.to_thread(_start, cluster)
     try:
@@ -234,11 +233,11 @@ async def test_a_client_trusting_another_ca_is_refused_with_the_reason_in_its_lo
 
 async def test_the_cli_runs_a_three_node_cluster_with_mutual_tls_and_tells_each_nodes_role(tmp_path: Path) -> None:
     """``locstream broker start --nodes 3 --tls --mtls``, ``status`` and ``stop``, and TLS through every node."""
-    port = broker.free_port_run(broker.ClusterConfig.ports_needed(3))
+    port = broker.free_port_run(ClusterConfig.ports_needed(3))
     where = ["--data-dir", str(tmp_path), "--port", str(port)]
     started_cli = await _cli("start", *where, "--nodes", "3", "--tls", "--mtls")
     assert started_cli.returncode == 0, started_cli.stderr
-    cluster = broker.ClusterConfig.load(tmp_path)
+    cluster = ClusterConfig.load(tmp_path)
     assert cluster is not None and cluster.nodes == 3 and cluster.mtls
     try:
         assert "client certificate" in started_cli.stdout and cluster.tls_bootstrap in started_cli.stdout

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from launch import broker
+from launch.broker_config import BrokerConfig
 from schemas.claims import Role
 from tests.support.kafka_io import read_all
 from tests.support.stack import Service, Stack, eventually
@@ -50,7 +51,7 @@ async def _load(api: Service, token: str, answers: list[Answer], stop: asyncio.E
 async def test_broker_stopped_under_load_gives_503_within_6_s_and_every_202_is_kept(
     stack: Stack, tmp_path: Path
 ) -> None:
-    own = broker.BrokerConfig(data_dir=tmp_path / "broker", port=broker.free_port_pair())
+    own = BrokerConfig(data_dir=tmp_path / "broker", port=broker.free_port_pair())
     await asyncio.to_thread(broker.start, own)
     try:
         stack.env["KAFKA_BOOTSTRAP_SERVERS"] = own.bootstrap
