@@ -12,8 +12,8 @@ import sys
 
 import segno
 
+from locstream.devices import DeviceRegistry
 from locstream.settings import KafkaSettings
-from producers.device_registry import DeviceRegistry
 from producers.device_routes import setup
 
 

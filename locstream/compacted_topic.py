@@ -4,6 +4,9 @@ own applies each later record as it comes (well under 2 s after it is appended, 
 
 ``append`` writes a record (acks=all) and returns once this process's own follower has applied it, so whoever
 changed the table sees the change at once through the same process. No group, no committed offsets, no database.
+
+``Registry`` is what each such table is to the rest of the code: its events decoded and folded into a book of
+its own (``locstream/devices.py``, ``locstream/fences.py``).
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+import msgspec
 from aiokafka import TopicPartition
 
 from locstream.kafka import ensure_compacted_topic, make_consumer, make_producer
@@ -20,6 +24,7 @@ from locstream.lifecycle import cancel_and_wait
 from locstream.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
+E = TypeVar("E")
 
 
 class CompactedTopic:
@@ -80,3 +85,31 @@ class CompactedTopic:
         metadata = await self._producer.send_and_wait(self.topic, value, key=key)
         async with asyncio.timeout(10):
             await self._reach(metadata.offset)
+
+
+class Registry(Generic[E]):
+    """A compacted topic's events (``decode``d; one that cannot be is logged and passed over) folded by ``fold``,
+    which a registry defines, into what it keeps. ``ready`` once the topic was read to its end at start."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str, decode: Callable[[bytes], E]) -> None:
+        self.kafka = kafka
+        self.decode = decode
+        self.table = CompactedTopic(kafka, topic, self._apply)
+        self.ready = self.table.ready
+
+    async def start(self) -> None:
+        await self.table.start()
+
+    async def stop(self) -> None:
+        await self.table.stop()
+
+    def _apply(self, value: bytes) -> None:
+        try:
+            event = self.decode(value)
+        except msgspec.MsgspecError:
+            log.warning("%s: skipping an undecodable record", self.table.topic)
+            return
+        self.fold(event, value)
+
+    def fold(self, event: E, value: bytes) -> None:
+        raise NotImplementedError

@@ -10,13 +10,12 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import msgspec
-
 from domain.fence_shapes import polygon_problem
 from domain.geofencing import FenceBook
-from locstream.compacted_topic import CompactedTopic
+from locstream.compacted_topic import Registry
 from locstream.settings import KafkaSettings
 from schemas.geofences import (
+    FenceEvent,
     GeofenceDefined,
     GeofenceRemoved,
     Polygon,
@@ -30,28 +29,16 @@ log = logging.getLogger(__name__)
 Listener = Callable[[str, str, GeofenceDefined | None], None]
 
 
-class FenceRegistry:
+class FenceRegistry(Registry[FenceEvent]):
     """``geometry``: build each fence for the geofence rule (only the processor evaluates fixes); every other
     service keeps summaries (``domain.geofencing.FenceSummary``), a tenth of the memory."""
 
     def __init__(self, kafka: KafkaSettings, on_change: Listener | None = None, *, geometry: bool = False) -> None:
         self.book = FenceBook(geometry)
-        self.table = CompactedTopic(kafka, kafka.geofences_topic, self._apply)
-        self.ready = self.table.ready
         self.on_change = on_change
+        super().__init__(kafka, kafka.geofences_topic, decode_fence_event)
 
-    async def start(self) -> None:
-        await self.table.start()
-
-    async def stop(self) -> None:
-        await self.table.stop()
-
-    def _apply(self, value: bytes) -> None:
-        try:
-            event = decode_fence_event(value)
-        except msgspec.MsgspecError:
-            log.warning("skipping an undecodable geofences record")
-            return
+    def fold(self, event: FenceEvent, value: bytes) -> None:
         if isinstance(event, GeofenceDefined) and isinstance(event.shape, Polygon):  # defined before today's rules
             ring = [(position[0], position[1]) for position in event.shape.coordinates[0]]
             if (problem := polygon_problem(ring)) is not None:

@@ -1,7 +1,7 @@
 """Devices and the tracking apps' own protocols on the ingest API.
 
 - ``/api/v1/field-service/devices`` (admin, tenant from the token): register a device for a technician (its key is
-  shown once, with the settings to type into each app), list them, revoke one (``producers/device_registry.py``).
+  shown once, with the settings to type into each app), list them, revoke one (``locstream/devices.py``).
 - ``/api/v1/ingest/osmand`` (GET and POST): Traccar Client's OsmAnd protocol (``producers/osmand.py``), the key as
   the app's device identifier; ``/api/v1/ingest/owntracks`` (the key as the Basic auth password) and
   ``/api/v1/ingest/overland`` (the key as a bearer token or ``?token=``): ``producers/trackers.py``. A fix becomes

@@ -23,13 +23,13 @@ from starlette.requests import HTTPConnection
 from domain.identity import identity
 from domain.position import Position
 from locstream.auth import KEYS_UNAVAILABLE
+from locstream.devices import DeviceRegistry
 from locstream.fences import FenceRegistry
 from locstream.gc_tuning import tune_for_batches
 from locstream.http import bearer_token, require_role, token_verifier, verified_claims
 from producers.body import BodyError, decode, read_json
 from producers.checks import fix_problem
 from producers.deps import Claims
-from producers.device_registry import DeviceRegistry
 from producers.models import (
     TECHNICIAN_ID_PATTERN,
     Accepted,

@@ -6,43 +6,27 @@ process has applied their event, so whoever registered a device can use it at on
 
 from __future__ import annotations
 
-import logging
 import secrets
 import uuid
 from datetime import UTC, datetime
 
-import msgspec
-
 from domain.devices import Device, DeviceBook, key_sha256
-from locstream.compacted_topic import CompactedTopic
+from locstream.compacted_topic import Registry
 from locstream.settings import KafkaSettings
-from schemas.devices import DeviceRegistered, DeviceRevoked, decode_device_event, encode_device_event
-
-log = logging.getLogger(__name__)
+from schemas.devices import DeviceEvent, DeviceRegistered, DeviceRevoked, decode_device_event, encode_device_event
 
 KEY_BYTES = 24  # 192 random bits, 32 characters of base64url: typed once into an app, or scanned
 
 
-class DeviceRegistry:
+class DeviceRegistry(Registry[DeviceEvent]):
     """The devices topic followed (``locstream.compacted_topic``) into a ``DeviceBook``."""
 
     def __init__(self, kafka: KafkaSettings) -> None:
-        self.kafka = kafka
         self.book = DeviceBook()
-        self.table = CompactedTopic(kafka, kafka.devices_topic, self._apply)
-        self.ready = self.table.ready
+        super().__init__(kafka, kafka.devices_topic, decode_device_event)
 
-    async def start(self) -> None:
-        await self.table.start()
-
-    async def stop(self) -> None:
-        await self.table.stop()
-
-    def _apply(self, value: bytes) -> None:
-        try:
-            self.book.apply(decode_device_event(value))
-        except msgspec.MsgspecError:
-            log.warning("skipping an undecodable devices record")
+    def fold(self, event: DeviceEvent, value: bytes) -> None:
+        self.book.apply(event)
 
     def device(self, key: str) -> Device | None:
         """The active device of ``key`` (None: unknown or revoked)."""
