@@ -35,11 +35,11 @@ from bench.procstats import rss_bytes
 from bench.stats import percentiles
 from bench.systems import JWT_SECRET, answered_ok, free_port
 from locstream.auth import issue_token
-from locstream.kafka import ensure_topic, make_producer
+from locstream.kafka import append_records, ensure_topic, event_records
 from locstream.settings import AuthSettings, KafkaSettings
 from schemas.claims import Role
 from schemas.contracts import FEED_PATH
-from schemas.events import Event, LocationData, LocationRecorded, TechnicianData, TechnicianUpdated, encode_event
+from schemas.events import Event, LocationData, LocationRecorded, TechnicianData, TechnicianUpdated
 
 T0 = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
 _STATUSES = ["available", "on_job", "en_route", "on_break"]
@@ -184,15 +184,8 @@ async def measure(bootstrap: str, p: dict[str, Any], workdir: Path) -> dict[str,
     topic = f"bench.big-tenant.{uuid.uuid4().hex[:8]}"
     kafka = KafkaSettings(bootstrap_servers=bootstrap, topic=topic)
     await ensure_topic(kafka)
-    producer = make_producer(kafka, linger_ms=20)
-    await producer.start()
-    try:
-        sends = []
-        for event in [*_fleet("big", big, rng), *_fleet("crowd", crowd_size, rng), *_fleet("probe", 1, rng)]:
-            sends.append(await producer.send(kafka.topic, encode_event(event), key=event.tenant_id.encode()))
-        await asyncio.gather(*sends)
-    finally:
-        await producer.stop()
+    fleets = [*_fleet("big", big, rng), *_fleet("crowd", crowd_size, rng), *_fleet("probe", 1, rng)]
+    await append_records(kafka, event_records(kafka, fleets), in_flight=len(fleets), linger_ms=20)
     port = free_port()
     env = {
         **os.environ,

@@ -26,10 +26,11 @@ import httpx
 from bench.procstats import cpu_seconds
 from bench.systems import JWT_SECRET, answered_ok, free_port
 from domain.geofencing import EARTH_RADIUS_M, FenceBook, TechnicianFences, evaluate
-from locstream.kafka import ensure_compacted_topic, ensure_topic, make_producer
+from locstream.fences import fence_records
+from locstream.kafka import append_records, ensure_compacted_topic, ensure_topic, event_records
 from locstream.settings import KafkaSettings
-from schemas.events import LocationData, LocationRecorded, encode_event
-from schemas.geofences import Circle, GeofenceDefined, encode_fence_event, fence_key
+from schemas.events import LocationData, LocationRecorded
+from schemas.geofences import Circle, GeofenceDefined
 
 CENTRE = (6.5244, 3.3792)
 T0 = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
@@ -162,18 +163,8 @@ async def measure(bootstrap: str, p: dict[str, Any], workdir: Path) -> dict[str,
     kafka = KafkaSettings(bootstrap_servers=bootstrap, topic=topic, geofences_topic=f"{topic}.geofences")
     await ensure_topic(kafka)
     await ensure_compacted_topic(kafka, kafka.geofences_topic)
-    producer = make_producer(kafka, linger_ms=5)
-    await producer.start()
-    try:
-        sends = [
-            await producer.send(kafka.geofences_topic, encode_fence_event(f), key=fence_key(f.tenant_id, f.geofence_id))
-            for f in load.fences
-        ]
-        for fix in load.fixes:
-            sends.append(await producer.send(kafka.topic, encode_event(fix), key=fix.tenant_id.encode()))
-        await asyncio.gather(*sends)
-    finally:
-        await producer.stop()
+    records = [*fence_records(kafka, load.fences), *event_records(kafka, load.fixes)]
+    await append_records(kafka, records, in_flight=len(records), linger_ms=5)
     port, metrics_port = free_port(), free_port()
     env = {
         **os.environ,

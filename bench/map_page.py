@@ -32,7 +32,7 @@ import httpx
 
 from bench.systems import JWT_SECRET, answered_ok, free_port
 from locstream.auth import issue_token
-from locstream.kafka import ensure_topic, make_producer
+from locstream.kafka import append_records, ensure_topic, event_records
 from locstream.settings import AuthSettings, KafkaSettings
 from schemas.claims import Role
 from schemas.events import (
@@ -41,7 +41,6 @@ from schemas.events import (
     LocationRecorded,
     TechnicianData,
     TechnicianUpdated,
-    encode_event,
 )
 
 STATUSES = ("available", "on_job", "en_route", "break", "offline")
@@ -176,20 +175,7 @@ def figures(measured: dict[str, Any]) -> dict[str, float]:
 
 
 async def _produce(kafka: KafkaSettings, events: list[Event], per_second: float | None = None) -> None:
-    producer = make_producer(kafka, linger_ms=5)
-    await producer.start()
-    try:
-        began, chunk = time.monotonic(), 50
-        for i in range(0, len(events), chunk):
-            acks = [
-                await producer.send(kafka.topic, encode_event(e), key=e.tenant_id.encode())
-                for e in events[i : i + chunk]
-            ]
-            await asyncio.gather(*acks)
-            if per_second is not None:
-                await asyncio.sleep(max(0.0, began + (i + chunk) / per_second - time.monotonic()))
-    finally:
-        await producer.stop()
+    await append_records(kafka, event_records(kafka, events), per_second=per_second, linger_ms=5)
 
 
 async def measure(bootstrap: str, p: dict[str, Any], workdir: Path) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import random
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import httpx
 from bench.procstats import cpu_seconds
 from bench.systems import JWT_SECRET, free_port
 from launch.postgres_local import fresh_database
-from locstream.kafka import ensure_topic, make_producer
+from locstream.kafka import Record, append_records, ensure_topic
 from locstream.settings import KafkaSettings
 from schemas.events import LocationData, LocationRecorded, encode_event
 
@@ -34,10 +35,8 @@ async def fill_topic(kafka: KafkaSettings, count: int, tenants: int = 20) -> Non
     await ensure_topic(kafka)
     rng = random.Random(count)
     now = datetime.now(UTC)
-    producer = make_producer(kafka, linger_ms=5, max_batch_size=256 * 1024)
-    await producer.start()
-    try:
-        pending = []
+
+    def records() -> Iterator[Record]:
         recent: list[bytes] = []
         for i in range(count):
             if recent and rng.random() < 0.02:
@@ -55,13 +54,9 @@ async def fill_topic(kafka: KafkaSettings, count: int, tenants: int = 20) -> Non
                 )
                 value, key = encode_event(event), tenant.encode()
                 recent = [*recent[-99:], value]
-            pending.append(await producer.send(kafka.topic, value, key=key))
-            if len(pending) >= 5_000:
-                await asyncio.gather(*pending)
-                pending = []
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
+            yield kafka.topic, key, value
+
+    await append_records(kafka, records(), linger_ms=5, max_batch_size=256 * 1024)
 
 
 async def _project(

@@ -7,12 +7,13 @@ technician. ``on_change(tenant_id, geofence_id, definition or None)`` is called 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 
 from domain.fence_shapes import polygon_problem
 from domain.geofencing import FenceBook
 from locstream.compacted_topic import Registry
+from locstream.kafka import Record
 from locstream.settings import KafkaSettings
 from schemas.geofences import (
     FenceEvent,
@@ -27,6 +28,12 @@ from schemas.geofences import (
 log = logging.getLogger(__name__)
 
 Listener = Callable[[str, str, GeofenceDefined | None], None]
+
+
+def fence_records(settings: KafkaSettings, fences: Iterable[GeofenceDefined]) -> Iterator[Record]:
+    """Fence definitions as the ingest API appends them (``FenceRegistry.put``), for ``append_records``."""
+    for fence in fences:
+        yield settings.geofences_topic, fence_key(fence.tenant_id, fence.geofence_id), encode_fence_event(fence)
 
 
 class FenceRegistry(Registry[FenceEvent]):

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import ssl
 import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -16,6 +17,7 @@ from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.metadata import MetadataRequest
 
 from locstream.settings import KafkaSettings
+from schemas.events import Event, encode_event
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,47 @@ def make_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+Record = tuple[str, bytes, bytes]  # (topic, key, value)
+
+
+def event_records(settings: KafkaSettings, events: Iterable[Event]) -> Iterator[Record]:
+    """Events as the ingest appends them: to the events topic, keyed by their tenant."""
+    for event in events:
+        yield settings.topic, event.tenant_id.encode(), encode_event(event)
+
+
+async def append_records(
+    settings: KafkaSettings,
+    records: Iterable[Record],
+    *,
+    per_second: float | None = None,
+    in_flight: int = 5_000,
+    **producer_options: Any,
+) -> list[Any]:
+    """Append ``records`` in order with one producer of their own and wait for every ack; each record's
+    ``RecordMetadata`` (its offset, and its timestamp: the broker's append time on the events topic). At most
+    ``in_flight`` unacknowledged at once; with ``per_second``, a steady stream of that rate, in steps of 50. What the
+    benchmarks and the tests fill topics with."""
+    step = 50 if per_second is not None else in_flight
+    producer = make_producer(settings, **producer_options)
+    await producer.start()
+    try:
+        acked: list[Any] = []
+        pending: list[asyncio.Future[Any]] = []
+        began = time.monotonic()
+        for count, (topic, key, value) in enumerate(records, start=1):
+            pending.append(await producer.send(topic, value, key=key))
+            if len(pending) >= step:
+                acked.extend(await asyncio.gather(*pending))
+                pending = []
+                if per_second is not None:
+                    await asyncio.sleep(max(0.0, began + count / per_second - time.monotonic()))
+        acked.extend(await asyncio.gather(*pending))
+        return acked
+    finally:
+        await producer.stop()
 
 
 def make_consumer(settings: KafkaSettings, *, group_id: str | None, **overrides: Any) -> AIOKafkaConsumer:

@@ -12,7 +12,7 @@ import pytest
 
 from domain.identity import identity
 from domain.projection import fold
-from locstream.kafka import ensure_topic, make_consumer, make_producer
+from locstream.kafka import append_records, ensure_topic, make_consumer
 from schemas.events import (
     Event,
     LocationRecorded,
@@ -137,19 +137,14 @@ async def test_a_poison_record_is_dead_lettered_counted_and_skipped(stack: Stack
     await ensure_topic(stack.kafka)
     now = datetime.now(UTC)
     good = [location("tenant-p", "t1", now + timedelta(seconds=i), float(i), 0.0, received_at=now) for i in range(3)]
-    producer = make_producer(stack.kafka)
-    await producer.start()
-    try:
-        for value in (
-            encode_event(good[0]),
-            b"{not json",
-            b'{"type": "teleported", "schema_version": 1}',
-            encode_event(good[1]).replace(b'"schema_version":1', b'"schema_version":9'),
-            encode_event(good[2]),
-        ):
-            await producer.send_and_wait(stack.kafka.topic, value, key=b"tenant-p")
-    finally:
-        await producer.stop()
+    values = (
+        encode_event(good[0]),
+        b"{not json",
+        b'{"type": "teleported", "schema_version": 1}',
+        encode_event(good[1]).replace(b'"schema_version":1', b'"schema_version":9'),
+        encode_event(good[2]),
+    )
+    await append_records(stack.kafka, ((stack.kafka.topic, b"tenant-p", value) for value in values))
     projector = await stack.start("projector")
     await eventually(lambda: caught_up(stack), timeout=30, what="the projector to pass the poison")
     (state,) = (await stack.snapshot()).states

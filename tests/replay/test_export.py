@@ -25,7 +25,7 @@ import pytest
 
 from domain.identity import identity
 from domain.partitioning import tenant_partition
-from locstream.kafka import ensure_topic, make_producer
+from locstream.kafka import append_records, ensure_topic
 from locstream.settings import KafkaSettings
 from schemas.claims import Role
 from schemas.events import (
@@ -92,12 +92,8 @@ async def history(kafka: KafkaSettings) -> History:
     after = [_fix(TENANT, "tech-1", 9), _fix(same, "tech-1", 9)]
     await clock_past(max(await append(kafka, before)))
     stamps = await append(kafka, inside + retried)
-    producer = make_producer(kafka)  # a poison record of the tenant in the range: counted, skipped, never fatal
-    await producer.start()
-    try:
-        await producer.send_and_wait(kafka.topic, b'{"type": "not an event"', key=TENANT.encode())
-    finally:
-        await producer.stop()
+    poison = (kafka.topic, TENANT.encode(), b'{"type": "not an event"')  # of the tenant, in the range: counted, skipped
+    await append_records(kafka, [poison])
     await clock_past(max(stamps))
     end = min(await append(kafka, after))
     mine = [e for e in inside if e.tenant_id == TENANT]

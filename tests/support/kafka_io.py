@@ -7,10 +7,11 @@ import time
 from typing import Any
 
 from domain.position import Position
-from locstream.kafka import ensure_compacted_topic, ensure_topic, make_consumer, make_producer
+from locstream.fences import fence_records
+from locstream.kafka import append_records, ensure_compacted_topic, ensure_topic, event_records, make_consumer
 from locstream.settings import KafkaSettings
-from schemas.events import Event, decode_event, encode_event
-from schemas.geofences import GeofenceDefined, encode_fence_event, fence_key
+from schemas.events import Event, decode_event
+from schemas.geofences import GeofenceDefined
 
 
 async def end_offsets(kafka: KafkaSettings) -> dict[int, int]:
@@ -48,33 +49,12 @@ async def read_all(kafka: KafkaSettings) -> list[tuple[Event, Position]]:
 
 async def produce(kafka: KafkaSettings, events: list[Event], *, per_second: float | None = None) -> None:
     """Append ``events`` in order, at ``per_second`` when given (a steady stream), and wait for every ack."""
-    producer = make_producer(kafka)
-    await producer.start()
-    try:
-        chunk = 50
-        began = time.monotonic()
-        for i in range(0, len(events), chunk):
-            acks = [
-                await producer.send(kafka.topic, encode_event(event), key=event.tenant_id.encode())
-                for event in events[i : i + chunk]
-            ]
-            await asyncio.gather(*acks)
-            if per_second is not None:
-                due = began + (i + chunk) / per_second
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
-    finally:
-        await producer.stop()
+    await append_records(kafka, event_records(kafka, events), per_second=per_second)
 
 
 async def append(kafka: KafkaSettings, events: list[Event]) -> list[int]:
     """Append in order; the broker's append times (ms), which the topic's LogAppendTime makes the records'."""
-    producer = make_producer(kafka)
-    await producer.start()
-    try:
-        acks = [await producer.send(kafka.topic, encode_event(e), key=e.tenant_id.encode()) for e in events]
-        return [metadata.timestamp for metadata in await asyncio.gather(*acks)]
-    finally:
-        await producer.stop()
+    return [metadata.timestamp for metadata in await append_records(kafka, event_records(kafka, events))]
 
 
 async def clock_past(ms: int) -> None:
@@ -87,13 +67,4 @@ async def clock_past(ms: int) -> None:
 async def define_fences(kafka: KafkaSettings, fences: list[GeofenceDefined]) -> None:
     """Append fence definitions to the fences topic, as the ingest API would, and wait for every ack."""
     await ensure_compacted_topic(kafka, kafka.geofences_topic)
-    producer = make_producer(kafka)
-    await producer.start()
-    try:
-        acks = [
-            await producer.send(kafka.geofences_topic, encode_fence_event(f), key=fence_key(f.tenant_id, f.geofence_id))
-            for f in fences
-        ]
-        await asyncio.gather(*acks)
-    finally:
-        await producer.stop()
+    await append_records(kafka, fence_records(kafka, fences))
