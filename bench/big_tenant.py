@@ -28,12 +28,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 
 from bench.procstats import rss_bytes
 from bench.stats import percentiles
-from bench.systems import JWT_SECRET, answered_ok, free_port
+from bench.systems import JWT_SECRET, free_port, service
 from locstream.auth import issue_token
 from locstream.kafka import append_records, ensure_topic, event_records
 from locstream.settings import AuthSettings, KafkaSettings
@@ -200,14 +199,8 @@ async def measure(bootstrap: str, p: dict[str, Any], workdir: Path) -> dict[str,
     def token(tenant: str) -> str:
         return issue_token(auth, tenant_id=tenant, sub="bench", role=Role.DISPATCHER, ttl_seconds=3600)
 
-    with (workdir / f"{topic}.log").open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "launch.cli", "ws-edge", "--port", str(port), env=env, stdout=log, stderr=log
-        )
-    try:
-        async with httpx.AsyncClient(timeout=5.0) as http:
-            if not await answered_ok(http, f"http://127.0.0.1:{port}/readyz", time.monotonic() + 300, 0.05):
-                raise RuntimeError("the edge did not get ready")
+    ready = f"http://127.0.0.1:{port}/readyz"
+    async with service(["ws-edge", "--port", str(port)], env, workdir / f"{topic}.log", ready) as process:
         _, idle = await _while_probed(port, token("probe"), asyncio.sleep(1.0))
 
         async def one(v2: bool, deflate: bool) -> tuple[int, int]:
@@ -240,9 +233,6 @@ async def measure(bootstrap: str, p: dict[str, Any], workdir: Path) -> dict[str,
             "crowd_initial_state_bytes_plain": crowd["plain"]["initial_state_bytes"],
             "crowd_initial_state_bytes_deflate": crowd["deflate"]["initial_state_bytes"],
         }
-    finally:
-        process.terminate()
-        await process.wait()
 
 
 async def _crowd(port: int, token: str, pid: int, dispatchers: int, deflate: bool) -> dict[str, Any]:

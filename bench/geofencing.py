@@ -13,7 +13,6 @@ import math
 import os
 import random
 import re
-import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import Any
 import httpx
 
 from bench.procstats import cpu_seconds
-from bench.systems import JWT_SECRET, answered_ok, free_port
+from bench.systems import JWT_SECRET, free_port, service
 from domain.geofencing import EARTH_RADIUS_M, FenceBook, TechnicianFences, evaluate
 from locstream.fences import fence_records
 from locstream.kafka import append_records, ensure_compacted_topic, ensure_topic, event_records
@@ -176,11 +175,9 @@ async def measure(bootstrap: str, p: dict[str, Any], workdir: Path) -> dict[str,
         "LOCSTREAM_GEOFENCER_START_FROM": "beginning",
         "LOCSTREAM_METRICS_PORT": str(metrics_port),
     }
-    with (workdir / f"{topic}.log").open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "launch.cli", "geofencer", "--port", str(port), env=env, stdout=log, stderr=log
-        )
-    try:
+    serving = f"http://127.0.0.1:{metrics_port}/healthz"  # its start (fences read, consumer placed) is done
+    command = ["geofencer", "--port", str(port)]
+    async with service(command, env, workdir / f"{topic}.log", serving, timeout=900, every=0.01) as process:
         deadline = time.monotonic() + 900
         async with httpx.AsyncClient(timeout=5.0) as client:
 
@@ -192,8 +189,6 @@ async def measure(bootstrap: str, p: dict[str, Any], workdir: Path) -> dict[str,
                 found = re.search(r"^locstream_geofencer_fixes_total (\S+)$", text, re.M)
                 return float(found.group(1)) if found else 0.0
 
-            # serving: its start (fences read, consumer placed) is done
-            await answered_ok(client, f"http://127.0.0.1:{metrics_port}/healthz", deadline, 0.01)
             first = (time.monotonic(), cpu_seconds(process.pid), await evaluated())
             done = first[2]
             while done < len(load.fixes) and time.monotonic() < deadline:
@@ -214,6 +209,3 @@ async def measure(bootstrap: str, p: dict[str, Any], workdir: Path) -> dict[str,
             "fences": len(load.fences),
             "fixes": len(load.fixes),
         }
-    finally:
-        process.terminate()
-        await process.wait()

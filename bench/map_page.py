@@ -18,19 +18,14 @@ The workload (``fleet``, ``updates``) and the probe are shared with ``tests/ws_e
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
-import sys
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from bench.systems import JWT_SECRET, answered_ok, free_port
+from bench.systems import JWT_SECRET, free_port, service
 from locstream.auth import issue_token
 from locstream.kafka import append_records, ensure_topic, event_records
 from locstream.settings import AuthSettings, KafkaSettings
@@ -200,15 +195,8 @@ async def measure(bootstrap: str, p: dict[str, Any], workdir: Path) -> dict[str,
         AuthSettings(jwt_secret=JWT_SECRET), tenant_id=tenant, sub="bench", role=Role.DISPATCHER, ttl_seconds=3600
     )
     base = f"http://127.0.0.1:{port}"
-    with (workdir / f"{topic}.log").open("wb") as log:
-        edge = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "launch.cli", "ws-edge", "--port", str(port), env=env, stdout=log, stderr=log
-        )
     results: dict[str, Any] = {"technicians": technicians, "updates_per_second": p["per_second"]}
-    try:
-        async with httpx.AsyncClient(timeout=5.0) as http:
-            if not await answered_ok(http, f"{base}/readyz", time.monotonic() + 300, 0.05):
-                raise RuntimeError("the edge did not get ready")
+    async with service(["ws-edge", "--port", str(port)], env, workdir / f"{topic}.log", f"{base}/readyz"):
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(
                 executable_path=CHROMIUM,
@@ -253,8 +241,5 @@ async def measure(bootstrap: str, p: dict[str, Any], workdir: Path) -> dict[str,
                     await page.close()
             finally:
                 await browser.close()
-    finally:
-        edge.terminate()
-        await edge.wait()
     results["plain_over_locstream_frame_ms_p95"] = round(results["plain_frame_ms_p95"] / results["frame_ms_p95"], 2)
     return results

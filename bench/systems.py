@@ -17,8 +17,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +83,37 @@ async def answered_ok(client: httpx.AsyncClient, url: str, deadline: float, ever
             pass
         await asyncio.sleep(every)
     return False
+
+
+@asynccontextmanager
+async def service(
+    command: list[str],
+    env: dict[str, str],
+    log: Path,
+    ready_url: str,
+    *,
+    timeout: float = 300.0,
+    every: float = 0.05,
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``locstream <command>`` as a process of its own (``env`` its whole environment, its output to ``log``),
+    yielded once ``ready_url`` answers 200 (polled every ``every`` s); RuntimeError with the log's tail when it
+    exits first or is not ready within ``timeout`` s. Terminated and awaited on leaving, whatever happened."""
+    with log.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "launch.cli", *command, env=env, stdout=out, stderr=out
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=5.0) as http:
+            while not await answered_ok(http, ready_url, min(deadline, time.monotonic() + 1.0), every):
+                if process.returncode is not None or time.monotonic() >= deadline:
+                    tail = (await asyncio.to_thread(lambda: log.read_text(errors="replace")))[-3000:]
+                    raise RuntimeError(f"locstream {command[0]} did not get ready (see {log}):\n{tail}")
+        yield process
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        await process.wait()
 
 
 def _start(role: str, command: list[str], env: dict[str, str], port: int, workdir: Path) -> Process:
