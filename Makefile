@@ -42,7 +42,7 @@ lint: install
 # tests start (and stop) the project's own broker; browser tests drive Debian's chromium (LOCSTREAM_CHROMIUM).
 test: lint broker-jars web
 	npm test --prefix $(WEB)
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25
 
 # The tests that need no broker, database or browser (pure cores, parsers, encoders, the config docs): a minute at
 # most. Any test that uses a service's fixture is marked integration by tests/conftest.py and left out.
