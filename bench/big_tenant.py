@@ -25,14 +25,14 @@ import time
 import uuid
 import zlib
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from bench.procstats import rss_bytes
+from bench.scenario import BenchContext, Metrics, scenario
 from bench.stats import percentiles
-from bench.systems import JWT_SECRET, free_port, service
+from bench.systems import JWT_SECRET, RunningSystem, free_port, service
 from locstream.auth import issue_token
 from locstream.kafka import append_records, ensure_topic, event_records
 from locstream.settings import AuthSettings, KafkaSettings
@@ -177,7 +177,27 @@ async def _while_probed(port: int, token: str, work: Any) -> tuple[Any, dict[str
     return result, figures
 
 
-async def measure(bootstrap: str, p: dict[str, Any], workdir: Path) -> dict[str, Any]:
+@scenario(
+    "big-tenant",
+    {
+        "small": [{"big": 3_000, "crowd_tenant": 2_000, "dispatchers": 10}],
+        "full": [{"big": 50_000, "crowd_tenant": 20_000, "dispatchers": 200}],
+    },
+    headline="loop_hold_max_ms_v1",
+    higher_is_better=False,
+    what="a tenant of N technicians: the longest pong wait of another client while one dispatcher reads its"
+    " initial_state (v1; v2 with permessage-deflate); its size on the wire; 200 dispatchers of a tenant of"
+    " M at once: the edge's RSS growth against one encoding of that map",
+    notes=[
+        "targets (issue 20): the loop held <= 50 ms at a time for 50,000; RSS growth <= one shared encoding for"
+        " 200 dispatchers of 20,000; v2 initial_state <= 1 MB for 20,000"
+    ],
+    systems=("locstream",),
+    standalone=True,
+)
+async def measure(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
+    """Initial states of tenants of tens of thousands of technicians on one edge process."""
+    bootstrap, workdir = ctx.bootstrap, ctx.workdir
     rng = random.Random(20)
     big, crowd_size = p["big"], p["crowd_tenant"]
     topic = f"bench.big-tenant.{uuid.uuid4().hex[:8]}"

@@ -21,7 +21,8 @@ from typing import Any
 
 from bench import report
 from bench.procstats import cpu_model
-from bench.scenarios import SCENARIOS, BenchContext, Scenario
+from bench.scenario import BenchContext, Scenario
+from bench.scenarios import SCENARIOS
 from bench.systems import SYSTEMS, RunningSystem, free_port, running_system
 from launch import broker
 from launch.broker_config import BrokerConfig

@@ -17,17 +17,31 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from bench.projection import fill_topic
-from bench.systems import JWT_SECRET
+from bench.scenario import BenchContext, Metrics, scenario
+from bench.systems import JWT_SECRET, RunningSystem
 from locstream.auth import issue_token
 from locstream.settings import AuthSettings, KafkaSettings
 from schemas.claims import Role
 
 
-async def measure(bootstrap: str, count: int, tenants: int, workdir: Path) -> dict[str, Any]:
+@scenario(
+    "export",
+    {
+        "small": [{"events": 2_000, "tenants": 1}],
+        "full": [{"events": 1_000_000, "tenants": 1}, {"events": 1_000_000, "tenants": 10}],
+    },
+    headline="events_per_second",
+    what="locstream replay exports one tenant's range of a one-partition topic of N fixes (2% retried) to"
+    " NDJSON; tenants: how many share the partition",
+    systems=("locstream",),
+    standalone=True,
+)
+async def measure(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
+    """``locstream replay`` exporting a tenant's history of N events to NDJSON."""
+    bootstrap, count, tenants, workdir = ctx.bootstrap, p["events"], p["tenants"], ctx.workdir
     kafka = KafkaSettings(bootstrap_servers=bootstrap, topic=f"bench.export.{uuid.uuid4().hex[:8]}", partitions=1)
     start = datetime.now(UTC) - timedelta(seconds=1)
     await fill_topic(kafka, count, tenants=tenants)

@@ -17,13 +17,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bench.procstats import cpu_seconds
-from bench.systems import JWT_SECRET, free_port, service
+from bench.scenario import BenchContext, Metrics, scenario
+from bench.systems import JWT_SECRET, RunningSystem, free_port, service
 from domain.geofencing import EARTH_RADIUS_M, FenceBook, TechnicianFences, evaluate
 from locstream.fences import fence_records
 from locstream.kafka import append_records, ensure_compacted_topic, ensure_topic, event_records
@@ -146,9 +146,23 @@ def measure_core(load: Workload) -> dict[str, float]:
     }
 
 
-async def measure(bootstrap: str, p: dict[str, Any], workdir: Path) -> dict[str, Any]:
+@scenario(
+    "geofencer",
+    {
+        "small": [{"fences": 1_000, "technicians": 200, "fixes": 60_000}],
+        "full": [{"fences": 10_000, "technicians": 1_000, "fixes": 300_000}],
+    },
+    headline="processor_fixes_per_second",
+    what="a backlog of N fixes of one tenant with F circular fences (60-250 m) across a metro area, read by"
+    " one geofencer process; and the rule alone in the bench's process (core_*)",
+    notes=["target: >= 50,000 fixes/s with 10,000 fences in a tenant (issue 19)"],
+    systems=("locstream",),
+    standalone=True,
+)
+async def measure(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
     """The workload's fences on a fences topic and its fixes on a fresh topic; then a geofencer process reads the
     backlog from its beginning: fixes/s from its first evaluated fix to its last, and its CPU-µs per fix."""
+    bootstrap, workdir = ctx.bootstrap, ctx.workdir
     load = workload(
         tenants=1,
         fences_per_tenant=p["fences"],

@@ -23,7 +23,8 @@ from typing import Any
 import httpx
 
 from bench.procstats import cpu_seconds
-from bench.systems import JWT_SECRET, free_port
+from bench.scenario import BenchContext, Metrics, scenario
+from bench.systems import JWT_SECRET, RunningSystem, free_port
 from launch.postgres_local import fresh_database
 from locstream.kafka import Record, append_records, ensure_topic
 from locstream.settings import KafkaSettings
@@ -122,9 +123,20 @@ async def _rebuild(kafka: KafkaSettings, env: dict[str, str]) -> dict[str, Any]:
     return summary
 
 
-async def measure(bootstrap: str, postgres_server: str, count: int, workdir: Path) -> dict[str, Any]:
+@scenario(
+    "projector",
+    {"small": [{"events": 2_000}], "full": [{"events": 1_000_000}]},
+    headline="sqlite_events_per_second",
+    what="a backlog of N events (2% retries) applied by a fresh projector process; then a SQLite rebuild;"
+    " then two projector processes in one consumer group on a fresh SQLite file",
+    systems=("locstream",),
+    standalone=True,
+)
+async def measure(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
     """One run: fill a topic; project it into SQLite, rebuild that, project it with two processes into a fresh
     SQLite file, and into PostgreSQL."""
+    bootstrap, count, workdir = ctx.bootstrap, p["events"], ctx.workdir
+    postgres_server = await ctx.postgres()
     kafka = KafkaSettings(bootstrap_servers=bootstrap, topic=f"bench.projection.{uuid.uuid4().hex[:8]}")
     began = time.monotonic()
     await fill_topic(kafka, count)

@@ -1,4 +1,6 @@
-"""The scenarios: each function is one run of one parameter point against one running system.
+"""The scenarios: each run function (``bench/scenario.py``) is one run of one parameter point against one running
+system, its definition above it; those that start what they measure themselves live in modules of their own
+(``bench/big_tenant.py``, ``map_page.py``, ``export.py``, ``projection.py``, ``geofencing.py``, ``soak.py``).
 
 A run returns flat metrics; the harness repeats runs, takes medians and spread, and compares systems.
 """
@@ -9,57 +11,29 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.big_tenant import measure as measure_big_tenant
+import bench.big_tenant
+import bench.export
+import bench.geofencing
+import bench.map_page
+import bench.projection
+import bench.soak  # noqa: F401  (these modules register their scenarios on import)
 from bench.drivers import WsClients, http_load
-from bench.export import measure as measure_export
-from bench.geofencing import measure as measure_geofencer
-from bench.map_page import measure as measure_map_page
 from bench.observer import KafkaObserver
 from bench.procstats import CpuWindow, rss_bytes, tcp_socket_memory_bytes
-from bench.projection import measure as measure_projection
-from bench.soak import measure_soak
+from bench.scenario import REGISTERED, BenchContext, Metrics, Scenario, scenario
 from bench.systems import RunningSystem, token
 from locstream.lifecycle import cancel_and_wait
 from schemas.claims import Role
 
-Metrics = dict[str, Any]
 # Every fix of a run goes to a technician of its own: two fixes of one technician reordered by a saturated API
 # would make the older one a late fix, which a correct system does not push, and the run would count it lost.
 UNIQUE = 1_000_000
-RunFn = Callable[[RunningSystem, dict[str, Any], "BenchContext"], Awaitable[Metrics]]
-
-
-@dataclass
-class BenchContext:
-    """What every run may use besides the system under test."""
-
-    bootstrap: str
-    workdir: Path
-    postgres: Callable[[], Awaitable[str]]  # the admin DSN of a throwaway PostgreSQL server, started on first use
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    run: RunFn
-    points: dict[str, list[dict[str, Any]]]  # size -> parameter points
-    headline: str  # the metric compared across systems
-    higher_is_better: bool = True
-    what: str = ""
-    notes: list[str] = field(default_factory=list)
-    systems: tuple[str, ...] | None = None  # None: every system; else only these
-    standalone: bool = False  # the run starts what it measures itself; no system is started for it
-    fresh_per_run: bool = False  # start the system anew for every run, with no warm-up (memory figures)
-    once: bool = False  # one run, no warm-up, whatever --runs says (an hour-long soak)
-    settings: dict[str, str] = field(default_factory=dict)  # environment the system's services start with
 
 
 def _viewer() -> str:
@@ -129,6 +103,29 @@ async def _drain(clients: WsClients, before: int, expected: int, timeout: float 
     return await clients.report()
 
 
+@scenario(
+    "ingest",
+    {
+        "small": [{"concurrency": 4, "duration": 2}],
+        "full": [{"concurrency": 32, "duration": 10}, {"concurrency": 512, "duration": 10}],
+    },
+    headline="events_per_second",
+    what="single-fix POSTs, closed loop; events/s acknowledged and CPU-µs per event of the API process",
+)
+@scenario(
+    "ingest-batch",
+    {
+        "small": [{"concurrency": 2, "duration": 2, "batch": 100}],
+        "full": [
+            {"concurrency": 8, "duration": 10, "batch": 100},
+            {"concurrency": 4, "duration": 10, "batch": 1000},
+        ],
+    },
+    headline="events_per_second",
+    what="batched POSTs (/locations/batch), closed loop; fixes/s acknowledged and CPU-µs per fix of the API"
+    " process; compare with the ingest scenario's seed figure (the seed has no batch endpoint)",
+    systems=("locstream",),
+)
 async def ingest(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
     """Closed-loop POSTs (single fixes, or batches of ``batch``): fixes/s acknowledged, the API's CPU per fix."""
     window = CpuWindow(system.pids())
@@ -148,6 +145,17 @@ async def ingest(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) ->
     }
 
 
+@scenario(
+    "devices",
+    {
+        "small": [{"concurrency": 4, "duration": 2, "batch": 50}],
+        "full": [{"concurrency": 32, "duration": 10, "batch": 200}],
+    },
+    headline="osmand_fixes_per_second",
+    what="the tracking apps' endpoints beside the native single-fix POST in the same run: fixes/s and the API's"
+    " CPU-µs per fix (Overland in batches of 200, its default)",
+    systems=("locstream",),
+)
 async def devices(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
     """One device, closed loop, one endpoint after the other in the same run: the native single-fix POST, then the
     tracking apps' endpoints (OsmAnd as the legacy apps send it, OwnTracks, Overland batches of ``batch``); fixes/s
@@ -182,6 +190,49 @@ async def devices(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -
     return metrics
 
 
+@scenario(
+    "fanout",
+    {
+        "small": [{"clients": 10, "rate": 20, "duration": 2}],
+        "full": [
+            {"clients": 100, "rate": 500, "duration": 10},
+            {"clients": 1000, "rate": 50, "duration": 10},
+            {"clients": 10000, "rate": 5, "duration": 10},
+        ],
+    },
+    headline="deliveries_per_cpu_second",
+    what="one tenant, N dispatchers, a fixed event rate (N x rate = 50,000 deliveries/s offered)",
+)
+@scenario(
+    "edge-scale",
+    {
+        "small": [{"clients": 20, "rate": 10, "duration": 2}, {"clients": 60, "rate": 4, "duration": 2}],
+        "full": [
+            {"clients": 1000, "rate": 50, "duration": 10},
+            {"clients": 5000, "rate": 10, "duration": 10},
+            {"clients": 15000, "rate": 3.4, "duration": 10},
+        ],
+    },
+    headline="cpu_us_per_delivery",
+    higher_is_better=False,
+    what="v1 fanout at 1k, 5k and 15k dispatchers of one tenant, about 50,000 deliveries/s offered at each:"
+    " CPU-µs per delivery against the send() floor of the same moment, and RSS per connection; 50,000"
+    " connections cannot be held here (one process may open 20,000 descriptors, a hard limit)",
+    fresh_per_run=True,
+)
+@scenario(
+    "fanout-v2",
+    {
+        "small": [{"clients": 10, "rate": 20, "duration": 2, "protocol": 2}],
+        "full": [
+            {"clients": 1000, "rate": 50, "duration": 10, "protocol": 2},
+            {"clients": 1000, "rate": 500, "duration": 10, "protocol": 2},
+        ],
+    },
+    headline="deliveries_per_cpu_second",
+    what="fanout with protocol v2 (location_batch frames): deliveries = updates inside the batches",
+    systems=("locstream",),
+)
 async def fanout(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
     """N dispatchers of one tenant, a fixed event rate: deliveries/s, CPU per delivery, frames lost."""
     sources = max(1, p["clients"] // 20_000 + 1)
@@ -244,6 +295,20 @@ async def send_floor(sockets: int, rounds: int = 100, rate: float = 0.0) -> dict
     return floor
 
 
+@scenario(
+    "latency",
+    {
+        "small": [{"clients": 10, "rate": 20, "duration": 2, "sample_every": 1}],
+        "full": [
+            {"clients": 1000, "rate": 10, "duration": 10},  # 10,000 deliveries/s: below every ceiling
+            {"clients": 1000, "rate": 100, "duration": 10},
+            {"clients": 1000, "rate": 1000, "duration": 10},  # the target's load
+        ],
+    },
+    headline="p99_ms",
+    higher_is_better=False,
+    what="open-loop events, 1000 dispatchers; POST sent -> frame read (sampled on every 20th connection)",
+)
 async def latency(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
     """Open-loop events with N dispatchers: POST sent -> frame read, and the part of it spent getting to Kafka."""
     observer = KafkaObserver(ctx.bootstrap, system.kafka_topic) if system.kafka_topic else None
@@ -277,6 +342,14 @@ async def latency(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -
     }
 
 
+@scenario(
+    "connections",
+    {"small": [{"clients": 200}], "full": [{"clients": 1000}, {"clients": 5000}, {"clients": 15000}]},
+    headline="rss_bytes_per_connection",
+    higher_is_better=False,
+    fresh_per_run=True,  # a process that already held N connections keeps that memory in its allocator
+    what="N idle dispatchers; (RSS at N - RSS at 100) / (N - 100) of the fan-out process",
+)
 async def connections(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
     """N idle connections: user-space RSS per connection of the fan-out process, and kernel socket memory."""
     pid = system.processes[system.fanout_role].pid
@@ -306,6 +379,16 @@ async def connections(system: RunningSystem, p: dict[str, Any], ctx: BenchContex
     }
 
 
+@scenario(
+    "slow-client",
+    {
+        "small": [{"clients": 100, "rate": 20, "duration": 2}],
+        "full": [{"clients": 1000, "rate": 10, "duration": 15}],  # 10,000 deliveries/s: below every ceiling
+    },
+    headline="p99_ratio",
+    higher_is_better=False,
+    what="1000 dispatchers of which 1% stop reading; others' p99 with them / without them",
+)
 async def slow_client(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
     """1% of the dispatchers stop reading: the others' p99 against a run without them; fan-out memory over time."""
     results: dict[str, Any] = {}
@@ -345,6 +428,16 @@ async def _sample_rss(pid: int, into: list[float]) -> None:
         await asyncio.sleep(1.0)
 
 
+@scenario(
+    "reconnect-storm",
+    {
+        "small": [{"clients": 50, "technicians": 20}],
+        "full": [{"clients": 1000, "technicians": 200}, {"clients": 5000, "technicians": 200}],
+    },
+    headline="seconds_until_all_initial_state",
+    higher_is_better=False,
+    what="N dispatchers connect at once to a tenant of 200 technicians; time until all have initial_state",
+)
 async def reconnect_storm(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
     """N dispatchers connect at once (a node died, its clients come back): time until all have initial_state."""
     await http_load(system.api_url, _writer(), duration=1.0, rate=p["technicians"], technicians=p["technicians"])
@@ -360,267 +453,24 @@ async def reconnect_storm(system: RunningSystem, p: dict[str, Any], ctx: BenchCo
     }
 
 
-async def export(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
-    """``locstream replay`` exporting a tenant's history of N events to NDJSON."""
-    return await measure_export(ctx.bootstrap, p["events"], p["tenants"], ctx.workdir)
-
-
-async def geofencer(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
-    """Fixes evaluated per second by one geofence processor with F fences in a tenant, and its CPU per fix."""
-    return await measure_geofencer(ctx.bootstrap, p, ctx.workdir)
-
-
-async def big_tenant(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
-    """Initial states of tenants of tens of thousands of technicians on one edge process (``bench/big_tenant.py``)."""
-    return await measure_big_tenant(ctx.bootstrap, p, ctx.workdir)
-
-
-async def map_page(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
-    """The dispatch map in headless Chromium with N technicians and R updates/s, and plain Leaflet beside it."""
-    return await measure_map_page(ctx.bootstrap, p, ctx.workdir)
-
-
-async def soak(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
-    """An ordinary working day at a fixed load, and every service's memory over it (``bench/soak.py``)."""
-    return await measure_soak(system, p)
-
-
-async def projection(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
-    """A backlog of N events applied by a fresh projector into SQLite and PostgreSQL, a SQLite rebuild, and a pair."""
-    return await measure_projection(ctx.bootstrap, await ctx.postgres(), p["events"], ctx.workdir)
-
-
-SCENARIOS: dict[str, Scenario] = {
-    s.name: s
-    for s in (
-        Scenario(
-            "ingest",
-            ingest,
-            {
-                "small": [{"concurrency": 4, "duration": 2}],
-                "full": [{"concurrency": 32, "duration": 10}, {"concurrency": 512, "duration": 10}],
-            },
-            headline="events_per_second",
-            what="single-fix POSTs, closed loop; events/s acknowledged and CPU-µs per event of the API process",
-        ),
-        Scenario(
-            "ingest-batch",
-            ingest,
-            {
-                "small": [{"concurrency": 2, "duration": 2, "batch": 100}],
-                "full": [
-                    {"concurrency": 8, "duration": 10, "batch": 100},
-                    {"concurrency": 4, "duration": 10, "batch": 1000},
-                ],
-            },
-            headline="events_per_second",
-            what="batched POSTs (/locations/batch), closed loop; fixes/s acknowledged and CPU-µs per fix of the API"
-            " process; compare with the ingest scenario's seed figure (the seed has no batch endpoint)",
-            systems=("locstream",),
-        ),
-        Scenario(
-            "devices",
-            devices,
-            {
-                "small": [{"concurrency": 4, "duration": 2, "batch": 50}],
-                "full": [{"concurrency": 32, "duration": 10, "batch": 200}],
-            },
-            headline="osmand_fixes_per_second",
-            what="the tracking apps' endpoints beside the native single-fix POST in the same run: fixes/s and the API's"
-            " CPU-µs per fix (Overland in batches of 200, its default)",
-            systems=("locstream",),
-        ),
-        Scenario(
-            "fanout",
-            fanout,
-            {
-                "small": [{"clients": 10, "rate": 20, "duration": 2}],
-                "full": [
-                    {"clients": 100, "rate": 500, "duration": 10},
-                    {"clients": 1000, "rate": 50, "duration": 10},
-                    {"clients": 10000, "rate": 5, "duration": 10},
-                ],
-            },
-            headline="deliveries_per_cpu_second",
-            what="one tenant, N dispatchers, a fixed event rate (N x rate = 50,000 deliveries/s offered)",
-        ),
-        Scenario(
-            "edge-scale",
-            fanout,
-            {
-                "small": [{"clients": 20, "rate": 10, "duration": 2}, {"clients": 60, "rate": 4, "duration": 2}],
-                "full": [
-                    {"clients": 1000, "rate": 50, "duration": 10},
-                    {"clients": 5000, "rate": 10, "duration": 10},
-                    {"clients": 15000, "rate": 3.4, "duration": 10},
-                ],
-            },
-            headline="cpu_us_per_delivery",
-            higher_is_better=False,
-            what="v1 fanout at 1k, 5k and 15k dispatchers of one tenant, about 50,000 deliveries/s offered at each:"
-            " CPU-µs per delivery against the send() floor of the same moment, and RSS per connection; 50,000"
-            " connections cannot be held here (one process may open 20,000 descriptors, a hard limit)",
-            fresh_per_run=True,
-        ),
-        Scenario(
-            "fanout-v2",
-            fanout,
-            {
-                "small": [{"clients": 10, "rate": 20, "duration": 2, "protocol": 2}],
-                "full": [
-                    {"clients": 1000, "rate": 50, "duration": 10, "protocol": 2},
-                    {"clients": 1000, "rate": 500, "duration": 10, "protocol": 2},
-                ],
-            },
-            headline="deliveries_per_cpu_second",
-            what="fanout with protocol v2 (location_batch frames): deliveries = updates inside the batches",
-            systems=("locstream",),
-        ),
-        Scenario(
-            "latency",
-            latency,
-            {
-                "small": [{"clients": 10, "rate": 20, "duration": 2, "sample_every": 1}],
-                "full": [
-                    {"clients": 1000, "rate": 10, "duration": 10},  # 10,000 deliveries/s: below every ceiling
-                    {"clients": 1000, "rate": 100, "duration": 10},
-                    {"clients": 1000, "rate": 1000, "duration": 10},  # the target's load
-                ],
-            },
-            headline="p99_ms",
-            higher_is_better=False,
-            what="open-loop events, 1000 dispatchers; POST sent -> frame read (sampled on every 20th connection)",
-        ),
-        Scenario(
-            "connections",
-            connections,
-            {"small": [{"clients": 200}], "full": [{"clients": 1000}, {"clients": 5000}, {"clients": 15000}]},
-            headline="rss_bytes_per_connection",
-            higher_is_better=False,
-            fresh_per_run=True,  # a process that already held N connections keeps that memory in its allocator
-            what="N idle dispatchers; (RSS at N - RSS at 100) / (N - 100) of the fan-out process",
-        ),
-        Scenario(
-            "slow-client",
-            slow_client,
-            {
-                "small": [{"clients": 100, "rate": 20, "duration": 2}],
-                "full": [{"clients": 1000, "rate": 10, "duration": 15}],  # 10,000 deliveries/s: below every ceiling
-            },
-            headline="p99_ratio",
-            higher_is_better=False,
-            what="1000 dispatchers of which 1% stop reading; others' p99 with them / without them",
-        ),
-        Scenario(
-            "reconnect-storm",
-            reconnect_storm,
-            {
-                "small": [{"clients": 50, "technicians": 20}],
-                "full": [{"clients": 1000, "technicians": 200}, {"clients": 5000, "technicians": 200}],
-            },
-            headline="seconds_until_all_initial_state",
-            higher_is_better=False,
-            what="N dispatchers connect at once to a tenant of 200 technicians; time until all have initial_state",
-        ),
-        Scenario(
-            "big-tenant",
-            big_tenant,
-            {
-                "small": [{"big": 3_000, "crowd_tenant": 2_000, "dispatchers": 10}],
-                "full": [{"big": 50_000, "crowd_tenant": 20_000, "dispatchers": 200}],
-            },
-            headline="loop_hold_max_ms_v1",
-            higher_is_better=False,
-            what="a tenant of N technicians: the longest pong wait of another client while one dispatcher reads its"
-            " initial_state (v1; v2 with permessage-deflate); its size on the wire; 200 dispatchers of a tenant of"
-            " M at once: the edge's RSS growth against one encoding of that map",
-            notes=[
-                "targets (issue 20): the loop held <= 50 ms at a time for 50,000; RSS growth <= one shared encoding for"
-                " 200 dispatchers of 20,000; v2 initial_state <= 1 MB for 20,000"
-            ],
-            systems=("locstream",),
-            standalone=True,
-        ),
-        Scenario(
-            "map-page",
-            map_page,
-            {
-                "small": [{"technicians": 500, "per_second": 100, "seconds": 3}],
-                "full": [{"technicians": 10_000, "per_second": 1_000, "seconds": 60}],
-            },
-            headline="frame_ms_p95",
-            higher_is_better=False,
-            what="/map in headless Chromium: a tenant of N technicians, then R updates/s over v2 for S s; frame time,"
-            " long tasks and JS heap measured in the page; then the same for plain Leaflet (one canvas circle marker"
-            " per technician, moved on every update)",
-            notes=[
-                "target (issue 22): p95 frame time <= 33 ms, no long task over 100 ms, heap <= 200 MB at 10,000"
-                " technicians and 1,000 updates/s"
-            ],
-            systems=("locstream",),
-            standalone=True,
-        ),
-        Scenario(
-            "export",
-            export,
-            {
-                "small": [{"events": 2_000, "tenants": 1}],
-                "full": [{"events": 1_000_000, "tenants": 1}, {"events": 1_000_000, "tenants": 10}],
-            },
-            headline="events_per_second",
-            what="locstream replay exports one tenant's range of a one-partition topic of N fixes (2% retried) to"
-            " NDJSON; tenants: how many share the partition",
-            systems=("locstream",),
-            standalone=True,
-        ),
-        Scenario(
-            "projector",
-            projection,
-            {"small": [{"events": 2_000}], "full": [{"events": 1_000_000}]},
-            headline="sqlite_events_per_second",
-            what="a backlog of N events (2% retries) applied by a fresh projector process; then a SQLite rebuild;"
-            " then two projector processes in one consumer group on a fresh SQLite file",
-            systems=("locstream",),
-            standalone=True,
-        ),
-        Scenario(
-            "geofencer",
-            geofencer,
-            {
-                "small": [{"fences": 1_000, "technicians": 200, "fixes": 60_000}],
-                "full": [{"fences": 10_000, "technicians": 1_000, "fixes": 300_000}],
-            },
-            headline="processor_fixes_per_second",
-            what="a backlog of N fixes of one tenant with F circular fences (60-250 m) across a metro area, read by"
-            " one geofencer process; and the rule alone in the bench's process (core_*)",
-            notes=["target: >= 50,000 fixes/s with 10,000 fences in a tenant (issue 19)"],
-            systems=("locstream",),
-            standalone=True,
-        ),
-        Scenario(
-            "soak",
-            soak,
-            {
-                "small": [
-                    {"duration": 120, "sample_seconds": 10, "technicians": 50, "dispatchers": 100, "reconnecting": 2}
-                ],
-                "full": [
-                    {"duration": 3600, "sample_seconds": 30, "technicians": 50, "dispatchers": 100, "reconnecting": 2}
-                ],
-            },
-            headline="ws-edge_rss_end_mb",
-            higher_is_better=False,
-            once=True,
-            what="an hour (small: 2 minutes) of 50 technicians at a fix a second, 100 dispatchers (2 reconnecting every"
-            " 10 s), an export and a paced replay every minute; each service's RSS every 30 s (small: 10 s) and whether"
-            " it reached a plateau; soak.svg beside the results draws the curve",
-            notes=[
-                "the caches that fill with the history are sized to fill within the hour at this load, so that the"
-                " curve shows their ceiling: 60,000 recent fixes in the ingest API (20 minutes of fixes), a 16 MiB"
-                " SQLite page cache in the projector (docs/operations.md, 'Limits and timeouts')"
-            ],
-            systems=("locstream",),
-            settings={"LOCSTREAM_PRODUCERS_RECENT_FIXES": "60000", "LOCSTREAM_SQLITE_CACHE_MIB": "16"},
-        ),
-    )
-}
+# The report's order; every scenario registered with ``@scenario`` (here and in the modules above) is in it.
+ORDER = (
+    "ingest",
+    "ingest-batch",
+    "devices",
+    "fanout",
+    "edge-scale",
+    "fanout-v2",
+    "latency",
+    "connections",
+    "slow-client",
+    "reconnect-storm",
+    "big-tenant",
+    "map-page",
+    "export",
+    "projector",
+    "geofencer",
+    "soak",
+)
+assert set(ORDER) == set(REGISTERED), set(ORDER) ^ set(REGISTERED)
+SCENARIOS: dict[str, Scenario] = {name: REGISTERED[name] for name in ORDER}
