@@ -235,6 +235,8 @@ def location_event(envelope: EventHeader, fix: LocationFixBody | BatchFix) -> Lo
     )
 
 
+# The two position routes are served by ``producers/hot_path.py`` (``HotPath``), which takes their paths from these
+# declarations and calls these functions; FastAPI's routing of them is what the OpenAPI document shows.
 @router.post(
     "/technicians/{technician_id}/location",
     status_code=status.HTTP_202_ACCEPTED,
@@ -265,7 +267,7 @@ async def post_location(technician_id: TechnicianId, request: Request, claims: C
     return Accepted(event_id=event.event_id, technician_id=technician_id, cursor=ingest.cursor(acked))
 
 
-@router.post(
+@router.post(  # served by HotPath too
     "/locations/batch",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=BatchAccepted,
