@@ -21,14 +21,16 @@ from tests.support.events import T0, location
 from tests.support.events import profile as technician_profile
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path, postgres_server: str) -> AsyncIterator[ProjectionStore]:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ProjectionStore]:
+    """SQLite (in ``make unit``: no server) or a fresh database on the suite's PostgreSQL server."""
     async with AsyncExitStack() as stack:
         backend: ProjectionStore
         if request.param == "sqlite":
             backend = SqliteProjectionStore(tmp_path / "p.sqlite3", "topic")
         else:
-            backend = PostgresProjectionStore(await stack.enter_async_context(fresh_database(postgres_server)), "topic")
+            server: str = request.getfixturevalue("postgres_server")
+            backend = PostgresProjectionStore(await stack.enter_async_context(fresh_database(server)), "topic")
         await backend.open()
         stack.push_async_callback(backend.close)
         yield backend
