@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -254,12 +253,14 @@ def test_view_reports_only_changes_the_map_shows_and_never_a_stale_fix() -> None
 
 
 async def test_a_technician_turning_stale_is_reported_once_to_subscribers_that_show_it() -> None:
-    view = LiveView(stale_after=timedelta(milliseconds=200))
     now = datetime.now(UTC)
+    clock = [now]
+    view = LiveView(stale_after=timedelta(milliseconds=200), clock=lambda: clock[0])
     for technician, recorded_at, offset in (("t1", now, 0), ("t2", now + timedelta(hours=1), 1)):
         event = location("a", technician, recorded_at, 1.0, 2.0, received_at=now)
         view.apply(event, Position(0, offset))
-    await asyncio.sleep(0.25)  # the wall clock has to pass the threshold: nothing else to wait for
+    assert view.turned_stale() == []  # not yet
+    clock[0] = now + timedelta(milliseconds=250)
     assert view.turned_stale() == [("a", "t1")]
     assert view.turned_stale() == []  # once
     fanout = Fanout(LIMITS)
