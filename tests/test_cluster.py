@@ -6,96 +6,22 @@ with its cursor to the surviving edge, ends with the table's view; no client eve
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
-import httpx
 import pytest
-from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from locstream.settings import DataSettings
 from projector.backends import make_store
 from schemas.claims import Role
+from tests.faults.harness import Acked, Load, MapClient, cancel_all, until
 from tests.support.kafka_io import end_offsets
-from tests.support.maps import MapView, connect
-from tests.support.stack import Service, Stack, eventually
+from tests.support.stack import Stack, eventually
 
 pytestmark = pytest.mark.integration
 
 TENANTS = ["acme-fiber", "globex-isp", "initech-gas"]
 TECHNICIANS = [(tenant, f"tech-{i}") for tenant in TENANTS for i in range(5)]
-FIXES = 420  # at ~35/s: 12 s of load
-
-
-@dataclass
-class Acked:
-    tenant: str
-    technician: str
-    event_id: str
-    latitude: float
-    recorded_at: datetime
-
-
-@dataclass
-class MapClient:
-    """A dispatcher's map that reconnects to the other edge with its cursor whenever its socket drops."""
-
-    tenant: str
-    token: str
-    edge: int
-    map: MapView = field(default_factory=MapView)  # its repeated: offsets received twice (or out of order)
-    reconnects: int = 0
-
-    async def run(self, edges: list[Service]) -> None:
-        while True:
-            query = f"cursor={self.map.cursor}" if self.map.cursor else ""
-            try:
-                ws = await connect(edges[self.edge], self.token, query)
-                async for raw in ws:
-                    self.map.take(json.loads(raw))
-            except (ConnectionClosed, InvalidStatus, OSError):
-                pass
-            self.edge = 1 - self.edge  # to the other node, with the cursor
-            self.reconnects += 1
-            await asyncio.sleep(0.2)  # a client's own pause between attempts
-
-
-async def _drive(api: list[Service], tokens: dict[str, str], acked: list[Acked], progress: asyncio.Event) -> int:
-    """POST fixes round robin over the producers; a failed one is sent again, same event_id, to the other.
-    Returns how many attempts failed."""
-    failed = 0
-    async with httpx.AsyncClient(timeout=5) as client:
-        for step in range(FIXES):
-            tenant, technician = TECHNICIANS[step % len(TECHNICIANS)]
-            event_id, at = str(uuid.uuid4()), datetime.now(UTC)
-            body = {
-                "latitude": round(step / 1000, 6),
-                "longitude": 3.0,
-                "event_id": event_id,
-                "recorded_at": at.isoformat(),
-            }
-            for attempt in range(20):
-                target = api[(step + attempt) % 2]
-                headers = {"Authorization": f"Bearer {tokens[tenant]}"}
-                try:
-                    answer = await client.post(
-                        f"{target.url}/api/v1/field-service/technicians/{technician}/location",
-                        json=body,
-                        headers=headers,
-                    )
-                except httpx.HTTPError:
-                    failed += 1
-                    continue
-                if answer.status_code == 202:
-                    acked.append(Acked(tenant, technician, event_id, round(step / 1000, 6), at))
-                    break
-                failed += 1
-            progress.set()
-            await asyncio.sleep(1 / 35)  # the load's pace
-    return failed
+FIXES = 420
+RATE = 35.0  # fixes a second over all the technicians: 12 s of load
 
 
 async def test_killing_one_of_each_role_loses_nothing_and_duplicates_nothing(stack: Stack, postgres_dsn: str) -> None:
@@ -106,16 +32,13 @@ async def test_killing_one_of_each_role_loses_nothing_and_duplicates_nothing(sta
     writers = {tenant: stack.token(tenant, Role.DEVICE_GATEWAY, ttl=3600) for tenant in TENANTS}
     clients = [MapClient(t, stack.token(t, ttl=3600), edge) for t in TENANTS for edge in (0, 1, 0)]
     watching = [asyncio.create_task(c.run(edges)) for c in clients]
-    acked: list[Acked] = []
-    progress = asyncio.Event()
-    driving = asyncio.create_task(_drive(api, writers, acked, progress))
+    load = Load(api, writers, TECHNICIANS, per_device_rate=RATE / len(TECHNICIANS))
 
     async def after(count: int) -> None:
-        while len(acked) < count:
-            progress.clear()
-            await progress.wait()
+        await until(lambda: len(load.acked) >= count, 60, f"{count} fixes acknowledged")
 
     try:
+        load.start()
         await after(60)
         api[0].kill9()  # a producer, mid-stream
         await after(120)
@@ -128,8 +51,11 @@ async def test_killing_one_of_each_role_loses_nothing_and_duplicates_nothing(sta
         edges[0].kill9()  # an edge: its clients go to the other with their cursor
         await after(360)
         edges[0] = await stack.start("ws-edge", port=edges[0].port)
-        failed = await driving
-        assert failed > 0 and len(acked) == FIXES  # the load never stopped: a failed POST went to the other producer
+        await after(FIXES)
+        await load.stop()
+        acked = load.acked
+        # the load never stopped: a failed POST went to the other producer
+        assert any(attempt.status != 202 for attempt in load.attempts)
 
         ends = await end_offsets(stack.kafka)
 
@@ -176,9 +102,7 @@ async def test_killing_one_of_each_role_loses_nothing_and_duplicates_nothing(sta
 
         await eventually(converged, timeout=30, what="every map client to show the table's view")
         assert all(not c.map.repeated for c in clients), [(c.tenant, c.map.repeated) for c in clients]
-        assert sum(c.reconnects > 0 for c in clients) >= len(TENANTS) * 2  # those on the killed edge came back
+        assert sum(c.connects > 1 for c in clients) >= len(TENANTS) * 2  # those on the killed edge came back
     finally:
-        for task in [driving, *watching]:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await load.cancel()
+        await cancel_all(watching)

@@ -19,6 +19,7 @@ import itertools
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +38,7 @@ from projector.store import Snapshot
 from schemas.cursor import decode_cursor
 from schemas.events import Event
 from tests.support.kafka_io import end_offsets, read_all
-from tests.support.maps import connect
+from tests.support.maps import MapView, connect
 from tests.support.stack import Service, Stack, eventually
 from ws_edge.view import LiveView
 
@@ -85,6 +86,11 @@ class Load:
         self._tasks.clear()
         self._stopping = False
 
+    async def cancel(self) -> None:
+        """Stop at once, fixes in hand or not (a test that failed midway)."""
+        await cancel_all(self._tasks)
+        self._tasks.clear()
+
     async def _work(self, device: int, tenant: str, technician: str) -> None:
         async with httpx.AsyncClient(timeout=httpx.Timeout(8.0)) as client:
             for turn in itertools.count():
@@ -131,13 +137,20 @@ class Frame:
 
 @dataclass
 class MapClient:
+    """A dispatcher's map that reconnects to the other edge with its cursor whenever its socket drops: what it
+    shows (``map``, which also records offsets received twice) and when each frame came (``frames``)."""
+
     tenant: str
     token: str
     edge: int
     frames: list[Frame] = field(default_factory=list)
-    cursor: str | None = None
+    map: MapView = field(default_factory=MapView)
     connects: int = 0
     _socket: Any = None
+
+    @property
+    def cursor(self) -> str | None:
+        return self.map.cursor
 
     async def run(self, edges: list[Service]) -> None:
         while True:
@@ -163,8 +176,7 @@ class MapClient:
         if kind == "location_batch":  # v1 clients get one update per record; a batch would hide offsets
             raise AssertionError("the fault suite's clients expect one location_update per record")
         self.frames.append(Frame(time.monotonic(), kind, offset))
-        if "cursor" in frame and kind != "resumed":
-            self.cursor = frame["cursor"]
+        self.map.take(frame)
 
     @property
     def last_offset(self) -> int | None:
@@ -202,6 +214,15 @@ class ReadinessWatch:
                         body, status = {}, 0
                     self.readings.append(Reading(time.monotonic(), f"{service.name}:{service.port}", status, body))
                 await asyncio.sleep(0.5)
+
+
+async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Until ``condition()`` holds (AssertionError naming ``what`` after ``timeout`` s)."""
+
+    async def probe() -> bool | None:
+        return condition() or None
+
+    await eventually(probe, timeout=timeout, what=what)
 
 
 def tenant_updates(records: list[tuple[Event, Position]]) -> dict[str, list[int]]:

@@ -29,6 +29,7 @@ from tests.faults.harness import (
     cancel_all,
     longest_gap,
     settle_and_check,
+    until,
 )
 from tests.support.kafka_io import end_offsets
 from tests.support.maps import close_all
@@ -70,13 +71,6 @@ async def role_of(rig: Rig, node: int) -> str:
     return f"node {node}" + (", the active controller" if controller else ", not the active controller")
 
 
-async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    async def probe() -> bool | None:
-        return condition() or None
-
-    await eventually(probe, timeout=timeout, what=what)
-
-
 async def run_case(rig: Rig, name: str, fault: Callable[[Load], Awaitable[float]]) -> CaseFigures:
     """``fault`` hurts the cluster, makes it whole again and returns when it began hurting (monotonic)."""
     await whole(rig)
@@ -97,6 +91,7 @@ async def run_case(rig: Rig, name: str, fault: Callable[[Load], Awaitable[float]
         await settle_and_check(rig.stack, load, clients, rig.dsn, rig.scratch)
         assert all(c.connects >= 2 for c in clients), "a map client never resumed on the other edge"
     finally:
+        await load.cancel()  # (stopped already, unless the case failed midway)
         await cancel_all(tasks)
         await load.stop()
         await close_all()  # in this module's loop: later tests' cleanup must not find these sockets open
