@@ -175,71 +175,74 @@ async def test_the_rf3_topic_is_written_to_two_replicas_at_least(rig: Rig) -> No
     assert configs["min.insync.replicas"] == "2"
 
 
-async def test_killing_the_leader_of_the_busiest_partition(rig: Rig) -> None:
-    async def fault(load: Load) -> float:
-        victim = await busiest_leader(rig)
-        NOTES["kill -9 the busiest partition's leader"] = await role_of(rig, victim)
-        began = time.monotonic()
-        await rig.cluster.kill(victim)
+async def _kill_the_busiest_leader(rig: Rig, load: Load) -> float:
+    victim = await busiest_leader(rig)
+    NOTES["kill -9 the busiest partition's leader"] = await role_of(rig, victim)
+    began = time.monotonic()
+    await rig.cluster.kill(victim)
 
-        async def fenced() -> bool | None:
-            now = await view_or_none(rig.cluster.bootstrap)
-            return (now is not None and victim not in now.brokers) or None
+    async def fenced() -> bool | None:
+        now = await view_or_none(rig.cluster.bootstrap)
+        return (now is not None and victim not in now.brokers) or None
 
-        await eventually(fenced, timeout=30, what="the controller to fence the killed broker")
-        await asyncio.sleep(3)  # some load while it stays down: a duration of the fault, not a wait for a condition
-        await rig.cluster.start(victim)
+    await eventually(fenced, timeout=30, what="the controller to fence the killed broker")
+    await asyncio.sleep(3)  # some load while it stays down: a duration of the fault, not a wait for a condition
+    await rig.cluster.start(victim)
+    await whole(rig)
+    return began
+
+
+async def _pause_a_broker(rig: Rig, load: Load) -> float:
+    victim = await busiest_leader(rig)
+    NOTES["SIGSTOP a broker for 20 s"] = await role_of(rig, victim)
+    began = time.monotonic()
+    await rig.cluster.pause(victim)
+    await asyncio.sleep(20)  # the pause is the fault: SIGSTOP held for 20 s
+    await rig.cluster.resume(victim)
+    await whole(rig)
+    return began
+
+
+async def _kill_the_active_controller(rig: Rig, load: Load) -> float:
+    before = await describe_at(rig.cluster.bootstrap)
+    assert before.quorum is not None, "DescribeQuorum answered nothing"
+    victim = before.quorum.leader_id
+    began = time.monotonic()
+    await rig.cluster.kill(victim)
+
+    async def new_controller() -> bool | None:
+        now = await view_or_none(rig.cluster.bootstrap)
+        return (now is not None and now.quorum is not None and now.quorum.leader_id not in (victim, -1)) or None
+
+    await eventually(new_controller, timeout=30, what="another node to become the active controller")
+    await asyncio.sleep(3)  # the load goes on under the new controller for a while: the fault's duration
+    await rig.cluster.start(victim)
+    await whole(rig)
+    return began
+
+
+async def _restart_every_broker_in_turn(rig: Rig, load: Load) -> float:
+    began = time.monotonic()
+    for node in rig.cluster.nodes:  # one at a time, each back in sync before the next, as operators do it
+        await rig.cluster.stop(node)
+        await rig.cluster.start(node)
         await whole(rig)
-        return began
-
-    await run_case(rig, "kill -9 the busiest partition's leader", fault)
+    return began
 
 
-async def test_pausing_a_broker_for_20_seconds(rig: Rig) -> None:
-    async def fault(load: Load) -> float:
-        victim = await busiest_leader(rig)
-        NOTES["SIGSTOP a broker for 20 s"] = await role_of(rig, victim)
-        began = time.monotonic()
-        await rig.cluster.pause(victim)
-        await asyncio.sleep(20)  # the pause is the fault: SIGSTOP held for 20 s
-        await rig.cluster.resume(victim)
-        await whole(rig)
-        return began
-
-    await run_case(rig, "SIGSTOP a broker for 20 s", fault)
+# The faults a cluster survives with every acknowledged fix kept and every map caught up (``run_case``); each
+# hurts the cluster, makes it whole again and returns when it began hurting.
+FAULTS: dict[str, Callable[[Rig, Load], Awaitable[float]]] = {
+    "kill -9 the busiest partition's leader": _kill_the_busiest_leader,
+    "SIGSTOP a broker for 20 s": _pause_a_broker,
+    "kill -9 the active controller": _kill_the_active_controller,
+    "rolling restart of all three brokers": _restart_every_broker_in_turn,
+}
 
 
-async def test_killing_the_active_controller(rig: Rig) -> None:
-    async def fault(load: Load) -> float:
-        before = await describe_at(rig.cluster.bootstrap)
-        assert before.quorum is not None, "DescribeQuorum answered nothing"
-        victim = before.quorum.leader_id
-        began = time.monotonic()
-        await rig.cluster.kill(victim)
-
-        async def new_controller() -> bool | None:
-            now = await view_or_none(rig.cluster.bootstrap)
-            return (now is not None and now.quorum is not None and now.quorum.leader_id not in (victim, -1)) or None
-
-        await eventually(new_controller, timeout=30, what="another node to become the active controller")
-        await asyncio.sleep(3)  # the load goes on under the new controller for a while: the fault's duration
-        await rig.cluster.start(victim)
-        await whole(rig)
-        return began
-
-    await run_case(rig, "kill -9 the active controller", fault)
-
-
-async def test_a_rolling_restart_of_every_broker(rig: Rig) -> None:
-    async def fault(load: Load) -> float:
-        began = time.monotonic()
-        for node in rig.cluster.nodes:  # one at a time, each back in sync before the next, as operators do it
-            await rig.cluster.stop(node)
-            await rig.cluster.start(node)
-            await whole(rig)
-        return began
-
-    await run_case(rig, "rolling restart of all three brokers", fault)
+@pytest.mark.parametrize("case", FAULTS)
+async def test_a_fault_loses_no_acknowledged_fix_and_every_map_catches_up(rig: Rig, case: str) -> None:
+    await run_case(rig, case, lambda load: FAULTS[case](rig, load))
 
 
 async def test_two_brokers_down_answers_503_and_never_202_until_one_is_back(rig: Rig) -> None:
