@@ -2,6 +2,8 @@
 
 - The HTTP and WebSocket contract of locstream (the seed's URLs and frames), with the same JWT verification
   (``locstream.auth.TokenVerifier`` through ``locstream.http``), the same body model and the same role rules.
+- The app around it (``peer_app``): the store opened for the app's life, ``/healthz``, and the location POST, which
+  saves the fix and hands it to the peer's own ``publish``; each peer adds its WebSocket endpoint.
 - The seed's persistence: one SQLite table of each technician's current position keyed by (tenant, technician),
   through aiosqlite (the async driver SQLAlchemy uses for SQLite, as the seed's ``await session.commit()``
   implies), one writer and one reader connection, with the projector's durability settings (WAL,
@@ -12,6 +14,9 @@ from __future__ import annotations
 
 import argparse
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path as FsPath
 from typing import Annotated, Any
@@ -22,6 +27,7 @@ from fastapi import FastAPI, HTTPException, Path, WebSocket, status
 from pydantic import AwareDatetime, BaseModel, Field
 
 from locstream.auth import AuthError, TokenVerifier
+from locstream.http import Claims, prepare_app
 from locstream.settings import AuthSettings
 from schemas.claims import VIEWER_ROLES, WRITER_ROLES, TokenClaims, only_technician, refusal
 
@@ -160,3 +166,53 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 def serve(app: FastAPI, host: str, port: int) -> None:
     uvicorn.run(app, host=host, port=port, log_level="warning", ws_max_size=65536)
+
+
+@dataclass
+class Peer:
+    """A peer's app, the auth settings it verifies tokens with, and its store (open while the app runs)."""
+
+    app: FastAPI
+    auth: AuthSettings
+    _store: list[Store]
+
+    @property
+    def store(self) -> Store:
+        return self._store[0]
+
+
+def peer_app(
+    title: str,
+    db_path: FsPath,
+    publish: Callable[[str, Location], Awaitable[None]],
+    running: Callable[[], AbstractAsyncContextManager[object]] = nullcontext,
+) -> Peer:
+    """The app both peers share: the store opened (and ``running()`` entered) for the app's life, ``/healthz``, and
+    the location POST, which saves the fix and calls ``publish(tenant_id, location)``, the peer's own way."""
+    auth = AuthSettings()
+    store: list[Store] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store.append(await Store.open(db_path))
+        try:
+            async with running():
+                yield
+        finally:
+            await store.pop().close()
+
+    app = FastAPI(title=title, lifespan=lifespan)
+    prepare_app(app, auth)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post(f"{PREFIX}/technicians/{{technician_id}}/location", status_code=status.HTTP_202_ACCEPTED)
+    async def update_location(technician_id: TechnicianId, body: LocationFixRequest, claims: Claims) -> dict[str, str]:
+        authorize_write(claims, technician_id)
+        location = await store[0].save_fix(claims.tenant_id, technician_id, body)
+        await publish(claims.tenant_id, location)
+        return accepted(technician_id)
+
+    return Peer(app, auth, store)

@@ -39,22 +39,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from broadcaster import Broadcast
 from broadcaster._backends.kafka import KafkaBackend
-from fastapi import FastAPI, WebSocket, WebSocketDisconnect, status
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 from bench.peers._common import (
-    PREFIX,
     WS_PATH,
-    LocationFixRequest,
-    Store,
-    TechnicianId,
     accept_viewer,
-    accepted,
-    authorize_write,
     parser,
+    peer_app,
     serve,
 )
-from locstream.http import Claims, prepare_app
-from locstream.settings import AuthSettings
 
 
 def dumps(message: dict[str, Any]) -> str:
@@ -105,15 +98,12 @@ class TenantTopics:
 
 
 def create_app(kafka: str, db_path: Path, prefix: str, tenants: list[str], fix_unsubscribe: bool = False) -> FastAPI:
-    auth = AuthSettings()
     url = f"kafka://{kafka}"
     broadcast = Broadcast(backend=KafkaBackendUnsubscribingOne(url)) if fix_unsubscribe else Broadcast(url)
     topics = TenantTopics(kafka, prefix)
-    state: dict[str, Store] = {}
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state["db"] = await Store.open(db_path)
+    async def running() -> AsyncIterator[None]:
         await topics.start()
         for tenant_id in tenants:
             await topics.ensure(tenant_id)
@@ -123,22 +113,13 @@ def create_app(kafka: str, db_path: Path, prefix: str, tenants: list[str], fix_u
         finally:
             await broadcast.disconnect()
             await topics.close()
-            await state["db"].close()
 
-    app = FastAPI(title="broadcaster peer", lifespan=lifespan)
-    prepare_app(app, auth)
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.post(f"{PREFIX}/technicians/{{technician_id}}/location", status_code=status.HTTP_202_ACCEPTED)
-    async def update_location(technician_id: TechnicianId, body: LocationFixRequest, claims: Claims) -> dict[str, str]:
-        authorize_write(claims, technician_id)
-        channel = await topics.ensure(claims.tenant_id)
-        location = await state["db"].save_fix(claims.tenant_id, technician_id, body)
+    async def publish(tenant_id: str, location: dict[str, Any]) -> None:
+        channel = await topics.ensure(tenant_id)
         await broadcast.publish(channel=channel, message=dumps({"type": "location_update", "data": location}))
-        return accepted(technician_id)
+
+    peer = peer_app("broadcaster peer", db_path, publish, running)
+    app, auth = peer.app, peer.auth
 
     async def receiver(websocket: WebSocket) -> None:
         async for message in websocket.iter_text():
@@ -147,7 +128,7 @@ def create_app(kafka: str, db_path: Path, prefix: str, tenants: list[str], fix_u
 
     async def sender(websocket: WebSocket, channel: str, tenant_id: str) -> None:
         async with broadcast.subscribe(channel=channel) as subscriber:
-            locations = await state["db"].tenant_locations(tenant_id)
+            locations = await peer.store.tenant_locations(tenant_id)
             await websocket.send_text(dumps({"type": "initial_state", "data": locations}))
             # broadcaster 0.3.1 annotates Subscriber.__aiter__ as returning "AsyncGenerator | None" (events typed
             # "Event | None"); at run time it is an async generator of Event, hence the two ignores.

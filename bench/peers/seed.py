@@ -25,27 +25,18 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, WebSocket, WebSocketDisconnect, status
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 from bench.peers._common import (
-    PREFIX,
     WS_PATH,
-    LocationFixRequest,
-    Store,
-    TechnicianId,
     accept_viewer,
-    accepted,
-    authorize_write,
     parser,
+    peer_app,
     serve,
 )
-from locstream.http import Claims, prepare_app
-from locstream.settings import AuthSettings
 
 log = logging.getLogger("bench.peers.seed")
 
@@ -85,31 +76,13 @@ class TechnicianLocationWebSocketManager:
 
 
 def create_app(db_path: Path) -> FastAPI:
-    auth = AuthSettings()
     ws_manager = TechnicianLocationWebSocketManager()
-    state: dict[str, Store] = {}
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state["db"] = await Store.open(db_path)
-        try:
-            yield
-        finally:
-            await state["db"].close()
+    async def publish(tenant_id: str, location: dict[str, Any]) -> None:
+        await ws_manager.broadcast_to_tenant(tenant_id, {"type": "location_update", "data": location})
 
-    app = FastAPI(title="seed peer", lifespan=lifespan)
-    prepare_app(app, auth)
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.post(f"{PREFIX}/technicians/{{technician_id}}/location", status_code=status.HTTP_202_ACCEPTED)
-    async def update_location(technician_id: TechnicianId, body: LocationFixRequest, claims: Claims) -> dict[str, str]:
-        authorize_write(claims, technician_id)
-        location = await state["db"].save_fix(claims.tenant_id, technician_id, body)
-        await ws_manager.broadcast_to_tenant(claims.tenant_id, {"type": "location_update", "data": location})
-        return accepted(technician_id)
+    peer = peer_app("seed peer", db_path, publish)
+    app, auth = peer.app, peer.auth
 
     @app.websocket(WS_PATH)
     async def websocket_technician_locations(websocket: WebSocket) -> None:
@@ -120,7 +93,7 @@ def create_app(db_path: Path) -> FastAPI:
         await ws_manager.connect(websocket, tenant_id, connection_id)
         try:
             await websocket.send_json({"type": "connected", "connection_id": connection_id, "tenant_id": tenant_id})
-            locations = await state["db"].tenant_locations(tenant_id)
+            locations = await peer.store.tenant_locations(tenant_id)
             await websocket.send_json({"type": "initial_state", "data": locations})
             while True:
                 data = await websocket.receive_text()
