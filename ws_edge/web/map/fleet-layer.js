@@ -26,27 +26,31 @@ export const FleetLayer = L.Layer.extend({
     this._frame = null;
   },
 
+  /** The map's events this layer follows: Leaflet adds them with the layer and removes them with it. */
+  getEvents() {
+    return {
+      resize: this._resize,
+      move: this.redraw,
+      viewreset: this.redraw,
+      zoomanim: this._hide,
+      zoomend: this._zoomEnd,
+      click: this._click,
+      mousemove: this._hover,
+    };
+  },
+
   onAdd(map) {
     this._canvas = L.DomUtil.create("canvas", "fleet-canvas", map.getContainer());
     this._resize();
-    map.on("resize", this._resize, this);
-    map.on("move zoomend viewreset", this.redraw, this);
-    map.on("zoomanim", this._hide, this);
-    map.on("zoomend", this._show, this);
-    map.on("click", this._click, this);
-    map.on("mousemove", this._hover, this);
-    this.clusters.addEventListener("answer", () => this.redraw());
+    this._onAnswer = () => this.redraw(); // kept, so that onRemove takes away this very listener
+    this.clusters.addEventListener("answer", this._onAnswer);
     this.redraw();
   },
 
-  onRemove(map) {
-    map.off("resize", this._resize, this);
-    map.off("move zoomend viewreset", this.redraw, this);
-    map.off("zoomanim", this._hide, this);
-    map.off("zoomend", this._show, this);
-    map.off("click", this._click, this);
-    map.off("mousemove", this._hover, this);
+  onRemove() {
+    this.clusters.removeEventListener("answer", this._onAnswer);
     if (this._frame) cancelAnimationFrame(this._frame);
+    this._frame = null;
     this._canvas.remove();
   },
 
@@ -77,6 +81,11 @@ export const FleetLayer = L.Layer.extend({
 
   _show() {
     this._canvas.style.visibility = "";
+  },
+
+  _zoomEnd() {
+    this.redraw();
+    this._show();
   },
 
   _point(lat, lng) {
