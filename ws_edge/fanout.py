@@ -61,19 +61,23 @@ class Subscriber:
         "direct",
         "filter",
         "limits",
-        "log",
         "outbox",
+        "resume_buffer",
         "tenant_id",
         "visible",
     )
 
     def __init__(
-        self, tenant_id: str, log: TenantResumeBuffer, limits: SlowConsumerLimits, on_close: Callable[[], None]
+        self,
+        tenant_id: str,
+        resume_buffer: TenantResumeBuffer,
+        limits: SlowConsumerLimits,
+        on_close: Callable[[], None],
     ) -> None:
         self.tenant_id = tenant_id
-        self.log = log
+        self.resume_buffer = resume_buffer
         self.limits = limits
-        self.outbox = Outbox(log.next_seq)
+        self.outbox = Outbox(resume_buffer.next_seq)
         self.filter: Filter | None = None  # None: the whole tenant, without tracking what the map shows
         self.visible: set[str] = set()  # with a filter: the technicians the client's map shows
         self.close_code: int | None = None
@@ -116,7 +120,7 @@ class Subscriber:
         return written
 
     def has_entries(self) -> bool:
-        return self.outbox.position < self.log.next_seq
+        return self.outbox.position < self.resume_buffer.next_seq
 
     def send(self, text: str) -> None:
         """Queue a frame of this connection's own (written before the entries it has yet to take)."""
@@ -125,7 +129,7 @@ class Subscriber:
 
     def has_work(self) -> bool:
         """Entries to take, or a write through its socket that is yet to drain."""
-        return self.outbox.position < self.log.next_seq or self.outbox.writing_since is not None
+        return self.outbox.position < self.resume_buffer.next_seq or self.outbox.writing_since is not None
 
     def take(self, now: float) -> list[Frame] | None:
         """Everything this connection has yet to write, in order, filtered; None when some of it was evicted from
@@ -142,26 +146,26 @@ class Subscriber:
             return None
         own, entries, whole = taken
         head = wire.encode(own, batched) if own else b""
-        body = self.log.encoded(seq, batched, entries) if whole else wire.encode(entries, batched)
+        body = self.resume_buffer.encoded(seq, batched, entries) if whole else wire.encode(entries, batched)
         last = entries[-1] if entries else None
         return head + body, last.received_at if isinstance(last, Update) else 0.0
 
     def _take(self, now: float) -> tuple[list[Frame], list[Frame], bool] | None:
         """Its own frames; the entries it takes, as frames; whether those are every entry from its position on."""
         outbox = self.outbox
-        entries = self.log.since(outbox.position)
+        entries = self.resume_buffer.since(outbox.position)
         if entries is None:
             return None
         own: list[Frame] = list(outbox.extras)
         outbox.extras.clear()
         exact = max(0, outbox.exact_until - outbox.position)  # what a resuming client missed goes out whole
         whole = True
-        if conflates(len(entries) - exact, self.log.waited(outbox.position + exact, now)):
+        if conflates(len(entries) - exact, self.resume_buffer.waited(outbox.position + exact, now)):
             latest, left_out = latest_per_technician(entries[exact:])
             entries = entries[:exact] + latest
             outbox.conflated += left_out
             whole = left_out == 0
-        outbox.position = self.log.next_seq
+        outbox.position = self.resume_buffer.next_seq
         if self.filter is None:
             return own, [entry if isinstance(entry, Update) else entry.text for entry in entries], whole
         taken: list[Frame] = []
@@ -182,7 +186,7 @@ class Subscriber:
         """Take a new filter; returns the part of ``locations`` (the tenant's map now) the client is to be shown.
         What it had yet to take is skipped: the caller sends the new initial_state, which includes it."""
         self.filter = new
-        self.outbox.position = self.log.next_seq
+        self.outbox.position = self.resume_buffer.next_seq
         self.outbox.extras.clear()
         if new is None:
             self.visible = set()
@@ -197,7 +201,7 @@ class Subscriber:
         outbox, limits = self.outbox, self.limits
         if outbox.writing_since is not None and now - outbox.writing_since > limits.max_seconds:
             self.close(CLOSE_SLOW_CONSUMER, f"slow consumer: a write unfinished for {limits.max_seconds:g} s")
-        elif self.log.bytes_since(outbox.position) > limits.max_bytes:
+        elif self.resume_buffer.bytes_since(outbox.position) > limits.max_bytes:
             self.close(CLOSE_SLOW_CONSUMER, f"slow consumer: more than {limits.max_bytes} bytes behind")
 
     def close(self, code: int, reason: str = "") -> None:

@@ -382,9 +382,9 @@ class ClientSession(asyncio.Protocol):
         if position is None:
             resumed = False if asked is not None else None
             return self.sessions.initial_states.at_snapshot(tenant_id, feed.cursor_of(tenant_id), resumed)
-        missed = subscriber.log.next_seq - position
+        missed = subscriber.resume_buffer.next_seq - position
         subscriber.outbox.position = position  # every update it missed comes next, none left out
-        subscriber.outbox.exact_until = subscriber.log.next_seq
+        subscriber.outbox.exact_until = subscriber.resume_buffer.next_seq
         return text_frame(messages.resumed(asked or "", missed).encode())
 
     # -- writing --------------------------------------------------------------------------------------------------
@@ -822,7 +822,7 @@ class Sessions:
         self.handshakes = TurnBudget("upgrades answered", HANDSHAKES_PER_TURN)
         self.closings = TurnBudget("connections ended", CLOSINGS_PER_TURN)
         self.access_log = True
-        self.live: set[ClientSession] = set()
+        self.connections: set[ClientSession] = set()  # every one, opening, live or closing
         # Connections gone without a close frame since ``report_vanished`` last said so: 10,000 dropped at once
         # logged a line each, 0.24 s of the loop in one turn (24 µs a line).
         self.vanished = 0
@@ -839,7 +839,7 @@ class Sessions:
         self.started += 1
         sampled = self.started % SAMPLE_ONE_CONNECTION_IN == 1
         session = ClientSession(self, request, self.latency if sampled else None)
-        self.live.add(session)
+        self.connections.add(session)
         return session
 
     def report_vanished(self) -> None:
@@ -849,18 +849,18 @@ class Sessions:
             self.vanished = 0
 
     def gone(self, session: ClientSession) -> None:
-        self.live.discard(session)
-        if not self.live and self._none_left is not None:
+        self.connections.discard(session)
+        if not self.connections and self._none_left is not None:
             self._none_left.set()
 
     async def close_all(self, code: int, reason: str, within: float) -> None:
         """Close every session; those that have not completed the close handshake ``within`` seconds are dropped."""
         self._none_left = asyncio.Event()
-        for session in list(self.live):
+        for session in list(self.connections):
             session.close(code, reason)
-        if self.live:
+        if self.connections:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(within):
                     await self._none_left.wait()
-        for session in list(self.live):
+        for session in list(self.connections):
             session.shed()
