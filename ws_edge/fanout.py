@@ -23,7 +23,7 @@ from ws_edge import messages, wire
 from ws_edge.conflation import conflates, latest_per_technician
 from ws_edge.filters import Filter
 from ws_edge.messages import Location
-from ws_edge.outbox import Frame, Note, Outbox, Update
+from ws_edge.outbox import Message, Note, Outbox, Update
 from ws_edge.resume_buffer import ResumeBuffer, TenantResumeBuffer
 
 
@@ -131,7 +131,7 @@ class Subscriber:
         """Entries to take, or a write through its socket that is yet to drain."""
         return self.outbox.position < self.resume_buffer.next_seq or self.outbox.writing_since is not None
 
-    def take(self, now: float) -> list[Frame] | None:
+    def take(self, now: float) -> list[Message] | None:
         """Everything this connection has yet to write, in order, filtered; None when some of it was evicted from
         the resume buffer meanwhile (a burst larger than the buffer): the caller sends a fresh initial_state."""
         taken = self._take(now)
@@ -150,13 +150,13 @@ class Subscriber:
         last = entries[-1] if entries else None
         return head + body, last.received_at if isinstance(last, Update) else 0.0
 
-    def _take(self, now: float) -> tuple[list[Frame], list[Frame], bool] | None:
+    def _take(self, now: float) -> tuple[list[Message], list[Message], bool] | None:
         """Its own frames; the entries it takes, as frames; whether those are every entry from its position on."""
         outbox = self.outbox
         entries = self.resume_buffer.since(outbox.position)
         if entries is None:
             return None
-        own: list[Frame] = list(outbox.extras)
+        own: list[Message] = list(outbox.extras)
         outbox.extras.clear()
         exact = max(0, outbox.exact_until - outbox.position)  # what a resuming client missed goes out whole
         whole = True
@@ -168,7 +168,7 @@ class Subscriber:
         outbox.position = self.resume_buffer.next_seq
         if self.filter is None:
             return own, [entry if isinstance(entry, Update) else entry.text for entry in entries], whole
-        taken: list[Frame] = []
+        taken: list[Message] = []
         for entry in entries:
             technician_id = entry.technician_id
             if isinstance(entry, Note):

@@ -47,7 +47,7 @@ class Note:
 
 
 Entry = Update | Note  # what a tenant's resume buffer holds
-Frame = Update | str  # what a session writes: an update, or any other frame already encoded
+Message = Update | str  # what a session is sent: an update, or any other message as its JSON text
 
 
 class Outbox:

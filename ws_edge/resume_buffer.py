@@ -16,7 +16,7 @@ import itertools
 from collections import deque
 
 from ws_edge import wire
-from ws_edge.outbox import Entry, Frame, Update
+from ws_edge.outbox import Entry, Message, Update
 
 
 class TenantResumeBuffer:
@@ -57,7 +57,7 @@ class TenantResumeBuffer:
         found.reverse()
         return found
 
-    def encoded(self, seq: int, batched: bool, taken: list[Frame]) -> bytes:
+    def encoded(self, seq: int, batched: bool, taken: list[Message]) -> bytes:
         """``taken``, every entry from ``seq`` on as frames, on the wire (``wire.encode``). The clients that keep up
         and take the whole tenant take the same entries at once: they share one encoding."""
         first, end, data = self._encoded[batched]

@@ -91,7 +91,7 @@ from ws_edge.inbound import InboundRule
 from ws_edge.initial_state import InitialStates, SharedInitialState
 from ws_edge.live_feed import LiveFeed
 from ws_edge.metrics import SAMPLE_ONE_CONNECTION_IN
-from ws_edge.outbox import Frame
+from ws_edge.outbox import Message
 from ws_edge.replay_session import is_replay
 from ws_edge.settings import EdgeSettings
 from ws_edge.turn_budget import TurnBudget
@@ -449,7 +449,7 @@ class ClientSession(asyncio.Protocol):
     def _flush_now(self) -> None:
         self.flush(time.monotonic())
 
-    def _refreshed(self, subscriber: Subscriber) -> list[Frame]:
+    def _refreshed(self, subscriber: Subscriber) -> list[Message]:
         """Its own frames, then a fresh initial_state (``resumed: false``); it goes on from the end of the stream."""
         tenant_id, own = subscriber.tenant_id, list(subscriber.outbox.extras)
         shown = subscriber.refilter(subscriber.filter, self.sessions.view.locations(tenant_id))

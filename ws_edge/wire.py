@@ -18,7 +18,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from locstream.serve import TRANSPORT_EXTENSION
 from ws_edge import messages
 from ws_edge.framing import payloads, text_frame
-from ws_edge.outbox import Frame, Update
+from ws_edge.outbox import Message, Update
 
 MAX_BATCH_CHARS = 256 * 1024  # a v2 flush larger than this goes out as several location_batch frames
 # Data larger than this is handed to the transport a piece at a time, as it drains: asyncio's transport copies what
@@ -27,26 +27,26 @@ MAX_BATCH_CHARS = 256 * 1024  # a v2 flush larger than this goes out as several 
 WRITE_PIECE = 64 * 1024
 
 
-def encode(taken: list[Frame], batched: bool) -> bytes:
+def encode(taken: list[Message], batched: bool) -> bytes:
     """The frames to write for ``taken``, in order: v1 writes each update as its ``location_update`` frame; v2
     writes each run of updates as one ``location_batch`` (several past ``MAX_BATCH_CHARS``)."""
     if not batched:
-        return b"".join(frame.frame if isinstance(frame, Update) else text_frame(frame.encode()) for frame in taken)
+        return b"".join(each.frame if isinstance(each, Update) else text_frame(each.encode()) for each in taken)
     out: list[bytes] = []
     run: list[Update] = []
     run_chars = 0
-    for frame in taken:
-        if isinstance(frame, Update):
-            if run and run_chars + len(frame.item) > MAX_BATCH_CHARS:
+    for each in taken:
+        if isinstance(each, Update):
+            if run and run_chars + len(each.item) > MAX_BATCH_CHARS:
                 out.append(text_frame(messages.location_batch(run).encode()))
                 run, run_chars = [], 0
-            run.append(frame)
-            run_chars += len(frame.item) + 1
+            run.append(each)
+            run_chars += len(each.item) + 1
             continue
         if run:
             out.append(text_frame(messages.location_batch(run).encode()))
             run, run_chars = [], 0
-        out.append(text_frame(frame.encode()))
+        out.append(text_frame(each.encode()))
     if run:
         out.append(text_frame(messages.location_batch(run).encode()))
     return b"".join(out)

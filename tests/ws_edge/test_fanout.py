@@ -18,7 +18,7 @@ from tests.support.events import profile as technician_profile
 from ws_edge import framing, messages
 from ws_edge.fanout import Fanout, SlowConsumerLimits, Subscriber, TooManyConnectionsError
 from ws_edge.filters import EVERYTHING, Filter, FilterError, parse_subscribe
-from ws_edge.outbox import Frame, Note, Update
+from ws_edge.outbox import Message, Note, Update
 from ws_edge.resume_buffer import ResumeBuffer
 from ws_edge.view import LiveView
 
@@ -38,13 +38,13 @@ def _update(technician_id: str, offset: int, latitude: float = 1.0, status: str 
     return messages.update(location, offset, f"c{offset}")
 
 
-def _take(subscriber: Subscriber, now: float | None = None) -> list[Frame]:
+def _take(subscriber: Subscriber, now: float | None = None) -> list[Message]:
     taken = subscriber.take(time.monotonic() if now is None else now)
     assert taken is not None
     return taken
 
 
-def _offsets(taken: Sequence[Frame | Note]) -> list[int]:
+def _offsets(taken: Sequence[Message | Note]) -> list[int]:
     return [frame.offset for frame in taken if isinstance(frame, Update)]
 
 

@@ -10,8 +10,7 @@ from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
 from ws_edge import framing, messages, wire
-from ws_edge.outbox import Frame as Taken
-from ws_edge.outbox import Update
+from ws_edge.outbox import Message, Update
 
 
 def _parsed(data: bytes) -> Iterator[Frame]:
@@ -39,7 +38,7 @@ def test_text_frames_of_every_length_class_parse_back() -> None:
 
 
 def test_v1_writes_one_frame_per_update_and_v2_one_batch_per_run_of_updates() -> None:
-    taken: list[Taken] = [_update("t1", 1), _update("t2", 2), messages.PONG, _update("t1", 3)]
+    taken: list[Message] = [_update("t1", 1), _update("t2", 2), messages.PONG, _update("t1", 3)]
     v1 = [json.loads(bytes(f.data)) for f in _parsed(wire.encode(taken, batched=False))]
     assert [(m["type"], m.get("cursor")) for m in v1] == [
         ("location_update", "c1"),
@@ -58,7 +57,7 @@ def test_v1_writes_one_frame_per_update_and_v2_one_batch_per_run_of_updates() ->
 
 def test_a_batch_past_its_size_limit_is_split_without_losing_an_update() -> None:
     long_name = "n" * 1000
-    taken: list[Taken] = [_update(f"t{i}", i, long_name) for i in range(600)]  # ~650 KB of items
+    taken: list[Message] = [_update(f"t{i}", i, long_name) for i in range(600)]  # ~650 KB of items
     batches = [json.loads(bytes(f.data)) for f in _parsed(wire.encode(taken, batched=True))]
     assert len(batches) >= 3 and all(len(json.dumps(b)) < wire.MAX_BATCH_CHARS + 2000 for b in batches)
     assert [item["technician_id"] for b in batches for item in b["data"]] == [f"t{i}" for i in range(600)]
