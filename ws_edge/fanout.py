@@ -119,6 +119,47 @@ class Subscriber:
             outbox.writing_since = now
         return written
 
+    # -- what its session tells it --------------------------------------------------------------------------------
+
+    def attach(self, direct: DirectWriter) -> None:
+        """Its first frames are out: the fan-out writes straight through ``direct`` from now on."""
+        self.direct = direct
+
+    def wake_with(self, on_work: Callable[[], None] | None) -> None:
+        """What to call when it has a frame of its own or entries the fan-out could not write through (None: its
+        session is gone)."""
+        self.outbox.on_work = on_work
+
+    def detach(self) -> None:
+        """Its connection is gone: nothing is written through it, nothing wakes it."""
+        self.direct = None
+        self.outbox.on_work = None
+
+    def resume_from(self, position: int) -> int:
+        """It resumes a client at ``position`` of the tenant's buffer: every update it missed comes next, whole
+        (never conflated). Returns how many it missed."""
+        self.outbox.position = position
+        self.outbox.exact_until = self.resume_buffer.next_seq
+        return self.resume_buffer.next_seq - position
+
+    def writing(self, since: float | None) -> None:
+        """A write its socket did not take at once is under way since ``since`` (the slow-consumer deadline counts
+        from there), or None: the socket drained."""
+        self.outbox.writing_since = since
+
+    def held(self) -> bool:
+        """A write is under way or it is closing: nothing more is to be written for it now."""
+        return self.outbox.writing_since is not None or self.close_code is not None
+
+    def own_frames(self) -> list[str]:
+        """The frames of its own waiting to be written (a pong, an answer), in order."""
+        return list(self.outbox.extras)
+
+    def closed_by_client(self, code: int) -> None:
+        """The client sent its close frame: closing, without the edge's close (its session answers)."""
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, "closed by the client"
+
     def has_entries(self) -> bool:
         return self.outbox.position < self.resume_buffer.next_seq
 

@@ -335,7 +335,7 @@ class ClientSession(asyncio.Protocol):
         self._watch_expiry(claims)
         first = self._first_frames(subscriber, tenant_id, cursor, resumable)  # in the subscription's step
         for frame in fences_up_front(sessions.fences, tenant_id):  # after the first frames
-            subscriber.outbox.add(frame)
+            subscriber.send(frame)
         if isinstance(first, SharedInitialState):  # a big map is encoded in slices, shared with the crowd
             pieces = await first.frame(self.deflate)
             if self.phase is not Phase.OPENING:
@@ -345,14 +345,14 @@ class ClientSession(asyncio.Protocol):
         del first
         self.phase = Phase.LIVE
         self.request = None
-        subscriber.outbox.on_work = self._flush_soon
+        subscriber.wake_with(self._flush_soon)
         self._log("connection %s of tenant %s subscribed (protocol %d)", tenant_id, 2 if self.batched else 1)
         now = time.monotonic()
         written = [self._write(piece) for piece in pieces]
         if not written[-1]:
-            subscriber.outbox.writing_since = now  # the sweep's deadline: a client that does not read is slow
+            subscriber.writing(now)  # the sweep's deadline: a client that does not read is slow
         del pieces  # a big tenant's map is not kept per connection once handed over
-        subscriber.direct = self
+        subscriber.attach(self)
         self._ping_later()
         early, self._early = self._early or [], None
         for text in early:
@@ -382,9 +382,7 @@ class ClientSession(asyncio.Protocol):
         if position is None:
             resumed = False if asked is not None else None
             return self.sessions.initial_states.at_snapshot(tenant_id, feed.cursor_of(tenant_id), resumed)
-        missed = subscriber.resume_buffer.next_seq - position
-        subscriber.outbox.position = position  # every update it missed comes next, none left out
-        subscriber.outbox.exact_until = subscriber.resume_buffer.next_seq
+        missed = subscriber.resume_from(position)  # every update it missed comes next, none left out
         return text_frame(messages.resumed(asked or "", missed).encode())
 
     # -- writing --------------------------------------------------------------------------------------------------
@@ -435,11 +433,11 @@ class ClientSession(asyncio.Protocol):
             return
         if subscriber.write_through(now):
             return
-        if subscriber.outbox.writing_since is not None or subscriber.close_code is not None:
+        if subscriber.held():
             return  # it goes on when the transport drains; or it is closing
         # Only this leaves it here: its next entries were evicted before it took them. The map afresh, then on.
         if not self._write(encode(self._refreshed(subscriber), self.batched)):
-            subscriber.outbox.writing_since = now
+            subscriber.writing(now)
 
     def _flush_soon(self) -> None:
         """The outbox got a frame of the connection's own (a pong, an answer, a fence): write it after the current
@@ -451,7 +449,7 @@ class ClientSession(asyncio.Protocol):
 
     def _refreshed(self, subscriber: Subscriber) -> list[Message]:
         """Its own frames, then a fresh initial_state (``resumed: false``); it goes on from the end of the stream."""
-        tenant_id, own = subscriber.tenant_id, list(subscriber.outbox.extras)
+        tenant_id, own = subscriber.tenant_id, subscriber.own_frames()
         shown = subscriber.refilter(subscriber.filter, self.sessions.view.locations(tenant_id))
         return [*own, messages.initial_state(shown, self.sessions.feed.cursor_of(tenant_id), resumed=False)]
 
@@ -462,7 +460,7 @@ class ClientSession(asyncio.Protocol):
         self._paused = False
         subscriber, now = self.subscriber, time.monotonic()
         if subscriber is not None:
-            subscriber.outbox.writing_since = now  # progress: the sweep's deadline starts again
+            subscriber.writing(now)  # progress: the sweep's deadline starts again
         backlog, self._backlog = self._backlog, None
         for at, data in enumerate(backlog or ()):
             if not self._hand_over(data):
@@ -471,7 +469,7 @@ class ClientSession(asyncio.Protocol):
                     self._backlog = [*(self._backlog or ()), *left]
                 return
         if self.phase is Phase.LIVE and subscriber is not None:
-            subscriber.outbox.writing_since = None
+            subscriber.writing(None)
             self.flush(now)
 
     # -- reading --------------------------------------------------------------------------------------------------
@@ -706,8 +704,8 @@ class ClientSession(asyncio.Protocol):
         if self.phase is not Phase.CLOSING:
             self.phase = Phase.CLOSING
             subscriber = self.subscriber
-            if subscriber is not None and subscriber.close_code is None:
-                subscriber.close_code, subscriber.close_reason = code, "closed by the client"
+            if subscriber is not None:
+                subscriber.closed_by_client(code)
             if self._backlog is not None:  # no close answer can come before the rest of a frame: drop it
                 self._drop()
                 return
@@ -749,8 +747,7 @@ class ClientSession(asyncio.Protocol):
                 task.cancel()
         subscriber = self.subscriber
         if subscriber is not None:
-            subscriber.direct = None
-            subscriber.outbox.on_work = None
+            subscriber.detach()
             self.sessions.fanout.remove(subscriber)
             if subscriber.close_code is None:  # gone without a close: counted, told in one line now and then
                 self.sessions.vanished += 1
