@@ -1,7 +1,7 @@
 """The WebSocket edge process: ``create_app(settings)`` wires the feed, view and fan-out into FastAPI.
 
 The live feed's connections are not ASGI's: ``locstream/serve.py`` hands their upgrade requests to the edge's
-``Sessions`` (``ws_edge/session.py``, ``app.state.websocket_takeover``). Paced replays, on the same URL, go through
+``Sessions`` (``ws_edge/sessions.py``, ``app.state.websocket_takeover``). Paced replays, on the same URL, go through
 the route below.
 """
 
@@ -31,7 +31,7 @@ from ws_edge.live_feed import LiveFeed
 from ws_edge.map_page import install as install_map_page
 from ws_edge.metrics import EdgeMetrics
 from ws_edge.replay_session import ReplaySession, is_replay
-from ws_edge.session import Sessions
+from ws_edge.sessions import Sessions
 from ws_edge.settings import EdgeSettings
 from ws_edge.view import LiveView
 

@@ -7,8 +7,9 @@ the steady state: the fan-out writes through to its transport when records arriv
 ``resume_writing`` when a full buffer drains, client frames arrive in ``data_received``, and timers handle pings
 and the token's expiry. Only the opening (verifying the token, which may fetch the provider's keys, and waiting for
 the edge to catch up with the topic) and an in-band token refresh run as short-lived tasks. A crowd arriving or
-leaving at once is served a few per turn of the event loop (``ws_edge/turn_budget.py``): upgrades are answered, and
-connections whose client ended its side are dropped, in their budget's turn.
+leaving at once is served a few per turn of the event loop (``ws_edge/turn_budget.py``, budgets of the registry,
+``ws_edge/sessions.py``): upgrades are answered, close frames answered and connections whose client ended its side
+dropped, in their budget's turn.
 
 Order on the wire: ``connected``, then either ``initial_state`` (the tenant's map and its cursor) or, for a client
 back with a cursor the resume buffer still covers, ``resumed`` and exactly the updates it missed; then the tenant's
@@ -32,16 +33,12 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
 from enum import Enum
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from prometheus_client import Histogram
 
-from domain.geofencing import FenceBook
 from locstream import bounded_json
-from locstream.admission import PendingGate
-from locstream.auth import TokenVerifier
 from locstream.websocket_upgrade import (
     PER_MESSAGE_DEFLATE,
     UpgradeRequest,
@@ -51,7 +48,6 @@ from locstream.websocket_upgrade import (
     switching_protocols,
 )
 from schemas.claims import TokenClaims
-from schemas.contracts import FEED_PATH
 from schemas.cursor import Cursor, InvalidCursorError, decode_cursor
 from schemas.ws import (
     CLOSE_INTERNAL_ERROR,
@@ -72,7 +68,7 @@ from ws_edge.auth_handshake import (
     refreshed_claims,
     viewer_claims,
 )
-from ws_edge.fanout import Fanout, Subscriber, TooManyConnectionsError
+from ws_edge.fanout import Subscriber, TooManyConnectionsError
 from ws_edge.fence_views import FENCES_INTERVAL, fences_in_view, fences_up_front
 from ws_edge.filters import EVERYTHING, FilterError, described, parse_subscribe
 from ws_edge.framing import (
@@ -88,15 +84,12 @@ from ws_edge.framing import (
     text_frame,
 )
 from ws_edge.inbound import InboundRule
-from ws_edge.initial_state import InitialStates, SharedInitialState
-from ws_edge.live_feed import LiveFeed
-from ws_edge.metrics import SAMPLE_ONE_CONNECTION_IN
+from ws_edge.initial_state import SharedInitialState
 from ws_edge.outbox import Message
-from ws_edge.replay_session import is_replay
-from ws_edge.settings import EdgeSettings
-from ws_edge.turn_budget import TurnBudget
-from ws_edge.view import LiveView
 from ws_edge.wire import WRITE_PIECE, encode
+
+if TYPE_CHECKING:
+    from ws_edge.sessions import Sessions
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("uvicorn.access")  # the same logger (and token redaction) as every HTTP request
@@ -755,109 +748,3 @@ class ClientSession(asyncio.Protocol):
             else:
                 self._log("connection %s closed (code %s)", subscriber.close_code)
         self.sessions.gone(self)
-
-
-class OpeningsPerTenant:
-    """At most ``limit`` sessions of one tenant open at once (their first frames being made and written); the rest
-    wait their turn. 10,000 connections of one tenant at once made the edge's loop run hundreds of openings between
-    two turns of anything else: another tenant's live frames came a second late."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._waiting: dict[str, tuple[asyncio.Semaphore, int]] = {}  # per tenant: its semaphore and its users
-
-    @contextlib.asynccontextmanager
-    async def slot(self, tenant_id: str) -> AsyncIterator[None]:
-        semaphore, users = self._waiting.get(tenant_id) or (asyncio.Semaphore(self.limit), 0)
-        self._waiting[tenant_id] = semaphore, users + 1
-        try:
-            async with semaphore:
-                yield
-        finally:
-            semaphore, users = self._waiting[tenant_id]
-            if users == 1:
-                del self._waiting[tenant_id]
-            else:
-                self._waiting[tenant_id] = semaphore, users - 1
-
-
-OPENINGS_PER_TENANT = 16
-# Per turn of the event loop (``ws_edge/turn_budget.py``): a few milliseconds of a crowd's work each. A live frame
-# takes about ten turns from the broker's answer to a client's socket (aiokafka's fetch and its tasks, the feed, the
-# fan-out), so what one turn costs, the frame waits ten times: 200 closings a turn (14 ms) made another tenant's
-# frames 250-420 ms late while 10,000 clients closed, 50 (3.5 ms) 45-110 ms. About: upgrades answered (~90 µs each,
-# their tasks' first steps ~130 µs more in the next turn), and connections ended after their client's close frame
-# or end (~70 µs each: the answer, the close, the goodbye).
-HANDSHAKES_PER_TURN = 16
-CLOSINGS_PER_TURN = 50
-
-
-class Sessions:
-    """Every live-feed session of one edge node: what they share, the server's gate they are pending in until
-    their token is verified, and the set a shutdown closes. ``take_over`` is what ``locstream/serve.py`` asks for
-    each WebSocket upgrade request (``app.state.websocket_takeover``)."""
-
-    def __init__(
-        self,
-        settings: EdgeSettings,
-        feed: LiveFeed,
-        fanout: Fanout,
-        view: LiveView,
-        verifier: TokenVerifier,
-        fences: FenceBook | None,
-        latency: Histogram,
-    ) -> None:
-        self.settings = settings
-        self.feed = feed
-        self.fanout = fanout
-        self.view = view
-        self.verifier = verifier
-        self.fences = fences
-        self.latency = latency  # observed by one connection in SAMPLE_ONE_CONNECTION_IN
-        self.initial_states = InitialStates(view)
-        self.openings = OpeningsPerTenant(OPENINGS_PER_TENANT)
-        self.handshakes = TurnBudget("upgrades answered", HANDSHAKES_PER_TURN)
-        self.closings = TurnBudget("connections ended", CLOSINGS_PER_TURN)
-        self.access_log = True
-        self.connections: set[ClientSession] = set()  # every one, opening, live or closing
-        # Connections gone without a close frame since ``report_vanished`` last said so: 10,000 dropped at once
-        # logged a line each, 0.24 s of the loop in one turn (24 µs a line).
-        self.vanished = 0
-        self._none_left: asyncio.Event | None = None  # while closing them all
-        self.started = 0
-        self.gate: PendingGate | None = None  # the server's, given with each upgrade request
-        self.pending_seconds = 0.0
-
-    def take_over(self, request: UpgradeRequest, gate: PendingGate, pending_seconds: float) -> ClientSession | None:
-        """A session for a live-feed upgrade request; None for any other (a paced replay goes through the app)."""
-        if request.path != FEED_PATH or is_replay(request.query):
-            return None
-        self.gate, self.pending_seconds = gate, pending_seconds
-        self.started += 1
-        sampled = self.started % SAMPLE_ONE_CONNECTION_IN == 1
-        session = ClientSession(self, request, self.latency if sampled else None)
-        self.connections.add(session)
-        return session
-
-    def report_vanished(self) -> None:
-        """One INFO line for the connections that went without a close since the last one, if any."""
-        if self.vanished:
-            log.info("%d connection(s) gone without a close frame", self.vanished)
-            self.vanished = 0
-
-    def gone(self, session: ClientSession) -> None:
-        self.connections.discard(session)
-        if not self.connections and self._none_left is not None:
-            self._none_left.set()
-
-    async def close_all(self, code: int, reason: str, within: float) -> None:
-        """Close every session; those that have not completed the close handshake ``within`` seconds are dropped."""
-        self._none_left = asyncio.Event()
-        for session in list(self.connections):
-            session.close(code, reason)
-        if self.connections:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(within):
-                    await self._none_left.wait()
-        for session in list(self.connections):
-            session.shed()

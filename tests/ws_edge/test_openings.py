@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ws_edge.session import OpeningsPerTenant
+from ws_edge.sessions import OpeningsPerTenant
 
 
 async def test_at_most_the_limit_of_one_tenant_open_at_once_and_another_tenant_does_not_wait() -> None:
