@@ -18,8 +18,8 @@ then every update that matches its filter. Subscribing and taking the snapshot (
 happen in one step with no await between them, and the live feed applies and publishes in one step too, so every
 change is either in what the client got first or queued after it.
 
-Writing: data is handed to the transport ``WRITE_PIECE`` at a time while it takes it; the rest of a frame waits in
-the session's backlog until the transport drains (a big tenant's ``initial_state``, shared by every client
+Writing (``ws_edge/socket_writer.py``): data is handed to the transport ``WRITE_PIECE`` at a time while it takes
+it; the rest of a frame waits in the session's backlog until the transport drains (a big tenant's ``initial_state``, shared by every client
 connecting meanwhile, is never copied per connection). Control frames (pong, ping, close) never cut into a frame:
 they wait in the backlog too. Closing for the edge's reasons (slow consumer, token expired, a policy violation,
 shutdown) writes the close frame behind what was handed over; a client that has not completed the close handshake
@@ -86,7 +86,8 @@ from ws_edge.framing import (
 from ws_edge.inbound import InboundRule
 from ws_edge.initial_state import SharedInitialState
 from ws_edge.outbox import Message
-from ws_edge.wire import WRITE_PIECE, encode
+from ws_edge.socket_writer import SocketWriter
+from ws_edge.wire import encode
 
 if TYPE_CHECKING:
     from ws_edge.sessions import Sessions
@@ -107,12 +108,11 @@ class Phase(Enum):
     GONE = 4
 
 
-class ClientSession(asyncio.Protocol):
-    """One live-feed connection (``Sessions.take_over`` makes it)."""
+class ClientSession(SocketWriter, asyncio.Protocol):
+    """One live-feed connection (``Sessions.take_over`` makes it); its socket writer is ``SocketWriter``."""
 
     __slots__ = (
         "_awaiting_pong",
-        "_backlog",
         "_close_deadline",
         "_early",
         "_early_waiter",
@@ -120,7 +120,6 @@ class ClientSession(asyncio.Protocol):
         "_fences_asked",
         "_liveness",
         "_opening",
-        "_paused",
         "_pending_deadline",
         "_read_after_close",
         "_refreshing",
@@ -136,15 +135,14 @@ class ClientSession(asyncio.Protocol):
         "request",
         "sessions",
         "subscriber",
-        "transport",
     )
 
     def __init__(self, sessions: Sessions, request: UpgradeRequest, latency: Histogram | None) -> None:
+        SocketWriter.__init__(self)
         self.sessions = sessions
         self.latency = latency  # a sampled connection observes each write's end-to-end latency
         self.request: UpgradeRequest | None = request  # dropped once the session is open
         self.connection_id = str(uuid.uuid4())
-        self.transport: asyncio.Transport | None = None
         self.phase = Phase.OPENING
         self.reader = FrameReader(MAX_CLIENT_MESSAGE_BYTES)
         self.batched = False  # protocol v2, as the handshake agreed
@@ -156,8 +154,6 @@ class ClientSession(asyncio.Protocol):
         self._refreshing: asyncio.Task[None] | None = None
         self._early: list[str] | None = None  # client messages that came while the session opened
         self._early_waiter: asyncio.Future[None] | None = None
-        self._backlog: list[bytes | memoryview] | None = None  # what waits for the transport to drain, in order
-        self._paused = False  # the transport's buffer is above its high-water mark
         self._expiry: asyncio.TimerHandle | None = None
         self._liveness: asyncio.TimerHandle | None = None
         self._awaiting_pong = False
@@ -302,7 +298,7 @@ class ClientSession(asyncio.Protocol):
         if not feed.serves(tenant_id):
             self.close(CLOSE_POLICY_VIOLATION, "tenant served by another edge node")
             return
-        self._write(text_frame(messages.connected(self.connection_id, tenant_id, 2 if self.batched else 1).encode()))
+        self.write(text_frame(messages.connected(self.connection_id, tenant_id, 2 if self.batched else 1).encode()))
         try:
             await asyncio.wait_for(feed.ready.wait(), sessions.settings.bootstrap_timeout_seconds)
         except TimeoutError:
@@ -341,7 +337,7 @@ class ClientSession(asyncio.Protocol):
         subscriber.wake_with(self._flush_soon)
         self._log("connection %s of tenant %s subscribed (protocol %d)", tenant_id, 2 if self.batched else 1)
         now = time.monotonic()
-        written = [self._write(piece) for piece in pieces]
+        written = [self.write(piece) for piece in pieces]
         if not written[-1]:
             subscriber.writing(now)  # the sweep's deadline: a client that does not read is slow
         del pieces  # a big tenant's map is not kept per connection once handed over
@@ -380,40 +376,12 @@ class ClientSession(asyncio.Protocol):
 
     # -- writing --------------------------------------------------------------------------------------------------
 
-    def _write(self, data: bytes | memoryview) -> bool:
-        """Hand ``data`` to the transport (behind whatever waits in the backlog); True when all of it was handed
-        over and the transport has room for more."""
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return False
-        if self._backlog is not None:
-            self._backlog.append(data)
-            return False
-        return self._hand_over(data)
-
-    def _hand_over(self, data: bytes | memoryview) -> bool:
-        """``WRITE_PIECE`` at a time while the transport takes it; what it does not take goes to the backlog."""
-        transport = self.transport
-        assert transport is not None
-        if len(data) <= WRITE_PIECE:
-            transport.write(data)
-            return not self._paused
-        whole = memoryview(data)
-        at = 0
-        while at < len(whole) and not self._paused:
-            transport.write(whole[at : at + WRITE_PIECE])
-            at += WRITE_PIECE
-        if at < len(whole):
-            self._backlog = [whole[at:]]
-            return False
-        return not self._paused
-
     def write_now(self, data: bytes, received_at: float) -> bool:
         """For the fan-out (``Subscriber.write_through``): False when the transport's buffer is full (this session
         goes on when it drains) or the connection is closing."""
         if self.phase is not Phase.LIVE:
             return False
-        writable = self._write(data)
+        writable = self.write(data)
         if self.latency is not None and received_at:
             self.latency.observe(time.time() - received_at)
         return writable
@@ -422,14 +390,14 @@ class ClientSession(asyncio.Protocol):
         """Write what the connection has yet to get, when nothing is under way for it: after a frame of its own was
         queued, and when its transport drained."""
         subscriber = self.subscriber
-        if self.phase is not Phase.LIVE or subscriber is None or self._paused or self._backlog is not None:
+        if self.phase is not Phase.LIVE or subscriber is None or self.writing_blocked:
             return
         if subscriber.write_through(now):
             return
         if subscriber.held():
             return  # it goes on when the transport drains; or it is closing
         # Only this leaves it here: its next entries were evicted before it took them. The map afresh, then on.
-        if not self._write(encode(self._refreshed(subscriber), self.batched)):
+        if not self.write(encode(self._refreshed(subscriber), self.batched)):
             subscriber.writing(now)
 
     def _flush_soon(self) -> None:
@@ -446,21 +414,12 @@ class ClientSession(asyncio.Protocol):
         shown = subscriber.refilter(subscriber.filter, self.sessions.view.locations(tenant_id))
         return [*own, messages.initial_state(shown, self.sessions.feed.cursor_of(tenant_id), resumed=False)]
 
-    def pause_writing(self) -> None:
-        self._paused = True
-
     def resume_writing(self) -> None:
-        self._paused = False
         subscriber, now = self.subscriber, time.monotonic()
         if subscriber is not None:
             subscriber.writing(now)  # progress: the sweep's deadline starts again
-        backlog, self._backlog = self._backlog, None
-        for at, data in enumerate(backlog or ()):
-            if not self._hand_over(data):
-                left = backlog[at + 1 :]  # type: ignore[index]
-                if left:
-                    self._backlog = [*(self._backlog or ()), *left]
-                return
+        if not self.drain_backlog():
+            return
         if self.phase is Phase.LIVE and subscriber is not None:
             subscriber.writing(None)
             self.flush(now)
@@ -527,8 +486,8 @@ class ClientSession(asyncio.Protocol):
                 self.close(CLOSE_UNSUPPORTED_DATA, "binary frames are not part of the protocol")
                 return
             if opcode == OP_PING:
-                if not self._paused:  # a client that does not read gets no pong (RFC 6455 5.5.3 allows skipping)
-                    self._write(control_frame(OP_PONG, payload))  # type: ignore[arg-type]
+                if not self.transport_full:  # a client that does not read gets no pong (RFC 6455 5.5.3 allows skipping)
+                    self.write(control_frame(OP_PONG, payload))  # type: ignore[arg-type]
             elif opcode == OP_PONG:
                 self._awaiting_pong = False
             elif self.phase is Phase.OPENING:
@@ -640,7 +599,7 @@ class ClientSession(asyncio.Protocol):
         if self.phase is not Phase.LIVE:
             return
         self._awaiting_pong = True
-        self._write(control_frame(OP_PING))
+        self.write(control_frame(OP_PING))
         timeout = self.sessions.settings.ping_timeout_seconds
         self._liveness = asyncio.get_running_loop().call_later(timeout, self._pong_due)
 
@@ -674,7 +633,7 @@ class ClientSession(asyncio.Protocol):
             return
         self.phase = Phase.CLOSING
         self.reader.discarding = True  # from now on its data frames are skipped unread
-        self._write(close_frame(code, reason[:120]))
+        self.write(close_frame(code, reason[:120]))
         seconds = self.sessions.settings.slow_consumer_seconds
         self._close_deadline = asyncio.get_running_loop().call_later(seconds, self._close_late, code)
 
@@ -699,7 +658,7 @@ class ClientSession(asyncio.Protocol):
             subscriber = self.subscriber
             if subscriber is not None:
                 subscriber.closed_by_client(code)
-            if self._backlog is not None:  # no close answer can come before the rest of a frame: drop it
+            if self.has_backlog:  # no close answer can come before the rest of a frame: drop it
                 self._drop()
                 return
             transport.write(answer)
@@ -734,7 +693,8 @@ class ClientSession(asyncio.Protocol):
             if timer is not None:
                 timer.cancel()
         self._expiry = self._liveness = self._close_deadline = None
-        self._backlog, self._early = None, None
+        self._early = None
+        self.forget_backlog()
         for task in (self._opening, self._refreshing):
             if task is not None and not task.done():
                 task.cancel()
