@@ -23,8 +23,8 @@ from projector.history_chunks import item_of, newest_fixes, pack
 from projector.store import EVENT_COLUMNS, STATE_COLUMNS, HistoryPoint, event_to_row, state_from_row, state_to_row
 from replay.formats import exporter
 from replay.history_record import HistoryRecord
-from schemas.events import FIX_FIELD_NAMES, FIX_FIELDS, LocationData, LocationRecorded, encode_event
-from tests.support.events import T0
+from schemas.events import FIX_FIELD_NAMES, FIX_FIELDS, LocationData, encode_event
+from tests.support.events import T0, location
 
 POSITION = Position(2, 41)
 
@@ -38,14 +38,7 @@ def _distinct_values() -> dict[str, Any]:
 
 
 VALUES = _distinct_values()
-FIX = LocationRecorded(
-    event_id=uuid.uuid4(),
-    tenant_id="acme-fiber",
-    technician_id="tech-1",
-    recorded_at=T0,
-    received_at=T0,
-    data=LocationData(**VALUES),
-)
+FIX = location("acme-fiber", "tech-1", T0, **VALUES)
 
 
 def _carried(found: dict[str, Any]) -> dict[str, Any]:
