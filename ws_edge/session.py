@@ -19,11 +19,12 @@ happen in one step with no await between them, and the live feed applies and pub
 change is either in what the client got first or queued after it.
 
 Writing (``ws_edge/socket_writer.py``): data is handed to the transport ``WRITE_PIECE`` at a time while it takes
-it; the rest of a frame waits in the session's backlog until the transport drains (a big tenant's ``initial_state``, shared by every client
-connecting meanwhile, is never copied per connection). Control frames (pong, ping, close) never cut into a frame:
-they wait in the backlog too. Closing for the edge's reasons (slow consumer, token expired, a policy violation,
-shutdown) writes the close frame behind what was handed over; a client that has not completed the close handshake
-within the slow-consumer deadline is dropped, so a close always ends the connection.
+it; the rest of a frame waits in the session's backlog until the transport drains (a big tenant's
+``initial_state``, shared by every client connecting meanwhile, is never copied per connection). Control frames
+(pong, ping, close) never cut into a frame: they wait in the backlog too. Closing for the edge's reasons (slow
+consumer, token expired, a policy violation, shutdown) writes the close frame behind what was handed over; a
+client that has not completed the close handshake within the slow-consumer deadline is dropped, so a close always
+ends the connection.
 """
 
 from __future__ import annotations
