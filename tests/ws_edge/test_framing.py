@@ -70,6 +70,17 @@ def test_fragments_are_joined_and_control_frames_between_them_come_in_order() ->
         (bytes((0x83, 0x80)) + b"\x00" * 4, 1002, "opcode"),
         (bytes((0xC1, 0x80)) + b"\x00" * 4, 1002, "reserved"),
     ],
+    ids=[  # the frames' bytes hold random masks: an id of its own keeps each case's name the same in every process
+        "unmasked",
+        "not UTF-8",
+        "too large",
+        "too large in fragments",
+        "a stray continuation",
+        "a message before the last one ended",
+        "a control frame in pieces",
+        "an unknown opcode",
+        "reserved bits",
+    ],
 )
 def test_a_violation_is_refused_with_its_close_code(data: bytes, code: int, words: str) -> None:
     with pytest.raises(FramingError) as refused:
