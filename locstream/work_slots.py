@@ -1,10 +1,19 @@
-"""Caps on concurrent costly work (history exports, paced replays): at most so many at once per tenant and per
-process, so that one tenant's analysts can neither take the whole process nor keep another tenant's out. Pure: the
-caller takes a slot before starting and releases it however the work ends (HTTP 429, WebSocket close 1013 with
-``retry_after`` when none is free)."""
+"""Caps on concurrent costly work, per tenant, so that one tenant can neither take the whole process nor keep
+another tenant's out.
+
+- ``WorkSlots`` refuses past its caps (history exports, paced replays: at most so many at once per tenant and per
+  process). Pure: the caller takes a slot before starting and releases it however the work ends (HTTP 429,
+  WebSocket close 1013 with ``retry_after`` when none is free).
+- ``TurnsPerTenant`` makes the rest wait their turn (the edge's session openings, the ingest API's batches): work
+  that is cheap one at a time but that a crowd of one tenant would otherwise run all in the same turns of the event
+  loop, ahead of everyone else's.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 
@@ -57,3 +66,26 @@ class WorkSlots:
         else:
             del self.running[tenant_id]
         self.total -= 1
+
+
+class TurnsPerTenant:
+    """At most ``limit`` pieces of one tenant's work at once; the rest of that tenant's wait their turn, and another
+    tenant's never wait behind them."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._waiting: dict[str, tuple[asyncio.Semaphore, int]] = {}  # per tenant: its semaphore and its users
+
+    @contextlib.asynccontextmanager
+    async def slot(self, tenant_id: str) -> AsyncIterator[None]:
+        semaphore, users = self._waiting.get(tenant_id) or (asyncio.Semaphore(self.limit), 0)
+        self._waiting[tenant_id] = semaphore, users + 1
+        try:
+            async with semaphore:
+                yield
+        finally:
+            semaphore, users = self._waiting[tenant_id]
+            if users == 1:
+                del self._waiting[tenant_id]
+            else:
+                self._waiting[tenant_id] = semaphore, users - 1

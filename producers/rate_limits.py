@@ -20,6 +20,8 @@ class RateLimiter:
     def __init__(self, rate: float, burst: int, max_keys: int = 100_000) -> None:
         self.rate, self.burst, self.max_keys = rate, burst, max_keys
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        # Until when each key was told to wait (its last 429's Retry-After), for the keys told lately.
+        self._told: OrderedDict[str, float] = OrderedDict()
 
     @property
     def enabled(self) -> bool:
@@ -34,6 +36,24 @@ class RateLimiter:
         else:
             self._buckets.move_to_end(key)
         return found
+
+    def tell_to_wait(self, key: str, until: float) -> None:
+        """``key`` was refused and told to come back at ``until`` (monotonic seconds)."""
+        self._told[key] = until
+        self._told.move_to_end(key)
+        if len(self._told) > self.max_keys:
+            self._told.popitem(last=False)
+
+    def told_to_wait(self, key: str, now: float) -> float:
+        """Seconds left of the wait ``key`` was last told (0: none): a client that comes back sooner can be refused
+        before its request is even read."""
+        until = self._told.get(key)
+        if until is None:
+            return 0.0
+        if until <= now:
+            del self._told[key]
+            return 0.0
+        return until - now
 
 
 def admit(checks: list[tuple[RateLimiter, str]], amount: int, now: float) -> float:

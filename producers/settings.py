@@ -17,6 +17,10 @@ class ProducersSettings(ServiceSettings):
     """Seconds a client should wait before retrying after a 503."""
     max_batch_items: int = Field(default=1_000, ge=1, le=100_000)
     """Fixes per batch request (more: 413)."""
+    batches_per_tenant: int = Field(default=2, ge=1)
+    """A tenant's batch requests validated and sent to Kafka at once in this process; its others wait their turn. Ten
+    gateways of one tenant posting 1,000-fix batches at once otherwise made the API validate them all in the same
+    turns of its event loop, ahead of every other tenant's POSTs."""
     max_geofences_per_tenant: int = Field(default=10_000, ge=1)
     """Fences a tenant may define (every service holds every tenant's fences in memory)."""
     max_fence_positions_per_tenant: int = Field(default=1_000_000, ge=100)

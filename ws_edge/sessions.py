@@ -1,8 +1,9 @@
 """Every live-feed session of one edge node (``Sessions``, the registry): what they share (the feed, the fan-out,
 the view, the verifier, the fences), the server's gate they are pending in until their token is verified, the
-budgets a crowd's openings and closings are spread with (``ws_edge/turn_budget.py``, ``OpeningsPerTenant``), and
-the set a shutdown closes. ``take_over`` is what ``locstream/serve.py`` asks for each WebSocket upgrade request
-(``app.state.websocket_takeover``); each connection is a ``ClientSession`` (``ws_edge/session.py``).
+budgets a crowd's openings and closings are spread with (``ws_edge/turn_budget.py``,
+``locstream.work_slots.TurnsPerTenant``), and the set a shutdown closes. ``take_over`` is what
+``locstream/serve.py`` asks for each WebSocket upgrade request (``app.state.websocket_takeover``); each connection
+is a ``ClientSession`` (``ws_edge/session.py``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 
 from prometheus_client import Histogram
 
@@ -18,6 +18,7 @@ from domain.geofencing import FenceBook
 from locstream.admission import PendingGate
 from locstream.auth import TokenVerifier
 from locstream.websocket_upgrade import UpgradeRequest
+from locstream.work_slots import TurnsPerTenant
 from schemas.contracts import FEED_PATH
 from ws_edge.fanout import Fanout
 from ws_edge.initial_state import InitialStates
@@ -30,30 +31,6 @@ from ws_edge.turn_budget import TurnBudget
 from ws_edge.view import LiveView
 
 log = logging.getLogger(__name__)
-
-
-class OpeningsPerTenant:
-    """At most ``limit`` sessions of one tenant open at once (their first frames being made and written); the rest
-    wait their turn. 10,000 connections of one tenant at once made the edge's loop run hundreds of openings between
-    two turns of anything else: another tenant's live frames came a second late."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._waiting: dict[str, tuple[asyncio.Semaphore, int]] = {}  # per tenant: its semaphore and its users
-
-    @contextlib.asynccontextmanager
-    async def slot(self, tenant_id: str) -> AsyncIterator[None]:
-        semaphore, users = self._waiting.get(tenant_id) or (asyncio.Semaphore(self.limit), 0)
-        self._waiting[tenant_id] = semaphore, users + 1
-        try:
-            async with semaphore:
-                yield
-        finally:
-            semaphore, users = self._waiting[tenant_id]
-            if users == 1:
-                del self._waiting[tenant_id]
-            else:
-                self._waiting[tenant_id] = semaphore, users - 1
 
 
 OPENINGS_PER_TENANT = 16
@@ -90,7 +67,9 @@ class Sessions:
         self.fences = fences
         self.latency = latency  # observed by one connection in SAMPLE_ONE_CONNECTION_IN
         self.initial_states = InitialStates(view)
-        self.openings = OpeningsPerTenant(OPENINGS_PER_TENANT)
+        # 10,000 connections of one tenant at once made the edge's loop run hundreds of openings between two turns of
+        # anything else: another tenant's live frames came a second late.
+        self.openings = TurnsPerTenant(OPENINGS_PER_TENANT)
         self.handshakes = TurnBudget("upgrades answered", HANDSHAKES_PER_TURN)
         self.closings = TurnBudget("connections ended", CLOSINGS_PER_TURN)
         self.access_log = True

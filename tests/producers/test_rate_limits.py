@@ -31,6 +31,19 @@ def test_more_than_a_burst_never_fits_and_a_zero_rate_disables() -> None:
     assert admit([(RateLimiter(rate=0, burst=1), "t")], 1_000, now=0.0) == 0.0
 
 
+def test_a_key_told_to_wait_is_remembered_until_then() -> None:
+    limiter = RateLimiter(rate=1, burst=1, max_keys=2)
+    assert limiter.told_to_wait("a", now=0.0) == 0.0
+    limiter.tell_to_wait("a", until=2.0)
+    assert limiter.told_to_wait("a", now=0.5) == 1.5
+    assert limiter.told_to_wait("b", now=0.5) == 0.0  # keys are independent
+    assert limiter.told_to_wait("a", now=2.0) == 0.0  # the wait is over
+    for key in ("x", "y", "z"):
+        limiter.tell_to_wait(key, until=9.0)
+    assert limiter.told_to_wait("x", now=0.0) == 0.0  # beyond max_keys, the oldest is forgotten
+    assert limiter.told_to_wait("z", now=0.0) == 9.0
+
+
 def test_the_least_recently_used_keys_are_forgotten_beyond_the_limit() -> None:
     limiter = RateLimiter(rate=1, burst=1, max_keys=2)
     admit([(limiter, "a")], 1, now=0.0)

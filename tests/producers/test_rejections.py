@@ -146,5 +146,9 @@ async def test_batch_roles_come_from_the_token_and_limits_answer_429_with_retry_
         assert (await post(gateway, [fix("tech-3"), fix("tech-4"), fix("tech-5")])).status_code == 202  # the burst
         limited = await post(gateway, [fix("tech-6")])
         assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1, limited.text
+        # Back before its Retry-After: refused before its body is read (a body that would be a 422 gets the 429).
+        early = await client.post(BATCH, content=b"{not json", headers={"Authorization": f"Bearer {gateway}"})
+        assert early.status_code == 429 and "early" in early.json()["message"], early.text
+        assert int(early.headers["Retry-After"]) >= 1
         other = await post(stack.token("tenant-a", Role.DEVICE_GATEWAY, sub="gateway-2"), [fix("tech-6")])
         assert other.status_code == 202  # another token of the tenant has its own bucket

@@ -1,14 +1,15 @@
-"""A tenant's crowd of new sessions opens a few at a time; another tenant's do not wait behind it."""
+"""A tenant's crowd of work (the edge's new sessions, the ingest API's batches) runs a few at a time; another
+tenant's does not wait behind it."""
 
 from __future__ import annotations
 
 import asyncio
 
-from ws_edge.sessions import OpeningsPerTenant
+from locstream.work_slots import TurnsPerTenant
 
 
 async def test_at_most_the_limit_of_one_tenant_open_at_once_and_another_tenant_does_not_wait() -> None:
-    openings = OpeningsPerTenant(limit=3)
+    openings = TurnsPerTenant(limit=3)
     inside: dict[str, int] = {"big": 0, "small": 0}
     most: dict[str, int] = {"big": 0, "small": 0}
     release = asyncio.Event()
