@@ -71,7 +71,7 @@ class LiveFeed:
             snapshot = await store.snapshot()
         finally:
             await store.close()
-        self._partition_count = len(partitions)
+        partition_count = self._partition_count = len(partitions)  # (partition_of, just below, places tenants by it)
         shard = self._shard
         if shard:  # a tenant shard: only its tenants' partitions, and only its tenants in the view
             served = {self.partition_of(tenant) for tenant in shard}
@@ -79,8 +79,7 @@ class LiveFeed:
             self.view.load(state for state in snapshot.states if state.tenant_id in shard)
         else:
             self.view.load(snapshot.states)
-        self.floor = {tp.partition: snapshot.offsets.get(tp.partition, 0) for tp in partitions}
-        self.applied = {partition: offset - 1 for partition, offset in self.floor.items()}
+        self.position(partition_count, {tp.partition: snapshot.offsets.get(tp.partition, 0) for tp in partitions})
         self._consumer = make_consumer(kafka, group_id=None)
         await self._consumer.start()
         self._consumer.assign(partitions)
@@ -99,6 +98,14 @@ class LiveFeed:
         )
         self._check_caught_up()
         self._task = asyncio.create_task(self._run(), name="edge-live-feed")
+
+    def position(self, partition_count: int, floors: dict[int, int]) -> None:
+        """Where the feed starts: the topic's partition count, and for each partition it serves the offset from which
+        it applies every record (the projector's snapshot's). ``start`` sets it; a test of sessions without Kafka
+        sets it alone (with ``ready``)."""
+        self._partition_count = partition_count
+        self.floor = dict(floors)
+        self.applied = {partition: offset - 1 for partition, offset in self.floor.items()}
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)

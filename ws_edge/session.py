@@ -34,7 +34,6 @@ import contextlib
 import logging
 import time
 import uuid
-from enum import Enum
 from typing import TYPE_CHECKING, cast
 
 from prometheus_client import Histogram
@@ -69,6 +68,7 @@ from ws_edge.auth_handshake import (
     refreshed_claims,
     viewer_claims,
 )
+from ws_edge.connection_state import Liveness, Phase, edge_close, peer_close
 from ws_edge.fanout import Subscriber, TooManyConnectionsError
 from ws_edge.fence_views import FENCES_INTERVAL, fences_in_view, fences_up_front
 from ws_edge.filters import EVERYTHING, FilterError, described, parse_subscribe
@@ -79,8 +79,6 @@ from ws_edge.framing import (
     OP_PONG,
     FrameReader,
     FramingError,
-    close_frame,
-    close_payload,
     control_frame,
     text_frame,
 )
@@ -102,18 +100,10 @@ MAX_BYTES_AFTER_CLOSE = 2 * MAX_CLIENT_MESSAGE_BYTES  # read while waiting for a
 _CLOSE_FRAME_STARTS = 0x80 | OP_CLOSE  # the first byte of a close frame (FIN and its opcode)
 
 
-class Phase(Enum):
-    OPENING = 1  # upgraded; the token is being waited for or verified, the first frames not written yet
-    LIVE = 2  # subscribed: the fan-out writes to it
-    CLOSING = 3  # a close frame was sent or is waiting in the backlog
-    GONE = 4
-
-
 class ClientSession(SocketWriter, asyncio.Protocol):
     """One live-feed connection (``Sessions.take_over`` makes it); its socket writer is ``SocketWriter``."""
 
     __slots__ = (
-        "_awaiting_pong",
         "_close_deadline",
         "_early",
         "_early_waiter",
@@ -131,6 +121,7 @@ class ClientSession(SocketWriter, asyncio.Protocol):
         "connection_id",
         "deflate",
         "latency",
+        "liveness",
         "phase",
         "reader",
         "request",
@@ -157,7 +148,8 @@ class ClientSession(SocketWriter, asyncio.Protocol):
         self._early_waiter: asyncio.Future[None] | None = None
         self._expiry: asyncio.TimerHandle | None = None
         self._liveness: asyncio.TimerHandle | None = None
-        self._awaiting_pong = False
+        settings = sessions.settings
+        self.liveness = Liveness(settings.ping_interval_seconds, settings.ping_timeout_seconds)
         self._close_deadline: asyncio.TimerHandle | None = None
         self._pending_deadline: asyncio.TimerHandle | None = None  # the server's deadline for verifying a token
         self._read_after_close = 0
@@ -490,7 +482,7 @@ class ClientSession(SocketWriter, asyncio.Protocol):
                 if not self.transport_full:  # a client that does not read gets no pong (RFC 6455 5.5.3 allows skipping)
                     self.write(control_frame(OP_PONG, payload))  # type: ignore[arg-type]
             elif opcode == OP_PONG:
-                self._awaiting_pong = False
+                self.liveness.pong_received()
             elif self.phase is Phase.OPENING:
                 self._early_message(payload)  # type: ignore[arg-type]
             else:
@@ -592,28 +584,24 @@ class ClientSession(SocketWriter, asyncio.Protocol):
         self._expiry = asyncio.get_running_loop().call_later(delay, self.close, CLOSE_UNAUTHENTICATED, "token expired")
 
     def _ping_later(self) -> None:
-        settings = self.sessions.settings
-        self._liveness = asyncio.get_running_loop().call_later(settings.ping_interval_seconds, self._ping)
+        self._liveness = asyncio.get_running_loop().call_later(self.liveness.interval, self._ping)
 
     def _ping(self) -> None:
         """Ping; a peer that has not answered within the ping timeout is taken for dead."""
         if self.phase is not Phase.LIVE:
             return
-        self._awaiting_pong = True
         self.write(control_frame(OP_PING))
-        timeout = self.sessions.settings.ping_timeout_seconds
-        self._liveness = asyncio.get_running_loop().call_later(timeout, self._pong_due)
+        self._liveness = asyncio.get_running_loop().call_later(self.liveness.ping_sent(), self._pong_due)
 
     def _pong_due(self) -> None:
         if self.phase is not Phase.LIVE:
             return
-        if self._awaiting_pong:
+        next_ping = self.liveness.pong_due()
+        if next_ping is None:
             self._log("connection %s dropped: no pong within the ping timeout")
             self._drop()
             return
-        settings = self.sessions.settings
-        wait = max(0.0, settings.ping_interval_seconds - settings.ping_timeout_seconds)
-        self._liveness = asyncio.get_running_loop().call_later(wait, self._ping)
+        self._liveness = asyncio.get_running_loop().call_later(next_ping, self._ping)
 
     # -- closing --------------------------------------------------------------------------------------------------
 
@@ -630,11 +618,12 @@ class ClientSession(SocketWriter, asyncio.Protocol):
         self._send_close(subscriber.close_code, subscriber.close_reason)
 
     def _send_close(self, code: int, reason: str) -> None:
-        if self.phase in (Phase.CLOSING, Phase.GONE):
+        frame = edge_close(self.phase, code, reason)
+        if frame is None:
             return
         self.phase = Phase.CLOSING
         self.reader.discarding = True  # from now on its data frames are skipped unread
-        self.write(close_frame(code, reason[:120]))
+        self.write(frame)
         seconds = self.sessions.settings.slow_consumer_seconds
         self._close_deadline = asyncio.get_running_loop().call_later(seconds, self._close_late, code)
 
@@ -645,28 +634,25 @@ class ClientSession(SocketWriter, asyncio.Protocol):
             self._drop()
 
     def _peer_closed(self, payload: bytes) -> None:
-        """The client's close frame: answered with its code unless it answers ours, then the server ends the TCP
-        connection (RFC 6455, 7.1.1) once what it was handed is written."""
-        try:
-            code, _ = close_payload(payload)
-            answer = control_frame(OP_CLOSE, payload[:2])
-        except FramingError as exc:
-            code, answer = exc.code, close_frame(exc.code, exc.reason)
+        """The client's close frame (``connection_state.peer_close`` decides the answer), then the server ends the
+        TCP connection once what it was handed is written."""
+        decided = peer_close(self.phase, payload, self.has_backlog)
         transport = self.transport
         assert transport is not None
         if self.phase is not Phase.CLOSING:
             self.phase = Phase.CLOSING
             subscriber = self.subscriber
             if subscriber is not None:
-                subscriber.closed_by_client(code)
-            if self.has_backlog:  # no close answer can come before the rest of a frame: drop it
-                self._drop()
-                return
-            transport.write(answer)
+                subscriber.closed_by_client(decided.code)
+        if decided.drop:
+            self._drop()
+            return
+        if decided.answer is not None:
+            transport.write(decided.answer)
         transport.close()
         if self._close_deadline is None:  # a peer that does not read what is left is dropped
             self._close_deadline = asyncio.get_running_loop().call_later(
-                self.sessions.settings.slow_consumer_seconds, self._close_late, code
+                self.sessions.settings.slow_consumer_seconds, self._close_late, decided.code
             )
 
     def _drop(self) -> None:

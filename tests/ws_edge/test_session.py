@@ -1,4 +1,6 @@
-"""A client session: pings get pongs, frames outside the protocol close the connection, no task per session."""
+"""A client session through a real edge process and real sockets: the shutdown, no task per session, the RFC's
+frames and bad upgrades as a client library sends them, compression, floods and crowds. The session's own cases
+(upgrade, token, pings, close, backpressure) are driven byte by byte in test_client_session.py."""
 
 from __future__ import annotations
 
@@ -19,21 +21,6 @@ from ws_edge.framing import MAX_FRAGMENTS
 pytestmark = pytest.mark.integration
 
 WS_PATH = "/api/v1/field-service/ws/technician-locations"
-
-
-async def test_a_binary_frame_is_closed_with_1003_and_pings_get_pongs(stack: Stack) -> None:
-    edge = await stack.start("ws-edge")
-    async with websockets.connect(f"{edge.ws_url}{WS_PATH}?token={stack.token('tenant-a')}") as ws:
-        assert '"connected"' in str(await ws.recv())
-        assert '"initial_state"' in str(await ws.recv())
-        await ws.send("ping")
-        assert str(await ws.recv()) == '{"type":"pong"}'
-        await ws.send('{"type": "ping"}')  # the origin's clients' spelling
-        assert str(await ws.recv()) == '{"type":"pong"}'
-        await ws.send(b"\x00\x01")
-        with pytest.raises(ConnectionClosed) as closed:
-            await ws.recv()
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1003
 
 
 async def test_sigterm_closes_every_socket_with_1012_and_the_edge_exits_within_10_s(stack: Stack) -> None:
