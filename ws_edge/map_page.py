@@ -24,6 +24,13 @@ PAGE_FILES = (
     "geography.js",
     "search.js",
     "details.js",
+    "details-panel.js",
+    "status-chips.js",
+    "fence-view.js",
+    "replay-panel.js",
+    "sign-in.js",
+    "trail-fetcher.js",
+    "page.js",
 )
 MODULES = WEB / "node_modules"
 # Served from npm's install (package-lock): the map library, clustering, and the world's outlines with their reader.
