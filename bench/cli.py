@@ -1,7 +1,8 @@
-"""``python -m bench <scenario|all> [--size small|full] [--out DIR] [--systems ...]``.
+"""``python -m bench <scenario|all> [--size small|full] [--out DIR] [--systems ...] [--bootstrap HOST:PORT]``.
 
-Starts its own Kafka broker (the project's, from Maven jars) and, for every scenario point, each system fresh
-as separate processes; the load generators run in processes of their own. Nothing is read from earlier runs.
+Starts its own Kafka broker (the project's, from Maven jars; ``--bootstrap`` uses a running one instead) and, for
+every scenario point, each system fresh as separate processes; the load generators run in processes of their own.
+Nothing is read from earlier runs.
 """
 
 from __future__ import annotations
@@ -88,8 +89,17 @@ class _LazyPostgres:
 
 
 async def run(
-    names: list[str], size: str, out: Path, systems: list[str], runs: int, warmup: int, only: str | None = None
+    names: list[str],
+    size: str,
+    out: Path,
+    systems: list[str],
+    runs: int,
+    warmup: int,
+    only: str | None = None,
+    bootstrap: str | None = None,
 ) -> dict[str, Any]:
+    """Every point of each scenario named, against each system; on ``bootstrap``'s broker, or on one of its own
+    started and stopped here."""
     began = time.monotonic()
     results: dict[str, Any] = {
         "size": size,
@@ -102,11 +112,12 @@ async def run(
     }
     with tempfile.TemporaryDirectory(prefix="locstream-bench-") as tmp, ExitStack() as services:
         config = BrokerConfig(data_dir=Path(tmp) / "broker", port=broker.free_port_pair(), heap="1g")
-        await asyncio.to_thread(broker.start, config)
+        if bootstrap is None:
+            await asyncio.to_thread(broker.start, config)
         postgres = _LazyPostgres(services)
         try:
             for name in names:
-                scenario = SCENARIOS[name]
+                scenario, scenario_began = SCENARIOS[name], time.monotonic()
                 entry: dict[str, Any] = {
                     "name": name,
                     "what": scenario.what,
@@ -125,7 +136,7 @@ async def run(
                         print(f"[bench] {name} {label} {system} ...", file=sys.stderr, flush=True)
                         workdir = Path(tmp) / f"{name}-{len(entry['points'])}-{system}"
                         workdir.mkdir(parents=True)
-                        ctx = BenchContext(config.bootstrap, workdir, postgres)
+                        ctx = BenchContext(bootstrap or config.bootstrap, workdir, postgres)
                         try:
                             by_system[system] = await _run_point(scenario, point, system, ctx, runs, warmup)
                         except Exception as exc:  # a failed system is reported, not hidden
@@ -134,11 +145,13 @@ async def run(
                         figure = by_system[system].get("figures", {}).get(scenario.headline, {})
                         print(f"[bench]   {scenario.headline} = {figure.get('median')}", file=sys.stderr, flush=True)
                     entry["points"].append({"label": label, "params": point, "systems": by_system})
+                entry["seconds"] = round(time.monotonic() - scenario_began, 1)
                 results["scenarios"].append(entry)
                 results["seconds"] = round(time.monotonic() - began, 1)
                 report.write(results, out)  # after every scenario: a long run interrupted keeps what it measured
         finally:
-            await asyncio.to_thread(broker.stop, config)
+            if bootstrap is None:
+                await asyncio.to_thread(broker.stop, config)
     results["seconds"] = round(time.monotonic() - began, 1)
     report.write(results, out)
     return results
@@ -152,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, of {', '.join(SYSTEMS)}")
     parser.add_argument("--runs", type=int, default=None, help="measured runs per point (default: full 3, small 1)")
     parser.add_argument("--only", default=None, metavar="KEY=VALUE", help="run only the points with this parameter")
+    parser.add_argument(
+        "--bootstrap",
+        default=None,
+        metavar="HOST:PORT",
+        help="a running broker to use (each system gets topics of its own there); default: start one for the run",
+    )
     args = parser.parse_args(argv)
     names = list(SCENARIOS) if args.scenario == "all" else args.scenario.split(",")
     unknown = [name for name in names if name not in SCENARIOS]
@@ -160,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = args.runs or (3 if args.size == "full" else 1)
     warmup = 1 if args.size == "full" else 0
     systems = [s for s in args.systems.split(",") if s]
-    results = asyncio.run(run(names, args.size, Path(args.out), systems, runs, warmup, args.only))
+    results = asyncio.run(run(names, args.size, Path(args.out), systems, runs, warmup, args.only, args.bootstrap))
     print(report.markdown(results))
     failed = [
         (s["name"], p["label"], name)

@@ -50,6 +50,7 @@ async def open_map(edge: Service, token: str) -> tuple[Any, list[dict[str, Any]]
     return ws, initial["data"]
 
 
+@pytest.mark.serial
 async def test_dispatcher_gets_own_tenants_update_within_a_second_and_nothing_else(stack: Stack) -> None:
     api = await stack.start("producers")
     edge = await stack.start("ws-edge")

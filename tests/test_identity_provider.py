@@ -29,7 +29,7 @@ from tests.support.kafka_io import clock_past
 from tests.support.maps import WS_PATH, recv_json
 from tests.support.stack import Service, Stack, eventually
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]  # Keycloak's token lifetimes
 
 PREFIX = "/api/v1/field-service"
 GATEWAY_SECRET = "fleet-gateway-a-secret-for-tests-only"  # the example realm's (deploy/keycloak)

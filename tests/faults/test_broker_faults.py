@@ -35,7 +35,11 @@ from tests.support.kafka_io import end_offsets
 from tests.support.maps import close_all
 from tests.support.stack import eventually
 
-pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.xdist_group("fault-cluster"),
+]
 
 ARTIFACT = Path(__file__).resolve().parents[2] / "test-artifacts" / "faults.json"
 FIGURES: dict[str, dict[str, object]] = {}

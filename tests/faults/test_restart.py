@@ -36,7 +36,7 @@ from tests.support.maps import open_map
 from tests.support.ports import free_port
 from tests.support.stack import Service, Stack, eventually
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("fault-cluster-restart")]
 
 ROOT = Path(__file__).resolve().parents[2]
 TENANT = "acme-fiber"

@@ -156,6 +156,7 @@ async def test_concurrent_first_tokens_share_one_fetch(provider: JwksProvider) -
     assert provider.requests == 1
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("mode", ["down", "slow", "garbage", "empty", "redirect", "huge", "not-json-object"])
 async def test_a_provider_that_misbehaves_fails_closed_within_the_deadline(provider: JwksProvider, mode: str) -> None:
     provider.mode = mode  # type: ignore[assignment]

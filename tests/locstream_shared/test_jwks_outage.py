@@ -20,7 +20,7 @@ from tests.support.kafka_io import end_offsets
 from tests.support.maps import WS_PATH
 from tests.support.stack import Stack, eventually
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 
 def _batch() -> dict[str, object]:

@@ -33,7 +33,7 @@ from tests.support.maps import one_fix_through_the_services
 from tests.support.ports import free_port
 from tests.support.stack import Stack, eventually
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("tls-cluster")]
 
 USER, PASSWORD = "locstream-svc", "a-scram-password-for-the-tls-test"
 

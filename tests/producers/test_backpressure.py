@@ -48,6 +48,7 @@ async def _load(api: Service, token: str, answers: list[Answer], stop: asyncio.E
             await asyncio.sleep(0.02)
 
 
+@pytest.mark.serial
 async def test_broker_stopped_under_load_gives_503_within_6_s_and_every_202_is_kept(
     stack: Stack, tmp_path: Path
 ) -> None:

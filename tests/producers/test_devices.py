@@ -165,6 +165,7 @@ async def test_refusals_name_the_reason_and_record_nothing(stack: Stack) -> None
     assert key not in api.log()
 
 
+@pytest.mark.serial
 @pytest.mark.integration
 async def test_a_revocation_reaches_every_ingest_process_within_2_s_and_tenants_stay_apart(stack: Stack) -> None:
     first, second = await stack.start("producers"), await stack.start("producers")

@@ -52,6 +52,7 @@ async def test_inbound_size_rate_and_connection_limits(stack: Stack) -> None:
     assert initial["type"] == "initial_state"
 
 
+@pytest.mark.serial
 async def test_a_peer_that_stops_answering_pings_is_closed_within_interval_plus_timeout(stack: Stack) -> None:
     stack.env["LOCSTREAM_EDGE_PING_INTERVAL_SECONDS"] = "1"
     stack.env["LOCSTREAM_EDGE_PING_TIMEOUT_SECONDS"] = "1"

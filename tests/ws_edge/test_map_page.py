@@ -98,9 +98,12 @@ async def _fleet(stack: Stack, **page_env: str) -> Fleet:
     return fleet
 
 
-async def _open_map(browser: Browser, fleet: Fleet, role: Role = Role.DISPATCHER, technicians: int = 3) -> Page:
+async def _open_map(
+    browser: Browser, fleet: Fleet, role: Role = Role.DISPATCHER, technicians: int = 3, query: str = ""
+) -> Page:
+    """The map signed in, live, showing the fleet; ``query``: more of the page's knobs (``glide_max_ms=``)."""
     page = await browser.new_page(viewport={"width": 1200, "height": 800})
-    await page.goto(f"{fleet.page_edge.url}/map?{QUICK}")
+    await page.goto(f"{fleet.page_edge.url}/map?{QUICK}{'&' + query if query else ''}")
     await page.fill("#token", fleet.stack.token(TENANT, role, ttl=3600))
     await page.click("#login button[type=submit]")
     await _mode(page, "live")
@@ -115,6 +118,7 @@ def _in_view(technician: str) -> str:
     )
 
 
+@pytest.mark.serial
 async def test_the_map_shows_live_and_a_posted_fix_moves_its_marker_within_a_second(
     stack: Stack, browser: Browser
 ) -> None:
@@ -422,7 +426,8 @@ async def test_follow_keeps_the_technician_in_view_through_20_updates_until_the_
     stack: Stack, browser: Browser
 ) -> None:
     fleet = await _fleet(stack)
-    page = await _open_map(browser, fleet)
+    # Glides of at most half a second (10 s by default): each of the 20 steps waits for its marker to arrive.
+    page = await _open_map(browser, fleet, query="glide_max_ms=500")
     await page.evaluate("window.locstreamMap.select('tech-ada')")
     await page.click("#follow")
     assert await page.get_attribute("#follow", "aria-pressed") == "true"

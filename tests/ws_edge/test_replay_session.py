@@ -105,6 +105,7 @@ async def _open_replay(edge: Service, token: str, query: str) -> tuple[Any, dict
     return ws, initial
 
 
+@pytest.mark.serial
 async def test_a_replay_at_speed_60_of_two_minutes_plays_in_about_2_s_from_the_projectors_state_to_its_end(
     stack: Stack,
 ) -> None:
