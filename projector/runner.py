@@ -105,13 +105,16 @@ class Projector:
 
     async def _seek_to_stored(self, partitions: list[TopicPartition]) -> None:
         stored = await self.store.stored_offsets(self.generation)
+        fresh = [tp for tp in partitions if tp.partition not in stored]
         for tp in partitions:
             if tp.partition in stored:
                 self._consumer.seek(tp, stored[tp.partition])
                 self._positions[tp.partition] = stored[tp.partition]
-            else:
-                await self._consumer.seek_to_beginning(tp)
-                self._positions[tp.partition] = (await self._consumer.beginning_offsets([tp]))[tp]
+        if fresh:  # all at once: aiokafka waits for each reset it is asked for (about 0.3 s apiece)
+            await self._consumer.seek_to_beginning(*fresh)
+            beginnings = await self._consumer.beginning_offsets(fresh)
+            for tp in fresh:
+                self._positions[tp.partition] = beginnings[tp]
         log.info("assigned %s, resuming at stored offsets %s", sorted(tp.partition for tp in partitions), stored)
 
     def lag(self) -> dict[int, int]:
