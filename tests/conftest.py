@@ -1,13 +1,14 @@
 """Test fixtures: a real Kafka broker for the session, a fresh topic per test, services as processes.
 
 When ``KAFKA_BOOTSTRAP_SERVERS`` is unset, the session starts the project's own broker (``launch.broker``,
-jars from Maven Central) on a free port and stops it at the end. When no broker can be had, every
-integration test fails with the reason: they never skip.
+jars from Maven Central) on a free port and stops it at the end; with test processes (``-n``), one for them all.
+When no broker can be had, every integration test fails with the reason: they never skip.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +24,7 @@ from launch.postgres_local import PostgresUnavailableError, fresh_database, thro
 from locstream.settings import KafkaSettings
 from tests.support.jwks_provider import JwksProvider
 from tests.support.ports import free_port
+from tests.support.prefork import stop_shared_launcher
 from tests.support.stack import Stack
 
 TEST_JWT_SECRET = "test-secret-for-locstream-integration-tests-0123456789"
@@ -39,12 +41,52 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+# With test processes (pytest-xdist's -n), the controlling process starts one broker for them all before it starts
+# them, and tells them where it is here (not in KAFKA_BOOTSTRAP_SERVERS, which services and commands would inherit).
+# A broker each cost about 35 CPU-seconds of start and idle apiece on a 2-core machine; every test has topics of its
+# own, and the tests that stop or hurt a broker start their own.
+_SHARED_BROKER_ENV = "LOCSTREAM_TEST_SHARED_BROKER"
+_shared_broker: BrokerConfig | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _shared_broker
+    is_controller = getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput")
+    if not is_controller or os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or os.environ.get(_SHARED_BROKER_ENV):
+        return
+    data_dir = Path(tempfile.mkdtemp(prefix="locstream-test-broker-"))
+    shared = BrokerConfig(data_dir=data_dir, port=broker.free_port_pair())
+    try:
+        broker.start(shared)
+    except broker.BrokerError:  # each test process tries its own, and its integration tests fail with the reason
+        shutil.rmtree(shared.data_dir, ignore_errors=True)
+        return
+    _shared_broker = shared
+    os.environ[_SHARED_BROKER_ENV] = shared.bootstrap  # the test processes inherit it
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global _shared_broker
+    if _shared_broker is not None:
+        broker.stop(_shared_broker)
+        shutil.rmtree(_shared_broker.data_dir, ignore_errors=True)
+        os.environ.pop(_SHARED_BROKER_ENV, None)
+        _shared_broker = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _service_fork_server() -> Iterator[None]:
+    """The fork server ``Stack.start`` starts on first use (``tests/support/prefork.py``) ends with the session."""
+    yield
+    stop_shared_launcher()
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or os.environ.get(_SHARED_BROKER_ENV)
     if external:
         if not broker.answers(external, timeout=10.0):
-            pytest.fail(f"KAFKA_BOOTSTRAP_SERVERS={external} does not answer an admin call")
+            pytest.fail(f"the broker at {external} does not answer an admin call")
         yield external
         return
     with tempfile.TemporaryDirectory(prefix="locstream-test-broker-") as data_dir:

@@ -1,10 +1,10 @@
-"""Services under test as real processes (``python -m launch.cli <service>``), killable with SIGKILL."""
+"""Services under test as real processes (``python -m launch.cli <service>``, forked by ``tests/support/prefork.py``
+from a process that has imported them once), killable with SIGKILL."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -23,6 +23,7 @@ from projector.backends import make_store
 from projector.store import Snapshot
 from schemas.claims import Role
 from tests.support.jwks_provider import JwksProvider
+from tests.support.prefork import ForkedProcess, shared_launcher
 
 T = TypeVar("T")
 
@@ -39,18 +40,11 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float
         await asyncio.sleep(0.05)
 
 
-def _limit_open_files(limit: int) -> Callable[[], None]:
-    def limit_in_child() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
-
-    return limit_in_child
-
-
 @dataclass
 class Service:
     name: str
     port: int
-    process: subprocess.Popen[bytes]
+    process: ForkedProcess
     log_path: Path
 
     # An admin's bearer header for /metrics and the node-wide /ws/stats (set by ``Stack.start``).
@@ -149,15 +143,9 @@ class Stack:
         port = port or self.port()
         log_path = self.log_dir / f"{name}-{len(self.services)}.log"
         env = {key: value for key, value in {**os.environ, **self.env, **(env or {})}.items() if key not in unset}
-        with log_path.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "launch.cli", name, "--port", str(port), *args],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=None if max_open_files is None else _limit_open_files(max_open_files),
-            )
+        process = shared_launcher().spawn(
+            [name, "--port", str(port), *args], env=env, log_path=log_path, max_open_files=max_open_files
+        )
         can_sign = self.provider is not None or "LOCSTREAM_JWT_SECRET" in self.env  # not with Keycloak's tokens
         service = Service(name, port, process, log_path, self.admin_headers() if can_sign else {})
         self.services.append(service)

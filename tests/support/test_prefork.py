@@ -1,0 +1,68 @@
+"""The fork server gives the tests what ``python -m launch.cli ...`` as a ``Popen`` gave them: the command's
+environment, directory, output, descriptor limit, exit code and signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import jwt
+import pytest
+
+from tests.support.ports import free_port
+from tests.support.prefork import ServiceLauncher
+
+SECRET = "a-secret-for-the-fork-server-test-0123456789"
+
+
+@pytest.fixture(scope="module")
+def launcher() -> Iterator[ServiceLauncher]:
+    launcher = ServiceLauncher()
+    launcher.start()
+    yield launcher
+    launcher.stop()
+
+
+def test_a_command_runs_with_the_requests_environment_and_its_output_goes_to_the_log(
+    launcher: ServiceLauncher, tmp_path: Path
+) -> None:
+    log = tmp_path / "token.log"
+    env = {**os.environ, "LOCSTREAM_JWT_SECRET": SECRET}
+    process = launcher.spawn(["token", "--tenant", "t-1", "--sub", "me", "--role", "dispatcher"], env=env, log_path=log)
+    assert process.wait(timeout=30) == 0
+    claims = jwt.decode(log.read_text().strip(), SECRET, algorithms=["HS256"], options={"verify_aud": False})
+    assert (claims["tenant_id"], claims["sub"]) == ("t-1", "me")
+
+
+def test_exit_codes_come_back_as_popen_gives_them(launcher: ServiceLauncher, tmp_path: Path) -> None:
+    usage = launcher.spawn(["token", "--tenant"], env=dict(os.environ), log_path=tmp_path / "usage.log")
+    assert usage.wait(timeout=30) == 2
+    assert "expected one argument" in (tmp_path / "usage.log").read_text()
+    # A service whose broker is not there ends with the reason in its log (nothing listens on port 9 here).
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "LOCSTREAM_JWT_SECRET": SECRET}
+    env["LOCSTREAM_DATA_DIR"] = str(tmp_path / "data")
+    api = launcher.spawn(["producers", "--port", str(free_port())], env=env, log_path=tmp_path / "api.log")
+    assert api.wait(timeout=60) == 3
+    assert api.poll() == 3
+    assert "cannot reach Kafka at 127.0.0.1:9" in (tmp_path / "api.log").read_text()
+
+
+def test_a_running_child_can_be_waited_for_with_a_timeout_signalled_and_has_its_descriptor_limit(
+    launcher: ServiceLauncher, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "LOCSTREAM_JWT_SECRET": SECRET}
+    env["LOCSTREAM_DATA_DIR"] = str(tmp_path / "data")
+    env["KAFKA_TOPIC"] = f"locations.test.prefork.{os.getpid()}"
+    log = tmp_path / "projector.log"
+    projector = launcher.spawn(["projector", "--port", str(free_port())], env=env, log_path=log, max_open_files=300)
+    with pytest.raises(subprocess.TimeoutExpired):
+        projector.wait(timeout=0.5)
+    assert projector.poll() is None
+    limits = Path(f"/proc/{projector.pid}/limits").read_text().splitlines()
+    assert any(line.startswith("Max open files") and line.split()[3:5] == ["300", "300"] for line in limits)
+    projector.send_signal(signal.SIGKILL)
+    assert projector.wait(timeout=30) == -signal.SIGKILL
+    projector.kill()  # a child that is gone is not signalled again (its pid may be another process's by now)
