@@ -38,13 +38,14 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# Lint, the JS client's unit tests, then unit, integration and browser tests. Without KAFKA_BOOTSTRAP_SERVERS the
-# tests start (and stop) the project's own broker, one per test process; browser tests drive Debian's chromium
-# (LOCSTREAM_CHROMIUM). TEST_PROCESSES=4 runs two passes: 4 processes share out every test but those that assert a
-# time or a latency (marked serial), which then run alone on the machine; a module holding a costly module fixture
-# keeps its tests on one process (pytest.mark.xdist_group). One process is the default: on 2 cores the suite is
-# CPU-bound (the parallel pass ran at 182% CPU, 21 minutes) and tests with deadlines lost their margins in it.
-TEST_PROCESSES ?= 1
+# Lint, the JS client's unit tests, then unit, integration and browser tests in two passes: TEST_PROCESSES (4) test
+# processes (pytest-xdist) share out every test but those that assert a time or a latency (marked serial), which then
+# run alone on the machine. Without KAFKA_BOOTSTRAP_SERVERS the tests start (and stop) the project's own broker: one
+# for the parallel pass, one for the serial pass. Services under test are forked from one process per test process
+# that has imported them once (tests/support/prefork.py). A module holding a costly module fixture keeps its tests on
+# one process (pytest.mark.xdist_group). Browser tests drive Debian's chromium (LOCSTREAM_CHROMIUM).
+# TEST_PROCESSES=1 runs everything in one process, in one pass.
+TEST_PROCESSES ?= 4
 test: lint broker-jars web
 	npm test --prefix $(WEB)
 ifeq ($(TEST_PROCESSES),1)
