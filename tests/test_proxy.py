@@ -297,9 +297,14 @@ async def test_device_set_up_urls_name_the_public_host_and_operators_endpoints_s
             answer = await client.get(path, headers=admin)
             assert answer.status_code in (400, 404), (path, answer.status_code)
             assert "python_gc" not in answer.text and "brokers" not in answer.text, path
+    # Each service's own port still answers them (the projector is ready once its group has given it partitions).
     for service in (*proxied.producers, proxied.projector, *proxied.edges, proxied.geofencer):
         async with httpx.AsyncClient() as own:
-            assert (await own.get(f"{service.url}/readyz")).status_code == 200, service.name
+
+            async def ready(own: httpx.AsyncClient = own, service: Service = service) -> bool:
+                return (await own.get(f"{service.url}/readyz")).status_code == 200
+
+            await eventually(ready, timeout=30, what=f"{service.name}'s /readyz on its own port")
             assert (await own.get(f"{service.url}/metrics", headers=admin)).status_code == 200, service.name
 
 
