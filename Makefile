@@ -44,15 +44,15 @@ lint: install
 # for the parallel pass, one for the serial pass. Services under test are forked from one process per test process
 # that has imported them once (tests/support/prefork.py). A module holding a costly module fixture keeps its tests on
 # one process (pytest.mark.xdist_group). Browser tests drive Debian's chromium (LOCSTREAM_CHROMIUM).
-# TEST_PROCESSES=1 runs everything in one process, in one pass.
+# The serial pass runs even when the parallel pass failed (make fails then). TEST_PROCESSES=1: one process, one pass.
 TEST_PROCESSES ?= 4
 test: lint broker-jars web
 	npm test --prefix $(WEB)
 ifeq ($(TEST_PROCESSES),1)
 	$(PY) -m pytest --durations=25
 else
-	$(PY) -m pytest -n $(TEST_PROCESSES) --dist loadgroup -m "not serial" --durations=25
-	$(PY) -m pytest -m serial --durations=10
+	$(PY) -m pytest -n $(TEST_PROCESSES) --dist loadgroup -m "not serial" --durations=25; parallel=$$?; \
+	$(PY) -m pytest -m serial --durations=10 || exit $$?; exit $$parallel
 endif
 
 # The tests that need no broker, database or browser (pure cores, parsers, encoders, the config docs): a minute at
