@@ -35,10 +35,18 @@ TEST_JWT_SECRET = "test-secret-for-locstream-integration-tests-0123456789"
 _SERVICE_FIXTURES = frozenset({"kafka_bootstrap", "postgres_server", "keycloak", "fault_cluster"})
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(trylast=True)  # after pytest-xdist's, which gives grouped tests' ids their group
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if _SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+    # ``--dist loadgroup`` keeps a module's tests (and its module fixture: a cluster, Keycloak) on one test process by
+    # the "@group" its ids end with. pytest 9.2 silently dropped that (pytest-xdist#1386): say so rather than start
+    # one cluster per test process.
+    if getattr(config.option, "loadgroup", False):
+        ungrouped = [item.nodeid for item in items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+        if ungrouped:
+            raise pytest.UsageError(f"xdist_group is not applied (pytest-xdist#1386?): {ungrouped[:3]}")
 
 
 # With test processes (pytest-xdist's -n), the controlling process starts one broker for them all before it starts
