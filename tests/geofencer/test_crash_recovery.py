@@ -42,7 +42,6 @@ def _crossings(events: list[Event]) -> list[GeofenceEntered | GeofenceExited]:
     return [e for e in events if isinstance(e, GeofenceEntered | GeofenceExited)]
 
 
-@pytest.mark.serial  # the kills are timed against the processor's pace: most must fall mid-work
 async def test_twenty_kill_9s_append_the_crossings_of_one_uninterrupted_run_each_once(
     stack: Stack, kafka: KafkaSettings, tmp_path: Path
 ) -> None:
