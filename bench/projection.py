@@ -69,6 +69,7 @@ async def _project(
     logs = [(workdir / f"projector-{port}.log").open("wb") for port in ports]
     command = [sys.executable, "-m", "launch.cli", "projector", "--port"]
     kafka_env = {**env, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "KAFKA_TOPIC": kafka.topic}
+    kafka_env.setdefault("LOCSTREAM_PROJECTOR_GROUP_ID", f"bench.projector.{kafka.topic}")  # never another's group
     started = [
         await asyncio.create_subprocess_exec(*command, str(port), env=kafka_env, stdout=log, stderr=log)
         for port, log in zip(ports, logs, strict=True)

@@ -165,6 +165,9 @@ def running_system(
         if name == "locstream":
             env |= {
                 "KAFKA_TOPIC": f"bench.locations.{run_id}",
+                # a group of its own: a projector that joined another run's (or production's) group on a shared
+                # broker would be held in its rebalances
+                "LOCSTREAM_PROJECTOR_GROUP_ID": f"bench.projector.{run_id}",
                 "LOCSTREAM_DATA_DIR": str(workdir / "data"),
                 # one load generator, one token: measure the API, not its rate limits
                 "LOCSTREAM_PRODUCERS_TOKEN_RATE": "0",

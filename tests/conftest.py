@@ -178,6 +178,9 @@ async def stack(kafka: KafkaSettings, tmp_path: Path, request: pytest.FixtureReq
         "KAFKA_GEOFENCES_TOPIC": kafka.geofences_topic,
         "KAFKA_PARTITIONS": str(kafka.partitions),
         "LOCSTREAM_DATA_DIR": str(tmp_path / "data"),
+        # A consumer group per test: projectors of tests that share a broker would otherwise rebalance each other,
+        # and a killed one would hold the others' group until its session timed out.
+        "LOCSTREAM_PROJECTOR_GROUP_ID": f"locstream-projector.{kafka.topic}",
     }
     with ExitStack() as resources:
         provider = None
