@@ -24,7 +24,7 @@ from domain.geofencing import Crossing, TechnicianFences, evaluate
 from geofencer.settings import GeofencerSettings
 from geofencer.state import GeofencerState, Key
 from locstream.fences import FenceRegistry
-from locstream.kafka import ensure_topic, make_consumer, make_producer
+from locstream.kafka import ensure_topic, make_consumer, make_producer, seek_to_offsets
 from locstream.lifecycle import cancel_and_wait
 from schemas.events import (
     CrossingData,
@@ -106,15 +106,7 @@ class Geofencer:
         )
         await self._consumer.start()
         self._consumer.assign(partitions)
-        fresh = [tp for tp in partitions if tp.partition not in stored]
-        for tp in partitions:
-            if tp.partition in stored:
-                self._consumer.seek(tp, stored[tp.partition])
-        if fresh:  # all at once: aiokafka waits for each reset it is asked for (about 0.3 s apiece)
-            if self.settings.start_from == "beginning":
-                await self._consumer.seek_to_beginning(*fresh)
-            else:
-                await self._consumer.seek_to_end(*fresh)
+        await seek_to_offsets(self._consumer, partitions, stored, fresh_at=self.settings.start_from)
         for tp in partitions:
             self.positions[tp.partition] = await self._consumer.position(tp)
         log.info(

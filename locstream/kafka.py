@@ -7,7 +7,7 @@ import logging
 import ssl
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -176,6 +176,25 @@ def make_consumer(settings: KafkaSettings, *, group_id: str | None, **overrides:
     }
     options.update(overrides)
     return AIOKafkaConsumer(**options)
+
+
+async def seek_to_offsets(
+    consumer: AIOKafkaConsumer,
+    partitions: list[TopicPartition],
+    stored: dict[int, int],
+    *,
+    fresh_at: Literal["beginning", "end"] = "beginning",
+) -> list[TopicPartition]:
+    """Place an assigned consumer at the ``stored`` offsets (partition -> next offset), and the partitions without one
+    at their beginning (``fresh_at="end"``: their end); returns those. The fresh ones are reset in one call: aiokafka
+    waits for each reset it is asked for (about 0.3 s apiece; an edge took 3.4 s to start on 8 partitions)."""
+    fresh = [tp for tp in partitions if tp.partition not in stored]
+    for tp in partitions:
+        if tp.partition in stored:
+            consumer.seek(tp, stored[tp.partition])
+    if fresh:
+        await (consumer.seek_to_end(*fresh) if fresh_at == "end" else consumer.seek_to_beginning(*fresh))
+    return fresh
 
 
 def admin_client(settings: KafkaSettings) -> AIOKafkaAdminClient:

@@ -17,7 +17,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 
 from domain.position import Position
 from locstream.gc_tuning import tune_for_batches
-from locstream.kafka import ensure_topic, make_consumer, make_producer
+from locstream.kafka import ensure_topic, make_consumer, make_producer, seek_to_offsets
 from locstream.lifecycle import cancel_and_wait
 from projector.backends import make_store
 from projector.metrics import ProjectorMetrics
@@ -105,13 +105,11 @@ class Projector:
 
     async def _seek_to_stored(self, partitions: list[TopicPartition]) -> None:
         stored = await self.store.stored_offsets(self.generation)
-        fresh = [tp for tp in partitions if tp.partition not in stored]
+        fresh = await seek_to_offsets(self._consumer, partitions, stored)
         for tp in partitions:
             if tp.partition in stored:
-                self._consumer.seek(tp, stored[tp.partition])
                 self._positions[tp.partition] = stored[tp.partition]
-        if fresh:  # all at once: aiokafka waits for each reset it is asked for (about 0.3 s apiece)
-            await self._consumer.seek_to_beginning(*fresh)
+        if fresh:
             beginnings = await self._consumer.beginning_offsets(fresh)
             for tp in fresh:
                 self._positions[tp.partition] = beginnings[tp]

@@ -22,7 +22,7 @@ from aiokafka import TopicPartition
 
 from domain.partitioning import tenant_partition
 from domain.position import Position
-from locstream.kafka import ensure_topic, make_consumer
+from locstream.kafka import ensure_topic, make_consumer, seek_to_offsets
 from locstream.lifecycle import cancel_and_wait
 from projector.backends import make_store
 from schemas.cursor import Cursor
@@ -83,12 +83,7 @@ class LiveFeed:
         self._consumer = make_consumer(kafka, group_id=None)
         await self._consumer.start()
         self._consumer.assign(partitions)
-        fresh = [tp for tp in partitions if tp.partition not in snapshot.offsets]
-        for tp in partitions:
-            if tp.partition in snapshot.offsets:
-                self._consumer.seek(tp, snapshot.offsets[tp.partition])
-        if fresh:  # all at once: aiokafka waits for each reset it is asked for (about 0.3 s apiece)
-            await self._consumer.seek_to_beginning(*fresh)
+        await seek_to_offsets(self._consumer, partitions, snapshot.offsets)
         end_offsets = await self._consumer.end_offsets(partitions)
         self._catch_up = {tp: end for tp, end in end_offsets.items() if end > snapshot.offsets.get(tp.partition, 0)}
         log.info(
