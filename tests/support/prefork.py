@@ -66,9 +66,9 @@ class Request:
 class ForkedProcess:
     """A child of the fork server, seen as the ``subprocess.Popen`` the tests would otherwise hold."""
 
-    def __init__(self, connection: socket.socket, pid: int, argv: list[str]) -> None:
+    def __init__(self, connection: socket.socket, pid: int, argv: list[str], received: bytes = b"") -> None:
         self._connection = connection
-        self._buffer = b""
+        self._buffer = received  # what the server sent after the pid (its exit status, if the child was that quick)
         self.pid = pid
         self.args = argv
         self.returncode: int | None = None
@@ -150,9 +150,7 @@ class ServiceLauncher:
                 raise RuntimeError(f"the fork server refused {argv}; see {Path(self._directory.name) / 'server.log'}")
             reply += chunk
         line, rest = reply.split(b"\n", 1)
-        process = ForkedProcess(connection, int(json.loads(line)["pid"]), argv)
-        process._buffer = rest
-        return process
+        return ForkedProcess(connection, int(json.loads(line)["pid"]), argv, rest)
 
     def stop(self) -> None:
         if self._server is not None:
