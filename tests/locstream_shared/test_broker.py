@@ -11,7 +11,6 @@ import pytest
 
 from launch import broker
 from launch.broker_config import BrokerConfig, ClusterConfig, server_properties
-from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +22,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_start_twice_status_stop_leaves_no_process(tmp_path: Path) -> None:
-    port = str(free_port())
+    port = str(broker.free_port_pair())  # not free_port(): the controller's port + 1 must be free as well
     where = ["--data-dir", str(tmp_path / "broker"), "--port", port]
     assert cli("broker", "status", *where).returncode == 1
     started = cli("broker", "start", *where)
@@ -45,7 +44,7 @@ def test_start_twice_status_stop_leaves_no_process(tmp_path: Path) -> None:
 
 def test_storage_formats_with_a_cluster_id_that_begins_with_a_dash(tmp_path: Path) -> None:
     # base64url ids begin with "-" once in 64 starts; passed as a separate argument, the format step refused it
-    config = BrokerConfig(data_dir=tmp_path, port=free_port())
+    config = BrokerConfig(data_dir=tmp_path, port=broker.free_port_pair())
     config.data_dir.mkdir(parents=True, exist_ok=True)
     config.properties_file.write_text(server_properties(config))
     broker.format_storage(config, f"{broker.resolve_jars()}/*", cluster_id="-dashFirstAbCdEfGhIjKlMn")

@@ -29,9 +29,8 @@ USER, PASSWORD = "locstream-svc", "a-scram-password-for-the-test"
 
 @pytest.fixture
 def scram_broker(tmp_path: Path) -> Iterator[BrokerConfig]:
-    config = BrokerConfig(
-        data_dir=tmp_path / "broker", port=broker.free_port_pair(), scram=(USER, PASSWORD), scram_port=free_port()
-    )
+    port = broker.free_port_run(3)  # the broker's, its controller's and the SASL listener's
+    config = BrokerConfig(data_dir=tmp_path / "broker", port=port, scram=(USER, PASSWORD), scram_port=port + 2)
     try:
         broker.start(config)
     except broker.BrokerError as exc:
