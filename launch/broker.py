@@ -13,6 +13,7 @@ import base64
 import logging
 import os
 import random
+import shlex
 import shutil
 import signal
 import socket
@@ -124,6 +125,7 @@ def format_storage(config: BrokerConfig, classpath: str, cluster_id: str | None 
     result = subprocess.run(
         [
             "java",
+            *jvm_performance_options(),
             "-cp",
             classpath,
             "kafka.tools.StorageTool",
@@ -178,8 +180,7 @@ def _spawn(config: BrokerConfig, classpath: str) -> int:
             "java",
             f"-Xms{config.heap}",
             f"-Xmx{config.heap}",
-            "-XX:+UseG1GC",
-            "-Djava.awt.headless=true",
+            *jvm_performance_options(),
             "-cp",
             classpath,
             "kafka.Kafka",
@@ -195,6 +196,16 @@ def _spawn(config: BrokerConfig, classpath: str) -> int:
     )
     config.pid_file.write_text(str(pid))
     return pid
+
+
+def jvm_performance_options() -> list[str]:
+    """The JVM's collector and compiler options: ``$KAFKA_JVM_PERFORMANCE_OPTS`` when set (the variable Kafka's own
+    ``kafka-server-start.sh`` reads), else G1 as Kafka's scripts choose it. The tests set it to the client compiler
+    alone (tests/conftest.py): their brokers live a minute or less, and C2 compiled more than they ran."""
+    configured = os.environ.get("KAFKA_JVM_PERFORMANCE_OPTS")
+    if configured is not None:
+        return shlex.split(configured)
+    return ["-XX:+UseG1GC", "-Djava.awt.headless=true"]
 
 
 def _await_answer(config: BrokerConfig, pid: int, timeout: float) -> None:

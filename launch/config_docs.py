@@ -174,6 +174,13 @@ TOOLS: list[tuple[str, str, str]] = [
         "a directory of the Kafka broker's jars to use instead of fetching them with Maven into `broker/target/lib`",
     ),
     (
+        "KAFKA_JVM_PERFORMANCE_OPTS",
+        "`locstream broker`, the tests",
+        "the broker JVM's collector and compiler options, as Kafka's own scripts read them (default"
+        " `-XX:+UseG1GC -Djava.awt.headless=true`); the tests choose the client compiler alone, for JVMs that live"
+        " minutes",
+    ),
+    (
         "LOCSTREAM_KEYCLOAK_JAVA_HOME",
         "`launch/keycloak.py` (the identity-provider tests)",
         "a JDK 21+ for Keycloak; else `JAVA_HOME`, else the newest JDK under `/usr/lib/jvm`",
