@@ -403,7 +403,9 @@ async def test_a_trail_matches_the_history_and_grows_live_and_a_backfilled_fix_j
     ]
     assert len(expected) == 6 and trail == expected
     await page.evaluate(
-        "(t) => window.locstreamMap.map.fitBounds(t.map((p) => [p[0], p[1]]), {padding: [80, 80], animate: false})",
+        # void: fitBounds returns the map, which Playwright would serialise with every layer (20 CPU-s here)
+        "(t) => void window.locstreamMap.map.fitBounds("
+        "t.map((p) => [p[0], p[1]]), {padding: [80, 80], animate: false})",
         trail,
     )
     await _shot(page, "trail")
