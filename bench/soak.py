@@ -38,14 +38,33 @@ COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 @scenario(
     "soak",
     {
-        "small": [{"duration": 120, "sample_seconds": 10, "technicians": 50, "dispatchers": 100, "reconnecting": 2}],
-        "full": [{"duration": 3600, "sample_seconds": 30, "technicians": 50, "dispatchers": 100, "reconnecting": 2}],
+        "small": [
+            {
+                "duration": 60,
+                "sample_seconds": 5,
+                "history_seconds": 20,
+                "technicians": 50,
+                "dispatchers": 100,
+                "reconnecting": 2,
+            }
+        ],
+        "full": [
+            {
+                "duration": 3600,
+                "sample_seconds": 30,
+                "history_seconds": 60,
+                "technicians": 50,
+                "dispatchers": 100,
+                "reconnecting": 2,
+            }
+        ],
     },
     headline="ws-edge_rss_end_mb",
     higher_is_better=False,
     once=True,
-    what="an hour (small: 2 minutes) of 50 technicians at a fix a second, 100 dispatchers (2 reconnecting every"
-    " 10 s), an export and a paced replay every minute; each service's RSS every 30 s (small: 10 s) and whether"
+    what="an hour (small: a minute) of 50 technicians at a fix a second, 100 dispatchers (2 reconnecting every"
+    " 10 s), an export and a paced replay every minute (small: 20 s); each service's RSS every 30 s (small: 5 s) and"
+    " whether"
     " it reached a plateau; soak.svg beside the results draws the curve",
     notes=[
         "the caches that fill with the history are sized to fill within the hour at this load, so that the"
@@ -68,7 +87,7 @@ async def measure(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -
             asyncio.create_task(_dispatcher(system, i < p["reconnecting"], deadline, counts))
             for i in range(p["dispatchers"])
         ),
-        asyncio.create_task(_history(system, projector_url, deadline, counts)),
+        asyncio.create_task(_history(system, projector_url, deadline, float(p["history_seconds"]), counts)),
     ]
     began = time.monotonic()
     try:
@@ -180,8 +199,10 @@ async def _dispatcher(system: RunningSystem, reconnecting: bool, deadline: float
         counts["reconnects"] += reconnecting
 
 
-async def _history(system: RunningSystem, projector_url: str, deadline: float, counts: dict[str, int]) -> None:
-    """An export of the last hour and a paced replay of the last 5 minutes, every minute."""
+async def _history(
+    system: RunningSystem, projector_url: str, deadline: float, every: float, counts: dict[str, int]
+) -> None:
+    """An export of the last hour and a paced replay of the last 5 minutes, every ``every`` seconds."""
     analyst = token(Role.ANALYST)
     async with httpx.AsyncClient(timeout=120) as http:
         while time.monotonic() < deadline:
@@ -202,7 +223,7 @@ async def _history(system: RunningSystem, projector_url: str, deadline: float, c
                     while '"replay_done"' not in str(await asyncio.wait_for(ws.recv(), 60)):
                         pass
                     counts["replays"] += 1
-            await asyncio.sleep(max(0.0, 60.0 - (time.monotonic() - began)))
+            await asyncio.sleep(max(0.0, every - (time.monotonic() - began)))
 
 
 def main() -> None:
