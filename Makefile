@@ -42,7 +42,7 @@ lint: install
 # processes (pytest-xdist) share out every test but those that assert a time or a latency (marked serial), which then
 # run alone on the machine. Without KAFKA_BOOTSTRAP_SERVERS the tests start (and stop) the project's own broker: one
 # for the parallel pass, one for the serial pass. Services under test are forked from one process per test process
-# that has imported them once (tests/support/prefork.py). A module holding a costly module fixture keeps its tests on
+# that has imported them once (launch/prefork.py). A module holding a costly module fixture keeps its tests on
 # one process (pytest.mark.xdist_group). Browser tests drive Debian's chromium (LOCSTREAM_CHROMIUM).
 # The serial pass runs even when the parallel pass failed (make fails then). TEST_PROCESSES=1: one process, one pass.
 TEST_PROCESSES ?= 4

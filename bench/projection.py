@@ -24,7 +24,7 @@ import httpx
 
 from bench.procstats import cpu_seconds
 from bench.scenario import BenchContext, Metrics, scenario
-from bench.systems import JWT_SECRET, RunningSystem, free_port
+from bench.systems import JWT_SECRET, RunningSystem, free_port, spawn_module
 from launch.postgres_local import fresh_database
 from locstream.kafka import Record, append_records, ensure_topic
 from locstream.settings import KafkaSettings
@@ -66,13 +66,11 @@ async def _project(
     """Start ``processes`` projectors (one consumer group) on an empty database; events/s from the first applied
     batch to the last, and CPU-µs per event summed over the processes."""
     ports = [free_port() for _ in range(processes)]
-    logs = [(workdir / f"projector-{port}.log").open("wb") for port in ports]
-    command = [sys.executable, "-m", "launch.cli", "projector", "--port"]
     kafka_env = {**env, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "KAFKA_TOPIC": kafka.topic}
     kafka_env.setdefault("LOCSTREAM_PROJECTOR_GROUP_ID", f"bench.projector.{kafka.topic}")  # never another's group
     started = [
-        await asyncio.create_subprocess_exec(*command, str(port), env=kafka_env, stdout=log, stderr=log)
-        for port, log in zip(ports, logs, strict=True)
+        spawn_module("launch.cli", ["projector", "--port", str(port)], kafka_env, workdir / f"projector-{port}.log")
+        for port in ports
     ]
     try:
         first: float | None = None
@@ -101,9 +99,8 @@ async def _project(
     finally:
         for process in started:
             process.terminate()
-            await process.wait()
-        for log in logs:
-            log.close()
+        for process in started:
+            await asyncio.to_thread(process.wait)
 
 
 async def _rebuild(kafka: KafkaSettings, env: dict[str, str]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 
+from launch.prefork import ADDRESS_ENV, ForkedProcess, ServiceLauncher
 from locstream.auth import issue_token
 from locstream.settings import AuthSettings
 from schemas.claims import Role
@@ -44,11 +45,27 @@ def token(role: Role, tenant: str = TENANT, sub: str = "bench") -> str:
     return issue_token(AuthSettings(jwt_secret=JWT_SECRET), tenant_id=tenant, sub=sub, role=role, ttl_seconds=86_400)
 
 
+# A service's process: a new interpreter, or a child of the tests' fork server (``spawn_module``).
+Child = subprocess.Popen[bytes] | ForkedProcess
+
+
+def spawn_module(module: str, args: list[str], env: dict[str, str], log: Path) -> Child:
+    """``python -m module *args`` with ``env`` its whole environment and its output in ``log``: forked from the
+    fork server at ``$LOCSTREAM_PREFORK_SOCKET`` when the tests hand the bench theirs (``launch/prefork.py``: the
+    service's imports are done once per test process, not once per start), else a new interpreter."""
+    address = os.environ.get(ADDRESS_ENV)
+    if address:
+        return ServiceLauncher.connect(address).spawn(args, env=env, log_path=log, module=module)
+    with log.open("wb") as out:
+        command = [sys.executable, "-m", module, *args]
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
 @dataclass
 class Process:
     role: str
     port: int
-    popen: subprocess.Popen[bytes]
+    popen: Child
     log: Path
 
     @property
@@ -94,34 +111,28 @@ async def service(
     *,
     timeout: float = 300.0,
     every: float = 0.05,
-) -> AsyncIterator[asyncio.subprocess.Process]:
+) -> AsyncIterator[Child]:
     """``locstream <command>`` as a process of its own (``env`` its whole environment, its output to ``log``),
     yielded once ``ready_url`` answers 200 (polled every ``every`` s); RuntimeError with the log's tail when it
     exits first or is not ready within ``timeout`` s. Terminated and awaited on leaving, whatever happened."""
-    with log.open("wb") as out:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "launch.cli", *command, env=env, stdout=out, stderr=out
-        )
+    process = spawn_module("launch.cli", command, env, log)
     try:
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(timeout=5.0) as http:
             while not await answered_ok(http, ready_url, min(deadline, time.monotonic() + 1.0), every):
-                if process.returncode is not None or time.monotonic() >= deadline:
+                if process.poll() is not None or time.monotonic() >= deadline:
                     tail = (await asyncio.to_thread(lambda: log.read_text(errors="replace")))[-3000:]
                     raise RuntimeError(f"locstream {command[0]} did not get ready (see {log}):\n{tail}")
         yield process
     finally:
-        if process.returncode is None:
+        if process.poll() is None:
             process.terminate()
-        await process.wait()
+        await asyncio.to_thread(process.wait)
 
 
-def _start(role: str, command: list[str], env: dict[str, str], port: int, workdir: Path) -> Process:
+def _start(role: str, module: str, args: list[str], env: dict[str, str], port: int, workdir: Path) -> Process:
     log = workdir / f"{role}.log"
-    with log.open("wb") as out:
-        popen = subprocess.Popen(
-            command, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
+    popen = spawn_module(module, args, {**os.environ, **env}, log)
     process = Process(role, port, popen, log)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -158,7 +169,6 @@ def running_system(
     environment for locstream's services."""
     workdir.mkdir(parents=True, exist_ok=True)
     run_id = uuid.uuid4().hex[:8]
-    python = sys.executable
     env = {"LOCSTREAM_JWT_SECRET": JWT_SECRET, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
     processes: dict[str, Process] = {}
     try:
@@ -176,9 +186,7 @@ def running_system(
             }
             for role in ("producers", "projector", "ws-edge"):
                 port = free_port()
-                processes[role] = _start(
-                    role, [python, "-m", "launch.cli", role, "--port", str(port)], env, port, workdir
-                )
+                processes[role] = _start(role, "launch.cli", [role, "--port", str(port)], env, port, workdir)
             system = RunningSystem(
                 name,
                 api_url=f"http://127.0.0.1:{processes['producers'].port}",
@@ -206,8 +214,8 @@ def running_system(
                     TENANT,
                 ]
             )
-            command = [python, "-m", peer_args[0], "--host", "127.0.0.1", "--port", str(port), *peer_args[1:]]
-            processes[name] = _start(name, command, env, port, workdir)
+            args = ["--host", "127.0.0.1", "--port", str(port), *peer_args[1:]]
+            processes[name] = _start(name, peer_args[0], args, env, port, workdir)
             system = RunningSystem(
                 name,
                 api_url=f"http://127.0.0.1:{port}",

@@ -181,6 +181,12 @@ TOOLS: list[tuple[str, str, str]] = [
         " minutes",
     ),
     (
+        "LOCSTREAM_PREFORK_SOCKET",
+        "`python -m bench`",
+        "the address of a fork server (`launch/prefork.py`) to fork the services from instead of starting new"
+        " interpreters; the tests hand the bench theirs",
+    ),
+    (
         "LOCSTREAM_KEYCLOAK_JAVA_HOME",
         "`launch/keycloak.py` (the identity-provider tests)",
         "a JDK 21+ for Keycloak; else `JAVA_HOME`, else the newest JDK under `/usr/lib/jvm`",

@@ -21,10 +21,10 @@ from launch import broker
 from launch import keycloak as keycloak_local
 from launch.broker_config import BrokerConfig
 from launch.postgres_local import PostgresUnavailableError, fresh_database, throwaway_cluster
+from launch.prefork import stop_shared_launcher
 from locstream.settings import KafkaSettings
 from tests.support.jwks_provider import JwksProvider
 from tests.support.ports import free_port
-from tests.support.prefork import stop_shared_launcher
 from tests.support.stack import Stack
 
 TEST_JWT_SECRET = "test-secret-for-locstream-integration-tests-0123456789"
@@ -92,7 +92,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def _service_fork_server() -> Iterator[None]:
-    """The fork server ``Stack.start`` starts on first use (``tests/support/prefork.py``) ends with the session."""
+    """The fork server ``Stack.start`` starts on first use (``launch/prefork.py``) ends with the session."""
     yield
     stop_shared_launcher()
 

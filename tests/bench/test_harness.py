@@ -8,6 +8,7 @@ each system, produced its headline figure, and that locstream lost no frame whil
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,16 +17,19 @@ import pytest
 
 from bench.scenarios import SCENARIOS
 from bench.systems import SYSTEMS
+from launch.prefork import ADDRESS_ENV, shared_launcher
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_the_scenario_runs_small_against_every_system(name: str, kafka_bootstrap: str, tmp_path: Path) -> None:
-    """One scenario a test (so that parallel test processes share them out), on the test broker."""
+    """One scenario a test (so that parallel test processes share them out), on the test broker; the services are
+    forked from this test process's fork server (``launch/prefork.py``), as the other tests' are."""
     command = [sys.executable, "-m", "bench", name, "--size", "small", "--out", str(tmp_path)]
     done = subprocess.run(
         [*command, "--bootstrap", kafka_bootstrap],
+        env={**os.environ, ADDRESS_ENV: shared_launcher().address},
         capture_output=True,
         text=True,
         timeout=280,

@@ -1,4 +1,4 @@
-"""Services under test as real processes (``python -m launch.cli <service>``, forked by ``tests/support/prefork.py``
+"""Services under test as real processes (``python -m launch.cli <service>``, forked by ``launch/prefork.py``
 from a process that has imported them once), killable with SIGKILL."""
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from typing import Any, TypeVar
 import httpx
 import jwt
 
+from launch.prefork import ForkedProcess, shared_launcher
 from locstream.auth import issue_token
 from locstream.settings import AuthSettings, DataSettings, KafkaSettings
 from projector.backends import make_store
 from projector.store import Snapshot
 from schemas.claims import Role
 from tests.support.jwks_provider import JwksProvider
-from tests.support.prefork import ForkedProcess, shared_launcher
 
 T = TypeVar("T")
 

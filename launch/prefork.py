@@ -1,14 +1,17 @@
-"""Services for tests, forked from one process that has imported them already (a fork server).
+"""Services forked from one process that has imported them already (a fork server), for the tests and the bench.
 
 A service started as ``python -m launch.cli NAME`` spends about 1.2 CPU-seconds importing FastAPI, pydantic,
 aiokafka and its own modules before it does anything, and the suite starts some 400 of them. Here one server process
-per test process (``python -m tests.support.prefork FD``) imports every service's modules once, then forks a child
-per request, which becomes exactly what ``python -m launch.cli NAME ARGS`` would have been: ``launch.cli.main(ARGS)``
-with the request's environment, working directory, descriptor limit, and its output in the request's log file.
+(``python -m launch.prefork FD``; one per test process) imports every service's modules once, then forks a child per
+request, which becomes exactly what ``python -m MODULE ARGS`` would have been (``launch.cli`` unless the request
+names another module, such as the bench's peers): ``launch.cli.main(ARGS)`` with the request's environment, working
+directory, descriptor limit, and its output in the request's log file.
 
-The children are the server's, not the test's: ``ForkedProcess`` is the part of ``subprocess.Popen`` the tests use
-(``pid``, ``poll``, ``wait``, ``send_signal``, ``kill``, ``returncode``), fed by the server, which reaps each child
-and writes its exit status (``Popen``'s convention: ``-N`` for signal N) on the connection that asked for it.
+The children are the server's, not the caller's: ``ForkedProcess`` is the part of ``subprocess.Popen`` the tests and
+the bench use (``pid``, ``poll``, ``wait``, ``send_signal``, ``terminate``, ``kill``, ``returncode``), fed by the
+server, which reaps each child and writes its exit status (``Popen``'s convention: ``-N`` for signal N) on the
+connection that asked for it. Another process reaches a running server by its address
+(``ServiceLauncher.connect``): the bench does, when the tests hand it theirs in ``$LOCSTREAM_PREFORK_SOCKET``.
 
 The server never starts a thread or an event loop, so a fork of it is as clean as a fresh interpreter; ``random``
 reseeds itself in a forked child.
@@ -22,6 +25,7 @@ import importlib
 import json
 import os
 import resource
+import runpy
 import selectors
 import signal
 import socket
@@ -47,13 +51,14 @@ _PRELOADED = (
 
 @dataclass(frozen=True)
 class Request:
-    """One child: ``python -m launch.cli *argv`` with this environment, directory, output and descriptor limit."""
+    """One child: ``python -m MODULE *argv`` with this environment, directory, output and descriptor limit."""
 
     argv: list[str]
     env: dict[str, str]
     cwd: str
     log_path: str
     max_open_files: int | None = None
+    module: str = "launch.cli"
 
     def encode(self) -> bytes:
         return json.dumps(self.__dict__).encode() + b"\n"
@@ -110,22 +115,39 @@ class ForkedProcess:
         return True
 
 
+# Where a process that did not start the fork server finds it (the bench, started by a test).
+ADDRESS_ENV = "LOCSTREAM_PREFORK_SOCKET"
+
+
 class ServiceLauncher:
-    """The test process's side: starts the fork server (``start``), asks it for children (``spawn``), ``stop``."""
+    """The caller's side: starts the fork server (``start``), asks it for children (``spawn``), ``stop``; or, made
+    by ``connect``, asks a server another process started."""
 
     def __init__(self) -> None:
-        self._directory = tempfile.TemporaryDirectory(prefix="locstream-prefork-")
+        self._directory: tempfile.TemporaryDirectory[str] | None = tempfile.TemporaryDirectory(
+            prefix="locstream-prefork-"
+        )
         self._address = str(Path(self._directory.name) / "server.sock")
         self._server: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def connect(cls, address: str) -> ServiceLauncher:
+        """A launcher for the server listening at ``address``, which its starter owns and stops."""
+        launcher = cls.__new__(cls)
+        launcher._directory, launcher._address, launcher._server = None, address, None
+        return launcher
+
+    @property
+    def address(self) -> str:
+        return self._address
 
     def start(self) -> None:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(self._address)
         listener.listen(64)
-        log = Path(self._directory.name) / "server.log"
-        with listener, log.open("wb") as out:
+        with listener, open(self._log, "wb") as out:
             self._server = subprocess.Popen(
-                [sys.executable, "-m", "tests.support.prefork", str(listener.fileno())],
+                [sys.executable, "-m", "launch.prefork", str(listener.fileno())],
                 pass_fds=[listener.fileno()],
                 stdin=subprocess.PIPE,  # the server ends when this process does (end of file)
                 stdout=out,
@@ -133,12 +155,21 @@ class ServiceLauncher:
             )
 
     def spawn(
-        self, argv: list[str], *, env: dict[str, str], log_path: Path, max_open_files: int | None = None
+        self,
+        argv: list[str],
+        *,
+        env: dict[str, str],
+        log_path: Path,
+        max_open_files: int | None = None,
+        module: str = "launch.cli",
+        cwd: Path | None = None,
     ) -> ForkedProcess:
-        """``python -m launch.cli *argv``, forked; waits only for the fork, not for the server's imports twice."""
-        if self._server is None or self._server.poll() is not None:
-            raise RuntimeError(f"the fork server is not running; see {Path(self._directory.name) / 'server.log'}")
-        request = Request(list(argv), dict(env), os.getcwd(), str(log_path), max_open_files)
+        """``python -m MODULE *argv`` in ``cwd`` (default: this process's), forked; waits only for the fork, not for
+        the server's imports twice."""
+        owned = self._directory is not None
+        if owned and (self._server is None or self._server.poll() is not None):
+            raise RuntimeError(f"the fork server is not running; see {self._log}")
+        request = Request(list(argv), dict(env), str(cwd or os.getcwd()), str(log_path), max_open_files, module)
         connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         connection.connect(self._address)
         connection.sendall(request.encode())
@@ -147,10 +178,14 @@ class ServiceLauncher:
         while b"\n" not in reply:
             chunk = connection.recv(256)
             if not chunk:
-                raise RuntimeError(f"the fork server refused {argv}; see {Path(self._directory.name) / 'server.log'}")
+                raise RuntimeError(f"the fork server refused {argv}; see {self._log}")
             reply += chunk
         line, rest = reply.split(b"\n", 1)
-        return ForkedProcess(connection, int(json.loads(line)["pid"]), argv, rest)
+        return ForkedProcess(connection, int(json.loads(line)["pid"]), [module, *argv], rest)
+
+    @property
+    def _log(self) -> str:
+        return str(Path(self._address).parent / "server.log")
 
     def stop(self) -> None:
         if self._server is not None:
@@ -162,7 +197,8 @@ class ServiceLauncher:
                 self._server.kill()
                 self._server.wait()
             self._server = None
-        self._directory.cleanup()
+        if self._directory is not None:
+            self._directory.cleanup()
 
 
 _shared: ServiceLauncher | None = None
@@ -210,7 +246,8 @@ def _serve(listener: socket.socket) -> None:
                 pid = os.fork()
                 if pid == 0:
                     _become(request)  # never returns
-                connection.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+                with contextlib.suppress(OSError):  # the asker gone already: the child is reaped all the same
+                    connection.sendall(json.dumps({"pid": pid}).encode() + b"\n")
                 pidfd = os.pidfd_open(pid)
                 children[pidfd] = (pid, connection)
                 selector.register(pidfd, selectors.EVENT_READ, "child")
@@ -240,7 +277,7 @@ def _read_request(connection: socket.socket) -> Request | None:
 
 
 def _become(request: Request) -> None:
-    """In the child: turn into ``python -m launch.cli *argv`` and exit with its code."""
+    """In the child: turn into ``python -m MODULE *argv`` and exit with its code."""
     code: Any = 1
     try:
         log = os.open(request.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -254,10 +291,14 @@ def _become(request: Request) -> None:
         os.environ.clear()
         os.environ.update(request.env)
         os.chdir(request.cwd)
-        sys.argv = ["launch.cli", *request.argv]
-        from launch.cli import main
+        sys.argv = [request.module, *request.argv]
+        if request.module == "launch.cli":
+            from launch.cli import main
 
-        code = main(request.argv)
+            code = main(request.argv)
+        else:
+            runpy.run_module(request.module, run_name="__main__", alter_sys=True)
+            code = 0
     except SystemExit as exc:
         code = exc.code
     except BaseException:

@@ -1,19 +1,21 @@
-"""The fork server gives the tests what ``python -m launch.cli ...`` as a ``Popen`` gave them: the command's
-environment, directory, output, descriptor limit, exit code and signals."""
+"""The fork server gives the tests and the bench what ``python -m launch.cli ...`` (or another module) as a ``Popen``
+gave them: the command's environment, directory, output, descriptor limit, exit code and signals; and another process
+reaches it by its address."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import jwt
 import pytest
 
+from launch.prefork import ServiceLauncher
 from tests.support.ports import free_port
-from tests.support.prefork import ServiceLauncher
 
 SECRET = "a-secret-for-the-fork-server-test-0123456789"
 
@@ -35,6 +37,23 @@ def test_a_command_runs_with_the_requests_environment_and_its_output_goes_to_the
     assert process.wait(timeout=30) == 0
     claims = jwt.decode(log.read_text().strip(), SECRET, algorithms=["HS256"], options={"verify_aud": False})
     assert (claims["tenant_id"], claims["sub"]) == ("t-1", "me")
+
+
+def test_another_module_runs_as_its_main_and_another_process_reaches_the_server_by_its_address(
+    launcher: ServiceLauncher, tmp_path: Path
+) -> None:
+    log = tmp_path / "json.log"
+    (tmp_path / "in.json").write_text('{"b": 1, "a": [2]}')
+    elsewhere = ServiceLauncher.connect(launcher.address)  # what the bench does with $LOCSTREAM_PREFORK_SOCKET
+    tool = elsewhere.spawn(
+        ["--sort-keys", "--compact", "in.json"], env=dict(os.environ), log_path=log, module="json.tool", cwd=tmp_path
+    )
+    assert tool.wait(timeout=30) == 0
+    assert log.read_text().strip() == '{"a":[2],"b":1}'
+    elsewhere.stop()  # a launcher that did not start the server leaves it running
+    failing = launcher.spawn(["no-such-file.json"], env=dict(os.environ), log_path=log, module="json.tool")
+    as_a_process = subprocess.run([sys.executable, "-m", "json.tool", "no-such-file.json"], capture_output=True)
+    assert failing.wait(timeout=30) == as_a_process.returncode != 0
 
 
 def test_exit_codes_come_back_as_popen_gives_them(launcher: ServiceLauncher, tmp_path: Path) -> None:
