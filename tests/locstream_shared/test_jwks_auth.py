@@ -160,7 +160,7 @@ async def test_concurrent_first_tokens_share_one_fetch(provider: JwksProvider) -
 @pytest.mark.parametrize("mode", ["down", "slow", "garbage", "empty", "redirect", "huge", "not-json-object"])
 async def test_a_provider_that_misbehaves_fails_closed_within_the_deadline(provider: JwksProvider, mode: str) -> None:
     provider.mode = mode  # type: ignore[assignment]
-    verifier = TokenVerifier(settings_for(provider))  # a 1 s deadline; the slow provider takes 5 s
+    verifier = TokenVerifier(settings_for(provider, jwt_jwks_timeout_seconds=1.0))  # the slow provider takes 5 s
     began = time.monotonic()
     with pytest.raises(AuthError, match="signing keys are unavailable"):
         await verifier.verify(provider.token("tenant-a"))

@@ -33,6 +33,7 @@ async def test_a_misbehaving_jwks_refuses_every_token_quickly_and_recovers_witho
     assert stack.provider is not None
     provider = stack.provider
     stack.env["LOCSTREAM_JWT_JWKS_REFETCH_SECONDS"] = "1"
+    stack.env["LOCSTREAM_JWT_JWKS_TIMEOUT_SECONDS"] = "1"  # the slow provider takes 5 s
     provider.mode = "down"  # from the start: the services never had a key
     api = await stack.start("producers")
     edge = await stack.start("ws-edge")
