@@ -40,7 +40,7 @@ from tests.support.events import location
 from tests.support.kafka_io import produce
 from tests.support.stack import Service, Stack
 
-pytestmark = [pytest.mark.integration, pytest.mark.serial]
+pytestmark = [pytest.mark.integration, pytest.mark.alone]
 
 NOISY = "noisy-fleet"
 PHASE_SECONDS = 12.0

@@ -29,7 +29,7 @@ from tests.support.browser import ARTIFACTS, shot, sign_in
 from tests.support.kafka_io import produce
 from tests.support.stack import Stack, eventually
 
-pytestmark = [pytest.mark.integration, pytest.mark.serial]
+pytestmark = [pytest.mark.integration, pytest.mark.alone]
 
 TENANT = "bigfleet"
 TECHNICIANS = 10_000
