@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from launch.prefork import ServiceLauncher
+from launch.prefork import Request, ServiceLauncher
 from tests.support.ports import free_port
 
 SECRET = "a-secret-for-the-fork-server-test-0123456789"
@@ -85,3 +86,30 @@ def test_a_running_child_can_be_waited_for_with_a_timeout_signalled_and_has_its_
     projector.send_signal(signal.SIGKILL)
     assert projector.wait(timeout=30) == -signal.SIGKILL
     projector.kill()  # a child that is gone is not signalled again (its pid may be another process's by now)
+
+
+def test_an_asker_that_goes_away_or_sends_garbage_leaves_the_server_serving(
+    launcher: ServiceLauncher, tmp_path: Path
+) -> None:
+    log = tmp_path / "gone.log"
+    for payload in (
+        Request(["token", "--tenant", "t", "--sub", "s"], dict(os.environ), str(tmp_path), str(log)).encode(),
+        b"not json\n",
+        b'{"argv": 1}\n',
+        b"",
+    ):
+        asker = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        asker.connect(launcher.address)
+        asker.sendall(payload)
+        asker.close()  # before the pid, let alone the exit status, comes back
+    env = {**os.environ, "LOCSTREAM_JWT_SECRET": SECRET}
+    after = launcher.spawn(
+        ["token", "--tenant", "t-2", "--sub", "me", "--role", "dispatcher"], env=env, log_path=tmp_path / "after.log"
+    )
+    assert after.wait(timeout=30) == 0
+    assert (
+        jwt.decode(
+            (tmp_path / "after.log").read_text().strip(), SECRET, algorithms=["HS256"], options={"verify_aud": False}
+        )["tenant_id"]
+        == "t-2"
+    )
