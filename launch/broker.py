@@ -201,7 +201,7 @@ def _spawn(config: BrokerConfig, classpath: str) -> int:
 def jvm_performance_options() -> list[str]:
     """The JVM's collector and compiler options: ``$KAFKA_JVM_PERFORMANCE_OPTS`` when set (the variable Kafka's own
     ``kafka-server-start.sh`` reads), else G1 as Kafka's scripts choose it. The tests set it to the client compiler
-    alone (tests/conftest.py): their brokers live a minute or less, and C2 compiled more than they ran."""
+    alone (tests/conftest.py): their brokers live minutes at most, where C2 cost more CPU than it saved."""
     configured = os.environ.get("KAFKA_JVM_PERFORMANCE_OPTS")
     if configured is not None:
         return shlex.split(configured)
