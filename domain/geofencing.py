@@ -26,6 +26,8 @@ from typing import Literal
 
 from domain.fence_shapes import EARTH_RADIUS_M as EARTH_RADIUS_M
 from domain.fence_shapes import METRES_PER_DEGREE, PolygonShape, longitude_offset, ring_frame
+from domain.fix_quality import Spot
+from domain.geodesy import distance_m as distance_m
 from schemas.geofences import (
     Circle,
     FenceEvent,
@@ -43,14 +45,6 @@ MAX_CELLS_PER_FENCE = 400  # a fence wider than this many cells is checked (by i
 _CROSSING_NAMESPACE = uuid.UUID("6f1f3c2e-8d4b-4f0e-9a51-3c0de5e7a001")
 
 Kind = Literal["enter", "exit"]
-
-
-def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance (haversine)."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,10 +196,23 @@ class Crossing:
 
 @dataclass(slots=True)
 class TechnicianFences:
-    """What the rule remembers of one technician: the fences it is inside, and its latest fix's device time."""
+    """What the rule remembers of one technician: the fences it is inside, and its latest good fix's device time and
+    place (what ``domain.fix_quality`` judges the next fix by, as the projection does with its current fix)."""
 
     inside: set[str] = field(default_factory=set)
     latest: datetime | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+
+    def last_good(self) -> Spot | None:
+        if self.latest is None or self.latitude is None or self.longitude is None:
+            return None  # none yet, or a state stored before places were
+        return Spot(self.latitude, self.longitude, self.latest)
+
+    def took(self, recorded_at: datetime, latitude: float, longitude: float) -> None:
+        """A good fix at or after ``latest`` is the last good one (at the same device time, the later in the log)."""
+        if self.latest is None or recorded_at >= self.latest:
+            self.latest, self.latitude, self.longitude = recorded_at, latitude, longitude
 
 
 def crossing_id(fix_event_id: uuid.UUID, geofence_id: str, kind: Kind) -> uuid.UUID:

@@ -6,9 +6,10 @@ batch and one UTC day of device time into a single row, so a backlog of 10,000 e
 in live operation batches are small and a chunk holds one or a few events. Pure functions; the store does the I/O.
 
 An item is a JSON array; its first four fields say which event it is and where it sits in the log:
-``[recorded_at µs, event_id hex, partition, offset, kind, ...]`` followed, for a fix, by its values in
+``[recorded_at µs, event_id hex, partition, offset, kind, quality, ...]``; ``quality`` is the fix's flags
+(``domain/fix_quality.py``; empty for a good fix and for a profile update); then, for a fix, its values in
 ``FIX_FIELD_NAMES`` order (``schemas/events.py``; an item written before a field was added lacks it: None); for a
-profile update, by name and status.
+profile update, name and status.
 ``(recorded_at, event_id)`` is the event's identity within its technician: a retry repeats both.
 """
 
@@ -23,12 +24,13 @@ from uuid import UUID
 import orjson
 
 from domain.position import Position
-from projector.store import HistoryPoint, from_micros, to_micros
-from schemas.events import Event, LocationRecorded, TechnicianUpdated, fix_values
+from projector.store import HistoryPoint, QualityFilter, from_micros, to_micros, wanted
+from schemas.events import Event, LocationRecorded, QualityFlag, TechnicianUpdated, fix_values
 
 DAY_US = 86_400_000_000
 FIX, PROFILE = 0, 1
-_VALUES_AT = 5  # where an item's own values begin, after its identity, its place in the log and its kind
+_QUALITY_AT = 5  # after the item's identity, its place in the log and its kind
+_VALUES_AT = 6  # where an item's own values begin
 
 Item = list[Any]
 ChunkKey = tuple[int, str]  # (recorded_at µs, event_id hex)
@@ -45,9 +47,10 @@ class Chunk:
 
 
 def item_of(event: Event, position: Position) -> Item:
+    """The event's item, its fix taken as good (``judged`` sets the flags once the batch is planned)."""
     recorded_at = to_micros(event.recorded_at)
     if isinstance(event, LocationRecorded):
-        return [recorded_at, event.event_id.hex, position.partition, position.offset, FIX, *fix_values(event.data)]
+        return [recorded_at, event.event_id.hex, position.partition, position.offset, FIX, [], *fix_values(event.data)]
     assert isinstance(event, TechnicianUpdated)
     return [
         recorded_at,
@@ -55,9 +58,16 @@ def item_of(event: Event, position: Position) -> Item:
         position.partition,
         position.offset,
         PROFILE,
+        [],
         event.data.name,
         event.data.status,
     ]
+
+
+def judged(item: Item, flags: tuple[QualityFlag, ...]) -> Item:
+    """The item with its fix's quality flags."""
+    item[_QUALITY_AT] = list(flags)
+    return item
 
 
 def chunk_key(item: Item) -> ChunkKey:
@@ -80,8 +90,11 @@ def unpack(items: bytes) -> list[Item]:
     return unpacked
 
 
-def newest_fixes(chunks: Iterable[tuple[int, bytes]], start: int, end: int, limit: int) -> list[HistoryPoint]:
-    """The newest ``limit`` fixes with ``start <= recorded_at < end``, newest first (ties: later in the log first).
+def newest_fixes(
+    chunks: Iterable[tuple[int, bytes]], start: int, end: int, limit: int, quality: QualityFilter = "good"
+) -> list[HistoryPoint]:
+    """The newest ``limit`` fixes with ``start <= recorded_at < end`` and of ``quality``, newest first (ties: later
+    in the log first).
 
     ``chunks`` are ``(last_at, items)`` in descending ``last_at``: once ``limit`` fixes are held and a chunk's
     ``last_at`` is below the oldest of them, no later chunk can hold a newer one, so reading stops there.
@@ -93,7 +106,7 @@ def newest_fixes(chunks: Iterable[tuple[int, bytes]], start: int, end: int, limi
         if len(held) >= limit and last_at < held[0][0]:
             break
         for item in unpack(packed):
-            if item[4] != FIX or not start <= item[0] < end:
+            if item[4] != FIX or not start <= item[0] < end or not wanted(quality, item[_QUALITY_AT]):
                 continue
             entry = (item[0], item[2], item[3], item)
             if len(held) < limit:
@@ -105,4 +118,4 @@ def newest_fixes(chunks: Iterable[tuple[int, bytes]], start: int, end: int, limi
 
 
 def _point(item: Item) -> HistoryPoint:
-    return HistoryPoint.of(str(UUID(hex=item[1])), from_micros(item[0]), item[_VALUES_AT:])
+    return HistoryPoint.of(str(UUID(hex=item[1])), from_micros(item[0]), item[_VALUES_AT:], item[_QUALITY_AT])

@@ -26,6 +26,7 @@ from projector.store import (
     BatchResult,
     GenerationChangedError,
     HistoryPoint,
+    QualityFilter,
     Snapshot,
     beyond_stored,
     crossing_to_row,
@@ -57,6 +58,7 @@ def _tables(generation: int) -> list[str]:
             event_id uuid NOT NULL, tenant_id text NOT NULL, technician_id text NOT NULL, type text NOT NULL,
             recorded_at timestamptz NOT NULL, received_at timestamptz NOT NULL, partition int NOT NULL,
             offset_ bigint NOT NULL, {fix_column_definitions(_TYPES)}, name text, status text,
+            quality text[] NOT NULL DEFAULT '{{}}',
             PRIMARY KEY (tenant_id, technician_id, recorded_at, event_id))""",
         f"CREATE INDEX IF NOT EXISTS events_g{g}_by_time ON events_g{g} (recorded_at)",
         f"""CREATE TABLE IF NOT EXISTS offsets_g{g} (
@@ -71,6 +73,7 @@ def _tables(generation: int) -> list[str]:
 
 
 _TYPES = {"float": "float8", "str": "text"}  # a fix value's column type, by its kind
+_QUALITY_WHERE = {"good": " AND quality = '{}'", "flagged": " AND quality <> '{}'", "all": ""}
 # The history's columns' types (EVENT_COLUMNS), for the batch insert's unnest.
 _EVENT_TYPES = (
     "uuid",
@@ -172,7 +175,13 @@ class PostgresProjectionStore:
         return Snapshot(states=[state_from_row(tuple(row)) for row in rows], offsets=offsets, generation=g)
 
     async def history(
-        self, tenant_id: str, technician_id: str, start: datetime | None, end: datetime | None, limit: int
+        self,
+        tenant_id: str,
+        technician_id: str,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+        quality: QualityFilter = "good",
     ) -> list[HistoryPoint] | None:
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             g = await self._generation(conn)
@@ -182,10 +191,10 @@ class PostgresProjectionStore:
             if known is None:
                 return None
             rows = await conn.fetch(
-                f"SELECT event_id, recorded_at, {', '.join(FIX_FIELD_NAMES)} FROM events_g{g}"
+                f"SELECT event_id, recorded_at, quality, {', '.join(FIX_FIELD_NAMES)} FROM events_g{g}"
                 f" WHERE tenant_id = $1 AND technician_id = $2"
                 f" AND type = 'location_recorded' AND ($3::timestamptz IS NULL OR recorded_at >= $3)"
-                f" AND ($4::timestamptz IS NULL OR recorded_at < $4)"
+                f" AND ($4::timestamptz IS NULL OR recorded_at < $4){_QUALITY_WHERE[quality]}"
                 f" ORDER BY recorded_at DESC, partition DESC, offset_ DESC LIMIT $5",
                 tenant_id,
                 technician_id,
@@ -193,7 +202,7 @@ class PostgresProjectionStore:
                 end,
                 limit,
             )
-        return [HistoryPoint.of(str(row[0]), row[1], tuple(row)[2:]) for row in rows]
+        return [HistoryPoint.of(str(row[0]), row[1], tuple(row)[3:], row[2]) for row in rows]
 
     async def apply_batch(
         self,
@@ -215,7 +224,18 @@ class PostgresProjectionStore:
             events, crossings = beyond_stored(events, stored), beyond_stored(crossings, stored)
             fresh = await self._insert_fresh(conn, g, events)
             current = await self._load(conn, g, {(e.tenant_id, e.technician_id) for e, _ in fresh})
-            changed = plan_batch(current, fresh)
+            plan = plan_batch(current, fresh)
+            changed = plan.changed
+            if plan.flags:  # few: the history's rows went in as good; the flagged ones are marked
+                await conn.executemany(
+                    f"UPDATE events_g{g} SET quality = $5"
+                    f" WHERE tenant_id = $1 AND technician_id = $2 AND recorded_at = $3 AND event_id = $4",
+                    [
+                        (event.tenant_id, event.technician_id, event.recorded_at, event.event_id, list(flags))
+                        for event, position in fresh
+                        if (flags := plan.flags.get(position))
+                    ],
+                )
             updates = ", ".join(f"{c} = excluded.{c}" for c in STATE_COLUMNS[2:])
             await conn.executemany(
                 f"INSERT INTO technicians_g{g} ({', '.join(STATE_COLUMNS)}) "

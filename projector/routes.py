@@ -12,7 +12,7 @@ from domain.geofencing import FenceBook, distance_m
 from domain.visits import formatted, time_on_site
 from locstream.http import Claims, require_role
 from locstream.strict_numbers import DecimalText, WholeText
-from projector.store import HistoryPoint, ProjectionStore
+from projector.store import HistoryPoint, ProjectionStore, QualityFilter
 from schemas.claims import VIEWER_ROLES, Role, only_technician
 
 router = APIRouter(prefix="/api/v1/field-service", tags=["history"])
@@ -40,12 +40,16 @@ async def location_history(
     start_time: Annotated[AwareDatetime | None, Query(description="inclusive, ISO 8601 with offset")] = None,
     end_time: Annotated[AwareDatetime | None, Query(description="exclusive, ISO 8601 with offset")] = None,
     limit: Annotated[WholeText, Query(ge=1, le=MAX_LIMIT)] = 100,
+    quality: Annotated[
+        QualityFilter,
+        Query(description="good (the default): fixes with no quality flag; flagged: only those with one; all: both"),
+    ] = "good",
 ) -> LocationHistory:
     require_role(claims, VIEWER_ROLES, "read history")
     if start_time and end_time and start_time >= end_time:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="start_time must be before end_time")
     store: ProjectionStore = request.app.state.projection_store
-    points = await store.history(claims.tenant_id, technician_id, start_time, end_time, limit)
+    points = await store.history(claims.tenant_id, technician_id, start_time, end_time, limit, quality)
     if points is None:  # unknown here, or another tenant's: the same answer, so ids do not leak across tenants
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="technician not found")
     return LocationHistory(technician_id=technician_id, total_points=len(points), locations=points)

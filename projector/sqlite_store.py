@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from domain.position import Position
 from domain.projection import Key, TechnicianState
 from domain.visits import Crossing
-from projector.history_chunks import ChunkKey, Item, chunk_key, item_of, newest_fixes, pack, unpack
+from projector.history_chunks import ChunkKey, Item, chunk_key, item_of, judged, newest_fixes, pack, unpack
 from projector.store import (
     CROSSING_COLUMNS,
     SCHEMA_VERSION,
@@ -30,6 +30,7 @@ from projector.store import (
     ConcurrentWriteError,
     GenerationChangedError,
     HistoryPoint,
+    QualityFilter,
     Snapshot,
     beyond_stored,
     crossing_to_row,
@@ -194,12 +195,24 @@ class SqliteProjectionStore:
         return Snapshot(states=[state_from_row(row, from_micros) for row in rows], offsets=offsets, generation=g)
 
     async def history(
-        self, tenant_id: str, technician_id: str, start: datetime | None, end: datetime | None, limit: int
+        self,
+        tenant_id: str,
+        technician_id: str,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+        quality: QualityFilter = "good",
     ) -> list[HistoryPoint] | None:
-        return await self._run(self._history_sync, tenant_id, technician_id, start, end, limit)
+        return await self._run(self._history_sync, tenant_id, technician_id, start, end, limit, quality)
 
     def _history_sync(
-        self, tenant_id: str, technician_id: str, start: datetime | None, end: datetime | None, limit: int
+        self,
+        tenant_id: str,
+        technician_id: str,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+        quality: QualityFilter,
     ) -> list[HistoryPoint] | None:
         conn = self.conn
         conn.execute("BEGIN")
@@ -216,7 +229,7 @@ class SqliteProjectionStore:
                 (tenant_id, technician_id, to_micros(start) if start else -(2**63)),
             )
             return newest_fixes(
-                chunks, to_micros(start) if start else -(2**63), to_micros(end) if end else 2**63 - 1, limit
+                chunks, to_micros(start) if start else -(2**63), to_micros(end) if end else 2**63 - 1, limit, quality
             )
         finally:
             conn.execute("COMMIT")
@@ -283,8 +296,11 @@ class SqliteProjectionStore:
             known = read.identities.get(key)
             if known:
                 entries = [entry for entry in entries if chunk_key(entry[0]) not in known]
-            rows.extend((*key, c.first_at, c.last_at, c.count, c.items) for c in pack(item for item, _, _ in entries))
-            changed.update(plan_batch(read.states, ((event, position) for _, event, position in entries)))
+            plan = plan_batch(read.states, ((event, position) for _, event, position in entries))
+            changed.update(plan.changed)
+            flags = plan.flags
+            items = (judged(item, flags[position]) if position in flags else item for item, _, position in entries)
+            rows.extend((*key, c.first_at, c.last_at, c.count, c.items) for c in pack(items))
             fresh += len(entries)
         states = [state_to_row(state, to_micros) for state in changed.values()]
         crossed = [_crossing_row(event, position) for event, position in crossings]

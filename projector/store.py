@@ -25,11 +25,11 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import chain
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
+from domain.fix_quality import Anchor, Spot
 from domain.position import Position
-from domain.projection import Fix, Key, Stamp, TechnicianState, apply
+from domain.projection import Fix, Key, Stamp, TechnicianState, apply, fix_verdict, take_fix
 from domain.visits import Crossing
 from schemas.events import (
     FIX_FIELD_NAMES,
@@ -38,6 +38,7 @@ from schemas.events import (
     Event,
     GeofenceEntered,
     LocationRecorded,
+    QualityFlag,
     TechnicianUpdated,
     fix_values,
 )
@@ -59,7 +60,7 @@ PROFILE_COLUMNS = (
 )
 FIX_PLACE_COLUMNS = ("last_update", "fix_partition", "fix_offset")  # the fix's device time and place in the log
 STATE_COLUMNS = (*PROFILE_COLUMNS, *FIX_FIELD_NAMES, *FIX_PLACE_COLUMNS)
-SCHEMA_VERSION = 2  # 2: event ids unique per tenant; SQLite keeps ids as 16 bytes and times as integers
+SCHEMA_VERSION = 3  # 2: event ids unique per tenant, SQLite ids as 16 bytes, times as integers; 3: fixes' quality
 
 
 def schema_upgrade(found: int, generation: int, tables: Sequence[str]) -> tuple[int, list[str]]:
@@ -118,6 +119,15 @@ class BatchResult:
     changed: int  # technician rows written
 
 
+QualityFilter = Literal["good", "flagged", "all"]  # which fixes a history or an export lists (default: good)
+QUALITY_FILTERS: tuple[QualityFilter, ...] = ("good", "flagged", "all")
+
+
+def wanted(quality: QualityFilter, flags: Sequence[str]) -> bool:
+    """Whether a fix with ``flags`` is listed under the filter ``quality``."""
+    return quality == "all" or (quality == "flagged") == bool(flags)
+
+
 @dataclass(frozen=True)
 class HistoryPoint:
     """One recorded fix, as the seed's location-history endpoint lists it (a flat JSON object: its attributes are
@@ -133,12 +143,13 @@ class HistoryPoint:
     activity: str | None
     job_id: str | None
     recorded_at: datetime
+    quality: list[str]  # the fix's flags (domain/fix_quality.py): empty for a good fix
 
     @classmethod
-    def of(cls, event_id: str, recorded_at: datetime, values: Iterable[Any]) -> HistoryPoint:
+    def of(cls, event_id: str, recorded_at: datetime, values: Iterable[Any], quality: Sequence[str]) -> HistoryPoint:
         """From the fix's values in ``FIX_FIELD_NAMES`` order; a row older than a field has None for it."""
         named = {name: None for name in FIX_FIELD_NAMES} | dict(zip(FIX_FIELD_NAMES, values, strict=False))
-        return cls(event_id=event_id, recorded_at=recorded_at, **named)
+        return cls(event_id=event_id, recorded_at=recorded_at, quality=list(quality), **named)
 
 
 class ProjectionStore(Protocol):
@@ -159,7 +170,13 @@ class ProjectionStore(Protocol):
     async def crossings(self, tenant_id: str, job_id: str) -> list[Crossing]: ...
     async def snapshot(self) -> Snapshot: ...
     async def history(
-        self, tenant_id: str, technician_id: str, start: datetime | None, end: datetime | None, limit: int
+        self,
+        tenant_id: str,
+        technician_id: str,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+        quality: QualityFilter = "good",
     ) -> list[HistoryPoint] | None: ...
     async def prune_history(self, recorded_before: datetime) -> int: ...
     async def new_generation(self) -> int: ...
@@ -263,33 +280,54 @@ def beyond_stored(positioned: Iterable[tuple[T, Position]], stored: dict[int, in
     return [(item, position) for item, position in positioned if position.offset >= stored.get(position.partition, 0)]
 
 
-def plan_batch(
-    current: dict[Key, TechnicianState], fresh: Iterable[tuple[Event, Position]]
-) -> dict[Key, TechnicianState]:
-    """Apply the batch's new events (in log order) to the current states; returns the states that changed.
+@dataclass(frozen=True)
+class BatchPlan:
+    changed: dict[Key, TechnicianState]  # the states the batch changed
+    flags: dict[Position, tuple[QualityFlag, ...]]  # the batch's fixes that have a quality flag, by place in the log
 
-    Of a technician's fixes in one batch only the greatest ``(recorded_at, position)`` can win, so the fixes are
-    reduced to that one before ``apply``: the same states as applying every event in log order (a tested
-    property), with one state change per technician and batch instead of one per fix.
+
+def plan_batch(current: dict[Key, TechnicianState], fresh: Iterable[tuple[Event, Position]]) -> BatchPlan:
+    """Judge the batch's new fixes and apply its new events (in log order) to the current states.
+
+    Each fix is judged beside its technician's last good fix as it stands when the fix comes (``fix_verdict``);
+    of the good ones only the greatest ``(recorded_at, position)`` can win, so each technician's state is built once,
+    from that one (``take_fix``): the same states and flags as applying every event in log order (a tested
+    property), with one state change per technician and batch instead of one per fix. ``current`` is updated.
     """
-    latest: dict[Key, tuple[LocationRecorded, Position]] = {}
+    latest: dict[Key, tuple[LocationRecorded, Position, Spot]] = {}
     profiles: list[tuple[Event, Position]] = []
-    for event, position in fresh:
-        if isinstance(event, LocationRecorded):
-            key = (event.tenant_id, event.technician_id)
-            held = latest.get(key)
-            if held is None or (event.recorded_at, position) > (held[0].recorded_at, held[1]):
-                latest[key] = (event, position)
-        else:
-            profiles.append((event, position))
+    flags: dict[Position, tuple[QualityFlag, ...]] = {}
     changed: dict[Key, TechnicianState] = {}
-    for event, position in chain(latest.values(), profiles):  # name/status and position are independent fields
+    for event, position in fresh:
+        if not isinstance(event, LocationRecorded):
+            profiles.append((event, position))
+            continue
+        key = (event.tenant_id, event.technician_id)
+        held = latest.get(key)
+        last: Anchor | None
+        stamp: Stamp | None
+        if held is not None:
+            last, stamp = held[2], (held[2].recorded_at, held[1])
+        else:
+            state = current.get(key)
+            fix = state.fix if state is not None else None
+            last, stamp = fix, ((fix.recorded_at, fix.position) if fix is not None else None)
+        if found := fix_verdict(event, last):
+            flags[position] = found
+            if key not in current:  # known from now on, with no position yet (as ``apply`` has it)
+                current[key] = changed[key] = TechnicianState(tenant_id=key[0], technician_id=key[1])
+        elif stamp is None or (event.recorded_at, position) > stamp:
+            latest[key] = (event, position, Spot(event.data.latitude, event.data.longitude, event.recorded_at))
+    for key, (event, position, _) in latest.items():
+        known = current.get(key) or TechnicianState(tenant_id=key[0], technician_id=key[1])
+        current[key] = changed[key] = take_fix(known, event, position)
+    for event, position in profiles:  # name/status and position are independent fields
         key = (event.tenant_id, event.technician_id)
         before = current.get(key)
         after = apply(before, event, position)
         if after is not before:
             current[key] = changed[key] = after
-    return changed
+    return BatchPlan(changed, flags)
 
 
 CROSSING_COLUMNS = (

@@ -41,8 +41,24 @@ LIMITS: Final[dict[str, dict[str, Any]]] = {
 }
 MAX_METADATA_BYTES: Final = 4096  # a fix's free-form ``metadata``, as compact JSON
 
+# What can be wrong with a fix (``domain/fix_quality.py``), in the order they are listed; and a tenant's limits when it
+# set none (``schemas/tenant_rules.py``).
+QualityFlag = Literal["zero", "accuracy", "mock", "duplicate", "jump"]
+QUALITY_FLAGS: Final[tuple[QualityFlag, ...]] = ("zero", "accuracy", "mock", "duplicate", "jump")
+DEFAULT_MAX_ACCURACY_METERS: Final = 100.0
+DEFAULT_MAX_SPEED_KMH: Final = 200.0
+
 Identifier = Annotated[str, Meta(**LIMITS["identifier"])]
 AwareDatetime = Annotated[datetime, Meta(tz=True)]  # device or server time; must carry its offset
+
+
+class FixQuality(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw_only=True):
+    """The ingest API's verdict on a fix by itself (``domain.fix_quality.ingest_flags``), and the tenant's jump limit
+    in force when it was received, by which every reader of the log judges the fix beside the technician's last good
+    one. Written by the API only: no request body has the field."""
+
+    flags: tuple[QualityFlag, ...] = ()
+    max_speed_kmh: Annotated[float, Meta(gt=0, le=LIMITS["speed_kmh"]["le"])] = DEFAULT_MAX_SPEED_KMH
 
 
 class LocationData(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw_only=True):
@@ -58,6 +74,7 @@ class LocationData(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw
     job_id: Annotated[str, Meta(**LIMITS["job_id"])] | None = None
     backfill: bool = False  # sent late from a device's buffer: history, but maps do not animate it
     metadata: dict[str, Any] | None = None  # the client's own fields, at most MAX_METADATA_BYTES
+    quality: FixQuality | None = None  # None: appended before fixes were judged, and taken as it was then
 
 
 class FixField(NamedTuple):
@@ -79,8 +96,9 @@ def _fix_fields() -> tuple[FixField, ...]:
 
 
 # The one list of a fix's recorded values: the projection's tables and rows, the history's chunks and points, and
-# the exports' columns all derive from it (``backfill`` and ``metadata`` are the fix's flags, not values). A field
-# added to ``LocationData`` is a new column of the projection's tables: raise ``projector.store.SCHEMA_VERSION``.
+# the exports' columns all derive from it (``backfill``, ``metadata`` and ``quality`` are about the fix, not its
+# values). A field added to ``LocationData`` is a new column of the projection's tables: raise
+# ``projector.store.SCHEMA_VERSION``.
 FIX_FIELDS: Final = _fix_fields()
 FIX_FIELD_NAMES: Final = tuple(field.name for field in FIX_FIELDS)
 _FIX_VALUES: Final = operator.attrgetter(*FIX_FIELD_NAMES)

@@ -1,4 +1,5 @@
-"""The pure projection rule: late fixes never regress, replays change nothing, order does not matter."""
+"""The pure projection rule: late fixes never regress, replays change nothing, order does not matter (but for the
+quality rule's jumps, judged in log order: ``tests/domain/test_fix_quality.py``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 from domain.position import Position
 from domain.projection import TechnicianState, apply, fold
-from schemas.events import Event, LocationRecorded, TechnicianUpdated
+from schemas.events import Event, FixQuality, LocationRecorded, TechnicianUpdated
 from tests.support.events import T0, location
 from tests.support.events import profile as technician_profile
 
@@ -95,6 +96,17 @@ def test_any_permutation_with_duplicates_gives_the_recorded_order_state(
     shuffled = log + [rnd.choice(log) for _ in range(duplicates)]
     rnd.shuffle(shuffled)
     assert apply_all(shuffled) == apply_all(in_recorded_order)
+
+
+def test_a_jump_is_judged_by_what_came_before_it_in_the_log() -> None:
+    """Why every reader follows the log's order: of two fixes 111 km and 10 s apart, the one that comes second in the
+    log is refused (a jump, or late), whichever it is."""
+    near = location("a", "t1", T0, 6.5, 0.0, quality=FixQuality())
+    far = location("a", "t1", T0 + timedelta(seconds=10), 7.5, 0.0, quality=FixQuality())
+    in_order = apply(apply(None, near, Position(0, 0)), far, Position(0, 1))
+    assert in_order.fix is not None and in_order.fix.latitude == 6.5  # the far one is a jump from the near one
+    far_first = apply(apply(None, far, Position(0, 0)), near, Position(0, 1))
+    assert far_first.fix is not None and far_first.fix.latitude == 7.5  # nothing before it; then the near one is late
 
 
 def test_a_retry_appended_later_does_not_win_over_what_came_between() -> None:

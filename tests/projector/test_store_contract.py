@@ -16,7 +16,7 @@ from launch.postgres_local import fresh_database
 from projector.postgres_store import PostgresProjectionStore
 from projector.sqlite_store import SqliteProjectionStore
 from projector.store import GenerationChangedError, ProjectionStore
-from schemas.events import Event, LocationRecorded, TechnicianUpdated
+from schemas.events import Event, FixQuality, LocationRecorded, TechnicianUpdated
 from tests.support.events import T0, location
 from tests.support.events import profile as technician_profile
 
@@ -153,6 +153,39 @@ async def test_history_is_newest_first_bounded_by_time_and_limit_and_tenant_scop
     assert [p.latitude for p in await store.history("a", "t1", None, None, 2) or []] == [9.0, 8.0]
     assert window[0].recorded_at == T0 + timedelta(seconds=5)
     assert await store.history("other-tenant", "t1", None, None, 10) is None
+
+
+async def test_flagged_fixes_are_kept_with_their_reasons_and_listed_by_the_quality_filter(
+    store: ProjectionStore,
+) -> None:
+    g = await store.generation()
+    judged = FixQuality()
+
+    def at(seconds: int, north_m: float) -> LocationRecorded:
+        return location("a", "t1", T0 + timedelta(seconds=seconds), 6.5 + north_m / 111_195, 3.0, quality=judged)
+
+    start, spike, back = at(0, 0), at(5, 1_000), at(10, 10)  # 1 km in 5 s: a jump; then 10 m in 10 s
+    zero = location("a", "t1", T0 + timedelta(seconds=15), 0.0, 0.0, quality=FixQuality(flags=("zero",)))
+    await store.apply_batch(log_of(start, spike), {2: 2}, g)
+    await store.apply_batch(log_of(back, zero, start=2), {2: 4}, g)  # judged against the state the first stored
+    flagged = await store.history("a", "t1", None, None, 10, "flagged")
+    assert flagged is not None
+    assert [(p.event_id, p.quality) for p in flagged] == [
+        (str(zero.event_id), ["zero", "jump"]),
+        (str(spike.event_id), ["jump"]),
+    ]
+    good = await store.history("a", "t1", None, None, 10)
+    assert good is not None and [(p.event_id, p.quality) for p in good] == [
+        (str(back.event_id), []),
+        (str(start.event_id), []),
+    ]
+    assert len(await store.history("a", "t1", None, None, 10, "all") or []) == 4
+    (state,) = (await store.snapshot()).states
+    assert state.fix is not None and state.fix.recorded_at == back.recorded_at  # the last good fix
+    only_flagged = location("a", "t2", T0, 0.0, 0.0, quality=FixQuality(flags=("zero",)))
+    await store.apply_batch(log_of(only_flagged, start=4), {2: 5}, g)
+    assert await store.history("a", "t2", None, None, 10) == []  # known, with nothing good to list
+    assert [s.fix for s in (await store.snapshot()).states if s.technician_id == "t2"] == [None]
 
 
 async def test_history_is_pruned_by_device_time(store: ProjectionStore) -> None:
