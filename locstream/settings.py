@@ -36,6 +36,9 @@ class KafkaSettings(BaseSettings):
     process."""
     geofences_topic: str = "geofences.v1"
     """The fences topic (compacted, one partition): job sites' definitions and removals, read by every service."""
+    rules_topic: str = "tenant-rules.v1"
+    """The tenants' rules topic (compacted, one partition): the limits by which each tenant's fixes are judged,
+    read by every ingest process."""
     partitions: int = Field(default=6, ge=1)
     """Partitions when the services create the topic."""
     replication_factor: int | None = Field(default=None, ge=1)

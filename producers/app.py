@@ -11,6 +11,7 @@ from producers.geofence_routes import geofences_router
 from producers.hot_path import HotPath
 from producers.openapi import document
 from producers.routes import Ingest, router
+from producers.rules_routes import rules_router
 from producers.settings import ProducersSettings
 
 
@@ -21,6 +22,7 @@ def install(app: FastAPI, settings: ProducersSettings) -> Ingest:
     app.include_router(router)
     app.include_router(devices_router)
     app.include_router(geofences_router)
+    app.include_router(rules_router)
     app.include_router(protocols_router)
     app.add_middleware(HotPath)
     document(app)

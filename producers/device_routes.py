@@ -257,7 +257,7 @@ def _events(
             fix = msgspec.structs.replace(fix, backfill=True)
         event_id = fix_event_id(device.device_id, recorded_at, fix.latitude, fix.longitude)
         header = EventHeader(device.tenant_id, device.technician_id, recorded_at, now, event_id)
-        events.append(location_event(header, fix))
+        events.append(location_event(header, fix, ingest.rules.quality(device.tenant_id)))
     return events, rejected
 
 

@@ -68,6 +68,9 @@ class _Fix(_Body, frozen=True, kw_only=True, gc=False):
     job_id: JobId | None = None
     backfill: bool = False
     metadata: Metadata | None = None
+    # The phone's system marked the position as mock or simulated (Android's Location.isMock()): the fix is kept,
+    # flagged "mock", and never moves the technician (docs/fix-quality.md). A client cannot flag a fix good.
+    mock: bool = False
 
 
 class LocationFixBody(_Fix, frozen=True, kw_only=True, gc=False):

@@ -116,6 +116,8 @@ def _parse_fields(values: Mapping[str, str]) -> OsmAndRequest:
         metadata["charging"] = values["charge"].lower() == "true"
     if metadata:
         fields["metadata"] = metadata
+    if values.get("mock", "").lower() == "true":  # Traccar Client for Android: Location.isFromMockProvider()
+        fields["mock"] = True
     return OsmAndRequest(key, fields)
 
 

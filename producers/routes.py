@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaError
 from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from starlette.requests import HTTPConnection
 
+from domain.fix_quality import ingest_flags
 from domain.identity import identity
 from domain.position import Position
 from locstream.auth import KEYS_UNAVAILABLE
@@ -27,6 +28,7 @@ from locstream.devices import DeviceRegistry
 from locstream.fences import FenceRegistry
 from locstream.gc_tuning import tune_for_batches
 from locstream.http import bearer_token, require_role, token_verifier, verified_claims
+from locstream.tenant_rules import TenantRulesRegistry
 from locstream.work_slots import TurnsPerTenant
 from producers.body import BodyError, decode, read_json
 from producers.checks import fix_problem
@@ -49,7 +51,16 @@ from producers.recent import RecentFixes
 from producers.settings import ProducersSettings
 from schemas.claims import WRITER_ROLES, Role, TokenClaims, only_technician
 from schemas.cursor import Cursor
-from schemas.events import Event, LocationData, LocationRecorded, TechnicianData, TechnicianUpdated, fix_fields_of
+from schemas.events import (
+    Event,
+    FixQuality,
+    LocationData,
+    LocationRecorded,
+    TechnicianData,
+    TechnicianUpdated,
+    fix_fields_of,
+)
+from schemas.tenant_rules import QualityRules
 
 T = TypeVar("T")
 
@@ -110,6 +121,7 @@ class Ingest:
         self.publisher = EventPublisher(settings)
         self.devices = DeviceRegistry(settings.kafka)
         self.fences = FenceRegistry(settings.kafka)
+        self.rules = TenantRulesRegistry(settings.kafka)
         self.fence_definitions: dict[str, asyncio.Lock] = {}  # per tenant: its definitions one at a time
         self.recent = RecentFixes(settings.recent_fixes)
         self.per_token = RateLimiter(settings.token_rate, settings.token_burst)
@@ -123,9 +135,11 @@ class Ingest:
         await self.publisher.start()
         await self.devices.start()
         await self.fences.start()
+        await self.rules.start()
         tune_for_batches(self.settings.gc_gen0_threshold)
 
     async def stop(self) -> None:
+        await self.rules.stop()
         await self.fences.stop()
         await self.devices.stop()
         await self.publisher.stop()
@@ -245,8 +259,12 @@ class EventHeader:
     event_id: uuid.UUID
 
 
-def location_event(envelope: EventHeader, fix: LocationFixBody | BatchFix) -> LocationRecorded:
-    data = LocationData(**fix_fields_of(fix), backfill=fix.backfill, metadata=fix.metadata)
+def location_event(envelope: EventHeader, fix: LocationFixBody | BatchFix, rules: QualityRules) -> LocationRecorded:
+    """The fix as an event, judged by itself under its tenant's ``rules`` (``domain.fix_quality.ingest_flags``) and
+    stamped with the tenant's jump limit: every way a fix arrives comes through here."""
+    flags = ingest_flags(fix.latitude, fix.longitude, fix.accuracy_meters, fix.mock, rules.max_accuracy_meters)
+    quality = FixQuality(flags=flags, max_speed_kmh=rules.max_speed_kmh)
+    data = LocationData(**fix_fields_of(fix), backfill=fix.backfill, metadata=fix.metadata, quality=quality)
     return LocationRecorded(
         event_id=envelope.event_id,
         tenant_id=envelope.tenant_id,
@@ -280,7 +298,7 @@ async def post_location(technician_id: TechnicianId, request: Request, claims: C
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=problem)
     ingest.limit(request, claims, 1)
     envelope = EventHeader(claims.tenant_id, technician_id, recorded_at, now, fix.event_id or uuid.uuid4())
-    event = location_event(envelope, fix)
+    event = location_event(envelope, fix, ingest.rules.quality(claims.tenant_id))
     if (seen := ingest.recent.cursor_of(identity(event))) is not None:
         return Accepted(
             status="duplicate", event_id=event.event_id, technician_id=technician_id, cursor=ingest.cursor(seen)
@@ -341,6 +359,7 @@ async def _take_batch(ingest: Ingest, claims: TokenClaims, envelope: BatchBody |
     events: list[LocationRecorded] = []
     in_batch: set[Any] = set()
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+    rules = ingest.rules.quality(claims.tenant_id)
     items: Sequence[BatchFix | msgspec.Raw] = envelope.fixes
     for index, item in enumerate(items):
         if index and index % FIXES_PER_TURN == 0:
@@ -361,7 +380,7 @@ async def _take_batch(ingest: Ingest, claims: TokenClaims, envelope: BatchBody |
             outcome.update(status="rejected", reason=f"fixes[{index}].{problem}")
         else:
             event = location_event(
-                EventHeader(claims.tenant_id, fix.technician_id, fix.recorded_at, now, fix.event_id), fix
+                EventHeader(claims.tenant_id, fix.technician_id, fix.recorded_at, now, fix.event_id), fix, rules
             )
             seen = identity(event)
             if seen in in_batch or ingest.recent.cursor_of(seen) is not None:

@@ -6,7 +6,11 @@
   full). Every other ``_type`` (transition, waypoint, card, cmd, lwt, encrypted) and an empty body carry no fix.
 - Overland: ``{"locations": [Feature, ...]}``, each a GeoJSON Point ``[lon, lat]`` with ``properties.timestamp``
   (ISO 8601, ``Z`` or ``-0700``), ``speed`` (m/s), ``course``, ``horizontal_accuracy``, ``altitude``,
-  ``battery_level`` (0..1), ``battery_state``; features without geometry are actions (``will_terminate``), no fix.
+  ``battery_level`` (0..1), ``battery_state``. Not every feature is a fix: with "Include tracking stats" the app
+  sends actions (``properties.action``: ``paused_location_updates``, ``will_terminate``...), with visit tracking
+  visits (``action: visit``, the arrival's place), and a trip's end (``properties.type: trip``), each usually at the
+  last fix's point and stamped with the time of sending (Overland-iOS ``GLManager.m``): none of them is a position
+  taken then, so none is recorded as one.
 """
 
 from __future__ import annotations
@@ -112,9 +116,11 @@ def _overland_fix(feature: Any, place: str) -> dict[str, Any] | None:
     geometry: Any = feature.get("geometry")
     properties: Any = feature.get("properties") or {}
     if not isinstance(geometry, dict) or geometry.get("type") != "Point":
-        return None  # an action (will_terminate...), not a position
+        return None  # an action (will_terminate...) sent before any fix, not a position
     if not isinstance(properties, dict):
         raise TrackerError(f"{place}properties: expected an object")
+    if "action" in properties or properties.get("type") == "trip":
+        return None  # an action, a visit or a trip's end at an old or made-up point (the module's docstring)
     coordinates = geometry.get("coordinates")
     if not isinstance(coordinates, list) or len(coordinates) < 2:
         raise TrackerError(f"{place}geometry: expected a Point [lon, lat]")

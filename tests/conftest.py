@@ -169,6 +169,7 @@ def kafka(kafka_bootstrap: str) -> KafkaSettings:
         topic=topic,
         devices_topic=f"{topic}.devices",
         geofences_topic=f"{topic}.geofences",
+        rules_topic=f"{topic}.rules",
     )
 
 
@@ -184,6 +185,7 @@ async def stack(kafka: KafkaSettings, tmp_path: Path, request: pytest.FixtureReq
         "KAFKA_TOPIC": kafka.topic,
         "KAFKA_DEVICES_TOPIC": kafka.devices_topic,
         "KAFKA_GEOFENCES_TOPIC": kafka.geofences_topic,
+        "KAFKA_RULES_TOPIC": kafka.rules_topic,
         "KAFKA_PARTITIONS": str(kafka.partitions),
         "LOCSTREAM_DATA_DIR": str(tmp_path / "data"),
         # A consumer group per test: projectors of tests that share a broker would otherwise rebalance each other,

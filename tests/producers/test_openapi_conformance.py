@@ -37,6 +37,8 @@ OPERATIONS = [
     ("/api/v1/field-service/geofences/{geofence_id}", "PUT", Role.DISPATCHER, {200}),
     ("/api/v1/field-service/geofences", "GET", Role.DISPATCHER, {200}),
     ("/api/v1/field-service/geofences/{geofence_id}", "DELETE", Role.DISPATCHER, {204, 404}),
+    ("/api/v1/field-service/rules", "PUT", Role.ADMIN, {200}),
+    ("/api/v1/field-service/rules", "GET", Role.DISPATCHER, {200}),
 ]
 CHECKS = [
     not_a_server_error,

@@ -24,6 +24,7 @@ from projector.store import EVENT_COLUMNS, STATE_COLUMNS, HistoryPoint, event_to
 from replay.formats import exporter
 from replay.history_record import HistoryRecord
 from schemas.events import FIX_FIELD_NAMES, FIX_FIELDS, LocationData, encode_event
+from schemas.tenant_rules import QualityRules
 from tests.support.events import T0, location
 
 POSITION = Position(2, 41)
@@ -47,7 +48,7 @@ def _carried(found: dict[str, Any]) -> dict[str, Any]:
 
 def test_the_fields_are_the_contracts_numbers_and_texts_in_its_order() -> None:
     declared = [field.name for field in msgspec.structs.fields(LocationData)]
-    assert FIX_FIELD_NAMES == tuple(name for name in declared if name not in ("backfill", "metadata"))
+    assert FIX_FIELD_NAMES == tuple(name for name in declared if name not in ("backfill", "metadata", "quality"))
     assert {field.name: field.kind for field in FIX_FIELDS}["job_id"] == "str"
 
 
@@ -80,20 +81,25 @@ def test_the_history_chunks_and_points_carry_every_value_and_older_items_read_as
     (chunk,) = pack([item_of(FIX, POSITION)])
     (point,) = newest_fixes([(chunk.last_at, chunk.items)], 0, 2**62, 10)
     assert _carried(dataclasses.asdict(point)) == VALUES
-    assert {f.name for f in dataclasses.fields(HistoryPoint)} == {"event_id", "recorded_at", *FIX_FIELD_NAMES}
-    older = HistoryPoint.of("e", T0, list(VALUES.values())[:-1])  # an item written before the last field existed
+    assert {f.name for f in dataclasses.fields(HistoryPoint)} == {
+        "event_id",
+        "recorded_at",
+        "quality",
+        *FIX_FIELD_NAMES,
+    }
+    older = HistoryPoint.of("e", T0, list(VALUES.values())[:-1], [])  # an item written before the last field existed
     assert getattr(older, FIX_FIELD_NAMES[-1]) is None and older.latitude == VALUES["latitude"]
 
 
 def test_the_request_bodies_take_every_value_into_the_event() -> None:
     header = EventHeader("acme-fiber", "tech-1", T0, T0, uuid.uuid4())
     body = msgspec.json.decode(json.dumps(VALUES), type=LocationFixBody)
-    assert _carried(msgspec.structs.asdict(location_event(header, body).data)) == VALUES
+    assert _carried(msgspec.structs.asdict(location_event(header, body, QualityRules()).data)) == VALUES
     batch = msgspec.json.decode(
         json.dumps({**VALUES, "event_id": str(uuid.uuid4()), "technician_id": "t", "recorded_at": T0.isoformat()}),
         type=BatchFix,
     )
-    assert _carried(msgspec.structs.asdict(location_event(header, batch).data)) == VALUES
+    assert _carried(msgspec.structs.asdict(location_event(header, batch, QualityRules()).data)) == VALUES
 
 
 def _export(name: str) -> bytes:

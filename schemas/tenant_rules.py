@@ -1,0 +1,47 @@
+"""A tenant's rules on the compacted topic ``tenant-rules.v1`` (key = tenant id, value = JSON): the limits by which
+its fixes are judged (``domain/fix_quality.py``). Compaction keeps each tenant's latest set; a tenant that never set
+any has the defaults. An admin sets them through the ingest API (``PUT /api/v1/field-service/rules``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Final
+
+import msgspec
+from msgspec import Meta, Struct
+
+from schemas.events import DEFAULT_MAX_ACCURACY_METERS, DEFAULT_MAX_SPEED_KMH, LIMITS, AwareDatetime
+
+Identifier = Annotated[str, Meta(**LIMITS["identifier"])]
+# An accuracy limit of a metre or less would flag every fix of a phone; one above the schema's bound would flag none.
+MAX_ACCURACY_LIMITS: Final = {"ge": 1, "le": LIMITS["accuracy_meters"]["le"]}
+# Walking pace at the least (a tenant of pedestrians); the schema's bound on a reported speed at the most.
+MAX_SPEED_LIMITS: Final = {"ge": 5, "le": LIMITS["speed_kmh"]["le"]}
+
+
+class QualityRules(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw_only=True):
+    """A fix worse than ``max_accuracy_meters`` is flagged ``accuracy``; one that would take a speed above
+    ``max_speed_kmh`` from the last good fix is flagged ``jump``."""
+
+    max_accuracy_meters: Annotated[float, Meta(**MAX_ACCURACY_LIMITS)] = DEFAULT_MAX_ACCURACY_METERS
+    max_speed_kmh: Annotated[float, Meta(**MAX_SPEED_LIMITS)] = DEFAULT_MAX_SPEED_KMH
+
+
+class TenantRulesSet(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw_only=True, tag="tenant_rules_set"):
+    type: ClassVar[str] = "tenant_rules_set"
+    tenant_id: Identifier
+    at: AwareDatetime
+    quality: QualityRules = QualityRules()
+
+
+_DECODER: Final[msgspec.json.Decoder[TenantRulesSet]] = msgspec.json.Decoder(TenantRulesSet)
+_ENCODER: Final = msgspec.json.Encoder()
+
+
+def decode_rules_event(value: bytes) -> TenantRulesSet:
+    """One record of the rules topic; ``msgspec.MsgspecError`` when it is not one."""
+    return _DECODER.decode(value)
+
+
+def encode_rules_event(event: TenantRulesSet) -> bytes:
+    return _ENCODER.encode(event)
