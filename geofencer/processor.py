@@ -2,7 +2,8 @@
 
 One instance reads every partition of the location topic (assigned, not a group: its state is local, so a
 partition must not move to another instance). For each batch: decode, evaluate each fix against its tenant's fences
-(``domain.geofencing.evaluate``), append every crossing to the fix's own partition (so it stays in order with the
+(``domain.geofencing.evaluate``; a fix the quality rule flags, ``domain.projection.fix_verdict``, is passed over as
+the projector passes it over), append every crossing to the fix's own partition (so it stays in order with the
 fixes around it); then, in the background while the next batch is evaluated, wait for Kafka's acknowledgements and
 store the technicians' state (as it was after the batch) and the next offsets in one transaction (``state.py``), on
 a thread of its own, one batch after the other. Its own crossings come back through the topic and are passed over.
@@ -21,8 +22,9 @@ from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from domain.geofencing import Crossing, TechnicianFences, evaluate
+from domain.projection import fix_verdict
 from geofencer.settings import GeofencerSettings
-from geofencer.state import GeofencerState, Key
+from geofencer.state import GeofencerState, Key, Row
 from locstream.fences import FenceRegistry
 from locstream.kafka import ensure_topic, make_consumer, make_producer, seek_to_offsets
 from locstream.lifecycle import cancel_and_wait
@@ -171,15 +173,18 @@ class Geofencer:
                 state = self.technicians.get(key)
                 if state is None:
                     state = self.technicians[key] = TechnicianFences()
+                data = event.data
+                if fix_verdict(event, state.last_good()):
+                    continue  # a flagged fix triggers nothing and moves nothing (domain/fix_quality.py)
                 if index is None or not (len(index) or state.inside):
-                    if state.latest is None or event.recorded_at > state.latest:
-                        state.latest = event.recorded_at
+                    if state.latest is None or event.recorded_at >= state.latest:
+                        state.took(event.recorded_at, data.latitude, data.longitude)
                         changed[key] = state
                     continue
-                data = event.data
                 crossings = evaluate(
                     state, index, event.event_id, event.recorded_at, data.latitude, data.longitude, data.accuracy_meters
                 )
+                state.took(event.recorded_at, data.latitude, data.longitude)  # newest, or tied later in the log
                 for crossing in crossings:
                     out = crossing_event(event, crossing)
                     sends.append(
@@ -201,9 +206,7 @@ class Geofencer:
             await asyncio.shield(self._settling)
         self._settling = asyncio.create_task(self._settle(sends, rows, next_offsets, began))
 
-    async def _settle(
-        self, sends: list[Any], rows: list[tuple[str, str, str | None, str]], next_offsets: dict[int, int], began: float
-    ) -> None:
+    async def _settle(self, sends: list[Any], rows: list[Row], next_offsets: dict[int, int], began: float) -> None:
         """Every crossing of the batch acknowledged (acks=all), then the state and offsets after it committed."""
         if sends:
             await asyncio.gather(*sends)
