@@ -219,8 +219,8 @@ async def test_backfilled_fixes_reach_the_map_flagged_and_a_single_fix_retry_is_
     live = {
         "event_id": str(uuid.uuid4()),
         "recorded_at": datetime.now(UTC).isoformat(),
-        "latitude": 1.6,
-        "longitude": 2.6,
+        "latitude": 1.501,  # 157 m in 3 minutes from the backfilled fix: a walk
+        "longitude": 2.501,
     }
     first = await post_fix(api, token, "tech-1", **live)
     retry = await post_fix(api, token, "tech-1", **live)  # the same fix again, after a client timeout
@@ -228,7 +228,7 @@ async def test_backfilled_fixes_reach_the_map_flagged_and_a_single_fix_retry_is_
     assert (first.json()["status"], retry.json()["status"]) == ("accepted", "duplicate")
     assert retry.json()["cursor"] == first.json()["cursor"]
     update = await recv_json(ws)
-    assert update["data"]["latitude"] == 1.6 and "backfill" not in update["data"]
+    assert update["data"]["latitude"] == 1.501 and "backfill" not in update["data"]
     await ws.close()
 
 

@@ -218,15 +218,17 @@ async def _map_goes_live_and_survives_each_edge_killed(proxied: Proxied, *flags:
         token = proxied.stack.token(TENANT, Role.DISPATCHER, ttl=3600)
         await sign_in(page, f"{proxied.public}/map?reconnect_ms=200&max_reconnect_ms=800", token)
         await page.wait_for_function(fix_at("tech-ada", 6.5244, 3.3792), timeout=15_000)
-        await _post_fix(proxied, "tech-ada", 6.5300, 3.3800)  # through the proxy, to either ingest process
-        await page.wait_for_function(fix_at("tech-ada", 6.53, 3.38), timeout=10_000)
+        # Through the proxy, to either ingest process; steps of tens of metres (a fix's received time is its device
+        # time here, a second or less apart: a longer step would be a jump, which no map shows).
+        await _post_fix(proxied, "tech-ada", 6.5246, 3.3794)
+        await page.wait_for_function(fix_at("tech-ada", 6.5246, 3.3794), timeout=10_000)
 
         # Kill each edge in turn behind the proxy: the page resumes on the other, and a fix posted meanwhile arrives.
         for number in range(2):
             proxied.edges[number].kill9()
-            latitude = 6.54 + number / 100
-            await _post_fix(proxied, "tech-ada", latitude, 3.39)
-            await page.wait_for_function(fix_at("tech-ada", latitude, 3.39), timeout=20_000)
+            latitude = 6.5248 + number / 10_000
+            await _post_fix(proxied, "tech-ada", latitude, 3.3796)
+            await page.wait_for_function(fix_at("tech-ada", latitude, 3.3796), timeout=20_000)
             proxied.edges[number] = await proxied.stack.start("ws-edge", port=proxied.edges[number].port)
         await shot(page, f"proxy-map-live-{urlsplit(proxied.public).scheme}")
         assert await page.text_content("#badge") == "Live"

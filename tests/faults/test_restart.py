@@ -176,7 +176,7 @@ async def test_a_restart_of_everything_loses_no_acknowledged_fix_and_keeps_the_s
         acknowledged += await running.post_fixes("tech-road", 200, base, OUTSIDE)
         # tech-walk walks into the fence (an enter) and stays there over the restart.
         acknowledged += await running.post_fixes("tech-walk", 3, base, SITE)
-        latitude = 1.0 + round_number
+        latitude = 1.0 + round_number / 100  # the phone moves 1.1 km in the 10 minutes between rounds: no jump
         async with running.api() as http:
             answer = await http.get(
                 "/api/v1/ingest/osmand",
@@ -221,8 +221,8 @@ async def test_a_restart_of_everything_loses_no_acknowledged_fix_and_keeps_the_s
         async with running.api() as http:
             again = await http.get(
                 "/api/v1/ingest/osmand",
-                params={"id": key, "lat": 5.0 + round_number, "lon": 2.0, "timestamp": int(base.timestamp()) + 60},
+                params={"id": key, "lat": latitude + 0.005, "lon": 2.0, "timestamp": int(base.timestamp()) + 60},
             )
         assert again.status_code == 200, again.text
-        device_fixes.append(5.0 + round_number)
+        device_fixes.append(latitude + 0.005)  # 555 m in a minute
     assert len(acknowledged) == 2 * 203 + 2

@@ -333,14 +333,14 @@ async def test_an_offline_burst_goes_to_history_and_never_moves_a_marker_back(st
     now = int(time.time()) - 2
     last_seen = now - 300  # the phone was last seen live five minutes ago; its queue reaches further back
     async with httpx.AsyncClient(base_url=api.url) as http:
-        assert (await http.post(f"{OSMAND}?id={key}&timestamp={last_seen}&lat=10.0&lon=10.0")).status_code == 200
+        assert (await http.post(f"{OSMAND}?id={key}&timestamp={last_seen}&lat=0.9999&lon=3.0")).status_code == 200
     edge = await stack.start("ws-edge")
     dispatcher = await connect(edge, stack.token("tenant-a"))
     assert (await recv_json(dispatcher))["type"] == "connected"
-    assert [entry["latitude"] for entry in (await recv_json(dispatcher))["data"]] == [10.0]
-    async with httpx.AsyncClient(base_url=api.url) as http:  # 500 fixes, oldest first, 1 s apart, ending now,
-        for i in range(500):  # one per request as the app sends its queue
-            stamp, latitude = now - 499 + i, round(1.0 + i / 1000, 4)
+    assert [entry["latitude"] for entry in (await recv_json(dispatcher))["data"]] == [0.9999]
+    async with httpx.AsyncClient(base_url=api.url) as http:  # 500 fixes, oldest first, 1 s and 1.1 m apart, ending
+        for i in range(500):  # now, one per request as the app sends its queue
+            stamp, latitude = now - 499 + i, round(1.0 + i / 100_000, 5)
             answer = await http.post(f"{OSMAND}?id={key}&timestamp={stamp}&lat={latitude}&lon=3.0")
             assert answer.status_code == 200, answer.text
 
@@ -354,7 +354,7 @@ async def test_an_offline_burst_goes_to_history_and_never_moves_a_marker_back(st
     await eventually(history_of_all, timeout=30, what="the projector's history to hold the burst and the live fix")
     table = {s.technician_id: s for s in (await stack.snapshot()).states if s.tenant_id == "tenant-a"}
     newest = table["tech-3"].fix
-    assert newest is not None and newest.latitude == round(1.0 + 499 / 1000, 4)  # the newest of all
+    assert newest is not None and newest.latitude == round(1.0 + 499 / 100_000, 5)  # the newest of all
     seen = await updates_until(dispatcher, lambda got: bool(got) and got[-1]["data"]["latitude"] == newest.latitude)
     times = [datetime.fromisoformat(update["data"]["last_update"]) for update in seen]
     assert times == sorted(times)  # never back in time

@@ -57,7 +57,7 @@ async def test_a_batch_resent_three_times_is_recorded_once_everywhere(stack: Sta
             "event_id": str(uuid.uuid4()),
             "technician_id": f"tech-{i % 5}",
             "recorded_at": (start + timedelta(seconds=i)).isoformat(),
-            "latitude": i / 10,
+            "latitude": 6.5 + i / 10_000,  # a technician's fixes 5 s and 55 m apart: driving, not jumps
             "longitude": 3.0,
         }
         for i in range(40)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -51,6 +51,7 @@ class Fleet:
     page_edge: Service  # edge B: the page and the polling fallback
     api: Service
     projector: Service  # the history the trails and the exports read (CORS: it allows B's origin)
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))  # the device time of the first fixes
 
     async def post(self, technician: str, latitude: float, longitude: float, **fields: Any) -> None:
         token = self.stack.token(TENANT, Role.DEVICE_GATEWAY)
@@ -92,8 +93,11 @@ async def _fleet(stack: Stack, **page_env: str) -> Fleet:
         },
     )
     fleet = Fleet(stack, feed, page_edge, api, projector)
+    # Five minutes ago: a test's next fix, a few seconds from now and a few kilometres away, is then a drive, not a
+    # jump (docs/fix-quality.md), which no map would show.
+    fleet.started = datetime.now(UTC) - timedelta(minutes=5)
     for technician, (lat, lon) in (LAGOS | BERLIN).items():
-        await fleet.post(technician, lat, lon)
+        await fleet.post(technician, lat, lon, recorded_at=fleet.started.isoformat())
         await fleet.name(technician, *NAMES[technician])
     return fleet
 
@@ -156,9 +160,9 @@ async def test_stopping_the_feed_shows_disconnected_then_polling_then_live_with_
     await fleet.post("tech-bola", 6.47, 3.42)  # while the feed is down: polling shows it
     await page.wait_for_function(fix_at("tech-bola", 6.47, 3.42), timeout=10_000)
     await fleet.restart_feed()
-    await fleet.post("tech-ada", 6.61, 3.51)
+    await fleet.post("tech-ada", 6.58, 3.45)
     await _mode(page, "live", timeout=30_000)
-    await page.wait_for_function(fix_at("tech-ada", 6.61, 3.51), timeout=10_000)
+    await page.wait_for_function(fix_at("tech-ada", 6.58, 3.45), timeout=10_000)
     async with httpx.AsyncClient(timeout=10) as client:
         table = (
             await client.get(
@@ -189,8 +193,9 @@ async def test_the_viewport_filter_hides_technicians_outside_it(stack: Stack, br
 async def test_a_replay_from_the_panel_plays_to_its_end(stack: Stack, browser: Browser) -> None:
     began = datetime.now(UTC) - timedelta(seconds=5)
     fleet = await _fleet(stack)
-    for step in range(1, 6):
-        await fleet.post("tech-ada", 6.5244 + step / 100, 3.3792)
+    for step in range(1, 6):  # 1.1 km every 40 s of device time
+        at = fleet.started + timedelta(seconds=40 * step)
+        await fleet.post("tech-ada", 6.5244 + step / 100, 3.3792, recorded_at=at.isoformat())
     page = await _open_map(browser, fleet, Role.ANALYST)
     await page.evaluate(
         """([from, to]) => {
@@ -434,10 +439,11 @@ async def test_follow_keeps_the_technician_in_view_through_20_updates_until_the_
     await page.click("#follow")
     assert await page.get_attribute("#follow", "aria-pressed") == "true"
     lat, lon = LAGOS["tech-ada"]
-    for step in range(1, 21):  # 20 fixes, each ~1.1 km further east: a few hundred pixels at the zoom it opened at
-        await fleet.post("tech-ada", lat, lon + step * 0.01)
-        await page.wait_for_function(fix_at("tech-ada", lat, lon + step * 0.01))
-        await page.wait_for_function(fix_at("tech-ada", lat, lon + step * 0.01, drawn=True), timeout=15_000)
+    for step in range(1, 21):  # 20 fixes 12 s apart, each ~550 m further east: a hundred pixels or more at the zoom
+        east, at = lon + step * 0.005, fleet.started + timedelta(seconds=12 * step)  # it opened at
+        await fleet.post("tech-ada", lat, east, recorded_at=at.isoformat())
+        await page.wait_for_function(fix_at("tech-ada", lat, east))
+        await page.wait_for_function(fix_at("tech-ada", lat, east, drawn=True), timeout=15_000)
         assert await page.evaluate(_in_view("tech-ada")), f"out of view after update {step}"
     assert await page.evaluate("window.locstreamMap.following") == "tech-ada"
     assert await page.evaluate("(p) => window.locstreamMap.map.getBounds().contains(p)", [lat, lon]) is False
