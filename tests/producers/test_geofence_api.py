@@ -10,9 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from locstream.kafka import ensure_compacted_topic, make_consumer
-from locstream.settings import KafkaSettings
 from schemas.claims import Role
+from tests.support.kafka_io import compacted_records
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -23,16 +22,6 @@ POLAR = [[0, 80], [120, 80], [-120, 80], [0, 80]]
 NORTH = [[10, 86], [10.1, 86], [10.1, 86.1], [10, 86]]
 WIDE = [[3, 6], [4.5, 6], [4.5, 6.5], [3, 6]]
 ACROSS_180 = [[179.99, 0], [-179.99, 0], [-179.99, 0.01], [179.99, 0.01], [179.99, 0]]  # the box
-
-
-async def _records(kafka: KafkaSettings) -> int:
-    partition = await ensure_compacted_topic(kafka, kafka.geofences_topic)
-    consumer = make_consumer(kafka, group_id=None)
-    await consumer.start()
-    try:
-        return int((await consumer.end_offsets([partition]))[partition])
-    finally:
-        await consumer.stop()
 
 
 def _nested(levels: int) -> str:
@@ -73,7 +62,7 @@ async def test_fences_refuse_bad_tokens_roles_bodies_and_other_tenants_and_write
         ("2 MB", {**CIRCLE, "name": "x" * 2_000_000}, 413, "bytes"),
         ("not JSON", "{", 422, "body"),
     ]
-    before = await _records(stack.kafka)
+    before = await compacted_records(stack.kafka, stack.kafka.geofences_topic)
     async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
         assert (await http.put(f"{PATH}/f1", json=CIRCLE)).status_code == 401
         forged = {"Authorization": f"Bearer {stack.token('tenant-a')[:-3]}AAA"}
@@ -89,7 +78,9 @@ async def test_fences_refuse_bad_tokens_roles_bodies_and_other_tenants_and_write
                 f"{PATH}/f1", content=content, headers={**dispatcher, "Content-Type": "application/json"}
             )
             assert answer.status_code == status and reason in answer.json()["message"], (case, answer.text[:200])
-        assert await _records(stack.kafka) == before  # nothing of a refused request on the topic
+        assert (
+            await compacted_records(stack.kafka, stack.kafka.geofences_topic) == before
+        )  # nothing of a refused request on the topic
         assert (await http.put(f"{PATH}/f1", json=CIRCLE, headers=dispatcher)).status_code == 200
         assert (await http.put(f"{PATH}/f2", json=CIRCLE, headers=dispatcher)).status_code == 200
         capped = await http.put(f"{PATH}/f3", json=CIRCLE, headers=dispatcher)

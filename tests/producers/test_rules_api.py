@@ -11,26 +11,15 @@ from typing import Any
 import httpx
 import pytest
 
-from locstream.kafka import ensure_compacted_topic, make_consumer
-from locstream.settings import KafkaSettings
 from schemas.claims import Role
 from schemas.events import DEFAULT_MAX_ACCURACY_METERS, DEFAULT_MAX_SPEED_KMH
+from tests.support.kafka_io import compacted_records
 from tests.support.stack import Stack, eventually
 
 pytestmark = pytest.mark.integration
 
 RULES = "/api/v1/field-service/rules"
 DEFAULTS = {"max_accuracy_meters": DEFAULT_MAX_ACCURACY_METERS, "max_speed_kmh": DEFAULT_MAX_SPEED_KMH}
-
-
-async def _records(kafka: KafkaSettings) -> int:
-    partition = await ensure_compacted_topic(kafka, kafka.rules_topic)
-    consumer = make_consumer(kafka, group_id=None)
-    await consumer.start()
-    try:
-        return int((await consumer.end_offsets([partition]))[partition])
-    finally:
-        await consumer.stop()
 
 
 async def test_only_an_admin_sets_the_rules_bad_bodies_change_nothing_and_tenants_are_apart(stack: Stack) -> None:
@@ -57,7 +46,7 @@ async def test_only_an_admin_sets_the_rules_bad_bodies_change_nothing_and_tenant
             answer = await http.put(RULES, json=good, headers=headers)
             assert answer.status_code == code, (headers, answer.text)
         assert (await http.get(RULES, headers=as_(Role.TECHNICIAN))).status_code == 403
-        before = await _records(stack.kafka)
+        before = await compacted_records(stack.kafka, stack.kafka.rules_topic)
         nested = "[" * 10_000 + "]" * 10_000
         bad: list[tuple[str, str, int, str]] = [
             ("speed 0", json.dumps({"quality": {"max_speed_kmh": 0}}), 422, "max_speed_kmh"),
@@ -77,7 +66,9 @@ async def test_only_an_admin_sets_the_rules_bad_bodies_change_nothing_and_tenant
                 RULES, content=body, headers={**as_(Role.ADMIN), "Content-Type": "application/json"}
             )
             assert answer.status_code == code and reason in answer.text, (name, answer.status_code, answer.text)
-        assert await _records(stack.kafka) == before  # nothing of a refused request reached the topic
+        assert (
+            await compacted_records(stack.kafka, stack.kafka.rules_topic) == before
+        )  # nothing of a refused request reached the topic
 
         answer = await http.put(RULES, json=good, headers=as_(Role.ADMIN))
         assert answer.status_code == 200 and answer.json()["quality"] == good["quality"]

@@ -25,6 +25,17 @@ async def end_offsets(kafka: KafkaSettings) -> dict[int, int]:
         await consumer.stop()
 
 
+async def compacted_records(kafka: KafkaSettings, topic: str) -> int:
+    """How many records a compacted table's topic (fences, rules...) has ever taken: its end offset."""
+    partition = await ensure_compacted_topic(kafka, topic)
+    consumer = make_consumer(kafka, group_id=None)
+    await consumer.start()
+    try:
+        return int((await consumer.end_offsets([partition]))[partition])
+    finally:
+        await consumer.stop()
+
+
 async def read_all(kafka: KafkaSettings) -> list[tuple[Event, Position]]:
     """Every event on the topic, per partition in log order."""
     partitions = await ensure_topic(kafka)
