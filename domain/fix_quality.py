@@ -30,6 +30,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Final, NamedTuple, Protocol
 
+from domain.fence_shapes import METRES_PER_DEGREE
 from domain.geodesy import distance_m
 from schemas.events import QUALITY_FLAGS, QualityFlag
 
@@ -38,6 +39,8 @@ from schemas.events import QUALITY_FLAGS, QualityFlag
 MIN_INTERVAL: Final = timedelta(seconds=1)
 # Past this gap since the last good fix, a fix is taken wherever it is (see the module's docstring).
 JUMP_WINDOW: Final = timedelta(minutes=15)
+_JUMP_WINDOW_S: Final = JUMP_WINDOW.total_seconds()
+_MIN_INTERVAL_S: Final = MIN_INTERVAL.total_seconds()
 
 
 class Anchor(Protocol):
@@ -88,9 +91,16 @@ def against_last_good(
         return ()
     if recorded_at == last.recorded_at and latitude == last.latitude and longitude == last.longitude:
         return ("duplicate",)
-    if recorded_at <= last.recorded_at or recorded_at - last.recorded_at > JUMP_WINDOW:
+    seconds = (recorded_at - last.recorded_at).total_seconds()
+    if seconds <= 0 or seconds > _JUMP_WINDOW_S:
         return ()  # late (it moves nothing), or after a gap: taken where it is
-    if implied_speed_kmh(last, latitude, longitude, recorded_at) > max_speed_kmh:
+    allowed_m = max_speed_kmh / 3.6 * max(seconds, _MIN_INTERVAL_S)
+    # The great circle is no longer than going along the meridian, then along the parallel where it is longest (the
+    # equator's): a fix within that bound is no jump, with no trigonometry. Most fixes end here.
+    across = abs(longitude - last.longitude)
+    if across <= 180 and (abs(latitude - last.latitude) + across) * METRES_PER_DEGREE <= allowed_m:
+        return ()
+    if distance_m(last.latitude, last.longitude, latitude, longitude) > allowed_m:
         return ("jump",)
     return ()
 

@@ -26,8 +26,9 @@ from typing import Literal
 
 from domain.fence_shapes import EARTH_RADIUS_M as EARTH_RADIUS_M
 from domain.fence_shapes import METRES_PER_DEGREE, PolygonShape, longitude_offset, ring_frame
-from domain.fix_quality import Spot
 from domain.geodesy import distance_m as distance_m
+from domain.projection import fix_verdict
+from schemas.events import LocationRecorded
 from schemas.geofences import (
     Circle,
     FenceEvent,
@@ -197,22 +198,21 @@ class Crossing:
 @dataclass(slots=True)
 class TechnicianFences:
     """What the rule remembers of one technician: the fences it is inside, and its latest good fix's device time and
-    place (what ``domain.fix_quality`` judges the next fix by, as the projection does with its current fix)."""
+    place, by which ``domain.fix_quality`` judges the next fix (as the projection does with its current fix): the
+    state is its own anchor (``fix_quality.Anchor``), so judging a fix makes no object."""
 
     inside: set[str] = field(default_factory=set)
     latest: datetime | None = None
-    latitude: float | None = None
-    longitude: float | None = None
+    latitude: float = math.nan  # NaN: no place yet, or a state stored before places were
+    longitude: float = math.nan
 
-    def last_good(self) -> Spot | None:
-        if self.latest is None or self.latitude is None or self.longitude is None:
-            return None  # none yet, or a state stored before places were
-        return Spot(self.latitude, self.longitude, self.latest)
+    @property
+    def recorded_at(self) -> datetime:
+        assert self.latest is not None, "no good fix yet"
+        return self.latest
 
-    def took(self, recorded_at: datetime, latitude: float, longitude: float) -> None:
-        """A good fix at or after ``latest`` is the last good one (at the same device time, the later in the log)."""
-        if self.latest is None or recorded_at >= self.latest:
-            self.latest, self.latitude, self.longitude = recorded_at, latitude, longitude
+    def last_good(self) -> TechnicianFences | None:
+        return self if self.latest is not None and self.latitude == self.latitude else None  # NaN != NaN
 
 
 def crossing_id(fix_event_id: uuid.UUID, geofence_id: str, kind: Kind) -> uuid.UUID:
@@ -257,6 +257,23 @@ def evaluate(
             inside.add(crossing.fence.geofence_id)
         else:
             inside.discard(crossing.fence.geofence_id)
+    return crossings
+
+
+def fix_crossings(
+    state: TechnicianFences, index: FenceIndex | None, fix: LocationRecorded
+) -> Sequence[Crossing] | None:
+    """A fix as the geofence processor takes it: None when the quality rule flags it (``fix_verdict``, judged beside
+    the technician's last good fix as the projection judges it: it then triggers and moves nothing), else the
+    crossings it makes (``evaluate``; none when its tenant has no fence and it is inside none)."""
+    data, at = fix.data, fix.recorded_at
+    if fix_verdict(fix, state.last_good()):
+        return None
+    crossings: Sequence[Crossing] = ()
+    if index is not None and (len(index) or state.inside):
+        crossings = evaluate(state, index, fix.event_id, at, data.latitude, data.longitude, data.accuracy_meters)
+    if state.latest is None or at >= state.latest:  # the newest (evaluate moved ``latest``), or a tie later in the log
+        state.latest, state.latitude, state.longitude = at, data.latitude, data.longitude
     return crossings
 
 

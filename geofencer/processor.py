@@ -21,8 +21,7 @@ from typing import Any
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from domain.geofencing import Crossing, TechnicianFences, evaluate
-from domain.projection import fix_verdict
+from domain.geofencing import Crossing, TechnicianFences, fix_crossings
 from geofencer.settings import GeofencerSettings
 from geofencer.state import GeofencerState, Key, Row
 from locstream.fences import FenceRegistry
@@ -168,23 +167,13 @@ class Geofencer:
                 if not isinstance(event, LocationRecorded):
                     continue
                 fixes += 1
-                index = book.index(event.tenant_id)
                 key = (event.tenant_id, event.technician_id)
                 state = self.technicians.get(key)
                 if state is None:
                     state = self.technicians[key] = TechnicianFences()
-                data = event.data
-                if fix_verdict(event, state.last_good()):
+                crossings = fix_crossings(state, book.index(event.tenant_id), event)
+                if crossings is None:
                     continue  # a flagged fix triggers nothing and moves nothing (domain/fix_quality.py)
-                if index is None or not (len(index) or state.inside):
-                    if state.latest is None or event.recorded_at >= state.latest:
-                        state.took(event.recorded_at, data.latitude, data.longitude)
-                        changed[key] = state
-                    continue
-                crossings = evaluate(
-                    state, index, event.event_id, event.recorded_at, data.latitude, data.longitude, data.accuracy_meters
-                )
-                state.took(event.recorded_at, data.latitude, data.longitude)  # newest, or tied later in the log
                 for crossing in crossings:
                     out = crossing_event(event, crossing)
                     sends.append(

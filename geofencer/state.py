@@ -32,6 +32,13 @@ Key = tuple[str, str]
 Row = tuple[str, str, str | None, str, float | None, float | None]
 
 
+def _fences(inside: str, latest: str | None, latitude: float | None, longitude: float | None) -> TechnicianFences:
+    fences = TechnicianFences(set(json.loads(inside)), datetime.fromisoformat(latest) if latest else None)
+    if latitude is not None and longitude is not None:
+        fences.latitude, fences.longitude = latitude, longitude
+    return fences
+
+
 class GeofencerState:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -60,9 +67,7 @@ class GeofencerState:
 
     def load(self) -> tuple[dict[Key, TechnicianFences], dict[int, int]]:
         technicians = {
-            (tenant, technician): TechnicianFences(
-                set(json.loads(inside)), datetime.fromisoformat(latest) if latest else None, latitude, longitude
-            )
+            (tenant, technician): _fences(inside, latest, latitude, longitude)
             for tenant, technician, latest, inside, latitude, longitude in self.db.execute(
                 "SELECT tenant_id, technician_id, latest, inside, latitude, longitude FROM technicians"
             )
@@ -79,8 +84,8 @@ class GeofencerState:
                 technician,
                 state.latest.isoformat() if state.latest else None,
                 json.dumps(sorted(state.inside)),
-                state.latitude,
-                state.longitude,
+                state.latitude if state.last_good() else None,
+                state.longitude if state.last_good() else None,
             )
             for (tenant, technician), state in changed
         ]

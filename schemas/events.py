@@ -52,7 +52,7 @@ Identifier = Annotated[str, Meta(**LIMITS["identifier"])]
 AwareDatetime = Annotated[datetime, Meta(tz=True)]  # device or server time; must carry its offset
 
 
-class FixQuality(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw_only=True):
+class FixQuality(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw_only=True, omit_defaults=True):
     """The ingest API's verdict on a fix by itself (``domain.fix_quality.ingest_flags``), and the tenant's jump limit
     in force when it was received, by which every reader of the log judges the fix beside the technician's last good
     one. Written by the API only: no request body has the field."""

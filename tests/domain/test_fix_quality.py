@@ -6,6 +6,9 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from domain.fix_quality import JUMP_WINDOW, MIN_INTERVAL, Spot, against_last_good, implied_speed_kmh, ingest_flags
 from domain.geofencing import distance_m
 from domain.position import Position
@@ -126,3 +129,26 @@ def test_an_event_appended_before_fixes_were_judged_is_taken_as_it_was() -> None
     assert state.fix is not None and state.fix.recorded_at == far.recorded_at
     judged = location("a", "t1", T0 + timedelta(seconds=10), *offset(*LAGOS, 1_000, 0), quality=FixQuality())
     assert fix_verdict(judged, apply(None, start, Position(0, 0)).fix) == ("jump",)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.floats(-85, 85),
+    st.floats(-180, 180),
+    st.floats(-0.05, 0.05),
+    st.floats(-0.05, 0.05),
+    st.floats(0.01, JUMP_WINDOW.total_seconds()),
+    st.floats(5, 1_500),
+)
+def test_the_bound_that_spares_the_trigonometry_never_changes_a_verdict(
+    lat: float, lon: float, north: float, east: float, seconds: float, limit: float
+) -> None:
+    last = Spot(lat, lon, T0)
+    to_lat, to_lon = max(-90.0, min(90.0, lat + north)), (lon + east + 180) % 360 - 180
+    at = T0 + timedelta(seconds=seconds)
+    speed = implied_speed_kmh(last, to_lat, to_lon, at)
+    found = against_last_good(last, to_lat, to_lon, at, limit)
+    if speed > limit * (1 + 1e-9):
+        assert found == ("jump",)
+    elif speed < limit * (1 - 1e-9):
+        assert found == () or (found == ("duplicate",) and (to_lat, to_lon) == (lat, lon))
