@@ -313,11 +313,13 @@ async def settle_and_check(
         for fix in load.acked:
             by_technician.setdefault((fix.tenant, fix.technician), set()).add(fix.event_id)
         for (tenant, technician), acked in by_technician.items():
-            points = await store.history(tenant, technician, None, None, 1_000_000)
+            points = await store.history(tenant, technician, None, None, 1_000_000, "all")
             assert points is not None
             ids = [str(p.event_id) for p in points]
             assert len(ids) == len(set(ids)), f"an event twice in {technician}'s history"
             assert acked <= set(ids), f"acknowledged fixes missing from the history: {acked - set(ids)}"
+            flagged = {str(p.event_id): (p.recorded_at.isoformat(), p.latitude, p.quality) for p in points if p.quality}
+            assert not flagged, f"{technician}: plausible fixes flagged: {flagged} among {len(points)}"
         live = await store.snapshot()
     finally:
         await store.close()
