@@ -44,8 +44,8 @@ class _Walker:
 
     def advance(self) -> tuple[float, float, float]:
         self.angle = (self.angle + self.step) % (2 * math.pi)
-        lat = self.centre[0] + self.radius_deg * math.sin(self.angle) + random.uniform(-2e-4, 2e-4)
-        lon = self.centre[1] + self.radius_deg * math.cos(self.angle) + random.uniform(-2e-4, 2e-4)
+        lat = self.centre[0] + self.radius_deg * math.sin(self.angle) + random.uniform(-1e-4, 1e-4)  # GPS noise
+        lon = self.centre[1] + self.radius_deg * math.cos(self.angle) + random.uniform(-1e-4, 1e-4)
         heading = (math.degrees(-self.angle) + 360.0) % 360.0
         return lat, lon, heading
 
@@ -79,7 +79,9 @@ class FleetSimulator:
                 centre,
                 random.uniform(0.01, 0.03),
                 random.uniform(0, 2 * math.pi),
-                random.uniform(0.01, 0.03),
+                # An arc of at most 0.03 degrees x 0.015 rad (50 m) a fix, 2 s apart, plus the noise: under 150 km/h,
+                # so no simulated fix is a jump to the quality rule (docs/fix-quality.md).
+                random.uniform(0.005, 0.015),
             )
             for tenant, (centre, techs) in FLEET.items()
             for tech, _ in techs
