@@ -100,7 +100,7 @@ def against_last_good(
     across = abs(longitude - last.longitude)
     if across <= 180 and (abs(latitude - last.latitude) + across) * METRES_PER_DEGREE <= allowed_m:
         return ()
-    if distance_m(last.latitude, last.longitude, latitude, longitude) > allowed_m:
+    if implied_speed_kmh(last, latitude, longitude, recorded_at) > max_speed_kmh:
         return ("jump",)
     return ()
 

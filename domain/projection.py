@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from domain.fix_quality import Anchor, against_last_good, verdict
+from domain.fix_quality import Anchor, verdict
 from domain.identity import EventIdentity, identity
 from domain.position import Position
 from schemas.events import Event, LocationRecorded, QualityFlag, TechnicianUpdated, fix_fields_of
@@ -77,11 +77,7 @@ def fix_verdict(event: LocationRecorded, last_good: Anchor | None) -> tuple[Qual
     quality = data.quality
     if quality is None:  # appended before fixes were judged: taken as it was then, so an old log folds as it did
         return ()
-    if quality.flags:
-        return verdict(
-            quality.flags, last_good, data.latitude, data.longitude, event.recorded_at, quality.max_speed_kmh
-        )
-    return against_last_good(last_good, data.latitude, data.longitude, event.recorded_at, quality.max_speed_kmh)
+    return verdict(quality.flags, last_good, data.latitude, data.longitude, event.recorded_at, quality.max_speed_kmh)
 
 
 def apply(state: TechnicianState | None, event: Event, position: Position) -> TechnicianState:
