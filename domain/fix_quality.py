@@ -92,17 +92,27 @@ def against_last_good(
     if recorded_at == last.recorded_at and latitude == last.latitude and longitude == last.longitude:
         return ("duplicate",)
     seconds = (recorded_at - last.recorded_at).total_seconds()
+    if is_jump(last.latitude, last.longitude, latitude, longitude, seconds, max_speed_kmh):
+        return ("jump",)
+    return ()
+
+
+def is_jump(
+    last_latitude: float, last_longitude: float, latitude: float, longitude: float, seconds: float, max_speed_kmh: float
+) -> bool:
+    """Whether going from the last good place to this one in ``seconds`` of device time takes more than
+    ``max_speed_kmh`` (never for a fix not newer, or newer by more than ``JUMP_WINDOW``). Shared with the stops rule,
+    which judges fixes in device-time order (``domain.stays``)."""
     if seconds <= 0 or seconds > _JUMP_WINDOW_S:
-        return ()  # late (it moves nothing), or after a gap: taken where it is
+        return False  # late (it moves nothing), or after a gap: taken where it is
     allowed_m = max_speed_kmh / 3.6 * max(seconds, _MIN_INTERVAL_S)
     # The great circle is no longer than going along the meridian, then along the parallel where it is longest (the
     # equator's): a fix within that bound is no jump, with no trigonometry. Most fixes end here.
-    across = abs(longitude - last.longitude)
-    if across <= 180 and (abs(latitude - last.latitude) + across) * METRES_PER_DEGREE <= allowed_m:
-        return ()
-    if implied_speed_kmh(last, latitude, longitude, recorded_at) > max_speed_kmh:
-        return ("jump",)
-    return ()
+    across = abs(longitude - last_longitude)
+    if across <= 180 and (abs(latitude - last_latitude) + across) * METRES_PER_DEGREE <= allowed_m:
+        return False
+    metres = distance_m(last_latitude, last_longitude, latitude, longitude)
+    return metres / max(seconds, _MIN_INTERVAL_S) * 3.6 > max_speed_kmh
 
 
 def verdict(

@@ -1,6 +1,7 @@
-"""A tenant's rules on the compacted topic ``tenant-rules.v1`` (key = tenant id, value = JSON): the limits by which
-its fixes are judged (``domain/fix_quality.py``). Compaction keeps each tenant's latest set; a tenant that never set
-any has the defaults. An admin sets them through the ingest API (``PUT /api/v1/field-service/rules``).
+"""A tenant's rules on the compacted topic ``tenant-rules.v1`` (key = tenant id, value = JSON): the limits by which its
+fixes are judged (``domain/fix_quality.py``) and its stops and trips found (``domain/stays.py``). Compaction keeps
+each tenant's latest set; a tenant that never set any has the defaults. An admin sets them through the ingest API
+(``PUT /api/v1/field-service/rules``).
 """
 
 from __future__ import annotations
@@ -27,11 +28,23 @@ class QualityRules(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw
     max_speed_kmh: Annotated[float, Meta(**MAX_SPEED_LIMITS)] = DEFAULT_MAX_SPEED_KMH
 
 
+class StayRules(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw_only=True):
+    """Stops and trips (``domain/stays.py``): a stop is a stay within ``stop_radius_meters`` of a fix for at least
+    ``stop_min_seconds``; a gap in the data longer than ``gap_seconds`` with less displacement than the radius is a
+    stay; a move away from a stop is a trip once it takes the technician ``min_trip_meters`` from it."""
+
+    stop_radius_meters: Annotated[float, Meta(ge=10, le=5_000)] = 100.0
+    stop_min_seconds: Annotated[float, Meta(ge=30, le=86_400)] = 300.0
+    gap_seconds: Annotated[float, Meta(ge=60, le=86_400)] = 900.0
+    min_trip_meters: Annotated[float, Meta(ge=10, le=100_000)] = 500.0
+
+
 class TenantRulesSet(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw_only=True, tag="tenant_rules_set"):
     type: ClassVar[str] = "tenant_rules_set"
     tenant_id: Identifier
     at: AwareDatetime
     quality: QualityRules = QualityRules()
+    stays: StayRules = StayRules()
 
 
 _DECODER: Final[msgspec.json.Decoder[TenantRulesSet]] = msgspec.json.Decoder(TenantRulesSet)
