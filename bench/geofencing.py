@@ -3,7 +3,8 @@ technicians driving among them, deterministic for a seed. The scenario measures 
 then a geofencer process working through a backlog of the same fixes on a real broker.
 
 Each technician drives from job site to job site in steps of 20 to 120 m (a fix every 10 s), lingers a few fixes
-inside, and now and then sends a late fix (recorded before its latest): crossings happen often, some at the edge.
+inside (or, one visit in three, stops there for 5-10 minutes), and now and then sends a late fix (recorded before its
+latest): crossings happen often, some at the edge, and stops and trips follow one another.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from bench.procstats import cpu_seconds
 from bench.scenario import BenchContext, Metrics, scenario
 from bench.systems import JWT_SECRET, RunningSystem, free_port, service
 from domain.geofencing import EARTH_RADIUS_M, FenceBook, TechnicianFences, fix_crossings
+from domain.stays import Point, StayTrack
 from locstream.fences import fence_records
 from locstream.kafka import append_records, ensure_compacted_topic, ensure_topic, event_records
 from locstream.settings import KafkaSettings
 from schemas.events import FixQuality, LocationData, LocationRecorded
 from schemas.geofences import Circle, GeofenceDefined
+from schemas.tenant_rules import StayRules
 
 CENTRE = (6.5244, 3.3792)
 T0 = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
@@ -94,8 +97,8 @@ def _drive(
         at += timedelta(seconds=10)
         dy, dx = (target[0] - lat) * _DEGREE_M, (target[1] - lon) * _DEGREE_M * math.cos(math.radians(lat))
         gap = math.hypot(dx, dy)
-        if gap < 30 and linger <= 0:
-            linger = rng.randint(1, 4)
+        if gap < 30 and linger <= 0:  # at a site: a few fixes, or (one visit in three) a stop of 5-10 minutes
+            linger = rng.randint(1, 4) if rng.random() < 2 / 3 else rng.randint(31, 60)
         if linger > 0:
             linger -= 1
             if linger == 0:
@@ -126,23 +129,35 @@ def _drive(
 
 
 def measure_core(load: Workload) -> dict[str, float]:
-    """The rules alone (quality, then fences), in this process: fixes evaluated per second and CPU-µs per fix
-    (decoding excluded)."""
+    """The rules alone (quality, then fences, then stops and trips, as the processor applies them), in this process:
+    fixes evaluated per second and CPU-µs per fix (decoding excluded), and the same for the fences alone."""
     book = FenceBook()
     for fence in load.fences:
         book.apply(fence)
-    states: dict[tuple[str, str], TechnicianFences] = {}
-    crossings = 0
-    wall, cpu = time.perf_counter(), time.process_time()
-    for fix in load.fixes:  # as the processor takes each: judged by the quality rule, then by the fences
-        state = states.setdefault((fix.tenant_id, fix.technician_id), TechnicianFences())
-        crossings += len(fix_crossings(state, book.index(fix.tenant_id), fix) or ())
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return {
-        "core_fixes_per_second": round(len(load.fixes) / wall),
-        "core_cpu_us_per_fix": round(cpu / len(load.fixes) * 1e6, 2),
-        "crossings": crossings,
-    }
+    rules = StayRules()
+    figures: dict[str, float] = {}
+    for name, with_stays in (("core", True), ("core_fences_only", False)):
+        states: dict[tuple[str, str], TechnicianFences] = {}
+        tracks: dict[tuple[str, str], StayTrack] = {}
+        crossings = stays = 0
+        wall, cpu = time.perf_counter(), time.process_time()
+        for fix in load.fixes:
+            key = (fix.tenant_id, fix.technician_id)
+            state = states.setdefault(key, TechnicianFences())
+            crossed = fix_crossings(state, book.index(fix.tenant_id), fix)
+            if crossed is None:
+                continue
+            crossings += len(crossed)
+            if with_stays:
+                track = tracks.get(key) or tracks.setdefault(key, StayTrack())
+                data = fix.data
+                stays += len(track.add(Point(fix.recorded_at.timestamp(), data.latitude, data.longitude), rules) or ())
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        figures[f"{name}_fixes_per_second"] = round(len(load.fixes) / wall)
+        figures[f"{name}_cpu_us_per_fix"] = round(cpu / len(load.fixes) * 1e6, 2)
+        if with_stays:
+            figures |= {"crossings": crossings, "stays_events": stays}
+    return figures
 
 
 @scenario(
@@ -153,7 +168,8 @@ def measure_core(load: Workload) -> dict[str, float]:
     },
     headline="processor_fixes_per_second",
     what="a backlog of N fixes of one tenant with F circular fences (60-250 m) across a metro area, read by"
-    " one geofencer process; and the rule alone in the bench's process (core_*)",
+    " one derived-facts (geofencer) process with every rule on (quality, fences, stops and trips); and the rules"
+    " alone in the bench's process (core_*; core_fences_only_*: without stops and trips)",
     notes=["target: >= 50,000 fixes/s with 10,000 fences in a tenant (issue 19)"],
     systems=("locstream",),
     standalone=True,

@@ -1,12 +1,17 @@
-"""The geofence processor's loop.
+"""The derived-facts processor's loop (it began as the geofence processor, hence the package's name).
 
 One instance reads every partition of the location topic (assigned, not a group: its state is local, so a
-partition must not move to another instance). For each batch: decode, evaluate each fix against its tenant's fences
-(``domain.geofencing.evaluate``; a fix the quality rule flags, ``domain.projection.fix_verdict``, is passed over as
-the projector passes it over), append every crossing to the fix's own partition (so it stays in order with the
-fixes around it); then, in the background while the next batch is evaluated, wait for Kafka's acknowledgements and
-store the technicians' state (as it was after the batch) and the next offsets in one transaction (``state.py``), on
-a thread of its own, one batch after the other. Its own crossings come back through the topic and are passed over.
+partition must not move to another instance). For each batch: decode, and for each fix the quality rule lets
+through (``domain.projection.fix_verdict``; a flagged fix is passed over as the projector passes it over):
+
+- evaluate it against its tenant's fences (``domain.geofencing.evaluate``): enter and exit crossings;
+- add it to its technician's stops-and-trips track (``domain.stays.StayTrack``, with its tenant's thresholds):
+  ``stop_*``, ``trip_*`` and, when a late fix revises what was said, ``stay_retracted``;
+
+append every such event to the fix's own partition (so it stays in order with the fixes around it); then, in the
+background while the next batch is evaluated, wait for Kafka's acknowledgements and store the technicians' state (as
+it was after the batch) and the next offsets in one transaction (``state.py``), on a thread of its own, one batch
+after the other. Its own events come back through the topic and are passed over.
 """
 
 from __future__ import annotations
@@ -15,24 +20,38 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from domain.geofencing import Crossing, TechnicianFences, fix_crossings
+from domain.geofencing import Crossing, FenceIndex, TechnicianFences, fix_crossings
+from domain.stays import Change, Point, Retraction, StayTrack
 from geofencer.settings import GeofencerSettings
-from geofencer.state import GeofencerState, Key, Row
+from geofencer.state import Changes, GeofencerState, Key, StayBase
 from locstream.fences import FenceRegistry
+from locstream.gc_tuning import tune_for_batches
 from locstream.kafka import ensure_topic, make_consumer, make_producer, seek_to_offsets
 from locstream.lifecycle import cancel_and_wait
+from locstream.tenant_rules import TenantRulesRegistry
 from schemas.events import (
     CrossingData,
     GeofenceEntered,
     GeofenceExited,
     InvalidEventError,
     LocationRecorded,
+    RetractionData,
+    Stayed,
+    StayRetracted,
+    StopData,
+    StopEnded,
+    StopStarted,
+    TripData,
+    TripEnded,
+    TripStarted,
     decode_event,
     encode_event,
 )
@@ -51,9 +70,93 @@ class GeofencerMetrics:
             "locstream_geofencer_crossings", "Crossings appended", ["event_type"], registry=self.registry
         )
         self.crossings = {kind: crossings.labels(kind) for kind in ("enter", "exit")}  # bound once: labels() costs
+        stays = Counter(
+            "locstream_geofencer_stays", "Stops and trips events appended", ["event_type"], registry=self.registry
+        )
+        self.stays = {kind: stays.labels(kind) for kind in _STAY_TYPES.values()}
+        self.too_late = Counter(
+            "locstream_geofencer_too_late_for_stays",
+            "Good fixes older than their technician's stays horizon: in the history, not in stops and trips",
+            registry=self.registry,
+        )
         self.batch_seconds = Histogram(
             "locstream_geofencer_batch_seconds", "One batch: evaluated, appended, stored", registry=self.registry
         )
+
+
+_STAY_NAMESPACE = uuid.UUID("0d9a3f57-2f44-4c8e-b3a1-8e5f0c2d7b11")
+_STAY_TYPES = {
+    "stop_started": "stop_started",
+    "stop_ended": "stop_ended",
+    "trip_started": "trip_started",
+    "trip_ended": "trip_ended",
+    "retracted": "stay_retracted",
+}
+
+
+def _at(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def job_site(index: FenceIndex | None, latitude: float, longitude: float) -> tuple[str, str | None] | None:
+    """The fence (by id, the first) that holds a stop's place, and its job."""
+    if index is None:
+        return None
+    for geofence_id in sorted(index.near(latitude, longitude)):
+        fence = index.fences[geofence_id]
+        if fence.contains(latitude, longitude):
+            return fence.geofence_id, fence.job_id
+    return None
+
+
+def stay_event(fix: LocationRecorded, change: Change, index: FenceIndex | None) -> Stayed:
+    """The event of one change of a track, made known by ``fix``: its id is derived from the fix, the kind and the
+    stop's or trip's start, so a repeated batch repeats it (and a stop retracted and later found again is a new
+    event)."""
+    kind = "retracted" if isinstance(change, Retraction) else change.kind
+    event_id = uuid.uuid5(_STAY_NAMESPACE, f"{fix.event_id}/{kind}/{change.started_at!r}")
+
+    def envelope(kind: Any, data: Any) -> Stayed:
+        stayed: Stayed = kind(
+            event_id=event_id,
+            tenant_id=fix.tenant_id,
+            technician_id=fix.technician_id,
+            recorded_at=fix.recorded_at,
+            received_at=fix.received_at,
+            data=data,
+        )
+        return stayed
+
+    if isinstance(change, Retraction):
+        return envelope(StayRetracted, RetractionData(subject=change.subject, started_at=_at(change.started_at)))
+    started = _at(change.started_at)
+    ended = _at(change.ended_at) if change.ended_at is not None else None
+    duration = round((change.ended_at if change.ended_at is not None else change.known_at) - change.started_at, 3)
+    if change.subject == "stop":
+        site = job_site(index, change.latitude, change.longitude)
+        stop = StopData(
+            started_at=started,
+            ended_at=ended,
+            latitude=change.latitude,
+            longitude=change.longitude,
+            duration_seconds=duration,
+            fixes=change.fixes,
+            geofence_id=site[0] if site else None,
+            job_id=site[1] if site else None,
+        )
+        return envelope(StopStarted if change.kind == "stop_started" else StopEnded, stop)
+    trip = TripData(
+        started_at=started,
+        ended_at=ended,
+        start_latitude=change.latitude,
+        start_longitude=change.longitude,
+        end_latitude=change.end_latitude,
+        end_longitude=change.end_longitude,
+        duration_seconds=duration,
+        distance_meters=round(change.distance_m, 1),
+        fixes=change.fixes,
+    )
+    return envelope(TripStarted if change.kind == "trip_started" else TripEnded, trip)
 
 
 def crossing_event(fix: LocationRecorded, crossing: Crossing) -> GeofenceEntered | GeofenceExited:
@@ -80,9 +183,11 @@ class Geofencer:
     def __init__(self, settings: GeofencerSettings) -> None:
         self.settings = settings
         self.fences = FenceRegistry(settings.kafka, geometry=True)
+        self.rules = TenantRulesRegistry(settings.kafka)
         self.state = GeofencerState(settings.data.data_dir / "geofencer.sqlite3")
         self.metrics = GeofencerMetrics()
         self.technicians: dict[Key, TechnicianFences] = {}
+        self.tracks: dict[Key, StayTrack] = {}
         self.positions: dict[int, int] = {}  # next offset per partition, as stored
         self.running = False
         self._consumer: Any = None
@@ -92,10 +197,13 @@ class Geofencer:
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geofencer-state")
 
     async def start(self) -> None:
+        tune_for_batches(self.settings.gc_gen0_threshold)
         self.state.open()
         self.technicians, stored = self.state.load()
         partitions = await ensure_topic(self.settings.kafka)
         await self.fences.start()
+        await self.rules.start()
+        self.tracks = self.state.load_tracks(self.rules.stays, lambda tenant: self.rules.quality(tenant).max_speed_kmh)
         self._producer = make_producer(self.settings.kafka, linger_ms=5)  # crossings go out in batches
         await self._producer.start()
         # A tenant's fixes all come from one partition: fetch more of it at a time than the 1 MiB default.
@@ -111,8 +219,9 @@ class Geofencer:
         for tp in partitions:
             self.positions[tp.partition] = await self._consumer.position(tp)
         log.info(
-            "geofencer: %d technicians' state, %d fences, from offsets %s",
+            "geofencer: %d technicians' state, %d tracks, %d fences, from offsets %s",
             len(self.technicians),
+            len(self.tracks),
             sum(len(index) for index in self.fences.book.indexes.values()),
             dict(sorted(self.positions.items())),
         )
@@ -132,6 +241,7 @@ class Geofencer:
                 await client.stop()
         self._consumer = self._producer = None
         await self.fences.stop()
+        await self.rules.stop()
         self.state.close()
 
     def problems(self) -> list[str]:
@@ -150,10 +260,13 @@ class Geofencer:
     async def process(self, batches: dict[TopicPartition, list[Any]]) -> None:
         began = time.perf_counter()
         changed: dict[Key, TechnicianFences] = {}
+        changes = Changes()
         sends = []
         fixes = 0
         next_offsets: dict[int, int] = {}
         book = self.fences.book
+        rules = self.rules
+        horizon, max_fixes = self.settings.stays_horizon_seconds, self.settings.stays_max_fixes
         turn = began
         for tp, records in batches.items():
             for record in records:
@@ -167,38 +280,61 @@ class Geofencer:
                 if not isinstance(event, LocationRecorded):
                     continue
                 fixes += 1
-                key = (event.tenant_id, event.technician_id)
+                tenant = event.tenant_id
+                key = (tenant, event.technician_id)
                 state = self.technicians.get(key)
                 if state is None:
                     state = self.technicians[key] = TechnicianFences()
-                crossings = fix_crossings(state, book.index(event.tenant_id), event)
+                index = book.index(tenant)
+                crossings = fix_crossings(state, index, event)
                 if crossings is None:
                     continue  # a flagged fix triggers nothing and moves nothing (domain/fix_quality.py)
+                out: list[GeofenceEntered | GeofenceExited | Stayed] = [
+                    crossing_event(event, crossing) for crossing in crossings
+                ]
                 for crossing in crossings:
-                    out = crossing_event(event, crossing)
+                    self.metrics.crossings[crossing.kind].inc()
+                changed[key] = state
+                track = self.tracks.get(key)
+                if track is None:
+                    track = self.tracks[key] = StayTrack()
+                data = event.data
+                point = Point(event.recorded_at.timestamp(), data.latitude, data.longitude)
+                stays = track.add(point, rules.stays(tenant), rules.quality(tenant).max_speed_kmh)
+                if stays is None:
+                    self.metrics.too_late.inc()
+                else:
+                    changes.add_to_tail(key, point)
+                    for change in stays:
+                        stayed = stay_event(event, change, index)
+                        out.append(stayed)
+                        self.metrics.stays[stayed.type].inc()
+                    tail = track.tail
+                    if tail[-1].at - tail[0].at > 1.5 * horizon or len(tail) > 1.5 * max_fixes:
+                        if track.prune(horizon, max_fixes):
+                            changes.bases.append(StayBase(*key, track.base, track.settled, track.horizon))
+                for derived in out:
                     sends.append(
                         await self._producer.send(
                             self.settings.kafka.topic,
-                            encode_event(out),
-                            key=event.tenant_id.encode(),
+                            encode_event(derived),
+                            key=tenant.encode(),
                             partition=tp.partition,
                         )
                     )
-                    self.metrics.crossings[crossing.kind].inc()
-                changed[key] = state
             next_offsets[tp.partition] = records[-1].offset + 1
-        rows = self.state.rows(changed.items())
+        changes.technicians = self.state.rows(changed.items())
         self.metrics.fixes.inc(fixes)
         if self._settling is not None:  # the batch before settles while this one is evaluated, never two at once
             # Its failure ends the loop (nothing is committed past an unacknowledged send); shielded, so a stop that
             # cancels the loop here does not cancel the settle under way.
             await asyncio.shield(self._settling)
-        self._settling = asyncio.create_task(self._settle(sends, rows, next_offsets, began))
+        self._settling = asyncio.create_task(self._settle(sends, changes, next_offsets, began))
 
-    async def _settle(self, sends: list[Any], rows: list[Row], next_offsets: dict[int, int], began: float) -> None:
-        """Every crossing of the batch acknowledged (acks=all), then the state and offsets after it committed."""
+    async def _settle(self, sends: list[Any], changes: Changes, next_offsets: dict[int, int], began: float) -> None:
+        """Every event of the batch acknowledged (acks=all), then the state and offsets after it committed."""
         if sends:
             await asyncio.gather(*sends)
-        await asyncio.get_running_loop().run_in_executor(self._committer, self.state.commit, rows, next_offsets)
+        await asyncio.get_running_loop().run_in_executor(self._committer, self.state.commit, changes, next_offsets)
         self.positions.update(next_offsets)
         self.metrics.batch_seconds.observe(time.perf_counter() - began)

@@ -18,5 +18,13 @@ class GeofencerSettings(ConsumingServiceSettings):
     start_from: Literal["end", "beginning"] = "end"
     """Where a first start reads the location topic from (later starts resume from the stored offsets): the end
     (crossings from now on), or the beginning (every fix the topic still holds)."""
+    stays_horizon_seconds: float = Field(default=3_600.0, ge=60, le=7 * 86_400)
+    """How late a fix may come and still change a technician's stops and trips (device time behind its newest fix);
+    a later one is kept in the history only. The processor keeps this much of each technician's fixes."""
+    stays_max_fixes: int = Field(default=2_000, ge=100, le=100_000)
+    """At most about this many of a technician's fixes kept for late ones (before the horizon is reached)."""
+    gc_gen0_threshold: int = Field(default=50_000, ge=0)
+    """Young-generation GC threshold (locstream/gc_tuning.py); 0 keeps CPython's 700. A batch makes tens of thousands
+    of short-lived objects (decoded events, the rules' states): at 700 the collector ran every few fixes."""
     port: int = 8004
     """Listen port."""

@@ -1,5 +1,6 @@
 """The tenants' rules, from the rules topic (``schemas/tenant_rules.py``), followed from its beginning by every
-ingest process (``locstream.compacted_topic``): the limits by which it judges each fix (``domain/fix_quality.py``).
+ingest process (``locstream.compacted_topic``), for the limits by which it judges each fix (``domain/fix_quality.py``),
+and by the derived-facts processor, for the thresholds of stops and trips (``domain/stays.py``).
 A tenant that set none has the defaults. ``put`` returns once this process has applied the change.
 """
 
@@ -9,9 +10,10 @@ from datetime import UTC, datetime
 
 from locstream.compacted_topic import Registry
 from locstream.settings import KafkaSettings
-from schemas.tenant_rules import QualityRules, TenantRulesSet, decode_rules_event, encode_rules_event
+from schemas.tenant_rules import QualityRules, StayRules, TenantRulesSet, decode_rules_event, encode_rules_event
 
 DEFAULT_QUALITY = QualityRules()
+DEFAULT_STAYS = StayRules()
 
 
 class TenantRulesRegistry(Registry[TenantRulesSet]):
@@ -32,6 +34,10 @@ class TenantRulesRegistry(Registry[TenantRulesSet]):
     def quality(self, tenant_id: str) -> QualityRules:
         held = self.by_tenant.get(tenant_id)
         return held.quality if held is not None else DEFAULT_QUALITY
+
+    def stays(self, tenant_id: str) -> StayRules:
+        held = self.by_tenant.get(tenant_id)
+        return held.stays if held is not None else DEFAULT_STAYS
 
     async def put(self, rules: TenantRulesSet) -> None:
         """Set a tenant's rules (all of them: a section left out is the defaults); returns once applied here."""

@@ -18,7 +18,7 @@ from locstream.kafka import ensure_topic, make_consumer
 from locstream.progress import Progress
 from projector.backends import make_store
 from projector.settings import ProjectorSettings
-from schemas.events import Crossed, Event, GeofenceEntered, GeofenceExited, InvalidEventError, decode_event
+from schemas.events import DERIVED_EVENTS, Derived, Event, InvalidEventError, decode_event
 
 
 async def rebuild(settings: ProjectorSettings, out: TextIO = sys.stderr) -> dict[str, Any]:
@@ -42,7 +42,7 @@ async def rebuild(settings: ProjectorSettings, out: TextIO = sys.stderr) -> dict
         while remaining:
             batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=settings.max_batch)
             events: list[tuple[Event, Position]] = []
-            crossings: list[tuple[Crossed, Position]] = []
+            crossings: list[tuple[Derived, Position]] = []
             next_offsets: dict[int, int] = {}
             count = 0
             for tp, records in batches.items():
@@ -55,7 +55,7 @@ async def rebuild(settings: ProjectorSettings, out: TextIO = sys.stderr) -> dict
                     except InvalidEventError:
                         progress.skipped += 1  # the live projector already dead-lettered it
                     else:
-                        if isinstance(event, GeofenceEntered | GeofenceExited):
+                        if isinstance(event, DERIVED_EVENTS):
                             crossings.append((event, Position(tp.partition, record.offset)))
                         else:
                             events.append((event, Position(tp.partition, record.offset)))

@@ -24,7 +24,7 @@ from projector.metrics import ProjectorMetrics
 from projector.poison import Poison, dlq_headers, poison_of
 from projector.settings import ProjectorSettings
 from projector.store import ConcurrentWriteError, GenerationChangedError, ProjectionStore
-from schemas.events import Crossed, Event, GeofenceEntered, GeofenceExited, InvalidEventError, decode_event
+from schemas.events import DERIVED_EVENTS, Derived, Event, InvalidEventError, decode_event
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class Projector:
     async def _apply(self, batches: dict[TopicPartition, list[Any]]) -> None:
         began = time.perf_counter()
         events: list[tuple[Event, Position]] = []
-        crossings: list[tuple[Crossed, Position]] = []
+        crossings: list[tuple[Derived, Position]] = []
         poisons: list[Poison] = []
         next_offsets: dict[int, int] = {}
         for tp, records in batches.items():
@@ -180,7 +180,7 @@ class Projector:
                 except InvalidEventError as exc:
                     poisons.append(poison_of(record, partition, exc))
                     continue
-                if isinstance(event, GeofenceEntered | GeofenceExited):  # a job's visits, not a technician's state
+                if isinstance(event, DERIVED_EVENTS):  # facts about a technician (visits, stops), not its state
                     crossings.append((event, Position(partition, record.offset)))
                 else:
                     events.append((event, Position(partition, record.offset)))

@@ -25,7 +25,17 @@ from xml.sax.saxutils import escape, quoteattr
 import orjson
 
 from replay.history_record import HistoryRecord
-from schemas.events import FIX_FIELD_NAMES, FIX_FIELDS, LocationRecorded, TechnicianUpdated, fix_fields_of
+from schemas.events import (
+    FIX_FIELD_NAMES,
+    FIX_FIELDS,
+    GeofenceEntered,
+    GeofenceExited,
+    LocationRecorded,
+    StopEnded,
+    StopStarted,
+    TechnicianUpdated,
+    fix_fields_of,
+)
 
 FORMATS = ("ndjson", "csv", "geojson", "gpx", "parquet")
 MEDIA_TYPES = {
@@ -141,8 +151,8 @@ def _row(record: HistoryRecord) -> dict[str, Any]:
         row.update(fix_fields_of(event.data), backfill=event.data.backfill)
     elif isinstance(event, TechnicianUpdated):
         row.update(name=event.data.name, status=event.data.status)
-    else:  # a geofence crossing: its type says which, its job the job
-        row.update(job_id=event.data.job_id)
+    elif isinstance(event, GeofenceEntered | GeofenceExited | StopStarted | StopEnded):
+        row.update(job_id=event.data.job_id)  # a crossing or a stop: its type says which, its job the job
     return row
 
 

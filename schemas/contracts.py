@@ -17,7 +17,17 @@ import msgspec
 from pydantic import BaseModel
 
 from schemas import ws
-from schemas.events import GeofenceEntered, GeofenceExited, LocationRecorded, TechnicianUpdated
+from schemas.events import (
+    GeofenceEntered,
+    GeofenceExited,
+    LocationRecorded,
+    StayRetracted,
+    StopEnded,
+    StopStarted,
+    TechnicianUpdated,
+    TripEnded,
+    TripStarted,
+)
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "contracts"
 FEED_PATH = "/api/v1/field-service/ws/technician-locations"
@@ -27,6 +37,11 @@ EVENTS: dict[str, type[msgspec.Struct]] = {
     "TechnicianUpdated": TechnicianUpdated,
     "GeofenceEntered": GeofenceEntered,
     "GeofenceExited": GeofenceExited,
+    "StopStarted": StopStarted,
+    "StopEnded": StopEnded,
+    "TripStarted": TripStarted,
+    "TripEnded": TripEnded,
+    "StayRetracted": StayRetracted,
 }
 SERVER_MESSAGES: dict[str, type[BaseModel]] = {
     "Connected": ws.Connected,

@@ -165,8 +165,91 @@ class GeofenceExited(_Envelope, frozen=True, gc=False, tag="geofence_exited"):
     data: CrossingData
 
 
-Event = LocationRecorded | TechnicianUpdated | GeofenceEntered | GeofenceExited
+Latitude = Annotated[float, Meta(**LIMITS["latitude"])]
+Longitude = Annotated[float, Meta(**LIMITS["longitude"])]
+
+
+class StopData(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw_only=True):
+    """A stop (``domain/stays.py``): from its first fix to its last (``ended_at``: None while it lasts), at the mean
+    of its fixes; the job site whose fence holds that place, if any."""
+
+    started_at: AwareDatetime
+    ended_at: AwareDatetime | None = None
+    latitude: Latitude
+    longitude: Longitude
+    duration_seconds: Annotated[float, Meta(ge=0)]  # so far, for a stop that lasts
+    fixes: Annotated[int, Meta(ge=1)]
+    geofence_id: Identifier | None = None
+    job_id: Annotated[str, Meta(**LIMITS["job_id"])] | None = None
+
+
+class TripData(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw_only=True):
+    """A trip from one stop's last fix to the next stop's first (``ended_at`` and the end: None while it lasts)."""
+
+    started_at: AwareDatetime
+    ended_at: AwareDatetime | None = None
+    start_latitude: Latitude
+    start_longitude: Longitude
+    end_latitude: Latitude | None = None
+    end_longitude: Longitude | None = None
+    duration_seconds: Annotated[float, Meta(ge=0)]
+    distance_meters: Annotated[float, Meta(ge=0)]  # along the fixes
+    fixes: Annotated[int, Meta(ge=0)]
+
+
+class RetractionData(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw_only=True):
+    subject: Literal["stop", "trip"]
+    started_at: AwareDatetime
+
+
+class StopStarted(_Envelope, frozen=True, gc=False, tag="stop_started"):
+    """The stays events (``stop_*``, ``trip_*``, ``stay_retracted``) come from the derived-facts processor
+    (``geofencer/``). ``recorded_at`` is the device time of the fix at which it knew; ``event_id`` is derived from
+    the fix that made it known, so a repeated batch repeats the same event. A stop or trip is known by its
+    technician and ``data.started_at``: its last event is what it is now."""
+
+    type: ClassVar[str] = "stop_started"
+    data: StopData
+
+
+class StopEnded(_Envelope, frozen=True, gc=False, tag="stop_ended"):
+    type: ClassVar[str] = "stop_ended"
+    data: StopData
+
+
+class TripStarted(_Envelope, frozen=True, gc=False, tag="trip_started"):
+    type: ClassVar[str] = "trip_started"
+    data: TripData
+
+
+class TripEnded(_Envelope, frozen=True, gc=False, tag="trip_ended"):
+    type: ClassVar[str] = "trip_ended"
+    data: TripData
+
+
+class StayRetracted(_Envelope, frozen=True, gc=False, tag="stay_retracted"):
+    """A late fix showed that the stop or trip that started at ``data.started_at`` never was."""
+
+    type: ClassVar[str] = "stay_retracted"
+    data: RetractionData
+
+
+Event = (
+    LocationRecorded
+    | TechnicianUpdated
+    | GeofenceEntered
+    | GeofenceExited
+    | StopStarted
+    | StopEnded
+    | TripStarted
+    | TripEnded
+    | StayRetracted
+)
 Crossed = GeofenceEntered | GeofenceExited
+Stayed = StopStarted | StopEnded | TripStarted | TripEnded | StayRetracted
+STAY_EVENTS: Final = (StopStarted, StopEnded, TripStarted, TripEnded, StayRetracted)
+Derived = Crossed | Stayed  # what the derived-facts processor appends: facts about a technician, not its state
+DERIVED_EVENTS: Final = (GeofenceEntered, GeofenceExited, *STAY_EVENTS)
 _DECODER: Final[msgspec.json.Decoder[Event]] = msgspec.json.Decoder(Event)
 _ENCODER: Final = msgspec.json.Encoder()
 

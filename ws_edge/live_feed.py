@@ -26,7 +26,14 @@ from locstream.kafka import ensure_topic, make_consumer, seek_to_offsets
 from locstream.lifecycle import cancel_and_wait
 from projector.backends import make_store
 from schemas.cursor import Cursor
-from schemas.events import GeofenceEntered, GeofenceExited, InvalidEventError, LocationRecorded, decode_event
+from schemas.events import (
+    STAY_EVENTS,
+    GeofenceEntered,
+    GeofenceExited,
+    InvalidEventError,
+    LocationRecorded,
+    decode_event,
+)
 from ws_edge import messages
 from ws_edge.fanout import Fanout
 from ws_edge.settings import EdgeSettings
@@ -146,6 +153,8 @@ class LiveFeed:
             self.applied[tp.partition] = record.offset
             if not self.serves(event.tenant_id):  # another tenant of a partition this shard shares
                 continue
+            if isinstance(event, STAY_EVENTS):
+                continue  # stops and trips: in the projector's reports; not yet on the map
             if isinstance(event, GeofenceEntered | GeofenceExited):
                 frame = self.view.crossing(event)
                 if frame is not None:

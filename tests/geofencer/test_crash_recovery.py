@@ -1,6 +1,6 @@
-"""Exactly once in effect: the geofence processor killed with SIGKILL 20 times at random moments while 50,000
-fixes over 1,000 fences stream in appends the same crossings as one uninterrupted run over the same input;
-what a killed batch appended again carries the same event ids, so each crossing counts once."""
+"""Exactly once in effect: the derived-facts processor killed with SIGKILL 20 times at random moments while 50,000
+fixes over 1,000 fences stream in appends the same crossings, stops and trips as one uninterrupted run over the same
+input; what a killed batch appended again carries the same event ids, so each counts once."""
 
 from __future__ import annotations
 
@@ -14,7 +14,17 @@ import pytest
 from bench.geofencing import workload
 from locstream.kafka import ensure_topic
 from locstream.settings import KafkaSettings
-from schemas.events import Event, GeofenceEntered, GeofenceExited
+from schemas.events import (
+    DERIVED_EVENTS,
+    Derived,
+    Event,
+    GeofenceEntered,
+    GeofenceExited,
+    StopEnded,
+    StopStarted,
+    TripEnded,
+    TripStarted,
+)
 from tests.support.kafka_io import define_fences, end_offsets, produce, read_all
 from tests.support.stack import Service, Stack, eventually
 
@@ -38,11 +48,11 @@ async def _caught_up(kafka: KafkaSettings, data_dir: Path) -> bool:
     return all(stored.get(partition, 0) >= end for partition, end in ends.items() if end > 0)
 
 
-def _crossings(events: list[Event]) -> list[GeofenceEntered | GeofenceExited]:
-    return [e for e in events if isinstance(e, GeofenceEntered | GeofenceExited)]
+def _derived(events: list[Event]) -> list[Derived]:
+    return [e for e in events if isinstance(e, DERIVED_EVENTS)]
 
 
-async def test_twenty_kill_9s_append_the_crossings_of_one_uninterrupted_run_each_once(
+async def test_twenty_kill_9s_append_the_derived_events_of_one_uninterrupted_run_each_once(
     stack: Stack, kafka: KafkaSettings, tmp_path: Path
 ) -> None:
     load = workload(tenants=4, fences_per_tenant=250, technicians_per_tenant=50, fixes_per_technician=250, seed=19)
@@ -81,12 +91,15 @@ async def test_twenty_kill_9s_append_the_crossings_of_one_uninterrupted_run_each
     fixes_total = len(load.fixes)
     assert progress == sorted(progress) and progress[0] < progress[-1], progress  # the kills fell along the way
     assert sum(1 for p in progress if p < fixes_total) >= KILLS // 2, progress  # most of them mid-work
-    expected = _crossings([e for e, _ in await read_all(reference)])
-    found = _crossings([e for e, _ in await read_all(kafka)])
-    assert len(expected) > 1_000  # the workload crosses fences often: the comparison could fail
+    expected = _derived([e for e, _ in await read_all(reference)])
+    found = _derived([e for e, _ in await read_all(kafka)])
+    # The workload crosses fences often and stops now and then: the comparison could fail for each kind.
+    assert sum(isinstance(e, GeofenceEntered | GeofenceExited) for e in expected) > 1_000
+    for kind in (StopStarted, StopEnded, TripStarted, TripEnded):
+        assert sum(isinstance(e, kind) for e in expected) >= 10, kind
     assert len({e.event_id for e in expected}) == len(expected)  # an uninterrupted run appends each once
-    first_seen: dict[object, GeofenceEntered | GeofenceExited] = {}
+    first_seen: dict[object, Derived] = {}
     for event in found:
         held = first_seen.setdefault(event.event_id, event)
-        assert held == event, "a repeated crossing must be the same event"
-    assert list(first_seen.values()) == expected  # the same crossings, each once, in the same order
+        assert held == event, "a repeated event must be the same event"
+    assert list(first_seen.values()) == expected  # the same events, each once, in the same order
