@@ -1,7 +1,8 @@
 """A tenant's rules on the ingest API (``/api/v1/field-service/rules``, tenant from the token): ``GET`` for those who
 watch the fleet, ``PUT`` for an admin only. A change is a record on the compacted rules topic
 (``locstream/tenant_rules.py``) that every ingest process follows; the answer comes once this process has applied it,
-and fixes received from then on are judged by it (docs/fix-quality.md).
+and fixes received from then on are judged by it (docs/fix-quality.md); the derived-facts processor finds stops and
+trips by its ``stays`` thresholds from then on (docs/stops-and-trips.md).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from producers.device_routes import table_unavailable_is_503
 from producers.openapi import body_of
 from producers.routes import PREFIX, ingest_of, problem_doc
 from schemas.claims import VIEWER_ROLES, Role
-from schemas.tenant_rules import QualityRules, TenantRulesSet
+from schemas.tenant_rules import QualityRules, StayRules, TenantRulesSet
 
 RULES_WRITERS = frozenset({Role.ADMIN})
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -37,6 +38,7 @@ class RulesBody(Struct, forbid_unknown_fields=True, kw_only=True):
     """Every rule of the tenant: a section or a field left out is set to its default."""
 
     quality: QualityRules = QualityRules()
+    stays: StayRules = StayRules()
 
 
 def rules_wire(rules: TenantRulesSet) -> dict[str, Any]:
@@ -45,7 +47,7 @@ def rules_wire(rules: TenantRulesSet) -> dict[str, Any]:
     return wire
 
 
-@rules_router.get("/rules", summary="The tenant's rules: the limits its fixes are judged by")
+@rules_router.get("/rules", summary="The tenant's rules: the limits its fixes are judged by, its stops' thresholds")
 async def get_rules(request: Request, claims: Claims) -> dict[str, Any]:
     require_role(claims, VIEWER_ROLES, "read the rules")
     return rules_wire(ingest_of(request).rules.of(claims.tenant_id))
@@ -54,13 +56,19 @@ async def get_rules(request: Request, claims: Claims) -> dict[str, Any]:
 @rules_router.put(
     "/rules",
     summary="Set the tenant's rules (admin)",
-    openapi_extra=body_of(RulesBody, {"quality": {"max_accuracy_meters": 50, "max_speed_kmh": 150}}),
+    openapi_extra=body_of(
+        RulesBody,
+        {
+            "quality": {"max_accuracy_meters": 50, "max_speed_kmh": 150},
+            "stays": {"stop_radius_meters": 150, "stop_min_seconds": 600},
+        },
+    ),
 )
 async def put_rules(request: Request, claims: Claims) -> dict[str, Any]:
     require_role(claims, RULES_WRITERS, "set rules")
     ingest = ingest_of(request)
     body = await ingest.read(request, RulesBody)
-    rules = TenantRulesSet(tenant_id=claims.tenant_id, at=datetime.now(UTC), quality=body.quality)
+    rules = TenantRulesSet(tenant_id=claims.tenant_id, at=datetime.now(UTC), quality=body.quality, stays=body.stays)
     async with table_unavailable_is_503(request, "rules"):
         await ingest.rules.put(rules)
     return rules_wire(rules)

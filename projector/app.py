@@ -9,6 +9,7 @@ from locstream.fences import FenceRegistry
 from locstream.http import Operations, add_operations, service_app
 from locstream.readiness import BrokerProbe
 from locstream.work_slots import WorkSlots
+from projector.reports import router as reports_router
 from projector.routes import router
 from projector.runner import Projector
 from projector.settings import ProjectorSettings
@@ -16,13 +17,14 @@ from replay.routes import install as install_history_export
 
 
 def install(app: FastAPI, settings: ProjectorSettings) -> Projector:
-    """Add the history routes (and the history export, ``replay/routes.py``) to ``app``; the caller starts and
-    stops the returned projector."""
+    """Add the history and report routes (and the history export, ``replay/routes.py``) to ``app``; the caller
+    starts and stops the returned projector."""
     projector = Projector(settings)
     app.state.projector = projector
     app.state.projection_store = projector.store
     app.state.fences = FenceRegistry(settings.kafka)  # started by the caller, with the projector
     app.include_router(router)
+    app.include_router(reports_router)
     install_history_export(
         app, settings.kafka, WorkSlots("exports", settings.max_exports_per_tenant, settings.max_exports)
     )

@@ -23,21 +23,26 @@ from projector.store import (
     EVENT_COLUMNS,
     SCHEMA_VERSION,
     STATE_COLUMNS,
+    STAY_COLUMNS,
+    STAY_KEY_COLUMNS,
     BatchResult,
     GenerationChangedError,
     HistoryPoint,
     QualityFilter,
     Snapshot,
+    StayQuery,
+    StayRecord,
     beyond_stored,
-    crossing_to_row,
     event_to_row,
     fix_column_definitions,
     plan_batch,
     schema_upgrade,
+    split_derived,
     state_from_row,
     state_to_row,
+    stay_record,
 )
-from schemas.events import FIX_FIELD_NAMES, FIX_FIELDS, Crossed, Event
+from schemas.events import FIX_FIELD_NAMES, FIX_FIELDS, Derived, Event
 
 log = logging.getLogger(__name__)
 _LOCK_MIGRATE = 7_345_001  # advisory lock key for schema changes
@@ -69,10 +74,27 @@ def _tables(generation: int) -> list[str]:
             job_id text, entered boolean NOT NULL, at timestamptz NOT NULL, partition int NOT NULL,
             offset_ bigint NOT NULL)""",
         f"CREATE INDEX IF NOT EXISTS crossings_g{g}_by_job ON crossings_g{g} (tenant_id, job_id)",
+        f"""CREATE TABLE IF NOT EXISTS stays_g{g} (
+            tenant_id text NOT NULL, technician_id text NOT NULL, subject text NOT NULL,
+            started_at timestamptz NOT NULL, kind text NOT NULL, ended_at timestamptz, data text NOT NULL,
+            event_id uuid NOT NULL, partition int NOT NULL, offset_ bigint NOT NULL,
+            PRIMARY KEY (tenant_id, technician_id, subject, started_at))""",
+        f"CREATE INDEX IF NOT EXISTS stays_g{g}_by_start ON stays_g{g} (tenant_id, subject, started_at, technician_id)",
     ]
 
 
 _TYPES = {"float": "float8", "str": "text"}  # a fix value's column type, by its kind
+_UPSERT_STAY = (
+    "INSERT INTO stays_g{g} (" + ", ".join(STAY_COLUMNS) + ") "
+    "VALUES (" + ", ".join(f"${i + 1}" for i in range(len(STAY_COLUMNS))) + ") "
+    "ON CONFLICT ("
+    + ", ".join(STAY_KEY_COLUMNS)
+    + ") DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in STAY_COLUMNS[4:])
+)
+_DELETE_STAY = "DELETE FROM stays_g{g} WHERE " + " AND ".join(
+    f"{column} = ${i + 1}" for i, column in enumerate(STAY_KEY_COLUMNS)
+)
 _QUALITY_WHERE = {"good": " AND quality = '{}'", "flagged": " AND quality <> '{}'", "all": ""}
 # The history's columns' types (EVENT_COLUMNS), for the batch insert's unnest.
 _EVENT_TYPES = (
@@ -204,12 +226,31 @@ class PostgresProjectionStore:
             )
         return [HistoryPoint.of(str(row[0]), row[1], tuple(row)[3:], row[2]) for row in rows]
 
+    async def stays(self, query: StayQuery) -> list[StayRecord]:
+        where = ["tenant_id = $1", "subject = $2", "started_at >= $3", "started_at < $4"]
+        args: list[Any] = [query.tenant_id, query.subject, query.start, query.end]
+        if query.technician_id is not None:
+            args.append(query.technician_id)
+            where.append(f"technician_id = ${len(args)}")
+        if query.after is not None:
+            args.extend(query.after)
+            where.append(f"(started_at, technician_id) > (${len(args) - 1}, ${len(args)})")
+        args.append(query.limit)
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            g = await self._generation(conn)
+            rows = await conn.fetch(
+                f"SELECT technician_id, subject, kind, started_at, ended_at, data FROM stays_g{g}"
+                f" WHERE {' AND '.join(where)} ORDER BY started_at, technician_id LIMIT ${len(args)}",
+                *args,
+            )
+        return [stay_record(*row) for row in rows]
+
     async def apply_batch(
         self,
         events: Sequence[tuple[Event, Position]],
         next_offsets: dict[int, int],
         generation: int,
-        crossings: Sequence[tuple[Crossed, Position]] = (),
+        derived: Sequence[tuple[Derived, Position]] = (),
     ) -> BatchResult:
         received = len(events)
         async with self.pool.acquire() as conn, conn.transaction():
@@ -221,7 +262,8 @@ class PostgresProjectionStore:
                 raise GenerationChangedError(generation)
             g = generation
             stored = await self._offsets(conn, g)  # under the partitions' locks: no batch commits meanwhile
-            events, crossings = beyond_stored(events, stored), beyond_stored(crossings, stored)
+            events = beyond_stored(events, stored)
+            crossings, stays = split_derived(beyond_stored(derived, stored))
             fresh = await self._insert_fresh(conn, g, events)
             current = await self._load(conn, g, {(e.tenant_id, e.technician_id) for e, _ in fresh})
             plan = plan_batch(current, fresh)
@@ -254,8 +296,13 @@ class PostgresProjectionStore:
                     f"INSERT INTO crossings_g{g} ({', '.join(CROSSING_COLUMNS)}) "
                     f"VALUES ({', '.join(f'${i + 1}' for i in range(len(CROSSING_COLUMNS)))}) "
                     f"ON CONFLICT (event_id) DO NOTHING",
-                    [crossing_to_row(event, position) for event, position in crossings],
+                    crossings,
                 )
+            for change in stays:  # in log order: a stop's last event wins, a retraction deletes it
+                if change.row is None:
+                    await conn.execute(_DELETE_STAY.format(g=g), *change.key)
+                else:
+                    await conn.execute(_UPSERT_STAY.format(g=g), *change.row)
         return BatchResult(applied=len(fresh), duplicates=received - len(fresh), changed=len(changed))
 
     @staticmethod
@@ -304,7 +351,7 @@ class PostgresProjectionStore:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_MIGRATE)
             g = await self._generation(conn) + 1
-            for table in ("technicians", "events", "offsets", "crossings"):
+            for table in ("technicians", "events", "offsets", "crossings", "stays"):
                 await conn.execute(f"DROP TABLE IF EXISTS {table}_g{g}")
             for statement in _tables(g):
                 await conn.execute(statement)
@@ -320,5 +367,5 @@ class PostgresProjectionStore:
     async def drop_generation(self, generation: int) -> None:
         async with self.pool.acquire() as conn:
             assert generation != await self._generation(conn), "refusing to drop the current generation"
-            for table in ("technicians", "events", "offsets", "crossings"):
+            for table in ("technicians", "events", "offsets", "crossings", "stays"):
                 await conn.execute(f"DROP TABLE IF EXISTS {table}_g{int(generation)}")

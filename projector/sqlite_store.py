@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,23 +27,29 @@ from projector.store import (
     CROSSING_COLUMNS,
     SCHEMA_VERSION,
     STATE_COLUMNS,
+    STAY_COLUMNS,
+    STAY_KEY_COLUMNS,
     BatchResult,
     ConcurrentWriteError,
     GenerationChangedError,
     HistoryPoint,
     QualityFilter,
     Snapshot,
+    StayChange,
+    StayQuery,
+    StayRecord,
     beyond_stored,
-    crossing_to_row,
     fix_column_definitions,
     from_micros,
     plan_batch,
     schema_upgrade,
+    split_derived,
     state_from_row,
     state_to_row,
+    stay_record,
     to_micros,
 )
-from schemas.events import Crossed, Event
+from schemas.events import Derived, Event
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -76,15 +83,31 @@ CREATE TABLE IF NOT EXISTS crossings_g{g} (
     job_id TEXT, entered INTEGER NOT NULL, at INTEGER NOT NULL, partition INTEGER NOT NULL, offset_ INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS crossings_g{g}_by_job ON crossings_g{g} (tenant_id, job_id);
+CREATE TABLE IF NOT EXISTS stays_g{g} (
+    tenant_id TEXT NOT NULL, technician_id TEXT NOT NULL, subject TEXT NOT NULL, started_at INTEGER NOT NULL,
+    kind TEXT NOT NULL, ended_at INTEGER, data TEXT NOT NULL, event_id BLOB NOT NULL, partition INTEGER NOT NULL,
+    offset_ INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, technician_id, subject, started_at)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS stays_g{g}_by_start ON stays_g{g} (tenant_id, subject, started_at, technician_id);
 """
 
 
 _META = "CREATE TABLE IF NOT EXISTS projection_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
-_TABLES = ("technicians", "history", "offsets", "crossings", "events")  # events_g*: the history of schema 1
+_TABLES = ("technicians", "history", "offsets", "crossings", "stays", "events")  # events_g*: the history of schema 1
 _UPSERT_STATE = (
     "INSERT OR REPLACE INTO technicians_g{g} (" + ", ".join(STATE_COLUMNS) + ") "
     "VALUES (" + ", ".join("?" * len(STATE_COLUMNS)) + ")"
 )
+
+_UPSERT_STAY = (
+    "INSERT INTO stays_g{g} (" + ", ".join(STAY_COLUMNS) + ") VALUES (" + ", ".join("?" * len(STAY_COLUMNS)) + ") "
+    "ON CONFLICT ("
+    + ", ".join(STAY_KEY_COLUMNS)
+    + ") DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in STAY_COLUMNS[4:])
+)
+_DELETE_STAY = "DELETE FROM stays_g{g} WHERE " + " AND ".join(f"{column} = ?" for column in STAY_KEY_COLUMNS)
 
 
 Entry = tuple[Item, Event, Position]
@@ -267,13 +290,41 @@ class SqliteProjectionStore:
             conn.execute("COMMIT")
         return [Crossing(t, f, bool(e), from_micros(at), p, o) for t, f, e, at, p, o in rows]
 
+    async def stays(self, query: StayQuery) -> list[StayRecord]:
+        return await self._run(self._stays_sync, query)
+
+    def _stays_sync(self, query: StayQuery) -> list[StayRecord]:
+        where = ["tenant_id = ?", "subject = ?", "started_at >= ?", "started_at < ?"]
+        args: list[Any] = [query.tenant_id, query.subject, to_micros(query.start), to_micros(query.end)]
+        if query.technician_id is not None:
+            where.append("technician_id = ?")
+            args.append(query.technician_id)
+        if query.after is not None:
+            where.append("(started_at, technician_id) > (?, ?)")
+            args.extend((to_micros(query.after[0]), query.after[1]))
+        conn = self.conn
+        conn.execute("BEGIN")
+        try:
+            g = self._generation()
+            rows = conn.execute(
+                f"SELECT technician_id, subject, kind, started_at, ended_at, data FROM stays_g{g}"
+                f" WHERE {' AND '.join(where)} ORDER BY started_at, technician_id LIMIT ?",
+                (*args, query.limit),
+            ).fetchall()
+        finally:
+            conn.execute("COMMIT")
+        return [
+            stay_record(t, subject, kind, from_micros(start), from_micros(end) if end is not None else None, data)
+            for t, subject, kind, start, end, data in rows
+        ]
+
     # writes ---------------------------------------------------------------------------------------------------
     async def apply_batch(
         self,
         events: Sequence[tuple[Event, Position]],
         next_offsets: dict[int, int],
         generation: int,
-        crossings: Sequence[tuple[Crossed, Position]] = (),
+        derived: Sequence[tuple[Derived, Position]] = (),
     ) -> BatchResult:
         """Read what the batch needs, plan it on the event loop, write it in one transaction.
 
@@ -288,7 +339,7 @@ class SqliteProjectionStore:
         unapplied = beyond_stored(events, read.offsets)
         if len(unapplied) < len(events):  # a seek raced a commit: some records were applied already
             batch = group_by_technician(unapplied)
-        crossings = beyond_stored(crossings, read.offsets)
+        crossed, stays = split_derived(beyond_stored(derived, read.offsets), to_micros, _id_bytes)
         changed: dict[Key, TechnicianState] = {}
         rows: list[tuple[Any, ...]] = []
         fresh = 0
@@ -303,8 +354,7 @@ class SqliteProjectionStore:
             rows.extend((*key, c.first_at, c.last_at, c.count, c.items) for c in pack(items))
             fresh += len(entries)
         states = [state_to_row(state, to_micros) for state in changed.values()]
-        crossed = [_crossing_row(event, position) for event, position in crossings]
-        await self._run(self._write_batch, g, read.offsets, rows, states, next_offsets, crossed)
+        await self._run(self._write_batch, g, read.offsets, rows, states, next_offsets, crossed, stays)
         return BatchResult(applied=fresh, duplicates=len(events) - fresh, changed=len(changed))
 
     def _read_for_batch(self, g: int, batch: dict[Key, list[Entry]], partitions: list[int]) -> _BatchReads:
@@ -345,6 +395,7 @@ class SqliteProjectionStore:
         states: list[tuple[Any, ...]],
         next_offsets: dict[int, int],
         crossings: list[tuple[Any, ...]],
+        stays: Sequence[StayChange] = (),
     ) -> None:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
@@ -365,6 +416,11 @@ class SqliteProjectionStore:
                 f" VALUES ({', '.join('?' * len(CROSSING_COLUMNS))})",
                 crossings,
             )
+            for change in stays:  # in log order: a stop's last event wins, a retraction deletes it
+                if change.row is None:
+                    conn.execute(_DELETE_STAY.format(g=g), change.key)
+                else:
+                    conn.execute(_UPSERT_STAY.format(g=g), change.row)
             conn.executemany(
                 f"INSERT INTO offsets_g{g} (topic, partition, next_offset) VALUES (?, ?, ?) "
                 "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = max(next_offset, excluded.next_offset)",
@@ -439,6 +495,5 @@ class SqliteProjectionStore:
             self.conn.execute(f"DROP TABLE IF EXISTS {table}_g{int(generation)}")
 
 
-def _crossing_row(event: Crossed, position: Position) -> tuple[Any, ...]:
-    row = crossing_to_row(event, position, to_micros)
-    return (event.event_id.bytes, *row[1:])
+def _id_bytes(event_id: uuid.UUID) -> bytes:
+    return event_id.bytes

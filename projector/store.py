@@ -9,7 +9,9 @@ Four tables per *generation* (``rebuild`` fills a new generation, then switches 
   (``projector/history_chunks.py``);
 - ``offsets_g{n}``: the next offset per partition, written in the same transaction as the rows it produced;
 - ``crossings_g{n}``: every geofence crossing (``geofence_entered``/``geofence_exited``), unique by event id, from
-  which a job's time on site is computed (``domain.visits``).
+  which a job's time on site is computed (``domain.visits``);
+- ``stays_g{n}``: every stop and trip (``stop_*``, ``trip_*``), one row each, keyed by its technician and start and
+  holding its last event (a ``stay_retracted`` deletes it): what the reports list.
 
 ``projection_meta`` holds the current generation and the schema version (``SCHEMA_VERSION``): a store that finds
 an older schema starts a fresh generation, which the projector fills by replaying the topic from its beginning.
@@ -22,10 +24,13 @@ pure rule, upsert the states and the offsets (never moving an offset backwards),
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol, TypeVar
+
+import msgspec
 
 from domain.fix_quality import Anchor, Spot
 from domain.position import Position
@@ -35,10 +40,15 @@ from schemas.events import (
     FIX_FIELD_NAMES,
     FIX_FIELDS,
     Crossed,
+    Derived,
     Event,
     GeofenceEntered,
+    GeofenceExited,
     LocationRecorded,
     QualityFlag,
+    StayRetracted,
+    StopEnded,
+    StopStarted,
     TechnicianUpdated,
     fix_values,
 )
@@ -60,7 +70,8 @@ PROFILE_COLUMNS = (
 )
 FIX_PLACE_COLUMNS = ("last_update", "fix_partition", "fix_offset")  # the fix's device time and place in the log
 STATE_COLUMNS = (*PROFILE_COLUMNS, *FIX_FIELD_NAMES, *FIX_PLACE_COLUMNS)
-SCHEMA_VERSION = 3  # 2: event ids unique per tenant, SQLite ids as 16 bytes, times as integers; 3: fixes' quality
+# 2: event ids unique per tenant, SQLite ids as 16 bytes, times as integers; 3: fixes' quality; 4: stops and trips
+SCHEMA_VERSION = 4
 
 
 def schema_upgrade(found: int, generation: int, tables: Sequence[str]) -> tuple[int, list[str]]:
@@ -152,6 +163,20 @@ class HistoryPoint:
         return cls(event_id=event_id, recorded_at=recorded_at, quality=list(quality), **named)
 
 
+@dataclass(frozen=True, slots=True)
+class StayQuery:
+    """Which stops or trips a report lists: a tenant's (one technician's, with ``technician_id``) that started in
+    [start, end), by start then technician, after the ``after`` one (the previous page's last), ``limit`` at most."""
+
+    tenant_id: str
+    subject: Literal["stop", "trip"]
+    start: datetime
+    end: datetime
+    limit: int
+    technician_id: str | None = None
+    after: tuple[datetime, str] | None = None
+
+
 class ProjectionStore(Protocol):
     """What the projector, the rebuild, the edge's bootstrap and the history endpoint need of a backend."""
 
@@ -164,10 +189,11 @@ class ProjectionStore(Protocol):
         events: Sequence[tuple[Event, Position]],
         next_offsets: dict[int, int],
         generation: int,
-        crossings: Sequence[tuple[Crossed, Position]] = (),
+        derived: Sequence[tuple[Derived, Position]] = (),
     ) -> BatchResult: ...
     async def current(self, tenant_id: str, technician_id: str) -> TechnicianState | None: ...
     async def crossings(self, tenant_id: str, job_id: str) -> list[Crossing]: ...
+    async def stays(self, query: StayQuery) -> list[StayRecord]: ...
     async def snapshot(self) -> Snapshot: ...
     async def history(
         self,
@@ -341,6 +367,80 @@ CROSSING_COLUMNS = (
     "partition",
     "offset_",
 )
+
+
+STAY_COLUMNS = (
+    "tenant_id",
+    "technician_id",
+    "subject",
+    "started_at",
+    "kind",
+    "ended_at",
+    "data",
+    "event_id",
+    "partition",
+    "offset_",
+)
+STAY_KEY_COLUMNS = STAY_COLUMNS[:4]
+
+
+@dataclass(frozen=True, slots=True)
+class StayChange:
+    """A stop or trip to store (``row``: ``STAY_COLUMNS``) or, ``row`` None, to delete (``key``)."""
+
+    key: tuple[Any, ...]
+    row: tuple[Any, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class StayRecord:
+    """A stop or trip as the reports list it: its last event's type and data."""
+
+    technician_id: str
+    subject: Literal["stop", "trip"]
+    kind: str
+    started_at: datetime
+    ended_at: datetime | None
+    data: dict[str, Any]
+
+
+def split_derived(
+    derived: Iterable[tuple[Derived, Position]],
+    when: Callable[[datetime], Any] = _same,
+    ids: Callable[[uuid.UUID], Any] = _same,
+) -> tuple[list[tuple[Any, ...]], list[StayChange]]:
+    """A batch's derived events as crossing rows (``CROSSING_COLUMNS``) and stay changes, in log order; ``when`` and
+    ``ids`` turn times and event ids into the backend's values."""
+    crossings: list[tuple[Any, ...]] = []
+    stays: list[StayChange] = []
+    for event, position in derived:
+        if isinstance(event, GeofenceEntered | GeofenceExited):
+            crossings.append((ids(event.event_id), *crossing_to_row(event, position, when)[1:]))
+        elif isinstance(event, StayRetracted):
+            retracted = (event.tenant_id, event.technician_id, event.data.subject, when(event.data.started_at))
+            stays.append(StayChange(retracted, None))
+        else:
+            data = event.data
+            subject = "stop" if isinstance(event, StopStarted | StopEnded) else "trip"
+            key = (event.tenant_id, event.technician_id, subject, when(data.started_at))
+            ended = when(data.ended_at) if data.ended_at is not None else None
+            encoded = msgspec.json.encode(data).decode()
+            row = (*key, event.type, ended, encoded, ids(event.event_id), position.partition, position.offset)
+            stays.append(StayChange(key, row))
+    return crossings, stays
+
+
+def stay_record(
+    technician_id: str, subject: str, kind: str, started_at: datetime, ended_at: datetime | None, data: str
+) -> StayRecord:
+    return StayRecord(
+        technician_id,
+        "stop" if subject == "stop" else "trip",
+        kind,
+        started_at,
+        ended_at,
+        msgspec.json.decode(data),
+    )
 
 
 def crossing_to_row(event: Crossed, position: Position, when: Callable[[datetime], Any] = _same) -> tuple[Any, ...]:

@@ -295,6 +295,11 @@ async def test_device_set_up_urls_name_the_public_host_and_operators_endpoints_s
         urls = [url for app in setup.values() for key, url in app.items() if "url" in key or "endpoint" in key]
         assert urls and all(url.startswith(f"{proxied.public}/api/v1/ingest/") for url in urls), urls
 
+        # The reports are the projector's (the ingest processes would answer 404).
+        window = {"start_time": "2026-12-01T00:00:00Z", "end_time": "2026-12-02T00:00:00Z"}
+        stops = await client.get(f"{API}/reports/stops", params=window, headers=admin)
+        assert stops.status_code == 200 and stops.json()["stops"] == [], stops.text
+
         for path in ("/metrics", "/readyz", "/map/../metrics", "/%2e%2e/metrics", "/map/%2E%2E/readyz", "//metrics"):
             answer = await client.get(path, headers=admin)
             assert answer.status_code in (400, 404), (path, answer.status_code)

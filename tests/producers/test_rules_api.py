@@ -9,10 +9,12 @@ import time
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from schemas.claims import Role
 from schemas.events import DEFAULT_MAX_ACCURACY_METERS, DEFAULT_MAX_SPEED_KMH
+from schemas.tenant_rules import StayRules
 from tests.support.kafka_io import compacted_records
 from tests.support.stack import Stack, eventually
 
@@ -33,7 +35,10 @@ async def test_only_an_admin_sets_the_rules_bad_bodies_change_nothing_and_tenant
         answer = await http.get(RULES, headers=as_(Role.DISPATCHER))
         assert answer.status_code == 200 and answer.json()["quality"] == DEFAULTS
         assert answer.json()["tenant_id"] == "tenant-a"
-        good = {"quality": {"max_accuracy_meters": 50, "max_speed_kmh": 120}}
+        good = {
+            "quality": {"max_accuracy_meters": 50, "max_speed_kmh": 120},
+            "stays": {"stop_radius_meters": 150, "stop_min_seconds": 600, "gap_seconds": 1200, "min_trip_meters": 800},
+        }
         for headers, code in (
             ({}, 401),
             ({"Authorization": f"Bearer {expired}"}, 401),
@@ -57,6 +62,9 @@ async def test_only_an_admin_sets_the_rules_bad_bodies_change_nothing_and_tenant
             ("NaN", '{"quality": {"max_speed_kmh": NaN}}', 422, "max_speed_kmh"),
             ("unknown rule", json.dumps({"quality": {"min_speed_kmh": 3}}), 422, "min_speed_kmh"),
             ("unknown section", json.dumps({"stops": {}}), 422, "stops"),
+            ("a stop radius of 5 m", json.dumps({"stays": {"stop_radius_meters": 5}}), 422, "stop_radius_meters"),
+            ("a stop of a second", json.dumps({"stays": {"stop_min_seconds": 1}}), 422, "stop_min_seconds"),
+            ("a gap as text", json.dumps({"stays": {"gap_seconds": "900"}}), 422, "gap_seconds"),
             ("another tenant named", json.dumps({**good, "tenant_id": "tenant-b"}), 422, "tenant_id"),
             ("nested deep", json.dumps({"quality": {}})[:-1] + f', "x": {nested}}}', 422, "body"),
             ("not an object", "[]", 422, ""),
@@ -72,9 +80,15 @@ async def test_only_an_admin_sets_the_rules_bad_bodies_change_nothing_and_tenant
 
         answer = await http.put(RULES, json=good, headers=as_(Role.ADMIN))
         assert answer.status_code == 200 and answer.json()["quality"] == good["quality"]
+        assert answer.json()["stays"] == good["stays"]
         assert (await http.get(RULES, headers=as_(Role.ANALYST))).json()["quality"] == good["quality"]
         other = await http.get(RULES, headers=as_(Role.DISPATCHER, "tenant-b"))
-        assert other.json() | {"at": None} == {"tenant_id": "tenant-b", "at": None, "quality": DEFAULTS}
+        assert other.json() | {"at": None} == {
+            "tenant_id": "tenant-b",
+            "at": None,
+            "quality": DEFAULTS,
+            "stays": msgspec.to_builtins(StayRules()),
+        }
         reset = await http.put(RULES, json={}, headers=as_(Role.ADMIN))  # every rule left out: the defaults
         assert reset.status_code == 200 and reset.json()["quality"] == DEFAULTS
 

@@ -15,8 +15,18 @@ from domain.projection import fold
 from launch.postgres_local import fresh_database
 from projector.postgres_store import PostgresProjectionStore
 from projector.sqlite_store import SqliteProjectionStore
-from projector.store import GenerationChangedError, ProjectionStore
-from schemas.events import Event, FixQuality, LocationRecorded, TechnicianUpdated
+from projector.store import GenerationChangedError, ProjectionStore, StayQuery
+from schemas.events import (
+    Event,
+    FixQuality,
+    LocationRecorded,
+    RetractionData,
+    StayRetracted,
+    StopData,
+    StopEnded,
+    StopStarted,
+    TechnicianUpdated,
+)
 from tests.support.events import T0, location
 from tests.support.events import profile as technician_profile
 
@@ -213,3 +223,67 @@ async def test_a_new_generation_is_filled_then_switched_to_atomically(store: Pro
     assert await store.stored_offsets(new) == {2: 2}
     with pytest.raises(GenerationChangedError):  # told so even once the old tables are gone
         await store.apply_batch(log_of(fix(9, 9.0), start=2), {2: 3}, old)
+
+
+def _stop(kind: type[StopStarted] | type[StopEnded], started: float, tech: str = "t1", tenant: str = "a") -> Event:
+    ended = None if kind is StopStarted else T0 + timedelta(seconds=started + 600)
+    return kind(
+        event_id=uuid.uuid4(),
+        tenant_id=tenant,
+        technician_id=tech,
+        recorded_at=T0 + timedelta(seconds=started + 600),
+        received_at=T0,
+        data=StopData(
+            started_at=T0 + timedelta(seconds=started),
+            ended_at=ended,
+            latitude=6.5,
+            longitude=3.3,
+            duration_seconds=600.0,
+            fixes=12,
+            job_id="job-1",
+        ),
+    )
+
+
+def _retracted(started: float, tech: str = "t1") -> Event:
+    return StayRetracted(
+        event_id=uuid.uuid4(),
+        tenant_id="a",
+        technician_id=tech,
+        recorded_at=T0 + timedelta(seconds=started + 900),
+        received_at=T0,
+        data=RetractionData(subject="stop", started_at=T0 + timedelta(seconds=started)),
+    )
+
+
+async def test_a_stop_is_one_row_holding_its_last_event_and_a_retraction_deletes_it(store: ProjectionStore) -> None:
+    g = await store.generation()
+    derived = log_of(
+        _stop(StopStarted, 0),
+        _stop(StopStarted, 100, tech="t2"),
+        _stop(StopEnded, 0),  # the same stop, ended: replaces the row
+        _stop(StopStarted, 2_000),
+        _retracted(2_000),  # a late fix showed it was no stop
+        _stop(StopStarted, 50, tenant="b"),
+    )
+    await store.apply_batch([], {2: 6}, g, derived)  # type: ignore[arg-type]
+
+    def query(**changes: object) -> StayQuery:
+        base = {"tenant_id": "a", "subject": "stop", "start": T0, "end": T0 + timedelta(hours=1), "limit": 10}
+        return StayQuery(**(base | changes))  # type: ignore[arg-type]
+
+    found = await store.stays(query())
+    assert [(r.technician_id, r.kind, r.started_at) for r in found] == [
+        ("t1", "stop_ended", T0),
+        ("t2", "stop_started", T0 + timedelta(seconds=100)),
+    ]
+    assert found[0].ended_at == T0 + timedelta(seconds=600) and found[0].data["job_id"] == "job-1"
+    assert found[1].ended_at is None
+    assert [r.technician_id for r in await store.stays(query(technician_id="t2"))] == ["t2"]
+    assert [r.technician_id for r in await store.stays(query(limit=1, after=(T0, "t1")))] == ["t2"]
+    assert await store.stays(query(subject="trip")) == []
+    assert await store.stays(query(start=T0 + timedelta(seconds=1))) == found[1:]  # by start time
+    assert [r.technician_id for r in await store.stays(query(tenant_id="b"))] == ["t1"]
+    # A processor that crashed appends the same events again: the rows end the same.
+    await store.apply_batch([], {2: 12}, g, log_of(*(event for event, _ in derived), start=6))  # type: ignore[arg-type]
+    assert await store.stays(query()) == found
