@@ -169,6 +169,11 @@ def _table(settings: type[BaseSettings]) -> list[str]:
 TOOLS: list[tuple[str, str, str]] = [
     ("LOCSTREAM_TOKEN", "`locstream replay`", "the bearer token, when `--token` is not given"),
     (
+        "LOCSTREAM_COMPILED",
+        "every service (`domain/__init__.py`)",
+        "`0`: run the pure core's per-fix rules as Python even when `make compile` built them (`build/mypyc/`)",
+    ),
+    (
         "LOCSTREAM_BROKER_LIB",
         "`locstream broker`, the tests",
         "a directory of the Kafka broker's jars to use instead of fetching them with Maven into `broker/target/lib`",

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 OURS = set().union(*LAYERS)
 RUNTIME = OURS - {"bench"}  # what the image installs (pip install ".[parquet]")
+BUILD_TOOLS = {"launch/compile_domain.py": "compile"}  # run by make, never by a service: their extra's
 
 
 def _requirements(*extras: str) -> dict[str, Requirement]:
@@ -29,12 +30,16 @@ def _requirements(*extras: str) -> dict[str, Requirement]:
     return {canonicalize_name(r.name): r for r in map(Requirement, lines)}
 
 
-def _third_party_imports(packages: set[str]) -> dict[str, set[str]]:
-    """Distribution -> the files that import it (at module level or inside a function)."""
+def _third_party_imports(packages: set[str], files: set[str] | None = None) -> dict[str, set[str]]:
+    """Distribution -> the files that import it (at module level or inside a function); the build tools' only when
+    ``files`` names them."""
     owners = packages_distributions()
     found: dict[str, set[str]] = {}
     for package in packages:
         for path in (ROOT / package).rglob("*.py"):
+            name = str(path.relative_to(ROOT))
+            if name not in files if files is not None else name in BUILD_TOOLS:
+                continue
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
                 if isinstance(node, ast.Import):
                     modules = [alias.name for alias in node.names]
@@ -55,6 +60,13 @@ def test_every_module_the_services_import_is_a_declared_dependency() -> None:
     declared = set(_requirements("parquet"))  # the image's install
     missing = {dist: files for dist, files in _third_party_imports(RUNTIME).items() if dist not in declared}
     assert not missing, f"imported by the services but not in [project.dependencies]: {missing}"
+
+
+def test_every_module_a_build_tool_imports_is_in_its_extra() -> None:
+    for tool, extra in BUILD_TOOLS.items():
+        declared = set(_requirements(extra))
+        imported = _third_party_imports(RUNTIME, {tool})
+        assert imported and set(imported) <= declared, (tool, imported)
 
 
 def test_every_module_the_benchmarks_import_is_in_the_bench_extra() -> None:
