@@ -87,9 +87,7 @@ async def test_a_backfilled_day_gives_the_stops_and_trips_of_its_sorted_fixes_in
 
         stops = (await http.get(f"{reports}/stops", params=window, headers=dispatcher)).json()
         expected_stops = sorted(fact for key, fact in expected.items() if key[0] == "stop")
-        assert [_seconds(s["started_at"]) for s in stops["stops"]] == [
-            s.started_at for s in expected_stops
-        ]
+        assert [_seconds(s["started_at"]) for s in stops["stops"]] == [s.started_at for s in expected_stops]
         assert [s["ended_at"] is None for s in stops["stops"]] == [False, True]  # the second one lasts
         assert stops["next_cursor"] is None
 
