@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import random
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -123,6 +124,41 @@ async def test_a_backfilled_day_gives_the_stops_and_trips_of_its_sorted_fixes_in
         huge = {"start_time": "2000-01-01T00:00:00Z", "end_time": "2026-01-01T00:00:00Z"}
         refused = await http.get(f"{reports}/trips", params=huge, headers=dispatcher)
         assert refused.status_code == 422 and "31 days" in refused.text
-        forged = await http.get(f"{reports}/stops", params={**window, "after": "not-a-cursor"}, headers=dispatcher)
-        assert forged.status_code == 422
+        bad_cursor = await http.get(f"{reports}/stops", params={**window, "after": "not-a-cursor"}, headers=dispatcher)
+        assert bad_cursor.status_code == 422
         assert (await http.get(f"{reports}/stops", params=window)).status_code == 401
+        expired = stack.sign({"sub": "x", "tenant_id": TENANT, "roles": ["dispatcher"], "exp": int(time.time()) - 60})
+        forged = stack.sign({"sub": "x", "tenant_id": TENANT, "roles": ["dispatcher"]}, {"kid": "nobody"})[:-4] + "AAAA"
+        for token in (expired, forged):
+            answer = await http.get(f"{reports}/trips", params=window, headers={"Authorization": f"Bearer {token}"})
+            assert answer.status_code == 401, answer.text
+        # Odd spellings and values: each refused with the parameter named, never a 500 or someone else's rows.
+        for params, named in (
+            ({"startTime": window["start_time"], "end_time": window["end_time"]}, "start_time"),
+            ({**window, "limit": "0"}, "limit"),
+            ({**window, "limit": "1001"}, "limit"),
+            ({**window, "limit": "1e3"}, "limit"),
+            ({**window, "format": "xml"}, "format"),
+            ({**window, "technician_id": "t" * 200}, "technician_id"),
+            ({**window, "start_time": "2026-12-07T10:00:00"}, "start_time"),  # no offset: which day would it be?
+            ({**window, "after": "A" * 600}, "after"),
+        ):
+            answer = await http.get(f"{reports}/stops", params=params, headers=dispatcher)
+            assert answer.status_code == 422 and named in answer.text, (params, answer.status_code, answer.text)
+        # Another tenant's page cursor says only where to begin in one's own list: here, past the first stop.
+        theirs_cursor = await http.get(f"{reports}/stops", params={**window, "limit": 1}, headers=other)
+        assert theirs_cursor.json()["next_cursor"] is None  # they have no stops: nothing to page
+        resumed = await http.get(
+            f"{reports}/stops", params={**window, "after": page["next_cursor"]}, headers=other
+        )  # our cursor, their token
+        assert resumed.status_code == 200 and resumed.json()["stops"] == []
+        day_params = {"date": t0.date().isoformat()}
+        assert (
+            await http.get(
+                f"{reports}/technicians/tech-s/day",
+                params={**day_params, "timezone": "Mars/Olympus"},
+                headers=dispatcher,
+            )
+        ).status_code == 422
+        their_day = await http.get(f"{reports}/technicians/tech-s/day", params=day_params, headers=other)
+        assert their_day.status_code == 200 and their_day.json()["stops"] == [] and their_day.json()["trip_count"] == 0
