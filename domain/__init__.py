@@ -10,7 +10,8 @@
 - ``fence_shapes.py``: a fence's polygon, compactly, and which shapes can be fences;
 - ``geofencing.py``: fences, the grid that finds those near a fix, and the enter/exit rule;
 - ``visits.py``: a job's crossings paired into visits, and its time on site;
-- ``stays.py``: stops and trips, and the track that revises them when fixes come late.
+- ``stays.py``: stops and trips, and the track that revises them when fixes come late;
+- ``presence.py``: online and offline, by a clock of watched time.
 
 It imports the contracts (``schemas``) and nothing else of locstream.
 
@@ -28,7 +29,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-COMPILED_MODULES = ("geodesy", "fence_shapes", "fix_quality", "projection", "geofencing", "stays")
+COMPILED_MODULES = ("geodesy", "fence_shapes", "fix_quality", "projection", "geofencing", "stays", "presence")
 # What the compiled modules are made of, besides themselves: the contracts whose types they were compiled against.
 _COMPILED_AGAINST = ("schemas/events.py", "schemas/tenant_rules.py", "schemas/geofences.py")
 SOURCES_FILE = "SOURCES"

@@ -29,6 +29,7 @@ from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from domain.geofencing import Crossing, FenceIndex, TechnicianFences, fix_crossings
+from domain.presence import PartitionClock, Presence, Presences
 from domain.stays import Change, Point, Retraction, StayTrack
 from geofencer.settings import GeofencerSettings
 from geofencer.state import Changes, GeofencerState, Key, StayBase
@@ -43,12 +44,16 @@ from schemas.events import (
     GeofenceExited,
     InvalidEventError,
     LocationRecorded,
+    OfflineData,
+    OnlineData,
     RetractionData,
     Stayed,
     StayRetracted,
     StopData,
     StopEnded,
     StopStarted,
+    TechnicianOffline,
+    TechnicianOnline,
     TripData,
     TripEnded,
     TripStarted,
@@ -59,6 +64,7 @@ from schemas.events import (
 log = logging.getLogger(__name__)
 
 
+WATCHING_SECONDS = 5.0  # a partition whose leader answered a fetch this recently is being watched
 LOOP_TURN_SECONDS = 0.02  # evaluation gives the event loop a turn at least this often (it may share one: dev)
 
 
@@ -74,6 +80,10 @@ class GeofencerMetrics:
             "locstream_geofencer_stays", "Stops and trips events appended", ["event_type"], registry=self.registry
         )
         self.stays = {kind: stays.labels(kind) for kind in _STAY_TYPES.values()}
+        presence = Counter(
+            "locstream_geofencer_presence", "Online and offline events appended", ["event_type"], registry=self.registry
+        )
+        self.presence = {kind: presence.labels(kind) for kind in ("technician_offline", "technician_online")}
         self.too_late = Counter(
             "locstream_geofencer_too_late_for_stays",
             "Good fixes older than their technician's stays horizon: in the history, not in stops and trips",
@@ -159,6 +169,36 @@ def stay_event(fix: LocationRecorded, change: Change, index: FenceIndex | None) 
     return envelope(TripStarted if change.kind == "trip_started" else TripEnded, trip)
 
 
+_PRESENCE_NAMESPACE = uuid.UUID("5b0e2f1a-7c1d-4e8b-9f3a-2d6c8e4a1b07")
+
+
+def offline_event(key: Key, presence: Presence, silent_seconds: float, now: float) -> TechnicianOffline:
+    """Known by the technician's last good fix: one offline event per silence, the same one if a repeat says it."""
+    last_seen = _at(presence.last_seen)
+    return TechnicianOffline(
+        event_id=uuid.uuid5(_PRESENCE_NAMESPACE, f"offline/{key[0]}/{key[1]}/{presence.fix_id}"),
+        tenant_id=key[0],
+        technician_id=key[1],
+        recorded_at=last_seen,
+        received_at=_at(now),
+        data=OfflineData(
+            last_seen_at=last_seen, silent_seconds=round(silent_seconds, 3), fix_event_id=uuid.UUID(presence.fix_id)
+        ),
+    )
+
+
+def online_event(fix: LocationRecorded, was: Presence) -> TechnicianOnline:
+    """The good fix that ended the offline period ``was``; known by that fix."""
+    return TechnicianOnline(
+        event_id=uuid.uuid5(_PRESENCE_NAMESPACE, f"online/{fix.event_id}"),
+        tenant_id=fix.tenant_id,
+        technician_id=fix.technician_id,
+        recorded_at=fix.recorded_at,
+        received_at=fix.received_at,
+        data=OnlineData(last_seen_at=_at(was.last_seen), back_at=fix.recorded_at, fix_event_id=fix.event_id),
+    )
+
+
 def crossing_event(fix: LocationRecorded, crossing: Crossing) -> GeofenceEntered | GeofenceExited:
     kind = GeofenceEntered if crossing.kind == "enter" else GeofenceExited
     return kind(
@@ -188,7 +228,10 @@ class Geofencer:
         self.metrics = GeofencerMetrics()
         self.technicians: dict[Key, TechnicianFences] = {}
         self.tracks: dict[Key, StayTrack] = {}
+        self.clocks: dict[int, PartitionClock] = {}  # each partition's watched time (domain/presence.py)
+        self.presences = Presences()
         self.positions: dict[int, int] = {}  # next offset per partition, as stored
+        self.read_to: dict[int, int] = {}  # next offset per partition, as read
         self.running = False
         self._consumer: Any = None
         self._producer: Any = None
@@ -203,6 +246,9 @@ class Geofencer:
         partitions = await ensure_topic(self.settings.kafka)
         await self.fences.start()
         await self.rules.start()
+        self.clocks, presences = self.state.load_presence()
+        for key, presence in presences.items():
+            self.presences.restore(key, presence, self.rules.presence(key[0]).offline_seconds)
         self.tracks = self.state.load_tracks(self.rules.stays, lambda tenant: self.rules.quality(tenant).max_speed_kmh)
         self._producer = make_producer(self.settings.kafka, linger_ms=5)  # crossings go out in batches
         await self._producer.start()
@@ -218,6 +264,7 @@ class Geofencer:
         await seek_to_offsets(self._consumer, partitions, stored, fresh_at=self.settings.start_from)
         for tp in partitions:
             self.positions[tp.partition] = await self._consumer.position(tp)
+        self.read_to = dict(self.positions)
         log.info(
             "geofencer: %d technicians' state, %d tracks, %d fences, from offsets %s",
             len(self.technicians),
@@ -256,6 +303,45 @@ class Geofencer:
             batches = await self._consumer.getmany(timeout_ms=1_000, max_records=self.settings.max_batch)
             if batches:
                 await self.process(batches)
+            await self.tick(time.time())
+
+    def _watching(self, tp: TopicPartition, now: float) -> bool:
+        """Caught up with the partition, and heard from its leader in the last ``WATCHING_SECONDS``: its watched time
+        may follow the wall clock."""
+        polled = self._consumer.last_poll_timestamp(tp)
+        highwater = self._consumer.highwater(tp)
+        if polled is None or highwater is None or now - polled / 1000 > WATCHING_SECONDS:
+            return False
+        return bool(self.read_to.get(tp.partition, 0) >= highwater)
+
+    async def tick(self, now: float) -> None:
+        """Move the watched clocks of the partitions the processor is caught up with to ``now``, and say who went
+        offline (``domain/presence.py``)."""
+        moved = False
+        for tp in self._consumer.assignment():
+            if self._watching(tp, now):
+                self.clocks.setdefault(tp.partition, PartitionClock()).advance(now)
+                moved = True
+        if not moved:
+            return
+        watched = {partition: clock.watched for partition, clock in self.clocks.items()}
+        gone = self.presences.silent(watched, lambda tenant: self.rules.presence(tenant).offline_seconds)
+        if not gone:
+            return
+        changes = Changes()
+        changes.set_clocks(self.clocks)
+        sends = []
+        for key in gone:
+            presence = self.presences.by_key[key]
+            event = offline_event(key, presence, watched[presence.partition] - presence.heard_at, now)
+            changes.add_presence(key, presence)
+            sends.append(
+                await self._producer.send(
+                    self.settings.kafka.topic, encode_event(event), key=key[0].encode(), partition=presence.partition
+                )
+            )
+            self.metrics.presence["technician_offline"].inc()
+        await self._queue_settle(sends, changes, {}, time.perf_counter())
 
     async def process(self, batches: dict[TopicPartition, list[Any]]) -> None:
         began = time.perf_counter()
@@ -289,12 +375,29 @@ class Geofencer:
                 crossings = fix_crossings(state, index, event)
                 if crossings is None:
                     continue  # a flagged fix triggers nothing and moves nothing (domain/fix_quality.py)
-                out: list[GeofenceEntered | GeofenceExited | Stayed] = [
+                out: list[GeofenceEntered | GeofenceExited | Stayed | TechnicianOnline] = [
                     crossing_event(event, crossing) for crossing in crossings
                 ]
                 for crossing in crossings:
                     self.metrics.crossings[crossing.kind].inc()
                 changed[key] = state
+                clock = self.clocks.get(tp.partition)
+                if clock is None:
+                    clock = self.clocks[tp.partition] = PartitionClock()
+                clock.advance(event.received_at.timestamp())
+                offline_seconds = rules.presence(tenant).offline_seconds
+                back = self.presences.heard(
+                    key,
+                    tp.partition,
+                    clock.watched,
+                    event.recorded_at.timestamp(),
+                    str(event.event_id),
+                    offline_seconds,
+                )
+                changes.add_presence(key, self.presences.by_key[key])
+                if back is not None:
+                    out.append(online_event(event, back))
+                    self.metrics.presence["technician_online"].inc()
                 track = self.tracks.get(key)
                 if track is None:
                     track = self.tracks[key] = StayTrack()
@@ -323,8 +426,15 @@ class Geofencer:
                         )
                     )
             next_offsets[tp.partition] = records[-1].offset + 1
+        self.read_to.update(next_offsets)
         changes.technicians = self.state.rows(changed.items())
         self.metrics.fixes.inc(fixes)
+        changes.set_clocks(self.clocks)
+        await self._queue_settle(sends, changes, next_offsets, began)
+
+    async def _queue_settle(
+        self, sends: list[Any], changes: Changes, next_offsets: dict[int, int], began: float
+    ) -> None:
         if self._settling is not None:  # the batch before settles while this one is evaluated, never two at once
             # Its failure ends the loop (nothing is committed past an unacknowledged send); shielded, so a stop that
             # cancels the loop here does not cancel the settle under way.

@@ -19,6 +19,7 @@ from itertools import chain
 from pathlib import Path
 
 from domain.geofencing import TechnicianFences
+from domain.presence import PartitionClock, Presence
 from domain.stays import (
     FactKey,
     Point,
@@ -58,6 +59,17 @@ CREATE TABLE IF NOT EXISTS stay_tail (
     points BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS stay_tail_by_technician ON stay_tail (tenant_id, technician_id, last_at);
+CREATE TABLE IF NOT EXISTS presence (
+    tenant_id TEXT NOT NULL,
+    technician_id TEXT NOT NULL,
+    heard_at REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    fix_id TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    online INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, technician_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS clocks (partition INTEGER PRIMARY KEY, watched REAL NOT NULL, at REAL);
 """
 
 Key = tuple[str, str]
@@ -93,6 +105,22 @@ class Changes:
     technicians: list[Row] = field(default_factory=list)
     tail: dict[Key, list[Point]] = field(default_factory=dict)  # the fixes each technician's track took
     bases: list[StayBase] = field(default_factory=list)
+    # Rows made as the batch is evaluated: the presences and clocks go on changing before the batch is committed.
+    presence: dict[Key, tuple[str, str, float, float, str, int, int]] = field(default_factory=dict)
+    clocks: list[tuple[int, float, float | None]] = field(default_factory=list)
+
+    def add_presence(self, key: Key, presence: Presence) -> None:
+        self.presence[key] = (
+            *key,
+            presence.heard_at,
+            presence.last_seen,
+            presence.fix_id,
+            presence.partition,
+            int(presence.online),
+        )
+
+    def set_clocks(self, clocks: dict[int, PartitionClock]) -> None:
+        self.clocks = [(partition, clock.watched, clock.at) for partition, clock in clocks.items()]
 
     def add_to_tail(self, key: Key, point: Point) -> None:
         held = self.tail.get(key)
@@ -202,6 +230,18 @@ class GeofencerState:
             )
         return tracks
 
+    def load_presence(self) -> tuple[dict[int, PartitionClock], dict[Key, Presence]]:
+        clocks = {
+            partition: PartitionClock(watched, at) for partition, watched, at in self.db.execute("SELECT * FROM clocks")
+        }
+        presences = {
+            (tenant, technician): Presence(heard_at, last_seen, fix_id, partition, bool(online))
+            for tenant, technician, heard_at, last_seen, fix_id, partition, online in self.db.execute(
+                "SELECT * FROM presence"
+            )
+        }
+        return clocks, presences
+
     def commit(self, changes: Changes, next_offsets: dict[int, int]) -> None:
         """One transaction; from one thread at a time (the processor's committer)."""
         db = self.db
@@ -220,6 +260,10 @@ class GeofencerState:
                         "DELETE FROM stay_tail WHERE tenant_id = ? AND technician_id = ? AND last_at < ?",
                         (base.tenant_id, base.technician_id, base.horizon.at),
                     )
+            db.executemany(
+                "INSERT OR REPLACE INTO presence VALUES (?, ?, ?, ?, ?, ?, ?)", list(changes.presence.values())
+            )
+            db.executemany("INSERT OR REPLACE INTO clocks VALUES (?, ?, ?)", changes.clocks)
             db.executemany("INSERT OR REPLACE INTO offsets VALUES (?, ?)", list(next_offsets.items()))
             db.execute("COMMIT")
         except BaseException:

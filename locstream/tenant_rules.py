@@ -10,10 +10,18 @@ from datetime import UTC, datetime
 
 from locstream.compacted_topic import Registry
 from locstream.settings import KafkaSettings
-from schemas.tenant_rules import QualityRules, StayRules, TenantRulesSet, decode_rules_event, encode_rules_event
+from schemas.tenant_rules import (
+    PresenceRules,
+    QualityRules,
+    StayRules,
+    TenantRulesSet,
+    decode_rules_event,
+    encode_rules_event,
+)
 
 DEFAULT_QUALITY = QualityRules()
 DEFAULT_STAYS = StayRules()
+DEFAULT_PRESENCE = PresenceRules()
 
 
 class TenantRulesRegistry(Registry[TenantRulesSet]):
@@ -38,6 +46,10 @@ class TenantRulesRegistry(Registry[TenantRulesSet]):
     def stays(self, tenant_id: str) -> StayRules:
         held = self.by_tenant.get(tenant_id)
         return held.stays if held is not None else DEFAULT_STAYS
+
+    def presence(self, tenant_id: str) -> PresenceRules:
+        held = self.by_tenant.get(tenant_id)
+        return held.presence if held is not None else DEFAULT_PRESENCE
 
     async def put(self, rules: TenantRulesSet) -> None:
         """Set a tenant's rules (all of them: a section left out is the defaults); returns once applied here."""

@@ -20,7 +20,7 @@ from producers.device_routes import table_unavailable_is_503
 from producers.openapi import body_of
 from producers.routes import PREFIX, ingest_of, problem_doc
 from schemas.claims import VIEWER_ROLES, Role
-from schemas.tenant_rules import QualityRules, StayRules, TenantRulesSet
+from schemas.tenant_rules import PresenceRules, QualityRules, StayRules, TenantRulesSet
 
 RULES_WRITERS = frozenset({Role.ADMIN})
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -39,6 +39,7 @@ class RulesBody(Struct, forbid_unknown_fields=True, kw_only=True):
 
     quality: QualityRules = QualityRules()
     stays: StayRules = StayRules()
+    presence: PresenceRules = PresenceRules()
 
 
 def rules_wire(rules: TenantRulesSet) -> dict[str, Any]:
@@ -68,7 +69,13 @@ async def put_rules(request: Request, claims: Claims) -> dict[str, Any]:
     require_role(claims, RULES_WRITERS, "set rules")
     ingest = ingest_of(request)
     body = await ingest.read(request, RulesBody)
-    rules = TenantRulesSet(tenant_id=claims.tenant_id, at=datetime.now(UTC), quality=body.quality, stays=body.stays)
+    rules = TenantRulesSet(
+        tenant_id=claims.tenant_id,
+        at=datetime.now(UTC),
+        quality=body.quality,
+        stays=body.stays,
+        presence=body.presence,
+    )
     async with table_unavailable_is_503(request, "rules"):
         await ingest.rules.put(rules)
     return rules_wire(rules)

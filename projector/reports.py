@@ -24,7 +24,7 @@ from pydantic import AwareDatetime, BaseModel
 
 from locstream.http import Claims, require_role
 from locstream.strict_numbers import WholeText
-from projector.store import ProjectionStore, StayQuery, StayRecord
+from projector.store import ProjectionStore, StayQuery, StayRecord, Subject
 from replay.formats import spreadsheet_safe
 from schemas.claims import VIEWER_ROLES
 
@@ -125,7 +125,7 @@ def decode_cursor(text: str) -> tuple[datetime, str]:
     return at, technician
 
 
-def _csv(rows: list[StopRow] | list[TripRow], columns: tuple[str, ...], filename: str) -> Response:
+def _csv(rows: list[StopRow] | list[TripRow] | list[OfflineRow], columns: tuple[str, ...], filename: str) -> Response:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
@@ -150,14 +150,14 @@ def _cell(value: Any) -> Any:
 async def _page(
     request: Request,
     claims: Claims,
-    subject: Literal["stop", "trip"],
+    subject: Subject,
     start_time: datetime,
     end_time: datetime,
     technician_id: str | None,
     limit: int,
     after: str | None,
 ) -> tuple[list[StayRecord], str | None]:
-    require_role(claims, VIEWER_ROLES, "read stop and trip reports")
+    require_role(claims, VIEWER_ROLES, "read stop, trip and offline reports")
     if start_time >= end_time:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="start_time must be before end_time")
     if end_time - start_time > MAX_RANGE:
@@ -232,6 +232,60 @@ async def trips_report(
         return response
     return TripsReport(
         start_time=start_time, end_time=end_time, technician_id=technician_id, trips=rows, next_cursor=cursor
+    )
+
+
+class OfflineRow(BaseModel):
+    technician_id: str
+    last_seen_at: datetime  # its newest good fix before it went silent
+    back_at: datetime | None  # the good fix that ended it; None: still offline
+    silent_seconds: float  # how long it had not been heard from when it was said offline (watched time)
+
+
+class OfflineReport(BaseModel):
+    start_time: datetime
+    end_time: datetime
+    technician_id: str | None
+    offline: list[OfflineRow]  # by last_seen_at, then technician
+    next_cursor: str | None
+
+
+def offline_row(record: StayRecord) -> OfflineRow:
+    return OfflineRow(
+        technician_id=record.technician_id,
+        last_seen_at=record.started_at,
+        back_at=record.ended_at,
+        silent_seconds=record.data.get("silent_seconds", 0.0),
+    )
+
+
+OFFLINE_COLUMNS = tuple(OfflineRow.model_fields)
+
+
+@router.get(
+    "/offline",
+    summary="A tenant's (or one technician's) offline periods that began in a time range: its availability",
+    response_model=OfflineReport,
+)
+async def offline_report(
+    request: Request,
+    claims: Claims,
+    start_time: Start,
+    end_time: End,
+    technician_id: TechnicianFilter = None,
+    limit: Limit = 500,
+    after: After = None,
+    format: Annotated[Format, Query(description="json, or csv (this page's rows)")] = "json",
+) -> OfflineReport | Response:
+    records, cursor = await _page(request, claims, "offline", start_time, end_time, technician_id, limit, after)
+    rows = [offline_row(record) for record in records]
+    if format == "csv":
+        response = _csv(rows, OFFLINE_COLUMNS, "offline.csv")
+        if cursor is not None:
+            response.headers["X-Locstream-Next-Cursor"] = cursor
+        return response
+    return OfflineReport(
+        start_time=start_time, end_time=end_time, technician_id=technician_id, offline=rows, next_cursor=cursor
     )
 
 

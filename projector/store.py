@@ -10,8 +10,9 @@ Four tables per *generation* (``rebuild`` fills a new generation, then switches 
 - ``offsets_g{n}``: the next offset per partition, written in the same transaction as the rows it produced;
 - ``crossings_g{n}``: every geofence crossing (``geofence_entered``/``geofence_exited``), unique by event id, from
   which a job's time on site is computed (``domain.visits``);
-- ``stays_g{n}``: every stop and trip (``stop_*``, ``trip_*``), one row each, keyed by its technician and start and
-  holding its last event (a ``stay_retracted`` deletes it): what the reports list.
+- ``stays_g{n}``: every stop, trip and offline period (``stop_*``, ``trip_*``, ``technician_offline``/``_online``),
+  one row each, keyed by its technician, subject and start and holding its last event (a ``stay_retracted`` deletes
+  it): what the reports list.
 
 ``projection_meta`` holds the current generation and the schema version (``SCHEMA_VERSION``): a store that finds
 an older schema starts a fresh generation, which the projector fills by replaying the topic from its beginning.
@@ -49,6 +50,8 @@ from schemas.events import (
     StayRetracted,
     StopEnded,
     StopStarted,
+    TechnicianOffline,
+    TechnicianOnline,
     TechnicianUpdated,
     fix_values,
 )
@@ -163,13 +166,16 @@ class HistoryPoint:
         return cls(event_id=event_id, recorded_at=recorded_at, quality=list(quality), **named)
 
 
+Subject = Literal["stop", "trip", "offline"]  # the rows of ``stays_g{n}``
+
+
 @dataclass(frozen=True, slots=True)
 class StayQuery:
     """Which stops or trips a report lists: a tenant's (one technician's, with ``technician_id``) that started in
     [start, end), by start then technician, after the ``after`` one (the previous page's last), ``limit`` at most."""
 
     tenant_id: str
-    subject: Literal["stop", "trip"]
+    subject: Subject
     start: datetime
     end: datetime
     limit: int
@@ -397,7 +403,7 @@ class StayRecord:
     """A stop or trip as the reports list it: its last event's type and data."""
 
     technician_id: str
-    subject: Literal["stop", "trip"]
+    subject: Subject
     kind: str
     started_at: datetime
     ended_at: datetime | None
@@ -421,9 +427,15 @@ def split_derived(
             stays.append(StayChange(retracted, None))
         else:
             data = event.data
-            subject = "stop" if isinstance(event, StopStarted | StopEnded) else "trip"
-            key = (event.tenant_id, event.technician_id, subject, when(data.started_at))
-            ended = when(data.ended_at) if data.ended_at is not None else None
+            if isinstance(event, TechnicianOffline):  # an offline period, known by the last fix before it
+                subject, started, end = "offline", event.data.last_seen_at, None
+            elif isinstance(event, TechnicianOnline):
+                subject, started, end = "offline", event.data.last_seen_at, event.data.back_at
+            else:
+                subject = "stop" if isinstance(event, StopStarted | StopEnded) else "trip"
+                started, end = event.data.started_at, event.data.ended_at
+            key = (event.tenant_id, event.technician_id, subject, when(started))
+            ended = when(end) if end is not None else None
             encoded = msgspec.json.encode(data).decode()
             row = (*key, event.type, ended, encoded, ids(event.event_id), position.partition, position.offset)
             stays.append(StayChange(key, row))
@@ -433,9 +445,10 @@ def split_derived(
 def stay_record(
     technician_id: str, subject: str, kind: str, started_at: datetime, ended_at: datetime | None, data: str
 ) -> StayRecord:
+    known: dict[str, Subject] = {"stop": "stop", "trip": "trip", "offline": "offline"}
     return StayRecord(
         technician_id,
-        "stop" if subject == "stop" else "trip",
+        known[subject],
         kind,
         started_at,
         ended_at,

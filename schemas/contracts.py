@@ -24,6 +24,8 @@ from schemas.events import (
     StayRetracted,
     StopEnded,
     StopStarted,
+    TechnicianOffline,
+    TechnicianOnline,
     TechnicianUpdated,
     TripEnded,
     TripStarted,
@@ -42,6 +44,8 @@ EVENTS: dict[str, type[msgspec.Struct]] = {
     "TripStarted": TripStarted,
     "TripEnded": TripEnded,
     "StayRetracted": StayRetracted,
+    "TechnicianOffline": TechnicianOffline,
+    "TechnicianOnline": TechnicianOnline,
 }
 SERVER_MESSAGES: dict[str, type[BaseModel]] = {
     "Connected": ws.Connected,

@@ -234,6 +234,35 @@ class StayRetracted(_Envelope, frozen=True, gc=False, tag="stay_retracted"):
     data: RetractionData
 
 
+class OfflineData(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw_only=True):
+    """A technician not heard from (no good fix) for ``silent_seconds`` of the processor's watched time."""
+
+    last_seen_at: AwareDatetime  # its newest good fix's device time: what the offline period is known by
+    silent_seconds: Annotated[float, Meta(ge=0)]
+    fix_event_id: uuid.UUID  # that fix
+
+
+class OnlineData(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw_only=True):
+    last_seen_at: AwareDatetime  # the offline period's: the newest good fix before it
+    back_at: AwareDatetime  # the device time of the good fix that ended it
+    fix_event_id: uuid.UUID  # that fix
+
+
+class TechnicianOffline(_Envelope, frozen=True, gc=False, tag="technician_offline"):
+    """From the derived-facts processor (``domain/presence.py``). ``recorded_at`` is ``data.last_seen_at``;
+    ``received_at`` when the processor said it. The id is derived from the last fix, so a repeat is the same event."""
+
+    type: ClassVar[str] = "technician_offline"
+    data: OfflineData
+
+
+class TechnicianOnline(_Envelope, frozen=True, gc=False, tag="technician_online"):
+    """The good fix that ended an offline period; its id is derived from that fix."""
+
+    type: ClassVar[str] = "technician_online"
+    data: OnlineData
+
+
 Event = (
     LocationRecorded
     | TechnicianUpdated
@@ -244,12 +273,20 @@ Event = (
     | TripStarted
     | TripEnded
     | StayRetracted
+    | TechnicianOffline
+    | TechnicianOnline
 )
 Crossed = GeofenceEntered | GeofenceExited
 Stayed = StopStarted | StopEnded | TripStarted | TripEnded | StayRetracted
 STAY_EVENTS: Final = (StopStarted, StopEnded, TripStarted, TripEnded, StayRetracted)
-Derived = Crossed | Stayed  # what the derived-facts processor appends: facts about a technician, not its state
-DERIVED_EVENTS: Final = (GeofenceEntered, GeofenceExited, *STAY_EVENTS)
+Presence = TechnicianOffline | TechnicianOnline
+PRESENCE_EVENTS: Final = (TechnicianOffline, TechnicianOnline)
+# What the derived-facts processor appends: facts about a technician, not its state.
+Derived = Crossed | Stayed | Presence
+DERIVED_EVENTS: Final = (GeofenceEntered, GeofenceExited, *STAY_EVENTS, *PRESENCE_EVENTS)
+# Derived events the map does not show yet (docs/stops-and-trips.md, docs/online-offline.md): the edge passes them
+# over.
+NOT_ON_THE_MAP: Final = (*STAY_EVENTS, *PRESENCE_EVENTS)
 _DECODER: Final[msgspec.json.Decoder[Event]] = msgspec.json.Decoder(Event)
 _ENCODER: Final = msgspec.json.Encoder()
 

@@ -1,7 +1,7 @@
 """A tenant's rules on the compacted topic ``tenant-rules.v1`` (key = tenant id, value = JSON): the limits by which its
-fixes are judged (``domain/fix_quality.py``) and its stops and trips found (``domain/stays.py``). Compaction keeps
-each tenant's latest set; a tenant that never set any has the defaults. An admin sets them through the ingest API
-(``PUT /api/v1/field-service/rules``).
+fixes are judged (``domain/fix_quality.py``) and its stops and trips found (``domain/stays.py``) and when its
+technicians are offline (``domain/presence.py``). Compaction keeps each tenant's latest set; a tenant that never set
+any has the defaults. An admin sets them through the ingest API (``PUT /api/v1/field-service/rules``).
 """
 
 from __future__ import annotations
@@ -39,12 +39,19 @@ class StayRules(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw_on
     min_trip_meters: Annotated[float, Meta(ge=10, le=100_000)] = 500.0
 
 
+class PresenceRules(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw_only=True):
+    """A technician is offline after ``offline_seconds`` without a good fix (``domain/presence.py``)."""
+
+    offline_seconds: Annotated[float, Meta(ge=10, le=7 * 86_400)] = 600.0
+
+
 class TenantRulesSet(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw_only=True, tag="tenant_rules_set"):
     type: ClassVar[str] = "tenant_rules_set"
     tenant_id: Identifier
     at: AwareDatetime
     quality: QualityRules = QualityRules()
     stays: StayRules = StayRules()
+    presence: PresenceRules = PresenceRules()
 
 
 _DECODER: Final[msgspec.json.Decoder[TenantRulesSet]] = msgspec.json.Decoder(TenantRulesSet)

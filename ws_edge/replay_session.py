@@ -43,7 +43,7 @@ from replay.reader import PACED_FETCH_BYTES, PACED_RECORDS_PER_READ, HistoryRead
 from replay.time_range import RangeError, TimeRange, time_range, to_ms
 from schemas.claims import HISTORY_ROLES, TokenClaims, refusal
 from schemas.cursor import Cursor
-from schemas.events import STAY_EVENTS, GeofenceEntered, GeofenceExited, InvalidEventError, LocationRecorded
+from schemas.events import NOT_ON_THE_MAP, GeofenceEntered, GeofenceExited, InvalidEventError, LocationRecorded
 from schemas.ws import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_INVALID_PAYLOAD,
@@ -256,8 +256,8 @@ class ReplaySession:
         except InvalidEventError:
             return 0
         await self._until(event.recorded_at)
-        if isinstance(event, STAY_EVENTS):
-            return 0  # stops and trips: in the projector's reports; not yet on the map
+        if isinstance(event, NOT_ON_THE_MAP):
+            return 0  # stops, trips, online/offline: in the projector's reports; not yet on the map
         if isinstance(event, GeofenceEntered | GeofenceExited):
             frame = view.crossing(event)
             if frame is not None:

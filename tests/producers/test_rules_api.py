@@ -14,7 +14,7 @@ import pytest
 
 from schemas.claims import Role
 from schemas.events import DEFAULT_MAX_ACCURACY_METERS, DEFAULT_MAX_SPEED_KMH
-from schemas.tenant_rules import StayRules
+from schemas.tenant_rules import PresenceRules, StayRules
 from tests.support.kafka_io import compacted_records
 from tests.support.stack import Stack, eventually
 
@@ -38,6 +38,7 @@ async def test_only_an_admin_sets_the_rules_bad_bodies_change_nothing_and_tenant
         good = {
             "quality": {"max_accuracy_meters": 50, "max_speed_kmh": 120},
             "stays": {"stop_radius_meters": 150, "stop_min_seconds": 600, "gap_seconds": 1200, "min_trip_meters": 800},
+            "presence": {"offline_seconds": 900},
         }
         for headers, code in (
             ({}, 401),
@@ -65,6 +66,7 @@ async def test_only_an_admin_sets_the_rules_bad_bodies_change_nothing_and_tenant
             ("a stop radius of 5 m", json.dumps({"stays": {"stop_radius_meters": 5}}), 422, "stop_radius_meters"),
             ("a stop of a second", json.dumps({"stays": {"stop_min_seconds": 1}}), 422, "stop_min_seconds"),
             ("a gap as text", json.dumps({"stays": {"gap_seconds": "900"}}), 422, "gap_seconds"),
+            ("offline after 1 s", json.dumps({"presence": {"offline_seconds": 1}}), 422, "offline_seconds"),
             ("another tenant named", json.dumps({**good, "tenant_id": "tenant-b"}), 422, "tenant_id"),
             ("nested deep", json.dumps({"quality": {}})[:-1] + f', "x": {nested}}}', 422, "body"),
             ("not an object", "[]", 422, ""),
@@ -80,7 +82,7 @@ async def test_only_an_admin_sets_the_rules_bad_bodies_change_nothing_and_tenant
 
         answer = await http.put(RULES, json=good, headers=as_(Role.ADMIN))
         assert answer.status_code == 200 and answer.json()["quality"] == good["quality"]
-        assert answer.json()["stays"] == good["stays"]
+        assert answer.json()["stays"] == good["stays"] and answer.json()["presence"] == good["presence"]
         assert (await http.get(RULES, headers=as_(Role.ANALYST))).json()["quality"] == good["quality"]
         other = await http.get(RULES, headers=as_(Role.DISPATCHER, "tenant-b"))
         assert other.json() | {"at": None} == {
@@ -88,6 +90,7 @@ async def test_only_an_admin_sets_the_rules_bad_bodies_change_nothing_and_tenant
             "at": None,
             "quality": DEFAULTS,
             "stays": msgspec.to_builtins(StayRules()),
+            "presence": msgspec.to_builtins(PresenceRules()),
         }
         reset = await http.put(RULES, json={}, headers=as_(Role.ADMIN))  # every rule left out: the defaults
         assert reset.status_code == 200 and reset.json()["quality"] == DEFAULTS
