@@ -12,6 +12,7 @@ hours later) does not count against any technician: after a restart or an outage
 from __future__ import annotations
 
 import heapq
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -42,7 +43,7 @@ class Presence:
 
     heard_at: float
     last_seen: float
-    fix_id: str
+    fix_id: uuid.UUID
     partition: int
     online: bool = True
 
@@ -58,7 +59,7 @@ class Presences:
     _pending: set[tuple[str, str]] = field(default_factory=set)
 
     def heard(
-        self, key: tuple[str, str], partition: int, watched: float, at: float, fix_id: str, offline_seconds: float
+        self, key: tuple[str, str], partition: int, watched: float, at: float, fix_id: uuid.UUID, offline_seconds: float
     ) -> Presence | None:
         """A good fix read: the technician is online. Returns its presence before, when it was offline (it is back)."""
         before = self.by_key.get(key)

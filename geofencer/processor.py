@@ -60,6 +60,7 @@ from schemas.events import (
     decode_event,
     encode_event,
 )
+from schemas.tenant_rules import StayRules
 
 log = logging.getLogger(__name__)
 
@@ -181,9 +182,7 @@ def offline_event(key: Key, presence: Presence, silent_seconds: float, now: floa
         technician_id=key[1],
         recorded_at=last_seen,
         received_at=_at(now),
-        data=OfflineData(
-            last_seen_at=last_seen, silent_seconds=round(silent_seconds, 3), fix_event_id=uuid.UUID(presence.fix_id)
-        ),
+        data=OfflineData(last_seen_at=last_seen, silent_seconds=round(silent_seconds, 3), fix_event_id=presence.fix_id),
     )
 
 
@@ -299,11 +298,15 @@ class Geofencer:
         return []
 
     async def _run(self) -> None:
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=1_000, max_records=self.settings.max_batch)
-            if batches:
-                await self.process(batches)
-            await self.tick(time.time())
+        try:
+            while True:
+                batches = await self._consumer.getmany(timeout_ms=1_000, max_records=self.settings.max_batch)
+                if batches:
+                    await self.process(batches)
+                await self.tick(time.time())
+        except Exception:  # /readyz says so too (problems); the log says where
+            log.exception("geofencer: the loop stopped")
+            raise
 
     def _watching(self, tp: TopicPartition, now: float) -> bool:
         """Caught up with the partition, and heard from its leader in the last ``WATCHING_SECONDS``: its watched time
@@ -353,6 +356,7 @@ class Geofencer:
         book = self.fences.book
         rules = self.rules
         horizon, max_fixes = self.settings.stays_horizon_seconds, self.settings.stays_max_fixes
+        tenant_limits: dict[str, tuple[StayRules, float, float]] = {}
         turn = began
         for tp, records in batches.items():
             for record in records:
@@ -381,20 +385,19 @@ class Geofencer:
                 for crossing in crossings:
                     self.metrics.crossings[crossing.kind].inc()
                 changed[key] = state
+                limits = tenant_limits.get(tenant)
+                if limits is None:  # looked up once a batch per tenant
+                    limits = tenant_limits[tenant] = (
+                        rules.stays(tenant),
+                        rules.quality(tenant).max_speed_kmh,
+                        rules.presence(tenant).offline_seconds,
+                    )
                 clock = self.clocks.get(tp.partition)
                 if clock is None:
                     clock = self.clocks[tp.partition] = PartitionClock()
                 clock.advance(event.received_at.timestamp())
-                offline_seconds = rules.presence(tenant).offline_seconds
-                back = self.presences.heard(
-                    key,
-                    tp.partition,
-                    clock.watched,
-                    event.recorded_at.timestamp(),
-                    str(event.event_id),
-                    offline_seconds,
-                )
-                changes.add_presence(key, self.presences.by_key[key])
+                at = event.recorded_at.timestamp()
+                back = self.presences.heard(key, tp.partition, clock.watched, at, event.event_id, limits[2])
                 if back is not None:
                     out.append(online_event(event, back))
                     self.metrics.presence["technician_online"].inc()
@@ -402,8 +405,8 @@ class Geofencer:
                 if track is None:
                     track = self.tracks[key] = StayTrack()
                 data = event.data
-                point = Point(event.recorded_at.timestamp(), data.latitude, data.longitude)
-                stays = track.add(point, rules.stays(tenant), rules.quality(tenant).max_speed_kmh)
+                point = Point(at, data.latitude, data.longitude)
+                stays = track.add(point, limits[0], limits[1])
                 if stays is None:
                     self.metrics.too_late.inc()
                 else:
@@ -428,6 +431,8 @@ class Geofencer:
             next_offsets[tp.partition] = records[-1].offset + 1
         self.read_to.update(next_offsets)
         changes.technicians = self.state.rows(changed.items())
+        for key in changed:  # every technician with a good fix in the batch was heard from: its presence as now
+            changes.add_presence(key, self.presences.by_key[key])
         self.metrics.fixes.inc(fixes)
         changes.set_clocks(self.clocks)
         await self._queue_settle(sends, changes, next_offsets, began)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -114,7 +115,7 @@ class Changes:
             *key,
             presence.heard_at,
             presence.last_seen,
-            presence.fix_id,
+            str(presence.fix_id),
             presence.partition,
             int(presence.online),
         )
@@ -235,7 +236,7 @@ class GeofencerState:
             partition: PartitionClock(watched, at) for partition, watched, at in self.db.execute("SELECT * FROM clocks")
         }
         presences = {
-            (tenant, technician): Presence(heard_at, last_seen, fix_id, partition, bool(online))
+            (tenant, technician): Presence(heard_at, last_seen, uuid.UUID(fix_id), partition, bool(online))
             for tenant, technician, heard_at, last_seen, fix_id, partition, online in self.db.execute(
                 "SELECT * FROM presence"
             )

@@ -4,9 +4,17 @@ nobody watched (a restart, a broker outage) makes nobody offline."""
 
 from __future__ import annotations
 
+import uuid
+
 from domain.presence import CLOCK_STEP_CAP, PartitionClock, Presences
 
 T = 1_800_000_000.0
+
+
+def _id(name: str) -> uuid.UUID:
+    return uuid.uuid5(uuid.NAMESPACE_URL, name)
+
+
 A, B = ("tenant-a", "tech-1"), ("tenant-a", "tech-2")
 
 
@@ -29,26 +37,26 @@ def _watched(clock: PartitionClock) -> dict[int, float]:
 def test_silence_of_the_threshold_is_offline_once_and_the_next_fix_is_online_again() -> None:
     clock, presences = PartitionClock(), Presences()
     clock.advance(T)
-    presences.heard(A, 0, clock.watched, T - 2, "fix-a1", 600.0)
-    presences.heard(B, 0, clock.watched, T - 1, "fix-b1", 600.0)
+    presences.heard(A, 0, clock.watched, T - 2, _id("fix-a1"), 600.0)
+    presences.heard(B, 0, clock.watched, T - 1, _id("fix-b1"), 600.0)
     for second in range(1, 600):
         clock.advance(T + second)
         if second % 10 == 0:  # B keeps posting
-            presences.heard(B, 0, clock.watched, T + second, f"fix-b{second}", 600.0)
+            presences.heard(B, 0, clock.watched, T + second, _id(f"fix-b{second}"), 600.0)
         assert presences.silent(_watched(clock), lambda tenant: 600.0) == []
     clock.advance(T + 600)
     assert presences.silent(_watched(clock), lambda tenant: 600.0) == [A]  # A only, and once
     clock.advance(T + 700)
     assert presences.silent(_watched(clock), lambda tenant: 600.0) == []
-    was = presences.heard(A, 0, clock.watched, T + 700, "fix-a2", 600.0)
-    assert was is not None and was.last_seen == T - 2 and was.fix_id == "fix-a1"  # the offline period it ends
-    assert presences.heard(A, 0, clock.watched, T + 701, "fix-a3", 600.0) is None  # already online
+    was = presences.heard(A, 0, clock.watched, T + 700, _id("fix-a2"), 600.0)
+    assert was is not None and was.last_seen == T - 2 and was.fix_id == _id("fix-a1")  # the offline period it ends
+    assert presences.heard(A, 0, clock.watched, T + 701, _id("fix-a3"), 600.0) is None  # already online
 
 
 def test_a_restart_or_an_outage_longer_than_the_threshold_makes_nobody_offline_at_once() -> None:
     clock, presences = PartitionClock(), Presences()
     clock.advance(T)
-    presences.heard(A, 0, clock.watched, T, "fix-a1", 60.0)
+    presences.heard(A, 0, clock.watched, T, _id("fix-a1"), 60.0)
     for second in range(1, 51):  # 50 s of watched silence, a tick a second
         clock.advance(T + second)
     clock.advance(T + 3_600)  # then an hour down: it counts CLOCK_STEP_CAP
@@ -59,16 +67,16 @@ def test_a_restart_or_an_outage_longer_than_the_threshold_makes_nobody_offline_a
 
 def test_a_late_fix_is_hearing_from_the_technician_but_not_its_newest_place() -> None:
     presences = Presences()
-    presences.heard(A, 0, 0.0, T, "newest", 600.0)
-    presences.heard(A, 0, 10.0, T - 300, "late", 600.0)
+    presences.heard(A, 0, 0.0, T, _id("newest"), 600.0)
+    presences.heard(A, 0, 10.0, T - 300, _id("late"), 600.0)
     presence = presences.by_key[A]
-    assert (presence.heard_at, presence.last_seen, presence.fix_id) == (10.0, T, "newest")
+    assert (presence.heard_at, presence.last_seen, presence.fix_id) == (10.0, T, _id("newest"))
 
 
 def test_each_partition_is_judged_by_its_own_clock_and_a_longer_threshold_defers_it() -> None:
     presences = Presences()
-    presences.heard(A, 0, 0.0, T, "a", 60.0)
-    presences.heard(B, 1, 0.0, T, "b", 60.0)
+    presences.heard(A, 0, 0.0, T, _id("a"), 60.0)
+    presences.heard(B, 1, 0.0, T, _id("b"), 60.0)
     assert presences.silent({0: 100.0, 1: 30.0}, lambda tenant: 60.0) == [A]  # partition 1 is behind
     assert presences.silent({0: 100.0, 1: 30.0}, lambda tenant: 60.0) == []
     assert presences.silent({0: 100.0, 1: 70.0}, lambda tenant: 120.0) == []  # the tenant's threshold went up

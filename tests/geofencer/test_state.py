@@ -60,3 +60,24 @@ def test_tracks_committed_batch_by_batch_with_cuts_load_back_as_they_were(tmp_pa
     late = Point(live.tail[len(live.tail) // 2].at + 0.5, *points[0][1:])  # a late fix within the horizon
     assert restored.add(late, RULES) == live.add(late, RULES)
     assert restored.add(points[0], RULES) is live.add(points[0], RULES) is None  # before the horizon: history only
+
+
+def test_presences_and_clocks_committed_load_back_as_they_were(tmp_path: Path) -> None:
+    import uuid
+
+    from domain.presence import PartitionClock, Presence
+
+    path = tmp_path / "geofencer.sqlite3"
+    store = GeofencerState(path)
+    store.open()
+    try:
+        changes = Changes()
+        presence = Presence(12.5, 1_800_000_000.25, uuid.uuid4(), 3, online=False)
+        changes.add_presence(KEY, presence)
+        changes.set_clocks({3: PartitionClock(12.5, 1_800_000_010.0), 4: PartitionClock()})
+        store.commit(changes, {3: 10})
+        clocks, presences = store.load_presence()
+    finally:
+        store.close()
+    assert presences == {KEY: presence}
+    assert clocks == {3: PartitionClock(12.5, 1_800_000_010.0), 4: PartitionClock()}
