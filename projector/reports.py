@@ -125,18 +125,20 @@ def decode_cursor(text: str) -> tuple[datetime, str]:
     return at, technician
 
 
-def _csv(rows: list[StopRow] | list[TripRow] | list[OfflineRow], columns: tuple[str, ...], filename: str) -> Response:
+def _csv(
+    rows: list[StopRow] | list[TripRow] | list[OfflineRow], columns: tuple[str, ...], filename: str, cursor: str | None
+) -> Response:
+    """A page's rows as CSV, the next page's cursor in a header."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
         values = row.model_dump()
         writer.writerow([_cell(values[column]) for column in columns])
-    return Response(
-        buffer.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if cursor is not None:
+        headers["X-Locstream-Next-Cursor"] = cursor
+    return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
 
 
 def _cell(value: Any) -> Any:
@@ -203,10 +205,7 @@ async def stops_report(
     records, cursor = await _page(request, claims, "stop", start_time, end_time, technician_id, limit, after)
     rows = [stop_row(record) for record in records]
     if format == "csv":
-        response = _csv(rows, STOP_COLUMNS, "stops.csv")
-        if cursor is not None:
-            response.headers["X-Locstream-Next-Cursor"] = cursor
-        return response
+        return _csv(rows, STOP_COLUMNS, "stops.csv", cursor)
     return StopsReport(
         start_time=start_time, end_time=end_time, technician_id=technician_id, stops=rows, next_cursor=cursor
     )
@@ -226,10 +225,7 @@ async def trips_report(
     records, cursor = await _page(request, claims, "trip", start_time, end_time, technician_id, limit, after)
     rows = [trip_row(record) for record in records]
     if format == "csv":
-        response = _csv(rows, TRIP_COLUMNS, "trips.csv")
-        if cursor is not None:
-            response.headers["X-Locstream-Next-Cursor"] = cursor
-        return response
+        return _csv(rows, TRIP_COLUMNS, "trips.csv", cursor)
     return TripsReport(
         start_time=start_time, end_time=end_time, technician_id=technician_id, trips=rows, next_cursor=cursor
     )
@@ -280,10 +276,7 @@ async def offline_report(
     records, cursor = await _page(request, claims, "offline", start_time, end_time, technician_id, limit, after)
     rows = [offline_row(record) for record in records]
     if format == "csv":
-        response = _csv(rows, OFFLINE_COLUMNS, "offline.csv")
-        if cursor is not None:
-            response.headers["X-Locstream-Next-Cursor"] = cursor
-        return response
+        return _csv(rows, OFFLINE_COLUMNS, "offline.csv", cursor)
     return OfflineReport(
         start_time=start_time, end_time=end_time, technician_id=technician_id, offline=rows, next_cursor=cursor
     )
