@@ -39,13 +39,15 @@ class PartitionClock:
 @dataclass(slots=True)
 class Presence:
     """What the rule knows of a technician: when (watched time) its last good fix was read, the newest device time
-    of its good fixes, that fix's event id, and whether it is online."""
+    of its good fixes, that fix's event id, whether it is online, and the last silence (known by the fix before it)
+    whose end was said."""
 
     heard_at: float
     last_seen: float
     fix_id: uuid.UUID
     partition: int
     online: bool = True
+    ended: uuid.UUID | None = None
 
 
 @dataclass(slots=True)
@@ -63,12 +65,29 @@ class Presences:
     ) -> Presence | None:
         """A good fix read: the technician is online. Returns its presence before, when it was offline (it is back)."""
         before = self.by_key.get(key)
+        back = before is not None and not before.online
+        ended = before.fix_id if back and before is not None else before.ended if before is not None else None
         if before is None or at >= before.last_seen:
-            self.by_key[key] = Presence(watched, at, fix_id, partition, True)
+            self.by_key[key] = Presence(watched, at, fix_id, partition, True, ended)
         else:  # a late fix: heard from, but its newest fix is still the one seen
-            self.by_key[key] = Presence(watched, before.last_seen, before.fix_id, partition, True)
+            self.by_key[key] = Presence(watched, before.last_seen, before.fix_id, partition, True, ended)
         self._watch(key, partition, watched + offline_seconds)
-        return before if before is not None and not before.online else None
+        return before if back else None
+
+    def said_offline(self, key: tuple[str, str], fix_id: uuid.UUID) -> Presence | None:
+        """The processor's own ``technician_offline`` (for the silence after ``fix_id``) read back from the log, which
+        has the last word. Still online with that fix: the offline was said but the state after it was lost (a crash
+        before its commit): offline now. Online with a newer fix, and that silence's end never said (the fix was read
+        before the event, by a processor that had lost the offline): returns the presence, whose fix ended it, and
+        marks it said. Otherwise nothing to do."""
+        presence = self.by_key.get(key)
+        if presence is None or not presence.online or presence.ended == fix_id:
+            return None
+        if presence.fix_id == fix_id:
+            presence.online = False
+            return None
+        presence.ended = fix_id
+        return presence
 
     def restore(self, key: tuple[str, str], presence: Presence, offline_seconds: float) -> None:
         self.by_key[key] = presence

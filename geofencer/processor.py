@@ -198,6 +198,20 @@ def online_event(fix: LocationRecorded, was: Presence) -> TechnicianOnline:
     )
 
 
+def online_event_of(offline: TechnicianOffline, ended: Presence) -> TechnicianOnline:
+    """The end of the silence ``offline`` says, by the fix ``ended`` holds (read before the offline event, after a
+    crash lost it): the same id as the online event the fix made when read after it."""
+    back_at = _at(ended.last_seen)
+    return TechnicianOnline(
+        event_id=uuid.uuid5(_PRESENCE_NAMESPACE, f"online/{ended.fix_id}"),
+        tenant_id=offline.tenant_id,
+        technician_id=offline.technician_id,
+        recorded_at=back_at,
+        received_at=offline.received_at,
+        data=OnlineData(last_seen_at=offline.data.last_seen_at, back_at=back_at, fix_event_id=ended.fix_id),
+    )
+
+
 def crossing_event(fix: LocationRecorded, crossing: Crossing) -> GeofenceEntered | GeofenceExited:
     kind = GeofenceEntered if crossing.kind == "enter" else GeofenceExited
     return kind(
@@ -357,6 +371,7 @@ class Geofencer:
         rules = self.rules
         horizon, max_fixes = self.settings.stays_horizon_seconds, self.settings.stays_max_fixes
         tenant_limits: dict[str, tuple[StayRules, float, float]] = {}
+        heard_from: set[Key] = set()  # technicians whose presence its own offline events changed
         turn = began
         for tp, records in batches.items():
             for record in records:
@@ -367,6 +382,24 @@ class Geofencer:
                     event = decode_event(record.value)
                 except InvalidEventError:
                     continue  # the projector dead-letters it; nothing to evaluate
+                if isinstance(event, TechnicianOffline):  # its own, read back: the log has the last word
+                    key = (event.tenant_id, event.technician_id)
+                    ended = self.presences.said_offline(key, event.data.fix_event_id)
+                    presence = self.presences.by_key.get(key)
+                    if presence is not None:
+                        heard_from.add(key)
+                    if ended is not None:  # a fix ended that silence before this processor read it: say so
+                        online = online_event_of(event, ended)
+                        sends.append(
+                            await self._producer.send(
+                                self.settings.kafka.topic,
+                                encode_event(online),
+                                key=event.tenant_id.encode(),
+                                partition=tp.partition,
+                            )
+                        )
+                        self.metrics.presence["technician_online"].inc()
+                    continue
                 if not isinstance(event, LocationRecorded):
                     continue
                 fixes += 1
@@ -431,7 +464,7 @@ class Geofencer:
             next_offsets[tp.partition] = records[-1].offset + 1
         self.read_to.update(next_offsets)
         changes.technicians = self.state.rows(changed.items())
-        for key in changed:  # every technician with a good fix in the batch was heard from: its presence as now
+        for key in changed.keys() | heard_from:  # their presences as they are now
             changes.add_presence(key, self.presences.by_key[key])
         self.metrics.fixes.inc(fixes)
         changes.set_clocks(self.clocks)

@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS presence (
     fix_id TEXT NOT NULL,
     partition INTEGER NOT NULL,
     online INTEGER NOT NULL,
+    ended TEXT,
     PRIMARY KEY (tenant_id, technician_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS clocks (partition INTEGER PRIMARY KEY, watched REAL NOT NULL, at REAL);
@@ -107,7 +108,7 @@ class Changes:
     tail: dict[Key, list[Point]] = field(default_factory=dict)  # the fixes each technician's track took
     bases: list[StayBase] = field(default_factory=list)
     # Rows made as the batch is evaluated: the presences and clocks go on changing before the batch is committed.
-    presence: dict[Key, tuple[str, str, float, float, str, int, int]] = field(default_factory=dict)
+    presence: dict[Key, tuple[str, str, float, float, str, int, int, str | None]] = field(default_factory=dict)
     clocks: list[tuple[int, float, float | None]] = field(default_factory=list)
 
     def add_presence(self, key: Key, presence: Presence) -> None:
@@ -118,6 +119,7 @@ class Changes:
             str(presence.fix_id),
             presence.partition,
             int(presence.online),
+            str(presence.ended) if presence.ended is not None else None,
         )
 
     def set_clocks(self, clocks: dict[int, PartitionClock]) -> None:
@@ -236,8 +238,10 @@ class GeofencerState:
             partition: PartitionClock(watched, at) for partition, watched, at in self.db.execute("SELECT * FROM clocks")
         }
         presences = {
-            (tenant, technician): Presence(heard_at, last_seen, uuid.UUID(fix_id), partition, bool(online))
-            for tenant, technician, heard_at, last_seen, fix_id, partition, online in self.db.execute(
+            (tenant, technician): Presence(
+                heard_at, last_seen, uuid.UUID(fix_id), partition, bool(online), uuid.UUID(ended) if ended else None
+            )
+            for tenant, technician, heard_at, last_seen, fix_id, partition, online, ended in self.db.execute(
                 "SELECT * FROM presence"
             )
         }
@@ -262,7 +266,7 @@ class GeofencerState:
                         (base.tenant_id, base.technician_id, base.horizon.at),
                     )
             db.executemany(
-                "INSERT OR REPLACE INTO presence VALUES (?, ?, ?, ?, ?, ?, ?)", list(changes.presence.values())
+                "INSERT OR REPLACE INTO presence VALUES (?, ?, ?, ?, ?, ?, ?, ?)", list(changes.presence.values())
             )
             db.executemany("INSERT OR REPLACE INTO clocks VALUES (?, ?, ?)", changes.clocks)
             db.executemany("INSERT OR REPLACE INTO offsets VALUES (?, ?)", list(next_offsets.items()))

@@ -81,3 +81,32 @@ def test_each_partition_is_judged_by_its_own_clock_and_a_longer_threshold_defers
     assert presences.silent({0: 100.0, 1: 30.0}, lambda tenant: 60.0) == []
     assert presences.silent({0: 100.0, 1: 70.0}, lambda tenant: 120.0) == []  # the tenant's threshold went up
     assert presences.silent({0: 100.0, 1: 120.0}, lambda tenant: 120.0) == [B]
+
+
+def test_its_own_offline_read_back_has_the_last_word_whatever_a_crash_lost() -> None:
+    f, g = _id("f"), _id("g")
+    # The offline was said, then a crash lost the state after it: read back, it makes the technician offline, and its
+    # next fix says online.
+    presences = Presences()
+    presences.heard(A, 0, 0.0, T, f, 60.0)
+    assert presences.said_offline(A, f) is None and not presences.by_key[A].online
+    assert presences.heard(A, 0, 70.0, T + 70, g, 60.0) is not None
+    # The crash also lost the offline in memory, and the next fix was read before the event: reading the event then
+    # says that fix ended the silence, once.
+    presences = Presences()
+    presences.heard(A, 0, 0.0, T, f, 60.0)
+    assert presences.heard(A, 0, 70.0, T + 70, g, 60.0) is None  # online all along, as far as it knew
+    ended = presences.said_offline(A, f)
+    assert ended is not None and ended.fix_id == g
+    assert presences.said_offline(A, f) is None  # said once
+    # No crash: the offline set in memory, then either order of the next fix and the event says online once.
+    for fix_first in (True, False):
+        presences = Presences()
+        presences.heard(A, 0, 0.0, T, f, 60.0)
+        assert presences.silent({0: 60.0}, lambda tenant: 60.0) == [A]
+        if fix_first:
+            assert presences.heard(A, 0, 70.0, T + 70, g, 60.0) is not None  # the online event
+            assert presences.said_offline(A, f) is None
+        else:
+            assert presences.said_offline(A, f) is None
+            assert presences.heard(A, 0, 70.0, T + 70, g, 60.0) is not None

@@ -72,7 +72,7 @@ def test_presences_and_clocks_committed_load_back_as_they_were(tmp_path: Path) -
     store.open()
     try:
         changes = Changes()
-        presence = Presence(12.5, 1_800_000_000.25, uuid.uuid4(), 3, online=False)
+        presence = Presence(12.5, 1_800_000_000.25, uuid.uuid4(), 3, online=False, ended=uuid.uuid4())
         changes.add_presence(KEY, presence)
         changes.set_clocks({3: PartitionClock(12.5, 1_800_000_010.0), 4: PartitionClock()})
         store.commit(changes, {3: 10})
