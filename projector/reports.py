@@ -16,10 +16,10 @@ import io
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 from pydantic import AwareDatetime, BaseModel
 
 from locstream.http import Claims, require_role
@@ -149,36 +149,6 @@ def _cell(value: Any) -> Any:
     return spreadsheet_safe(value)
 
 
-async def _page(
-    request: Request,
-    claims: Claims,
-    subject: Subject,
-    start_time: datetime,
-    end_time: datetime,
-    technician_id: str | None,
-    limit: int,
-    after: str | None,
-) -> tuple[list[StayRecord], str | None]:
-    require_role(claims, VIEWER_ROLES, "read stop, trip and offline reports")
-    if start_time >= end_time:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="start_time must be before end_time")
-    if end_time - start_time > MAX_RANGE:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
-            detail=f"the range is at most {MAX_RANGE.days} days: ask for it in parts",
-        )
-    try:
-        position = decode_cursor(after) if after is not None else None
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"after: {exc}") from exc
-    store: ProjectionStore = request.app.state.projection_store
-    query = StayQuery(claims.tenant_id, subject, start_time, end_time, limit + 1, technician_id, position)
-    records = await store.stays(query)
-    more = len(records) > limit
-    records = records[:limit]
-    return records, encode_cursor(records[-1]) if more else None
-
-
 Format = Literal["json", "csv"]
 TechnicianFilter = Annotated[
     str | None, Query(min_length=1, max_length=128, description="one technician's; all of the tenant's without")
@@ -187,6 +157,58 @@ Start = Annotated[AwareDatetime, Query(description="stops or trips that started 
 End = Annotated[AwareDatetime, Query(description="and before this; at most 31 days after start_time")]
 Limit = Annotated[WholeText, Query(ge=1, le=MAX_LIMIT)]
 After = Annotated[str | None, Query(max_length=512, description="the next_cursor of the page before")]
+
+
+class ReportPage(NamedTuple):
+    """The query of a page of any of the lists: its parameters, the same for each (``report_page``)."""
+
+    start_time: datetime
+    end_time: datetime
+    technician_id: str | None
+    limit: int
+    after: str | None
+    format: Format
+
+
+def report_page(
+    start_time: Start,
+    end_time: End,
+    technician_id: TechnicianFilter = None,
+    limit: Limit = 500,
+    after: After = None,
+    format: Annotated[Format, Query(description="json, or csv (this page's rows)")] = "json",
+) -> ReportPage:
+    return ReportPage(start_time, end_time, technician_id, limit, after, format)
+
+
+Page = Annotated[ReportPage, Depends(report_page)]
+
+
+async def _page(
+    request: Request, claims: Claims, subject: Subject, page: ReportPage
+) -> tuple[list[StayRecord], str | None]:
+    require_role(claims, VIEWER_ROLES, "read stop, trip and offline reports")
+    if page.start_time >= page.end_time:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="start_time must be before end_time")
+    if page.end_time - page.start_time > MAX_RANGE:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            detail=f"the range is at most {MAX_RANGE.days} days: ask for it in parts",
+        )
+    try:
+        position = decode_cursor(page.after) if page.after is not None else None
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"after: {exc}") from exc
+    store: ProjectionStore = request.app.state.projection_store
+    query = StayQuery(
+        claims.tenant_id, subject, page.start_time, page.end_time, page.limit + 1, page.technician_id, position
+    )
+    records = await store.stays(query)
+    more = len(records) > page.limit
+    records = records[: page.limit]
+    return records, encode_cursor(records[-1]) if more else None
+
+
 STOP_COLUMNS = tuple(StopRow.model_fields)
 TRIP_COLUMNS = tuple(TripRow.model_fields)
 
@@ -195,19 +217,18 @@ TRIP_COLUMNS = tuple(TripRow.model_fields)
 async def stops_report(
     request: Request,
     claims: Claims,
-    start_time: Start,
-    end_time: End,
-    technician_id: TechnicianFilter = None,
-    limit: Limit = 500,
-    after: After = None,
-    format: Annotated[Format, Query(description="json, or csv (this page's rows)")] = "json",
+    page: Page,
 ) -> StopsReport | Response:
-    records, cursor = await _page(request, claims, "stop", start_time, end_time, technician_id, limit, after)
+    records, cursor = await _page(request, claims, "stop", page)
     rows = [stop_row(record) for record in records]
-    if format == "csv":
+    if page.format == "csv":
         return _csv(rows, STOP_COLUMNS, "stops.csv", cursor)
     return StopsReport(
-        start_time=start_time, end_time=end_time, technician_id=technician_id, stops=rows, next_cursor=cursor
+        start_time=page.start_time,
+        end_time=page.end_time,
+        technician_id=page.technician_id,
+        stops=rows,
+        next_cursor=cursor,
     )
 
 
@@ -215,19 +236,18 @@ async def stops_report(
 async def trips_report(
     request: Request,
     claims: Claims,
-    start_time: Start,
-    end_time: End,
-    technician_id: TechnicianFilter = None,
-    limit: Limit = 500,
-    after: After = None,
-    format: Annotated[Format, Query(description="json, or csv (this page's rows)")] = "json",
+    page: Page,
 ) -> TripsReport | Response:
-    records, cursor = await _page(request, claims, "trip", start_time, end_time, technician_id, limit, after)
+    records, cursor = await _page(request, claims, "trip", page)
     rows = [trip_row(record) for record in records]
-    if format == "csv":
+    if page.format == "csv":
         return _csv(rows, TRIP_COLUMNS, "trips.csv", cursor)
     return TripsReport(
-        start_time=start_time, end_time=end_time, technician_id=technician_id, trips=rows, next_cursor=cursor
+        start_time=page.start_time,
+        end_time=page.end_time,
+        technician_id=page.technician_id,
+        trips=rows,
+        next_cursor=cursor,
     )
 
 
@@ -266,19 +286,18 @@ OFFLINE_COLUMNS = tuple(OfflineRow.model_fields)
 async def offline_report(
     request: Request,
     claims: Claims,
-    start_time: Start,
-    end_time: End,
-    technician_id: TechnicianFilter = None,
-    limit: Limit = 500,
-    after: After = None,
-    format: Annotated[Format, Query(description="json, or csv (this page's rows)")] = "json",
+    page: Page,
 ) -> OfflineReport | Response:
-    records, cursor = await _page(request, claims, "offline", start_time, end_time, technician_id, limit, after)
+    records, cursor = await _page(request, claims, "offline", page)
     rows = [offline_row(record) for record in records]
-    if format == "csv":
+    if page.format == "csv":
         return _csv(rows, OFFLINE_COLUMNS, "offline.csv", cursor)
     return OfflineReport(
-        start_time=start_time, end_time=end_time, technician_id=technician_id, offline=rows, next_cursor=cursor
+        start_time=page.start_time,
+        end_time=page.end_time,
+        technician_id=page.technician_id,
+        offline=rows,
+        next_cursor=cursor,
     )
 
 
