@@ -10,6 +10,12 @@ agree on what "current" means:
 - ``technician_updated`` sets name and/or status by the same rule, field by field, without touching
   the position;
 - applying an event that already won (a replay) changes nothing;
+- the derived facts that say what the technician is doing (``domain/stays.py``, ``domain/presence.py``) mark the
+  state, whatever order they arrive in beside its fixes: ``stay`` is the latest stop or trip (the one that started
+  last; its later events update it, a ``stay_retracted`` of it clears it), from which the map says "stopped since"
+  or "moving since" (``motion``); ``offline`` is the offline period the processor said, unless the state's fix is
+  newer than its last fix (a fix that came meanwhile), and a newer good fix ends it as the ``technician_online``
+  that follows will;
 - an event whose ``identity`` was seen before (a client's retry, appended again at a later offset) is a no-op:
   ``fold`` keeps the first occurrence in log order, and the stores do the same with their history. A retry
   repeats the fix: same tenant, technician, device time and ``event_id``. Clients choose event ids, so an id
@@ -26,7 +32,20 @@ from typing import Any
 from domain.fix_quality import Anchor, verdict
 from domain.identity import EventIdentity, identity
 from domain.position import Position
-from schemas.events import Event, LocationRecorded, QualityFlag, TechnicianUpdated, fix_fields_of
+from schemas.events import (
+    Event,
+    LocationRecorded,
+    QualityFlag,
+    StayRetracted,
+    StopEnded,
+    StopStarted,
+    TechnicianOffline,
+    TechnicianOnline,
+    TechnicianUpdated,
+    TripEnded,
+    TripStarted,
+    fix_fields_of,
+)
 
 UNKNOWN_STATUS = "unknown"
 
@@ -55,6 +74,30 @@ class Fix:
 
 
 @dataclass(frozen=True, slots=True)
+class Stay:
+    """The technician's latest stop or trip, as its last event has it (``ended_at``: None while it lasts)."""
+
+    subject: str  # "stop" | "trip"
+    started_at: datetime
+    ended_at: datetime | None = None
+
+    def motion(self) -> tuple[str, datetime]:
+        """What the map says: "stopped" or "moving", and since when. A trip that ended arrived at its next stop; a
+        stop that ended left on the trip that follows it."""
+        if self.subject == "stop":
+            return ("stopped", self.started_at) if self.ended_at is None else ("moving", self.ended_at)
+        return ("moving", self.started_at) if self.ended_at is None else ("stopped", self.ended_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Offline:
+    """An offline period the processor said: since the technician's last good fix before it."""
+
+    last_seen_at: datetime
+    reason: str = "silent"  # "silent": no good fix for the tenant's threshold
+
+
+@dataclass(frozen=True, slots=True)
 class TechnicianState:
     """What the map knows of one technician of one tenant."""
 
@@ -65,6 +108,8 @@ class TechnicianState:
     name_at: Stamp | None = None  # when the winning name was set
     status_at: Stamp | None = None  # when the winning status was set
     fix: Fix | None = None
+    stay: Stay | None = None  # the latest stop or trip
+    offline: Offline | None = None  # None: online (or not known to be offline)
 
     @property
     def display_name(self) -> str:
@@ -91,7 +136,12 @@ def apply(state: TechnicianState | None, event: Event, position: Position) -> Te
         if fix_verdict(event, current):
             return state
         return take_fix(state, event, position)
-    assert isinstance(event, TechnicianUpdated)
+    if isinstance(event, TechnicianUpdated):
+        return _profile(state, event, position)
+    return mark(state, event)
+
+
+def _profile(state: TechnicianState, event: TechnicianUpdated, position: Position) -> TechnicianState:
     stamp: Stamp = (event.recorded_at, position)
     name, status = event.data.name, event.data.status
     new = state
@@ -100,6 +150,38 @@ def apply(state: TechnicianState | None, event: Event, position: Position) -> Te
     if status is not None and (state.status_at is None or stamp > state.status_at):
         new = replace(new, status=status, status_at=stamp)
     return new
+
+
+def mark(state: TechnicianState, event: Event) -> TechnicianState:
+    """``state`` with what a derived fact says of the technician now (the module's docstring); ``state`` itself when
+    it says nothing new (a crossing: the map shows it as a notice, not as state)."""
+    if isinstance(event, StopStarted | StopEnded | TripStarted | TripEnded):
+        subject = "stop" if isinstance(event, StopStarted | StopEnded) else "trip"
+        data = event.data
+        current = state.stay
+        if current is not None and data.started_at < current.started_at:
+            return state  # an earlier stop or trip revised: not what the technician is doing now
+        stay = Stay(subject, data.started_at, data.ended_at)
+        return state if stay == current else replace(state, stay=stay)
+    if isinstance(event, StayRetracted):
+        current = state.stay
+        if current is not None and (current.subject, current.started_at) == (event.data.subject, event.data.started_at):
+            return replace(state, stay=None)  # the revision's facts follow it (``domain/stays.py``)
+        return state
+    if isinstance(event, TechnicianOffline):
+        seen = event.data.last_seen_at
+        if state.fix is not None and state.fix.recorded_at > seen:
+            return state  # a fix came after the silence began: said too late to be true now
+        if state.offline is not None and state.offline.last_seen_at > seen:
+            return state  # an earlier silence than the one the state is in
+        offline = Offline(seen)
+        return state if offline == state.offline else replace(state, offline=offline)
+    if isinstance(event, TechnicianOnline):
+        current_offline = state.offline
+        if current_offline is not None and current_offline.last_seen_at <= event.data.last_seen_at:
+            return replace(state, offline=None)  # the period it ends (a later one stays)
+        return state
+    return state
 
 
 def take_fix(state: TechnicianState, event: LocationRecorded, position: Position) -> TechnicianState:
@@ -122,6 +204,9 @@ def take_fix(state: TechnicianState, event: LocationRecorded, position: Position
         name_at=state.name_at,
         status_at=state.status_at,
         fix=fix,
+        stay=state.stay,
+        # A newer good fix ends an offline period (its ``technician_online`` follows from the processor).
+        offline=state.offline if state.offline is None or state.offline.last_seen_at >= fix.recorded_at else None,
     )
 
 

@@ -433,9 +433,12 @@ class StayTrack:
 
 
 def _difference(before: dict[FactKey, StayFact], after: dict[FactKey, StayFact]) -> list[Change]:
-    """What turns a consumer's ``before`` into ``after``: changed last facts, then retractions, in key order."""
-    changes: list[Change] = [fact for key, fact in sorted(after.items()) if before.get(key) != fact]
-    changes.extend(Retraction(*key) for key in sorted(before) if key not in after)
+    """What turns a consumer's ``before`` into ``after``: the retractions, then the changed last facts in the order
+    they started, so a consumer that keeps only the latest (the map's ``domain/projection.py``) ends on the latest."""
+    changes: list[Change] = [Retraction(*key) for key in sorted(before) if key not in after]
+    changed: list[StayFact] = [fact for key, fact in after.items() if before.get(key) != fact]
+    in_start_order: list[StayFact] = sorted(changed, key=lambda fact: (fact.started_at, fact.kind))
+    changes.extend(in_start_order)
     return changes
 
 

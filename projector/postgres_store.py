@@ -35,6 +35,7 @@ from projector.store import (
     beyond_stored,
     event_to_row,
     fix_column_definitions,
+    marks,
     plan_batch,
     schema_upgrade,
     split_derived,
@@ -57,6 +58,8 @@ def _tables(generation: int) -> list[str]:
             name text, name_at timestamptz, name_partition int, name_offset bigint,
             status text NOT NULL, status_at timestamptz, status_partition int, status_offset bigint,
             {fix_column_definitions(_TYPES)}, last_update timestamptz, fix_partition int, fix_offset bigint,
+            stay_subject text, stay_started_at timestamptz, stay_ended_at timestamptz, offline_since timestamptz,
+            offline_reason text,
             PRIMARY KEY (tenant_id, technician_id))""",
         # The primary key is the event's identity (a retry repeats it) and serves the history queries too.
         f"""CREATE TABLE IF NOT EXISTS events_g{g} (
@@ -263,10 +266,15 @@ class PostgresProjectionStore:
             g = generation
             stored = await self._offsets(conn, g)  # under the partitions' locks: no batch commits meanwhile
             events = beyond_stored(events, stored)
-            crossings, stays = split_derived(beyond_stored(derived, stored))
+            derived = beyond_stored(derived, stored)
+            crossings, stays = split_derived(derived)
+            marked = marks(derived)
             fresh = await self._insert_fresh(conn, g, events)
-            current = await self._load(conn, g, {(e.tenant_id, e.technician_id) for e, _ in fresh})
-            plan = plan_batch(current, fresh)
+            keys = {(e.tenant_id, e.technician_id) for e, _ in fresh} | {
+                (e.tenant_id, e.technician_id) for e, _ in marked
+            }
+            current = await self._load(conn, g, keys)
+            plan = plan_batch(current, fresh, marked)
             changed = plan.changed
             if plan.flags:  # few: the history's rows went in as good; the flagged ones are marked
                 await conn.executemany(

@@ -41,6 +41,7 @@ from projector.store import (
     beyond_stored,
     fix_column_definitions,
     from_micros,
+    marks,
     plan_batch,
     schema_upgrade,
     split_derived,
@@ -49,7 +50,7 @@ from projector.store import (
     stay_record,
     to_micros,
 )
-from schemas.events import Derived, Event
+from schemas.events import MARK_EVENTS, Derived, Event
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ CREATE TABLE IF NOT EXISTS technicians_g{g} (
     name TEXT, name_at INTEGER, name_partition INTEGER, name_offset INTEGER,
     status TEXT NOT NULL, status_at INTEGER, status_partition INTEGER, status_offset INTEGER,
     {fix_column_definitions(_TYPES)}, last_update INTEGER, fix_partition INTEGER, fix_offset INTEGER,
+    stay_subject TEXT, stay_started_at INTEGER, stay_ended_at INTEGER, offline_since INTEGER, offline_reason TEXT,
     PRIMARY KEY (tenant_id, technician_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS history_g{g} (
@@ -335,11 +337,13 @@ class SqliteProjectionStore:
         """
         g = generation
         batch = group_by_technician(events)
-        read = await self._run(self._read_for_batch, g, batch, list(next_offsets))
+        marked = {(event.tenant_id, event.technician_id) for event, _ in derived if isinstance(event, MARK_EVENTS)}
+        read = await self._run(self._read_for_batch, g, batch, list(next_offsets), marked)
         unapplied = beyond_stored(events, read.offsets)
         if len(unapplied) < len(events):  # a seek raced a commit: some records were applied already
             batch = group_by_technician(unapplied)
-        crossed, stays = split_derived(beyond_stored(derived, read.offsets), to_micros, _id_bytes)
+        derived = beyond_stored(derived, read.offsets)
+        crossed, stays = split_derived(derived, to_micros, _id_bytes)
         changed: dict[Key, TechnicianState] = {}
         rows: list[tuple[Any, ...]] = []
         fresh = 0
@@ -353,18 +357,23 @@ class SqliteProjectionStore:
             items = (judged(item, flags[position]) if position in flags else item for item, _, position in entries)
             rows.extend((*key, c.first_at, c.last_at, c.count, c.items) for c in pack(items))
             fresh += len(entries)
+        if marked:
+            changed.update(plan_batch(read.states, (), marks(derived)).changed)
         states = [state_to_row(state, to_micros) for state in changed.values()]
         await self._run(self._write_batch, g, read.offsets, rows, states, next_offsets, crossed, stays)
         return BatchResult(applied=fresh, duplicates=len(events) - fresh, changed=len(changed))
 
-    def _read_for_batch(self, g: int, batch: dict[Key, list[Entry]], partitions: list[int]) -> _BatchReads:
-        """In one read transaction: each technician's state and the stored identities its events might repeat."""
+    def _read_for_batch(
+        self, g: int, batch: dict[Key, list[Entry]], partitions: list[int], marked: set[Key]
+    ) -> _BatchReads:
+        """In one read transaction: each technician's state (those of ``batch`` and ``marked``) and the stored
+        identities its events might repeat."""
         conn = self.conn
         conn.execute("BEGIN")
         try:
             if g < self._generation():  # switched (and its tables maybe dropped) by a rebuild
                 raise GenerationChangedError(g)
-            reads = _BatchReads(offsets=self._offsets_sync(g), states=self._load(conn, g, set(batch)))
+            reads = _BatchReads(offsets=self._offsets_sync(g), states=self._load(conn, g, set(batch) | marked))
             for key, entries in batch.items():
                 newest = conn.execute(
                     f"SELECT max(last_at) FROM history_g{g} WHERE tenant_id = ? AND technician_id = ?", key

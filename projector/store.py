@@ -35,17 +35,19 @@ import msgspec
 
 from domain.fix_quality import Anchor, Spot
 from domain.position import Position
-from domain.projection import Fix, Key, Stamp, TechnicianState, apply, fix_verdict, take_fix
+from domain.projection import Fix, Key, Offline, Stamp, Stay, TechnicianState, apply, fix_verdict, take_fix
 from domain.visits import Crossing
 from schemas.events import (
     FIX_FIELD_NAMES,
     FIX_FIELDS,
+    MARK_EVENTS,
     Crossed,
     Derived,
     Event,
     GeofenceEntered,
     GeofenceExited,
     LocationRecorded,
+    Mark,
     QualityFlag,
     StayRetracted,
     StopEnded,
@@ -72,9 +74,13 @@ PROFILE_COLUMNS = (
     "status_offset",
 )
 FIX_PLACE_COLUMNS = ("last_update", "fix_partition", "fix_offset")  # the fix's device time and place in the log
-STATE_COLUMNS = (*PROFILE_COLUMNS, *FIX_FIELD_NAMES, *FIX_PLACE_COLUMNS)
-# 2: event ids unique per tenant, SQLite ids as 16 bytes, times as integers; 3: fixes' quality; 4: stops and trips
-SCHEMA_VERSION = 4
+# What the derived facts say the technician is doing (``domain.projection.Stay`` and ``Offline``): the map's motion
+# and presence, bootstrapped from here by the edge.
+MARK_COLUMNS = ("stay_subject", "stay_started_at", "stay_ended_at", "offline_since", "offline_reason")
+STATE_COLUMNS = (*PROFILE_COLUMNS, *FIX_FIELD_NAMES, *FIX_PLACE_COLUMNS, *MARK_COLUMNS)
+# 2: event ids unique per tenant, SQLite ids as 16 bytes, times as integers; 3: fixes' quality; 4: stops and trips;
+# 5: the technician's motion and presence in its row
+SCHEMA_VERSION = 5
 
 
 def schema_upgrade(found: int, generation: int, tables: Sequence[str]) -> tuple[int, list[str]]:
@@ -249,6 +255,7 @@ def state_to_row(state: TechnicianState, when: Callable[[datetime], Any] = _same
         if fix is not None
         else (None,) * (len(FIX_FIELD_NAMES) + len(FIX_PLACE_COLUMNS))
     )
+    stay, offline = state.stay, state.offline
     return (
         state.tenant_id,
         state.technician_id,
@@ -257,6 +264,12 @@ def state_to_row(state: TechnicianState, when: Callable[[datetime], Any] = _same
         state.status,
         *_stamp_cols(state.status_at, when),
         *fix_cols,
+        *(
+            (stay.subject, when(stay.started_at), when(stay.ended_at) if stay.ended_at is not None else None)
+            if stay is not None
+            else (None, None, None)
+        ),
+        *((when(offline.last_seen_at), offline.reason) if offline is not None else (None, None)),
     )
 
 
@@ -271,6 +284,13 @@ def state_from_row(row: Sequence[Any], when: Callable[[Any], datetime] = _same) 
             **{name: named[name] for name in FIX_FIELD_NAMES},
         )
     name_at, status_at = named["name_at"], named["status_at"]
+    stay = None
+    if named["stay_subject"] is not None:
+        ended = named["stay_ended_at"]
+        stay = Stay(named["stay_subject"], when(named["stay_started_at"]), when(ended) if ended is not None else None)
+    offline = None
+    if named["offline_since"] is not None:
+        offline = Offline(when(named["offline_since"]), named["offline_reason"])
     return TechnicianState(
         tenant_id=named["tenant_id"],
         technician_id=named["technician_id"],
@@ -281,6 +301,8 @@ def state_from_row(row: Sequence[Any], when: Callable[[Any], datetime] = _same) 
             when(status_at) if status_at is not None else None, named["status_partition"], named["status_offset"]
         ),
         fix=fix,
+        stay=stay,
+        offline=offline,
     )
 
 
@@ -312,14 +334,25 @@ def beyond_stored(positioned: Iterable[tuple[T, Position]], stored: dict[int, in
     return [(item, position) for item, position in positioned if position.offset >= stored.get(position.partition, 0)]
 
 
+def marks(derived: Iterable[tuple[Derived, Position]]) -> list[tuple[Mark, Position]]:
+    """The derived events that mark a technician's state (``MARK_EVENTS``), in log order."""
+    return [(event, position) for event, position in derived if isinstance(event, MARK_EVENTS)]
+
+
 @dataclass(frozen=True)
 class BatchPlan:
     changed: dict[Key, TechnicianState]  # the states the batch changed
     flags: dict[Position, tuple[QualityFlag, ...]]  # the batch's fixes that have a quality flag, by place in the log
 
 
-def plan_batch(current: dict[Key, TechnicianState], fresh: Iterable[tuple[Event, Position]]) -> BatchPlan:
-    """Judge the batch's new fixes and apply its new events (in log order) to the current states.
+def plan_batch(
+    current: dict[Key, TechnicianState],
+    fresh: Iterable[tuple[Event, Position]],
+    marked: Iterable[tuple[Mark, Position]] = (),
+) -> BatchPlan:
+    """Judge the batch's new fixes and apply its new events (in log order) to the current states, then the derived
+    facts' marks (``marked``: ``marks`` of the batch's derived events; ``domain.projection.mark``, whose result does
+    not depend on where they stood beside the fixes).
 
     Each fix is judged beside its technician's last good fix as it stands when the fix comes (``fix_verdict``);
     of the good ones only the greatest ``(recorded_at, position)`` can win, so each technician's state is built once,
@@ -353,7 +386,7 @@ def plan_batch(current: dict[Key, TechnicianState], fresh: Iterable[tuple[Event,
     for key, (event, position, _) in latest.items():
         known = current.get(key) or TechnicianState(tenant_id=key[0], technician_id=key[1])
         current[key] = changed[key] = take_fix(known, event, position)
-    for event, position in profiles:  # name/status and position are independent fields
+    for event, position in (*profiles, *marked):  # name/status, position and marks are independent fields
         key = (event.tenant_id, event.technician_id)
         before = current.get(key)
         after = apply(before, event, position)

@@ -284,9 +284,10 @@ PRESENCE_EVENTS: Final = (TechnicianOffline, TechnicianOnline)
 # What the derived-facts processor appends: facts about a technician, not its state.
 Derived = Crossed | Stayed | Presence
 DERIVED_EVENTS: Final = (GeofenceEntered, GeofenceExited, *STAY_EVENTS, *PRESENCE_EVENTS)
-# Derived events the map does not show yet (docs/stops-and-trips.md, docs/online-offline.md): the edge passes them
-# over.
-NOT_ON_THE_MAP: Final = (*STAY_EVENTS, *PRESENCE_EVENTS)
+# Derived events that mark the technician's state (``domain.projection.mark``): what it is doing (stopped or moving
+# since) and whether it is online, kept in the projector's table and on every map.
+Mark = Stayed | Presence
+MARK_EVENTS: Final = (*STAY_EVENTS, *PRESENCE_EVENTS)
 _DECODER: Final[msgspec.json.Decoder[Event]] = msgspec.json.Decoder(Event)
 _ENCODER: Final = msgspec.json.Encoder()
 

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.position import Position
-from domain.projection import TechnicianState, apply, fold
+from domain.projection import Offline, Stay, TechnicianState, apply, fold
 from schemas.events import Event, FixQuality, LocationRecorded, TechnicianUpdated
-from tests.support.events import T0, location
+from tests.support.events import T0, location, offline, online, retracted, stay
 from tests.support.events import profile as technician_profile
 
 
@@ -130,3 +130,31 @@ def test_retries_anywhere_later_in_the_log_change_nothing(spec: list[tuple[int, 
         if index < len(log):
             with_retries.append((log[index][0], Position(0, len(with_retries))))  # same event, a new offset
     assert fold(with_retries) == fold(log)
+
+
+def test_the_latest_stop_or_trip_marks_the_state_and_a_revision_of_an_earlier_one_does_not() -> None:
+    state = apply(None, fix(0, 1.0), Position(0, 0))
+    at = T0 + timedelta(minutes=10)
+    stopped = apply(state, stay("stop_started", "a", "t1", at), Position(0, 1))
+    assert stopped.stay is not None and stopped.stay.motion() == ("stopped", at)
+    earlier = apply(stopped, stay("trip_ended", "a", "t1", T0, at), Position(0, 2))
+    assert earlier is stopped  # the trip before it, revised: still stopped
+    # A late fix showed the stop never was: the revision retracts it, then says what the technician did instead.
+    retraction = apply(stopped, retracted("a", "t1", "stop", at, at), Position(0, 3))
+    assert retraction.stay is None
+    assert apply(retraction, stay("trip_started", "a", "t1", T0), Position(0, 4)).stay == Stay("trip", T0, None)
+    assert apply(stopped, retracted("a", "t1", "trip", at, at), Position(0, 5)) is stopped  # not its stay
+
+
+def test_an_offline_period_lasts_until_a_newer_fix_or_its_online_and_an_older_one_is_not_said_again() -> None:
+    state = apply(None, fix(60, 1.0), Position(0, 0))
+    seen = T0 + timedelta(seconds=60)
+    silent = apply(state, offline("a", "t1", seen), Position(0, 1))
+    assert silent.offline == Offline(seen)
+    assert apply(silent, offline("a", "t1", T0), Position(0, 2)) is silent  # an earlier silence: not this one
+    assert apply(state, offline("a", "t1", T0), Position(0, 3)) is state  # its fix is newer than that silence
+    assert apply(silent, fix(30, 1.0), Position(0, 4)).offline == Offline(seen)  # a late fix: still offline
+    assert apply(silent, fix(90, 1.0), Position(0, 5)).offline is None  # a newer fix: back
+    back = online("a", "t1", seen, T0 + timedelta(seconds=30))  # said for a late fix that ended the silence
+    assert apply(silent, back, Position(0, 6)).offline is None
+    assert apply(silent, online("a", "t1", T0, T0), Position(0, 7)) is silent  # an earlier period's end

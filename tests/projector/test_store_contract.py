@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from domain.position import Position
-from domain.projection import fold
+from domain.projection import Offline, Stay, fold
 from launch.postgres_local import fresh_database
 from projector.postgres_store import PostgresProjectionStore
 from projector.sqlite_store import SqliteProjectionStore
@@ -27,7 +27,7 @@ from schemas.events import (
     StopStarted,
     TechnicianUpdated,
 )
-from tests.support.events import T0, location
+from tests.support.events import T0, location, offline, stay
 from tests.support.events import profile as technician_profile
 
 
@@ -287,3 +287,29 @@ async def test_a_stop_is_one_row_holding_its_last_event_and_a_retraction_deletes
     # A processor that crashed appends the same events again: the rows end the same.
     await store.apply_batch([], {2: 12}, g, log_of(*(event for event, _ in derived), start=6))  # type: ignore[arg-type]
     assert await store.stays(query()) == found
+
+
+async def test_the_derived_facts_mark_the_row_with_the_batch_and_a_snapshot_reads_them_back(
+    store: ProjectionStore,
+) -> None:
+    """What the edge bootstraps: a technician's motion and presence, written with its position and the offsets."""
+    g = await store.generation()
+    parked = T0 - timedelta(minutes=20)
+    silent_after = fix(0, 1.0)
+    events = log_of(silent_after, fix(0, 2.0, tech="t2"))
+    derived = log_of(
+        stay("stop_started", "a", "t1", parked), offline("a", "t1", silent_after.recorded_at), start=len(events)
+    )
+    await store.apply_batch(events, {2: 4}, g, derived)  # type: ignore[arg-type]
+    states = {s.technician_id: s for s in (await store.snapshot()).states}
+    assert states["t1"].stay == Stay("stop", parked, None)
+    assert states["t1"].offline == Offline(silent_after.recorded_at, "silent")
+    assert states["t2"].stay is None and states["t2"].offline is None
+    assert states == {s.technician_id: s for s in fold([*events, *derived]).values()}  # the log's own rule
+    # Heard again (a newer fix) and the stop ended: one batch changes both.
+    back = log_of(fix(60, 1.0), start=4)
+    left = log_of(stay("stop_ended", "a", "t1", parked, T0 + timedelta(seconds=30)), start=5)
+    await store.apply_batch(back, {2: 6}, g, left)  # type: ignore[arg-type]
+    again = await store.current("a", "t1")
+    assert again is not None and again.offline is None
+    assert again.stay == Stay("stop", parked, T0 + timedelta(seconds=30))

@@ -6,7 +6,24 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.events import LocationData, LocationRecorded, TechnicianData, TechnicianUpdated
+from schemas.events import (
+    LocationData,
+    LocationRecorded,
+    OfflineData,
+    OnlineData,
+    RetractionData,
+    StayRetracted,
+    StopData,
+    StopEnded,
+    StopStarted,
+    TechnicianData,
+    TechnicianOffline,
+    TechnicianOnline,
+    TechnicianUpdated,
+    TripData,
+    TripEnded,
+    TripStarted,
+)
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)  # the tests' fixed device time, when they need no real clock
 
@@ -51,4 +68,71 @@ def profile(
         recorded_at=recorded_at,
         received_at=received_at or recorded_at,
         data=TechnicianData(name=name, status=status),
+    )
+
+
+def stay(
+    kind: str, tenant: str, technician: str, started_at: datetime, ended_at: datetime | None = None
+) -> StopStarted | StopEnded | TripStarted | TripEnded:
+    """A ``stop_started``/``stop_ended``/``trip_started``/``trip_ended`` at (6.5, 3.4), known at its end or start."""
+    known = ended_at or started_at
+    duration = (known - started_at).total_seconds()
+    event_id = uuid.uuid4()
+    if kind.startswith("stop"):
+        stop = StopData(
+            started_at=started_at, ended_at=ended_at, latitude=6.5, longitude=3.4, duration_seconds=duration, fixes=3
+        )
+        stop_kind = StopStarted if kind == "stop_started" else StopEnded
+        return stop_kind(
+            event_id=event_id,
+            tenant_id=tenant,
+            technician_id=technician,
+            recorded_at=known,
+            received_at=known,
+            data=stop,
+        )
+    trip = TripData(
+        started_at=started_at,
+        ended_at=ended_at,
+        start_latitude=6.5,
+        start_longitude=3.4,
+        duration_seconds=duration,
+        distance_meters=900.0,
+        fixes=5,
+    )
+    trip_kind = TripStarted if kind == "trip_started" else TripEnded
+    return trip_kind(
+        event_id=event_id, tenant_id=tenant, technician_id=technician, recorded_at=known, received_at=known, data=trip
+    )
+
+
+def retracted(tenant: str, technician: str, subject: str, started_at: datetime, at: datetime) -> StayRetracted:
+    data = RetractionData(subject="stop" if subject == "stop" else "trip", started_at=started_at)
+    return StayRetracted(
+        event_id=uuid.uuid4(), tenant_id=tenant, technician_id=technician, recorded_at=at, received_at=at, data=data
+    )
+
+
+def offline(tenant: str, technician: str, last_seen_at: datetime, silent_seconds: float = 600.0) -> TechnicianOffline:
+    """A ``technician_offline`` for the silence after a fix at ``last_seen_at``."""
+    data = OfflineData(last_seen_at=last_seen_at, silent_seconds=silent_seconds, fix_event_id=uuid.uuid4())
+    return TechnicianOffline(
+        event_id=uuid.uuid4(),
+        tenant_id=tenant,
+        technician_id=technician,
+        recorded_at=last_seen_at,
+        received_at=last_seen_at,
+        data=data,
+    )
+
+
+def online(tenant: str, technician: str, last_seen_at: datetime, back_at: datetime) -> TechnicianOnline:
+    data = OnlineData(last_seen_at=last_seen_at, back_at=back_at, fix_event_id=uuid.uuid4())
+    return TechnicianOnline(
+        event_id=uuid.uuid4(),
+        tenant_id=tenant,
+        technician_id=technician,
+        recorded_at=back_at,
+        received_at=back_at,
+        data=data,
     )
