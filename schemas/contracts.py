@@ -54,7 +54,6 @@ SERVER_MESSAGES: dict[str, type[BaseModel]] = {
     "LocationUpdate": ws.LocationUpdate,
     "LocationBatch": ws.LocationBatch,
     "TechnicianRemoved": ws.TechnicianRemoved,
-    "TechnicianStatus": ws.TechnicianStatus,
     "ReplayDone": ws.ReplayDone,
     "GeofenceEvent": ws.GeofenceEvent,
     "GeofenceUpdated": ws.GeofenceUpdated,

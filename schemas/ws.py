@@ -4,7 +4,7 @@ Protocol v1 is the seed's: one ``location_update`` per frame. Protocol v2 (subpr
 ``?protocol=2``) sends the updates of one flush as one ``location_batch``. Everything else is the same in both.
 
 Server -> client: ``connected``, ``initial_state``, ``resumed``, ``location_update`` (v1) or ``location_batch`` (v2),
-``technician_removed``, ``technician_status``, ``error``, ``pong``.
+``technician_removed``, ``error``, ``pong``.
 Client -> server: the text ``ping``; ``auth`` (the token as first message, or a fresh one before the old expires);
 ``subscribe`` (a filter).
 
@@ -50,7 +50,14 @@ class TechnicianLocation(BaseModel):
     longitude: float
     last_update: AwareDatetime
     status: str
-    stale: bool = False  # no fix for longer than the edge's stale threshold; the status is the last one known
+    # Offline as the derived facts say (``technician_offline``, docs/online-offline.md): since its last fix's time,
+    # for a reason ("silent": no good fix for the tenant's threshold); the status is the last one known.
+    stale: bool = False
+    offline_since: AwareDatetime | None = None
+    offline_reason: Literal["silent", "tracking_stopped"] | None = None
+    # What its latest stop or trip says (docs/stops-and-trips.md), once it has one: stopped or moving, since when.
+    motion: Literal["stopped", "moving"] | None = None
+    motion_since: AwareDatetime | None = None
     backfill: bool = False  # a late fix from a device's buffer: show it without animating the marker
     # Only when the last fix had them (the map's details panel); a battery level only from the live feed:
     accuracy_meters: float | None = None
@@ -99,12 +106,6 @@ class LocationBatch(BaseModel):
 class TechnicianRemoved(BaseModel):
     type: Literal["technician_removed"] = "technician_removed"
     technician_id: str
-
-
-class TechnicianStatus(BaseModel):
-    type: Literal["technician_status"] = "technician_status"
-    technician_id: str
-    stale: bool
 
 
 class Error(BaseModel):
@@ -201,6 +202,9 @@ class Subscribe(BaseModel):
     bbox: tuple[float, float, float, float] | None = Field(default=None, description="west, south, east, north")
     technician_ids: list[str] | None = None
     status: list[str] | None = None
+    presence: list[Literal["online", "offline"]] | None = Field(
+        default=None, description="online: not stale; offline: stale (offline as the derived facts say)"
+    )
 
 
 class Fences(BaseModel):

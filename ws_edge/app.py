@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from fastapi import APIRouter, FastAPI, Request, Response, WebSocket
 from fastapi.middleware.cors import CORSMiddleware
@@ -56,7 +55,7 @@ class Edge:
 
     @classmethod
     def build(cls, settings: EdgeSettings, verifier: TokenVerifier) -> Edge:
-        view = LiveView(stale_after=timedelta(seconds=settings.stale_after_seconds))
+        view = LiveView()
         limits = SlowConsumerLimits(settings.slow_consumer_bytes, settings.slow_consumer_seconds)
         fanout = Fanout(limits, settings.max_connections_per_tenant, settings.resume_buffer_size)
         feed = LiveFeed(settings, view, fanout)
@@ -103,17 +102,13 @@ class Edge:
         return {"ready": self.feed.ready.is_set()}
 
     async def _sweep(self) -> None:
-        """Once a second: close clients behind past their limits even when nothing new comes for them, and tell
-        subscribers which technicians turned stale."""
+        """Once a second: close clients behind past their limits even when nothing new comes for them."""
         while True:
             await asyncio.sleep(1.0)
             self.sessions.report_vanished()
             self.fanout.sweep()
             self.view.forget_encodings()
             self.sessions.initial_states.forget()
-            for tenant_id, technician_id in self.view.turned_stale():
-                status = messages.technician_status(technician_id, stale=True)
-                self.fanout.notify(tenant_id, technician_id, status, self.feed.floor_of(tenant_id))
             self.fanout.wake()
 
 

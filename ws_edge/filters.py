@@ -1,4 +1,5 @@
-"""What part of its tenant's fleet a client watches: ``{"type": "subscribe", "bbox", "technician_ids", "status"}``.
+"""What part of its tenant's fleet a client watches: ``{"type": "subscribe", "bbox", "technician_ids", "status",
+"presence"}`` (``presence``: ``["online"]`` or ``["offline"]``, as the location's ``stale`` says).
 
 Every field is optional and they combine (a technician must match all that are given); a new subscribe replaces
 the previous filter. A bbox whose west edge is east of its east edge crosses the antimeridian.
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_LISTED = 10_000  # technician ids or statuses in one filter
+PRESENCES = frozenset({"online", "offline"})
 
 
 class FilterError(ValueError):
@@ -23,11 +25,14 @@ class Filter:
     bbox: tuple[float, float, float, float] | None = None  # west, south, east, north
     technician_ids: frozenset[str] | None = None
     statuses: frozenset[str] | None = None
+    presence: frozenset[str] | None = None  # "online", "offline"
 
     def matches(self, location: Mapping[str, Any]) -> bool:
         if self.technician_ids is not None and location["technician_id"] not in self.technician_ids:
             return False
         if self.statuses is not None and location["status"] not in self.statuses:
+            return False
+        if self.presence is not None and ("offline" if location["stale"] else "online") not in self.presence:
             return False
         if self.bbox is not None:
             west, south, east, north = self.bbox
@@ -52,18 +57,24 @@ def described(subscription: Filter) -> dict[str, Any]:
         fields["technician_ids"] = sorted(subscription.technician_ids)
     if subscription.statuses is not None:
         fields["status"] = sorted(subscription.statuses)
+    if subscription.presence is not None:
+        fields["presence"] = sorted(subscription.presence)
     return fields
 
 
 def parse_subscribe(message: Mapping[str, Any]) -> Filter:
     """The filter of a subscribe message, or ``FilterError`` naming the field."""
-    unknown = set(message) - {"type", "bbox", "technician_ids", "status"}
+    unknown = set(message) - {"type", "bbox", "technician_ids", "status", "presence"}
     if unknown:
         raise FilterError(f"subscribe: unknown field {sorted(unknown)[0]!r}")
+    presence = _strings(message, "presence")
+    if presence is not None and not presence <= PRESENCES:
+        raise FilterError(f"presence: only {sorted(PRESENCES)} expected")
     return Filter(
         bbox=parse_bbox(message["bbox"]) if message.get("bbox") is not None else None,
         technician_ids=_strings(message, "technician_ids"),
         statuses=_strings(message, "status"),
+        presence=presence,
     )
 
 

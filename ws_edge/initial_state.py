@@ -6,7 +6,7 @@ so every other client of the edge waited that long. Here the snapshot is taken i
 (a list of the tenant's immutable states, about a millisecond), and the encoding runs in slices of ``SLICE``
 technicians (a few milliseconds each) with the loop free between them; the updates that arrive meanwhile wait in the
 resume buffer, behind the snapshot. Clients that connect while the map and the cursor stay as they are (and within
-the same second: the stale flags move with the clock) wait for the same encoding, and share its bytes.
+the same second) wait for the same encoding, and share its bytes.
 
 A client that negotiated permessage-deflate (browsers do) gets the same message compressed without context takeover
 (``ws_edge/framing.py``), made once per snapshot, also in slices: about 17% of the JSON's size for realistic maps
@@ -19,7 +19,6 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from operator import attrgetter
 
 from domain.projection import TechnicianState
@@ -46,7 +45,6 @@ class SharedInitialState:
 
     key: Key
     states: list[TechnicianState]
-    stale_before: datetime
     cursor: str
     resumed: bool | None
     _plain: asyncio.Task[Frame] | None = None
@@ -73,7 +71,7 @@ class SharedInitialState:
         return await asyncio.shield(self._deflated)
 
     def _encode_now(self) -> Frame:
-        locations = [messages.location_of(state, self.stale_before) for state in sorted(self.states, key=_BY_ID)]
+        locations = [messages.location_of(state) for state in sorted(self.states, key=_BY_ID)]
         self.states = []
         return self._framed([messages.locations_json_items([loc for loc in locations if loc is not None])])
 
@@ -83,7 +81,7 @@ class SharedInitialState:
         items: list[bytes] = []
         for at in range(0, len(states), SLICE):
             await asyncio.sleep(0)  # the loop runs between slices
-            found = (messages.location_of(state, self.stale_before) for state in states[at : at + SLICE])
+            found = (messages.location_of(state) for state in states[at : at + SLICE])
             part = messages.locations_json_items([loc for loc in found if loc is not None])
             if part:
                 items.append(part)
@@ -122,7 +120,7 @@ class InitialStates:
         key = (view.version(tenant_id), int(self._clock()), cursor, resumed)
         shared = self._shared.get(tenant_id)
         if shared is None or shared.key != key:
-            shared = SharedInitialState(key, view.snapshot(tenant_id), view.stale_before(), cursor, resumed)
+            shared = SharedInitialState(key, view.snapshot(tenant_id), cursor, resumed)
             self._shared[tenant_id] = shared
         return shared
 

@@ -27,7 +27,6 @@ from locstream.lifecycle import cancel_and_wait
 from projector.backends import make_store
 from schemas.cursor import Cursor
 from schemas.events import (
-    NOT_ON_THE_MAP,
     GeofenceEntered,
     GeofenceExited,
     InvalidEventError,
@@ -153,8 +152,6 @@ class LiveFeed:
             self.applied[tp.partition] = record.offset
             if not self.serves(event.tenant_id):  # another tenant of a partition this shard shares
                 continue
-            if isinstance(event, NOT_ON_THE_MAP):
-                continue  # stops, trips, online/offline: in the projector's reports; not yet on the map
             if isinstance(event, GeofenceEntered | GeofenceExited):
                 frame = self.view.crossing(event)
                 if frame is not None:

@@ -7,7 +7,6 @@ these frames validate against them.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -22,17 +21,20 @@ Location = dict[str, Any]  # the fields of ``schemas.ws.TechnicianLocation``
 _OPTIONS = orjson.OPT_UTC_Z  # "2026-11-26T08:30:00Z", as the seed wrote times
 
 
-def location_of(state: TechnicianState, stale_before: datetime | None = None) -> Location | None:
+def location_of(state: TechnicianState) -> Location | None:
     """The map's view of a technician; None until it has a position.
 
-    ``stale`` is true when its last fix was recorded before ``stale_before`` (now minus the stale threshold);
-    the technician keeps its last status. ``accuracy_meters``, ``speed_kmh``, ``heading`` and ``battery_percent``
-    are there only when the last fix had them (a battery level is known from the live feed only: the projection's
-    table does not keep it).
+    ``stale`` is true while the technician is offline as the derived facts say (``technician_offline``, until a
+    newer fix or its ``technician_online``: ``domain/projection.py``), with ``offline_since`` (its last fix's time)
+    and ``offline_reason``; the technician keeps its last status. ``motion`` ("stopped" or "moving") and
+    ``motion_since`` come from its latest stop or trip, once there is one. ``accuracy_meters``, ``speed_kmh``,
+    ``heading`` and ``battery_percent`` are there only when the last fix had them (a battery level is known from the
+    live feed only: the projection's table does not keep it).
     """
     fix = state.fix
     if fix is None:
         return None
+    offline = state.offline
     location: Location = {
         "technician_id": state.technician_id,
         "technician_name": state.display_name,
@@ -40,12 +42,17 @@ def location_of(state: TechnicianState, stale_before: datetime | None = None) ->
         "longitude": fix.longitude,
         "last_update": fix.recorded_at,
         "status": state.status,
-        "stale": stale_before is not None and fix.recorded_at < stale_before,
+        "stale": offline is not None,
     }
     for name in _DETAILS:  # the details panel's fields, only when the fix had them
         value = getattr(fix, name)
         if value is not None:
             location[name] = value
+    if offline is not None:
+        location["offline_since"] = offline.last_seen_at
+        location["offline_reason"] = offline.reason
+    if state.stay is not None:
+        location["motion"], location["motion_since"] = state.stay.motion()
     return location
 
 
@@ -107,10 +114,6 @@ def location_batch(updates: list[Update]) -> str:
 def technician_removed(technician_id: str) -> str:
     """The technician left the client's filter: maps drop its marker."""
     return encode({"type": "technician_removed", "technician_id": technician_id})
-
-
-def technician_status(technician_id: str, stale: bool) -> str:
-    return encode({"type": "technician_status", "technician_id": technician_id, "stale": stale})
 
 
 def error(message: str) -> str:

@@ -43,7 +43,7 @@ from replay.reader import PACED_FETCH_BYTES, PACED_RECORDS_PER_READ, HistoryRead
 from replay.time_range import RangeError, TimeRange, time_range, to_ms
 from schemas.claims import HISTORY_ROLES, TokenClaims, refusal
 from schemas.cursor import Cursor
-from schemas.events import NOT_ON_THE_MAP, GeofenceEntered, GeofenceExited, InvalidEventError, LocationRecorded
+from schemas.events import GeofenceEntered, GeofenceExited, InvalidEventError, LocationRecorded
 from schemas.ws import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_INVALID_PAYLOAD,
@@ -215,7 +215,7 @@ class ReplaySession:
         silently, the rest is played."""
         clock = self._clock
         assert clock is not None
-        view = LiveView(timedelta(seconds=self.settings.stale_after_seconds), clock=lambda: clock.at(time.monotonic()))
+        view = LiveView()
         epoch, start_ms = self.settings.kafka.topic_epoch, to_ms(start)
         sent, played = 0, False
         self.reader = HistoryReader(self.settings.kafka, PACED_FETCH_BYTES, PACED_RECORDS_PER_READ)
@@ -243,7 +243,8 @@ class ReplaySession:
         return sent
 
     async def _begin(self, view: LiveView, tenant_id: str, cursor: Cursor, start: datetime) -> bool:
-        """The map at ``start`` as ``initial_state`` (stale as of ``start``); the replay clock starts there."""
+        """The map at ``start`` as ``initial_state`` (offline, stopped or moving as the facts before it said); the
+        replay clock starts there."""
         assert self._clock is not None
         self._clock.seek(start, time.monotonic())
         await self.websocket.send_text(messages.initial_state(view.locations(tenant_id), cursor.encode()))
@@ -256,8 +257,6 @@ class ReplaySession:
         except InvalidEventError:
             return 0
         await self._until(event.recorded_at)
-        if isinstance(event, NOT_ON_THE_MAP):
-            return 0  # stops, trips, online/offline: in the projector's reports; not yet on the map
         if isinstance(event, GeofenceEntered | GeofenceExited):
             frame = view.crossing(event)
             if frame is not None:

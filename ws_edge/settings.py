@@ -53,8 +53,6 @@ class EdgeSettings(ConsumingServiceSettings):
     """A peer that does not answer a ping within this is closed."""
     bootstrap_timeout_seconds: float = Field(default=30.0, gt=0)
     """How long a new connection waits for the edge to catch up with the topic before initial_state."""
-    stale_after_seconds: float = Field(default=600.0, gt=0)
-    """A technician whose last fix is older than this is shown stale (it keeps its last status)."""
     map_feed_url: str = ""
     """The dispatch map page's (/map) live feed, a ws(s):// URL of another node or the proxy (empty: this edge)."""
     map_api_base: str = ""

@@ -102,7 +102,6 @@ def test_real_events_and_frames_validate_against_their_schemas() -> None:
         "ws/InitialState.json": messages.initial_state([location], "c", resumed=False),
         "ws/Connected.json": messages.connected("id", "a", 2),
         "ws/ReplayDone.json": messages.replay_done(3),
-        "ws/TechnicianStatus.json": messages.technician_status("t1", stale=True),
         "ws/Pong.json": messages.PONG,
         "ws/GeofenceEvent.json": messages.geofence_event(crossing, "Ada"),
         "ws/GeofenceUpdated.json": messages.geofence_updated(fence_wire(circle)),

@@ -243,13 +243,10 @@ async def test_every_frame_is_of_the_clients_tenant_and_filter_and_every_final_m
                     found[state.technician_id] = json.loads(messages.encode(location))
         return found
 
-    def without_stale(view: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        return {t: {k: v for k, v in location.items() if k != "stale"} for t, location in view.items()}
-
     for client in clients:
 
         async def converged(client: MapClient = client) -> bool:
-            return not client.requested and without_stale(client.map.locations) == without_stale(expected(client))
+            return not client.requested and client.map.locations == expected(client)
 
         await eventually(converged, timeout=60, what=f"{client.name}'s map to equal the table")
         assert client.violations == []

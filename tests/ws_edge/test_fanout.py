@@ -13,7 +13,7 @@ import pytest
 from domain.position import Position
 from schemas.events import LocationRecorded
 from schemas.ws import CLOSE_SLOW_CONSUMER
-from tests.support.events import T0, location
+from tests.support.events import T0, location, offline
 from tests.support.events import profile as technician_profile
 from ws_edge import framing, messages
 from ws_edge.fanout import Fanout, SlowConsumerLimits, Subscriber, TooManyConnectionsError
@@ -204,7 +204,12 @@ def test_filters_combine_and_a_bbox_may_cross_the_antimeridian() -> None:
     assert not Filter(technician_ids=frozenset({"t1"}), statuses=frozenset({"available"})).matches(location)
     assert parse_subscribe({"type": "subscribe"}) == EVERYTHING
     assert parse_subscribe({"type": "subscribe", "status": ["on_job"]}).statuses == frozenset({"on_job"})
+    online_only = parse_subscribe({"type": "subscribe", "presence": ["online"]})
+    assert online_only.matches(location) and not online_only.matches(dict(location, stale=True))
+    assert parse_subscribe({"type": "subscribe", "presence": ["offline"]}).matches(dict(location, stale=True))
     bad_fields: list[tuple[dict[str, Any], str]] = [
+        ({"presence": ["away"]}, "presence"),
+        ({"presence": "online"}, "presence"),
         ({"bbox": [0, 0, 1]}, "bbox"),
         ({"bbox": [0, 10, 1, 5]}, "bbox"),
         ({"bbox": [0, 0, 1, float("nan")]}, "bbox"),
@@ -252,28 +257,23 @@ def test_view_reports_only_changes_the_map_shows_and_never_a_stale_fix() -> None
     assert view.locations("b") == []
 
 
-async def test_a_technician_turning_stale_is_reported_once_to_subscribers_that_show_it() -> None:
+async def test_a_technician_going_offline_is_an_update_for_the_subscribers_that_show_it() -> None:
     now = datetime.now(UTC)
-    clock = [now]
-    view = LiveView(stale_after=timedelta(milliseconds=200), clock=lambda: clock[0])
-    for technician, recorded_at, offset in (("t1", now, 0), ("t2", now + timedelta(hours=1), 1)):
-        event = location("a", technician, recorded_at, 1.0, 2.0, received_at=now)
-        view.apply(event, Position(0, offset))
-    assert view.turned_stale() == []  # not yet
-    clock[0] = now + timedelta(milliseconds=250)
-    assert view.turned_stale() == [("a", "t1")]
-    assert view.turned_stale() == []  # once
+    view = LiveView()
+    for technician, offset in (("t1", 0), ("t2", 1)):
+        view.apply(location("a", technician, now, 1.0, 2.0), Position(0, offset))
+    went = view.apply(offline("a", "t1", now), Position(0, 2))
+    assert went is not None and went["stale"] is True and went["technician_id"] == "t1"
+    assert view.apply(offline("a", "t1", now), Position(0, 3)) is None  # said again (a repeated batch): no change
+    late = view.apply(offline("a", "t2", now - timedelta(minutes=1)), Position(0, 4))
+    assert late is None  # t2 has a newer fix than the silence it was said for: not offline
     fanout = Fanout(LIMITS)
     with fanout.subscribe("a", 0, lambda: None) as everyone, fanout.subscribe("a", 0, lambda: None) as filtered:
         filtered.refilter(Filter(technician_ids=frozenset({"t2"})), view.locations("a"))
-        status = messages.technician_status("t1", stale=True)
-        fanout.notify("a", "t1", status, 0)
-        assert _take(everyone) == [status]
+        fanout.publish("a", messages.update(went, 2, "c2"), 0)
+        taken = _take(everyone)
+        assert len(taken) == 1 and isinstance(taken[0], Update) and taken[0].location["stale"] is True
         assert _take(filtered) == []  # its map does not show t1
-        fanout.notify("a", "t2", messages.technician_status("t2", stale=True), 0)
-        fanout.publish("a", _update("t2", 5), 0)  # a newer fix after it: the map ends fresh
-        taken = _take(filtered)
-        assert len(taken) == 2 and isinstance(taken[1], Update) and taken[1].offset == 5
 
 
 async def test_subscribers_at_one_position_take_once_yet_each_gets_what_it_alone_would() -> None:

@@ -19,7 +19,7 @@ TENANT = "acme"
 
 
 def _view(technicians: int) -> LiveView:
-    view = LiveView(stale_after=timedelta(days=3650), clock=lambda: T0)
+    view = LiveView()
     for i in reversed(range(technicians)):  # applied out of id order: the initial_state is sorted by id
         event = location(TENANT, f"tech-{i:06d}", T0 - timedelta(seconds=i), latitude=40 + (i % 997) / 1000)
         view.apply(event, Position(0, i))

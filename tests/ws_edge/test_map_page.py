@@ -8,7 +8,9 @@ a screenshot to ``test-artifacts/browser/`` (``LOCSTREAM_TEST_ARTIFACTS``).
 from __future__ import annotations
 
 import math
+import random
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +28,8 @@ from tests.support.browser import shot as _shot
 from tests.support.events import location, profile
 from tests.support.kafka_io import define_fences, produce
 from tests.support.maps import WS_PATH
-from tests.support.stack import Service, Stack
+from tests.support.stack import Service, Stack, eventually
+from tests.support.traces import parked
 from ws_edge.fence_views import UP_FRONT_POSITIONS
 
 pytestmark = pytest.mark.integration
@@ -560,3 +563,83 @@ async def test_everything_works_by_keyboard_and_the_badge_is_announced(stack: St
     )
     await page.keyboard.press("Enter")  # opens what is nearest the centre: Ada
     await page.wait_for_function("window.locstreamMap.selected === 'tech-ada'")
+
+
+async def test_a_stopped_technician_says_so_with_its_day_and_an_offline_one_greys_out_behind_a_chip(
+    stack: Stack, browser: Browser
+) -> None:
+    """Stops and presence on the map come from the derived-facts processor's events (the edge keeps no clock of its
+    own): a technician parked 8 minutes says "stopped", lists today's stop and shows it on its trail; silent past the
+    tenant's threshold (10 s here), every marker greys out and the presence chip hides them; a fresh fix brings one
+    back."""
+    fleet = await _fleet(stack)
+    admin = {"Authorization": f"Bearer {stack.token(TENANT, Role.ADMIN)}"}
+    async with httpx.AsyncClient(timeout=10) as http:
+        rules = {"presence": {"offline_seconds": 10}}
+        assert (await http.put(f"{fleet.api.url}{API}/rules", json=rules, headers=admin)).status_code == 200
+    # It reads the rules topic from its beginning before any fix, and here the location topic too (the fleet's
+    # first fixes came before it started).
+    await stack.start("geofencer", env={"LOCSTREAM_GEOFENCER_START_FROM": "beginning"})
+    page = await _open_map(browser, fleet)
+    now = datetime.now(UTC).replace(microsecond=0)
+    trace = parked(random.Random(7), now - timedelta(minutes=8), 6.47, 3.36, 8 * 60, every=15)
+    fixes = [
+        {
+            "event_id": str(uuid.uuid4()),
+            "technician_id": "tech-cara",
+            "recorded_at": p.at.isoformat(),
+            "latitude": p.latitude,
+            "longitude": p.longitude,
+            "accuracy_meters": p.accuracy_meters,
+        }
+        for p in trace
+    ]
+    phone = {"Authorization": f"Bearer {stack.token(TENANT, Role.DEVICE_GATEWAY)}"}
+    async with httpx.AsyncClient(timeout=10) as http:
+        answer = await http.post(f"{fleet.api.url}{API}/locations/batch", json={"fixes": fixes}, headers=phone)
+        assert answer.status_code == 202, answer.text
+    cara = "window.locstreamMap.fleet.tracks.get('tech-cara')?.location"
+    await page.wait_for_function(f"{cara}?.motion === 'stopped'", timeout=30_000)
+    since = await page.evaluate(f"{cara}.motion_since")
+    assert datetime.fromisoformat(since) == trace[0].at  # the stop began at its first fix
+    await page.evaluate("window.locstreamMap.select('tech-cara')")
+    rows = await page.evaluate(
+        "Object.fromEntries([...document.querySelectorAll('#details-rows dt')].map((dt) => [dt.textContent,"
+        " dt.nextElementSibling.textContent]))"
+    )
+    assert rows["Activity"].startswith("Stopped 8 min") or rows["Activity"].startswith("Stopped 9 min"), rows
+    if (now - timedelta(minutes=8)).date() == now.date():  # local midnight (UTC here) did not fall within the trace
+        await page.wait_for_function("document.querySelectorAll('#details-day li.stop').length === 1")
+        assert "Stopped" in await page.text_content("#details-day li.stop")  # type: ignore[operator]
+        assert await page.evaluate("window.locstreamMap.layer.stops.length") == 1  # drawn on its trail
+    await _shot(page, "stopped")
+
+    # Silent past the threshold: the processor says offline, every map greys the markers out.
+    await page.wait_for_function(f"{cara}?.stale === true", timeout=60_000)
+    offline_since = await page.evaluate(f"{cara}.offline_since")
+    assert datetime.fromisoformat(offline_since) == trace[-1].at  # its last fix
+    await page.wait_for_function("document.querySelector('#chips [data-presence=offline]').textContent.endsWith(' 4')")
+    rows = await page.evaluate(
+        "Object.fromEntries([...document.querySelectorAll('#details-rows dt')].map((dt) => [dt.textContent,"
+        " dt.nextElementSibling.textContent]))"
+    )
+    assert "(offline since " in rows["Status"], rows
+    await _shot(page, "offline")
+    await page.click("#chips [data-presence=offline]")  # released: only those online
+    await page.wait_for_function("window.locstreamMap.fleet.size === 0")
+    await fleet.post("tech-bola", 6.4505, 3.4005)  # heard from again: online, back on the map
+    await page.wait_for_function(
+        "window.locstreamMap.fleet.size === 1 && window.locstreamMap.fleet.tracks.has('tech-bola')"
+    )
+    bola = await page.evaluate("window.locstreamMap.fleet.tracks.get('tech-bola').location")
+    assert bola["stale"] is False
+
+    # A map opened now bootstraps the same from the projector's table: the edge restarts and says the same.
+    await fleet.restart_feed()
+    again = await _open_map(browser, fleet, technicians=4)
+    await again.wait_for_function(f"{cara}?.stale === true && {cara}?.motion === 'stopped'")
+
+    async def bola_online() -> bool:
+        return bool(await again.evaluate("window.locstreamMap.fleet.tracks.get('tech-bola').location.stale === false"))
+
+    await eventually(bola_online, timeout=10, what="tech-bola online on a map opened after the restart")

@@ -16,9 +16,8 @@ from schemas.ws import (
     Pong,
     Resumed,
     TechnicianRemoved,
-    TechnicianStatus,
 )
-from tests.support.events import T0, location
+from tests.support.events import T0, location, offline, online, stay
 from ws_edge import messages
 
 STATE = TechnicianState(
@@ -48,7 +47,6 @@ def test_frames_validate_against_the_protocol_models() -> None:
     assert backfilled.data.backfill is True and update.data.backfill is False
     assert Resumed.model_validate_json(messages.resumed("c0", 3)).missed == 3
     assert TechnicianRemoved.model_validate_json(messages.technician_removed("t1")).technician_id == "t1"
-    assert TechnicianStatus.model_validate_json(messages.technician_status("t1", stale=True)).stale is True
     assert Connected.model_validate_json(messages.connected("c1", "a", protocol=2)).protocol == 2
     assert Pong.model_validate_json(messages.PONG).type == "pong"
 
@@ -63,13 +61,33 @@ def test_a_technician_without_a_position_is_not_on_the_map() -> None:
     assert messages.location_of(TechnicianState(tenant_id="a", technician_id="t2")) is None
 
 
-def test_a_technician_whose_last_fix_is_older_than_the_threshold_is_stale_and_keeps_its_status() -> None:
+def test_a_technician_offline_as_the_facts_say_is_stale_keeps_its_status_and_says_since_when() -> None:
     assert STATE.fix is not None
-    just_after = STATE.fix.recorded_at + timedelta(seconds=1)
-    older = messages.location_of(STATE, stale_before=just_after)
-    within = messages.location_of(STATE, stale_before=STATE.fix.recorded_at)
-    assert older is not None and older["stale"] is True and older["status"] == "on_job"
-    assert within is not None and within["stale"] is False
+    seen = STATE.fix.recorded_at
+    said = apply(STATE, offline("a", "t1", seen), Position(0, 2))
+    entry = messages.location_of(said)
+    assert entry is not None and entry["stale"] is True and entry["status"] == "on_job"
+    assert (entry["offline_since"], entry["offline_reason"]) == (seen, "silent")
+    back = messages.location_of(apply(said, online("a", "t1", seen, seen + timedelta(minutes=30)), Position(0, 3)))
+    assert back is not None and back["stale"] is False and "offline_since" not in back
+    fresh = messages.location_of(STATE)
+    assert fresh is not None and fresh["stale"] is False and not {"offline_since", "motion"} & fresh.keys()
+    LocationUpdate.model_validate({"type": "location_update", "data": entry, "cursor": "c"})
+
+
+def test_a_technician_says_stopped_or_moving_since_its_latest_stop_or_trip() -> None:
+    assert STATE.fix is not None
+    at = STATE.fix.recorded_at
+    cases = [
+        (stay("stop_started", "a", "t1", at), ("stopped", at)),
+        (stay("stop_ended", "a", "t1", at, at + timedelta(minutes=23)), ("moving", at + timedelta(minutes=23))),
+        (stay("trip_started", "a", "t1", at), ("moving", at)),
+        (stay("trip_ended", "a", "t1", at, at + timedelta(minutes=9)), ("stopped", at + timedelta(minutes=9))),
+    ]
+    for event, (motion, since) in cases:
+        entry = messages.location_of(apply(STATE, event, Position(0, 5)))
+        assert entry is not None and (entry["motion"], entry["motion_since"]) == (motion, since)
+        LocationUpdate.model_validate({"type": "location_update", "data": entry, "cursor": "c"})
 
 
 def test_a_map_entry_carries_the_details_the_fix_had_and_the_battery_a_device_app_reported() -> None:

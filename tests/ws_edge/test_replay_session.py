@@ -22,7 +22,7 @@ from locstream.kafka import ensure_topic
 from locstream.work_slots import WorkSlots
 from schemas.claims import Role
 from schemas.events import Event
-from tests.support.events import location
+from tests.support.events import location, offline, stay
 from tests.support.kafka_io import append, clock_past
 from tests.support.maps import connect, recv_json
 from tests.support.stack import Service, Stack, eventually
@@ -81,6 +81,11 @@ async def _fleet(stack: Stack) -> tuple[datetime, list[TechnicianState], list[Te
     return replay_from, before, after
 
 
+def _z(moment: datetime) -> str:
+    """A time as the edge writes it ("…Z")."""
+    return moment.isoformat().replace("+00:00", "Z")
+
+
 def _query(start: datetime, end: datetime, speed: float) -> str:
     return urlencode({"replay_from": start.isoformat(), "replay_to": end.isoformat(), "speed": speed})
 
@@ -119,6 +124,43 @@ async def test_a_replay_at_speed_60_of_two_minutes_plays_in_about_2_s_from_the_p
     took = time.monotonic() - began
     assert 1.9 <= took <= 6.0, took  # 120 s of device time at 60x: 2 s, however fast the events are read
     assert final == _positions(after) and updates == 40  # the late fix moved nothing, so it was not sent
+
+
+async def test_a_replay_shows_stopped_moving_and_offline_as_the_log_said_them_at_each_moment(stack: Stack) -> None:
+    """The derived facts are applied like the fixes: the map at ``replay_from`` has the stop that began before it,
+    and the range's facts arrive paced, as updates of the technician they are about."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    parked_since = now - timedelta(minutes=2)
+    earlier = [_fix("tech-0", now - timedelta(seconds=60), 1.0), stay("stop_started", TENANT, "tech-0", parked_since)]
+    await stack.start("projector")
+    await clock_past(max(await append(stack.kafka, earlier)))
+    await _applied(stack, len(earlier))
+    replay_from = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    await clock_past(int(replay_from.timestamp() * 1000))
+    left, heard = replay_from + timedelta(seconds=10), replay_from + timedelta(seconds=5)
+    later: list[Event] = [
+        _fix("tech-0", heard, 1.0),
+        stay("stop_ended", TENANT, "tech-0", parked_since, left),
+        stay("trip_started", TENANT, "tech-0", left),
+        offline(TENANT, "tech-0", heard, silent_seconds=600),  # said at its last fix's time, the moment it concerns
+    ]
+    await append(stack.kafka, later)
+    await _applied(stack, len(earlier) + len(later))
+    edge = await stack.start("ws-edge")
+    ws, initial = await _open_replay(edge, stack.token(TENANT, Role.ANALYST), _query(replay_from, left, 60))
+    (at_start,) = initial["data"]
+    assert (at_start["motion"], datetime.fromisoformat(at_start["motion_since"])) == ("stopped", parked_since)
+    assert at_start["stale"] is False
+    seen: list[tuple[str, str, bool]] = []
+    while (message := await recv_json(ws, 15)).get("type") != "replay_done":
+        data = message["data"]
+        seen.append((data["motion"], data["motion_since"], data["stale"]))
+    since_left, since_parked = _z(left), _z(parked_since)
+    assert seen == [
+        ("stopped", since_parked, False),  # the fix at its time (a new last_update; still parked)
+        ("moving", since_left, False),  # the stop ended: moving since; the trip starting there changes nothing shown
+        ("moving", since_left, True),  # then offline
+    ], seen
 
 
 async def test_pause_holds_the_replay_and_seek_starts_again_from_the_state_of_that_moment(stack: Stack) -> None:

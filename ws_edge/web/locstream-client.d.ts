@@ -10,7 +10,11 @@ export interface TechnicianLocation {
   longitude: number;
   last_update: string; // ISO 8601
   status: string;
-  stale?: boolean;
+  stale?: boolean; // offline, as the derived facts say (technician_offline), until a newer fix or technician_online
+  offline_since?: string; // only when stale: its last fix's device time
+  offline_reason?: "silent" | "tracking_stopped";
+  motion?: "stopped" | "moving"; // from its latest stop or trip, once it has one
+  motion_since?: string;
   backfill?: boolean;
   // Only when known (the fix carried them; battery from a device app's report):
   accuracy_meters?: number;
@@ -23,6 +27,7 @@ export interface Filter {
   bbox?: [west: number, south: number, east: number, north: number];
   technician_ids?: string[];
   status?: string[];
+  presence?: ("online" | "offline")[];
 }
 
 export interface Geofence {
@@ -49,6 +54,40 @@ export interface GeofenceEvent {
   message: string; // "Ada Obi arrived at Cabinet 12"
 }
 
+// The projector's reports (docs/stops-and-trips.md, docs/online-offline.md): rows of GET
+// /api/v1/field-service/reports/stops, /reports/trips and /reports/offline.
+export interface StopRow {
+  technician_id: string;
+  started_at: string;
+  ended_at: string | null; // null: still there
+  duration_seconds: number;
+  latitude: number;
+  longitude: number;
+  fixes: number;
+  geofence_id: string | null; // the job site whose fence holds the stop
+  job_id: string | null;
+}
+
+export interface TripRow {
+  technician_id: string;
+  started_at: string;
+  ended_at: string | null; // null: still under way
+  duration_seconds: number;
+  distance_meters: number;
+  start_latitude: number;
+  start_longitude: number;
+  end_latitude: number | null;
+  end_longitude: number | null;
+  fixes: number;
+}
+
+export interface OfflineRow {
+  technician_id: string;
+  last_seen_at: string;
+  back_at: string | null; // null: still offline
+  silent_seconds: number;
+}
+
 export type ServerMessage =
   | { type: "connected"; connection_id: string; tenant_id: string; protocol: 1 | 2 }
   | { type: "initial_state"; data: TechnicianLocation[]; cursor: string; resumed?: boolean; filter?: Filter }
@@ -56,7 +95,6 @@ export type ServerMessage =
   | { type: "location_update"; data: TechnicianLocation; cursor: string }
   | { type: "location_batch"; data: TechnicianLocation[]; cursor: string }
   | { type: "technician_removed"; technician_id: string }
-  | { type: "technician_status"; technician_id: string; stale: boolean }
   | { type: "replay_done"; events: number }
   | { type: "error"; message: string }
   | { type: "pong" }

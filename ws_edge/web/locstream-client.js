@@ -28,12 +28,6 @@ export function mergeMessage(technicians, message) {
       return message.data.map((t) => t.technician_id);
     case "technician_removed":
       return technicians.delete(message.technician_id) ? [message.technician_id] : [];
-    case "technician_status": {
-      const current = technicians.get(message.technician_id);
-      if (!current) return [];
-      technicians.set(message.technician_id, { ...current, stale: message.stale });
-      return [message.technician_id];
-    }
     default: // connected, resumed, pong, error, replay_done: the map does not change
       return [];
   }

@@ -6,7 +6,7 @@
 
 export const STATUSES = ["available", "on_job", "en_route", "break", "offline"]; // the chips, in this order
 export const OTHER = STATUSES.length; // any other status
-export const STALE = STATUSES.length + 1; // no fix for a while, whatever the status
+export const STALE = STATUSES.length + 1; // offline as the derived facts say (technician_offline), whatever the status
 export const CATEGORIES = STATUSES.length + 2;
 export const COLOURS = ["#1f9d55", "#2b6cb0", "#d69e2e", "#805ad5", "#718096", "#2d3748", "#a0aec0"];
 

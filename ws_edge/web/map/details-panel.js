@@ -1,11 +1,14 @@
-// The selected technician's details panel (its rows and history links: details.js) and follow: the view keeps the
-// followed technician inside its middle half until the user pans.
-import { detailRows, historyLinks } from "./details.js";
+// The selected technician's details panel (its rows, today's stops and trips, and history links: details.js) and
+// follow: the view keeps the followed technician inside its middle half until the user pans. Today's stops and trips
+// come from the projector's reports when the technician is selected and again when its motion changes (a new stop
+// or trip on the feed); its stops are drawn on its trail.
+import { dayReports, dayRows, detailRows, historyLinks } from "./details.js";
 import { $ } from "./page.js";
 import { authorizedFetch } from "./sign-in.js";
 
 export class DetailsPanel {
   selected = null; // the technician in the panel
+  dayOf = null; // the selected technician's motion when its day was last asked for
   following = null; // the technician the view tracks, until the user pans
   layer = null; // the fleet's layer, which draws the selection (attach)
 
@@ -42,9 +45,39 @@ export class DetailsPanel {
     if (shown) this.map.setView(shown, Math.max(this.map.getZoom(), 15), { animate: false });
     $("details").hidden = false;
     $("details-status").textContent = "";
+    $("details-day").replaceChildren();
+    this.dayOf = null;
     this.show();
     this.#showLinks();
     this.onSelect(id);
+  }
+
+  /** Today's stops and trips of the selected technician, from the reports (`motion`: what the feed said when asked,
+   * so that a new stop or trip asks again). */
+  async #showDay(id, motion) {
+    this.dayOf = motion;
+    const { stops, trips } = dayReports(this.historyBase, id);
+    try {
+      const [stopsAnswer, tripsAnswer] = await Promise.all([authorizedFetch(stops), authorizedFetch(trips)]);
+      if (this.selected !== id) return;
+      if (!stopsAnswer.ok || !tripsAnswer.ok) {
+        const failed = stopsAnswer.ok ? tripsAnswer : stopsAnswer;
+        $("details-status").textContent = `Today's stops and trips: HTTP ${failed.status}`;
+        return;
+      }
+      const day = { stops: (await stopsAnswer.json()).stops, trips: (await tripsAnswer.json()).trips };
+      if (this.selected !== id) return;
+      this.layer?.setStops(id, day.stops);
+      $("details-day").replaceChildren(...dayRows(day.stops, day.trips).map(({ kind, text }) => {
+        const item = document.createElement("li");
+        item.className = kind;
+        item.textContent = text; // text: job ids come from the tenant's data
+        return item;
+      }));
+      if (!day.stops.length && !day.trips.length) $("details-day").append(Object.assign(document.createElement("li"), { textContent: "No stop or trip yet today" }));
+    } catch (error) {
+      if (this.selected === id) $("details-status").textContent = `Today's stops and trips: ${error.message}`;
+    }
   }
 
   /** The rows again (a new fix, or the time since the last one moved on). */
@@ -55,6 +88,8 @@ export class DetailsPanel {
       return;
     }
     $("details-title").textContent = t.technician_name;
+    const motion = `${t.motion ?? ""} ${t.motion_since ?? ""}`;
+    if (motion !== this.dayOf) this.#showDay(this.selected, motion);
     $("details-rows").replaceChildren(...detailRows(t).flatMap(([label, value]) => {
       const dt = document.createElement("dt");
       const dd = document.createElement("dd");

@@ -3,6 +3,7 @@
 // only while something moves: 10,000 technicians as DOM or SVG markers would not keep 30 frames a second.
 // Clicks are hit-tested here: a cluster zooms in to where it splits, a technician is selected.
 import { categoryOf, COLOURS, STALE } from "./clusters.js";
+import { motionText } from "./details.js";
 import { age } from "./fleet.js";
 
 const L = window.L;
@@ -22,6 +23,7 @@ export const FleetLayer = L.Layer.extend({
     this.isFollowing = isFollowing;
     this.beforeDraw = beforeDraw; // (now) => void: follow moves the map here, so the draw sees the view it ends in
     this.selected = null;
+    this.stops = []; // the selected technician's stops (setStops)
     this.frames = 0; // draws done (tests and the benchmark read it)
     this._frame = null;
   },
@@ -61,7 +63,28 @@ export const FleetLayer = L.Layer.extend({
 
   select(id) {
     this.selected = id;
+    this.stops = [];
     this.redraw();
+  },
+
+  /** The selected technician's stops of today (the details panel's report rows), drawn on its trail. */
+  setStops(id, stops) {
+    if (id !== this.selected) return;
+    this.stops = stops;
+    this.redraw();
+  },
+
+  _drawStops(ctx) {
+    for (const stop of this.stops ?? []) {
+      const { x, y } = this._point(stop.latitude, stop.longitude);
+      ctx.fillStyle = stop.ended_at ? "#4a5568" : "#e53e3e";
+      ctx.fillRect(x - 6, y - 6, 12, 12);
+      ctx.fillStyle = "#fff";
+      ctx.font = "600 10px system-ui, sans-serif";
+      ctx.textAlign = "center";
+      ctx.textBaseline = "middle";
+      ctx.fillText("P", x, y + 0.5);
+    }
   },
 
   _resize() {
@@ -108,6 +131,7 @@ export const FleetLayer = L.Layer.extend({
     const shown = new Set(singles);
     if (this.selected && this.fleet.tracks.has(this.selected)) shown.add(this.selected);
     this._drawTrails(ctx, shown, now, wall);
+    this._drawStops(ctx);
     this._hits = [];
     for (const cluster of this.clusters.clusters) this._drawCluster(ctx, cluster);
     const labels = shown.size <= LABEL_LIMIT;
@@ -203,7 +227,9 @@ export const FleetLayer = L.Layer.extend({
     ctx.strokeStyle = "#1a202c";
     ctx.stroke();
     if (labelled || id === this.selected) {
-      const text = `${t.technician_name} · ${t.status}${categoryOf(t) === STALE ? " (stale)" : ""} · ${age(t.last_update, wall)}`;
+      const motion = motionText(t, wall);
+      const parts = [t.technician_name, t.status + (categoryOf(t) === STALE ? " (offline)" : ""), motion, age(t.last_update, wall)];
+      const text = parts.filter(Boolean).join(" · ");
       ctx.font = "12px system-ui, sans-serif";
       ctx.textAlign = "left";
       ctx.textBaseline = "middle";

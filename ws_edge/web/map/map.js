@@ -136,7 +136,8 @@ function showMode() {
   $("error").textContent = (replay ?? client)?.error ?? "";
 }
 
-/** What the client watches: the view when "only what is in view" is on, the statuses of the pressed chips. */
+/** What the client watches: the view when "only what is in view" is on, the statuses of the pressed chips, and the
+ * offline ones unless their chip is released. */
 function currentFilter() {
   const filter = {};
   if ($("viewport").checked) {
@@ -145,6 +146,8 @@ function currentFilter() {
   }
   const statuses = chips.statuses();
   if (statuses) filter.status = statuses;
+  const presence = chips.presence();
+  if (presence) filter.presence = presence;
   return Object.keys(filter).length ? filter : null;
 }
 

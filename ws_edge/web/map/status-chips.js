@@ -1,8 +1,10 @@
 // Status chips: each one pressed shows that status, and says how many of the fleet have it; the edge sends only what
-// the chips ask for (part of the map's subscribe filter).
-import { COLOURS, STATUSES } from "./clusters.js";
+// the chips ask for (part of the map's subscribe filter). The last chip is presence: pressed, the technicians offline
+// as the derived facts say (grey markers) are shown too; released, only those online (`presence: ["online"]`).
+import { COLOURS, STALE, STATUSES } from "./clusters.js";
 import { $ } from "./page.js";
 
+const OFFLINE_LABEL = "Not reporting";
 const STATUS_LABELS = { available: "Available", on_job: "On job", en_route: "En route", break: "Break", offline: "Offline" };
 
 export class StatusChips {
@@ -25,6 +27,24 @@ export class StatusChips {
       this.chips.set(status, chip);
       $("chips").append(chip);
     }
+    const offline = document.createElement("button");
+    offline.type = "button";
+    offline.className = "chip";
+    offline.dataset.presence = "offline";
+    offline.setAttribute("aria-pressed", "true");
+    offline.style.setProperty("--colour", COLOURS[STALE]);
+    offline.textContent = OFFLINE_LABEL;
+    offline.addEventListener("click", () => {
+      offline.setAttribute("aria-pressed", String(offline.getAttribute("aria-pressed") !== "true"));
+      onChange();
+    });
+    this.offline = offline;
+    $("chips").append(offline);
+  }
+
+  /** ["online"] when the presence chip is released (hide the offline ones), else null (no presence filter). */
+  presence() {
+    return this.offline.getAttribute("aria-pressed") === "true" ? null : ["online"];
   }
 
   /** The statuses of the pressed chips, or null when every chip is pressed (no filter). */
@@ -36,10 +56,13 @@ export class StatusChips {
   /** Each chip's count of the technicians shown (`tracks`: fleet.js's). */
   count(tracks) {
     const counts = new Map(STATUSES.map((status) => [status, 0]));
+    let offline = 0;
     for (const track of tracks.values()) {
       const status = track.location.status;
       if (counts.has(status)) counts.set(status, counts.get(status) + 1);
+      if (track.location.stale) offline += 1;
     }
     for (const [status, chip] of this.chips) chip.textContent = `${STATUS_LABELS[status]} ${counts.get(status).toLocaleString()}`;
+    this.offline.textContent = `${OFFLINE_LABEL} ${offline.toLocaleString()}`;
   }
 }

@@ -7,7 +7,7 @@ import { applyMessage, backoffDelay, LocstreamClient, mergeMessage } from "../lo
 const ada = { technician_id: "t1", technician_name: "Ada", latitude: 1, longitude: 2, last_update: "x", status: "on_job" };
 const bo = { ...ada, technician_id: "t2", technician_name: "Bo" };
 
-test("initial_state replaces the map; updates, batches, removals and status merge into it", () => {
+test("initial_state replaces the map; updates, batches and removals merge into it", () => {
   let state = { technicians: new Map([["old", ada]]), cursor: null };
   state = applyMessage(state, { type: "initial_state", data: [ada], cursor: "c1" });
   assert.deepEqual([...state.technicians.keys()], ["t1"]);
@@ -19,8 +19,9 @@ test("initial_state replaces the map; updates, batches, removals and status merg
   state = applyMessage(state, { type: "location_batch", data: [bo, { ...ada, latitude: 10 }], cursor: "c4" });
   assert.deepEqual([...state.technicians.values()].map((t) => [t.technician_id, t.latitude]), [["t1", 10], ["t2", 1]]);
   assert.equal(state.cursor, "c4");
-  state = applyMessage(state, { type: "technician_status", technician_id: "t2", stale: true });
+  state = applyMessage(state, { type: "location_update", data: { ...bo, stale: true, motion: "stopped" }, cursor: "c5" });
   assert.equal(state.technicians.get("t2").stale, true);
+  assert.equal(state.technicians.get("t2").motion, "stopped");
   state = applyMessage(state, { type: "technician_removed", technician_id: "t1" });
   assert.deepEqual([...state.technicians.keys()], ["t2"]);
   const same = applyMessage(state, { type: "pong" });
@@ -33,7 +34,6 @@ test("mergeMessage changes the map in place and names what it changed", () => {
   assert.deepEqual([...technicians.keys()], ["t1", "t2"]);
   assert.deepEqual(mergeMessage(technicians, { type: "location_batch", data: [{ ...bo, latitude: 5 }], cursor: "c2" }), ["t2"]);
   assert.equal(technicians.get("t2").latitude, 5);
-  assert.deepEqual(mergeMessage(technicians, { type: "technician_status", technician_id: "nobody", stale: true }), []);
   assert.deepEqual(mergeMessage(technicians, { type: "technician_removed", technician_id: "t1" }), ["t1"]);
   assert.deepEqual(mergeMessage(technicians, { type: "technician_removed", technician_id: "t1" }), []);
   assert.deepEqual(mergeMessage(technicians, { type: "pong" }), []);

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { categoryOf, OTHER, STALE, STATUSES } from "../map/clusters.js";
-import { detailRows, historyLinks } from "../map/details.js";
+import { dayReports, dayRows, detailRows, historyLinks, motionText, presenceText, span } from "../map/details.js";
 import { age, between, Fleet, Trails } from "../map/fleet.js";
 import { matches } from "../map/search.js";
 
@@ -103,4 +103,45 @@ test("status categories: the chips' statuses, any other, and stale over all", ()
   assert.equal(categoryOf({ status: STATUSES[1] }), 1);
   assert.equal(categoryOf({ status: "on_holiday" }), OTHER);
   assert.equal(categoryOf({ status: "on_job", stale: true }), STALE);
+});
+
+test("the panel says stopped or moving since the latest stop or trip, and why a marker is grey", () => {
+  const now = Date.parse("2026-11-30T10:00:30Z");
+  const stopped = at("t1", 0, 0, "2026-11-30T10:00:00Z", { motion: "stopped", motion_since: "2026-11-30T09:37:30Z" });
+  assert.equal(motionText(stopped, now), "stopped 23 min");
+  assert.equal(Object.fromEntries(detailRows(stopped, now)).Activity, "Stopped 23 min");
+  const moving = { ...stopped, motion: "moving", motion_since: "2026-11-30T07:55:30Z" };
+  assert.equal(motionText(moving, now), "moving 2 h 5 min");
+  assert.equal(motionText(at("t1", 0, 0, "2026-11-30T10:00:00Z"), now), null, "no stop or trip yet: nothing said");
+  assert.equal(Object.fromEntries(detailRows(at("t1", 0, 0, "2026-11-30T10:00:00Z"), now)).Activity, "—");
+  assert.equal(presenceText(stopped), null);
+  const silent = { ...stopped, stale: true, offline_since: "2026-11-30T09:40:00Z", offline_reason: "silent" };
+  assert.ok(presenceText(silent).startsWith("offline since "));
+  assert.ok(Object.fromEntries(detailRows(silent, now)).Status.includes("(offline since "));
+  assert.ok(presenceText({ ...silent, offline_reason: "tracking_stopped" }).startsWith("tracking stopped at "));
+  assert.equal(span(40_000), "40 s");
+});
+
+test("today's stops and trips: asked of the reports from local midnight, listed in the order they began", () => {
+  const now = Date.parse("2026-11-30T10:00:30Z");
+  const { stops, trips } = dayReports("https://api.example", "t/1", now);
+  const asked = new URL(stops);
+  assert.equal(asked.pathname, "/api/v1/field-service/reports/stops");
+  assert.equal(asked.searchParams.get("technician_id"), "t/1");
+  const midnight = new Date(now);
+  midnight.setHours(0, 0, 0, 0);
+  assert.equal(asked.searchParams.get("start_time"), midnight.toISOString());
+  assert.equal(new URL(trips).pathname, "/api/v1/field-service/reports/trips");
+  const rows = dayRows(
+    [
+      { started_at: "2026-11-30T09:00:00Z", ended_at: null, job_id: null },
+      { started_at: "2026-11-30T08:00:00Z", ended_at: "2026-11-30T08:38:00Z", job_id: "J-12" },
+    ],
+    [{ started_at: "2026-11-30T08:38:00Z", ended_at: "2026-11-30T09:00:00Z", distance_meters: 12345 }],
+    now,
+  );
+  assert.deepEqual(rows.map((r) => r.kind), ["stop", "trip", "stop"]);
+  assert.ok(rows[0].text.endsWith("Stopped 38 min at job J-12"), rows[0].text);
+  assert.ok(rows[1].text.endsWith("Drove 12.3 km in 22 min"), rows[1].text);
+  assert.ok(rows[2].text.endsWith("–now Stopped 1 h 1 min"), rows[2].text);
 });
