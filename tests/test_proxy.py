@@ -419,7 +419,9 @@ async def test_a_200000_fix_export_streams_through_the_proxy(proxied: Proxied) -
                 lines += chunk.count(b"\n")
         took = time.perf_counter() - began
     assert lines == EXPORTED
-    assert first is not None and first < took / 4, (first, took)  # streamed: not held until the end was read
+    # Streamed: not held until the end was read (held, the first byte would come at the end: first ~ took). Half, not
+    # a quarter: the parallel pass on 2 cores once took 1.41 s of 5.5 s to the first byte.
+    assert first is not None and first < took / 2, (first, took)
 
 
 async def test_a_slowloris_and_oversized_headers_are_cut_by_the_proxy(proxied: Proxied) -> None:
