@@ -24,6 +24,12 @@ def fix_event_id(device_id: str, recorded_at: datetime, latitude: float, longitu
     return uuid.uuid5(FIX_NAMESPACE, f"{device_id}|{recorded_at.isoformat()}|{latitude!r}|{longitude!r}")
 
 
+def stop_event_id(device_id: str, recorded_at: datetime, reason: str) -> uuid.UUID:
+    """The event id of a device app's saying it stopped tracking (``tracking_stopped``): the same saying sent again
+    gets the same id."""
+    return uuid.uuid5(FIX_NAMESPACE, f"{device_id}|tracking_stopped|{reason}|{recorded_at.isoformat()}")
+
+
 @dataclass(frozen=True, slots=True)
 class Device:
     device_id: str

@@ -89,6 +89,15 @@ class Presences:
         presence.ended = fix_id
         return presence
 
+    def stopped(self, key: tuple[str, str], at: float) -> Presence | None:
+        """The technician's app said it stopped tracking at ``at`` (device time): offline now, unless it was offline
+        already or has a newer good fix (it resumed since). Returns its presence when that made it offline."""
+        presence = self.by_key.get(key)
+        if presence is None or not presence.online or at < presence.last_seen:
+            return None
+        presence.online = False
+        return presence
+
     def restore(self, key: tuple[str, str], presence: Presence, offline_seconds: float) -> None:
         self.by_key[key] = presence
         if presence.online:

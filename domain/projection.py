@@ -13,9 +13,9 @@ agree on what "current" means:
 - the derived facts that say what the technician is doing (``domain/stays.py``, ``domain/presence.py``) mark the
   state, whatever order they arrive in beside its fixes: ``stay`` is the latest stop or trip (the one that started
   last; its later events update it, a ``stay_retracted`` of it clears it), from which the map says "stopped since"
-  or "moving since" (``motion``); ``offline`` is the offline period the processor said, unless the state's fix is
-  newer than its last fix (a fix that came meanwhile), and a newer good fix ends it as the ``technician_online``
-  that follows will;
+  or "moving since" (``motion``); ``offline`` is the offline period the processor said (from the silence's last
+  fix) or the app said (``tracking_stopped``, from when it said so), unless the state's fix is newer than that (a
+  fix that came meanwhile); a newer good fix ends it, as the ``technician_online`` that follows will;
 - an event whose ``identity`` was seen before (a client's retry, appended again at a later offset) is a no-op:
   ``fold`` keeps the first occurrence in log order, and the stores do the same with their history. A retry
   repeats the fix: same tenant, technician, device time and ``event_id``. Clients choose event ids, so an id
@@ -42,6 +42,7 @@ from schemas.events import (
     TechnicianOffline,
     TechnicianOnline,
     TechnicianUpdated,
+    TrackingStopped,
     TripEnded,
     TripStarted,
     fix_fields_of,
@@ -94,7 +95,7 @@ class Offline:
     """An offline period the processor said: since the technician's last good fix before it."""
 
     last_seen_at: datetime
-    reason: str = "silent"  # "silent": no good fix for the tenant's threshold
+    reason: str = "silent"  # "silent": no good fix for the tenant's threshold; "tracking_stopped": the app said so
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,14 +169,20 @@ def mark(state: TechnicianState, event: Event) -> TechnicianState:
         if current is not None and (current.subject, current.started_at) == (event.data.subject, event.data.started_at):
             return replace(state, stay=None)  # the revision's facts follow it (``domain/stays.py``)
         return state
-    if isinstance(event, TechnicianOffline):
-        seen = event.data.last_seen_at
+    if isinstance(event, TechnicianOffline | TrackingStopped):
+        # Offline since the silence's last fix, or since the app said it stopped tracking.
+        if isinstance(event, TrackingStopped):
+            seen, reason = event.recorded_at, "tracking_stopped"
+        else:
+            seen, reason = event.data.last_seen_at, event.data.reason
         if state.fix is not None and state.fix.recorded_at > seen:
-            return state  # a fix came after the silence began: said too late to be true now
-        if state.offline is not None and state.offline.last_seen_at > seen:
-            return state  # an earlier silence than the one the state is in
-        offline = Offline(seen)
-        return state if offline == state.offline else replace(state, offline=offline)
+            return state  # a fix came after it began: said too late to be true now
+        current_offline = state.offline
+        if current_offline is not None and current_offline.last_seen_at > seen:
+            return state  # an earlier period than the one the state is in (the app's own stop, say)
+        if current_offline is not None and current_offline.last_seen_at == seen:
+            return state  # said again, or by the processor after the app (the app's reason stays)
+        return replace(state, offline=Offline(seen, reason))
     if isinstance(event, TechnicianOnline):
         current_offline = state.offline
         if current_offline is not None and current_offline.last_seen_at <= event.data.last_seen_at:

@@ -7,11 +7,15 @@ through (``domain.projection.fix_verdict``; a flagged fix is passed over as the 
 - evaluate it against its tenant's fences (``domain.geofencing.evaluate``): enter and exit crossings;
 - add it to its technician's stops-and-trips track (``domain.stays.StayTrack``, with its tenant's thresholds):
   ``stop_*``, ``trip_*`` and, when a late fix revises what was said, ``stay_retracted``;
+- hear from its technician (``domain.presence``): ``technician_online`` when it was offline;
 
-append every such event to the fix's own partition (so it stays in order with the fixes around it); then, in the
-background while the next batch is evaluated, wait for Kafka's acknowledgements and store the technicians' state (as
-it was after the batch) and the next offsets in one transaction (``state.py``), on a thread of its own, one batch
-after the other. Its own events come back through the topic and are passed over.
+and for an app's ``tracking_stopped``, ``technician_offline`` at once; between batches, once caught up, the
+technicians silent for their tenant's threshold: ``technician_offline``. It appends every such event to the
+partition of the record that caused it (so it stays in order with the fixes around it); then, in the background
+while the next batch is evaluated, waits for Kafka's acknowledgements and stores the technicians' state (as it was
+after the batch) and the next offsets in one transaction (``state.py``), on a thread of its own, one batch after the
+other. Its own events come back through the topic: its offline events are read back (the log has the last word),
+the others passed over.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from schemas.events import (
     InvalidEventError,
     LocationRecorded,
     OfflineData,
+    OfflineReason,
     OnlineData,
     RetractionData,
     Stayed,
@@ -54,6 +59,7 @@ from schemas.events import (
     StopStarted,
     TechnicianOffline,
     TechnicianOnline,
+    TrackingStopped,
     TripData,
     TripEnded,
     TripStarted,
@@ -173,8 +179,11 @@ def stay_event(fix: LocationRecorded, change: Change, index: FenceIndex | None) 
 _PRESENCE_NAMESPACE = uuid.UUID("5b0e2f1a-7c1d-4e8b-9f3a-2d6c8e4a1b07")
 
 
-def offline_event(key: Key, presence: Presence, silent_seconds: float, now: float) -> TechnicianOffline:
-    """Known by the technician's last good fix: one offline event per silence, the same one if a repeat says it."""
+def offline_event(
+    key: Key, presence: Presence, silent_seconds: float, now: float, reason: OfflineReason = "silent"
+) -> TechnicianOffline:
+    """Known by the technician's last good fix: one offline event per silence (or stop its app said), the same one if a
+    repeat says it."""
     last_seen = _at(presence.last_seen)
     return TechnicianOffline(
         event_id=uuid.uuid5(_PRESENCE_NAMESPACE, f"offline/{key[0]}/{key[1]}/{presence.fix_id}"),
@@ -182,7 +191,9 @@ def offline_event(key: Key, presence: Presence, silent_seconds: float, now: floa
         technician_id=key[1],
         recorded_at=last_seen,
         received_at=_at(now),
-        data=OfflineData(last_seen_at=last_seen, silent_seconds=round(silent_seconds, 3), fix_event_id=presence.fix_id),
+        data=OfflineData(
+            last_seen_at=last_seen, silent_seconds=round(silent_seconds, 3), fix_event_id=presence.fix_id, reason=reason
+        ),
     )
 
 
@@ -399,6 +410,27 @@ class Geofencer:
                             )
                         )
                         self.metrics.presence["technician_online"].inc()
+                    continue
+                if isinstance(event, TrackingStopped):  # the app said so: offline at once (docs/online-offline.md)
+                    key = (event.tenant_id, event.technician_id)
+                    clock = self.clocks.get(tp.partition)
+                    if clock is None:
+                        clock = self.clocks[tp.partition] = PartitionClock()
+                    clock.advance(event.received_at.timestamp())
+                    stopped = self.presences.stopped(key, event.recorded_at.timestamp())
+                    if stopped is not None:
+                        silent = clock.watched - stopped.heard_at
+                        said = offline_event(key, stopped, silent, time.time(), reason="tracking_stopped")
+                        sends.append(
+                            await self._producer.send(
+                                self.settings.kafka.topic,
+                                encode_event(said),
+                                key=event.tenant_id.encode(),
+                                partition=tp.partition,
+                            )
+                        )
+                        heard_from.add(key)  # its presence is written with the batch
+                        self.metrics.presence["technician_offline"].inc()
                     continue
                 if not isinstance(event, LocationRecorded):
                     continue

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -23,7 +23,7 @@ from aiokafka.errors import KafkaError
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
 
-from domain.devices import Device, fix_event_id
+from domain.devices import Device, fix_event_id, stop_event_id
 from domain.identity import identity
 from locstream.http import bearer_token, require_role
 from producers.body import BodyError, field_message, read_body
@@ -32,9 +32,9 @@ from producers.deps import Claims
 from producers.models import LocationFixBody, technician_id_problem
 from producers.osmand import OsmAndError, parse
 from producers.routes import PREFIX, EventHeader, ingest_of, location_event, problem_doc
-from producers.trackers import TrackerError, overland_fixes, owntracks_fix
+from producers.trackers import StopSignal, TrackerError, overland_batch, owntracks_message
 from schemas.claims import Role
-from schemas.events import LocationRecorded
+from schemas.events import LocationRecorded, TrackingStopped, TrackingStoppedData
 
 log = logging.getLogger(__name__)
 
@@ -186,11 +186,14 @@ async def osmand(request: Request) -> Response:
 async def owntracks(request: Request) -> Response:
     device = await _device(request, _basic_password(request), basic=True)
     try:
-        fields = owntracks_fix(await _body(request, json_only=True))
+        message = owntracks_message(await _body(request, json_only=True))
     except TrackerError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
-    if fields is not None:
-        events, rejected = _events(request, device, [("", fields)])
+    if isinstance(message, StopSignal):  # the app's last will: offline at once
+        stops, _ = _stop_events(request, device, [message])  # said when received: always a time that is taken
+        await _publish(request, device, stops)
+    elif message is not None:
+        events, rejected = _events(request, device, [("", message)])
         if rejected:
             _count_rejected(request, "owntracks", rejected)
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=rejected[0])
@@ -202,11 +205,16 @@ async def owntracks(request: Request) -> Response:
 async def overland(request: Request) -> Response:
     device = await _device(request, bearer_token(request) or request.query_params.get("token"))
     try:
-        fixes, unreadable = overland_fixes(await _body(request, json_only=True))
+        batch = overland_batch(await _body(request, json_only=True))
     except TrackerError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
-    events, invalid = _events(request, device, fixes)
+    fixes, invalid = _events(request, device, batch.fixes)
+    stops, late = _stop_events(request, device, batch.stops)
+    events: list[LocationRecorded | TrackingStopped] = list(fixes)
+    if stops:  # in time order: a paused action after the fixes it ends, a will_terminate before the next launch's
+        events = sorted([*fixes, *stops], key=lambda event: event.recorded_at)
     await _publish(request, device, events)
+    unreadable = batch.rejected + late
     # {"result": "ok"} is what makes the app drop the batch: only once every valid fix is acknowledged. A feature
     # that can never be taken is dropped with its reason (resending it would block the app's queue for ever).
     answer: dict[str, Any] = {"result": "ok"}
@@ -261,7 +269,33 @@ def _events(
     return events, rejected
 
 
-async def _publish(request: Request, device: Device, events: list[LocationRecorded]) -> None:
+def _stop_events(
+    request: Request, device: Device, signals: list[StopSignal]
+) -> tuple[list[TrackingStopped], list[str]]:
+    """The app's sayings that it stopped tracking as ``tracking_stopped`` events (ids derived from the device, the
+    reason and the time), with the reasons of those whose time cannot be taken (as a fix's would not be)."""
+    ingest, now = ingest_of(request), datetime.now(UTC)
+    events: list[TrackingStopped] = []
+    rejected: list[str] = []
+    for signal in signals:
+        recorded_at = signal.at or now
+        if (problem := fix_problem(recorded_at, None, now, ingest.max_future, ingest.max_age)) is not None:
+            rejected.append(signal.place + problem)
+            continue
+        events.append(
+            TrackingStopped(
+                event_id=stop_event_id(device.device_id, recorded_at, signal.reason),
+                tenant_id=device.tenant_id,
+                technician_id=device.technician_id,
+                recorded_at=recorded_at,
+                received_at=now,
+                data=TrackingStoppedData(reason=signal.reason, app=signal.app),
+            )
+        )
+    return events, rejected
+
+
+async def _publish(request: Request, device: Device, events: Sequence[LocationRecorded | TrackingStopped]) -> None:
     """Append the events not acknowledged before (a resend is recognised by its identity); acks=all."""
     ingest = ingest_of(request)
     fresh, seen = [], set()

@@ -1,26 +1,45 @@
 """OwnTracks and Overland, read as the apps send them. Pure: a request's JSON in, fixes out (each as the fields of
-``LocationFixBody``), or ``TrackerError`` naming the field.
+``LocationFixBody``) and the app's saying it stopped tracking (``StopSignal``), or ``TrackerError`` naming the field.
 
 - OwnTracks (HTTP mode): one message per POST; ``_type: location`` carries ``lat``, ``lon``, ``tst`` (unix s),
   ``acc`` (m), ``alt`` (m), ``vel`` (km/h), ``cog`` (degrees), ``batt`` (%), ``bs`` (battery status: 2 charging, 3
-  full). Every other ``_type`` (transition, waypoint, card, cmd, lwt, encrypted) and an empty body carry no fix.
+  full). ``_type: lwt`` is the app's last will, which its MQTT broker publishes when the app vanishes (an HTTP bridge
+  may forward it; its ``tst`` is when the app connected, so it is taken as said when received): tracking stopped.
+  Every other ``_type`` (transition, waypoint, card, cmd, encrypted) and an empty body carry nothing for us.
 - Overland: ``{"locations": [Feature, ...]}``, each a GeoJSON Point ``[lon, lat]`` with ``properties.timestamp``
   (ISO 8601, ``Z`` or ``-0700``), ``speed`` (m/s), ``course``, ``horizontal_accuracy``, ``altitude``,
   ``battery_level`` (0..1), ``battery_state``. Not every feature is a fix: with "Include tracking stats" the app
   sends actions (``properties.action``: ``paused_location_updates``, ``will_terminate``...), with visit tracking
   visits (``action: visit``, the arrival's place), and a trip's end (``properties.type: trip``), each usually at the
   last fix's point and stamped with the time of sending (Overland-iOS ``GLManager.m``): none of them is a position
-  taken then, so none is recorded as one.
+  taken then, so none is recorded as one. Two actions say tracking stopped, at their ``timestamp``:
+  ``paused_location_updates`` (iOS paused the updates) and ``will_terminate`` (the app was closed: logged then, sent
+  with the next batch, after a relaunch).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from locstream import bounded_json
 
 MS_TO_KMH = 3.6
+OVERLAND_STOPS: dict[str, Literal["paused", "terminated"]] = {
+    "paused_location_updates": "paused",
+    "will_terminate": "terminated",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StopSignal:
+    """An app's saying it stopped tracking (``schemas.events.TrackingStopped``); ``at`` None: when it was received."""
+
+    reason: Literal["paused", "terminated", "last_will"]
+    app: Literal["overland", "owntracks"]
+    at: datetime | None
+    place: str = ""  # where in the request (``locations[3].``), for the reasons
 
 
 class TrackerError(ValueError):
@@ -61,13 +80,16 @@ def _time(value: Any, name: str) -> datetime:
     raise TrackerError(f"{name}: expected a time")
 
 
-def owntracks_fix(body: bytes) -> dict[str, Any] | None:
-    """The fix of an OwnTracks message, or None (another ``_type``, an empty body)."""
+def owntracks_message(body: bytes) -> dict[str, Any] | StopSignal | None:
+    """The fix of an OwnTracks message, its last will (tracking stopped), or None (another ``_type``, an empty
+    body)."""
     message = _json(body)
     if message is None:
         return None
     if not isinstance(message, dict):
         raise TrackerError("body: expected a JSON object")
+    if message.get("_type") == "lwt":
+        return StopSignal("last_will", "owntracks", None)
     if message.get("_type") != "location":
         return None
     fields: dict[str, Any] = {"latitude": message.get("lat"), "longitude": message.get("lon")}
@@ -89,36 +111,50 @@ def owntracks_fix(body: bytes) -> dict[str, Any] | None:
     return fields
 
 
-def overland_fixes(body: bytes) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
-    """The fixes of an Overland batch, in its order, each with its place (``locations[3].``), and the reasons of the
-    features that cannot be read (features without a point are actions and skipped). Only a body that is not a batch
-    at all raises ``TrackerError``: one bad feature must not make the app resend the whole batch for ever."""
+@dataclass(frozen=True, slots=True)
+class OverlandBatch:
+    fixes: list[tuple[str, dict[str, Any]]]  # each with its place (``locations[3].``)
+    stops: list[StopSignal]  # the actions saying tracking stopped
+    rejected: list[str]  # the reasons of the features that cannot be read
+
+
+def overland_batch(body: bytes) -> OverlandBatch:
+    """The fixes and the stop actions of an Overland batch, in its order, and the reasons of the features that cannot
+    be read (other actions are skipped). Only a body that is not a batch at all raises ``TrackerError``: one bad
+    feature must not make the app resend the whole batch for ever."""
     document = _json(body)
     if not isinstance(document, dict) or not isinstance(document.get("locations"), list):
         raise TrackerError('body: expected {"locations": [...]}')
-    fixes: list[tuple[str, dict[str, Any]]] = []
-    rejected: list[str] = []
+    batch = OverlandBatch([], [], [])
     for index, feature in enumerate(document["locations"]):
         place = f"locations[{index}]."
         try:
-            fields = _overland_fix(feature, place)
+            found = _overland_feature(feature, place)
         except TrackerError as exc:
-            rejected.append(str(exc))
+            batch.rejected.append(str(exc))
             continue
-        if fields is not None:
-            fixes.append((place, fields))
-    return fixes, rejected
+        if isinstance(found, StopSignal):
+            batch.stops.append(found)
+        elif found is not None:
+            batch.fixes.append((place, found))
+    return batch
 
 
-def _overland_fix(feature: Any, place: str) -> dict[str, Any] | None:
+def _overland_feature(feature: Any, place: str) -> dict[str, Any] | StopSignal | None:
     if not isinstance(feature, dict):
         raise TrackerError(f"{place[:-1]}: expected a GeoJSON Feature")
     geometry: Any = feature.get("geometry")
     properties: Any = feature.get("properties") or {}
-    if not isinstance(geometry, dict) or geometry.get("type") != "Point":
-        return None  # an action (will_terminate...) sent before any fix, not a position
     if not isinstance(properties, dict):
         raise TrackerError(f"{place}properties: expected an object")
+    action = properties.get("action")
+    if isinstance(action, str) and action in OVERLAND_STOPS:
+        if "timestamp" not in properties:
+            raise TrackerError(f"{place}properties.timestamp: an action needs its time")
+        at = _time(properties["timestamp"], f"{place}properties.timestamp")
+        return StopSignal(OVERLAND_STOPS[action], "overland", at, place)
+    if not isinstance(geometry, dict) or geometry.get("type") != "Point":
+        return None  # another action sent before any fix, not a position
     if "action" in properties or properties.get("type") == "trip":
         return None  # an action, a visit or a trip's end at an old or made-up point (the module's docstring)
     coordinates = geometry.get("coordinates")

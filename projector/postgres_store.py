@@ -43,7 +43,7 @@ from projector.store import (
     state_to_row,
     stay_record,
 )
-from schemas.events import FIX_FIELD_NAMES, FIX_FIELDS, Derived, Event
+from schemas.events import FIX_FIELD_NAMES, FIX_FIELDS, Event, Fact
 
 log = logging.getLogger(__name__)
 _LOCK_MIGRATE = 7_345_001  # advisory lock key for schema changes
@@ -94,6 +94,10 @@ _UPSERT_STAY = (
     + ", ".join(STAY_KEY_COLUMNS)
     + ") DO UPDATE SET "
     + ", ".join(f"{column} = excluded.{column}" for column in STAY_COLUMNS[4:])
+)
+# The end of an offline period keeps what its start said (silent_seconds, reason): the data are merged.
+_MERGE_STAY = _UPSERT_STAY.replace(
+    "data = excluded.data", "data = (stays_g{g}.data::jsonb || excluded.data::jsonb)::text"
 )
 _DELETE_STAY = "DELETE FROM stays_g{g} WHERE " + " AND ".join(
     f"{column} = ${i + 1}" for i, column in enumerate(STAY_KEY_COLUMNS)
@@ -253,7 +257,7 @@ class PostgresProjectionStore:
         events: Sequence[tuple[Event, Position]],
         next_offsets: dict[int, int],
         generation: int,
-        derived: Sequence[tuple[Derived, Position]] = (),
+        derived: Sequence[tuple[Fact, Position]] = (),
     ) -> BatchResult:
         received = len(events)
         async with self.pool.acquire() as conn, conn.transaction():
@@ -310,7 +314,7 @@ class PostgresProjectionStore:
                 if change.row is None:
                     await conn.execute(_DELETE_STAY.format(g=g), *change.key)
                 else:
-                    await conn.execute(_UPSERT_STAY.format(g=g), *change.row)
+                    await conn.execute((_MERGE_STAY if change.merge else _UPSERT_STAY).format(g=g), *change.row)
         return BatchResult(applied=len(fresh), duplicates=received - len(fresh), changed=len(changed))
 
     @staticmethod

@@ -18,7 +18,7 @@ from locstream.kafka import ensure_topic, make_consumer
 from locstream.progress import Progress
 from projector.backends import make_store
 from projector.settings import ProjectorSettings
-from schemas.events import DERIVED_EVENTS, Derived, Event, InvalidEventError, decode_event
+from schemas.events import FACT_EVENTS, Event, Fact, InvalidEventError, decode_event
 
 
 async def rebuild(settings: ProjectorSettings, out: TextIO = sys.stderr) -> dict[str, Any]:
@@ -42,7 +42,7 @@ async def rebuild(settings: ProjectorSettings, out: TextIO = sys.stderr) -> dict
         while remaining:
             batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=settings.max_batch)
             events: list[tuple[Event, Position]] = []
-            crossings: list[tuple[Derived, Position]] = []
+            facts: list[tuple[Fact, Position]] = []
             next_offsets: dict[int, int] = {}
             count = 0
             for tp, records in batches.items():
@@ -55,15 +55,15 @@ async def rebuild(settings: ProjectorSettings, out: TextIO = sys.stderr) -> dict
                     except InvalidEventError:
                         progress.skipped += 1  # the live projector already dead-lettered it
                     else:
-                        if isinstance(event, DERIVED_EVENTS):
-                            crossings.append((event, Position(tp.partition, record.offset)))
+                        if isinstance(event, FACT_EVENTS):
+                            facts.append((event, Position(tp.partition, record.offset)))
                         else:
                             events.append((event, Position(tp.partition, record.offset)))
                     next_offsets[tp.partition] = record.offset + 1
                 if next_offsets.get(tp.partition, 0) >= ends[tp]:
                     remaining.discard(tp)
             if next_offsets:
-                await store.apply_batch(events, next_offsets, generation, crossings)
+                await store.apply_batch(events, next_offsets, generation, facts)
             progress.advance(count)
         progress.advance(0, force=True)
         previous = await store.switch_generation(generation)

@@ -256,6 +256,7 @@ class OfflineRow(BaseModel):
     last_seen_at: datetime  # its newest good fix before it went silent
     back_at: datetime | None  # the good fix that ended it; None: still offline
     silent_seconds: float  # how long it had not been heard from when it was said offline (watched time)
+    reason: Literal["silent", "tracking_stopped"]  # silent: no good fix for the threshold; or the app said it stopped
 
 
 class OfflineReport(BaseModel):
@@ -272,6 +273,7 @@ def offline_row(record: StayRecord) -> OfflineRow:
         last_seen_at=record.started_at,
         back_at=record.ended_at,
         silent_seconds=record.data.get("silent_seconds", 0.0),
+        reason=record.data.get("reason", "silent"),
     )
 
 

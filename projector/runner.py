@@ -24,7 +24,7 @@ from projector.metrics import ProjectorMetrics
 from projector.poison import Poison, dlq_headers, poison_of
 from projector.settings import ProjectorSettings
 from projector.store import ConcurrentWriteError, GenerationChangedError, ProjectionStore
-from schemas.events import DERIVED_EVENTS, Derived, Event, InvalidEventError, decode_event
+from schemas.events import FACT_EVENTS, Event, Fact, InvalidEventError, decode_event
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class Projector:
     async def _apply(self, batches: dict[TopicPartition, list[Any]]) -> None:
         began = time.perf_counter()
         events: list[tuple[Event, Position]] = []
-        crossings: list[tuple[Derived, Position]] = []
+        facts: list[tuple[Fact, Position]] = []
         poisons: list[Poison] = []
         next_offsets: dict[int, int] = {}
         for tp, records in batches.items():
@@ -180,8 +180,8 @@ class Projector:
                 except InvalidEventError as exc:
                     poisons.append(poison_of(record, partition, exc))
                     continue
-                if isinstance(event, DERIVED_EVENTS):  # facts about a technician (visits, stops), not its state
-                    crossings.append((event, Position(partition, record.offset)))
+                if isinstance(event, FACT_EVENTS):  # facts about a technician (visits, stops, offline), not a fix
+                    facts.append((event, Position(partition, record.offset)))
                 else:
                     events.append((event, Position(partition, record.offset)))
             next_offsets[partition] = records[-1].offset + 1
@@ -193,7 +193,7 @@ class Projector:
                 headers=dlq_headers(poison, self.settings.kafka.topic),
             )
         # In log order per partition (getmany's order); partitions hold disjoint technicians, so no sort across them.
-        result = await self.store.apply_batch(events, next_offsets, self.generation, crossings)
+        result = await self.store.apply_batch(events, next_offsets, self.generation, facts)
         self.metrics.count("dead_lettered", len(poisons))
         self._positions.update(next_offsets)
         self.metrics.count("applied", result.applied)

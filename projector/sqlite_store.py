@@ -50,7 +50,7 @@ from projector.store import (
     stay_record,
     to_micros,
 )
-from schemas.events import MARK_EVENTS, Derived, Event
+from schemas.events import MARK_EVENTS, Event, Fact
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -109,6 +109,8 @@ _UPSERT_STAY = (
     + ") DO UPDATE SET "
     + ", ".join(f"{column} = excluded.{column}" for column in STAY_COLUMNS[4:])
 )
+# The end of an offline period keeps what its start said (silent_seconds, reason): the data are merged.
+_MERGE_STAY = _UPSERT_STAY.replace("data = excluded.data", "data = json_patch(data, excluded.data)")
 _DELETE_STAY = "DELETE FROM stays_g{g} WHERE " + " AND ".join(f"{column} = ?" for column in STAY_KEY_COLUMNS)
 
 
@@ -326,7 +328,7 @@ class SqliteProjectionStore:
         events: Sequence[tuple[Event, Position]],
         next_offsets: dict[int, int],
         generation: int,
-        derived: Sequence[tuple[Derived, Position]] = (),
+        derived: Sequence[tuple[Fact, Position]] = (),
     ) -> BatchResult:
         """Read what the batch needs, plan it on the event loop, write it in one transaction.
 
@@ -429,7 +431,7 @@ class SqliteProjectionStore:
                 if change.row is None:
                     conn.execute(_DELETE_STAY.format(g=g), change.key)
                 else:
-                    conn.execute(_UPSERT_STAY.format(g=g), change.row)
+                    conn.execute((_MERGE_STAY if change.merge else _UPSERT_STAY).format(g=g), change.row)
             conn.executemany(
                 f"INSERT INTO offsets_g{g} (topic, partition, next_offset) VALUES (?, ?, ?) "
                 "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = max(next_offset, excluded.next_offset)",

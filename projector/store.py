@@ -42,8 +42,8 @@ from schemas.events import (
     FIX_FIELDS,
     MARK_EVENTS,
     Crossed,
-    Derived,
     Event,
+    Fact,
     GeofenceEntered,
     GeofenceExited,
     LocationRecorded,
@@ -55,6 +55,7 @@ from schemas.events import (
     TechnicianOffline,
     TechnicianOnline,
     TechnicianUpdated,
+    TrackingStopped,
     fix_values,
 )
 
@@ -201,7 +202,7 @@ class ProjectionStore(Protocol):
         events: Sequence[tuple[Event, Position]],
         next_offsets: dict[int, int],
         generation: int,
-        derived: Sequence[tuple[Derived, Position]] = (),
+        derived: Sequence[tuple[Fact, Position]] = (),
     ) -> BatchResult: ...
     async def current(self, tenant_id: str, technician_id: str) -> TechnicianState | None: ...
     async def crossings(self, tenant_id: str, job_id: str) -> list[Crossing]: ...
@@ -334,7 +335,7 @@ def beyond_stored(positioned: Iterable[tuple[T, Position]], stored: dict[int, in
     return [(item, position) for item, position in positioned if position.offset >= stored.get(position.partition, 0)]
 
 
-def marks(derived: Iterable[tuple[Derived, Position]]) -> list[tuple[Mark, Position]]:
+def marks(derived: Iterable[tuple[Fact, Position]]) -> list[tuple[Mark, Position]]:
     """The derived events that mark a technician's state (``MARK_EVENTS``), in log order."""
     return [(event, position) for event, position in derived if isinstance(event, MARK_EVENTS)]
 
@@ -425,10 +426,12 @@ STAY_KEY_COLUMNS = STAY_COLUMNS[:4]
 
 @dataclass(frozen=True, slots=True)
 class StayChange:
-    """A stop or trip to store (``row``: ``STAY_COLUMNS``) or, ``row`` None, to delete (``key``)."""
+    """A stop or trip to store (``row``: ``STAY_COLUMNS``) or, ``row`` None, to delete (``key``); ``merge``: its data
+    added to the stored row's (the end of an offline period keeps what its start said)."""
 
     key: tuple[Any, ...]
     row: tuple[Any, ...] | None
+    merge: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,7 +447,7 @@ class StayRecord:
 
 
 def split_derived(
-    derived: Iterable[tuple[Derived, Position]],
+    derived: Iterable[tuple[Fact, Position]],
     when: Callable[[datetime], Any] = _same,
     ids: Callable[[uuid.UUID], Any] = _same,
 ) -> tuple[list[tuple[Any, ...]], list[StayChange]]:
@@ -455,6 +458,8 @@ def split_derived(
     for event, position in derived:
         if isinstance(event, GeofenceEntered | GeofenceExited):
             crossings.append((ids(event.event_id), *crossing_to_row(event, position, when)[1:]))
+        elif isinstance(event, TrackingStopped):
+            continue  # a mark only: the offline period it begins is the processor's row (docs/online-offline.md)
         elif isinstance(event, StayRetracted):
             retracted = (event.tenant_id, event.technician_id, event.data.subject, when(event.data.started_at))
             stays.append(StayChange(retracted, None))
@@ -471,7 +476,7 @@ def split_derived(
             ended = when(end) if end is not None else None
             encoded = msgspec.json.encode(data).decode()
             row = (*key, event.type, ended, encoded, ids(event.event_id), position.partition, position.offset)
-            stays.append(StayChange(key, row))
+            stays.append(StayChange(key, row, merge=isinstance(event, TechnicianOnline)))
     return crossings, stays
 
 

@@ -27,6 +27,7 @@ from schemas.events import (
     TechnicianOffline,
     TechnicianOnline,
     TechnicianUpdated,
+    TrackingStopped,
     TripEnded,
     TripStarted,
 )
@@ -46,6 +47,7 @@ EVENTS: dict[str, type[msgspec.Struct]] = {
     "StayRetracted": StayRetracted,
     "TechnicianOffline": TechnicianOffline,
     "TechnicianOnline": TechnicianOnline,
+    "TrackingStopped": TrackingStopped,
 }
 SERVER_MESSAGES: dict[str, type[BaseModel]] = {
     "Connected": ws.Connected,

@@ -234,12 +234,17 @@ class StayRetracted(_Envelope, frozen=True, gc=False, tag="stay_retracted"):
     data: RetractionData
 
 
+OfflineReason = Literal["silent", "tracking_stopped"]
+
+
 class OfflineData(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw_only=True):
-    """A technician not heard from (no good fix) for ``silent_seconds`` of the processor's watched time."""
+    """A technician not heard from (no good fix) for ``silent_seconds`` of the processor's watched time
+    (``reason: silent``), or whose app said it stopped tracking (``tracking_stopped``, at once)."""
 
     last_seen_at: AwareDatetime  # its newest good fix's device time: what the offline period is known by
     silent_seconds: Annotated[float, Meta(ge=0)]
     fix_event_id: uuid.UUID  # that fix
+    reason: OfflineReason = "silent"
 
 
 class OnlineData(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw_only=True):
@@ -263,6 +268,24 @@ class TechnicianOnline(_Envelope, frozen=True, gc=False, tag="technician_online"
     data: OnlineData
 
 
+class TrackingStoppedData(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw_only=True):
+    """What the app said (docs/devices.md): ``paused`` (iOS paused its location updates: Overland's
+    ``paused_location_updates``), ``terminated`` (the app was closed: Overland's ``will_terminate``), ``last_will``
+    (the app vanished and its MQTT broker published its last will: OwnTracks' ``lwt``, forwarded over HTTP)."""
+
+    reason: Literal["paused", "terminated", "last_will"]
+    app: Literal["overland", "owntracks"]
+
+
+class TrackingStopped(_Envelope, frozen=True, gc=False, tag="tracking_stopped"):
+    """From the producers, at once, when a phone app says it stopped tracking: the technician is offline from
+    ``recorded_at`` (when the app said so; for a last will, when it was received) until a newer good fix. The id is
+    derived from the device, the reason and that time, so an app sending it again repeats it."""
+
+    type: ClassVar[str] = "tracking_stopped"
+    data: TrackingStoppedData
+
+
 Event = (
     LocationRecorded
     | TechnicianUpdated
@@ -275,6 +298,7 @@ Event = (
     | StayRetracted
     | TechnicianOffline
     | TechnicianOnline
+    | TrackingStopped
 )
 Crossed = GeofenceEntered | GeofenceExited
 Stayed = StopStarted | StopEnded | TripStarted | TripEnded | StayRetracted
@@ -284,10 +308,14 @@ PRESENCE_EVENTS: Final = (TechnicianOffline, TechnicianOnline)
 # What the derived-facts processor appends: facts about a technician, not its state.
 Derived = Crossed | Stayed | Presence
 DERIVED_EVENTS: Final = (GeofenceEntered, GeofenceExited, *STAY_EVENTS, *PRESENCE_EVENTS)
-# Derived events that mark the technician's state (``domain.projection.mark``): what it is doing (stopped or moving
-# since) and whether it is online, kept in the projector's table and on every map.
-Mark = Stayed | Presence
-MARK_EVENTS: Final = (*STAY_EVENTS, *PRESENCE_EVENTS)
+# Facts about a technician rather than its position or profile: what the processor derives, and what the apps say
+# of their tracking. The projector keeps them apart from the history (as report rows and marks).
+Fact = Derived | TrackingStopped
+FACT_EVENTS: Final = (*DERIVED_EVENTS, TrackingStopped)
+# The facts that mark the technician's state (``domain.projection.mark``): what it is doing (stopped or moving since)
+# and whether it is online, kept in the projector's table and on every map.
+Mark = Stayed | Presence | TrackingStopped
+MARK_EVENTS: Final = (*STAY_EVENTS, *PRESENCE_EVENTS, TrackingStopped)
 _DECODER: Final[msgspec.json.Decoder[Event]] = msgspec.json.Decoder(Event)
 _ENCODER: Final = msgspec.json.Encoder()
 

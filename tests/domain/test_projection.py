@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from domain.position import Position
 from domain.projection import Offline, Stay, TechnicianState, apply, fold
 from schemas.events import Event, FixQuality, LocationRecorded, TechnicianUpdated
-from tests.support.events import T0, location, offline, online, retracted, stay
+from tests.support.events import T0, location, offline, online, retracted, stay, tracking_stopped
 from tests.support.events import profile as technician_profile
 
 
@@ -158,3 +158,19 @@ def test_an_offline_period_lasts_until_a_newer_fix_or_its_online_and_an_older_on
     back = online("a", "t1", seen, T0 + timedelta(seconds=30))  # said for a late fix that ended the silence
     assert apply(silent, back, Position(0, 6)).offline is None
     assert apply(silent, online("a", "t1", T0, T0), Position(0, 7)) is silent  # an earlier period's end
+
+
+def test_an_app_that_stopped_tracking_is_offline_from_then_until_a_newer_fix() -> None:
+    state = apply(None, fix(60, 1.0), Position(0, 0))
+    paused = T0 + timedelta(seconds=90)
+    stopped = apply(state, tracking_stopped("a", "t1", paused), Position(0, 1))
+    assert stopped.offline == Offline(paused, "tracking_stopped")
+    assert apply(state, tracking_stopped("a", "t1", T0), Position(0, 2)) is state  # its fix is newer: resumed since
+    # The processor's offline for it (known by the last fix, earlier) and its online for that period leave it stopped:
+    seen = T0 + timedelta(seconds=60)
+    assert apply(stopped, offline("a", "t1", seen), Position(0, 3)) is stopped
+    assert apply(stopped, online("a", "t1", seen, seen), Position(0, 4)) is stopped
+    assert apply(stopped, fix(80, 1.0), Position(0, 5)).offline == stopped.offline  # a fix from before the pause
+    assert apply(stopped, fix(120, 1.0), Position(0, 6)).offline is None  # tracking again
+    silent = apply(state, offline("a", "t1", seen), Position(0, 7))
+    assert apply(silent, tracking_stopped("a", "t1", paused), Position(0, 8)).offline == stopped.offline

@@ -18,8 +18,9 @@ import pytest
 from domain.presence import CLOCK_STEP_CAP
 from locstream.settings import KafkaSettings
 from schemas.claims import Role
-from schemas.events import TechnicianOffline, TechnicianOnline
+from schemas.events import TechnicianOffline, TechnicianOnline, TrackingStopped
 from tests.support.kafka_io import read_all
+from tests.support.maps import open_map, updates_until
 from tests.support.stack import Service, Stack, eventually
 from tests.support.traces import offset
 
@@ -96,6 +97,8 @@ async def test_silence_is_offline_once_the_next_fix_online_and_a_restart_makes_n
         (period,) = await eventually(listed, timeout=30, what="the offline period in the report")
         assert period["technician_id"] == "tech-a"
         assert datetime.fromisoformat(period["back_at"]) == came.data.back_at
+        # Its end keeps what its start said (the row holds the online event now).
+        assert period["silent_seconds"] == gone.data.silent_seconds and period["reason"] == "silent"
 
         # A processor killed with SIGKILL just after tech-b's and tech-c's fixes, and kept down three thresholds long
         # with no fix arriving (as when the broker is out of reach: the phones cannot post either).
@@ -128,6 +131,92 @@ async def test_silence_is_offline_once_the_next_fix_online_and_a_restart_makes_n
                 assert first_seen.setdefault(event.event_id, event) == event, technician
             silences = [e.data.fix_event_id for e in first_seen.values() if isinstance(e, TechnicianOffline)]
             assert len(silences) == len(set(silences)), technician
+
+
+async def test_an_app_that_says_it_stopped_is_offline_at_once_on_the_map_and_in_the_report_until_its_next_fix(
+    stack: Stack, kafka: KafkaSettings
+) -> None:
+    """Overland's paused_location_updates, through its own endpoint: tracking_stopped on the topic at once, the map's
+    marker offline with that reason well before any threshold (the tenant's is the default 10 minutes), the
+    processor's offline period with that reason in the report, and the phone's next fix ending both."""
+    api = await stack.start("producers")
+    projector = await stack.start("projector")
+    edge = await stack.start("ws-edge")
+    await stack.start("geofencer")
+    admin = {"Authorization": f"Bearer {stack.token(TENANT, Role.ADMIN)}"}
+    async with httpx.AsyncClient(timeout=10) as http:
+        answer = await http.post(
+            f"{api.url}{PREFIX}/devices", json={"technician_id": "tech-o", "label": "iPhone"}, headers=admin
+        )
+        assert answer.status_code == 201, answer.text
+        phone = {"Authorization": f"Bearer {answer.json()['key']}"}
+        overland = f"{api.url}/api/v1/ingest/overland"
+        now = datetime.now(UTC).replace(microsecond=0)
+
+        def feature(at: datetime, **properties: Any) -> dict[str, Any]:
+            point = {"type": "Point", "coordinates": [DEPOT[1], DEPOT[0]]}
+            return {"type": "Feature", "geometry": point, "properties": {"timestamp": at.isoformat(), **properties}}
+
+        first = await http.post(overland, json={"locations": [feature(now - timedelta(seconds=20))]}, headers=phone)
+        assert first.json() == {"result": "ok"}
+        ws, initial = await open_map(edge, stack.token(TENANT, Role.DISPATCHER))
+
+        async def located() -> bool:
+            return any(entry["technician_id"] == "tech-o" for entry in (await _locations(edge, stack)))
+
+        await eventually(located, timeout=30, what="tech-o on the map")
+        paused_at = now - timedelta(seconds=5)
+        pause = {"locations": [feature(paused_at, action="paused_location_updates")]}
+        said = time.monotonic()
+        assert (await http.post(overland, json=pause, headers=phone)).json() == {"result": "ok"}
+        (greyed,) = [
+            u["data"]
+            for u in await updates_until(ws, lambda got: any(u["data"].get("stale") for u in got))
+            if u["data"].get("stale")
+        ]
+        took = time.monotonic() - said
+        assert (greyed["offline_reason"], datetime.fromisoformat(greyed["offline_since"])) == (
+            "tracking_stopped",
+            paused_at,
+        )
+        assert took < 5, took  # at once: the threshold is 10 minutes
+
+        window = {
+            "start_time": (now - timedelta(hours=1)).isoformat(),
+            "end_time": (now + timedelta(minutes=5)).isoformat(),
+        }
+        dispatcher = {"Authorization": f"Bearer {stack.token(TENANT, Role.DISPATCHER)}"}
+
+        async def period(ended: bool) -> dict[str, Any] | None:
+            answer = await http.get(f"{projector.url}{PREFIX}/reports/offline", params=window, headers=dispatcher)
+            rows: list[dict[str, Any]] = answer.json()["offline"] if answer.status_code == 200 else []
+            return rows[0] if rows and (rows[0]["back_at"] is not None) == ended else None
+
+        stopped = await eventually(lambda: period(False), timeout=30, what="the stop in the offline report")
+        assert stopped["reason"] == "tracking_stopped" and stopped["technician_id"] == "tech-o"
+        assert datetime.fromisoformat(stopped["last_seen_at"]) == now - timedelta(seconds=20)  # known by its last fix
+
+        resumed = await http.post(overland, json={"locations": [feature(datetime.now(UTC))]}, headers=phone)
+        assert resumed.json() == {"result": "ok"}
+        back = await updates_until(ws, lambda got: any(u["data"].get("stale") is False for u in got))
+        assert back[-1]["data"]["stale"] is False and "offline_reason" not in back[-1]["data"]
+        ended = await eventually(lambda: period(True), timeout=30, what="the stop's end in the offline report")
+        assert ended["reason"] == "tracking_stopped"  # its end keeps what its start said
+    stops = [e for e, _ in await read_all(kafka) if isinstance(e, TrackingStopped)]
+    presence = await _presence(kafka, "tech-o")
+    assert [s.data.reason for s in stops] == ["paused"]
+    assert [type(e).__name__ for e in presence] == ["TechnicianOffline", "TechnicianOnline"]
+    assert initial["type"] == "initial_state"
+
+
+async def _locations(edge: Service, stack: Stack) -> list[dict[str, Any]]:
+    token = stack.token(TENANT, Role.DISPATCHER)
+    async with httpx.AsyncClient(timeout=10) as http:
+        answer = await http.get(
+            f"{edge.url}{PREFIX}/technicians/locations/active", headers={"Authorization": f"Bearer {token}"}
+        )
+    found: list[dict[str, Any]] = answer.json() if answer.status_code == 200 else []
+    return found
 
 
 async def _read_past_fixes(service: Service, count: int) -> bool:

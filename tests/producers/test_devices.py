@@ -16,10 +16,10 @@ import pytest
 from domain.devices import DeviceBook, fix_event_id, key_sha256
 from producers.checks import fix_problem
 from producers.osmand import OsmAndError, parse, recorded_at
-from producers.trackers import overland_fixes, owntracks_fix
+from producers.trackers import StopSignal, overland_batch, owntracks_message
 from schemas.claims import Role
 from schemas.devices import DeviceRegistered, DeviceRevoked
-from schemas.events import LocationRecorded
+from schemas.events import LocationRecorded, TrackingStopped
 from tests.support.kafka_io import end_offsets, read_all
 from tests.support.maps import connect, recv_json, updates_until
 from tests.support.stack import Service, Stack, eventually
@@ -241,6 +241,7 @@ async def test_owntracks_and_overland_messages_land_as_the_devices_fixes_once_ea
         "wtst": 1,
     }
     iso = datetime.fromtimestamp(now - 20, UTC).strftime("%Y-%m-%dT%H:%M:%S+0100")  # an offset without a colon
+    closed = datetime.fromtimestamp(now - 10, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     batch = {
         "locations": [
             {
@@ -260,7 +261,9 @@ async def test_owntracks_and_overland_messages_land_as_the_devices_fixes_once_ea
                     "course": 90,
                 },
             },
-            {"type": "Feature", "geometry": None, "properties": {"action": "will_terminate"}},
+            # The app closed 10 s after that fix (an action logged then, sent with the next batch): tracking stopped.
+            {"type": "Feature", "geometry": None, "properties": {"action": "will_terminate", "timestamp": closed}},
+            {"type": "Feature", "geometry": None, "properties": {"action": "resumed_location_updates"}},  # not a stop
             {
                 "type": "Feature",
                 "geometry": {"type": "Point", "coordinates": [-122.4195, 91.0]},
@@ -296,20 +299,40 @@ async def test_owntracks_and_overland_messages_land_as_the_devices_fixes_once_ea
             answer = await http.post(OVERLAND, json=batch, headers={"Authorization": f"Bearer {key}"})
             assert answer.status_code == 200 and answer.json()["result"] == "ok"
             assert answer.json()["rejected"] == [
-                "locations[3]: expected a GeoJSON Feature",
-                "locations[4].geometry: expected a Point [lon, lat]",
-                "locations[5].properties: expected an object",
-                "locations[6].properties.timestamp: expected a time",
-                "locations[7].properties.timestamp: 'yesterday' is not an ISO 8601 time",
-                "locations[2].latitude: Expected `float` <= 90.0",
+                "locations[4]: expected a GeoJSON Feature",
+                "locations[5].geometry: expected a Point [lon, lat]",
+                "locations[6].properties: expected an object",
+                "locations[7].properties.timestamp: expected a time",
+                "locations[8].properties.timestamp: 'yesterday' is not an ISO 8601 time",
+                "locations[3].latitude: Expected `float` <= 90.0",
             ]
         refused = await http.post(OWNTRACKS, json=location)
         assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Basic")
         assert (await http.post(OVERLAND, json=batch)).status_code == 401
         assert (await http.post(f"{OVERLAND}?token={key}", json={"locations": []})).json() == {"result": "ok"}
+        # OwnTracks' last will (its MQTT broker's, forwarded): tracking stopped when received.
+        will = await http.post(
+            OWNTRACKS,
+            json={"_type": "lwt", "tst": now - 3600},
+            headers={**_basic(key), "Content-Type": "application/json"},
+        )
+        assert (will.status_code, will.json()) == (200, [])
+        untimed = {"locations": [{"type": "Feature", "properties": {"action": "paused_location_updates"}}]}
+        answer = await http.post(OVERLAND, json=untimed, headers={"Authorization": f"Bearer {key}"})
+        assert answer.json()["rejected"] == ["locations[0].properties.timestamp: an action needs its time"]
         metrics = (await http.get("/metrics", headers=api.admin_headers)).text
-        assert 'locstream_ingest_device_fixes_rejected_total{protocol="overland"} 12.0' in metrics  # 6 a batch, twice
-    from_owntracks, from_overland = _fixes(await read_all(stack.kafka))
+        assert (
+            'locstream_ingest_device_fixes_rejected_total{protocol="overland"} 13.0' in metrics
+        )  # 6 a batch, twice, 1
+    appended = await read_all(stack.kafka)
+    stops = [event for event, _ in appended if isinstance(event, TrackingStopped)]
+    assert [(s.data.app, s.data.reason, s.technician_id) for s in stops] == [
+        ("overland", "terminated", "tech-9"),  # once, though the batch was sent twice
+        ("owntracks", "last_will", "tech-9"),
+    ]
+    assert stops[0].recorded_at == datetime.fromtimestamp(now - 10, UTC)
+    assert stops[1].recorded_at > datetime.fromtimestamp(now - 60, UTC)  # when received, not the will's tst
+    from_owntracks, from_overland = _fixes(appended)
     assert (
         from_owntracks.recorded_at == datetime.fromtimestamp(now - 30, UTC) and from_owntracks.technician_id == "tech-9"
     )
@@ -373,13 +396,37 @@ def test_an_impossible_battery_level_is_left_out_of_an_apps_fix_and_refused_from
         assert (fields.get("metadata") or {}).get("battery_percent") == kept, batt
     document = {"device_id": "k", "location": {"coords": {"latitude": 6.5, "longitude": 3.4}, "battery": {"level": 5}}}
     assert "metadata" not in (parse({}, "application/json", json.dumps(document).encode()).fields or {})
-    owntracks = owntracks_fix(json.dumps({"_type": "location", "lat": 6.5, "lon": 3.4, "batt": 500}).encode())
-    assert owntracks is not None and "metadata" not in owntracks
+    owntracks = owntracks_message(json.dumps({"_type": "location", "lat": 6.5, "lon": 3.4, "batt": 500}).encode())
+    assert isinstance(owntracks, dict) and "metadata" not in owntracks
     feature = {"type": "Feature", "geometry": {"type": "Point", "coordinates": [3.4, 6.5]}, "properties": {}}
     feature["properties"] = {"battery_level": 1.5}
-    (place, fields), *_ = overland_fixes(json.dumps({"locations": [feature]}).encode())[0]
+    (place, fields), *_ = overland_batch(json.dumps({"locations": [feature]}).encode()).fixes
     assert place == "locations[0]." and "metadata" not in fields
     now = datetime.now(UTC)
     problem = fix_problem(now, {"battery_percent": 500}, now, timedelta(minutes=2), timedelta(days=7))
     assert problem is not None and "battery_percent" in problem
     assert fix_problem(now, {"battery_percent": 55.5}, now, timedelta(minutes=2), timedelta(days=7)) is None
+
+
+def test_the_apps_stop_signals_are_read_and_their_other_actions_are_not() -> None:
+    at = "2026-12-07T10:00:00Z"
+    point = {"type": "Point", "coordinates": [3.4, 6.5]}
+    features = [
+        {"type": "Feature", "properties": {"action": "paused_location_updates", "timestamp": at}},
+        {"type": "Feature", "geometry": point, "properties": {"action": "will_terminate", "timestamp": at}},
+        {"type": "Feature", "geometry": point, "properties": {"action": "resumed_location_updates", "timestamp": at}},
+        {"type": "Feature", "geometry": point, "properties": {"action": "visit", "timestamp": at}},
+        {"type": "Feature", "geometry": point, "properties": {"timestamp": at}},
+        {"type": "Feature", "properties": {"action": "will_terminate", "timestamp": "soon"}},
+    ]
+    batch = overland_batch(json.dumps({"locations": features}).encode())
+    moment = datetime(2026, 12, 7, 10, tzinfo=UTC)
+    assert [(s.reason, s.app, s.at, s.place) for s in batch.stops] == [
+        ("paused", "overland", moment, "locations[0]."),
+        ("terminated", "overland", moment, "locations[1]."),
+    ]
+    assert [place for place, _ in batch.fixes] == ["locations[4]."]
+    assert batch.rejected == ["locations[5].properties.timestamp: 'soon' is not an ISO 8601 time"]
+    will = owntracks_message(json.dumps({"_type": "lwt", "tst": 1_700_000_000}).encode())
+    assert isinstance(will, StopSignal) and (will.reason, will.app, will.at) == ("last_will", "owntracks", None)
+    assert owntracks_message(json.dumps({"_type": "transition", "tst": 1}).encode()) is None

@@ -13,9 +13,9 @@ from domain.projection import Key, TechnicianState, apply, fix_verdict
 from projector.store import from_micros, marks, plan_batch, to_micros
 from schemas.events import MARK_EVENTS, Event, FixQuality, LocationRecorded, Mark
 from tests.domain.test_projection import profile
-from tests.support.events import T0, location, offline, online, retracted, stay
+from tests.support.events import T0, location, offline, online, retracted, stay, tracking_stopped
 
-MARKS = ("offline", "online", "stop_started", "stop_ended", "trip_started", "trip_ended", "retract_stop")
+MARKS = ("offline", "online", "stopped", "stop_started", "stop_ended", "trip_started", "trip_ended", "retract_stop")
 
 batches = st.lists(
     st.tuples(
@@ -36,6 +36,8 @@ def _mark(kind: str, tech: str, value: int) -> Mark:
         return offline("a", tech, at)
     if kind == "online":
         return online("a", tech, at, at + timedelta(seconds=1))
+    if kind == "stopped":  # the app said it stopped tracking
+        return tracking_stopped("a", tech, at)
     if kind == "retract_stop":
         return retracted("a", tech, "stop", at, at)
     return stay(kind, "a", tech, at, at + timedelta(seconds=1) if kind.endswith("ended") else None)

@@ -27,7 +27,7 @@ from schemas.events import (
     StopStarted,
     TechnicianUpdated,
 )
-from tests.support.events import T0, location, offline, stay
+from tests.support.events import T0, location, offline, online, stay
 from tests.support.events import profile as technician_profile
 
 
@@ -313,3 +313,15 @@ async def test_the_derived_facts_mark_the_row_with_the_batch_and_a_snapshot_read
     again = await store.current("a", "t1")
     assert again is not None and again.offline is None
     assert again.stay == Stay("stop", parked, T0 + timedelta(seconds=30))
+
+
+async def test_an_offline_period_ended_by_its_online_keeps_what_its_start_said(store: ProjectionStore) -> None:
+    g = await store.generation()
+    seen = T0 + timedelta(seconds=30)
+    said = offline("a", "t1", seen, silent_seconds=612.5)
+    await store.apply_batch([], {2: 1}, g, log_of(said))  # type: ignore[arg-type]
+    await store.apply_batch([], {2: 2}, g, log_of(online("a", "t1", seen, seen + timedelta(hours=1)), start=1))  # type: ignore[arg-type]
+    query = StayQuery(tenant_id="a", subject="offline", start=T0, end=T0 + timedelta(hours=2), limit=10)
+    (period,) = await store.stays(query)
+    assert period.kind == "technician_online" and period.ended_at == seen + timedelta(hours=1)
+    assert period.data["silent_seconds"] == 612.5 and period.data["reason"] == "silent"

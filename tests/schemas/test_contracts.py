@@ -7,15 +7,16 @@ import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import jsonschema
 import pytest
 
-from schemas.contracts import OUT, asyncapi, differences, json_schemas
-from schemas.events import CrossingData, GeofenceEntered, encode_event
+from schemas.contracts import EVENTS, OUT, asyncapi, differences, json_schemas
+from schemas.events import CrossingData, Event, GeofenceEntered, encode_event
 from schemas.geofences import Circle, GeofenceDefined, Polygon, fence_wire
 from tests.support.events import location as location_recorded
+from tests.support.events import offline, online, retracted, stay, tracking_stopped
 from tests.support.events import profile as technician_profile
 from ws_edge import messages
 
@@ -25,6 +26,10 @@ NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 
 def test_the_checked_in_contracts_are_current() -> None:
     assert differences() == [], "run: python -m schemas.contracts"
+
+
+def test_every_event_type_of_the_topic_has_its_published_schema() -> None:
+    assert set(EVENTS.values()) == set(get_args(Event))
 
 
 def test_the_asyncapi_document_validates_against_the_asyncapi_3_schema() -> None:
@@ -109,6 +114,19 @@ def test_real_events_and_frames_validate_against_their_schemas() -> None:
         "ws/GeofenceRemoved.json": messages.geofence_removed("site-1"),
     }
     jsonschema.validate(json.loads(encode_event(crossing)), schemas["events/GeofenceEntered.json"])
+    facts = [
+        stay("stop_started", "a", "t1", NOW),
+        stay("trip_ended", "a", "t1", NOW, NOW),
+        retracted("a", "t1", "stop", NOW, NOW),
+        offline("a", "t1", NOW),
+        online("a", "t1", NOW, NOW),
+        tracking_stopped("a", "t1", NOW),
+    ]
+    for fact in facts:
+        jsonschema.validate(json.loads(encode_event(fact)), schemas[f"events/{type(fact).__name__}.json"])
+    marked = {**location, "stale": True, "offline_since": NOW, "offline_reason": "tracking_stopped"}
+    marked |= {"motion": "stopped", "motion_since": NOW}
+    sent["ws/LocationUpdate.json#marked"] = messages.update(marked, 8, "Y3Vyc29y").v1
     for name, text in sent.items():
         jsonschema.validate(json.loads(text), schemas[name.split("#")[0]])
     bad = json.loads(encode_event(fix))

@@ -20,6 +20,8 @@ from schemas.events import (
     TechnicianOffline,
     TechnicianOnline,
     TechnicianUpdated,
+    TrackingStopped,
+    TrackingStoppedData,
     TripData,
     TripEnded,
     TripStarted,
@@ -135,4 +137,12 @@ def online(tenant: str, technician: str, last_seen_at: datetime, back_at: dateti
         recorded_at=back_at,
         received_at=back_at,
         data=data,
+    )
+
+
+def tracking_stopped(tenant: str, technician: str, at: datetime, reason: str = "paused") -> TrackingStopped:
+    """An app's saying it stopped tracking at ``at`` (Overland's ``paused_location_updates`` by default)."""
+    data = TrackingStoppedData(reason="terminated" if reason == "terminated" else "paused", app="overland")
+    return TrackingStopped(
+        event_id=uuid.uuid4(), tenant_id=tenant, technician_id=technician, recorded_at=at, received_at=at, data=data
     )

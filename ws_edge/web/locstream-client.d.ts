@@ -86,6 +86,7 @@ export interface OfflineRow {
   last_seen_at: string;
   back_at: string | null; // null: still offline
   silent_seconds: number;
+  reason: "silent" | "tracking_stopped"; // or the app said it stopped tracking (docs/online-offline.md)
 }
 
 export type ServerMessage =
