@@ -27,8 +27,9 @@ Consequences, on purpose:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Final, NamedTuple, Protocol
+from typing import Final, Literal, NamedTuple, Protocol
 
 from domain.fence_shapes import METRES_PER_DEGREE
 from domain.geodesy import distance_m
@@ -129,3 +130,12 @@ def verdict(
     if not beside:
         return stamped
     return tuple(flag for flag in QUALITY_FLAGS if flag in stamped or flag in beside)
+
+
+QualityFilter = Literal["good", "flagged", "all"]  # which fixes a history or an export lists (default: good)
+QUALITY_FILTERS: tuple[QualityFilter, ...] = ("good", "flagged", "all")
+
+
+def wanted(quality: QualityFilter, flags: Sequence[str]) -> bool:
+    """Whether a fix with ``flags`` is listed under the filter ``quality`` (the history's and the exports')."""
+    return quality == "all" or (quality == "flagged") == bool(flags)

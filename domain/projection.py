@@ -29,11 +29,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from domain.fix_quality import Anchor, verdict
+from domain.fix_quality import Anchor, Spot, verdict
 from domain.identity import EventIdentity, identity
 from domain.position import Position
 from schemas.events import (
     Event,
+    FixQuality,
     LocationRecorded,
     QualityFlag,
     StayRetracted,
@@ -52,6 +53,7 @@ UNKNOWN_STATUS = "unknown"
 
 
 Stamp = tuple[datetime, Position]  # (recorded_at, position): the order in which events win
+Key = tuple[str, str]  # (tenant_id, technician_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +122,45 @@ class TechnicianState:
 def fix_verdict(event: LocationRecorded, last_good: Anchor | None) -> tuple[QualityFlag, ...]:
     """The fix's quality flags beside the technician's last good fix (its current one); empty: a good fix."""
     data = event.data
-    quality = data.quality
+    return verdict_of(data.quality, last_good, data.latitude, data.longitude, event.recorded_at)
+
+
+def verdict_of(
+    quality: FixQuality | None, last_good: Anchor | None, latitude: float, longitude: float, recorded_at: datetime
+) -> tuple[QualityFlag, ...]:
+    """``fix_verdict`` of a fix given by its fields (a reader that decodes only these)."""
     if quality is None:  # appended before fixes were judged: taken as it was then, so an old log folds as it did
         return ()
-    return verdict(quality.flags, last_good, data.latitude, data.longitude, event.recorded_at, quality.max_speed_kmh)
+    return verdict(quality.flags, last_good, latitude, longitude, recorded_at, quality.max_speed_kmh)
+
+
+class Verdicts:
+    """The quality verdict of each fix of a log read in log order, as the projection gives it (``apply``,
+    ``projector.store.plan_batch``: beside the technician's current good fix), for readers of the log that keep no
+    table (the exports). Holds one fix per technician; a retry must be passed over by the caller, as the projector's
+    history passes it over."""
+
+    __slots__ = ("_current",)
+
+    def __init__(self) -> None:
+        self._current: dict[Key, tuple[Stamp, Spot]] = {}
+
+    def judge(
+        self,
+        key: Key,
+        recorded_at: datetime,
+        latitude: float,
+        longitude: float,
+        quality: FixQuality | None,
+        position: Position,
+    ) -> tuple[QualityFlag, ...]:
+        """The verdict of the technician ``key``'s next fix in the log (``fix_verdict``, by its fields)."""
+        held = self._current.get(key)
+        flags = verdict_of(quality, held[1] if held is not None else None, latitude, longitude, recorded_at)
+        stamp: Stamp = (recorded_at, position)
+        if not flags and (held is None or stamp > held[0]):
+            self._current[key] = (stamp, Spot(latitude, longitude, recorded_at))
+        return flags
 
 
 def apply(state: TechnicianState | None, event: Event, position: Position) -> TechnicianState:
@@ -222,9 +259,6 @@ def _battery(metadata: dict[str, Any] | None) -> float | None:
     if isinstance(level, (int, float)) and not isinstance(level, bool) and 0 <= level <= 100:
         return float(level)
     return None
-
-
-Key = tuple[str, str]  # (tenant_id, technician_id)
 
 
 def fold(log: Iterable[tuple[Event, Position]]) -> dict[Key, TechnicianState]:

@@ -210,6 +210,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             format_name=args.format,
             technicians=args.technician or [],
             out_path=args.out,
+            quality=args.quality,
         )
     )
 
@@ -311,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_replay.add_argument("--to", dest="end", required=True, help="ISO 8601 with offset, exclusive")
     p_replay.add_argument("--technician", action="append", help="only this technician (repeatable)")
     p_replay.add_argument("--format", default="ndjson", help="ndjson (default), csv, geojson, gpx or parquet")
+    p_replay.add_argument(
+        "--quality", default="good", help="good (default): the good fixes; flagged: only the flagged ones; all"
+    )
     p_replay.add_argument("--out", help="file to write (written as FILE.partial until complete); default stdout")
     p_replay.add_argument("--token", help="an analyst's or admin's JWT of the tenant (default: $LOCSTREAM_TOKEN)")
     p_replay.set_defaults(func=cmd_replay)

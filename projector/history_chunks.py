@@ -23,8 +23,9 @@ from uuid import UUID
 
 import orjson
 
+from domain.fix_quality import QualityFilter, wanted
 from domain.position import Position
-from projector.store import HistoryPoint, QualityFilter, from_micros, to_micros, wanted
+from projector.store import HistoryPoint, from_micros, to_micros
 from schemas.events import Event, LocationRecorded, QualityFlag, TechnicianUpdated, fix_values
 
 DAY_US = 86_400_000_000

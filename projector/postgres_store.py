@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from domain.fix_quality import QualityFilter
 from domain.identity import EventIdentity, identity
 from domain.position import Position
 from domain.projection import Key, TechnicianState
@@ -28,7 +29,6 @@ from projector.store import (
     BatchResult,
     GenerationChangedError,
     HistoryPoint,
-    QualityFilter,
     Snapshot,
     StayQuery,
     StayRecord,

@@ -8,11 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from pydantic import AwareDatetime, BaseModel
 
+from domain.fix_quality import QualityFilter
 from domain.geofencing import FenceBook, distance_m
 from domain.visits import formatted, time_on_site
 from locstream.http import Claims, require_role
 from locstream.strict_numbers import DecimalText, WholeText
-from projector.store import HistoryPoint, ProjectionStore, QualityFilter
+from projector.store import HistoryPoint, ProjectionStore
 from schemas.claims import VIEWER_ROLES, Role, only_technician
 
 router = APIRouter(prefix="/api/v1/field-service", tags=["history"])

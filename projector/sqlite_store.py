@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from domain.fix_quality import QualityFilter
 from domain.position import Position
 from domain.projection import Key, TechnicianState
 from domain.visits import Crossing
@@ -33,7 +34,6 @@ from projector.store import (
     ConcurrentWriteError,
     GenerationChangedError,
     HistoryPoint,
-    QualityFilter,
     Snapshot,
     StayChange,
     StayQuery,

@@ -33,7 +33,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 import msgspec
 
-from domain.fix_quality import Anchor, Spot
+from domain.fix_quality import Anchor, QualityFilter, Spot
 from domain.position import Position
 from domain.projection import Fix, Key, Offline, Stamp, Stay, TechnicianState, apply, fix_verdict, take_fix
 from domain.visits import Crossing
@@ -138,15 +138,6 @@ class BatchResult:
     applied: int  # events new to the history, applied to the states
     duplicates: int  # events whose event_id was already known
     changed: int  # technician rows written
-
-
-QualityFilter = Literal["good", "flagged", "all"]  # which fixes a history or an export lists (default: good)
-QUALITY_FILTERS: tuple[QualityFilter, ...] = ("good", "flagged", "all")
-
-
-def wanted(quality: QualityFilter, flags: Sequence[str]) -> bool:
-    """Whether a fix with ``flags`` is listed under the filter ``quality``."""
-    return quality == "all" or (quality == "flagged") == bool(flags)
 
 
 @dataclass(frozen=True)

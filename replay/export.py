@@ -1,14 +1,21 @@
 """One export of a tenant's history: who may ask, what is read, and the bytes in the chosen format.
 
 Everything that can be refused is checked before the first byte (``plan``): the token (an analyst or admin of
-the tenant), the format, the range. ``chunks`` then reads the span and yields the export's bytes as it goes;
-``ExportStats`` counts what it kept and dropped. ``locstream replay`` (``run_cli``) writes to ``FILE.partial`` and
+the tenant), the format, the range, the quality filter. ``chunks`` then reads the span and yields the export's bytes
+as it goes; ``ExportStats`` counts what it kept and dropped.
+
+Each fix is judged as the projector judges it (``domain.projection.Verdicts``: beside the technician's current good
+fix, in log order), so its verdict needs every fix before it: the tenant's partition is read from its oldest record,
+the records before the range judged and not written (as a paced replay does; docs/replay.md says what it costs). The
+quality filter (``good``, the default, ``flagged`` or ``all``) picks the fixes written; the other events are written
+unless only flagged fixes are asked for. ``locstream replay`` (``run_cli``) writes to ``FILE.partial`` and
 renames it once complete, so an interrupted export never looks finished; the HTTP export streams the same chunks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
@@ -22,14 +29,18 @@ from typing import Any, TextIO
 
 from aiokafka.errors import KafkaError
 
+from domain.fix_quality import QUALITY_FILTERS, QualityFilter, wanted
+from domain.position import Position
+from domain.projection import Verdicts
 from locstream.auth import AuthError, TokenVerifier
 from locstream.progress import Progress
 from locstream.settings import AuthSettings, KafkaSettings
 from replay.formats import FORMATS, Exporter, FormatError, exporter
+from replay.history_record import FixFacts, HistoryRecord
 from replay.reader import Deduplicated, HistoryReader, Span
 from replay.time_range import RangeError, TimeRange, time_range
 from schemas.claims import HISTORY_ROLES, TokenClaims, refusal
-from schemas.events import InvalidEventError
+from schemas.events import InvalidEventError, QualityFlag
 
 LOOP_TURN_SECONDS = 0.01  # an export gives the event loop a turn at least this often: other requests go on
 
@@ -49,6 +60,7 @@ class ExportPlan:
     range: TimeRange
     format: str
     technicians: tuple[str, ...] = ()
+    quality: QualityFilter = "good"
 
 
 @dataclass
@@ -56,6 +68,8 @@ class ExportStats:
     events: int = 0  # written
     duplicates: int = 0  # retries of an event already written
     invalid: int = 0  # records of the tenant that are not events (dead-lettered by the projector too)
+    filtered: int = 0  # fixes the quality filter left out
+    judged_before: int = 0  # fixes before the range, read to judge those in it
     records_read: int = 0  # offsets of the span read, every tenant's
     technicians: set[str] = field(default_factory=set)
 
@@ -90,15 +104,24 @@ async def authorize(token: str | None, tenant_id: str | None, auth: AuthSettings
 
 
 def plan(
-    tenant_id: str, start: str, end: str, format_name: str, technicians: Sequence[str], kafka: KafkaSettings
+    tenant_id: str,
+    start: str,
+    end: str,
+    format_name: str,
+    technicians: Sequence[str],
+    kafka: KafkaSettings,
+    quality: str = "good",
 ) -> ExportPlan:
     if format_name not in FORMATS:
         raise ExportRefusedError(400, f"unknown format {format_name!r}; one of {', '.join(FORMATS)}")
+    if quality not in QUALITY_FILTERS:
+        raise ExportRefusedError(422, f"quality: {quality[:40]!r} is not one of {', '.join(QUALITY_FILTERS)}")
     try:
         checked = time_range(start, end, timedelta(days=kafka.retention_days))
     except RangeError as exc:
         raise ExportRefusedError(422, str(exc)) from exc
-    return ExportPlan(tenant_id, checked, format_name, tuple(dict.fromkeys(technicians)))
+    chosen = next(name for name in QUALITY_FILTERS if name == quality)
+    return ExportPlan(tenant_id, checked, format_name, tuple(dict.fromkeys(technicians)), chosen)
 
 
 def writer_for(plan: ExportPlan) -> Exporter:
@@ -123,11 +146,24 @@ async def _chunks(
     reader: HistoryReader, plan: ExportPlan, out: Exporter, stats: ExportStats, span: Span
 ) -> AsyncIterator[bytes]:
     keep = Deduplicated(plan.technicians)
+    verdicts = Verdicts()
+    tenant, quality = plan.tenant_id, plan.quality
+    turn = time.perf_counter()
+    before = Span(span.partition, (await reader.span(tenant, None, plan.range.start)).first, span.first)
+    async for batch in reader.batches(before, tenant):  # judged, not written: what the range's verdicts stand on
+        for record in batch:
+            if time.perf_counter() - turn > LOOP_TURN_SECONDS:
+                await asyncio.sleep(0)
+                turn = time.perf_counter()
+            with contextlib.suppress(InvalidEventError):
+                if keep.keep(record) and (fix := record.fix()) is not None:
+                    _judge(verdicts, tenant, record, fix)
+                    stats.judged_before += 1
+    earlier_duplicates = keep.duplicates
     head = out.begin()
     if head:
         yield head
-    turn = time.perf_counter()
-    async for batch in reader.batches(span, plan.tenant_id):
+    async for batch in reader.batches(span, tenant):
         parts: list[bytes] = []
         for record in batch:
             if time.perf_counter() - turn > LOOP_TURN_SECONDS:  # a fetch of 10,000 records: let others run meanwhile
@@ -136,13 +172,23 @@ async def _chunks(
             try:
                 if not keep.keep(record):
                     continue
-                parts.append(out.add(record))
+                fix = record.fix()
+                if fix is None:
+                    if quality == "flagged":
+                        continue
+                    parts.append(out.add(record))
+                else:
+                    flags = _judge(verdicts, tenant, record, fix)
+                    if not wanted(quality, flags):
+                        stats.filtered += 1
+                        continue
+                    parts.append(out.add(record, flags))
             except InvalidEventError:
                 stats.invalid += 1
                 continue
             stats.technicians.add(record.technician_id)
         stats.events += len(parts)
-        stats.duplicates = keep.duplicates
+        stats.duplicates = keep.duplicates - earlier_duplicates
         if batch:
             stats.records_read = batch[-1].offset + 1 - span.first
         data = b"".join(parts)
@@ -153,6 +199,14 @@ async def _chunks(
     for tail in out.end():
         if tail:
             yield tail
+
+
+def _judge(verdicts: Verdicts, tenant: str, record: HistoryRecord, fix: FixFacts) -> tuple[QualityFlag, ...]:
+    data = fix.data
+    assert data.latitude is not None and data.longitude is not None  # HistoryRecord.fix checked them
+    key = (tenant, record.technician_id)
+    position = Position(record.partition, record.offset)
+    return verdicts.judge(key, fix.recorded_at, data.latitude, data.longitude, data.quality, position)
 
 
 async def run_cli(
@@ -167,12 +221,13 @@ async def run_cli(
     technicians: Sequence[str],
     out_path: str | None,
     err: TextIO = sys.stderr,
+    quality: str = "good",
 ) -> int:
     """``locstream replay``: 0 when the export is complete; 2 when refused (the reason on stderr); 1 on failure.
     The summary (JSON) goes to stdout when the export goes to a file, else to stderr after it."""
     try:
         await authorize(token, tenant_id, auth)
-        the_plan = plan(tenant_id, start, end, format_name, technicians, kafka)
+        the_plan = plan(tenant_id, start, end, format_name, technicians, kafka, quality)
         out = writer_for(the_plan)
     except ExportRefusedError as exc:
         print(f"error: {exc.reason}", file=err)

@@ -3,12 +3,18 @@
 technician, so their fixes wait in a temporary SQLite file and come out at ``end()`` in chunks: no format holds an
 export in memory. The caller reads the topic and writes the bytes (a file, stdout, an HTTP body).
 
-- ``ndjson``: every event as the topic holds it, plus ``partition``, ``offset`` and ``appended_at``, in log order;
-- ``csv``: one row per event, both event types, in log order (a header row first);
+- ``ndjson``: every event as the topic holds it, plus ``partition``, ``offset`` and ``appended_at``, in log order,
+  and for a fix its quality verdict ``quality`` (the flags; ``[]`` for a good fix);
+- ``csv``: one row per event, every event type, in log order (a header row first); ``quality``: a fix's flags joined
+  with ``;`` (empty for a good fix);
 - ``geojson``: a FeatureCollection: per technician one LineString of its fixes in device-time order (a Point when
-  it has one fix), then one Point per fix with its properties;
-- ``gpx``: GPX 1.1, one track per technician, its fixes in device-time order;
-- ``parquet``: one row per event, typed columns (needs pyarrow: ``pip install 'locstream[parquet]'``).
+  it has one fix), then one Point per fix with its properties (``quality`` when it has flags);
+- ``gpx``: GPX 1.1, one track per technician, its fixes in device-time order (no flags: choose with the filter);
+- ``parquet``: one row per event, typed columns, ``quality`` as in CSV (needs pyarrow:
+  ``pip install 'locstream[parquet]'``).
+
+``add(record, flags)``: ``flags`` is a fix's verdict (``domain.projection.Verdicts``), empty for a good fix, None for
+every other event.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ CSV_COLUMNS = (
     "backfill",
     "name",
     "status",
+    "quality",
 )
 _PROPERTIES = tuple(name for name in FIX_FIELD_NAMES if name not in ("latitude", "longitude"))  # the geometry has those
 
@@ -74,7 +81,7 @@ class Exporter(Protocol):
 
     def begin(self) -> bytes: ...
 
-    def add(self, record: HistoryRecord) -> bytes: ...
+    def add(self, record: HistoryRecord, flags: tuple[str, ...] | None = None) -> bytes: ...
 
     def prepare(self) -> None: ...
 
@@ -128,15 +135,17 @@ class NdjsonExporter(_EventByEvent):
     def begin(self) -> bytes:
         return b""
 
-    def add(self, record: HistoryRecord) -> bytes:
+    def add(self, record: HistoryRecord, flags: tuple[str, ...] | None = None) -> bytes:
         if self._appended[0] != record.appended_ms:
             self._appended = (record.appended_ms, _appended(record))
         appended = self._appended[1]
-        position = f',"partition":{record.partition},"offset":{record.offset},"appended_at":"{appended}"}}\n'
-        return record.value.rstrip()[:-1] + position.encode()
+        position = f',"partition":{record.partition},"offset":{record.offset},"appended_at":"{appended}"'
+        if flags is not None:  # a fix
+            position += f',"quality":{orjson.dumps(flags).decode()}'
+        return record.value.rstrip()[:-1] + position.encode() + b"}\n"
 
 
-def _row(record: HistoryRecord) -> dict[str, Any]:
+def _row(record: HistoryRecord, flags: tuple[str, ...] | None = None) -> dict[str, Any]:
     event = record.event()
     row: dict[str, Any] = {
         "offset": record.offset,
@@ -148,7 +157,7 @@ def _row(record: HistoryRecord) -> dict[str, Any]:
         "received_at": event.received_at,
     }
     if isinstance(event, LocationRecorded):
-        row.update(fix_fields_of(event.data), backfill=event.data.backfill)
+        row.update(fix_fields_of(event.data), backfill=event.data.backfill, quality=";".join(flags or ()))
     elif isinstance(event, TechnicianUpdated):
         row.update(name=event.data.name, status=event.data.status)
     elif isinstance(event, GeofenceEntered | GeofenceExited | StopStarted | StopEnded):
@@ -190,8 +199,8 @@ class CsvExporter(_EventByEvent):
         self._writer.writeheader()
         return self._take()
 
-    def add(self, record: HistoryRecord) -> bytes:
-        row = _row(record)
+    def add(self, record: HistoryRecord, flags: tuple[str, ...] | None = None) -> bytes:
+        row = _row(record, flags)
         row["appended_at"] = _appended(record)
         self._writer.writerow({k: _iso(v) if isinstance(v, datetime) else spreadsheet_safe(v) for k, v in row.items()})
         return self._take()
@@ -218,7 +227,7 @@ class _Tracks:
         self.names: dict[str, str] = {}
         self._technicians: list[tuple[str, int]] | None = None
 
-    def add(self, record: HistoryRecord) -> None:
+    def add(self, record: HistoryRecord, flags: tuple[str, ...] | None = None) -> None:
         event = record.event()
         if isinstance(event, LocationRecorded):
             data, at = event.data, event.recorded_at
@@ -232,7 +241,7 @@ class _Tracks:
                     data.latitude,
                     data.altitude,
                     _iso(at),
-                    orjson.dumps(_point_properties(event)),
+                    orjson.dumps(_point_properties(event, flags)),
                 ),
             )
         elif isinstance(event, TechnicianUpdated) and event.data.name:
@@ -277,7 +286,7 @@ def _micros(moment: datetime) -> int:
     return int(moment.timestamp()) * 1_000_000 + moment.microsecond
 
 
-def _point_properties(fix: LocationRecorded) -> dict[str, Any]:
+def _point_properties(fix: LocationRecorded, flags: tuple[str, ...] | None = None) -> dict[str, Any]:
     data = fix.data
     properties: dict[str, Any] = {
         "technician_id": fix.technician_id,
@@ -287,6 +296,8 @@ def _point_properties(fix: LocationRecorded) -> dict[str, Any]:
     properties.update({field: value for field in _PROPERTIES if (value := getattr(data, field)) is not None})
     if data.backfill:
         properties["backfill"] = True
+    if flags:
+        properties["quality"] = list(flags)
     return properties
 
 
@@ -299,8 +310,8 @@ class _TrackExporter:
     def begin(self) -> bytes:
         return b""
 
-    def add(self, record: HistoryRecord) -> bytes:
-        self._tracks.add(record)
+    def add(self, record: HistoryRecord, flags: tuple[str, ...] | None = None) -> bytes:
+        self._tracks.add(record, flags)
         return b""
 
     def prepare(self) -> None:
@@ -427,6 +438,7 @@ class ParquetExporter:
                 ("backfill", pa.bool_()),
                 ("name", pa.string()),
                 ("status", pa.string()),
+                ("quality", pa.string()),
             ]
         )
         self._sink = _Sink()
@@ -436,8 +448,8 @@ class ParquetExporter:
     def begin(self) -> bytes:
         return self._sink.take()
 
-    def add(self, record: HistoryRecord) -> bytes:
-        self._rows.append(_row(record))
+    def add(self, record: HistoryRecord, flags: tuple[str, ...] | None = None) -> bytes:
+        self._rows.append(_row(record, flags))
         if len(self._rows) < PARQUET_ROW_GROUP:
             return b""
         return self._row_group()

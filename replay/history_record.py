@@ -8,7 +8,7 @@ from typing import Final
 
 import msgspec
 
-from schemas.events import Event, InvalidEventError, decode_event
+from schemas.events import Event, FixQuality, InvalidEventError, decode_event
 
 
 class RecordIdentity(msgspec.Struct, frozen=True, gc=False):
@@ -21,7 +21,23 @@ class RecordIdentity(msgspec.Struct, frozen=True, gc=False):
     recorded_at: datetime
 
 
+class _FixFields(msgspec.Struct, frozen=True, gc=False):
+    latitude: float | None = None
+    longitude: float | None = None
+    quality: FixQuality | None = None
+
+
+class FixFacts(msgspec.Struct, frozen=True, gc=False):
+    """What judging a fix needs (``domain.projection.Verdicts``), decoded from any event: its type says whether it
+    is a fix."""
+
+    type: str
+    recorded_at: datetime
+    data: _FixFields
+
+
 _IDENTITY: Final = msgspec.json.Decoder(RecordIdentity)
+_FIX: Final = msgspec.json.Decoder(FixFacts)
 _IDENTITIES: Final = msgspec.json.Decoder(list[RecordIdentity])
 
 
@@ -53,6 +69,19 @@ class HistoryRecord:
     def identity(self) -> RecordIdentity:
         """Raises ``InvalidEventError`` when the record is not an event."""
         return self._light()
+
+    def fix(self) -> FixFacts | None:
+        """What judging the record needs when it is a fix, else None; raises ``InvalidEventError`` when the record is
+        not an event (the whole event is validated when it is a fix)."""
+        try:
+            facts = _FIX.decode(self.value)
+        except msgspec.MsgspecError as exc:
+            raise InvalidEventError("undecodable", str(exc)) from exc
+        if facts.type != "location_recorded":
+            return None
+        if facts.data.latitude is None or facts.data.longitude is None:
+            raise InvalidEventError("invalid", "a location_recorded without its latitude and longitude")
+        return facts
 
     def event(self) -> Event:
         """The whole event, validated; raises ``InvalidEventError``."""

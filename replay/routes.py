@@ -51,11 +51,14 @@ async def history_export(
     end: Annotated[str, Query(alias="to", description="ISO 8601 with offset, exclusive")],
     technician_id: Annotated[list[str] | None, Query(description="only these technicians (repeatable)")] = None,
     format: Annotated[str, Query(description="ndjson, csv, geojson, gpx or parquet")] = "ndjson",
+    quality: Annotated[
+        str, Query(description="good (default): the good fixes; flagged: only the flagged fixes; all: every fix")
+    ] = "good",
 ) -> StreamingResponse:
     require_role(claims, HISTORY_ROLES, "export history")
     kafka: KafkaSettings = request.app.state.history_kafka
     try:
-        the_plan = plan(claims.tenant_id, start, end, format, technician_id or [], kafka)
+        the_plan = plan(claims.tenant_id, start, end, format, technician_id or [], kafka, quality)
     except ExportRefusedError as exc:
         raise HTTPException(exc.status, exc.reason) from exc
     try:

@@ -8,9 +8,10 @@ import uuid
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domain.fix_quality import QUALITY_FILTERS, QualityFilter, wanted
 from domain.position import Position
 from projector.history_chunks import DAY_US, FIX, Item, item_of, judged, newest_fixes, pack, unpack
-from projector.store import QUALITY_FILTERS, QualityFilter, from_micros, wanted
+from projector.store import from_micros
 from tests.support.events import location, profile
 
 items_strategy = st.lists(

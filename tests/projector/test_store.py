@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.position import Position
-from domain.projection import Key, TechnicianState, apply, fix_verdict
+from domain.projection import Key, TechnicianState, Verdicts, apply, fix_verdict
 from projector.store import from_micros, marks, plan_batch, to_micros
 from schemas.events import MARK_EVENTS, Event, FixQuality, LocationRecorded, Mark
 from tests.domain.test_projection import profile
@@ -87,6 +87,24 @@ def test_planning_a_batch_equals_applying_each_event_in_log_order(
     assert {key for key, state in sequential.items() if before.get(key) != state} <= plan.changed.keys()
     assert all(sequential[key] == state for key, state in plan.changed.items())
     assert plan.flags == flags
+    # A reader that keeps no table (an export) judges the same: ``Verdicts`` over the whole log, in order.
+    verdicts = Verdicts()
+    judged = {
+        position: found
+        for event, position in [*events(earlier, 0), *fresh]
+        if isinstance(event, LocationRecorded)
+        and (
+            found := verdicts.judge(
+                (event.tenant_id, event.technician_id),
+                event.recorded_at,
+                event.data.latitude,
+                event.data.longitude,
+                event.data.quality,
+                position,
+            )
+        )
+    }
+    assert {position: found for position, found in judged.items() if position.offset >= len(earlier)} == flags
 
 
 @given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)))

@@ -30,11 +30,12 @@ from locstream.settings import KafkaSettings
 from schemas.claims import Role
 from schemas.events import (
     Event,
+    FixQuality,
     LocationRecorded,
 )
 from tests.support.events import location, profile
 from tests.support.kafka_io import append, clock_past
-from tests.support.stack import Stack
+from tests.support.stack import Stack, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -291,3 +292,66 @@ def _number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+async def test_exports_judge_each_fix_as_the_projector_does_and_filter_by_quality(
+    stack: Stack, kafka: KafkaSettings
+) -> None:
+    """A jump in the range is judged beside a good fix appended before it (read, not written); the export's
+    verdicts equal the projector's history's, fix by fix; ``quality`` picks good (the default), flagged or all."""
+    await ensure_topic(kafka)
+    judged = FixQuality(flags=(), max_speed_kmh=200.0)
+    mock = FixQuality(flags=("mock",), max_speed_kmh=200.0)
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+    anchor = location(TENANT, "tech-q", t0, 6.5, 3.3, quality=judged)  # before the range
+    inside: list[Event] = [
+        location(TENANT, "tech-q", t0 + timedelta(minutes=1), 16.5, 3.3, quality=judged),  # 1,100 km in a minute
+        location(TENANT, "tech-q", t0 + timedelta(minutes=2), 6.501, 3.3, quality=judged),  # back: good
+        location(TENANT, "tech-q", t0 + timedelta(minutes=3), 6.502, 3.3, quality=mock),  # flagged at ingest
+        profile(TENANT, "tech-q", t0 + timedelta(minutes=3), "Quinn", "on_job"),
+    ]
+    await clock_past(max(await append(kafka, [anchor])))
+    stamps = await append(kafka, inside)
+    await clock_past(max(stamps))
+    window = {"from": _iso(min(stamps)), "to": _iso(max(stamps) + 1)}
+    projector = await stack.start("projector")
+    token = stack.token(TENANT, Role.ANALYST)
+    headers = {"Authorization": f"Bearer {token}"}
+    url = f"{projector.url}/api/v1/field-service/history/export"
+    async with httpx.AsyncClient(timeout=30) as client:
+
+        async def export(**params: str) -> list[dict[str, Any]]:
+            answer = await client.get(url, params={**window, **params}, headers=headers)
+            assert answer.status_code == 200, answer.text
+            return [json.loads(line) for line in answer.text.splitlines()]
+
+        good, flagged, every = await export(), await export(quality="flagged"), await export(quality="all")
+        assert [(line["type"], line.get("quality")) for line in good] == [
+            ("location_recorded", []),
+            ("technician_updated", None),
+        ]
+        assert [line["quality"] for line in flagged] == [["jump"], ["mock"]]  # and no other event
+        assert [line["event_id"] for line in every] == _ids(inside)
+        as_csv = await client.get(url, params={**window, "format": "csv", "quality": "all"}, headers=headers)
+        assert [row["quality"] for row in csv.DictReader(io.StringIO(as_csv.text))] == ["jump", "", "mock", ""]
+        points = geojson.loads(
+            (await client.get(url, params={**window, "format": "geojson", "quality": "all"}, headers=headers)).text
+        )
+        marked = [f["properties"].get("quality") for f in points["features"] if f["geometry"]["type"] == "Point"]
+        assert marked == [["jump"], None, ["mock"]]
+        odd = await client.get(url, params={**window, "quality": "GOOD"}, headers=headers)
+        assert odd.status_code == 422 and "quality" in odd.text
+
+        # The projector's history says the same of each fix: one rule, whoever reads the log.
+        history = f"{projector.url}/api/v1/field-service/technicians/tech-q/location-history"
+        query = {"start_time": (t0 - timedelta(minutes=1)).isoformat(), "quality": "all", "limit": "100"}
+
+        async def listed() -> dict[str, list[str]] | None:
+            answer = await client.get(history, params=query, headers=headers)
+            points = answer.json()["locations"] if answer.status_code == 200 else []
+            return {p["event_id"]: p["quality"] for p in points} if len(points) == 4 else None
+
+        by_projector = await eventually(listed, timeout=30, what="the projector's history of tech-q")
+    by_export = {line["event_id"]: line["quality"] for line in every if "quality" in line}
+    assert by_export == {k: v for k, v in by_projector.items() if k != str(anchor.event_id)}
+    assert by_projector[str(anchor.event_id)] == []
