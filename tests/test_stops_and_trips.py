@@ -20,7 +20,7 @@ from domain.stays import Point, stays_of
 from schemas.claims import Role
 from schemas.tenant_rules import StayRules
 from tests.support.stack import Stack, eventually
-from tests.support.traces import TracePoint, drive, parked
+from tests.support.traces import TracePoint, drive, parked, recorded
 
 pytestmark = pytest.mark.integration
 
@@ -167,3 +167,52 @@ async def test_a_backfilled_day_gives_the_stops_and_trips_of_its_sorted_fixes_in
         ).status_code == 422
         their_day = await http.get(f"{reports}/technicians/tech-s/day", params=day_params, headers=other)
         assert their_day.status_code == 200 and their_day.json()["stops"] == [] and their_day.json()["trip_count"] == 0
+
+
+async def test_a_recorded_trace_sent_out_of_order_gives_in_the_reports_what_the_rule_gives_its_sorted_fixes(
+    stack: Stack,
+) -> None:
+    """A real receiver's log (tests/data/traces/README.md), moved to three hours ago, posted out of order (batches of
+    25 fixes, each pair the later first): the reports end with exactly the stops and trips the rule gives the sorted
+    fixes."""
+    projector = await stack.start("projector")
+    api = await stack.start("producers")
+    await stack.start("geofencer")
+    began = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0)
+    trace = recorded("cerknicko-jezero.gpx", starting=began)
+    expected = stays_of([Point(p.at.timestamp(), p.latitude, p.longitude) for p in trace], StayRules())
+    assert expected  # the log holds stops and trips
+    phone = {"Authorization": f"Bearer {stack.token(TENANT, Role.DEVICE_GATEWAY)}"}
+    dispatcher = {"Authorization": f"Bearer {stack.token(TENANT, Role.DISPATCHER)}"}
+    # In batches of 25 fixes, each pair sent the later first (within the processor's revision horizon of an hour).
+    batches = [trace[at : at + 25] for at in range(0, len(trace), 25)]
+    for at in range(0, len(batches) - 1, 2):
+        batches[at], batches[at + 1] = batches[at + 1], batches[at]
+    window = {"start_time": (began - timedelta(hours=1)).isoformat(), "end_time": datetime.now(UTC).isoformat()}
+    async with httpx.AsyncClient(timeout=30) as http:
+        for batch in batches:
+            answer = await http.post(f"{api.url}{PREFIX}/locations/batch", json=_body(batch, "tech-r"), headers=phone)
+            assert answer.status_code == 202, answer.text
+
+        def as_listed(fact_subject: str) -> list[tuple[float, float | None, int]]:
+            return sorted(
+                (fact.started_at, fact.ended_at, fact.fixes)
+                for fact in expected.values()
+                if fact.subject == fact_subject
+            )
+
+        async def reported() -> bool:
+            listed: dict[str, list[tuple[float, float | None, int]]] = {}
+            for subject in ("stop", "trip"):
+                answer = await http.get(
+                    f"{projector.url}{PREFIX}/reports/{subject}s", params=window, headers=dispatcher
+                )
+                if answer.status_code != 200:
+                    return False
+                rows = answer.json()[f"{subject}s"]
+                listed[subject] = sorted(
+                    (_seconds(r["started_at"]), r["ended_at"] and _seconds(r["ended_at"]), r["fixes"]) for r in rows
+                )
+            return listed == {"stop": as_listed("stop"), "trip": as_listed("trip")}
+
+        await eventually(reported, timeout=60, what="the recorded trace's stops and trips in the reports")

@@ -4,6 +4,7 @@ to that truth; then any arrival order of a trace is held to the batch computatio
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -21,11 +22,12 @@ from domain.stays import (
     StayTrack,
     apply_changes,
     stays_of,
+    step_metres,
 )
 from schemas.events import DEFAULT_MAX_SPEED_KMH
 from schemas.tenant_rules import StayRules
 from tests.support.events import T0
-from tests.support.traces import TracePoint, drive, offset, parked, walk_around
+from tests.support.traces import TracePoint, drive, offset, parked, recorded, walk_around
 
 RULES = StayRules()
 DEPOT = (6.5244, 3.3792)
@@ -196,10 +198,8 @@ def _arrived(track: StayTrack, points: list[Point]) -> dict[FactKey, StayFact]:
     return held
 
 
-@settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), shuffle=st.randoms(use_true_random=False))
-def test_any_arrival_order_gives_the_stops_and_trips_of_the_sorted_fixes(seed: int, shuffle: random.Random) -> None:
-    points = _a_day(seed)
+def _arrival(points: list[Point], shuffle: random.Random) -> list[Point]:
+    """An order the fixes may arrive in: shuffled, an hour held back and sent last, or neighbours swapped."""
     arrival = list(points)
     style = shuffle.choice(["shuffled", "backfilled", "swapped"])
     if style == "shuffled":
@@ -211,8 +211,48 @@ def test_any_arrival_order_gives_the_stops_and_trips_of_the_sorted_fixes(seed: i
     else:  # neighbours swapped now and then: two requests in flight at once
         for i in range(0, len(arrival) - 1, 7):
             arrival[i], arrival[i + 1] = arrival[i + 1], arrival[i]
+    return arrival
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), shuffle=st.randoms(use_true_random=False))
+def test_any_arrival_order_gives_the_stops_and_trips_of_the_sorted_fixes(seed: int, shuffle: random.Random) -> None:
+    points = _a_day(seed)
     expected = stays_of(points, RULES)
-    assert _arrived(StayTrack(), arrival) == expected
+    assert _arrived(StayTrack(), _arrival(points, shuffle)) == expected
+
+
+RECORDED_TRACE = _points(recorded("cerknicko-jezero.gpx"))
+
+
+@settings(max_examples=25, deadline=None)
+@given(shuffle=st.randoms(use_true_random=False))
+def test_a_recorded_trace_in_any_arrival_order_gives_the_stops_and_trips_of_its_sorted_fixes(
+    shuffle: random.Random,
+) -> None:
+    assert _arrived(StayTrack(), _arrival(RECORDED_TRACE, shuffle)) == stays_of(RECORDED_TRACE, RULES)
+
+
+def test_a_recorded_trace_gives_stops_and_trips_that_meet_the_rules_definitions() -> None:
+    """A real receiver's log (tests/data/traces/README.md): whatever the rule finds in it alternates stop, trip,
+    stop..., each trip from its stop's last fix to the next stop's first, each ended stop at least the minimum long
+    (or a gap in place), each trip's length along its fixes at least its chord."""
+    facts = sorted(stays_of(RECORDED_TRACE, RULES).values(), key=lambda fact: (fact.started_at, fact.subject))
+    assert facts and facts[0].subject == "stop", facts  # it begins with a walk by the lake: a stop wider than 100 m
+    assert [fact.subject for fact in facts] == ["stop", "trip"] * (len(facts) // 2) + ["stop"] * (len(facts) % 2)
+    for before, after in itertools.pairwise(facts):
+        assert before.ended_at == after.started_at, (before, after)
+    for fact in facts:
+        if fact.subject == "stop" and fact.ended_at is not None:
+            assert fact.ended_at - fact.started_at >= RULES.stop_min_seconds
+        if fact.subject == "trip":
+            assert fact.end_latitude is not None and fact.end_longitude is not None
+            start = Point(fact.started_at, fact.latitude, fact.longitude)
+            end = Point(fact.ended_at or fact.started_at, fact.end_latitude, fact.end_longitude)
+            assert fact.distance_m >= step_metres(start, end) >= 0  # along its fixes: never shorter than the chord
+            assert fact.fixes >= 2
+    # The walk round Rakov Škocjan (the last 18 minutes, about 130 m across) is the stop the log ends in.
+    assert facts[-1].subject == "stop" and facts[-1].ended_at is None
 
 
 def test_a_late_fix_that_shows_a_stop_was_two_short_stays_retracts_it() -> None:

@@ -7,8 +7,11 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Literal
+
+import gpxpy
 
 from domain.fence_shapes import METRES_PER_DEGREE
 
@@ -81,4 +84,23 @@ def walk_around(
         angle += rng.uniform(4, 6) / 3.6 * 10 / radius_m
         lat, lon = offset(latitude, longitude, radius_m * math.cos(angle), radius_m * math.sin(angle))
         points.append(TracePoint(start + timedelta(seconds=i * 10), *_jittered(rng, lat, lon, 0, 8), 10.0, "good"))
+    return points
+
+
+RECORDED = Path(__file__).resolve().parent.parent / "data" / "traces"
+
+
+def recorded(name: str, starting: datetime | None = None) -> list[TracePoint]:
+    """A recorded trace (``tests/data/traces/``, its origin and licence in the README there), every fix of its
+    tracks in file order; ``starting``: moved in time so that its first fix is then (an API takes no fix years old),
+    the intervals kept."""
+    document = gpxpy.parse((RECORDED / name).read_text())
+    fixes = [point for track in document.tracks for segment in track.segments for point in segment.points]
+    first = fixes[0].time
+    assert first is not None
+    shift = (starting - first) if starting is not None else timedelta(0)
+    points = []
+    for fix in fixes:
+        assert fix.time is not None
+        points.append(TracePoint((fix.time + shift).astimezone(UTC), fix.latitude, fix.longitude, 10.0, "good"))
     return points
