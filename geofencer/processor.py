@@ -44,6 +44,7 @@ from locstream.lifecycle import cancel_and_wait
 from locstream.tenant_rules import TenantRulesRegistry
 from schemas.events import (
     CrossingData,
+    Derived,
     GeofenceEntered,
     GeofenceExited,
     InvalidEventError,
@@ -333,6 +334,13 @@ class Geofencer:
             log.exception("geofencer: the loop stopped")
             raise
 
+    async def _append(self, event: Derived, partition: int) -> Any:
+        """Hand one derived event to the producer, to ``partition`` (the tenant's), keyed by its tenant; the future of
+        its acknowledgement, which the batch's settling awaits."""
+        return await self._producer.send(
+            self.settings.kafka.topic, encode_event(event), key=event.tenant_id.encode(), partition=partition
+        )
+
     def _watching(self, tp: TopicPartition, now: float) -> bool:
         """Caught up with the partition, and heard from its leader in the last ``WATCHING_SECONDS``: its watched time
         may follow the wall clock."""
@@ -363,11 +371,7 @@ class Geofencer:
             presence = self.presences.by_key[key]
             event = offline_event(key, presence, watched[presence.partition] - presence.heard_at, now)
             changes.add_presence(key, presence)
-            sends.append(
-                await self._producer.send(
-                    self.settings.kafka.topic, encode_event(event), key=key[0].encode(), partition=presence.partition
-                )
-            )
+            sends.append(await self._append(event, presence.partition))
             self.metrics.presence["technician_offline"].inc()
         await self._queue_settle(sends, changes, {}, time.perf_counter())
 
@@ -401,14 +405,7 @@ class Geofencer:
                         heard_from.add(key)
                     if ended is not None:  # a fix ended that silence before this processor read it: say so
                         online = online_event_of(event, ended)
-                        sends.append(
-                            await self._producer.send(
-                                self.settings.kafka.topic,
-                                encode_event(online),
-                                key=event.tenant_id.encode(),
-                                partition=tp.partition,
-                            )
-                        )
+                        sends.append(await self._append(online, tp.partition))
                         self.metrics.presence["technician_online"].inc()
                     continue
                 if isinstance(event, TrackingStopped):  # the app said so: offline at once (docs/online-offline.md)
@@ -421,14 +418,7 @@ class Geofencer:
                     if stopped is not None:
                         silent = clock.watched - stopped.heard_at
                         said = offline_event(key, stopped, silent, time.time(), reason="tracking_stopped")
-                        sends.append(
-                            await self._producer.send(
-                                self.settings.kafka.topic,
-                                encode_event(said),
-                                key=event.tenant_id.encode(),
-                                partition=tp.partition,
-                            )
-                        )
+                        sends.append(await self._append(said, tp.partition))
                         heard_from.add(key)  # its presence is written with the batch
                         self.metrics.presence["technician_offline"].inc()
                     continue
@@ -485,14 +475,7 @@ class Geofencer:
                         if track.prune(horizon, max_fixes):
                             changes.bases.append(StayBase(*key, track.base, track.settled, track.horizon))
                 for derived in out:
-                    sends.append(
-                        await self._producer.send(
-                            self.settings.kafka.topic,
-                            encode_event(derived),
-                            key=tenant.encode(),
-                            partition=tp.partition,
-                        )
-                    )
+                    sends.append(await self._append(derived, tp.partition))
             next_offsets[tp.partition] = records[-1].offset + 1
         self.read_to.update(next_offsets)
         changes.technicians = self.state.rows(changed.items())

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from schemas.events import (
     LocationData,
@@ -79,20 +80,13 @@ def stay(
     """A ``stop_started``/``stop_ended``/``trip_started``/``trip_ended`` at (6.5, 3.4), known at its end or start."""
     known = ended_at or started_at
     duration = (known - started_at).total_seconds()
-    event_id = uuid.uuid4()
     if kind.startswith("stop"):
         stop = StopData(
             started_at=started_at, ended_at=ended_at, latitude=6.5, longitude=3.4, duration_seconds=duration, fixes=3
         )
-        stop_kind = StopStarted if kind == "stop_started" else StopEnded
-        return stop_kind(
-            event_id=event_id,
-            tenant_id=tenant,
-            technician_id=technician,
-            recorded_at=known,
-            received_at=known,
-            data=stop,
-        )
+        if kind == "stop_started":
+            return _fact(StopStarted, tenant, technician, known, stop)
+        return _fact(StopEnded, tenant, technician, known, stop)
     trip = TripData(
         started_at=started_at,
         ended_at=ended_at,
@@ -102,47 +96,38 @@ def stay(
         distance_meters=900.0,
         fixes=5,
     )
-    trip_kind = TripStarted if kind == "trip_started" else TripEnded
-    return trip_kind(
-        event_id=event_id, tenant_id=tenant, technician_id=technician, recorded_at=known, received_at=known, data=trip
-    )
+    if kind == "trip_started":
+        return _fact(TripStarted, tenant, technician, known, trip)
+    return _fact(TripEnded, tenant, technician, known, trip)
 
 
 def retracted(tenant: str, technician: str, subject: str, started_at: datetime, at: datetime) -> StayRetracted:
     data = RetractionData(subject="stop" if subject == "stop" else "trip", started_at=started_at)
-    return StayRetracted(
-        event_id=uuid.uuid4(), tenant_id=tenant, technician_id=technician, recorded_at=at, received_at=at, data=data
-    )
+    return _fact(StayRetracted, tenant, technician, at, data)
 
 
 def offline(tenant: str, technician: str, last_seen_at: datetime, silent_seconds: float = 600.0) -> TechnicianOffline:
     """A ``technician_offline`` for the silence after a fix at ``last_seen_at``."""
     data = OfflineData(last_seen_at=last_seen_at, silent_seconds=silent_seconds, fix_event_id=uuid.uuid4())
-    return TechnicianOffline(
-        event_id=uuid.uuid4(),
-        tenant_id=tenant,
-        technician_id=technician,
-        recorded_at=last_seen_at,
-        received_at=last_seen_at,
-        data=data,
-    )
+    return _fact(TechnicianOffline, tenant, technician, last_seen_at, data)
 
 
 def online(tenant: str, technician: str, last_seen_at: datetime, back_at: datetime) -> TechnicianOnline:
     data = OnlineData(last_seen_at=last_seen_at, back_at=back_at, fix_event_id=uuid.uuid4())
-    return TechnicianOnline(
-        event_id=uuid.uuid4(),
-        tenant_id=tenant,
-        technician_id=technician,
-        recorded_at=back_at,
-        received_at=back_at,
-        data=data,
-    )
+    return _fact(TechnicianOnline, tenant, technician, back_at, data)
 
 
 def tracking_stopped(tenant: str, technician: str, at: datetime, reason: str = "paused") -> TrackingStopped:
     """An app's saying it stopped tracking at ``at`` (Overland's ``paused_location_updates`` by default)."""
     data = TrackingStoppedData(reason="terminated" if reason == "terminated" else "paused", app="overland")
-    return TrackingStopped(
+    return _fact(TrackingStopped, tenant, technician, at, data)
+
+
+F = TypeVar("F")
+
+
+def _fact(kind: Callable[..., F], tenant: str, technician: str, at: datetime, data: Any) -> F:
+    """A derived fact (or an app's saying) of ``kind`` at device and server time ``at``, with a fresh id."""
+    return kind(
         event_id=uuid.uuid4(), tenant_id=tenant, technician_id=technician, recorded_at=at, received_at=at, data=data
     )
