@@ -5,11 +5,15 @@ the tenant), the format, the range, the quality filter. ``chunks`` then reads th
 as it goes; ``ExportStats`` counts what it kept and dropped.
 
 Each fix is judged as the projector judges it (``domain.projection.Verdicts``: beside the technician's current good
-fix, in log order), so its verdict needs every fix before it: the tenant's partition is read from its oldest record,
-the records before the range judged and not written (as a paced replay does; docs/replay.md says what it costs). The
-quality filter (``good``, the default, ``flagged`` or ``all``) picks the fixes written; the other events are written
-unless only flagged fixes are asked for. ``locstream replay`` (``run_cli``) writes to ``FILE.partial`` and
-renames it once complete, so an interrupted export never looks finished; the HTTP export streams the same chunks.
+fix, in log order), so its verdict needs the fixes before it: the hour appended before the range (``JUDGED_BEFORE``)
+is read and judged, not written. Reading from the partition's oldest record would be exact for any log and cost a
+full read of the partition for every export; an hour is exact unless the technician's good fix an hour before the
+range was itself misjudged (a jump rule forgets a last good fix after ``domain.fix_quality.JUMP_WINDOW``, 15
+minutes, so a wrong start heals within it: docs/replay.md). The quality filter (``good``, the default, ``flagged``
+or ``all``) picks the fixes written; the other events are written unless only flagged fixes are asked for.
+
+``locstream replay`` (``run_cli``) writes to ``FILE.partial`` and renames it once complete, so an interrupted export
+never looks finished; the HTTP export streams the same chunks.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from schemas.claims import HISTORY_ROLES, TokenClaims, refusal
 from schemas.events import InvalidEventError, QualityFlag
 
 LOOP_TURN_SECONDS = 0.01  # an export gives the event loop a turn at least this often: other requests go on
+JUDGED_BEFORE = timedelta(hours=1)  # appended before the range, read to judge the range's first fixes
 
 
 class ExportRefusedError(Exception):
@@ -149,7 +154,8 @@ async def _chunks(
     verdicts = Verdicts()
     tenant, quality = plan.tenant_id, plan.quality
     turn = time.perf_counter()
-    before = Span(span.partition, (await reader.span(tenant, None, plan.range.start)).first, span.first)
+    warm_up = await reader.span(tenant, plan.range.start - JUDGED_BEFORE, plan.range.start)
+    before = Span(span.partition, min(warm_up.first, span.first), span.first)
     async for batch in reader.batches(before, tenant):  # judged, not written: what the range's verdicts stand on
         for record in batch:
             if time.perf_counter() - turn > LOOP_TURN_SECONDS:
