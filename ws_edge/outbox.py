@@ -39,7 +39,7 @@ class Update:
 
 @dataclass(frozen=True, slots=True)
 class Note:
-    """A frame about one technician that is not an update (``technician_status``), in the tenant's stream."""
+    """A frame about one technician that is not an update (a ``geofence_event``), in the tenant's stream."""
 
     technician_id: str
     text: str
