@@ -19,7 +19,6 @@ never looks finished; the HTTP export streams the same chunks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import sqlite3
@@ -153,32 +152,32 @@ async def _chunks(
     keep = Deduplicated(plan.technicians)
     verdicts = Verdicts()
     tenant, quality = plan.tenant_id, plan.quality
-    turn = time.perf_counter()
-    warm_up = await reader.span(tenant, plan.range.start - JUDGED_BEFORE, plan.range.start)
-    before = Span(span.partition, min(warm_up.first, span.first), span.first)
-    async for batch in reader.batches(before, tenant):  # judged, not written: what the range's verdicts stand on
-        for record in batch:
-            if time.perf_counter() - turn > LOOP_TURN_SECONDS:
-                await asyncio.sleep(0)
-                turn = time.perf_counter()
-            with contextlib.suppress(InvalidEventError):
-                if keep.keep(record) and (fix := record.fix()) is not None:
-                    _judge(verdicts, tenant, record, fix)
-                    stats.judged_before += 1
-    earlier_duplicates = keep.duplicates
     head = out.begin()
     if head:
         yield head
-    async for batch in reader.batches(span, tenant):
+    # One read from the hour before the range: the records before ``span.first`` are judged, not written.
+    warm_up = await reader.span(tenant, plan.range.start - JUDGED_BEFORE, plan.range.start)
+    read = Span(span.partition, min(warm_up.first, span.first), span.end)
+    earlier_duplicates: int | None = None  # the duplicates counted before the range, once it is reached
+    turn = time.perf_counter()
+    async for batch in reader.batches(read, tenant):
         parts: list[bytes] = []
         for record in batch:
             if time.perf_counter() - turn > LOOP_TURN_SECONDS:  # a fetch of 10,000 records: let others run meanwhile
                 await asyncio.sleep(0)
                 turn = time.perf_counter()
+            written = record.offset >= span.first
+            if written and earlier_duplicates is None:
+                earlier_duplicates = keep.duplicates
             try:
                 if not keep.keep(record):
                     continue
                 fix = record.fix()
+                if not written:
+                    if fix is not None:
+                        _judge(verdicts, tenant, record, fix)
+                        stats.judged_before += 1
+                    continue
                 if fix is None:
                     if quality == "flagged":
                         continue
@@ -190,12 +189,14 @@ async def _chunks(
                         continue
                     parts.append(out.add(record, flags))
             except InvalidEventError:
-                stats.invalid += 1
+                if written:
+                    stats.invalid += 1
                 continue
             stats.technicians.add(record.technician_id)
         stats.events += len(parts)
-        stats.duplicates = keep.duplicates - earlier_duplicates
-        if batch:
+        if earlier_duplicates is not None:
+            stats.duplicates = keep.duplicates - earlier_duplicates
+        if batch and batch[-1].offset >= span.first:
             stats.records_read = batch[-1].offset + 1 - span.first
         data = b"".join(parts)
         if data:
