@@ -103,6 +103,14 @@ class Presences:
         if presence.online:
             self._watch(key, presence.partition, presence.heard_at + offline_seconds)
 
+    def forget(self, partition: int) -> None:
+        """Drop the presences read from ``partition`` (it moved to another processor)."""
+        gone = [key for key, presence in self.by_key.items() if presence.partition == partition]
+        for key in gone:
+            del self.by_key[key]
+            self._pending.discard(key)
+        self._due.pop(partition, None)
+
     def _watch(self, key: tuple[str, str], partition: int, deadline: float) -> None:
         if key not in self._pending:
             self._pending.add(key)

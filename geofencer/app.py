@@ -24,6 +24,8 @@ def create_app(settings: GeofencerSettings | None = None) -> FastAPI:
         return probe.problems() + geofencer.problems()
 
     add_operations(
-        app, Operations(problems, [geofencer.metrics.registry], readiness_details=probe.details), settings.metrics
+        app,
+        Operations(problems, [geofencer.metrics.registry], geofencer.health, probe.details),
+        settings.metrics,
     )
     return app

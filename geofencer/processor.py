@@ -1,7 +1,10 @@
 """The derived-facts processor's loop (it began as the geofence processor, hence the package's name).
 
-One instance reads every partition of the location topic (assigned, not a group: its state is local, so a
-partition must not move to another instance). For each batch: decode, and for each fix the quality rule lets
+Instances share the location topic's partitions in one consumer group (``group_id``). Each keeps the state of the
+partitions it holds in a local store whose every commit first goes to a changelog topic (``changelog.py``); when a
+partition comes to an instance whose store is not at the changelog's end for it, its rows are restored from there
+before its records are read (the hand-over: ``take`` and ``give_up``, called by the group's rebalances). For each
+batch: decode, and for each fix the quality rule lets
 through (``domain.projection.fix_verdict``; a flagged fix is passed over as the projector passes it over):
 
 - evaluate it against its tenant's fences (``domain.geofencing.evaluate``): enter and exit crossings;
@@ -29,12 +32,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from domain.geofencing import Crossing, FenceIndex, TechnicianFences, fix_crossings
+from domain.partitioning import tenant_partition
 from domain.presence import PartitionClock, Presence, Presences
 from domain.stays import Change, Point, Retraction, StayTrack
+from geofencer.changelog import Changelog
 from geofencer.settings import GeofencerSettings
 from geofencer.state import Changes, GeofencerState, Key, StayBase
 from locstream.fences import FenceRegistry
@@ -95,6 +100,16 @@ class GeofencerMetrics:
         self.too_late = Counter(
             "locstream_geofencer_too_late_for_stays",
             "Good fixes older than their technician's stays horizon: in the history, not in stops and trips",
+            registry=self.registry,
+        )
+        self.restored = Counter(
+            "locstream_geofencer_restored_partitions",
+            "Partitions whose state was rebuilt from the changelog when they came to this instance",
+            registry=self.registry,
+        )
+        self.restore_seconds = Histogram(
+            "locstream_geofencer_restore_seconds",
+            "One partition's state read from the changelog",
             registry=self.registry,
         )
         self.batch_seconds = Histogram(
@@ -242,14 +257,29 @@ def crossing_event(fix: LocationRecorded, crossing: Crossing) -> GeofenceEntered
     )
 
 
+class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
+    """The group's rebalances, handed to the processor: what it gives up and what it takes."""
+
+    def __init__(self, geofencer: Geofencer) -> None:
+        self._geofencer = geofencer
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._geofencer.give_up({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self._geofencer.take(sorted(assigned, key=lambda tp: tp.partition))
+
+
 class Geofencer:
-    """``start()`` loads the state and the fences and begins; ``stop()`` awaits the loop and closes."""
+    """``start()`` opens the store, the fences and the rules and joins the group; ``stop()`` awaits the loop and the
+    last batch's commit, leaves the group and closes."""
 
     def __init__(self, settings: GeofencerSettings) -> None:
         self.settings = settings
         self.fences = FenceRegistry(settings.kafka, geometry=True)
         self.rules = TenantRulesRegistry(settings.kafka)
         self.state = GeofencerState(settings.data.data_dir / "geofencer.sqlite3")
+        self.changelog = Changelog(settings.kafka)
         self.metrics = GeofencerMetrics()
         self.technicians: dict[Key, TechnicianFences] = {}
         self.tracks: dict[Key, StayTrack] = {}
@@ -257,46 +287,42 @@ class Geofencer:
         self.presences = Presences()
         self.positions: dict[int, int] = {}  # next offset per partition, as stored
         self.read_to: dict[int, int] = {}  # next offset per partition, as read
+        self.owned: set[int] = set()  # the partitions this instance reads now
+        self.held: set[int] = set()  # the partitions whose state is in memory (owned, or given up and maybe back)
+        self.joined = False  # the group gave this instance its share (maybe none) at least once
         self.running = False
         self._consumer: Any = None
         self._producer: Any = None
         self._task: asyncio.Task[None] | None = None
         self._settling: asyncio.Task[None] | None = None  # the last batch's acks and commit, under way
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geofencer-state")
+        # A rebalance runs in the consumer's coordinator task: it waits for the batch being evaluated and its commit
+        # (the loop holds this lock from a poll's answer to the batch's settle queued), so what it gives up or takes
+        # is stored as of a batch's end.
+        self._handing_over = asyncio.Lock()
 
     async def start(self) -> None:
         tune_for_batches(self.settings.gc_gen0_threshold)
-        self.state.open()
-        self.technicians, stored = self.state.load()
         partitions = await ensure_topic(self.settings.kafka)
+        self.state.partition_count = len(partitions)
+        self.state.open()
+        await self.changelog.start(len(partitions))
         await self.fences.start()
         await self.rules.start()
-        self.clocks, presences = self.state.load_presence()
-        for key, presence in presences.items():
-            self.presences.restore(key, presence, self.rules.presence(key[0]).offline_seconds)
-        self.tracks = self.state.load_tracks(self.rules.stays, lambda tenant: self.rules.quality(tenant).max_speed_kmh)
         self._producer = make_producer(self.settings.kafka, linger_ms=5)  # crossings go out in batches
         await self._producer.start()
         # A tenant's fixes all come from one partition: fetch more of it at a time than the 1 MiB default.
         self._consumer = make_consumer(
             self.settings.kafka,
-            group_id=None,
+            group_id=self.settings.group_id,
+            group_instance_id=self.settings.instance_id or self.state.identity(),
+            session_timeout_ms=int(self.settings.session_timeout_seconds * 1000),
+            heartbeat_interval_ms=int(self.settings.session_timeout_seconds * 1000 / 4),
             max_poll_records=self.settings.max_batch,
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )
         await self._consumer.start()
-        self._consumer.assign(partitions)
-        await seek_to_offsets(self._consumer, partitions, stored, fresh_at=self.settings.start_from)
-        for tp in partitions:
-            self.positions[tp.partition] = await self._consumer.position(tp)
-        self.read_to = dict(self.positions)
-        log.info(
-            "geofencer: %d technicians' state, %d tracks, %d fences, from offsets %s",
-            len(self.technicians),
-            len(self.tracks),
-            sum(len(index) for index in self.fences.book.indexes.values()),
-            dict(sorted(self.positions.items())),
-        )
+        self._consumer.subscribe([self.settings.kafka.topic], listener=_HandOver(self))
         self._task = asyncio.create_task(self._run(), name="geofencer")
         self.running = True
 
@@ -304,35 +330,152 @@ class Geofencer:
         self.running = False
         await cancel_and_wait(self._task)
         self._task = None
-        if self._settling is not None and not self._settling.done():  # the last batch: committed once acknowledged
-            with contextlib.suppress(Exception):  # a failed one is repeated by the next start, same ids
-                await asyncio.wait_for(asyncio.shield(self._settling), 10)
+        await self._settled(within=10)
+        if self._consumer is not None:
+            await self._consumer.stop()  # leaves the group: the others take its partitions at once
         self._committer.shutdown(wait=True)
-        for client in (self._consumer, self._producer):
-            if client is not None:
-                await client.stop()
+        if self._producer is not None:
+            await self._producer.stop()
         self._consumer = self._producer = None
+        await self.changelog.stop()
         await self.fences.stop()
         await self.rules.stop()
         self.state.close()
+
+    async def _settled(self, within: float | None = None) -> None:
+        """The last batch acknowledged and committed (a failed one is repeated by the next owner, same ids)."""
+        if self._settling is not None and not self._settling.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._settling), within)
 
     def problems(self) -> list[str]:
         if not self.running:
             return ["not started"]
         if self._task is not None and self._task.done():
             return [f"the loop stopped: {self._task.exception()!r}"[:200]]
+        if not self.joined:
+            return ["waiting for the group to give this instance its partitions"]
         return []
+
+    def health(self) -> dict[str, object]:
+        """``/healthz``: ready once the group gave this instance its share, and which partitions it reads."""
+        return {"ready": self.joined, "partitions": sorted(self.owned)}
+
+    async def give_up(self, partitions: set[int]) -> None:
+        """A rebalance begins: once the batch under way is committed, read no more of ``partitions``. Their state
+        stays in memory: the group gives most of them back, and ``take`` keeps it then if no one wrote since."""
+        async with self._handing_over:
+            await self._settled()
+            self.owned -= partitions
+        log.info("geofencer: gave up partitions %s", sorted(partitions))
+
+    async def take(self, partitions: list[TopicPartition]) -> None:
+        """A rebalance ends with ``partitions`` here: each one's state as the changelog has it (restored when this
+        store is not at its end), then the reads resume from the offsets stored with it."""
+        async with self._handing_over:
+            await self._settled()
+            taken = {tp.partition for tp in partitions}
+            for partition in sorted(self.held - taken):
+                self._forget(partition)
+            ends = await self.changelog.end_offsets(sorted(taken))
+            for partition in sorted(taken):
+                if not await self._current(partition, ends[partition]):
+                    self._forget(partition)
+                    await self._restore(partition, ends[partition])
+                if partition not in self.held:
+                    self._load(partition)
+            stored = {p: offset for p, offset in self.state.stored_offsets().items() if p in taken}
+            await seek_to_offsets(self._consumer, partitions, stored, fresh_at=self.settings.start_from)
+            for tp in partitions:
+                self.positions[tp.partition] = self.read_to[tp.partition] = await self._consumer.position(tp)
+            self.owned = taken
+            self.joined = True
+        log.info(
+            "geofencer: took partitions %s: %d technicians, %d tracks, from offsets %s",
+            sorted(taken),
+            len(self.technicians),
+            len(self.tracks),
+            dict(sorted(self.positions.items())),
+        )
+
+    async def _current(self, partition: int, changelog_end: int) -> bool:
+        """Whether this store's rows of ``partition`` are the changelog's: no one else wrote since it did. A store
+        from before the changelog (or a changelog made anew) seeds it with its rows."""
+        local = self.state.changelog_ends().get(partition, 0)
+        if local == changelog_end and changelog_end > 0:
+            return True
+        if changelog_end > local or (changelog_end == 0 and local > 0):
+            return False
+        writes = self.state.partition_writes(partition)  # changelog_end <= local: it has less than this store
+        if writes:
+            ends = await Changelog.acknowledged(await self.changelog.append(self._producer, writes))
+            self.state.apply([], ends)
+            log.info("geofencer: seeded the changelog of partition %d with %d rows", partition, len(writes))
+        return True
+
+    async def _restore(self, partition: int, changelog_end: int) -> None:
+        began = time.perf_counter()
+        writes = await self.changelog.read(partition, changelog_end)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._committer, self.state.replace_partition, partition, writes, changelog_end)
+        took = time.perf_counter() - began
+        self.metrics.restored.inc()
+        self.metrics.restore_seconds.observe(took)
+        log.info("geofencer: restored partition %d from %d changelog records in %.2f s", partition, len(writes), took)
+
+    def _load(self, partition: int) -> None:
+        """The stored state of ``partition`` into memory."""
+        technicians, _ = self.state.load(partition)
+        self.technicians.update(technicians)
+        clocks, presences = self.state.load_presence(partition)
+        self.clocks.update(clocks)
+        for key, presence in presences.items():
+            self.presences.restore(key, presence, self.rules.presence(key[0]).offline_seconds)
+        self.tracks.update(
+            self.state.load_tracks(
+                self.rules.stays, lambda tenant: self.rules.quality(tenant).max_speed_kmh, partition=partition
+            )
+        )
+        self.held.add(partition)
+
+    def _forget(self, partition: int) -> None:
+        """Drop the state of ``partition`` from memory (another instance holds it now)."""
+        n = self.state.partition_count
+        for table in (self.technicians, self.tracks):
+            for key in [key for key in table if tenant_partition(key[0], n) == partition]:
+                del table[key]
+        self.presences.forget(partition)
+        self.clocks.pop(partition, None)
+        self.positions.pop(partition, None)
+        self.read_to.pop(partition, None)
+        self.held.discard(partition)
 
     async def _run(self) -> None:
         try:
             while True:
                 batches = await self._consumer.getmany(timeout_ms=1_000, max_records=self.settings.max_batch)
-                if batches:
-                    await self.process(batches)
-                await self.tick(time.time())
+                async with self._handing_over:
+                    owned = self._owned_records(batches)
+                    if owned:
+                        await self.process(owned)
+                    await self.tick(time.time())
         except Exception:  # /readyz says so too (problems); the log says where
             log.exception("geofencer: the loop stopped")
             raise
+
+    def _owned_records(self, batches: dict[TopicPartition, list[Any]]) -> dict[TopicPartition, list[Any]]:
+        """The records of the partitions still owned, from where they were read to: a poll answered before a
+        rebalance may hold records of a partition given up, or of one taken again from an earlier offset."""
+        owned: dict[TopicPartition, list[Any]] = {}
+        for tp, records in batches.items():
+            start = self.read_to.get(tp.partition)
+            if tp.partition not in self.owned or start is None or not records:
+                continue
+            if records[0].offset < start:
+                records = [record for record in records if record.offset >= start]
+            if records:
+                owned[tp] = records
+        return owned
 
     async def _append(self, event: Derived, partition: int) -> Any:
         """Hand one derived event to the producer, to ``partition`` (the tenant's), keyed by its tenant; the future of
@@ -355,7 +498,7 @@ class Geofencer:
         offline (``domain/presence.py``)."""
         moved = False
         for tp in self._consumer.assignment():
-            if self._watching(tp, now):
+            if tp.partition in self.owned and self._watching(tp, now):
                 self.clocks.setdefault(tp.partition, PartitionClock()).advance(now)
                 moved = True
         if not moved:
@@ -495,9 +638,13 @@ class Geofencer:
         self._settling = asyncio.create_task(self._settle(sends, changes, next_offsets, began))
 
     async def _settle(self, sends: list[Any], changes: Changes, next_offsets: dict[int, int], began: float) -> None:
-        """Every event of the batch acknowledged (acks=all), then the state and offsets after it committed."""
+        """Every event of the batch acknowledged (acks=all), then the state and offsets after it: appended to the
+        changelog and acknowledged, then committed to the local store with the changelog's new ends."""
         if sends:
             await asyncio.gather(*sends)
-        await asyncio.get_running_loop().run_in_executor(self._committer, self.state.commit, changes, next_offsets)
+        loop = asyncio.get_running_loop()
+        writes = await loop.run_in_executor(self._committer, self.state.writes, changes, next_offsets)
+        ends = await Changelog.acknowledged(await self.changelog.append(self._producer, writes))
+        await loop.run_in_executor(self._committer, self.state.apply, writes, ends)
         self.positions.update(next_offsets)
         self.metrics.batch_seconds.observe(time.perf_counter() - began)

@@ -13,6 +13,16 @@ from locstream.settings import ConsumingServiceSettings
 class GeofencerSettings(ConsumingServiceSettings):
     model_config = SettingsConfigDict(use_attribute_docstrings=True, env_prefix="LOCSTREAM_GEOFENCER_")
 
+    group_id: str = Field(default="locstream-geofencer", min_length=1)
+    """The consumer group the instances share the location topic's partitions in (docs/scale-out.md); its state's
+    changelog topic is named after the location topic (``<topic>.derived-state``)."""
+    instance_id: str = ""
+    """This instance's static member id in the group (Kafka's ``group.instance.id``): an instance restarted within
+    the session timeout gets its partitions back at once, with no rebalance and no restore. Empty: the id made with
+    its local store (one store, one member). Two running instances must never share one."""
+    session_timeout_seconds: float = Field(default=10.0, ge=6, le=300)
+    """How long the group waits for a silent instance before its partitions go to the others (the broker's
+    ``group.min.session.timeout.ms`` is 6 s by default)."""
     max_batch: int = Field(default=5_000, ge=1)
     """Records per batch at most (one state transaction each)."""
     start_from: Literal["end", "beginning"] = "end"

@@ -5,6 +5,11 @@ technician and batch holding that batch's fixes packed: a row per fix cost 7 µs
 partition, the next offset to read. All change in one transaction per batch, after the batch's events were
 acknowledged by Kafka: a crash before the commit repeats the batch from the state before it, which repeats the same
 events with the same event ids (deduplicated by the consumers), and a crash after it repeats nothing.
+
+A commit is a list of ``Write`` (a row put or deleted): the same list goes to the store's changelog topic before it
+is applied here (``geofencer/changelog.py``), so the rows of a partition can be rebuilt anywhere
+(``replace_partition``) when the partition moves to another instance (docs/scale-out.md). Every row belongs to one
+partition of the location topic: its tenant's (``domain.partitioning.tenant_partition``), or the partition it names.
 """
 
 from __future__ import annotations
@@ -13,13 +18,16 @@ import json
 import sqlite3
 import uuid
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import chain
+from functools import partial
+from itertools import chain, groupby
 from pathlib import Path
+from typing import Any
 
 from domain.geofencing import TechnicianFences
+from domain.partitioning import tenant_partition
 from domain.presence import PartitionClock, Presence
 from domain.stays import (
     FactKey,
@@ -57,7 +65,8 @@ CREATE TABLE IF NOT EXISTS stay_tail (
     tenant_id TEXT NOT NULL,
     technician_id TEXT NOT NULL,
     last_at REAL NOT NULL,
-    points BLOB NOT NULL
+    points BLOB NOT NULL,
+    chunk INTEGER
 );
 CREATE INDEX IF NOT EXISTS stay_tail_by_technician ON stay_tail (tenant_id, technician_id, last_at);
 CREATE TABLE IF NOT EXISTS presence (
@@ -72,11 +81,48 @@ CREATE TABLE IF NOT EXISTS presence (
     PRIMARY KEY (tenant_id, technician_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS clocks (partition INTEGER PRIMARY KEY, watched REAL NOT NULL, at REAL);
+CREATE TABLE IF NOT EXISTS changelog (partition INTEGER PRIMARY KEY, end_offset INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS identity (id TEXT NOT NULL);
 """
+# The changelog and identity tables are this store's own, never written to the changelog: how far into each changelog
+# partition its rows of that partition are (the changelog's end offset after the last write applied here), and the
+# store's id (its group member's default id).
+
+ROW_KEYS: dict[str, tuple[str, ...]] = {  # each table's primary key: what a changelog record is keyed by
+    "technicians": ("tenant_id", "technician_id"),
+    "stays": ("tenant_id", "technician_id"),
+    "stay_tail": ("tenant_id", "technician_id", "chunk"),  # chunk: the next offset after the batch that added it
+    "presence": ("tenant_id", "technician_id"),
+    "clocks": ("partition",),
+    "offsets": ("partition",),
+}
+_KEY_COLUMNS = {"technicians": (0, 1), "stays": (0, 1), "stay_tail": (0, 1, 4), "presence": (0, 1)}
+_BY_PARTITION = ("clocks", "offsets")  # keyed by the partition itself; the other tables by tenant
 
 Key = tuple[str, str]
 Row = tuple[str, str, str | None, str, float | None, float | None]
-TailRow = tuple[str, str, float, bytes]  # a technician's fixes added to its track's tail by a batch
+TailRow = tuple[str, str, float, bytes, int]  # a technician's fixes added to its track's tail by a batch, its chunk
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One row of ``table`` put (``row``) or deleted (``row is None``), by its primary key: the unit a commit is made
+    of, here and in the changelog."""
+
+    table: str
+    key: tuple[Any, ...]
+    row: tuple[Any, ...] | None
+
+    @staticmethod
+    def put(table: str, row: Sequence[Any]) -> Write:
+        columns = _KEY_COLUMNS.get(table, (0,))
+        return Write(table, tuple(row[i] for i in columns), tuple(row))
+
+    def partition(self, partition_count: int) -> int:
+        """The location topic's partition the row belongs to."""
+        if self.table in _BY_PARTITION:
+            return int(self.key[0])
+        return tenant_partition(str(self.key[0]), partition_count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,11 +178,17 @@ class Changes:
         else:
             held.append(point)
 
-    def tail_rows(self) -> list[TailRow]:
-        """One row per technician: its newest fix's time (for the cut) and the fixes packed as doubles (exactly as
-        they were); built on the committer's thread."""
+    def tail_rows(self, chunk_of: Callable[[str], int]) -> list[TailRow]:
+        """One row per technician: its newest fix's time (for the cut), the fixes packed as doubles (exactly as they
+        were), and its chunk (``chunk_of`` its tenant: the batch's next offset of its partition, unique per technician
+        whoever made it); built on the committer's thread."""
         return [
-            (*key, max(point.at for point in points), array("d", chain.from_iterable(points)).tobytes())
+            (
+                *key,
+                max(point.at for point in points),
+                array("d", chain.from_iterable(points)).tobytes(),
+                chunk_of(key[0]),
+            )
             for key, points in self.tail.items()
         ]
 
@@ -149,8 +201,9 @@ def _fences(inside: str, latest: str | None, latitude: float | None, longitude: 
 
 
 class GeofencerState:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, partition_count: int = 1) -> None:
         self.path = path
+        self.partition_count = partition_count  # the location topic's: which rows belong to which partition
         self._db: sqlite3.Connection | None = None
 
     def open(self) -> None:
@@ -158,11 +211,20 @@ class GeofencerState:
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        self._db.create_function(
+            "tenant_partition", 1, partial(_partition_of, partition_count=self.partition_count), deterministic=True
+        )
         self._db.executescript(_SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(technicians)")}
         for added in ("latitude", "longitude"):  # a state stored before the last good fix's place was kept
             if added not in columns:
                 self._db.execute(f"ALTER TABLE technicians ADD COLUMN {added} REAL")
+        if "chunk" not in {row[1] for row in self._db.execute("PRAGMA table_info(stay_tail)")}:
+            self._db.execute("ALTER TABLE stay_tail ADD COLUMN chunk INTEGER")  # a store from before the changelog
+        self._db.execute("UPDATE stay_tail SET chunk = -rowid WHERE chunk IS NULL")  # unique, below every offset
+        self._db.execute(
+            "CREATE UNIQUE INDEX IF NOT EXISTS stay_tail_chunks ON stay_tail (tenant_id, technician_id, chunk)"
+        )
 
     def close(self) -> None:
         if self._db is not None:
@@ -174,14 +236,20 @@ class GeofencerState:
         assert self._db is not None, "state not open"
         return self._db
 
-    def load(self) -> tuple[dict[Key, TechnicianFences], dict[int, int]]:
+    def _select(self, table: str, partition: int | None, columns: str = "*") -> sqlite3.Cursor:
+        """The rows of ``table`` (of ``partition`` only, when given)."""
+        if partition is None:
+            return self.db.execute(f"SELECT {columns} FROM {table}")
+        return self.db.execute(f"SELECT {columns} FROM {table} WHERE {self._of_partition(table)}", (partition,))
+
+    def load(self, partition: int | None = None) -> tuple[dict[Key, TechnicianFences], dict[int, int]]:
         technicians = {
             (tenant, technician): _fences(inside, latest, latitude, longitude)
-            for tenant, technician, latest, inside, latitude, longitude in self.db.execute(
-                "SELECT tenant_id, technician_id, latest, inside, latitude, longitude FROM technicians"
+            for tenant, technician, latest, inside, latitude, longitude in self._select(
+                "technicians", partition, "tenant_id, technician_id, latest, inside, latitude, longitude"
             )
         }
-        offsets = dict(self.db.execute("SELECT partition, next_offset FROM offsets").fetchall())
+        offsets = dict(self._select("offsets", partition, "partition, next_offset").fetchall())
         return technicians, offsets
 
     @staticmethod
@@ -200,18 +268,21 @@ class GeofencerState:
         ]
 
     def load_tracks(
-        self, rules_of: Callable[[str], StayRules], max_speed_of: Callable[[str], float]
+        self,
+        rules_of: Callable[[str], StayRules],
+        max_speed_of: Callable[[str], float],
+        partition: int | None = None,
     ) -> dict[Key, StayTrack]:
-        """Every stored track, its tail replayed from its base (``StayTrack.restore``)."""
+        """Every stored track (of ``partition``), its tail replayed from its base (``StayTrack.restore``)."""
         tails: dict[Key, list[Point]] = {}
-        for tenant, technician, _, packed in self.db.execute("SELECT * FROM stay_tail"):
+        for tenant, technician, packed in self._select("stay_tail", partition, "tenant_id, technician_id, points"):
             values = array("d")
             values.frombytes(packed)
             found = tails.setdefault((tenant, technician), [])
             found.extend(Point(*values[i : i + 3]) for i in range(0, len(values), 3))
         bases = {
             (tenant, technician): (base, settled, horizon)
-            for tenant, technician, base, settled, horizon in self.db.execute("SELECT * FROM stays")
+            for tenant, technician, base, settled, horizon in self._select("stays", partition)
         }
         tracks: dict[Key, StayTrack] = {}
         for key in tails.keys() | bases.keys():
@@ -233,44 +304,114 @@ class GeofencerState:
             )
         return tracks
 
-    def load_presence(self) -> tuple[dict[int, PartitionClock], dict[Key, Presence]]:
-        clocks = {
-            partition: PartitionClock(watched, at) for partition, watched, at in self.db.execute("SELECT * FROM clocks")
-        }
+    def load_presence(self, partition: int | None = None) -> tuple[dict[int, PartitionClock], dict[Key, Presence]]:
+        clocks = {number: PartitionClock(watched, at) for number, watched, at in self._select("clocks", partition)}
         presences = {
             (tenant, technician): Presence(
-                heard_at, last_seen, uuid.UUID(fix_id), partition, bool(online), uuid.UUID(ended) if ended else None
+                heard_at, last_seen, uuid.UUID(fix_id), number, bool(online), uuid.UUID(ended) if ended else None
             )
-            for tenant, technician, heard_at, last_seen, fix_id, partition, online, ended in self.db.execute(
-                "SELECT * FROM presence"
+            for tenant, technician, heard_at, last_seen, fix_id, number, online, ended in self._select(
+                "presence", partition
             )
         }
         return clocks, presences
 
+    def writes(self, changes: Changes, next_offsets: dict[int, int]) -> list[Write]:
+        """What committing ``changes`` and ``next_offsets`` writes, in order: the rows a tail cut drops are read from
+        the store (on the committer's thread, before the write is applied)."""
+        n = self.partition_count
+        writes = [Write("technicians", row[:2], row) for row in changes.technicians]
+        tail = changes.tail_rows(lambda tenant: next_offsets[tenant_partition(tenant, n)])
+        writes.extend(Write("stay_tail", (row[0], row[1], row[4]), row) for row in tail)
+        for base in changes.bases:  # the tail cut: its older fixes are in the base now
+            key = (base.tenant_id, base.technician_id)
+            writes.append(Write("stays", key, base.row()))
+            if base.horizon is None:
+                continue
+            dropped = (
+                {  # the rows whose every fix is older than the cut
+                    chunk
+                    for (chunk,) in self.db.execute(
+                        "SELECT chunk FROM stay_tail WHERE tenant_id = ? AND technician_id = ? AND last_at < ?",
+                        (*key, base.horizon.at),
+                    )
+                }
+                | {row[4] for row in tail if row[:2] == key and row[2] < base.horizon.at}
+            )
+            writes.extend(Write("stay_tail", (*key, chunk), None) for chunk in sorted(dropped))
+        writes.extend(Write("presence", row[:2], row) for row in changes.presence.values())
+        writes.extend(Write("clocks", row[:1], row) for row in changes.clocks)
+        writes.extend(Write("offsets", (partition,), (partition, offset)) for partition, offset in next_offsets.items())
+        return writes
+
     def commit(self, changes: Changes, next_offsets: dict[int, int]) -> None:
         """One transaction; from one thread at a time (the processor's committer)."""
+        self.apply(self.writes(changes, next_offsets))
+
+    def apply(self, writes: Sequence[Write], changelog_ends: dict[int, int] | None = None) -> None:
+        """``writes`` in one transaction, with how far into each changelog partition the store now is."""
         db = self.db
         db.execute("BEGIN")
         try:
-            db.executemany(
-                "INSERT OR REPLACE INTO technicians (tenant_id, technician_id, latest, inside, latitude, longitude)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                changes.technicians,
-            )
-            db.executemany("INSERT INTO stay_tail VALUES (?, ?, ?, ?)", changes.tail_rows())
-            for base in changes.bases:  # the tail cut: its older fixes are in the base now
-                db.execute("INSERT OR REPLACE INTO stays VALUES (?, ?, ?, ?, ?)", base.row())
-                if base.horizon is not None:  # the rows whose every fix is older than the cut
-                    db.execute(
-                        "DELETE FROM stay_tail WHERE tenant_id = ? AND technician_id = ? AND last_at < ?",
-                        (base.tenant_id, base.technician_id, base.horizon.at),
-                    )
-            db.executemany(
-                "INSERT OR REPLACE INTO presence VALUES (?, ?, ?, ?, ?, ?, ?, ?)", list(changes.presence.values())
-            )
-            db.executemany("INSERT OR REPLACE INTO clocks VALUES (?, ?, ?)", changes.clocks)
-            db.executemany("INSERT OR REPLACE INTO offsets VALUES (?, ?)", list(next_offsets.items()))
+            self._apply(writes)
+            db.executemany("INSERT OR REPLACE INTO changelog VALUES (?, ?)", list((changelog_ends or {}).items()))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def _apply(self, writes: Sequence[Write]) -> None:
+        for (table, deleting), run in groupby(writes, key=lambda write: (write.table, write.row is None)):
+            if deleting:
+                where = " AND ".join(f"{column} = ?" for column in ROW_KEYS[table])
+                self.db.executemany(f"DELETE FROM {table} WHERE {where}", [write.key for write in run])
+            else:
+                rows = [write.row for write in run if write.row is not None]
+                places = ", ".join("?" * len(rows[0]))
+                self.db.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({places})", rows)
+
+    def _of_partition(self, table: str) -> str:
+        return "partition = ?" if table in _BY_PARTITION else "tenant_partition(tenant_id) = ?"
+
+    def replace_partition(self, partition: int, writes: Sequence[Write], changelog_end: int) -> None:
+        """The rows of ``partition`` become what ``writes`` (its changelog, read to ``changelog_end``) make of
+        nothing: one transaction, so a crash leaves the rows before or after."""
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            for table in ROW_KEYS:
+                db.execute(f"DELETE FROM {table} WHERE {self._of_partition(table)}", (partition,))
+            self._apply(writes)
+            db.execute("INSERT OR REPLACE INTO changelog VALUES (?, ?)", (partition, changelog_end))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def partition_writes(self, partition: int) -> list[Write]:
+        """Every row of ``partition`` as a write: what a store from before the changelog seeds it with."""
+        found: list[Write] = []
+        for table in ROW_KEYS:
+            rows = self.db.execute(f"SELECT * FROM {table} WHERE {self._of_partition(table)}", (partition,))
+            found.extend(Write.put(table, row) for row in rows)
+        return found
+
+    def identity(self) -> str:
+        """This store's id, made with it."""
+        found = self.db.execute("SELECT id FROM identity").fetchone()
+        if found is None:
+            found = (f"geofencer-{uuid.uuid4()}",)
+            self.db.execute("INSERT INTO identity VALUES (?)", found)
+        return str(found[0])
+
+    def stored_offsets(self) -> dict[int, int]:
+        """The next offset to read, per partition of the location topic."""
+        return dict(self.db.execute("SELECT partition, next_offset FROM offsets").fetchall())
+
+    def changelog_ends(self) -> dict[int, int]:
+        """How far into each changelog partition this store's rows of it are."""
+        return dict(self.db.execute("SELECT partition, end_offset FROM changelog").fetchall())
+
+
+def _partition_of(tenant_id: str, partition_count: int) -> int:
+    return tenant_partition(tenant_id, partition_count)

@@ -264,19 +264,36 @@ async def ensure_topic(settings: KafkaSettings, wait_seconds: float = 30.0) -> l
 async def ensure_compacted_topic(settings: KafkaSettings, name: str, wait_seconds: float = 30.0) -> TopicPartition:
     """A one-partition topic that keeps the latest record per key (a table as a log: the devices), created when
     missing; its partition once it has a leader."""
+    (partition,) = await ensure_compacted_topic_of(settings, name, 1, wait_seconds=wait_seconds)
+    return partition
+
+
+async def ensure_compacted_topic_of(
+    settings: KafkaSettings,
+    name: str,
+    partitions: int,
+    configs: dict[str, str] | None = None,
+    wait_seconds: float = 30.0,
+) -> list[TopicPartition]:
+    """A compacted topic of ``partitions`` partitions (and ``configs`` besides), created when missing; its
+    partitions once each has a leader. One that exists with another count is refused: its records would be
+    placed wrong."""
     admin = admin_client(settings)
     await started(admin, settings)
     try:
         if not await _exists(admin, name):
             factor, durability = await replication(admin, settings)
-            topic = NewTopic(name, 1, factor, topic_configs={"cleanup.policy": "compact", **durability})
+            wanted = {"cleanup.policy": "compact", **durability, **(configs or {})}
+            topic = NewTopic(name, partitions, factor, topic_configs=wanted)
             try:
                 await admin.create_topics([topic])
-                log.info("created compacted topic %s", name)
+                log.info("created compacted topic %s with %d partitions", name, partitions)
             except TopicAlreadyExistsError:
                 pass
-        (partition,) = await _led_partitions(admin, name, wait_seconds)
-        return partition
+        led = await _led_partitions(admin, name, wait_seconds)
+        if len(led) != partitions:
+            raise RuntimeError(f"topic {name} has {len(led)} partitions, {partitions} expected")
+        return led
     finally:
         await admin.close()
 

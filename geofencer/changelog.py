@@ -1,0 +1,121 @@
+"""The derived-facts processor's state, as a log: the changelog topic its store is restored from when a partition
+of the location topic moves to another instance (docs/scale-out.md).
+
+Every commit of the store (``geofencer.state.Write``: a row put or deleted) is first appended here, to the changelog
+partition of the location topic's partition the row belongs to, keyed by its table and primary key (so compaction
+keeps each row's latest value, a deletion being a tombstone), and acknowledged; only then applied to the local store
+with the changelog's new end offsets (``state.changelog`` table). On an assignment, a store whose end offset for the
+partition is the changelog's own is current (no one else wrote since); any other one rebuilds that partition's rows
+from the changelog read to its end (``Changelog.read``, ``GeofencerState.replace_partition``).
+
+A crash between the append and the local commit leaves the changelog ahead of the local store: the next owner
+restores the changelog's rows (its offsets included, so it resumes where they say), and reprocesses nothing the
+rows have not taken; a crash mid-append, the rows ahead of their offset for some technicians, which every rule
+takes again as a repeat (docs/scale-out.md#why-no-transactions).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+from aiokafka import TopicPartition
+
+from geofencer.state import Write
+from locstream.kafka import ensure_compacted_topic_of, make_consumer
+from locstream.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+# Compaction runs on closed segments only: a segment is closed after 10 minutes (or 64 MiB), so a restore reads at
+# most about that much beyond each row's latest value.
+TOPIC_CONFIGS = {"segment.ms": "600000", "segment.bytes": str(64 * 1024 * 1024), "min.cleanable.dirty.ratio": "0.25"}
+
+_encoder = msgspec.msgpack.Encoder()
+
+
+def encode(write: Write) -> tuple[bytes, bytes | None]:
+    """Key (the table and the row's primary key) and value (the row, or None: a tombstone) of a write."""
+    key = _encoder.encode([write.table, *write.key])
+    return key, None if write.row is None else _encoder.encode(write.row)
+
+
+def decode(key: bytes, value: bytes | None) -> Write:
+    table, *row_key = msgspec.msgpack.decode(key)
+    row = None if value is None else tuple(msgspec.msgpack.decode(value))
+    return Write(str(table), tuple(row_key), row)
+
+
+def topic_of(location_topic: str) -> str:
+    return f"{location_topic}.derived-state"
+
+
+class Changelog:
+    """The changelog topic of one location topic: ``start(partitions)`` creates it if missing (as many partitions as
+    the location topic) and starts its reader; ``append`` writes with the processor's producer; ``stop()`` closes."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self.kafka = kafka
+        self.topic = topic_of(kafka.topic)
+        self.partition_count = 0
+        self._reader: Any = None
+
+    async def start(self, partition_count: int) -> None:
+        await ensure_compacted_topic_of(self.kafka, self.topic, partition_count, TOPIC_CONFIGS)
+        self.partition_count = partition_count
+        self._reader = make_consumer(self.kafka, group_id=None, max_partition_fetch_bytes=8 * 1024 * 1024)
+        await self._reader.start()
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            await self._reader.stop()
+            self._reader = None
+
+    async def append(self, producer: Any, writes: Sequence[Write]) -> list[tuple[int, Any, int]]:
+        """Hand ``writes`` to ``producer`` in record batches per changelog partition, in order; for each batch its
+        partition, the future of its acknowledgement (the batch's first offset) and its record count."""
+        by_partition: dict[int, list[Write]] = {}
+        for write in writes:
+            by_partition.setdefault(write.partition(self.partition_count), []).append(write)
+        sent: list[tuple[int, Any, int]] = []
+        for partition, held in by_partition.items():
+            batch = producer.create_batch()
+            for write in held:
+                key, value = encode(write)
+                if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
+                    count = batch.record_count()
+                    sent.append((partition, await producer.send_batch(batch, self.topic, partition=partition), count))
+                    batch = producer.create_batch()
+                    if batch.append(key=key, value=value, timestamp=None) is None:
+                        raise ValueError(f"a changelog record of {len(value or b'')} bytes does not fit a batch")
+            count = batch.record_count()
+            sent.append((partition, await producer.send_batch(batch, self.topic, partition=partition), count))
+        return sent
+
+    @staticmethod
+    async def acknowledged(sent: list[tuple[int, Any, int]]) -> dict[int, int]:
+        """Once every batch ``append`` handed over is acknowledged: each partition's end offset after them."""
+        ends: dict[int, int] = {}
+        for partition, future, count in sent:
+            metadata = await future
+            ends[partition] = max(ends.get(partition, 0), metadata.offset + count)
+        return ends
+
+    async def end_offsets(self, partitions: Sequence[int]) -> dict[int, int]:
+        tps = [TopicPartition(self.topic, p) for p in partitions]
+        ends = await self._reader.end_offsets(tps)
+        return {tp.partition: int(offset) for tp, offset in ends.items()}
+
+    async def read(self, partition: int, end: int) -> list[Write]:
+        """Every record of changelog ``partition`` below ``end``, as writes in log order (one partition at a time:
+        the reader is assigned the one it reads)."""
+        tp = TopicPartition(self.topic, partition)
+        self._reader.assign([tp])
+        await self._reader.seek_to_beginning(tp)
+        found: list[Write] = []
+        while await self._reader.position(tp) < end:
+            batches = await self._reader.getmany(tp, timeout_ms=1_000)
+            found.extend(decode(record.key, record.value) for record in batches.get(tp, ()) if record.offset < end)
+        return found
