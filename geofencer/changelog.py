@@ -65,7 +65,9 @@ class Changelog:
     async def start(self, partition_count: int) -> None:
         await ensure_compacted_topic_of(self.kafka, self.topic, partition_count, TOPIC_CONFIGS)
         self.partition_count = partition_count
-        self._reader = make_consumer(self.kafka, group_id=None, max_partition_fetch_bytes=8 * 1024 * 1024)
+        self._reader = make_consumer(  # reads to a known end: no use waiting for more
+            self.kafka, group_id=None, max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_wait_ms=50
+        )
         await self._reader.start()
 
     async def stop(self) -> None:
@@ -108,14 +110,20 @@ class Changelog:
         ends = await self._reader.end_offsets(tps)
         return {tp.partition: int(offset) for tp, offset in ends.items()}
 
-    async def read(self, partition: int, end: int) -> list[Write]:
-        """Every record of changelog ``partition`` below ``end``, as writes in log order (one partition at a time:
-        the reader is assigned the one it reads)."""
-        tp = TopicPartition(self.topic, partition)
-        self._reader.assign([tp])
-        await self._reader.seek_to_beginning(tp)
-        found: list[Write] = []
-        while await self._reader.position(tp) < end:
-            batches = await self._reader.getmany(tp, timeout_ms=1_000)
-            found.extend(decode(record.key, record.value) for record in batches.get(tp, ()) if record.offset < end)
+    async def read(self, ends: dict[int, int]) -> dict[int, list[Write]]:
+        """Every record of each changelog partition below its end in ``ends``, as writes in log order; the
+        partitions read together (the reader is assigned them)."""
+        tps = {TopicPartition(self.topic, partition): end for partition, end in ends.items() if end > 0}
+        found: dict[int, list[Write]] = {partition: [] for partition in ends}
+        if not tps:
+            return found
+        self._reader.assign(list(tps))
+        await self._reader.seek_to_beginning(*tps)
+        remaining = set(tps)
+        while remaining:
+            batches = await self._reader.getmany(*remaining, timeout_ms=1_000)
+            for tp, records in batches.items():
+                end = tps[tp]
+                found[tp.partition].extend(decode(r.key, r.value) for r in records if r.offset < end)
+            remaining = {tp for tp in remaining if await self._reader.position(tp) < tps[tp]}
         return found

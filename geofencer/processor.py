@@ -109,7 +109,7 @@ class GeofencerMetrics:
         )
         self.restore_seconds = Histogram(
             "locstream_geofencer_restore_seconds",
-            "One partition's state read from the changelog",
+            "The state of the partitions an assignment brought, read from the changelog",
             registry=self.registry,
         )
         self.batch_seconds = Histogram(
@@ -378,12 +378,13 @@ class Geofencer:
             for partition in sorted(self.held - taken):
                 self._forget(partition)
             ends = await self.changelog.end_offsets(sorted(taken))
-            for partition in sorted(taken):
-                if not await self._current(partition, ends[partition]):
-                    self._forget(partition)
-                    await self._restore(partition, ends[partition])
-                if partition not in self.held:
-                    self._load(partition)
+            stale = [partition for partition in sorted(taken) if not await self._current(partition, ends[partition])]
+            for partition in stale:
+                self._forget(partition)
+            if stale:
+                await self._restore({partition: ends[partition] for partition in stale})
+            for partition in sorted(taken - self.held):
+                self._load(partition)
             stored = {p: offset for p, offset in self.state.stored_offsets().items() if p in taken}
             await seek_to_offsets(self._consumer, partitions, stored, fresh_at=self.settings.start_from)
             for tp in partitions:
@@ -413,15 +414,24 @@ class Geofencer:
             log.info("geofencer: seeded the changelog of partition %d with %d rows", partition, len(writes))
         return True
 
-    async def _restore(self, partition: int, changelog_end: int) -> None:
+    async def _restore(self, ends: dict[int, int]) -> None:
+        """Rebuild the rows of the partitions in ``ends`` from their changelog, read to the end given."""
         began = time.perf_counter()
-        writes = await self.changelog.read(partition, changelog_end)
+        read = await self.changelog.read(ends)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._committer, self.state.replace_partition, partition, writes, changelog_end)
+        for partition, writes in read.items():
+            await loop.run_in_executor(
+                self._committer, self.state.replace_partition, partition, writes, ends[partition]
+            )
         took = time.perf_counter() - began
-        self.metrics.restored.inc()
+        self.metrics.restored.inc(len(ends))
         self.metrics.restore_seconds.observe(took)
-        log.info("geofencer: restored partition %d from %d changelog records in %.2f s", partition, len(writes), took)
+        log.info(
+            "geofencer: restored partitions %s from %d changelog records in %.2f s",
+            sorted(ends),
+            sum(len(writes) for writes in read.values()),
+            took,
+        )
 
     def _load(self, partition: int) -> None:
         """The stored state of ``partition`` into memory."""

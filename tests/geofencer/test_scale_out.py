@@ -1,0 +1,137 @@
+"""Scale-out: two derived-facts processors share the location topic's partitions in one consumer group. One is
+killed with SIGKILL mid-batch; the other takes its partitions over, their state restored from the changelog; a third
+with an empty store joins and takes some back, restored again. Every derived event is still appended exactly once in
+effect: the same events, with the same ids and contents, as one uninterrupted processor over the same input."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bench.geofencing import workload
+from domain.partitioning import tenant_partition
+from locstream.kafka import ensure_topic
+from locstream.settings import KafkaSettings
+from schemas.events import DERIVED_EVENTS, Derived, Event, GeofenceEntered, StopStarted, TripEnded
+from tests.support.kafka_io import define_fences, end_offsets, produce, read_all
+from tests.support.stack import Service, Stack, eventually
+
+pytestmark = pytest.mark.integration
+
+
+def _stored_offsets(data_dir: Path) -> dict[int, int]:
+    path = data_dir / "geofencer.sqlite3"
+    if not path.exists():
+        return {}
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return dict(db.execute("SELECT partition, next_offset FROM offsets").fetchall())
+
+
+async def _partitions(service: Service) -> list[int] | None:
+    """The partitions the processor reads now (its /healthz), None before the group gave it its share."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        health = (await http.get(f"{service.url}/healthz")).json()
+    return list(health["partitions"]) if health.get("ready") else None
+
+
+async def _metric(service: Service, name: str) -> float:
+    async with httpx.AsyncClient(timeout=10) as http:
+        text = (await http.get(f"{service.url}/metrics", headers=service.admin_headers)).text
+    values = [float(line.split()[1]) for line in text.splitlines() if line.startswith(name + " ")]
+    return values[0] if values else 0.0
+
+
+def _derived(events: list[Event]) -> list[Derived]:
+    return [e for e in events if isinstance(e, DERIVED_EVENTS)]
+
+
+async def test_a_processor_killed_mid_batch_hands_its_partitions_over_and_every_event_is_derived_once(
+    stack: Stack, kafka: KafkaSettings, tmp_path: Path
+) -> None:
+    load = workload(tenants=6, fences_per_tenant=150, technicians_per_tenant=30, fixes_per_technician=200, seed=32)
+    spread = {tenant_partition(f"tenant-{t}", kafka.partitions) for t in range(6)}
+    assert len(spread) >= 3, spread  # the tenants fill several partitions: there is something to share
+    reference = kafka.model_copy(update={"topic": kafka.topic + ".reference"})
+    await define_fences(kafka, load.fences)
+    for target in (reference, kafka):
+        await ensure_topic(target)
+    await produce(reference, list(load.fixes))
+
+    def env(target: KafkaSettings, data_dir: Path, group: str) -> dict[str, str]:
+        return {
+            "KAFKA_TOPIC": target.topic,
+            "LOCSTREAM_DATA_DIR": str(data_dir),
+            "LOCSTREAM_GEOFENCER_START_FROM": "beginning",
+            "LOCSTREAM_GEOFENCER_MAX_BATCH": "500",
+            "LOCSTREAM_GEOFENCER_GROUP_ID": group,
+            "LOCSTREAM_GEOFENCER_SESSION_TIMEOUT_SECONDS": "6",
+        }
+
+    # The uninterrupted run: one processor, a group of its own.
+    alone = tmp_path / "alone"
+    await stack.start("geofencer", env=env(reference, alone, "alone"))
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    one = await stack.start("geofencer", env=env(kafka, first, "pair"))
+    stream = asyncio.create_task(produce(kafka, list(load.fixes), per_second=1_500))
+    two = await stack.start("geofencer", env=env(kafka, second, "pair"))
+
+    async def shared() -> tuple[list[int], list[int]] | None:
+        mine, theirs = await _partitions(one), await _partitions(two)
+        return (mine, theirs) if mine and theirs else None
+
+    mine, theirs = await eventually(shared, timeout=60, what="both processors to read some partitions")
+    assert set(mine).isdisjoint(theirs)
+    await eventually(
+        lambda: _progress_in(first, mine), timeout=60, what="the first processor to commit batches of its partitions"
+    )
+    one.kill9()  # mid-batch: fixes stream in at 1,500/s in batches of up to 500
+    killed_at = sum(_stored_offsets(first).values())
+    assert 0 < killed_at < len(load.fixes), killed_at
+
+    async def took_over() -> bool:
+        return sorted(await _partitions(two) or []) == list(range(kafka.partitions))
+
+    await eventually(took_over, timeout=60, what="the second processor to take every partition")
+    restored = await _metric(two, "locstream_geofencer_restored_partitions_total")
+    assert restored >= len(set(mine) & spread), restored  # the first one's partitions with state came from the log
+
+    # A third processor with an empty store joins: the group gives it some partitions, which it restores too.
+    third = await stack.start("geofencer", env=env(kafka, tmp_path / "third", "pair"))
+
+    async def rebalanced() -> list[int] | None:
+        return await _partitions(third) or None
+
+    await eventually(rebalanced, timeout=60, what="the third processor to get some partitions")
+    await stream
+
+    async def caught_up(dirs: list[Path], target: KafkaSettings) -> bool:
+        ends = await end_offsets(target)
+        stored = [_stored_offsets(d) for d in dirs]
+        return all(max(s.get(p, 0) for s in stored) >= end for p, end in ends.items() if end > 0)
+
+    await eventually(lambda: caught_up([alone], reference), timeout=240, what="the uninterrupted run")
+    await eventually(
+        lambda: caught_up([first, second, tmp_path / "third"], kafka), timeout=240, what="the pair to catch up"
+    )
+    assert await _metric(third, "locstream_geofencer_restored_partitions_total") >= 1
+
+    expected = _derived([e for e, _ in await read_all(reference)])
+    found = _derived([e for e, _ in await read_all(kafka)])
+    for kind in (GeofenceEntered, StopStarted, TripEnded):  # the comparison could fail for each kind
+        assert sum(isinstance(e, kind) for e in expected) >= 5, kind
+    assert len({e.event_id for e in expected}) == len(expected)
+    first_seen: dict[object, Derived] = {}
+    for event in found:
+        held = first_seen.setdefault(event.event_id, event)
+        assert held == event, "a repeated event must be the same event"
+    assert list(first_seen.values()) == expected  # the same events, each once, in each partition's order
+
+
+async def _progress_in(data_dir: Path, partitions: list[int]) -> bool:
+    stored = _stored_offsets(data_dir)
+    return any(stored.get(p, 0) > 0 for p in partitions)
