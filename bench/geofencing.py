@@ -10,6 +10,7 @@ latest): crossings happen often, some at the edge, and stops and trips follow on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import random
@@ -26,6 +27,7 @@ from bench.procstats import cpu_seconds
 from bench.scenario import BenchContext, Metrics, scenario
 from bench.systems import JWT_SECRET, RunningSystem, free_port, service
 from domain.geofencing import EARTH_RADIUS_M, FenceBook, TechnicianFences, fix_crossings
+from domain.partitioning import tenant_partition
 from domain.stays import Point, StayTrack
 from locstream.fences import fence_records
 from locstream.kafka import append_records, ensure_compacted_topic, ensure_topic, event_records
@@ -163,78 +165,125 @@ def measure_core(load: Workload) -> dict[str, float]:
 @scenario(
     "geofencer",
     {
-        "small": [{"fences": 1_000, "technicians": 200, "fixes": 60_000}],
-        "full": [{"fences": 10_000, "technicians": 1_000, "fixes": 300_000}],
+        "small": [
+            {"fences": 1_000, "technicians": 200, "fixes": 60_000},
+            {"fences": 1_000, "technicians": 200, "fixes": 60_000, "tenants": 4, "processes": 1},
+            {"fences": 1_000, "technicians": 200, "fixes": 60_000, "tenants": 4, "processes": 2},
+        ],
+        "full": [
+            {"fences": 10_000, "technicians": 1_000, "fixes": 300_000},
+            {"fences": 10_000, "technicians": 1_000, "fixes": 300_000, "tenants": 4, "processes": 1},
+            {"fences": 10_000, "technicians": 1_000, "fixes": 300_000, "tenants": 4, "processes": 2},
+        ],
     },
     headline="processor_fixes_per_second",
-    what="a backlog of N fixes of one tenant with F circular fences (60-250 m) across a metro area, read by"
-    " one derived-facts (geofencer) process with every rule on (quality, fences, stops and trips); and the rules"
-    " alone in the bench's process (core_*; core_fences_only_*: without stops and trips)",
-    notes=["target: >= 50,000 fixes/s with 10,000 fences in a tenant (issue 19)"],
+    what="a backlog of N fixes of T tenants (1 unless said; their fences and technicians split evenly) with F"
+    " circular fences (60-250 m) across a metro area, read by P derived-facts (geofencer) processes in one group"
+    " (1 unless said) with every rule on (quality, fences, stops and trips); and the rules alone in the bench's"
+    " process (core_*; core_fences_only_*: without stops and trips)",
+    notes=[
+        "target: >= 50,000 fixes/s with 10,000 fences in a tenant (issue 19)",
+        "tenants=4: a topic of 4 partitions, one tenant each, so 2 processes get 2 partitions each (docs/scale-out.md)",
+    ],
     systems=("locstream",),
     standalone=True,
 )
 async def measure(system: RunningSystem, p: dict[str, Any], ctx: BenchContext) -> Metrics:
-    """The workload's fences on a fences topic and its fixes on a fresh topic; then a geofencer process reads the
-    backlog from its beginning: fixes/s from its first evaluated fix to its last, and its CPU-µs per fix."""
+    """The workload's fences on a fences topic and its fixes on a fresh topic; then P geofencer processes in one
+    group read the backlog from its beginning: fixes/s from when every one reads its share of the partitions to the
+    last fix, and their CPU-µs per fix."""
     bootstrap, workdir = ctx.bootstrap, ctx.workdir
+    tenants, processes = int(p.get("tenants", 1)), int(p.get("processes", 1))
     load = workload(
-        tenants=1,
-        fences_per_tenant=p["fences"],
-        technicians_per_tenant=p["technicians"],
+        tenants=tenants,
+        fences_per_tenant=p["fences"] // tenants,
+        technicians_per_tenant=p["technicians"] // tenants,
         fixes_per_technician=p["fixes"] // p["technicians"],
         spread_degrees=0.25,  # a metro area about 55 km across: job sites every few hundred metres
         seed=p["fences"],
     )
-    core = measure_core(load)
+    core = measure_core(load) if processes == 1 else {}
     topic = f"bench.geofencer.{uuid.uuid4().hex[:8]}"
-    kafka = KafkaSettings(bootstrap_servers=bootstrap, topic=topic, geofences_topic=f"{topic}.geofences")
+    kafka = KafkaSettings(
+        bootstrap_servers=bootstrap,
+        topic=topic,
+        geofences_topic=f"{topic}.geofences",
+        partitions=4 if tenants == 4 else KafkaSettings().partitions,
+    )
+    if tenants == 4:  # tenant-0..3 land on partitions 0..3 of 4: an even share for each of 2 processes
+        assert sorted(tenant_partition(f"tenant-{t}", 4) for t in range(4)) == [0, 1, 2, 3]
     await ensure_topic(kafka)
     await ensure_compacted_topic(kafka, kafka.geofences_topic)
     records = [*fence_records(kafka, load.fences), *event_records(kafka, load.fixes)]
     await append_records(kafka, records, in_flight=len(records), linger_ms=5)
-    port, metrics_port = free_port(), free_port()
     env = {
         **os.environ,
         "LOCSTREAM_JWT_SECRET": JWT_SECRET,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "KAFKA_TOPIC": kafka.topic,
+        "KAFKA_PARTITIONS": str(kafka.partitions),
         "KAFKA_GEOFENCES_TOPIC": kafka.geofences_topic,
-        "LOCSTREAM_DATA_DIR": str(workdir / topic),
         "LOCSTREAM_GEOFENCER_START_FROM": "beginning",
-        "LOCSTREAM_METRICS_PORT": str(metrics_port),
+        "LOCSTREAM_GEOFENCER_GROUP_ID": f"{topic}.group",
     }
-    serving = f"http://127.0.0.1:{metrics_port}/healthz"  # its start (fences read, consumer placed) is done
-    command = ["geofencer", "--port", str(port)]
-    async with service(command, env, workdir / f"{topic}.log", serving, timeout=900, every=0.01) as process:
-        deadline = time.monotonic() + 900
-        async with httpx.AsyncClient(timeout=5.0) as client:
+    async with contextlib.AsyncExitStack() as running, httpx.AsyncClient(timeout=5.0) as client:
+        children, ports = [], []
+        for number in range(processes):
+            port, metrics_port = free_port(), free_port()
+            own = {
+                **env,
+                "LOCSTREAM_DATA_DIR": str(workdir / topic / str(number)),
+                "LOCSTREAM_METRICS_PORT": str(metrics_port),
+            }
+            serving = f"http://127.0.0.1:{metrics_port}/healthz"
+            command = ["geofencer", "--port", str(port)]
+            log = workdir / f"{topic}.{number}.log"
+            children.append(
+                await running.enter_async_context(service(command, own, log, serving, timeout=900, every=0.01))
+            )
+            ports.append(metrics_port)
 
-            async def evaluated() -> float:
+        async def evaluated() -> float:
+            total = 0.0
+            for metrics_port in ports:
                 try:
                     text = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
                 except httpx.HTTPError:
-                    return 0.0
+                    continue
                 found = re.search(r"^locstream_geofencer_fixes_total (\S+)$", text, re.M)
-                return float(found.group(1)) if found else 0.0
+                total += float(found.group(1)) if found else 0.0
+            return total
 
-            first = (time.monotonic(), cpu_seconds(process.pid), await evaluated())
-            done = first[2]
-            while done < len(load.fixes) and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-                done = await evaluated()
-        finished, cpu = time.monotonic(), cpu_seconds(process.pid)
-        if done < len(load.fixes):
-            raise RuntimeError(f"the geofencer evaluated {done} of {len(load.fixes)} fixes")
-        counted = len(load.fixes) - first[2]
-        if counted <= 0:
-            raise RuntimeError(f"all {len(load.fixes)} fixes were evaluated before the clock started: too few to time")
-        done_at = finished
-        return {
-            "processor_fixes_per_second": round(counted / max(done_at - first[0], 1e-6)),
-            "processor_cpu_us_per_fix": round((cpu - first[1]) / counted * 1e6, 2),
-            **core,
-            "timed_fixes": counted,  # those evaluated after the clock started
-            "fences": len(load.fences),
-            "fixes": len(load.fixes),
-        }
+        async def sharing() -> bool:  # every process reads a share of the partitions (the group has settled)
+            for metrics_port in ports:
+                health = (await client.get(f"http://127.0.0.1:{metrics_port}/healthz")).json()
+                if not health.get("ready") or not health.get("partitions"):
+                    return False
+            return True
+
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            if await sharing():
+                break
+            await asyncio.sleep(0.01)
+        first = (time.monotonic(), sum(cpu_seconds(child.pid) for child in children), await evaluated())
+        done = first[2]
+        while done < len(load.fixes) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+            done = await evaluated()
+        finished, cpu = time.monotonic(), sum(cpu_seconds(child.pid) for child in children)
+    if done < len(load.fixes):
+        raise RuntimeError(f"the geofencers evaluated {done} of {len(load.fixes)} fixes")
+    counted = len(load.fixes) - first[2]
+    if counted <= 0:
+        raise RuntimeError(f"all {len(load.fixes)} fixes were evaluated before the clock started: too few to time")
+    return {
+        "processor_fixes_per_second": round(counted / max(finished - first[0], 1e-6)),
+        "processor_cpu_us_per_fix": round((cpu - first[1]) / counted * 1e6, 2),
+        **core,
+        "timed_fixes": counted,  # those evaluated after the clock started
+        "fences": len(load.fences),
+        "fixes": len(load.fixes),
+        "tenants": tenants,
+        "processes": processes,
+    }

@@ -473,6 +473,10 @@ class Geofencer:
             log.exception("geofencer: the loop stopped")
             raise
 
+    def _owned_clocks(self) -> dict[int, PartitionClock]:
+        """The watched clocks of the partitions owned: a commit writes no row of a partition given up."""
+        return {partition: clock for partition, clock in self.clocks.items() if partition in self.owned}
+
     def _owned_records(self, batches: dict[TopicPartition, list[Any]]) -> dict[TopicPartition, list[Any]]:
         """The records of the partitions still owned, from where they were read to: a poll answered before a
         rebalance may hold records of a partition given up, or of one taken again from an earlier offset."""
@@ -518,7 +522,7 @@ class Geofencer:
         if not gone:
             return
         changes = Changes()
-        changes.set_clocks(self.clocks)
+        changes.set_clocks(self._owned_clocks())
         sends = []
         for key in gone:
             presence = self.presences.by_key[key]
@@ -635,7 +639,7 @@ class Geofencer:
         for key in changed.keys() | heard_from:  # their presences as they are now
             changes.add_presence(key, self.presences.by_key[key])
         self.metrics.fixes.inc(fixes)
-        changes.set_clocks(self.clocks)
+        changes.set_clocks(self._owned_clocks())
         await self._queue_settle(sends, changes, next_offsets, began)
 
     async def _queue_settle(
