@@ -250,7 +250,7 @@ def test_the_services_believe_forwarding_headers_from_the_proxy_alone(compose: d
 
 
 GUIDE = ROOT / "docs/deploy.md"
-COMPOSE_SUBCOMMANDS_WITH_SERVICES = {"exec", "run", "stop", "up", "start", "restart", "logs", "build", "ps"}
+COMPOSE_SUBCOMMANDS_WITH_SERVICES = {"exec", "run", "stop", "up", "start", "restart", "logs", "build", "ps", "rm"}
 COMPOSE_OPTIONS_WITH_VALUES = {"-f", "-e", "--scale", "--ttl"}
 
 
