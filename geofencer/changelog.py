@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 # most about that much beyond each row's latest value.
 TOPIC_CONFIGS = {"segment.ms": "600000", "segment.bytes": str(64 * 1024 * 1024), "min.cleanable.dirty.ratio": "0.25"}
 
+WRITER_HEADER = "writer"  # the group member id of the instance that appended a record
+
 _encoder = msgspec.msgpack.Encoder()
 
 
@@ -75,9 +77,11 @@ class Changelog:
             await self._reader.stop()
             self._reader = None
 
-    async def append(self, producer: Any, writes: Sequence[Write]) -> list[tuple[int, Any, int]]:
-        """Hand ``writes`` to ``producer`` in record batches per changelog partition, in order; for each batch its
-        partition, the future of its acknowledgement (the batch's first offset) and its record count."""
+    async def append(self, producer: Any, writes: Sequence[Write], writer: str) -> list[tuple[int, Any, int]]:
+        """Hand ``writes`` to ``producer`` in record batches per changelog partition, in order, each record naming
+        its ``writer`` (a header); for each batch its partition, the future of its acknowledgement (the batch's
+        first offset) and its record count."""
+        headers = [(WRITER_HEADER, writer.encode())]
         by_partition: dict[int, list[Write]] = {}
         for write in writes:
             by_partition.setdefault(write.partition(self.partition_count), []).append(write)
@@ -86,11 +90,11 @@ class Changelog:
             batch = producer.create_batch()
             for write in held:
                 key, value = encode(write)
-                if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
+                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:  # full: send, renew
                     count = batch.record_count()
                     sent.append((partition, await producer.send_batch(batch, self.topic, partition=partition), count))
                     batch = producer.create_batch()
-                    if batch.append(key=key, value=value, timestamp=None) is None:
+                    if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                         raise ValueError(f"a changelog record of {len(value or b'')} bytes does not fit a batch")
             count = batch.record_count()
             sent.append((partition, await producer.send_batch(batch, self.topic, partition=partition), count))

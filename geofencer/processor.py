@@ -41,10 +41,10 @@ from domain.presence import PartitionClock, Presence, Presences
 from domain.stays import Change, Point, Retraction, StayTrack
 from geofencer.changelog import Changelog
 from geofencer.settings import GeofencerSettings
-from geofencer.state import Changes, GeofencerState, Key, StayBase
+from geofencer.state import Changes, GeofencerState, Key, StayBase, Write
 from locstream.fences import FenceRegistry
 from locstream.gc_tuning import tune_for_batches
-from locstream.kafka import ensure_topic, make_consumer, make_producer, seek_to_offsets
+from locstream.kafka import ensure_topic, make_consumer, make_producer, request_rejoin, seek_to_offsets
 from locstream.lifecycle import cancel_and_wait
 from locstream.tenant_rules import TenantRulesRegistry
 from schemas.events import (
@@ -105,6 +105,12 @@ class GeofencerMetrics:
         self.restored = Counter(
             "locstream_geofencer_restored_partitions",
             "Partitions whose state was rebuilt from the changelog when they came to this instance",
+            registry=self.registry,
+        )
+        self.overtaken = Counter(
+            "locstream_geofencer_overtaken_partitions",
+            "Partitions another instance wrote the changelog of while this one held them (it stalled past its"
+            " session): their commit was not appended",
             registry=self.registry,
         )
         self.restore_seconds = Histogram(
@@ -290,6 +296,10 @@ class Geofencer:
         self.owned: set[int] = set()  # the partitions this instance reads now
         self.held: set[int] = set()  # the partitions whose state is in memory (owned, or given up and maybe back)
         self.joined = False  # the group gave this instance its share (maybe none) at least once
+        self.member = ""  # this instance's static id in the group, and the writer its changelog records name
+        # The changelog's end per owned partition as this instance last wrote or read it: a commit whose partition's
+        # end is elsewhere now was overtaken by another instance (this one stalled past its session): not appended.
+        self.changelog_ends: dict[int, int] = {}
         self.running = False
         self._consumer: Any = None
         self._producer: Any = None
@@ -306,6 +316,7 @@ class Geofencer:
         partitions = await ensure_topic(self.settings.kafka)
         self.state.partition_count = len(partitions)
         self.state.open()
+        self.member = self.settings.instance_id or self.state.identity()
         await self.changelog.start(len(partitions))
         await self.fences.start()
         await self.rules.start()
@@ -315,7 +326,7 @@ class Geofencer:
         self._consumer = make_consumer(
             self.settings.kafka,
             group_id=self.settings.group_id,
-            group_instance_id=self.settings.instance_id or self.state.identity(),
+            group_instance_id=self.member,
             session_timeout_ms=int(self.settings.session_timeout_seconds * 1000),
             heartbeat_interval_ms=int(self.settings.session_timeout_seconds * 1000 / 4),
             max_poll_records=self.settings.max_batch,
@@ -385,6 +396,7 @@ class Geofencer:
                 await self._restore({partition: ends[partition] for partition in stale})
             for partition in sorted(taken - self.held):
                 self._load(partition)
+            await self._mark_taken(taken)
             stored = {p: offset for p, offset in self.state.stored_offsets().items() if p in taken}
             await seek_to_offsets(self._consumer, partitions, stored, fresh_at=self.settings.start_from)
             for tp in partitions:
@@ -399,6 +411,18 @@ class Geofencer:
             dict(sorted(self.positions.items())),
         )
 
+    async def _mark_taken(self, partitions: set[int]) -> None:
+        """Append to each taken partition's changelog who took it (the ``owners`` row): its end moves, so an
+        instance that held it and stalled past its session finds it written by another before its next append
+        (``_overtaken``). The ends after it are this instance's from now on."""
+        if not partitions:
+            self.changelog_ends = {}
+            return
+        marks = [Write("owners", (p,), (p, self.member)) for p in sorted(partitions)]
+        ends = await Changelog.acknowledged(await self.changelog.append(self._producer, marks, self.member))
+        await asyncio.get_running_loop().run_in_executor(self._committer, self.state.apply, marks, ends)
+        self.changelog_ends = ends
+
     async def _current(self, partition: int, changelog_end: int) -> bool:
         """Whether this store's rows of ``partition`` are the changelog's: no one else wrote since it did. A store
         from before the changelog (or a changelog made anew) seeds it with its rows."""
@@ -409,7 +433,7 @@ class Geofencer:
             return False
         writes = self.state.partition_writes(partition)  # changelog_end <= local: it has less than this store
         if writes:
-            ends = await Changelog.acknowledged(await self.changelog.append(self._producer, writes))
+            ends = await Changelog.acknowledged(await self.changelog.append(self._producer, writes, self.member))
             self.state.apply([], ends)
             log.info("geofencer: seeded the changelog of partition %d with %d rows", partition, len(writes))
         return True
@@ -651,6 +675,25 @@ class Geofencer:
             await asyncio.shield(self._settling)
         self._settling = asyncio.create_task(self._settle(sends, changes, next_offsets, began))
 
+    async def _overtaken(self, partitions: set[int]) -> set[int]:
+        """Those of ``partitions`` another instance has written the changelog of since this one last did (it took
+        them while this one stalled past its session timeout, or it stalled and wrote after this one took them):
+        given up here and now, nothing more of them appended; this instance rejoins the group, and a later ``take``
+        of them restores them with what the other wrote."""
+        if not partitions:
+            return set()
+        ends = await self.changelog.end_offsets(sorted(partitions))
+        overtaken = {p for p in partitions if ends[p] != self.changelog_ends.get(p)}
+        if overtaken:
+            log.warning(
+                "geofencer: partitions %s were written by another instance: given up, rejoining the group",
+                sorted(overtaken),
+            )
+            self.owned -= overtaken
+            self.metrics.overtaken.inc(len(overtaken))
+            request_rejoin(self._consumer)  # the group says who holds them now; a take here restores them
+        return overtaken
+
     async def _settle(self, sends: list[Any], changes: Changes, next_offsets: dict[int, int], began: float) -> None:
         """Every event of the batch acknowledged (acks=all), then the state and offsets after it: appended to the
         changelog and acknowledged, then committed to the local store with the changelog's new ends."""
@@ -658,7 +701,13 @@ class Geofencer:
             await asyncio.gather(*sends)
         loop = asyncio.get_running_loop()
         writes = await loop.run_in_executor(self._committer, self.state.writes, changes, next_offsets)
-        ends = await Changelog.acknowledged(await self.changelog.append(self._producer, writes))
+        n = self.state.partition_count
+        overtaken = await self._overtaken({write.partition(n) for write in writes})
+        if overtaken:
+            writes = [write for write in writes if write.partition(n) not in overtaken]
+            next_offsets = {p: offset for p, offset in next_offsets.items() if p not in overtaken}
+        ends = await Changelog.acknowledged(await self.changelog.append(self._producer, writes, self.member))
+        self.changelog_ends.update(ends)
         await loop.run_in_executor(self._committer, self.state.apply, writes, ends)
         self.positions.update(next_offsets)
         self.metrics.batch_seconds.observe(time.perf_counter() - began)

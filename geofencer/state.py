@@ -81,6 +81,7 @@ CREATE TABLE IF NOT EXISTS presence (
     PRIMARY KEY (tenant_id, technician_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS clocks (partition INTEGER PRIMARY KEY, watched REAL NOT NULL, at REAL);
+CREATE TABLE IF NOT EXISTS owners (partition INTEGER PRIMARY KEY, member TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS changelog (partition INTEGER PRIMARY KEY, end_offset INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS identity (id TEXT NOT NULL);
 """
@@ -95,9 +96,10 @@ ROW_KEYS: dict[str, tuple[str, ...]] = {  # each table's primary key: what a cha
     "presence": ("tenant_id", "technician_id"),
     "clocks": ("partition",),
     "offsets": ("partition",),
+    "owners": ("partition",),  # the member that took the partition last: written when it takes it (a fence)
 }
 _KEY_COLUMNS = {"technicians": (0, 1), "stays": (0, 1), "stay_tail": (0, 1, 4), "presence": (0, 1)}
-_BY_PARTITION = ("clocks", "offsets")  # keyed by the partition itself; the other tables by tenant
+_BY_PARTITION = ("clocks", "offsets", "owners")  # keyed by the partition itself; the other tables by tenant
 
 Key = tuple[str, str]
 Row = tuple[str, str, str | None, str, float | None, float | None]

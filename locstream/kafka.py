@@ -197,6 +197,13 @@ async def seek_to_offsets(
     return fresh
 
 
+def request_rejoin(consumer: AIOKafkaConsumer) -> None:
+    """Have a group consumer rejoin its group: its rebalance listener gives up and takes its partitions again (a
+    follower whose subscription is unchanged gets the same ones back without a rebalance of the group). aiokafka has
+    no public call for it: its coordinator's."""
+    consumer._coordinator.request_rejoin()
+
+
 def admin_client(settings: KafkaSettings) -> AIOKafkaAdminClient:
     """An admin client (not started) reaching the brokers as every other client does."""
     return AIOKafkaAdminClient(

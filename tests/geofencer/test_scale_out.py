@@ -1,20 +1,25 @@
 """Scale-out: two derived-facts processors share the location topic's partitions in one consumer group. One is
 killed with SIGKILL mid-batch; the other takes its partitions over, their state restored from the changelog; a third
 with an empty store joins and takes some back, restored again. Every derived event is still appended exactly once in
-effect: the same events, with the same ids and contents, as one uninterrupted processor over the same input."""
+effect: the same events, with the same ids and contents, as one uninterrupted processor over the same input. And one
+that stalls past its session (SIGSTOP) while the other takes over appends nothing to the changelog after it."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sqlite3
 from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka import TopicPartition
 
-from bench.geofencing import workload
+from bench.geofencing import Workload, workload
 from domain.partitioning import tenant_partition
-from locstream.kafka import ensure_topic
+from geofencer.changelog import WRITER_HEADER, decode, topic_of
+from locstream.kafka import ensure_topic, make_consumer
 from locstream.settings import KafkaSettings
 from schemas.events import DERIVED_EVENTS, Derived, Event, GeofenceEntered, StopStarted, TripEnded
 from tests.support.kafka_io import define_fences, end_offsets, produce, read_all
@@ -56,29 +61,12 @@ async def test_a_processor_killed_mid_batch_hands_its_partitions_over_and_every_
     spread = {tenant_partition(f"tenant-{t}", kafka.partitions) for t in range(6)}
     assert len(spread) >= 3, spread  # the tenants fill several partitions: there is something to share
     reference = kafka.model_copy(update={"topic": kafka.topic + ".reference"})
-    await define_fences(kafka, load.fences)
-    for target in (reference, kafka):
-        await ensure_topic(target)
-    await produce(reference, list(load.fixes))
-
-    def env(target: KafkaSettings, data_dir: Path, group: str) -> dict[str, str]:
-        return {
-            "KAFKA_TOPIC": target.topic,
-            "LOCSTREAM_DATA_DIR": str(data_dir),
-            "LOCSTREAM_GEOFENCER_START_FROM": "beginning",
-            "LOCSTREAM_GEOFENCER_MAX_BATCH": "500",
-            "LOCSTREAM_GEOFENCER_GROUP_ID": group,
-            "LOCSTREAM_GEOFENCER_SESSION_TIMEOUT_SECONDS": "6",
-        }
-
-    # The uninterrupted run: one processor, a group of its own.
-    alone = tmp_path / "alone"
-    await stack.start("geofencer", env=env(reference, alone, "alone"))
+    alone = await _fill_reference(stack, kafka, load, reference, tmp_path)
 
     first, second = tmp_path / "first", tmp_path / "second"
-    one = await stack.start("geofencer", env=env(kafka, first, "pair"))
+    one = await stack.start("geofencer", env=_env(kafka, first, "pair"))
     stream = asyncio.create_task(produce(kafka, list(load.fixes), per_second=1_500))
-    two = await stack.start("geofencer", env=env(kafka, second, "pair"))
+    two = await stack.start("geofencer", env=_env(kafka, second, "pair"))
 
     async def shared() -> tuple[list[int], list[int]] | None:
         mine, theirs = await _partitions(one), await _partitions(two)
@@ -101,7 +89,7 @@ async def test_a_processor_killed_mid_batch_hands_its_partitions_over_and_every_
     assert restored >= len(set(mine) & spread), restored  # the first one's partitions with state came from the log
 
     # A third processor with an empty store joins: the group gives it some partitions, which it restores too.
-    third = await stack.start("geofencer", env=env(kafka, tmp_path / "third", "pair"))
+    third = await stack.start("geofencer", env=_env(kafka, tmp_path / "third", "pair"))
 
     async def rebalanced() -> list[int] | None:
         return await _partitions(third) or None
@@ -109,29 +97,136 @@ async def test_a_processor_killed_mid_batch_hands_its_partitions_over_and_every_
     await eventually(rebalanced, timeout=60, what="the third processor to get some partitions")
     await stream
 
-    async def caught_up(dirs: list[Path], target: KafkaSettings) -> bool:
-        ends = await end_offsets(target)
-        stored = [_stored_offsets(d) for d in dirs]
-        return all(max(s.get(p, 0) for s in stored) >= end for p, end in ends.items() if end > 0)
-
-    await eventually(lambda: caught_up([alone], reference), timeout=240, what="the uninterrupted run")
+    await eventually(lambda: _caught_up([alone], reference), timeout=240, what="the uninterrupted run")
     await eventually(
-        lambda: caught_up([first, second, tmp_path / "third"], kafka), timeout=240, what="the pair to catch up"
+        lambda: _caught_up([first, second, tmp_path / "third"], kafka), timeout=240, what="the three to catch up"
     )
     assert await _metric(third, "locstream_geofencer_restored_partitions_total") >= 1
 
     expected = _derived([e for e, _ in await read_all(reference)])
-    found = _derived([e for e, _ in await read_all(kafka)])
-    for kind in (GeofenceEntered, StopStarted, TripEnded):  # the comparison could fail for each kind
+    for kind in (StopStarted, TripEnded):  # crossings are counted by the comparison itself
         assert sum(isinstance(e, kind) for e in expected) >= 5, kind
-    assert len({e.event_id for e in expected}) == len(expected)
-    first_seen: dict[object, Derived] = {}
-    for event in found:
-        held = first_seen.setdefault(event.event_id, event)
-        assert held == event, "a repeated event must be the same event"
-    assert list(first_seen.values()) == expected  # the same events, each once, in each partition's order
+    await _assert_derived_once(reference, kafka)
 
 
 async def _progress_in(data_dir: Path, partitions: list[int]) -> bool:
     stored = _stored_offsets(data_dir)
     return any(stored.get(p, 0) > 0 for p in partitions)
+
+
+def _env(target: KafkaSettings, data_dir: Path, group: str) -> dict[str, str]:
+    return {
+        "KAFKA_TOPIC": target.topic,
+        "LOCSTREAM_DATA_DIR": str(data_dir),
+        "LOCSTREAM_GEOFENCER_START_FROM": "beginning",
+        "LOCSTREAM_GEOFENCER_MAX_BATCH": "500",
+        "LOCSTREAM_GEOFENCER_GROUP_ID": group,
+        "LOCSTREAM_GEOFENCER_SESSION_TIMEOUT_SECONDS": "6",
+    }
+
+
+async def _caught_up(dirs: list[Path], target: KafkaSettings) -> bool:
+    ends = await end_offsets(target)
+    stored = [_stored_offsets(d) for d in dirs]
+    return all(max(s.get(p, 0) for s in stored) >= end for p, end in ends.items() if end > 0)
+
+
+async def _assert_derived_once(reference: KafkaSettings, kafka: KafkaSettings) -> None:
+    expected = _derived([e for e, _ in await read_all(reference)])
+    found = _derived([e for e, _ in await read_all(kafka)])
+    assert sum(isinstance(e, GeofenceEntered) for e in expected) >= 10
+    first_seen: dict[object, Derived] = {}
+    for event in found:
+        assert first_seen.setdefault(event.event_id, event) == event, "a repeated event must be the same event"
+    assert list(first_seen.values()) == expected
+
+
+async def _writers(kafka: KafkaSettings) -> dict[int, list[tuple[str, str]]]:
+    """Each changelog partition's records in log order: the member that appended each, and its table."""
+    consumer = make_consumer(kafka, group_id=None)
+    await consumer.start()
+    try:
+        topic = topic_of(kafka.topic)
+        partitions = [TopicPartition(topic, p) for p in range(kafka.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        found: dict[int, list[tuple[str, str]]] = {p.partition: [] for p in partitions}
+        remaining = {tp for tp, end in ends.items() if end > 0}
+        while remaining:
+            for tp, records in (await consumer.getmany(*remaining, timeout_ms=1_000)).items():
+                found[tp.partition].extend(
+                    (dict(r.headers)[WRITER_HEADER].decode(), decode(r.key, r.value).table) for r in records
+                )
+            remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def _fill_reference(
+    stack: Stack, kafka: KafkaSettings, load: Workload, reference: KafkaSettings, tmp_path: Path
+) -> Path:
+    """The fences, both topics, the fixes on the reference topic, and one uninterrupted processor reading them (a
+    group of its own); its data dir."""
+    await define_fences(kafka, load.fences)
+    for target in (reference, kafka):
+        await ensure_topic(target)
+    await produce(reference, list(load.fixes))
+    alone = tmp_path / "alone"
+    await stack.start("geofencer", env=_env(reference, alone, "alone"))
+    return alone
+
+
+async def test_a_processor_stalled_past_its_session_never_writes_unseen_after_its_successor(
+    stack: Stack, kafka: KafkaSettings, tmp_path: Path
+) -> None:
+    load = workload(tenants=6, fences_per_tenant=100, technicians_per_tenant=20, fixes_per_technician=200, seed=33)
+    reference = kafka.model_copy(update={"topic": kafka.topic + ".reference"})
+    alone = await _fill_reference(stack, kafka, load, reference, tmp_path)
+    first, second = tmp_path / "first", tmp_path / "second"
+    one = await stack.start("geofencer", env=_env(kafka, first, "pair"))
+    stream = asyncio.create_task(produce(kafka, list(load.fixes), per_second=1_500))
+    two = await stack.start("geofencer", env=_env(kafka, second, "pair"))
+
+    async def shared() -> list[int] | None:
+        mine, theirs = await _partitions(one), await _partitions(two)
+        return mine if mine and theirs else None
+
+    mine = await eventually(shared, timeout=60, what="both processors to read some partitions")
+    await eventually(lambda: _progress_in(first, mine), timeout=60, what="the first to commit batches")
+    os.kill(one.process.pid, signal.SIGSTOP)  # mid-batch, its commit under way: frozen past its 6 s session
+    try:
+
+        async def took_over() -> bool:  # a take appends who took each partition to its changelog
+            return sorted(await _partitions(two) or []) == list(range(kafka.partitions))
+
+        await eventually(took_over, timeout=60, what="the second processor to take every partition")
+    finally:
+        os.kill(one.process.pid, signal.SIGCONT)  # it finishes what it was doing, then hears it is out
+    await stream
+    await eventually(lambda: _caught_up([alone], reference), timeout=240, what="the uninterrupted run")
+    await eventually(lambda: _caught_up([first, second], kafka), timeout=240, what="the pair to catch up")
+
+    await _assert_derived_once(reference, kafka)
+    services = {_member(first): one, _member(second): two}
+    handovers = 0
+    for partition in mine:
+        holder = None
+        for writer, table in (await _writers(kafka))[partition]:
+            if writer == holder:
+                continue
+            if table == "owners":  # a take: the new holder says so first
+                holder, handovers = writer, handovers + 1
+                continue
+            # A write by a member that did not take the partition last: the stalled one, between its check and its
+            # append. The holder must have seen it (and taken the partition again, restored with that write).
+            assert holder is not None and "were written by another instance" in services[holder].log(), partition
+            holder = writer
+    assert handovers >= 2 * len(mine)  # each of the first's partitions went to it, then to the second at least
+
+
+def _member(data_dir: Path) -> str:
+    with sqlite3.connect(f"file:{data_dir / 'geofencer.sqlite3'}?mode=ro", uri=True) as db:
+        (member,) = db.execute("SELECT id FROM identity").fetchone()
+    return str(member)
