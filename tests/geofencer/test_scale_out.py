@@ -21,19 +21,12 @@ from domain.partitioning import tenant_partition
 from geofencer.changelog import WRITER_HEADER, decode, topic_of
 from locstream.kafka import ensure_topic, make_consumer
 from locstream.settings import KafkaSettings
-from schemas.events import DERIVED_EVENTS, Derived, Event, GeofenceEntered, StopStarted, TripEnded
-from tests.support.kafka_io import define_fences, end_offsets, produce, read_all
+from schemas.events import Derived, GeofenceEntered, StopStarted, TripEnded
+from tests.support.kafka_io import define_fences, produce, read_all
+from tests.support.processors import caught_up, derived, stored_offsets
 from tests.support.stack import Service, Stack, eventually
 
 pytestmark = pytest.mark.integration
-
-
-def _stored_offsets(data_dir: Path) -> dict[int, int]:
-    path = data_dir / "geofencer.sqlite3"
-    if not path.exists():
-        return {}
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        return dict(db.execute("SELECT partition, next_offset FROM offsets").fetchall())
 
 
 async def _partitions(service: Service) -> list[int] | None:
@@ -50,10 +43,6 @@ async def _metric(service: Service, name: str) -> float:
     return values[0] if values else 0.0
 
 
-def _derived(events: list[Event]) -> list[Derived]:
-    return [e for e in events if isinstance(e, DERIVED_EVENTS)]
-
-
 async def test_a_processor_killed_mid_batch_hands_its_partitions_over_and_every_event_is_derived_once(
     stack: Stack, kafka: KafkaSettings, tmp_path: Path
 ) -> None:
@@ -63,28 +52,13 @@ async def test_a_processor_killed_mid_batch_hands_its_partitions_over_and_every_
     reference = kafka.model_copy(update={"topic": kafka.topic + ".reference"})
     alone = await _fill_reference(stack, kafka, load, reference, tmp_path)
 
+    one, two, stream, mine = await _pair_sharing(stack, kafka, load, tmp_path)
     first, second = tmp_path / "first", tmp_path / "second"
-    one = await stack.start("geofencer", env=_env(kafka, first, "pair"))
-    stream = asyncio.create_task(produce(kafka, list(load.fixes), per_second=1_500))
-    two = await stack.start("geofencer", env=_env(kafka, second, "pair"))
-
-    async def shared() -> tuple[list[int], list[int]] | None:
-        mine, theirs = await _partitions(one), await _partitions(two)
-        return (mine, theirs) if mine and theirs else None
-
-    mine, theirs = await eventually(shared, timeout=60, what="both processors to read some partitions")
-    assert set(mine).isdisjoint(theirs)
-    await eventually(
-        lambda: _progress_in(first, mine), timeout=60, what="the first processor to commit batches of its partitions"
-    )
     one.kill9()  # mid-batch: fixes stream in at 1,500/s in batches of up to 500
-    killed_at = sum(_stored_offsets(first).values())
+    killed_at = sum(stored_offsets(first).values())
     assert 0 < killed_at < len(load.fixes), killed_at
 
-    async def took_over() -> bool:
-        return sorted(await _partitions(two) or []) == list(range(kafka.partitions))
-
-    await eventually(took_over, timeout=60, what="the second processor to take every partition")
+    await eventually(lambda: _holds_all(two, kafka), timeout=60, what="the second processor to take every partition")
     restored = await _metric(two, "locstream_geofencer_restored_partitions_total")
     assert restored >= len(set(mine) & spread), restored  # the first one's partitions with state came from the log
 
@@ -97,20 +71,45 @@ async def test_a_processor_killed_mid_batch_hands_its_partitions_over_and_every_
     await eventually(rebalanced, timeout=60, what="the third processor to get some partitions")
     await stream
 
-    await eventually(lambda: _caught_up([alone], reference), timeout=240, what="the uninterrupted run")
+    await eventually(lambda: caught_up([alone], reference), timeout=240, what="the uninterrupted run")
     await eventually(
-        lambda: _caught_up([first, second, tmp_path / "third"], kafka), timeout=240, what="the three to catch up"
+        lambda: caught_up([first, second, tmp_path / "third"], kafka), timeout=240, what="the three to catch up"
     )
     assert await _metric(third, "locstream_geofencer_restored_partitions_total") >= 1
 
-    expected = _derived([e for e, _ in await read_all(reference)])
+    expected = derived([e for e, _ in await read_all(reference)])
     for kind in (StopStarted, TripEnded):  # crossings are counted by the comparison itself
         assert sum(isinstance(e, kind) for e in expected) >= 5, kind
     await _assert_derived_once(reference, kafka)
 
 
+async def _pair_sharing(
+    stack: Stack, kafka: KafkaSettings, load: Workload, tmp_path: Path
+) -> tuple[Service, Service, asyncio.Task[None], list[int]]:
+    """Two processors in one group (stores in ``first`` and ``second``) while the fixes stream in at 1,500/s,
+    returned once both read some partitions and the first has committed batches of its own: the two, the stream,
+    the first one's partitions."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    one = await stack.start("geofencer", env=_env(kafka, first, "pair"))
+    stream = asyncio.create_task(produce(kafka, list(load.fixes), per_second=1_500))
+    two = await stack.start("geofencer", env=_env(kafka, second, "pair"))
+
+    async def shared() -> tuple[list[int], list[int]] | None:
+        mine, theirs = await _partitions(one), await _partitions(two)
+        return (mine, theirs) if mine and theirs else None
+
+    mine, theirs = await eventually(shared, timeout=60, what="both processors to read some partitions")
+    assert set(mine).isdisjoint(theirs)
+    await eventually(lambda: _progress_in(first, mine), timeout=60, what="the first to commit batches of its own")
+    return one, two, stream, mine
+
+
+async def _holds_all(service: Service, kafka: KafkaSettings) -> bool:
+    return sorted(await _partitions(service) or []) == list(range(kafka.partitions))
+
+
 async def _progress_in(data_dir: Path, partitions: list[int]) -> bool:
-    stored = _stored_offsets(data_dir)
+    stored = stored_offsets(data_dir)
     return any(stored.get(p, 0) > 0 for p in partitions)
 
 
@@ -125,15 +124,9 @@ def _env(target: KafkaSettings, data_dir: Path, group: str) -> dict[str, str]:
     }
 
 
-async def _caught_up(dirs: list[Path], target: KafkaSettings) -> bool:
-    ends = await end_offsets(target)
-    stored = [_stored_offsets(d) for d in dirs]
-    return all(max(s.get(p, 0) for s in stored) >= end for p, end in ends.items() if end > 0)
-
-
 async def _assert_derived_once(reference: KafkaSettings, kafka: KafkaSettings) -> None:
-    expected = _derived([e for e, _ in await read_all(reference)])
-    found = _derived([e for e, _ in await read_all(kafka)])
+    expected = derived([e for e, _ in await read_all(reference)])
+    found = derived([e for e, _ in await read_all(kafka)])
     assert sum(isinstance(e, GeofenceEntered) for e in expected) >= 10
     first_seen: dict[object, Derived] = {}
     for event in found:
@@ -184,29 +177,18 @@ async def test_a_processor_stalled_past_its_session_never_writes_unseen_after_it
     load = workload(tenants=6, fences_per_tenant=100, technicians_per_tenant=20, fixes_per_technician=200, seed=33)
     reference = kafka.model_copy(update={"topic": kafka.topic + ".reference"})
     alone = await _fill_reference(stack, kafka, load, reference, tmp_path)
+    one, two, stream, mine = await _pair_sharing(stack, kafka, load, tmp_path)
     first, second = tmp_path / "first", tmp_path / "second"
-    one = await stack.start("geofencer", env=_env(kafka, first, "pair"))
-    stream = asyncio.create_task(produce(kafka, list(load.fixes), per_second=1_500))
-    two = await stack.start("geofencer", env=_env(kafka, second, "pair"))
-
-    async def shared() -> list[int] | None:
-        mine, theirs = await _partitions(one), await _partitions(two)
-        return mine if mine and theirs else None
-
-    mine = await eventually(shared, timeout=60, what="both processors to read some partitions")
-    await eventually(lambda: _progress_in(first, mine), timeout=60, what="the first to commit batches")
     os.kill(one.process.pid, signal.SIGSTOP)  # mid-batch, its commit under way: frozen past its 6 s session
-    try:
-
-        async def took_over() -> bool:  # a take appends who took each partition to its changelog
-            return sorted(await _partitions(two) or []) == list(range(kafka.partitions))
-
-        await eventually(took_over, timeout=60, what="the second processor to take every partition")
+    try:  # a take appends who took each partition to its changelog
+        await eventually(
+            lambda: _holds_all(two, kafka), timeout=60, what="the second processor to take every partition"
+        )
     finally:
         os.kill(one.process.pid, signal.SIGCONT)  # it finishes what it was doing, then hears it is out
     await stream
-    await eventually(lambda: _caught_up([alone], reference), timeout=240, what="the uninterrupted run")
-    await eventually(lambda: _caught_up([first, second], kafka), timeout=240, what="the pair to catch up")
+    await eventually(lambda: caught_up([alone], reference), timeout=240, what="the uninterrupted run")
+    await eventually(lambda: caught_up([first, second], kafka), timeout=240, what="the pair to catch up")
 
     await _assert_derived_once(reference, kafka)
     services = {_member(first): one, _member(second): two}
