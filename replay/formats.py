@@ -9,7 +9,8 @@ export in memory. The caller reads the topic and writes the bytes (a file, stdou
   with ``;`` (empty for a good fix);
 - ``geojson``: a FeatureCollection: per technician one LineString of its fixes in device-time order (a Point when
   it has one fix), then one Point per fix with its properties (``quality`` when it has flags);
-- ``gpx``: GPX 1.1, one track per technician, its fixes in device-time order (no flags: choose with the filter);
+- ``gpx``: GPX 1.1, one track per technician, its fixes in device-time order; a flagged fix's flags in its
+  ``<extensions>`` as ``<locstream:quality>`` elements (namespace ``GPX_NAMESPACE``), which GPX readers ignore;
 - ``parquet``: one row per event, typed columns, ``quality`` as in CSV (needs pyarrow:
   ``pip install 'locstream[parquet]'``).
 
@@ -368,12 +369,28 @@ class GeoJsonExporter(_TrackExporter):
         yield b"]}\n"
 
 
+GPX_NAMESPACE = "https://locstream.dev/gpx/quality/1"  # the flags of a fix, in its trkpt's extensions
+
+
+def _gpx_extensions(properties: bytes) -> str:
+    """A flagged fix's ``<extensions>`` (its GeoJSON properties name its flags); nothing for a good one."""
+    if b'"quality"' not in properties:
+        return ""
+    flags = orjson.loads(properties).get("quality") or []
+    return (
+        "<extensions>"
+        + "".join(f"<locstream:quality>{xml_text(f)}</locstream:quality>" for f in flags)
+        + ("</extensions>")
+    )
+
+
 class GpxExporter(_TrackExporter):
     def _grouped(self) -> Iterator[bytes]:
         tracks = self._tracks
         yield (
             b'<?xml version="1.0" encoding="UTF-8"?>\n'
-            b'<gpx version="1.1" creator="locstream" xmlns="http://www.topografix.com/GPX/1/1">\n'
+            b'<gpx version="1.1" creator="locstream" xmlns="http://www.topografix.com/GPX/1/1"'
+            b' xmlns:locstream="' + GPX_NAMESPACE.encode() + b'">\n'
         )
         for technician_id, _ in tracks.technicians():
             name = tracks.names.get(technician_id, technician_id)
@@ -381,8 +398,9 @@ class GpxExporter(_TrackExporter):
             for rows in tracks.fixes(technician_id):
                 yield "".join(
                     f"    <trkpt lat={quoteattr(repr(latitude))} lon={quoteattr(repr(longitude))}>"
-                    f"{f'<ele>{altitude}</ele>' if altitude is not None else ''}<time>{at}</time></trkpt>\n"
-                    for _, longitude, latitude, altitude, at, _ in rows
+                    f"{f'<ele>{altitude}</ele>' if altitude is not None else ''}<time>{at}</time>"
+                    f"{_gpx_extensions(properties)}</trkpt>\n"
+                    for _, longitude, latitude, altitude, at, properties in rows
                 ).encode()
             yield b"  </trkseg></trk>\n"
         yield b"</gpx>\n"

@@ -27,6 +27,7 @@ from domain.identity import identity
 from domain.partitioning import tenant_partition
 from locstream.kafka import append_records, ensure_topic
 from locstream.settings import KafkaSettings
+from replay.formats import GPX_NAMESPACE
 from schemas.claims import Role
 from schemas.events import (
     Event,
@@ -339,6 +340,11 @@ async def test_exports_judge_each_fix_as_the_projector_does_and_filter_by_qualit
         )
         marked = [f["properties"].get("quality") for f in points["features"] if f["geometry"]["type"] == "Point"]
         assert marked == [["jump"], None, ["mock"]]
+        gpx = (await client.get(url, params={**window, "format": "gpx", "quality": "all"}, headers=headers)).text
+        (track,) = gpxpy.parse(gpx).tracks  # a GPX reader takes the flags as extensions, in locstream's namespace
+        extensions = [point.extensions for point in track.segments[0].points]
+        assert [[e.text for e in found] or None for found in extensions] == [["jump"], None, ["mock"]]
+        assert {e.tag for found in extensions for e in found} == {f"{{{GPX_NAMESPACE}}}quality"}
         odd = await client.get(url, params={**window, "quality": "GOOD"}, headers=headers)
         assert odd.status_code == 422 and "quality" in odd.text
 
