@@ -273,7 +273,7 @@ class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._geofencer.give_up({tp.partition for tp in revoked})
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self._geofencer.take(sorted(assigned, key=lambda tp: tp.partition))
+        await self._geofencer.take_or_retry(sorted(assigned, key=lambda tp: tp.partition))
 
 
 class Geofencer:
@@ -296,6 +296,7 @@ class Geofencer:
         self.owned: set[int] = set()  # the partitions this instance reads now
         self.held: set[int] = set()  # the partitions whose state is in memory (owned, or given up and maybe back)
         self.joined = False  # the group gave this instance its share (maybe none) at least once
+        self.take_failed: str | None = None  # why the last assignment could not be taken (retried by a rejoin)
         self.member = ""  # this instance's static id in the group, and the writer its changelog records name
         # The changelog's end per owned partition as this instance last wrote or read it: a commit whose partition's
         # end is elsewhere now was overtaken by another instance (this one stalled past its session): not appended.
@@ -364,6 +365,8 @@ class Geofencer:
             return ["not started"]
         if self._task is not None and self._task.done():
             return [f"the loop stopped: {self._task.exception()!r}"[:200]]
+        if self.take_failed is not None:
+            return [self.take_failed]
         if not self.joined:
             return ["waiting for the group to give this instance its partitions"]
         return []
@@ -379,6 +382,20 @@ class Geofencer:
             await self._settled()
             self.owned -= partitions
         log.info("geofencer: gave up partitions %s", sorted(partitions))
+
+    async def take_or_retry(self, partitions: list[TopicPartition]) -> None:
+        """``take``; when it fails (the changelog out of reach mid-restore), the partitions stay unread (aiokafka only
+        logs a listener's failure: they would stay assigned and silent), /readyz says why, and the instance rejoins
+        its group, whose next assignment takes them again."""
+        try:
+            await self.take(partitions)
+            self.take_failed = None
+        except Exception as exc:
+            log.exception(
+                "geofencer: taking partitions %s failed; rejoining the group", [tp.partition for tp in partitions]
+            )
+            self.take_failed = f"taking partitions failed: {exc!r}"[:200]
+            request_rejoin(self._consumer)
 
     async def take(self, partitions: list[TopicPartition]) -> None:
         """A rebalance ends with ``partitions`` here: each one's state as the changelog has it (restored when this
