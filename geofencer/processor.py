@@ -663,7 +663,7 @@ class Geofencer:
                 if stays is None:
                     self.metrics.too_late.inc()
                 else:
-                    changes.add_to_tail(key, point)
+                    changes.add_to_tail(key, point, tp.partition)
                     for change in stays:
                         stayed = stay_event(event, change, index)
                         out.append(stayed)

@@ -154,6 +154,7 @@ class Changes:
 
     technicians: list[Row] = field(default_factory=list)
     tail: dict[Key, list[Point]] = field(default_factory=dict)  # the fixes each technician's track took
+    tail_partition: dict[Key, int] = field(default_factory=dict)  # the partition they came from
     bases: list[StayBase] = field(default_factory=list)
     # Rows made as the batch is evaluated: the presences and clocks go on changing before the batch is committed.
     presence: dict[Key, tuple[str, str, float, float, str, int, int, str | None]] = field(default_factory=dict)
@@ -173,23 +174,25 @@ class Changes:
     def set_clocks(self, clocks: dict[int, PartitionClock]) -> None:
         self.clocks = [(partition, clock.watched, clock.at) for partition, clock in clocks.items()]
 
-    def add_to_tail(self, key: Key, point: Point) -> None:
+    def add_to_tail(self, key: Key, point: Point, partition: int = 0) -> None:
+        """A fix the technician's track took, read from ``partition``."""
         held = self.tail.get(key)
         if held is None:
             self.tail[key] = [point]
+            self.tail_partition[key] = partition
         else:
             held.append(point)
 
-    def tail_rows(self, chunk_of: Callable[[str], int]) -> list[TailRow]:
+    def tail_rows(self, next_offsets: dict[int, int]) -> list[TailRow]:
         """One row per technician: its newest fix's time (for the cut), the fixes packed as doubles (exactly as they
-        were), and its chunk (``chunk_of`` its tenant: the batch's next offset of its partition, unique per technician
+        were), and its chunk (the batch's next offset of the partition its fixes came from: unique per technician,
         whoever made it); built on the committer's thread."""
         return [
             (
                 *key,
                 max(point.at for point in points),
                 array("d", chain.from_iterable(points)).tobytes(),
-                chunk_of(key[0]),
+                next_offsets[self.tail_partition[key]],
             )
             for key, points in self.tail.items()
         ]
@@ -321,9 +324,8 @@ class GeofencerState:
     def writes(self, changes: Changes, next_offsets: dict[int, int]) -> list[Write]:
         """What committing ``changes`` and ``next_offsets`` writes, in order: the rows a tail cut drops are read from
         the store (on the committer's thread, before the write is applied)."""
-        n = self.partition_count
         writes = [Write("technicians", row[:2], row) for row in changes.technicians]
-        tail = changes.tail_rows(lambda tenant: next_offsets[tenant_partition(tenant, n)])
+        tail = changes.tail_rows(next_offsets)
         writes.extend(Write("stay_tail", (row[0], row[1], row[4]), row) for row in tail)
         for base in changes.bases:  # the tail cut: its older fixes are in the base now
             key = (base.tenant_id, base.technician_id)

@@ -42,7 +42,7 @@ def _write_a_day(store: GeofencerState) -> list[Write]:
         for key, points in days.items():
             for point in points[start : start + 41]:
                 if tracks[key].add(point, RULES) is not None:
-                    changes.add_to_tail(key, point)
+                    changes.add_to_tail(key, point, tenant_partition(key[0], PARTITIONS))
                 if tracks[key].prune(keep_seconds=1_800, max_fixes=300):
                     changes.bases.append(StayBase(*key, tracks[key].base, tracks[key].settled, tracks[key].horizon))
             if points[start : start + 41]:
