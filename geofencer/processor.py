@@ -442,11 +442,12 @@ class Geofencer:
 
     async def _current(self, partition: int, changelog_end: int) -> bool:
         """Whether this store's rows of ``partition`` are the changelog's: no one else wrote since it did. A store
-        from before the changelog (or a changelog made anew) seeds it with its rows."""
+        from before the changelog, or one that is further than the changelog (the topic was deleted and made anew),
+        seeds it with its rows: they are the best copy there is."""
         local = self.state.changelog_ends().get(partition, 0)
         if local == changelog_end and changelog_end > 0:
             return True
-        if changelog_end > local or (changelog_end == 0 and local > 0):
+        if changelog_end > local:
             return False
         writes = self.state.partition_writes(partition)  # changelog_end <= local: it has less than this store
         if writes:
