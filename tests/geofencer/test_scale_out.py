@@ -19,7 +19,7 @@ from aiokafka import TopicPartition
 from bench.geofencing import Workload, workload
 from domain.partitioning import tenant_partition
 from geofencer.changelog import WRITER_HEADER, decode, topic_of
-from locstream.kafka import ensure_topic, make_consumer
+from locstream.kafka import admin_client, ensure_topic, make_consumer, metadata
 from locstream.settings import KafkaSettings
 from schemas.events import Derived, GeofenceEntered, StopStarted, TripEnded
 from tests.support.kafka_io import define_fences, produce, read_all
@@ -212,3 +212,51 @@ def _member(data_dir: Path) -> str:
     with sqlite3.connect(f"file:{data_dir / 'geofencer.sqlite3'}?mode=ro", uri=True) as db:
         (member,) = db.execute("SELECT id FROM identity").fetchone()
     return str(member)
+
+
+async def test_a_store_from_before_the_changelog_seeds_it_and_a_successor_restores_from_the_seed(
+    stack: Stack, kafka: KafkaSettings, tmp_path: Path
+) -> None:
+    """An upgrade: a processor whose state is only in its store (here: its changelog topic deleted) writes its rows
+    to a new changelog when it takes its partitions; killed, its successor with an empty store restores them from
+    that seed and goes on: every event still once in effect."""
+    load = workload(tenants=4, fences_per_tenant=100, technicians_per_tenant=20, fixes_per_technician=150, seed=34)
+    reference = kafka.model_copy(update={"topic": kafka.topic + ".reference"})
+    alone = await _fill_reference(stack, kafka, load, reference, tmp_path)
+    half = len(load.fixes) // 2
+    first, second = tmp_path / "first", tmp_path / "second"
+    one = await stack.start("geofencer", env=_env(kafka, first, "pair"))
+    await produce(kafka, list(load.fixes[:half]))
+    await eventually(lambda: caught_up([first], kafka), timeout=120, what="the first half read")
+    one.process.send_signal(signal.SIGTERM)
+    await asyncio.to_thread(one.process.wait, 30)
+    await _delete_topic(kafka, topic_of(kafka.topic))  # the state is in the store alone now, as before the changelog
+
+    one = await stack.start("geofencer", env=_env(kafka, first, "pair"))
+    assert "seeded the changelog of partition" in one.log()
+    await produce(kafka, list(load.fixes[half : half + half // 2]))
+    await eventually(lambda: caught_up([first], kafka), timeout=120, what="more read on the seeded changelog")
+    one.kill9()
+    two = await stack.start("geofencer", env=_env(kafka, second, "pair"))
+    await eventually(lambda: _holds_all(two, kafka), timeout=60, what="the successor to take every partition")
+    assert await _metric(two, "locstream_geofencer_restored_partitions_total") >= 1
+    await produce(kafka, list(load.fixes[half + half // 2 :]))
+    await eventually(lambda: caught_up([alone], reference), timeout=240, what="the uninterrupted run")
+    await eventually(lambda: caught_up([first, second], kafka), timeout=240, what="the successor to catch up")
+    await _assert_derived_once(reference, kafka)
+
+
+async def _delete_topic(kafka: KafkaSettings, name: str) -> None:
+    """Delete ``name`` and wait until the brokers no longer know it."""
+    admin = admin_client(kafka)
+    await admin.start()
+    try:
+        await admin.delete_topics([name])
+
+        async def gone() -> bool:
+            (topic,) = (await metadata(admin, [name]))["topics"]
+            return bool(topic["error_code"] == 3)  # UNKNOWN_TOPIC_OR_PARTITION
+
+        await eventually(gone, timeout=30, what=f"{name} deleted")
+    finally:
+        await admin.close()
