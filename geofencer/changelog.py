@@ -77,14 +77,20 @@ class Changelog:
             await self._reader.stop()
             self._reader = None
 
-    async def append(self, producer: Any, writes: Sequence[Write], writer: str) -> list[tuple[int, Any, int]]:
-        """Hand ``writes`` to ``producer`` in record batches per changelog partition, in order, each record naming
-        its ``writer`` (a header); for each batch its partition, the future of its acknowledgement (the batch's
-        first offset) and its record count."""
-        headers = [(WRITER_HEADER, writer.encode())]
-        by_partition: dict[int, list[Write]] = {}
+    def by_partition(self, writes: Sequence[Write]) -> dict[int, list[Write]]:
+        """``writes`` per changelog partition (their location partition's), each list in order."""
+        grouped: dict[int, list[Write]] = {}
         for write in writes:
-            by_partition.setdefault(write.partition(self.partition_count), []).append(write)
+            grouped.setdefault(write.partition(self.partition_count), []).append(write)
+        return grouped
+
+    async def append(
+        self, producer: Any, by_partition: dict[int, list[Write]], writer: str
+    ) -> list[tuple[int, Any, int]]:
+        """Hand the writes (``by_partition``) to ``producer`` in record batches per changelog partition, in order,
+        each record naming its ``writer`` (a header); for each batch its partition, the future of its acknowledgement
+        (the batch's first offset) and its record count."""
+        headers = [(WRITER_HEADER, writer.encode())]
         sent: list[tuple[int, Any, int]] = []
         for partition, held in by_partition.items():
             batch = producer.create_batch()

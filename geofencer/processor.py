@@ -436,7 +436,8 @@ class Geofencer:
             self.changelog_ends = {}
             return
         marks = [Write("owners", (p,), (p, self.member)) for p in sorted(partitions)]
-        ends = await Changelog.acknowledged(await self.changelog.append(self._producer, marks, self.member))
+        sent = await self.changelog.append(self._producer, {mark.key[0]: [mark] for mark in marks}, self.member)
+        ends = await Changelog.acknowledged(sent)
         await asyncio.get_running_loop().run_in_executor(self._committer, self.state.apply, marks, ends)
         self.changelog_ends = ends
 
@@ -451,7 +452,8 @@ class Geofencer:
             return False
         writes = self.state.partition_writes(partition)  # changelog_end <= local: it has less than this store
         if writes:
-            ends = await Changelog.acknowledged(await self.changelog.append(self._producer, writes, self.member))
+            sent = await self.changelog.append(self._producer, {partition: writes}, self.member)
+            ends = await Changelog.acknowledged(sent)
             self.state.apply([], ends)
             log.info("geofencer: seeded the changelog of partition %d with %d rows", partition, len(writes))
         return True
@@ -719,12 +721,13 @@ class Geofencer:
             await asyncio.gather(*sends)
         loop = asyncio.get_running_loop()
         writes = await loop.run_in_executor(self._committer, self.state.writes, changes, next_offsets)
-        n = self.state.partition_count
-        overtaken = await self._overtaken({write.partition(n) for write in writes})
+        by_partition = self.changelog.by_partition(writes)
+        overtaken = await self._overtaken(set(by_partition))
         if overtaken:
-            writes = [write for write in writes if write.partition(n) not in overtaken]
+            writes = [write for p, held in by_partition.items() if p not in overtaken for write in held]
+            by_partition = {p: held for p, held in by_partition.items() if p not in overtaken}
             next_offsets = {p: offset for p, offset in next_offsets.items() if p not in overtaken}
-        ends = await Changelog.acknowledged(await self.changelog.append(self._producer, writes, self.member))
+        ends = await Changelog.acknowledged(await self.changelog.append(self._producer, by_partition, self.member))
         self.changelog_ends.update(ends)
         await loop.run_in_executor(self._committer, self.state.apply, writes, ends)
         self.positions.update(next_offsets)

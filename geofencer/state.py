@@ -217,7 +217,7 @@ class GeofencerState:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.create_function(
-            "tenant_partition", 1, partial(_partition_of, partition_count=self.partition_count), deterministic=True
+            "tenant_partition", 1, partial(tenant_partition, partition_count=self.partition_count), deterministic=True
         )
         self._db.executescript(_SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(technicians)")}
@@ -415,7 +415,3 @@ class GeofencerState:
     def changelog_ends(self) -> dict[int, int]:
         """How far into each changelog partition this store's rows of it are."""
         return dict(self.db.execute("SELECT partition, end_offset FROM changelog").fetchall())
-
-
-def _partition_of(tenant_id: str, partition_count: int) -> int:
-    return tenant_partition(tenant_id, partition_count)
