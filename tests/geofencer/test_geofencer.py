@@ -18,6 +18,7 @@ from schemas.claims import Role
 from schemas.events import GeofenceEntered, GeofenceExited
 from tests.support.kafka_io import read_all
 from tests.support.maps import open_map, recv_json
+from tests.support.processors import metric
 from tests.support.stack import Service, Stack, eventually
 
 pytestmark = pytest.mark.integration
@@ -44,13 +45,6 @@ async def _post(api: Service, token: str, technician: str, metres: float, at: da
             headers={"Authorization": f"Bearer {token}"},
         )
     assert answer.status_code == 202, answer.text
-
-
-async def _fixes_evaluated(service: Service) -> float:
-    async with httpx.AsyncClient(timeout=10) as http:
-        text = (await http.get(f"{service.url}/metrics", headers=service.admin_headers)).text
-    (line,) = [line for line in text.splitlines() if line.startswith("locstream_geofencer_fixes_total ")]
-    return float(line.split()[1])
 
 
 async def test_jitter_across_the_edge_gives_one_enter_and_one_exit_on_the_tenants_maps_only(stack: Stack) -> None:
@@ -85,7 +79,7 @@ async def test_jitter_across_the_edge_gives_one_enter_and_one_exit_on_the_tenant
         await _post(api, technician, "ada", metres, t0 + timedelta(seconds=second * 10))
 
     async def all_evaluated() -> bool:
-        return await _fixes_evaluated(geofencer) >= 7
+        return await metric(geofencer, "locstream_geofencer_fixes_total") >= 7
 
     await eventually(all_evaluated, timeout=30, what="the geofencer to evaluate the 7 fixes")
     await _post(api, stack.token("tenant-b", Role.TECHNICIAN, sub="bo"), "bo", 10, t0)  # a marker on tenant-b's map

@@ -21,6 +21,7 @@ from schemas.claims import Role
 from schemas.events import TechnicianOffline, TechnicianOnline, TrackingStopped
 from tests.support.kafka_io import read_all
 from tests.support.maps import open_map, updates_until
+from tests.support.processors import metric
 from tests.support.stack import Service, Stack, eventually
 from tests.support.traces import offset
 
@@ -105,7 +106,7 @@ async def test_silence_is_offline_once_the_next_fix_online_and_a_restart_makes_n
         await post(http, "tech-b")
         await post(http, "tech-c")
         await eventually(
-            lambda: _read_past_fixes(processor, 2 + sent["tech-a"]), timeout=30, what="the processor to read them"
+            lambda: _fixes_read(processor, 2 + sent["tech-a"]), timeout=30, what="the processor to read them"
         )
         processor.kill9()
         await asyncio.sleep(3 * OFFLINE_SECONDS)  # the outage itself: what is under test is what follows it
@@ -219,9 +220,6 @@ async def _locations(edge: Service, stack: Stack) -> list[dict[str, Any]]:
     return found
 
 
-async def _read_past_fixes(service: Service, count: int) -> bool:
+async def _fixes_read(service: Service, count: int) -> bool:
     """Whether the processor has evaluated ``count`` fixes (its metric)."""
-    async with httpx.AsyncClient(timeout=10) as http:
-        text = (await http.get(f"{service.url}/metrics", headers=service.admin_headers)).text
-    lines = [line for line in text.splitlines() if line.startswith("locstream_geofencer_fixes_total ")]
-    return bool(lines) and float(lines[0].split()[1]) >= count
+    return await metric(service, "locstream_geofencer_fixes_total") >= count

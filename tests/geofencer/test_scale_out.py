@@ -23,7 +23,7 @@ from locstream.kafka import admin_client, ensure_topic, make_consumer, metadata
 from locstream.settings import KafkaSettings
 from schemas.events import Derived, GeofenceEntered, StopStarted, TripEnded
 from tests.support.kafka_io import define_fences, produce, read_all
-from tests.support.processors import caught_up, derived, stored_offsets
+from tests.support.processors import caught_up, derived, metric, stored_offsets
 from tests.support.stack import Service, Stack, eventually
 
 pytestmark = pytest.mark.integration
@@ -34,13 +34,6 @@ async def _partitions(service: Service) -> list[int] | None:
     async with httpx.AsyncClient(timeout=10) as http:
         health = (await http.get(f"{service.url}/healthz")).json()
     return list(health["partitions"]) if health.get("ready") else None
-
-
-async def _metric(service: Service, name: str) -> float:
-    async with httpx.AsyncClient(timeout=10) as http:
-        text = (await http.get(f"{service.url}/metrics", headers=service.admin_headers)).text
-    values = [float(line.split()[1]) for line in text.splitlines() if line.startswith(name + " ")]
-    return values[0] if values else 0.0
 
 
 async def test_a_processor_killed_mid_batch_hands_its_partitions_over_and_every_event_is_derived_once(
@@ -59,7 +52,7 @@ async def test_a_processor_killed_mid_batch_hands_its_partitions_over_and_every_
     assert 0 < killed_at < len(load.fixes), killed_at
 
     await eventually(lambda: _holds_all(two, kafka), timeout=60, what="the second processor to take every partition")
-    restored = await _metric(two, "locstream_geofencer_restored_partitions_total")
+    restored = await metric(two, "locstream_geofencer_restored_partitions_total")
     assert restored >= len(set(mine) & spread), restored  # the first one's partitions with state came from the log
 
     # A third processor with an empty store joins: the group gives it some partitions, which it restores too.
@@ -75,7 +68,7 @@ async def test_a_processor_killed_mid_batch_hands_its_partitions_over_and_every_
     await eventually(
         lambda: caught_up([first, second, tmp_path / "third"], kafka), timeout=240, what="the three to catch up"
     )
-    assert await _metric(third, "locstream_geofencer_restored_partitions_total") >= 1
+    assert await metric(third, "locstream_geofencer_restored_partitions_total") >= 1
 
     expected = derived([e for e, _ in await read_all(reference)])
     for kind in (StopStarted, TripEnded):  # crossings are counted by the comparison itself
@@ -239,7 +232,7 @@ async def test_a_store_from_before_the_changelog_seeds_it_and_a_successor_restor
     one.kill9()
     two = await stack.start("geofencer", env=_env(kafka, second, "pair"))
     await eventually(lambda: _holds_all(two, kafka), timeout=60, what="the successor to take every partition")
-    assert await _metric(two, "locstream_geofencer_restored_partitions_total") >= 1
+    assert await metric(two, "locstream_geofencer_restored_partitions_total") >= 1
     await produce(kafka, list(load.fixes[half + half // 2 :]))
     await eventually(lambda: caught_up([alone], reference), timeout=240, what="the uninterrupted run")
     await eventually(lambda: caught_up([first, second], kafka), timeout=240, what="the successor to catch up")

@@ -1,14 +1,17 @@
 """What the derived-facts processor's tests read of its runs: the offsets a data dir's store holds, whether stores
-have caught up with a topic, and the derived events among a topic's."""
+have caught up with a topic, the derived events among a topic's, and a processor's metric."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
 
+import httpx
+
 from locstream.settings import KafkaSettings
 from schemas.events import DERIVED_EVENTS, Derived, Event
 from tests.support.kafka_io import end_offsets
+from tests.support.stack import Service
 
 
 def stored_offsets(data_dir: Path) -> dict[int, int]:
@@ -29,3 +32,11 @@ async def caught_up(data_dirs: list[Path], kafka: KafkaSettings) -> bool:
 
 def derived(events: list[Event]) -> list[Derived]:
     return [e for e in events if isinstance(e, DERIVED_EVENTS)]
+
+
+async def metric(service: Service, name: str) -> float:
+    """The value of the (unlabelled) metric ``name`` a processor exports now; 0 before it has one."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        text = (await http.get(f"{service.url}/metrics", headers=service.admin_headers)).text
+    values = [float(line.split()[1]) for line in text.splitlines() if line.startswith(name + " ")]
+    return values[0] if values else 0.0
