@@ -11,7 +11,8 @@
 - ``geofencing.py``: fences, the grid that finds those near a fix, and the enter/exit rule;
 - ``visits.py``: a job's crossings paired into visits, and its time on site;
 - ``stays.py``: stops and trips, and the track that revises them when fixes come late;
-- ``presence.py``: online and offline, by a clock of watched time.
+- ``presence.py``: online and offline, by a clock of watched time;
+- ``derived_facts.py``: the rules above applied to the location log record by record, and the events they make.
 
 It imports the contracts (``schemas``) and nothing else of locstream.
 
@@ -29,7 +30,16 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-COMPILED_MODULES = ("geodesy", "fence_shapes", "fix_quality", "projection", "geofencing", "stays", "presence")
+COMPILED_MODULES = (
+    "geodesy",
+    "fence_shapes",
+    "fix_quality",
+    "projection",
+    "geofencing",
+    "stays",
+    "presence",
+    "derived_facts",
+)
 # What the compiled modules are made of, besides themselves: the contracts whose types they were compiled against.
 _COMPILED_AGAINST = ("schemas/events.py", "schemas/tenant_rules.py", "schemas/geofences.py")
 SOURCES_FILE = "SOURCES"

@@ -27,6 +27,7 @@ from typing import Literal
 from domain.fence_shapes import EARTH_RADIUS_M as EARTH_RADIUS_M
 from domain.fence_shapes import METRES_PER_DEGREE, PolygonShape, longitude_offset, ring_frame
 from domain.geodesy import distance_m as distance_m
+from domain.identity import uuid5
 from domain.projection import fix_verdict
 from schemas.events import LocationRecorded
 from schemas.geofences import (
@@ -43,7 +44,7 @@ EXIT_MARGIN_M = 25.0
 CELL_DEGREES = 0.01  # the grid: about 1.1 km north-south
 _COLUMNS = round(360 / CELL_DEGREES)  # columns wrap round the globe: -180 and 180 are neighbours
 MAX_CELLS_PER_FENCE = 400  # a fence wider than this many cells is checked (by its box first) against every fix
-_CROSSING_NAMESPACE = uuid.UUID("6f1f3c2e-8d4b-4f0e-9a51-3c0de5e7a001")
+_CROSSING_NAMESPACE = uuid.UUID("6f1f3c2e-8d4b-4f0e-9a51-3c0de5e7a001").bytes
 
 Kind = Literal["enter", "exit"]
 
@@ -216,7 +217,7 @@ class TechnicianFences:
 
 
 def crossing_id(fix_event_id: uuid.UUID, geofence_id: str, kind: Kind) -> uuid.UUID:
-    return uuid.uuid5(_CROSSING_NAMESPACE, f"{fix_event_id}/{geofence_id}/{kind}")
+    return uuid5(_CROSSING_NAMESPACE, f"{fix_event_id}/{geofence_id}/{kind}")
 
 
 def evaluate(

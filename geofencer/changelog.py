@@ -24,7 +24,7 @@ import msgspec
 from aiokafka import TopicPartition
 
 from geofencer.state import Write
-from locstream.kafka import ensure_compacted_topic_of, make_consumer
+from locstream.kafka import SentBatch, ensure_compacted_topic_of, make_consumer, send_batches
 from locstream.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -84,36 +84,11 @@ class Changelog:
             grouped.setdefault(write.partition(self.partition_count), []).append(write)
         return grouped
 
-    async def append(
-        self, producer: Any, by_partition: dict[int, list[Write]], writer: str
-    ) -> list[tuple[int, Any, int]]:
+    async def append(self, producer: Any, by_partition: dict[int, list[Write]], writer: str) -> list[SentBatch]:
         """Hand the writes (``by_partition``) to ``producer`` in record batches per changelog partition, in order,
-        each record naming its ``writer`` (a header); for each batch its partition, the future of its acknowledgement
-        (the batch's first offset) and its record count."""
-        headers = [(WRITER_HEADER, writer.encode())]
-        sent: list[tuple[int, Any, int]] = []
-        for partition, held in by_partition.items():
-            batch = producer.create_batch()
-            for write in held:
-                key, value = encode(write)
-                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:  # full: send, renew
-                    count = batch.record_count()
-                    sent.append((partition, await producer.send_batch(batch, self.topic, partition=partition), count))
-                    batch = producer.create_batch()
-                    if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                        raise ValueError(f"a changelog record of {len(value or b'')} bytes does not fit a batch")
-            count = batch.record_count()
-            sent.append((partition, await producer.send_batch(batch, self.topic, partition=partition), count))
-        return sent
-
-    @staticmethod
-    async def acknowledged(sent: list[tuple[int, Any, int]]) -> dict[int, int]:
-        """Once every batch ``append`` handed over is acknowledged: each partition's end offset after them."""
-        ends: dict[int, int] = {}
-        for partition, future, count in sent:
-            metadata = await future
-            ends[partition] = max(ends.get(partition, 0), metadata.offset + count)
-        return ends
+        each record naming its ``writer`` (a header); ``acknowledged_ends`` of the answer waits for them."""
+        records = {partition: (encode(write) for write in held) for partition, held in by_partition.items()}
+        return await send_batches(producer, self.topic, records, [(WRITER_HEADER, writer.encode())])
 
     async def end_offsets(self, partitions: Sequence[int]) -> dict[int, int]:
         tps = [TopicPartition(self.topic, p) for p in partitions]

@@ -3,22 +3,15 @@
 Instances share the location topic's partitions in one consumer group (``group_id``). Each keeps the state of the
 partitions it holds in a local store whose every commit first goes to a changelog topic (``changelog.py``); when a
 partition comes to an instance whose store is not at the changelog's end for it, its rows are restored from there
-before its records are read (the hand-over: ``take`` and ``give_up``, called by the group's rebalances). For each
-batch: decode, and for each fix the quality rule lets
-through (``domain.projection.fix_verdict``; a flagged fix is passed over as the projector passes it over):
+before its records are read (the hand-over: ``take`` and ``give_up``, called by the group's rebalances).
 
-- evaluate it against its tenant's fences (``domain.geofencing.evaluate``): enter and exit crossings;
-- add it to its technician's stops-and-trips track (``domain.stays.StayTrack``, with its tenant's thresholds):
-  ``stop_*``, ``trip_*`` and, when a late fix revises what was said, ``stay_retracted``;
-- hear from its technician (``domain.presence``): ``technician_online`` when it was offline;
-
-and for an app's ``tracking_stopped``, ``technician_offline`` at once; between batches, once caught up, the
-technicians silent for their tenant's threshold: ``technician_offline``. It appends every such event to the
-partition of the record that caused it (so it stays in order with the fixes around it); then, in the background
-while the next batch is evaluated, waits for Kafka's acknowledgements and stores the technicians' state (as it was
-after the batch) and the next offsets in one transaction (``state.py``), on a thread of its own, one batch after the
-other. Its own events come back through the topic: its offline events are read back (the log has the last word),
-the others passed over.
+Each batch is evaluated record by record by the rules (``domain.derived_facts.Evaluation``: crossings, stops and
+trips, online and offline, each event to the partition of the record that caused it); between batches, once caught
+up, the technicians silent for their tenant's threshold are said offline (``tick``). The events go to the producer in
+record batches; then, in the background while the next batch is evaluated, the processor waits for Kafka's
+acknowledgements and stores the technicians' state (as it was after the batch) and the next offsets in one
+transaction (``state.py``), on a thread of its own, one batch after the other. Its own events come back through the
+topic: its offline events are read back (the log has the last word), the others passed over.
 """
 
 from __future__ import annotations
@@ -27,58 +20,41 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from domain.geofencing import Crossing, FenceIndex, TechnicianFences, fix_crossings
+from domain.derived_facts import STAY_TYPES, Evaluation, Outbox, offline_event
+from domain.geofencing import TechnicianFences
 from domain.partitioning import tenant_partition
-from domain.presence import PartitionClock, Presence, Presences
-from domain.stays import Change, Point, Retraction, StayTrack
+from domain.presence import PartitionClock, Presences
+from domain.stays import StayTrack
 from geofencer.changelog import Changelog
 from geofencer.settings import GeofencerSettings
 from geofencer.state import Changes, GeofencerState, Key, StayBase, Write
 from locstream.fences import FenceRegistry
 from locstream.gc_tuning import tune_for_batches
-from locstream.kafka import ensure_topic, make_consumer, make_producer, request_rejoin, seek_to_offsets
+from locstream.kafka import (
+    SentBatch,
+    acknowledged_ends,
+    ensure_topic,
+    make_consumer,
+    make_producer,
+    request_rejoin,
+    seek_to_offsets,
+    send_batches,
+)
 from locstream.lifecycle import cancel_and_wait
 from locstream.tenant_rules import TenantRulesRegistry
-from schemas.events import (
-    CrossingData,
-    Derived,
-    GeofenceEntered,
-    GeofenceExited,
-    InvalidEventError,
-    LocationRecorded,
-    OfflineData,
-    OfflineReason,
-    OnlineData,
-    RetractionData,
-    Stayed,
-    StayRetracted,
-    StopData,
-    StopEnded,
-    StopStarted,
-    TechnicianOffline,
-    TechnicianOnline,
-    TrackingStopped,
-    TripData,
-    TripEnded,
-    TripStarted,
-    decode_event,
-    encode_event,
-)
-from schemas.tenant_rules import StayRules
 
 log = logging.getLogger(__name__)
 
 
 WATCHING_SECONDS = 5.0  # a partition whose leader answered a fetch this recently is being watched
 LOOP_TURN_SECONDS = 0.02  # evaluation gives the event loop a turn at least this often (it may share one: dev)
+EVALUATION_CHUNK = 256  # records evaluated between two looks at the time (about 5 ms of them)
 
 
 class GeofencerMetrics:
@@ -92,7 +68,7 @@ class GeofencerMetrics:
         stays = Counter(
             "locstream_geofencer_stays", "Stops and trips events appended", ["event_type"], registry=self.registry
         )
-        self.stays = {kind: stays.labels(kind) for kind in _STAY_TYPES.values()}
+        self.stays = {kind: stays.labels(kind) for kind in STAY_TYPES}
         presence = Counter(
             "locstream_geofencer_presence", "Online and offline events appended", ["event_type"], registry=self.registry
         )
@@ -121,146 +97,18 @@ class GeofencerMetrics:
         self.batch_seconds = Histogram(
             "locstream_geofencer_batch_seconds", "One batch: evaluated, appended, stored", registry=self.registry
         )
+        # Each derived event type's counter (by the event's ``type``), bound once: labels() costs.
+        self._by_type: dict[str, Counter] = {
+            "geofence_entered": self.crossings["enter"],
+            "geofence_exited": self.crossings["exit"],
+            **self.stays,
+            **self.presence,
+        }
 
-
-_STAY_NAMESPACE = uuid.UUID("0d9a3f57-2f44-4c8e-b3a1-8e5f0c2d7b11")
-_STAY_TYPES = {
-    "stop_started": "stop_started",
-    "stop_ended": "stop_ended",
-    "trip_started": "trip_started",
-    "trip_ended": "trip_ended",
-    "retracted": "stay_retracted",
-}
-
-
-def _at(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
-
-
-def job_site(index: FenceIndex | None, latitude: float, longitude: float) -> tuple[str, str | None] | None:
-    """The fence (by id, the first) that holds a stop's place, and its job."""
-    if index is None:
-        return None
-    for geofence_id in sorted(index.near(latitude, longitude)):
-        fence = index.fences[geofence_id]
-        if fence.contains(latitude, longitude):
-            return fence.geofence_id, fence.job_id
-    return None
-
-
-def stay_event(fix: LocationRecorded, change: Change, index: FenceIndex | None) -> Stayed:
-    """The event of one change of a track, made known by ``fix``: its id is derived from the fix, the kind and the
-    stop's or trip's start, so a repeated batch repeats it (and a stop retracted and later found again is a new
-    event)."""
-    kind = "retracted" if isinstance(change, Retraction) else change.kind
-    event_id = uuid.uuid5(_STAY_NAMESPACE, f"{fix.event_id}/{kind}/{change.started_at!r}")
-
-    def envelope(kind: Any, data: Any) -> Stayed:
-        stayed: Stayed = kind(
-            event_id=event_id,
-            tenant_id=fix.tenant_id,
-            technician_id=fix.technician_id,
-            recorded_at=fix.recorded_at,
-            received_at=fix.received_at,
-            data=data,
-        )
-        return stayed
-
-    if isinstance(change, Retraction):
-        return envelope(StayRetracted, RetractionData(subject=change.subject, started_at=_at(change.started_at)))
-    started = _at(change.started_at)
-    ended = _at(change.ended_at) if change.ended_at is not None else None
-    duration = round((change.ended_at if change.ended_at is not None else change.known_at) - change.started_at, 3)
-    if change.subject == "stop":
-        site = job_site(index, change.latitude, change.longitude)
-        stop = StopData(
-            started_at=started,
-            ended_at=ended,
-            latitude=change.latitude,
-            longitude=change.longitude,
-            duration_seconds=duration,
-            fixes=change.fixes,
-            geofence_id=site[0] if site else None,
-            job_id=site[1] if site else None,
-        )
-        return envelope(StopStarted if change.kind == "stop_started" else StopEnded, stop)
-    trip = TripData(
-        started_at=started,
-        ended_at=ended,
-        start_latitude=change.latitude,
-        start_longitude=change.longitude,
-        end_latitude=change.end_latitude,
-        end_longitude=change.end_longitude,
-        duration_seconds=duration,
-        distance_meters=round(change.distance_m, 1),
-        fixes=change.fixes,
-    )
-    return envelope(TripStarted if change.kind == "trip_started" else TripEnded, trip)
-
-
-_PRESENCE_NAMESPACE = uuid.UUID("5b0e2f1a-7c1d-4e8b-9f3a-2d6c8e4a1b07")
-
-
-def offline_event(
-    key: Key, presence: Presence, silent_seconds: float, now: float, reason: OfflineReason = "silent"
-) -> TechnicianOffline:
-    """Known by the technician's last good fix: one offline event per silence (or stop its app said), the same one if a
-    repeat says it."""
-    last_seen = _at(presence.last_seen)
-    return TechnicianOffline(
-        event_id=uuid.uuid5(_PRESENCE_NAMESPACE, f"offline/{key[0]}/{key[1]}/{presence.fix_id}"),
-        tenant_id=key[0],
-        technician_id=key[1],
-        recorded_at=last_seen,
-        received_at=_at(now),
-        data=OfflineData(
-            last_seen_at=last_seen, silent_seconds=round(silent_seconds, 3), fix_event_id=presence.fix_id, reason=reason
-        ),
-    )
-
-
-def online_event(fix: LocationRecorded, was: Presence) -> TechnicianOnline:
-    """The good fix that ended the offline period ``was``; known by that fix."""
-    return TechnicianOnline(
-        event_id=uuid.uuid5(_PRESENCE_NAMESPACE, f"online/{fix.event_id}"),
-        tenant_id=fix.tenant_id,
-        technician_id=fix.technician_id,
-        recorded_at=fix.recorded_at,
-        received_at=fix.received_at,
-        data=OnlineData(last_seen_at=_at(was.last_seen), back_at=fix.recorded_at, fix_event_id=fix.event_id),
-    )
-
-
-def online_event_of(offline: TechnicianOffline, ended: Presence) -> TechnicianOnline:
-    """The end of the silence ``offline`` says, by the fix ``ended`` holds (read before the offline event, after a
-    crash lost it): the same id as the online event the fix made when read after it."""
-    back_at = _at(ended.last_seen)
-    return TechnicianOnline(
-        event_id=uuid.uuid5(_PRESENCE_NAMESPACE, f"online/{ended.fix_id}"),
-        tenant_id=offline.tenant_id,
-        technician_id=offline.technician_id,
-        recorded_at=back_at,
-        received_at=offline.received_at,
-        data=OnlineData(last_seen_at=offline.data.last_seen_at, back_at=back_at, fix_event_id=ended.fix_id),
-    )
-
-
-def crossing_event(fix: LocationRecorded, crossing: Crossing) -> GeofenceEntered | GeofenceExited:
-    kind = GeofenceEntered if crossing.kind == "enter" else GeofenceExited
-    return kind(
-        event_id=crossing.event_id,
-        tenant_id=fix.tenant_id,
-        technician_id=fix.technician_id,
-        recorded_at=fix.recorded_at,
-        received_at=fix.received_at,
-        data=CrossingData(
-            geofence_id=crossing.fence.geofence_id,
-            job_id=crossing.fence.job_id,
-            geofence_name=crossing.fence.name,
-            distance_meters=round(crossing.distance_m, 2),
-            fix_event_id=fix.event_id,
-        ),
-    )
+    def count(self, outbox: Outbox) -> None:
+        """The events of a batch (or a tick), by type."""
+        for kind, count in outbox.counts.items():
+            self._by_type[kind].inc(count)
 
 
 class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -437,7 +285,7 @@ class Geofencer:
             return
         marks = [Write("owners", (p,), (p, self.member)) for p in sorted(partitions)]
         sent = await self.changelog.append(self._producer, {mark.key[0]: [mark] for mark in marks}, self.member)
-        ends = await Changelog.acknowledged(sent)
+        ends = await acknowledged_ends(sent)
         await asyncio.get_running_loop().run_in_executor(self._committer, self.state.apply, marks, ends)
         self.changelog_ends = ends
 
@@ -453,7 +301,7 @@ class Geofencer:
         writes = self.state.partition_writes(partition)  # changelog_end <= local: it has less than this store
         if writes:
             sent = await self.changelog.append(self._producer, {partition: writes}, self.member)
-            ends = await Changelog.acknowledged(sent)
+            ends = await acknowledged_ends(sent)
             self.state.apply([], ends)
             log.info("geofencer: seeded the changelog of partition %d with %d rows", partition, len(writes))
         return True
@@ -535,12 +383,10 @@ class Geofencer:
                 owned[tp] = records
         return owned
 
-    async def _append(self, event: Derived, partition: int) -> Any:
-        """Hand one derived event to the producer, to ``partition`` (the tenant's), keyed by its tenant; the future of
-        its acknowledgement, which the batch's settling awaits."""
-        return await self._producer.send(
-            self.settings.kafka.topic, encode_event(event), key=event.tenant_id.encode(), partition=partition
-        )
+    async def _send(self, outbox: Outbox) -> list[SentBatch]:
+        """Hand a batch's derived events to the producer, in record batches per partition: the acknowledgements the
+        batch's settling awaits."""
+        return await send_batches(self._producer, self.settings.kafka.topic, outbox.by_partition)
 
     def _watching(self, tp: TopicPartition, now: float) -> bool:
         """Caught up with the partition, and heard from its leader in the last ``WATCHING_SECONDS``: its watched time
@@ -567,127 +413,61 @@ class Geofencer:
             return
         changes = Changes()
         changes.set_clocks(self._owned_clocks())
-        sends = []
+        outbox = Outbox()
         for key in gone:
             presence = self.presences.by_key[key]
             event = offline_event(key, presence, watched[presence.partition] - presence.heard_at, now)
             changes.add_presence(key, presence)
-            sends.append(await self._append(event, presence.partition))
-            self.metrics.presence["technician_offline"].inc()
-        await self._queue_settle(sends, changes, {}, time.perf_counter())
+            outbox.add(event, presence.partition)
+        self.metrics.count(outbox)
+        await self._queue_settle(await self._send(outbox), changes, {}, time.perf_counter())
 
     async def process(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        """Evaluate a batch (``domain.derived_facts.Evaluation``, in chunks: the event loop gets a turn at least every
+        ``LOOP_TURN_SECONDS``), hand its events to the producer and queue its settling."""
         began = time.perf_counter()
-        changed: dict[Key, TechnicianFences] = {}
-        changes = Changes()
-        sends = []
-        fixes = 0
-        next_offsets: dict[int, int] = {}
-        book = self.fences.book
         rules = self.rules
-        horizon, max_fixes = self.settings.stays_horizon_seconds, self.settings.stays_max_fixes
-        tenant_limits: dict[str, tuple[StayRules, float, float]] = {}
-        heard_from: set[Key] = set()  # technicians whose presence its own offline events changed
+        evaluation = Evaluation(
+            self.technicians,
+            self.tracks,
+            self.clocks,
+            self.presences,
+            self.fences.book,
+            lambda tenant: (
+                rules.stays(tenant),
+                rules.quality(tenant).max_speed_kmh,
+                rules.presence(tenant).offline_seconds,
+            ),
+            self.settings.stays_horizon_seconds,
+            self.settings.stays_max_fixes,
+            time.time(),
+        )
+        next_offsets: dict[int, int] = {}
         turn = began
         for tp, records in batches.items():
-            for record in records:
+            values = [record.value for record in records]
+            for start in range(0, len(values), EVALUATION_CHUNK):
+                evaluation.records(tp.partition, values[start : start + EVALUATION_CHUNK])
                 if time.perf_counter() - turn > LOOP_TURN_SECONDS:  # a big batch among big fences: let others run
                     await asyncio.sleep(0)
                     turn = time.perf_counter()
-                try:
-                    event = decode_event(record.value)
-                except InvalidEventError:
-                    continue  # the projector dead-letters it; nothing to evaluate
-                if isinstance(event, TechnicianOffline):  # its own, read back: the log has the last word
-                    key = (event.tenant_id, event.technician_id)
-                    ended = self.presences.said_offline(key, event.data.fix_event_id)
-                    presence = self.presences.by_key.get(key)
-                    if presence is not None:
-                        heard_from.add(key)
-                    if ended is not None:  # a fix ended that silence before this processor read it: say so
-                        online = online_event_of(event, ended)
-                        sends.append(await self._append(online, tp.partition))
-                        self.metrics.presence["technician_online"].inc()
-                    continue
-                if isinstance(event, TrackingStopped):  # the app said so: offline at once (docs/online-offline.md)
-                    key = (event.tenant_id, event.technician_id)
-                    clock = self.clocks.get(tp.partition)
-                    if clock is None:
-                        clock = self.clocks[tp.partition] = PartitionClock()
-                    clock.advance(event.received_at.timestamp())
-                    stopped = self.presences.stopped(key, event.recorded_at.timestamp())
-                    if stopped is not None:
-                        silent = clock.watched - stopped.heard_at
-                        said = offline_event(key, stopped, silent, time.time(), reason="tracking_stopped")
-                        sends.append(await self._append(said, tp.partition))
-                        heard_from.add(key)  # its presence is written with the batch
-                        self.metrics.presence["technician_offline"].inc()
-                    continue
-                if not isinstance(event, LocationRecorded):
-                    continue
-                fixes += 1
-                tenant = event.tenant_id
-                key = (tenant, event.technician_id)
-                state = self.technicians.get(key)
-                if state is None:
-                    state = self.technicians[key] = TechnicianFences()
-                index = book.index(tenant)
-                crossings = fix_crossings(state, index, event)
-                if crossings is None:
-                    continue  # a flagged fix triggers nothing and moves nothing (domain/fix_quality.py)
-                out: list[GeofenceEntered | GeofenceExited | Stayed | TechnicianOnline] = [
-                    crossing_event(event, crossing) for crossing in crossings
-                ]
-                for crossing in crossings:
-                    self.metrics.crossings[crossing.kind].inc()
-                changed[key] = state
-                limits = tenant_limits.get(tenant)
-                if limits is None:  # looked up once a batch per tenant
-                    limits = tenant_limits[tenant] = (
-                        rules.stays(tenant),
-                        rules.quality(tenant).max_speed_kmh,
-                        rules.presence(tenant).offline_seconds,
-                    )
-                clock = self.clocks.get(tp.partition)
-                if clock is None:
-                    clock = self.clocks[tp.partition] = PartitionClock()
-                clock.advance(event.received_at.timestamp())
-                at = event.recorded_at.timestamp()
-                back = self.presences.heard(key, tp.partition, clock.watched, at, event.event_id, limits[2])
-                if back is not None:
-                    out.append(online_event(event, back))
-                    self.metrics.presence["technician_online"].inc()
-                track = self.tracks.get(key)
-                if track is None:
-                    track = self.tracks[key] = StayTrack()
-                data = event.data
-                point = Point(at, data.latitude, data.longitude)
-                stays = track.add(point, limits[0], limits[1])
-                if stays is None:
-                    self.metrics.too_late.inc()
-                else:
-                    changes.add_to_tail(key, point, tp.partition)
-                    for change in stays:
-                        stayed = stay_event(event, change, index)
-                        out.append(stayed)
-                        self.metrics.stays[stayed.type].inc()
-                    tail = track.tail
-                    if tail[-1].at - tail[0].at > 1.5 * horizon or len(tail) > 1.5 * max_fixes:
-                        if track.prune(horizon, max_fixes):
-                            changes.bases.append(StayBase(*key, track.base, track.settled, track.horizon))
-                for derived in out:
-                    sends.append(await self._append(derived, tp.partition))
             next_offsets[tp.partition] = records[-1].offset + 1
         self.read_to.update(next_offsets)
-        changes.technicians = self.state.rows(changed.items())
-        for key in changed.keys() | heard_from:  # their presences as they are now
+        changes = Changes(tail=evaluation.tail, tail_partition=evaluation.tail_partition)
+        changes.technicians = self.state.rows(evaluation.changed.items())
+        for key in dict.fromkeys(evaluation.cut):  # the tracks whose tail was cut: their new start
+            track = self.tracks[key]
+            changes.bases.append(StayBase(*key, track.base, track.settled, track.horizon))
+        for key in evaluation.changed.keys() | evaluation.heard_from:  # their presences as they are now
             changes.add_presence(key, self.presences.by_key[key])
-        self.metrics.fixes.inc(fixes)
         changes.set_clocks(self._owned_clocks())
-        await self._queue_settle(sends, changes, next_offsets, began)
+        self.metrics.fixes.inc(evaluation.fixes)
+        self.metrics.too_late.inc(evaluation.too_late)
+        self.metrics.count(evaluation.outbox)
+        await self._queue_settle(await self._send(evaluation.outbox), changes, next_offsets, began)
 
     async def _queue_settle(
-        self, sends: list[Any], changes: Changes, next_offsets: dict[int, int], began: float
+        self, sends: list[SentBatch], changes: Changes, next_offsets: dict[int, int], began: float
     ) -> None:
         if self._settling is not None:  # the batch before settles while this one is evaluated, never two at once
             # Its failure ends the loop (nothing is committed past an unacknowledged send); shielded, so a stop that
@@ -714,11 +494,12 @@ class Geofencer:
             request_rejoin(self._consumer)  # the group says who holds them now; a take here restores them
         return overtaken
 
-    async def _settle(self, sends: list[Any], changes: Changes, next_offsets: dict[int, int], began: float) -> None:
+    async def _settle(
+        self, sends: list[SentBatch], changes: Changes, next_offsets: dict[int, int], began: float
+    ) -> None:
         """Every event of the batch acknowledged (acks=all), then the state and offsets after it: appended to the
         changelog and acknowledged, then committed to the local store with the changelog's new ends."""
-        if sends:
-            await asyncio.gather(*sends)
+        await acknowledged_ends(sends)
         loop = asyncio.get_running_loop()
         writes = await loop.run_in_executor(self._committer, self.state.writes, changes, next_offsets)
         by_partition = self.changelog.by_partition(writes)
@@ -727,7 +508,7 @@ class Geofencer:
             writes = [write for p, held in by_partition.items() if p not in overtaken for write in held]
             by_partition = {p: held for p, held in by_partition.items() if p not in overtaken}
             next_offsets = {p: offset for p, offset in next_offsets.items() if p not in overtaken}
-        ends = await Changelog.acknowledged(await self.changelog.append(self._producer, by_partition, self.member))
+        ends = await acknowledged_ends(await self.changelog.append(self._producer, by_partition, self.member))
         self.changelog_ends.update(ends)
         await loop.run_in_executor(self._committer, self.state.apply, writes, ends)
         self.positions.update(next_offsets)

@@ -23,8 +23,10 @@ class GeofencerSettings(ConsumingServiceSettings):
     session_timeout_seconds: float = Field(default=10.0, ge=6, le=300)
     """How long the group waits for a silent instance before its partitions go to the others (the broker's
     ``group.min.session.timeout.ms`` is 6 s by default)."""
-    max_batch: int = Field(default=5_000, ge=1)
-    """Records per batch at most (one state transaction each)."""
+    max_batch: int = Field(default=20_000, ge=1)
+    """Records per batch at most (one state transaction, and one changelog append, each). What a batch stores grows
+    with the technicians in it, not with its fixes: working through a backlog, 20,000 read 36% more fixes a second
+    than 5,000 (docs/benchmarks.md); a live topic's batches are what arrived since the last."""
     start_from: Literal["end", "beginning"] = "end"
     """Where a first start reads the location topic from (later starts resume from the stored offsets): the end
     (crossings from now on), or the beginning (every fix the topic still holds)."""
