@@ -26,7 +26,7 @@ from typing import Any, Final
 from domain.geofencing import Crossing, FenceBook, FenceIndex, TechnicianFences, fix_crossings
 from domain.identity import uuid5
 from domain.presence import PartitionClock, Presence, Presences
-from domain.stays import Change, Point, Retraction, StayTrack, new_point
+from domain.stays import Change, Retraction, StayTrack, TailAdditions, new_point
 from schemas.events import (
     CrossingData,
     Derived,
@@ -179,16 +179,8 @@ def crossing_event(fix: LocationRecorded, crossing: Crossing) -> GeofenceEntered
         distance_meters=round(crossing.distance_m, 2),
         fix_event_id=fix.event_id,
     )
-    if crossing.kind == "enter":
-        return GeofenceEntered(
-            event_id=crossing.event_id,
-            tenant_id=fix.tenant_id,
-            technician_id=fix.technician_id,
-            recorded_at=fix.recorded_at,
-            received_at=fix.received_at,
-            data=data,
-        )
-    return GeofenceExited(
+    kind: type[GeofenceEntered] | type[GeofenceExited] = GeofenceEntered if crossing.kind == "enter" else GeofenceExited
+    return kind(
         event_id=crossing.event_id,
         tenant_id=fix.tenant_id,
         technician_id=fix.technician_id,
@@ -219,7 +211,7 @@ class Evaluation:
     """One batch of the location log evaluated against the processor's state (changed in place): ``records`` of one
     partition at a time, in log order. What it derived is in ``outbox``; what it changed is for the processor to
     commit: the technicians whose fences' state or presence changed (``changed``, ``heard_from``), each track's new
-    fixes and the partition they came from (``tail``, ``tail_partition``) and the tracks whose tail was cut
+    fixes and the partition they came from (``tail``) and the tracks whose tail was cut
     (``cut``)."""
 
     def __init__(
@@ -246,8 +238,7 @@ class Evaluation:
         self.outbox = Outbox()
         self.changed: dict[Key, TechnicianFences] = {}
         self.heard_from: set[Key] = set()  # technicians whose presence its own offline events changed
-        self.tail: dict[Key, list[Point]] = {}
-        self.tail_partition: dict[Key, int] = {}
+        self.tail = TailAdditions()
         self.cut: list[Key] = []
         self.fixes = 0
         self.too_late = 0  # good fixes older than their track's horizon: in the history, not in stops and trips
@@ -327,12 +318,7 @@ class Evaluation:
         if stays is None:
             self.too_late += 1
             return
-        held = self.tail.get(key)
-        if held is None:
-            self.tail[key] = [point]
-            self.tail_partition[key] = partition
-        else:
-            held.append(point)
+        self.tail.add(key, point, partition)
         for change in stays:
             outbox.add(stay_event(event, change, index), partition)
         tail = track.tail

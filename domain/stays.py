@@ -472,6 +472,24 @@ class StayTrack:
         return True
 
 
+@dataclass(slots=True)
+class TailAdditions:
+    """The fixes some tracks took in one batch, per technician (``points``), and the partition they were read from:
+    what a commit stores as each track's next tail chunk (``geofencer/state.py``)."""
+
+    points: dict[tuple[str, str], list[Point]] = field(default_factory=dict)
+    partition: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def add(self, key: tuple[str, str], point: Point, partition: int = 0) -> None:
+        """A fix the technician's track took, read from ``partition``."""
+        held = self.points.get(key)
+        if held is None:
+            self.points[key] = [point]
+            self.partition[key] = partition
+        else:
+            held.append(point)
+
+
 def _difference(before: dict[FactKey, StayFact], after: dict[FactKey, StayFact]) -> list[Change]:
     """What turns a consumer's ``before`` into ``after``: the retractions, then the changed last facts in the order
     they started, so a consumer that keeps only the latest (the map's ``domain/projection.py``) ends on the latest."""

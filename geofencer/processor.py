@@ -453,7 +453,7 @@ class Geofencer:
                     turn = time.perf_counter()
             next_offsets[tp.partition] = records[-1].offset + 1
         self.read_to.update(next_offsets)
-        changes = Changes(tail=evaluation.tail, tail_partition=evaluation.tail_partition)
+        changes = Changes(tail=evaluation.tail)
         changes.technicians = self.state.rows(evaluation.changed.items())
         for key in dict.fromkeys(evaluation.cut):  # the tracks whose tail was cut: their new start
             track = self.tracks[key]

@@ -35,6 +35,7 @@ from domain.stays import (
     RuleState,
     StayFact,
     StayTrack,
+    TailAdditions,
     facts_from_json,
     facts_to_json,
     state_from_json,
@@ -153,8 +154,7 @@ class Changes:
     """What a batch changed, to commit once its events are acknowledged."""
 
     technicians: list[Row] = field(default_factory=list)
-    tail: dict[Key, list[Point]] = field(default_factory=dict)  # the fixes each technician's track took
-    tail_partition: dict[Key, int] = field(default_factory=dict)  # the partition they came from
+    tail: TailAdditions = field(default_factory=TailAdditions)  # the fixes each technician's track took
     bases: list[StayBase] = field(default_factory=list)
     # Rows made as the batch is evaluated: the presences and clocks go on changing before the batch is committed.
     presence: dict[Key, tuple[str, str, float, float, str, int, int, str | None]] = field(default_factory=dict)
@@ -174,15 +174,6 @@ class Changes:
     def set_clocks(self, clocks: dict[int, PartitionClock]) -> None:
         self.clocks = [(partition, clock.watched, clock.at) for partition, clock in clocks.items()]
 
-    def add_to_tail(self, key: Key, point: Point, partition: int = 0) -> None:
-        """A fix the technician's track took, read from ``partition``."""
-        held = self.tail.get(key)
-        if held is None:
-            self.tail[key] = [point]
-            self.tail_partition[key] = partition
-        else:
-            held.append(point)
-
     def tail_rows(self, next_offsets: dict[int, int]) -> list[TailRow]:
         """One row per technician: its newest fix's time (for the cut), the fixes packed as doubles (exactly as they
         were), and its chunk (the batch's next offset of the partition its fixes came from: unique per technician,
@@ -192,9 +183,9 @@ class Changes:
                 *key,
                 max(point.at for point in points),
                 array("d", chain.from_iterable(points)).tobytes(),
-                next_offsets[self.tail_partition[key]],
+                next_offsets[self.tail.partition[key]],
             )
-            for key, points in self.tail.items()
+            for key, points in self.tail.points.items()
         ]
 
 

@@ -101,8 +101,8 @@ def test_records_that_are_no_fix_are_passed_over_and_a_crossing_goes_to_the_fixs
     assert evaluation.outbox.counts == {"geofence_entered": 1}
     assert list(evaluation.outbox.by_partition) == [3]
     assert set(evaluation.changed) == {("t", "tech-1")} and evaluation.heard_from == set()
-    assert [len(points) for points in evaluation.tail.values()] == [2]
-    assert evaluation.tail_partition == {("t", "tech-1"): 3}
+    assert [len(points) for points in evaluation.tail.points.values()] == [2]
+    assert evaluation.tail.partition == {("t", "tech-1"): 3}
     assert fleet.technicians[("t", "tech-1")].inside == {"site"}
 
 
@@ -111,7 +111,7 @@ def test_a_flagged_fix_triggers_nothing_and_changes_nothing() -> None:
     fleet.batch(0, [fix(0, 500)])
     evaluation = fleet.batch(0, [fix(10, 20, flags=("mock",))])
     assert evaluation.fixes == 1 and evaluation.outbox.by_partition == {}
-    assert evaluation.changed == {} and evaluation.tail == {}
+    assert evaluation.changed == {} and evaluation.tail.points == {}
     assert fleet.technicians[("t", "tech-1")].inside == set()
 
 

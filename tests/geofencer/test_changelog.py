@@ -42,7 +42,7 @@ def _write_a_day(store: GeofencerState) -> list[Write]:
         for key, points in days.items():
             for point in points[start : start + 41]:
                 if tracks[key].add(point, RULES) is not None:
-                    changes.add_to_tail(key, point, tenant_partition(key[0], PARTITIONS))
+                    changes.tail.add(key, point, tenant_partition(key[0], PARTITIONS))
                 if tracks[key].prune(keep_seconds=1_800, max_fixes=300):
                     changes.bases.append(StayBase(*key, tracks[key].base, tracks[key].settled, tracks[key].horizon))
             if points[start : start + 41]:
@@ -111,7 +111,7 @@ def test_a_late_fix_in_a_new_batch_gets_a_chunk_of_its_own(tmp_path: Path) -> No
         key = ("tenant-a", "tech-1")
         for offset, point in ((10, Point(100.0, 46.0, 14.0)), (20, Point(100.0, 46.001, 14.0))):
             changes = Changes()
-            changes.add_to_tail(key, point)
+            changes.tail.add(key, point)
             store.commit(changes, {0: offset})
         chunks = [w.key for w in store.partition_writes(0) if w.table == "stay_tail"]
     finally:

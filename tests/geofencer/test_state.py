@@ -42,7 +42,7 @@ def test_tracks_committed_batch_by_batch_with_cuts_load_back_as_they_were(tmp_pa
             changes = Changes()
             for point in arrival[start : start + 37]:
                 if live.add(point, RULES) is not None:
-                    changes.add_to_tail(KEY, point)
+                    changes.tail.add(KEY, point)
                 if live.prune(keep_seconds=1_800, max_fixes=400):  # as the processor cuts, mid-batch
                     changes.bases.append(StayBase(*KEY, live.base, live.settled, live.horizon))
                     cuts += 1
