@@ -17,6 +17,7 @@ COPY projector ./projector
 COPY ws_edge ./ws_edge
 COPY replay ./replay
 COPY geofencer ./geofencer
+COPY notifier ./notifier
 # What the map page loads from npm (not vendored; ws_edge/map_page.py VENDOR); an editable install serves it from
 # ws_edge/web.
 COPY --from=web /web/node_modules/leaflet ./ws_edge/web/node_modules/leaflet

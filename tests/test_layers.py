@@ -14,7 +14,14 @@ LAYERS: list[set[str]] = [
     {"schemas"},  # the contracts: events on the topic, WebSocket messages, claims, cursors
     {"domain"},  # the pure core: the apply rule, positions, event identity, partitioning
     {"locstream"},  # the kernel: Kafka, HTTP service shell, settings, lifecycle, readiness, logs, auth, serving
-    {"replay", "producers", "projector", "ws_edge", "geofencer"},  # the services (replay also a library of others)
+    {
+        "replay",
+        "producers",
+        "projector",
+        "ws_edge",
+        "geofencer",
+        "notifier",
+    },  # the services (replay also a library of others)
     {"launch"},  # entry points: the CLI, the dev stack, config docs, the simulator, local broker and PostgreSQL
     {"bench"},  # the benchmark harness, which starts everything below
 ]
