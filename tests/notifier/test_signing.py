@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -80,3 +82,15 @@ def test_a_secret_must_be_one_and_an_endpoint_must_have_one() -> None:
         secret_key("sk_live_123")
     with pytest.raises(ValueError, match="without a secret"):
         signed_headers([], "msg", 0, BODY)
+
+
+def test_the_receivers_snippet_in_the_docs_verifies_a_delivery_and_refuses_a_changed_one() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "alerts.md").read_text()
+    snippet = docs.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict[str, Any] = {}
+    exec(compile(snippet, "docs/alerts.md", "exec"), scope)  # the receiver's code as a reader copies it
+    secret = new_secret()
+    headers = signed_headers([secret_key(new_secret()), secret_key(secret)], "msg-0005", int(time.time()), BODY)
+    assert scope["verify"](secret, headers, BODY) == "msg-0005"
+    with pytest.raises(ValueError, match="bad signature"):
+        scope["verify"](secret, headers, BODY + b" ")
