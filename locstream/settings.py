@@ -39,6 +39,9 @@ class KafkaSettings(BaseSettings):
     rules_topic: str = "tenant-rules.v1"
     """The tenants' rules topic (compacted, one partition): the limits by which each tenant's fixes are judged,
     read by every ingest process."""
+    alert_rules_topic: str = "alert-rules.v1"
+    """The alert rules topic (compacted, one partition): each tenant's alert rules (docs/alerts.md), read by every
+    ingest process."""
     partitions: int = Field(default=6, ge=1)
     """Partitions when the services create the topic."""
     replication_factor: int | None = Field(default=None, ge=1)

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from locstream.http import Operations, add_operations, service_app
 from locstream.readiness import BrokerProbe
+from producers.alert_rule_routes import alert_rules_router
 from producers.device_routes import devices_router, protocols_router
 from producers.geofence_routes import geofences_router
 from producers.hot_path import HotPath
@@ -23,6 +24,7 @@ def install(app: FastAPI, settings: ProducersSettings) -> Ingest:
     app.include_router(devices_router)
     app.include_router(geofences_router)
     app.include_router(rules_router)
+    app.include_router(alert_rules_router)
     app.include_router(protocols_router)
     app.add_middleware(HotPath)
     document(app)

@@ -23,6 +23,7 @@ from starlette.requests import HTTPConnection
 from domain.fix_quality import ingest_flags
 from domain.identity import identity
 from domain.position import Position
+from locstream.alert_rules import AlertRulesRegistry
 from locstream.auth import KEYS_UNAVAILABLE
 from locstream.devices import DeviceRegistry
 from locstream.fences import FenceRegistry
@@ -122,7 +123,9 @@ class Ingest:
         self.devices = DeviceRegistry(settings.kafka)
         self.fences = FenceRegistry(settings.kafka)
         self.rules = TenantRulesRegistry(settings.kafka)
+        self.alert_rules = AlertRulesRegistry(settings.kafka)
         self.fence_definitions: dict[str, asyncio.Lock] = {}  # per tenant: its definitions one at a time
+        self.alert_rule_definitions: dict[str, asyncio.Lock] = {}  # the same for its alert rules
         self.recent = RecentFixes(settings.recent_fixes)
         self.per_token = RateLimiter(settings.token_rate, settings.token_burst)
         self.per_tenant = RateLimiter(settings.tenant_rate, settings.tenant_burst)
@@ -136,9 +139,11 @@ class Ingest:
         await self.devices.start()
         await self.fences.start()
         await self.rules.start()
+        await self.alert_rules.start()
         tune_for_batches(self.settings.gc_gen0_threshold)
 
     async def stop(self) -> None:
+        await self.alert_rules.stop()
         await self.rules.stop()
         await self.fences.stop()
         await self.devices.stop()

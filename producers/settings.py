@@ -23,6 +23,8 @@ class ProducersSettings(ServiceSettings):
     turns of its event loop, ahead of every other tenant's POSTs."""
     max_geofences_per_tenant: int = Field(default=10_000, ge=1)
     """Fences a tenant may define (every service holds every tenant's fences in memory)."""
+    max_alert_rules_per_tenant: int = Field(default=1_000, ge=1)
+    """Alert rules a tenant may define (each is evaluated against each of its technicians' facts)."""
     max_fence_positions_per_tenant: int = Field(default=1_000_000, ge=100)
     """A tenant's budget of fence positions: each polygon counts its positions and each fence at least 100 (a
     circle too). Past it, 422. At the budget the geofence processor holds about 28 MB of the tenant's fences and the

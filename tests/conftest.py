@@ -170,6 +170,7 @@ def kafka(kafka_bootstrap: str) -> KafkaSettings:
         devices_topic=f"{topic}.devices",
         geofences_topic=f"{topic}.geofences",
         rules_topic=f"{topic}.rules",
+        alert_rules_topic=f"{topic}.alert-rules",
     )
 
 
@@ -186,6 +187,7 @@ async def stack(kafka: KafkaSettings, tmp_path: Path, request: pytest.FixtureReq
         "KAFKA_DEVICES_TOPIC": kafka.devices_topic,
         "KAFKA_GEOFENCES_TOPIC": kafka.geofences_topic,
         "KAFKA_RULES_TOPIC": kafka.rules_topic,
+        "KAFKA_ALERT_RULES_TOPIC": kafka.alert_rules_topic,
         "KAFKA_PARTITIONS": str(kafka.partitions),
         "LOCSTREAM_DATA_DIR": str(tmp_path / "data"),
         # A consumer group per test: projectors of tests that share a broker would otherwise rebalance each other,

@@ -39,6 +39,10 @@ OPERATIONS = [
     ("/api/v1/field-service/geofences/{geofence_id}", "DELETE", Role.DISPATCHER, {204, 404}),
     ("/api/v1/field-service/rules", "PUT", Role.ADMIN, {200}),
     ("/api/v1/field-service/rules", "GET", Role.DISPATCHER, {200}),
+    ("/api/v1/field-service/alert-rules/{rule_id}", "PUT", Role.DISPATCHER, {200}),
+    ("/api/v1/field-service/alert-rules", "GET", Role.ANALYST, {200}),
+    ("/api/v1/field-service/alert-rules/{rule_id}", "GET", Role.ANALYST, {200, 404}),
+    ("/api/v1/field-service/alert-rules/{rule_id}", "DELETE", Role.DISPATCHER, {204, 404}),
 ]
 CHECKS = [
     not_a_server_error,

@@ -36,6 +36,24 @@ async def compacted_records(kafka: KafkaSettings, topic: str) -> int:
         await consumer.stop()
 
 
+async def compacted_values(kafka: KafkaSettings, topic: str) -> list[bytes]:
+    """Every record value a compacted table's topic holds, in log order (tombstones left out)."""
+    partition = await ensure_compacted_topic(kafka, topic)
+    consumer = make_consumer(kafka, group_id=None)
+    await consumer.start()
+    try:
+        consumer.assign([partition])
+        await consumer.seek_to_beginning(partition)
+        end = int((await consumer.end_offsets([partition]))[partition])
+        values: list[bytes] = []
+        while await consumer.position(partition) < end:
+            for records in (await consumer.getmany(partition, timeout_ms=1_000)).values():
+                values.extend(record.value for record in records if record.value is not None)
+        return values
+    finally:
+        await consumer.stop()
+
+
 async def read_all(kafka: KafkaSettings) -> list[tuple[Event, Position]]:
     """Every event on the topic, per partition in log order."""
     partitions = await ensure_topic(kafka)
