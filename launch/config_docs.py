@@ -26,6 +26,7 @@ from locstream.settings import (
     KafkaSettings,
     LogSettings,
     MetricsSettings,
+    OutboundSettings,
     ServerSettings,
 )
 from producers.settings import ProducersSettings
@@ -50,6 +51,7 @@ GROUPS: list[tuple[str, type[BaseSettings], str]] = [
     ("Logging", LogSettings, "every service and `locstream dev`"),
     ("Servers", ServerSettings, "every service and `locstream dev` (deadlines and caps against slow peers)"),
     ("Metrics", MetricsSettings, "`locstream dev` (who may read `/metrics`)"),
+    ("Outbound calls", OutboundSettings, "where webhooks may reach (docs/alerts.md)"),
     ("Ingest API (`locstream producers`)", ProducersSettings, ""),
     ("Projector (`locstream projector`)", ProjectorSettings, ""),
     ("WebSocket edge (`locstream ws-edge`)", EdgeSettings, ""),
@@ -66,7 +68,7 @@ def reads(group: type[BaseSettings]) -> list[str]:
     ]
 
 
-SHARED = (KafkaSettings, AuthSettings, DataSettings, LogSettings, ServerSettings, MetricsSettings)
+SHARED = (KafkaSettings, AuthSettings, DataSettings, LogSettings, ServerSettings, MetricsSettings, OutboundSettings)
 
 HEADER = """# Configuration
 

@@ -1,11 +1,13 @@
-"""The tenants' alert rules, from the alert rules topic (``schemas/alert_rules.py``), followed from its beginning by
-every process that needs them (``locstream.compacted_topic``): the ingest API, which defines them. ``put`` and
-``remove`` return once this process has applied the change (docs/alerts.md).
+"""The tenants' alert rules and webhook endpoints, from the alert rules topic (``schemas/alert_rules.py``), followed
+from its beginning by every process that needs them (``locstream.compacted_topic``): the ingest API, which defines
+them. ``put`` and ``remove`` (and their endpoint forms) return once this process has applied the change
+(docs/alerts.md).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from locstream.compacted_topic import Registry
 from locstream.settings import KafkaSettings
@@ -13,10 +15,15 @@ from schemas.alert_rules import (
     AlertRuleDefined,
     AlertRuleEvent,
     AlertRuleRemoved,
+    WebhookEndpointDefined,
+    WebhookEndpointRemoved,
     decode_alert_rule_event,
     encode_alert_rule_event,
+    endpoint_key,
     rule_key,
 )
+
+T = TypeVar("T")
 
 
 class AlertRulesRegistry(Registry[AlertRuleEvent]):
@@ -24,16 +31,18 @@ class AlertRulesRegistry(Registry[AlertRuleEvent]):
 
     def __init__(self, kafka: KafkaSettings) -> None:
         self.by_tenant: dict[str, dict[str, AlertRuleDefined]] = {}
+        self.endpoints: dict[str, dict[str, WebhookEndpointDefined]] = {}
         super().__init__(kafka, kafka.alert_rules_topic, decode_alert_rule_event)
 
     def fold(self, event: AlertRuleEvent, value: bytes) -> None:
-        held = self.by_tenant.setdefault(event.tenant_id, {})
         if isinstance(event, AlertRuleDefined):
-            held[event.rule_id] = event
+            self.by_tenant.setdefault(event.tenant_id, {})[event.rule_id] = event
+        elif isinstance(event, AlertRuleRemoved):
+            _drop(self.by_tenant, event.tenant_id, event.rule_id)
+        elif isinstance(event, WebhookEndpointDefined):
+            self.endpoints.setdefault(event.tenant_id, {})[event.endpoint_id] = event
         else:
-            held.pop(event.rule_id, None)
-            if not held:
-                del self.by_tenant[event.tenant_id]
+            _drop(self.endpoints, event.tenant_id, event.endpoint_id)
 
     def of(self, tenant_id: str) -> list[AlertRuleDefined]:
         """The tenant's rules, by id."""
@@ -56,3 +65,29 @@ class AlertRulesRegistry(Registry[AlertRuleEvent]):
         event = AlertRuleRemoved(tenant_id=tenant_id, rule_id=rule_id, at=datetime.now(UTC))
         await self.table.append(rule_key(tenant_id, rule_id), encode_alert_rule_event(event))
         return True
+
+    def endpoint(self, tenant_id: str, endpoint_id: str) -> WebhookEndpointDefined | None:
+        return self.endpoints.get(tenant_id, {}).get(endpoint_id)
+
+    def endpoints_of(self, tenant_id: str) -> list[WebhookEndpointDefined]:
+        return [endpoint for _, endpoint in sorted(self.endpoints.get(tenant_id, {}).items())]
+
+    async def put_endpoint(self, endpoint: WebhookEndpointDefined) -> None:
+        """Define (or redefine) a webhook endpoint; returns once this process has applied it."""
+        key = endpoint_key(endpoint.tenant_id, endpoint.endpoint_id)
+        await self.table.append(key, encode_alert_rule_event(endpoint))
+
+    async def remove_endpoint(self, tenant_id: str, endpoint_id: str) -> bool:
+        if self.endpoint(tenant_id, endpoint_id) is None:
+            return False
+        event = WebhookEndpointRemoved(tenant_id=tenant_id, endpoint_id=endpoint_id, at=datetime.now(UTC))
+        await self.table.append(endpoint_key(tenant_id, endpoint_id), encode_alert_rule_event(event))
+        return True
+
+
+def _drop(table: dict[str, dict[str, T]], tenant_id: str, key: str) -> None:
+    held = table.get(tenant_id)
+    if held is not None:
+        held.pop(key, None)
+        if not held:
+            del table[tenant_id]

@@ -6,11 +6,12 @@ so a misconfigured service fails at start-up with the missing variable's name.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from locstream.claim_mapping import parse_role_map
@@ -223,6 +224,29 @@ class MetricsSettings(BaseSettings):
         if self.token is not None and len(self.token.get_secret_value()) < 32:
             raise ValueError("LOCSTREAM_METRICS_TOKEN must be at least 32 characters")
         return self
+
+
+class OutboundSettings(BaseSettings):
+    """Where tenants' webhooks may make the server call out to (env prefix ``LOCSTREAM_OUTBOUND_``): the public
+    internet over https only, unless said here (``locstream/outbound_policy.py``, docs/alerts.md)."""
+
+    model_config = SettingsConfigDict(use_attribute_docstrings=True, env_prefix="LOCSTREAM_OUTBOUND_")
+
+    allow_networks: list[str] = Field(default_factory=list)
+    """Networks (CIDR, JSON list) a webhook may reach although they are not on the public internet: an operator's
+    own receivers (``["10.20.0.0/16"]``), a development receiver (``["127.0.0.0/8"]``). Empty: none."""
+    allow_http: bool = False
+    """Let webhooks use plain http (development only: the body and its signature travel unencrypted)."""
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks(cls, networks: list[str]) -> list[str]:
+        for network in networks:
+            ipaddress.ip_network(network, strict=False)  # a ValueError names it
+        return networks
+
+    def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(network, strict=False) for network in self.allow_networks]
 
 
 class ServiceSettings(BaseSettings):

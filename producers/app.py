@@ -14,6 +14,7 @@ from producers.openapi import document
 from producers.routes import Ingest, router
 from producers.rules_routes import rules_router
 from producers.settings import ProducersSettings
+from producers.webhook_endpoint_routes import webhook_endpoints_router
 
 
 def install(app: FastAPI, settings: ProducersSettings) -> Ingest:
@@ -25,6 +26,7 @@ def install(app: FastAPI, settings: ProducersSettings) -> Ingest:
     app.include_router(geofences_router)
     app.include_router(rules_router)
     app.include_router(alert_rules_router)
+    app.include_router(webhook_endpoints_router)
     app.include_router(protocols_router)
     app.add_middleware(HotPath)
     document(app)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from locstream.settings import ServiceSettings
+from locstream.settings import OutboundSettings, ServiceSettings
 
 
 class ProducersSettings(ServiceSettings):
     model_config = SettingsConfigDict(use_attribute_docstrings=True, env_prefix="LOCSTREAM_PRODUCERS_")
 
+    outbound: OutboundSettings = Field(default_factory=OutboundSettings)
     ack_timeout_seconds: float = Field(default=5.0, gt=0)
     """How long a POST waits for Kafka's acknowledgement before answering 503 (never 202 unacknowledged)."""
     retry_after_seconds: int = Field(default=5, ge=1)
@@ -25,6 +26,8 @@ class ProducersSettings(ServiceSettings):
     """Fences a tenant may define (every service holds every tenant's fences in memory)."""
     max_alert_rules_per_tenant: int = Field(default=1_000, ge=1)
     """Alert rules a tenant may define (each is evaluated against each of its technicians' facts)."""
+    max_webhook_endpoints_per_tenant: int = Field(default=100, ge=1)
+    """Webhook endpoints a tenant may define (each with its own retries and circuit breaker)."""
     max_fence_positions_per_tenant: int = Field(default=1_000_000, ge=100)
     """A tenant's budget of fence positions: each polygon counts its positions and each fence at least 100 (a
     circle too). Past it, 422. At the budget the geofence processor holds about 28 MB of the tenant's fences and the

@@ -1,5 +1,7 @@
 """A tenant's alert rules on the compacted topic ``alert-rules.v1`` (key = tenant id and rule id, value = JSON), set by
-its admins and dispatchers through ``PUT /api/v1/field-service/alert-rules/{id}`` (docs/alerts.md). Compaction keeps
+its admins and dispatchers through ``PUT /api/v1/field-service/alert-rules/{id}`` (docs/alerts.md); its webhook
+endpoints on the same topic (key = tenant id, ``webhook_endpoint`` and endpoint id), set by its admins through
+``PUT /api/v1/field-service/webhook-endpoints/{id}``. Compaction keeps
 each rule's latest definition or removal, so every reader rebuilds a tenant's rules by reading the topic from its
 beginning, as the fences' readers do.
 
@@ -150,7 +152,37 @@ class AlertRuleRemoved(_RuleEvent, frozen=True, gc=False, tag="alert_rule_remove
     type: ClassVar[str] = "alert_rule_removed"
 
 
-AlertRuleEvent = AlertRuleDefined | AlertRuleRemoved
+class WebhookSecret(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw_only=True):
+    """One of an endpoint's signing secrets (``locstream/webhook_signing.py``): ``whsec_``, base64 of 32 bytes."""
+
+    secret: Annotated[str, Meta(pattern=r"^whsec_[A-Za-z0-9+/]{43}=$")]
+    created_at: AwareDatetime
+
+
+class _EndpointEvent(Struct, frozen=True, forbid_unknown_fields=True, gc=False, kw_only=True, tag_field="type"):
+    tenant_id: Identifier
+    endpoint_id: Identifier
+    at: AwareDatetime
+
+
+class WebhookEndpointDefined(_EndpointEvent, frozen=True, gc=False, tag="webhook_endpoint_defined"):
+    """Where a tenant's webhook alerts go: the URL (checked by ``locstream.outbound_policy`` when defined and again
+    at each delivery), the body's shape (Standard Webhooks JSON, or what Slack's or Teams' incoming webhooks take),
+    and its secrets: one, or two while it is rotated (the newest last). The topic is the only place they are kept;
+    the API shows a secret once, when it is made."""
+
+    type: ClassVar[str] = "webhook_endpoint_defined"
+    url: Annotated[str, Meta(min_length=1, max_length=2_048)]
+    secrets: Annotated[tuple[WebhookSecret, ...], Meta(min_length=1, max_length=2)]
+    body: Literal["standard", "slack", "teams"] = "standard"
+    description: Annotated[str, Meta(max_length=200)] | None = None
+
+
+class WebhookEndpointRemoved(_EndpointEvent, frozen=True, gc=False, tag="webhook_endpoint_removed"):
+    type: ClassVar[str] = "webhook_endpoint_removed"
+
+
+AlertRuleEvent = AlertRuleDefined | AlertRuleRemoved | WebhookEndpointDefined | WebhookEndpointRemoved
 
 _DECODER: Final[msgspec.json.Decoder[AlertRuleEvent]] = msgspec.json.Decoder(AlertRuleEvent)
 _ENCODER: Final = msgspec.json.Encoder()
@@ -180,6 +212,11 @@ def rule_problems(rule: AlertRuleDefined) -> list[str]:
 def rule_key(tenant_id: str, rule_id: str) -> bytes:
     """The record key: unambiguous whatever characters the ids hold (compaction keeps each rule's latest record)."""
     return json.dumps([tenant_id, rule_id], separators=(",", ":")).encode()
+
+
+def endpoint_key(tenant_id: str, endpoint_id: str) -> bytes:
+    """An endpoint's record key: three elements, never one of a rule's two."""
+    return json.dumps([tenant_id, "webhook_endpoint", endpoint_id], separators=(",", ":")).encode()
 
 
 def decode_alert_rule_event(value: bytes) -> AlertRuleEvent:

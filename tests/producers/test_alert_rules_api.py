@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from schemas.alert_rules import decode_alert_rule_event
+from schemas.alert_rules import AlertRuleDefined, decode_alert_rule_event
 from schemas.claims import Role
 from tests.support.kafka_io import compacted_records, compacted_values
 from tests.support.stack import Stack
@@ -161,5 +161,6 @@ async def test_what_the_topic_holds_is_the_rule_as_answered(stack: Stack) -> Non
         assert answer.status_code == 200, answer.text
     [value] = await compacted_values(stack.kafka, stack.kafka.alert_rules_topic)
     held = decode_alert_rule_event(value)
+    assert isinstance(held, AlertRuleDefined)
     assert held.rule_id == "after-hours" and held.tenant_id == "tenant-a"
     assert answer.json()["condition"]["days"] == ["mon", "tue", "wed", "thu", "fri"]

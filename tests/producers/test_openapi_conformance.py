@@ -43,6 +43,12 @@ OPERATIONS = [
     ("/api/v1/field-service/alert-rules", "GET", Role.ANALYST, {200}),
     ("/api/v1/field-service/alert-rules/{rule_id}", "GET", Role.ANALYST, {200, 404}),
     ("/api/v1/field-service/alert-rules/{rule_id}", "DELETE", Role.DISPATCHER, {204, 404}),
+    ("/api/v1/field-service/webhook-endpoints/{endpoint_id}", "PUT", Role.ADMIN, {200}),
+    ("/api/v1/field-service/webhook-endpoints", "GET", Role.DISPATCHER, {200}),
+    ("/api/v1/field-service/webhook-endpoints/{endpoint_id}", "GET", Role.DISPATCHER, {200, 404}),
+    ("/api/v1/field-service/webhook-endpoints/{endpoint_id}/secrets", "POST", Role.ADMIN, {200, 404}),
+    ("/api/v1/field-service/webhook-endpoints/{endpoint_id}/secrets/previous", "DELETE", Role.ADMIN, {204, 404}),
+    ("/api/v1/field-service/webhook-endpoints/{endpoint_id}", "DELETE", Role.ADMIN, {204, 404}),
 ]
 CHECKS = [
     not_a_server_error,

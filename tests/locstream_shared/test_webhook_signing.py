@@ -1,5 +1,6 @@
-"""Webhook signatures (``notifier.signing``) as the Standard Webhooks reference library verifies them, rotation with
-two secrets, and what a receiver refuses: another secret, a changed body or id, a stale or future timestamp."""
+"""Webhook signatures (``locstream.webhook_signing``) as the Standard Webhooks reference library verifies them,
+rotation with two secrets, and what a receiver refuses: another secret, a changed body or id, a stale or future
+timestamp."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from notifier.signing import (
+from locstream.webhook_signing import (
     TOLERANCE_SECONDS,
     InvalidSignature,
     new_secret,
